@@ -1,0 +1,444 @@
+//! The shared cache: the only code that knows where things live inside it.
+//!
+//! ```text
+//! ROOT/CACHEDIR.TAG
+//! ROOT/locks/STUDY.lock                      one lock file per study, never removed while in use
+//! ROOT/studies/STUDY/manifest.json           what was asked, why, when, which instances are expected
+//! ROOT/studies/STUDY/series/SERIES/SOP.dcm   complete, checked instances (renamed into place)
+//! ROOT/studies/STUDY/tmp/*.part              instances being downloaded
+//! ```
+//!
+//! Every UID is a checked [`Uid`] before it becomes part of a path, so no
+//! name sent by the cloud can point outside the cache. An instance file
+//! exists under its final name only once its bytes are complete, synced and
+//! checked: its presence is the record that it is complete.
+
+mod fsutil;
+mod manifest;
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+pub use fsutil::{same_contents, tree_size};
+pub use manifest::{Manifest, Role, StudyInfo, now_rfc3339};
+
+use crate::uid::Uid;
+
+const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
+# This file is a cache directory tag created by retriever.\n\
+# For information about cache directory tags see https://bford.info/cachedir/\n";
+
+/// The cache directory.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    root: PathBuf,
+}
+
+/// How a study is locked: exclusively to change its files, shared to read them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    Exclusive,
+    Shared,
+}
+
+impl Cache {
+    /// Opens the cache at `root`, creating it (tagged with `CACHEDIR.TAG`) if needed.
+    pub fn open(root: &Path) -> Result<Cache> {
+        let cache = Cache { root: root.to_path_buf() };
+        for dir in [cache.studies_dir(), cache.locks_dir()] {
+            fsutil::create_dir_all(&dir).context("the cache directory is not usable; check its permissions or pass --cache DIR")?;
+        }
+        let tag = root.join("CACHEDIR.TAG");
+        if !tag.exists() {
+            fsutil::write_atomic(&tag, CACHEDIR_TAG.as_bytes())?;
+        }
+        Ok(cache)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn studies_dir(&self) -> PathBuf {
+        self.root.join("studies")
+    }
+
+    fn locks_dir(&self) -> PathBuf {
+        self.root.join("locks")
+    }
+
+    fn study_dir(&self, study: &Uid) -> PathBuf {
+        self.studies_dir().join(study.as_str())
+    }
+
+    /// Locks `study`, waiting for other processes that hold it. Calls
+    /// `on_wait` once if the lock is not free at once (to tell the user).
+    pub fn lock_study(&self, study: &Uid, mode: LockMode, on_wait: impl FnOnce()) -> Result<StudyEntry> {
+        let file = self.open_lock_file(study)?;
+        let path = self.locks_dir().join(format!("{study}.lock"));
+        let attempt = match mode {
+            LockMode::Exclusive => file.try_lock(),
+            LockMode::Shared => file.try_lock_shared(),
+        };
+        match attempt {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                on_wait();
+                match mode {
+                    LockMode::Exclusive => file.lock(),
+                    LockMode::Shared => file.lock_shared(),
+                }
+                .with_context(|| format!("failed to lock `{}`", path.display()))?;
+            }
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("failed to lock `{}`", path.display()));
+            }
+        }
+        Ok(StudyEntry {
+            uid: study.clone(),
+            dir: self.study_dir(study),
+            _lock: file,
+        })
+    }
+
+    /// Locks `study` exclusively if nobody else holds it; `None` if somebody does.
+    pub fn try_lock_study(&self, study: &Uid) -> Result<Option<StudyEntry>> {
+        let file = self.open_lock_file(study)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(StudyEntry {
+                uid: study.clone(),
+                dir: self.study_dir(study),
+                _lock: file,
+            })),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(e)) => Err(e).context("failed to lock a study in the cache"),
+        }
+    }
+
+    /// True when another process holds `study` exclusively right now
+    /// (a fetch writing it, a prune removing it).
+    pub fn is_busy(&self, study: &Uid) -> Result<bool> {
+        let file = self.open_lock_file(study)?;
+        match file.try_lock_shared() {
+            Ok(()) => Ok(false),
+            Err(fs::TryLockError::WouldBlock) => Ok(true),
+            Err(fs::TryLockError::Error(e)) => Err(e).context("failed to check a study's lock in the cache"),
+        }
+    }
+
+    fn open_lock_file(&self, study: &Uid) -> Result<File> {
+        let path = self.locks_dir().join(format!("{study}.lock"));
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("failed to open the lock file `{}`", path.display()))
+    }
+
+    /// Studies that have a manifest, sorted by UID. Entries whose name is
+    /// not a valid UID (something else put there) are ignored.
+    pub fn studies(&self) -> Result<Vec<Uid>> {
+        let dir = self.studies_dir();
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir).with_context(|| format!("failed to list `{}`", dir.display()))? {
+            let entry = entry.with_context(|| format!("failed to list `{}`", dir.display()))?;
+            let Some(uid) = entry.file_name().to_str().and_then(|n| Uid::parse(n).ok()) else {
+                continue;
+            };
+            if entry.path().join("manifest.json").is_file() {
+                out.push(uid);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Reads a study's manifest without locking (a snapshot: manifests are
+    /// replaced atomically, so it is always whole).
+    pub fn read_manifest(&self, study: &Uid) -> Result<Option<Manifest>> {
+        read_manifest_in(&self.study_dir(study))
+    }
+
+    /// The instance files present for `study` (see [`StudyEntry::present`]), read without a lock.
+    pub fn present(&self, study: &Uid) -> Result<BTreeMap<String, Instance>> {
+        present_in(&self.study_dir(study))
+    }
+
+    /// The directory holding a study's files, for showing to the user.
+    pub fn study_path(&self, study: &Uid) -> PathBuf {
+        self.study_dir(study)
+    }
+}
+
+/// A complete instance file in the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    pub series: String,
+    pub path: PathBuf,
+    pub bytes: u64,
+}
+
+/// A locked study; the lock is released when this is dropped.
+#[derive(Debug)]
+pub struct StudyEntry {
+    uid: Uid,
+    dir: PathBuf,
+    _lock: File,
+}
+
+/// What happened to a staged instance handed to [`StudyEntry::commit`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Commit {
+    /// Renamed into place.
+    Stored { bytes: u64 },
+    /// The same bytes were already there; the staged copy was discarded.
+    AlreadyPresent,
+    /// Different bytes are already stored under this SOP Instance UID; they were kept.
+    Conflict,
+}
+
+impl StudyEntry {
+    pub fn uid(&self) -> &Uid {
+        &self.uid
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn manifest(&self) -> Result<Option<Manifest>> {
+        read_manifest_in(&self.dir)
+    }
+
+    pub fn write_manifest(&self, manifest: &Manifest) -> Result<()> {
+        fsutil::create_dir_all(&self.dir)?;
+        let json = serde_json::to_vec_pretty(manifest).context("failed to encode a manifest")?;
+        fsutil::write_atomic(&self.dir.join("manifest.json"), &json)
+    }
+
+    /// Complete instance files, by SOP Instance UID.
+    pub fn present(&self) -> Result<BTreeMap<String, Instance>> {
+        present_in(&self.dir)
+    }
+
+    /// A new temporary file for an instance being downloaded.
+    pub fn stage(&self) -> Result<Staged> {
+        let tmp = self.dir.join("tmp");
+        fsutil::create_dir_all(&tmp)?;
+        let path = tmp.join(fsutil::unique_name("instance", "part"));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .with_context(|| format!("failed to create `{}`", path.display()))?;
+        Ok(Staged {
+            path,
+            file: Some(io::BufWriter::with_capacity(256 * 1024, file)),
+            bytes: 0,
+        })
+    }
+
+    /// Moves a finished, checked staged file to its final place, unless
+    /// that SOP Instance UID is already stored. Never overwrites.
+    pub fn commit(&self, mut staged: Staged, series: &Uid, sop: &Uid) -> Result<Commit> {
+        staged.finish()?;
+        let dir = self.dir.join("series").join(series.as_str());
+        let path = dir.join(format!("{sop}.dcm"));
+        if path.exists() {
+            let same = same_contents(&staged.path, &path)?;
+            return Ok(if same { Commit::AlreadyPresent } else { Commit::Conflict });
+        }
+        fsutil::create_dir_all(&dir)?;
+        // `hard_link` fails if the target exists, so two writers racing on
+        // the same instance can never overwrite each other's file.
+        match fs::hard_link(&staged.path, &path) {
+            Ok(()) => {
+                fsutil::sync_dir(&dir);
+                Ok(Commit::Stored { bytes: staged.bytes })
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let same = same_contents(&staged.path, &path)?;
+                Ok(if same { Commit::AlreadyPresent } else { Commit::Conflict })
+            }
+            Err(_) => {
+                // Filesystems without hard links: a rename is still atomic,
+                // and the lock on the study keeps other writers out.
+                fsutil::rename(&staged.path, &path)?;
+                fsutil::sync_dir(&dir);
+                Ok(Commit::Stored { bytes: staged.bytes })
+            }
+        }
+    }
+
+    /// Removes temporary files left by interrupted downloads of this study.
+    pub fn clean_tmp(&self) {
+        let _ = fs::remove_dir_all(self.dir.join("tmp"));
+    }
+}
+
+/// An instance being written to a temporary file; removed on drop unless committed.
+#[derive(Debug)]
+pub struct Staged {
+    path: PathBuf,
+    file: Option<io::BufWriter<File>>,
+    bytes: u64,
+}
+
+impl Staged {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Flushes and syncs the data to disk; the file can then be read back.
+    pub fn finish(&mut self) -> Result<()> {
+        if let Some(writer) = self.file.take() {
+            let file = writer
+                .into_inner()
+                .map_err(|e| e.into_error())
+                .with_context(|| format!("failed to write `{}`", self.path.display()))?;
+            file.sync_all().with_context(|| format!("failed to sync `{}`", self.path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+impl Write for Staged {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let file = self.file.as_mut().ok_or_else(|| io::Error::other("staged file already finished"))?;
+        let n = file.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self.file.as_mut() {
+            Some(f) => f.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        self.file.take();
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+fn read_manifest_in(dir: &Path) -> Result<Option<Manifest>> {
+    let path = dir.join("manifest.json");
+    let text = match fs::read(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("failed to read `{}`", path.display())),
+    };
+    let manifest: Manifest = serde_json::from_slice(&text)
+        .with_context(|| format!("the manifest `{}` is damaged; remove that study's directory and fetch it again", path.display()))?;
+    if manifest.version != Manifest::VERSION {
+        bail!(
+            "the manifest `{}` has version {} but this retriever reads version {}",
+            path.display(),
+            manifest.version,
+            Manifest::VERSION
+        );
+    }
+    Ok(Some(manifest))
+}
+
+fn present_in(dir: &Path) -> Result<BTreeMap<String, Instance>> {
+    let series_root = dir.join("series");
+    let mut out = BTreeMap::new();
+    let series_dirs = match fs::read_dir(&series_root) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e).with_context(|| format!("failed to list `{}`", series_root.display())),
+    };
+    for series in series_dirs {
+        let series = series.with_context(|| format!("failed to list `{}`", series_root.display()))?;
+        let Some(series_uid) = series.file_name().to_str().map(str::to_string) else { continue };
+        let files = fs::read_dir(series.path()).with_context(|| format!("failed to list `{}`", series.path().display()))?;
+        for file in files {
+            let file = file.with_context(|| format!("failed to list `{}`", series.path().display()))?;
+            let name = file.file_name();
+            let Some(sop) = name.to_str().and_then(|n| n.strip_suffix(".dcm")) else { continue };
+            let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+            out.insert(
+                sop.to_string(),
+                Instance {
+                    series: series_uid.clone(),
+                    path: file.path(),
+                    bytes,
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uid(s: &str) -> Uid {
+        Uid::parse(s).unwrap()
+    }
+
+    #[test]
+    fn stage_commit_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        assert!(dir.path().join("CACHEDIR.TAG").is_file());
+        let study = cache.lock_study(&uid("1.2.3"), LockMode::Exclusive, || {}).unwrap();
+
+        let mut a = study.stage().unwrap();
+        a.write_all(b"first").unwrap();
+        assert_eq!(study.commit(a, &uid("1.2.3.4"), &uid("1.2.3.4.5")).unwrap(), Commit::Stored { bytes: 5 });
+
+        let mut same = study.stage().unwrap();
+        same.write_all(b"first").unwrap();
+        assert_eq!(study.commit(same, &uid("1.2.3.4"), &uid("1.2.3.4.5")).unwrap(), Commit::AlreadyPresent);
+
+        let mut other = study.stage().unwrap();
+        other.write_all(b"other").unwrap();
+        assert_eq!(study.commit(other, &uid("1.2.3.4"), &uid("1.2.3.4.5")).unwrap(), Commit::Conflict);
+
+        let present = study.present().unwrap();
+        assert_eq!(present.len(), 1);
+        assert_eq!(fs::read(&present["1.2.3.4.5"].path).unwrap(), b"first");
+        // No temporary file is left behind.
+        assert_eq!(fs::read_dir(study.dir().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn exclusive_lock_excludes_and_manifest_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let held = cache.lock_study(&uid("1.2.3"), LockMode::Exclusive, || {}).unwrap();
+        assert!(cache.try_lock_study(&uid("1.2.3")).unwrap().is_none());
+        assert!(cache.try_lock_study(&uid("1.2.4")).unwrap().is_some());
+
+        let manifest = Manifest {
+            version: Manifest::VERSION,
+            study: StudyInfo { study_uid: "1.2.3".into(), ..Default::default() },
+            roles: vec![Role::Current { requested_as: "ACC1".into() }],
+            fetched_at: now_rfc3339(),
+            completed_at: None,
+            expected: [("1.2.3.4.5".to_string(), "1.2.3.4".to_string())].into(),
+        };
+        held.write_manifest(&manifest).unwrap();
+        assert_eq!(cache.read_manifest(&uid("1.2.3")).unwrap(), Some(manifest));
+        assert_eq!(cache.studies().unwrap(), vec![uid("1.2.3")]);
+        drop(held);
+        assert!(cache.try_lock_study(&uid("1.2.3")).unwrap().is_some());
+    }
+}

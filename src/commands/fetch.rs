@@ -1,0 +1,172 @@
+//! `retriever fetch`: studies and their priors from the cloud into the cache.
+
+use std::io::Write;
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+
+use crate::cache::{Cache, Role};
+use crate::cli::{FetchArgs, PriorModality};
+use crate::config::Settings;
+use crate::dicomweb::Client;
+use crate::fetch::{self, Fetched, Plan};
+use crate::priors::{ModalityRule, Rules};
+use crate::uid::Uid;
+use crate::ui;
+
+pub fn run(settings: &Settings, args: &FetchArgs) -> Result<()> {
+    let mut cloud = settings.cloud()?.clone();
+    if let Some(ts) = &args.transfer_syntax {
+        let ts = Uid::parse(ts).context("--transfer-syntax takes a transfer syntax UID, e.g. 1.2.840.10008.1.2.1")?;
+        cloud.transfer_syntax = Some(ts.to_string());
+    }
+    let client = Client::new(&cloud)?;
+    let reporter = ui::reporter(settings.quiet);
+    let rules = Rules {
+        count: args.priors,
+        years: args.prior_years,
+        modality: match args.prior_modality {
+            PriorModality::Any => ModalityRule::Any,
+            PriorModality::Same => ModalityRule::Same,
+        },
+    };
+    let plan = fetch::plan(&client, &args.studies, &rules, &*reporter);
+    if args.dry_run {
+        print_plan(&plan, args.json)?;
+        return summarize(plan.failures.len(), 0, plan.studies.len(), &plan.failures);
+    }
+    let cache = Cache::open(&settings.cache_root)?;
+    let planned = plan.studies.len();
+    let mut stdout = std::io::stdout().lock();
+    let mut print_error = None;
+    let outcome = fetch::fetch(&client, &cache, plan.studies, cloud.jobs, cloud.retries, &*reporter, &mut |f| {
+        if let Err(e) = print_fetched(&mut stdout, f, args.json) {
+            print_error.get_or_insert(e);
+        }
+    })?;
+    if let Some(e) = print_error {
+        return Err(e).context("failed to write to standard output");
+    }
+    for (planned, error) in &outcome.failed {
+        let label = planned.info.accession.as_deref().unwrap_or("no accession");
+        eprintln!("error: study {} ({label}, {}): {error:#}", planned.uid, planned.role);
+    }
+    summarize(plan.failures.len(), outcome.failed.len(), planned, &plan.failures)
+}
+
+/// Prints why each identifier failed to resolve, and fails the run when
+/// anything failed.
+fn summarize(unresolved: usize, failed: usize, total: usize, failures: &[(String, anyhow::Error)]) -> Result<()> {
+    for (id, error) in failures {
+        eprintln!("error: {id}: {error:#}");
+    }
+    match (unresolved, failed) {
+        (0, 0) => Ok(()),
+        (0, f) => bail!("{f} of {total} studies could not be fetched completely; run the same command again to resume"),
+        (u, 0) => bail!("{u} of the studies asked for could not be found or searched"),
+        (u, f) => bail!("{u} of the studies asked for could not be found or searched, and {f} could not be fetched completely"),
+    }
+}
+
+fn role_json(role: &Role) -> (&'static str, Option<&str>) {
+    match role {
+        Role::Current { .. } => ("current", None),
+        Role::Prior { of } => ("prior", Some(of.as_str())),
+    }
+}
+
+fn print_fetched(out: &mut impl Write, f: &Fetched, json: bool) -> Result<()> {
+    let info = &f.planned.info;
+    if json {
+        let (role, of) = role_json(&f.planned.role);
+        let value = json!({
+            "study_uid": f.planned.uid.as_str(),
+            "accession": info.accession,
+            "role": role,
+            "prior_of": of,
+            "patient_id": info.patient_id,
+            "issuer_of_patient_id": info.issuer_of_patient_id,
+            "study_date": info.study_date,
+            "modalities": info.modalities,
+            "instances": f.instances,
+            "bytes": f.bytes,
+            "path": f.path,
+        });
+        writeln!(out, "{value}")?;
+    } else {
+        writeln!(
+            out,
+            "{}\t{}\t{}\t{}\t{}\t{}\t{} instances\t{}\t{}",
+            f.planned.uid,
+            info.accession.as_deref().unwrap_or("-"),
+            f.planned.role,
+            info.patient_id.as_deref().unwrap_or("-"),
+            info.study_date.as_deref().unwrap_or("-"),
+            if info.modalities.is_empty() { "-".to_string() } else { info.modalities.join("/") },
+            f.instances,
+            super::human_bytes(f.bytes),
+            f.path.display()
+        )?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn print_plan(plan: &Plan, json: bool) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    for planned in &plan.studies {
+        let Role::Current { requested_as } = &planned.role else { continue };
+        let info = &planned.info;
+        if json {
+            writeln!(
+                out,
+                "{}",
+                json!({
+                    "study_uid": planned.uid.as_str(), "accession": info.accession, "role": "current",
+                    "requested_as": requested_as, "patient_id": info.patient_id, "study_date": info.study_date,
+                    "modalities": info.modalities, "fetch": true,
+                })
+            )?;
+        } else {
+            writeln!(
+                out,
+                "fetch  current  {}  {}  patient {}  {}  {}  (asked as {requested_as})",
+                planned.uid,
+                info.accession.as_deref().unwrap_or("-"),
+                info.patient_id.as_deref().unwrap_or("-"),
+                info.study_date.as_deref().unwrap_or("-"),
+                info.modalities.join("/"),
+            )?;
+        }
+        let Some(report) = plan.priors.iter().find(|r| r.current.study_uid == info.study_uid) else { continue };
+        for d in &report.decisions {
+            if d.study.study_uid == info.study_uid {
+                continue;
+            }
+            let s = &d.study;
+            if json {
+                writeln!(
+                    out,
+                    "{}",
+                    json!({
+                        "study_uid": s.study_uid, "accession": s.accession, "role": "prior", "prior_of": info.study_uid,
+                        "patient_id": s.patient_id, "issuer_of_patient_id": s.issuer_of_patient_id,
+                        "study_date": s.study_date, "modalities": s.modalities, "fetch": d.chosen, "reason": d.reason,
+                    })
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "{}  prior    {}  {}  {}  {}  {}",
+                    if d.chosen { "fetch" } else { "skip " },
+                    s.study_uid,
+                    s.accession.as_deref().unwrap_or("-"),
+                    s.study_date.as_deref().unwrap_or("-"),
+                    s.modalities.join("/"),
+                    d.reason
+                )?;
+            }
+        }
+    }
+    Ok(())
+}

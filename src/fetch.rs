@@ -1,0 +1,580 @@
+//! `fetch`: find studies in the cloud, choose their priors, and pull every
+//! instance into the cache, resuming with whatever is already complete.
+//!
+//! The work is done in three steps so that all downloads share one pool of
+//! connections: plan (QIDO: which studies, which instances), download (all
+//! missing instances of all studies, in parallel), and settle (which studies
+//! are now complete). Downloads that fail transiently are retried in further
+//! rounds that ask only for what is still missing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, Read, Write};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use rayon::prelude::*;
+
+use crate::cache::{Cache, Commit, LockMode, Manifest, Role, StudyEntry, StudyInfo, now_rfc3339};
+use crate::dicomweb::{Client, DicomJson, PartHeaders, Target};
+use crate::instance::{self, Expectation};
+use crate::priors::{self, Decision, Rules};
+use crate::report::Reporter;
+use crate::uid::Uid;
+
+/// Set by the Ctrl-C handler: stop taking new work.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// The run was stopped by Ctrl-C; `main` turns this into exit status 130.
+#[derive(Debug)]
+pub struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted; what was complete is kept in the cache, run the same command again to resume")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+fn check_interrupted() -> Result<()> {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        Err(Interrupted.into())
+    } else {
+        Ok(())
+    }
+}
+
+const STUDY_FIELDS: [&str; 9] = [
+    "00080020", // StudyDate
+    "00080050", // AccessionNumber
+    "00080061", // ModalitiesInStudy
+    "00081030", // StudyDescription
+    "00100010", // PatientName
+    "00100020", // PatientID
+    "00100021", // IssuerOfPatientID
+    "0020000D", // StudyInstanceUID
+    "00201208", // NumberOfStudyRelatedInstances
+];
+
+/// A study the run will fetch, and why.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub info: StudyInfo,
+    pub uid: Uid,
+    pub role: Role,
+}
+
+/// The verdicts on the priors of one current study (for `--dry-run`).
+#[derive(Debug, Clone)]
+pub struct PriorReport {
+    pub current: StudyInfo,
+    pub decisions: Vec<Decision>,
+}
+
+/// What `plan` found: the studies to fetch in order (each current study
+/// followed by its priors, no study twice), and what could not be resolved.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub studies: Vec<Planned>,
+    pub priors: Vec<PriorReport>,
+    pub failures: Vec<(String, anyhow::Error)>,
+}
+
+fn study_info(json: &DicomJson) -> Result<(Uid, StudyInfo)> {
+    let uid = json.uid(0x0020_000D)?;
+    let info = StudyInfo {
+        study_uid: uid.to_string(),
+        accession: json.string(0x0008_0050),
+        patient_id: json.string(0x0010_0020),
+        issuer_of_patient_id: json.string(0x0010_0021),
+        patient_name: json.string(0x0010_0010),
+        study_date: json.string(0x0008_0020),
+        study_description: json.string(0x0008_1030),
+        modalities: json.strings(0x0008_0061),
+    };
+    Ok((uid, info))
+}
+
+fn search_studies(client: &Client, key: &str, value: &str) -> Result<Vec<(Uid, StudyInfo)>> {
+    let mut params: Vec<(&str, &str)> = vec![(key, value)];
+    params.extend(STUDY_FIELDS.iter().map(|f| ("includefield", *f)));
+    client
+        .search_studies(&params)?
+        .iter()
+        .map(study_info)
+        .collect::<Result<Vec<_>>>()
+        .with_context(|| format!("the cloud's answer to the search {key}={value} is not usable"))
+}
+
+/// Finds the studies an identifier names: a Study Instance UID, or else an
+/// accession number.
+fn resolve(client: &Client, id: &str) -> Result<Vec<(Uid, StudyInfo)>> {
+    if id.contains('.') && Uid::parse(id).is_ok() {
+        let found = search_studies(client, "StudyInstanceUID", id)?;
+        if !found.is_empty() {
+            return Ok(found);
+        }
+    }
+    let found = search_studies(client, "AccessionNumber", id)?;
+    if found.is_empty() {
+        bail!(
+            "no study with accession number or Study Instance UID `{id}` in the cloud at `{}`; check the number",
+            client.base()
+        );
+    }
+    Ok(found)
+}
+
+/// Resolves every identifier and chooses the priors of each study found.
+pub fn plan(client: &Client, ids: &[String], rules: &Rules, reporter: &dyn Reporter) -> Plan {
+    let mut plan = Plan::default();
+    let mut seen = BTreeSet::new();
+    let today = priors::today();
+    for id in ids {
+        let found = match resolve(client, id) {
+            Ok(found) => found,
+            Err(e) => {
+                plan.failures.push((id.clone(), e));
+                continue;
+            }
+        };
+        if found.len() > 1 {
+            let patients: BTreeSet<_> = found.iter().filter_map(|(_, s)| s.patient_id.clone()).collect();
+            reporter.warn(&format!(
+                "`{id}` matches {} studies (patients: {}); fetching all of them",
+                found.len(),
+                patients.into_iter().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        for (uid, info) in found {
+            if seen.insert(uid.clone()) {
+                plan.studies.push(Planned {
+                    info: info.clone(),
+                    uid: uid.clone(),
+                    role: Role::Current { requested_as: id.clone() },
+                });
+            }
+            if rules.count == 0 {
+                continue;
+            }
+            let Some(patient) = info.patient_id.clone() else {
+                reporter.warn(&format!("study `{uid}` has no Patient ID, so no priors can be found for it"));
+                continue;
+            };
+            let candidates = match search_studies(client, "PatientID", &patient) {
+                Ok(c) => c,
+                Err(e) => {
+                    plan.failures.push((format!("priors of {id}"), e));
+                    continue;
+                }
+            };
+            let infos: Vec<StudyInfo> = candidates.into_iter().map(|(_, s)| s).collect();
+            let decisions = priors::select(&info, &infos, rules, &today);
+            for d in decisions.iter().filter(|d| d.chosen) {
+                let prior_uid = Uid::parse(&d.study.study_uid).expect("checked by study_info");
+                if seen.insert(prior_uid.clone()) {
+                    plan.studies.push(Planned {
+                        info: d.study.clone(),
+                        uid: prior_uid,
+                        role: Role::Prior { of: uid.to_string() },
+                    });
+                }
+            }
+            plan.priors.push(PriorReport { current: info, decisions });
+        }
+    }
+    plan
+}
+
+/// A study that is now complete in the cache.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub planned: Planned,
+    pub instances: usize,
+    pub bytes: u64,
+    pub path: std::path::PathBuf,
+    /// Instances that were already in the cache before this run.
+    pub reused: usize,
+}
+
+/// How the whole run went.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub fetched: Vec<Fetched>,
+    pub failed: Vec<(Planned, anyhow::Error)>,
+}
+
+/// One study being fetched.
+struct Work {
+    planned: Planned,
+    entry: StudyEntry,
+    expected: BTreeMap<String, String>,
+    reused: usize,
+    rejections: Mutex<Vec<String>>,
+    error: Mutex<Option<anyhow::Error>>,
+    transient_error: Mutex<Option<anyhow::Error>>,
+}
+
+/// Fetches every planned study into the cache. Calls `on_complete` for
+/// each study as soon as it is complete (so callers can print it at once).
+pub fn fetch(
+    client: &Client,
+    cache: &Cache,
+    studies: Vec<Planned>,
+    jobs: usize,
+    retries: u32,
+    reporter: &dyn Reporter,
+    on_complete: &mut dyn FnMut(&Fetched),
+) -> Result<Outcome> {
+    let mut outcome = Outcome::default();
+    let mut work = Vec::new();
+    for planned in studies {
+        check_interrupted()?;
+        match prepare(client, cache, planned.clone(), reporter) {
+            Ok(w) => work.push(w),
+            Err(e) if e.is::<Interrupted>() => return Err(e),
+            Err(e) => {
+                reporter.study_finished(&planned.uid, false, "failed");
+                outcome.failed.push((planned, e));
+            }
+        }
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(jobs.max(1))
+        .thread_name(|i| format!("fetch-{i}"))
+        .build()
+        .context("failed to start the download threads")?;
+
+    let mut round = 0u32;
+    let mut quiet_rounds = 0u32;
+    while !work.is_empty() {
+        let tasks: Vec<(usize, Target)> = work
+            .iter()
+            .enumerate()
+            .flat_map(|(i, w)| missing_targets(w).unwrap_or_default().into_iter().map(move |t| (i, t)))
+            .collect();
+        let before: usize = work.iter().map(|w| w.entry.present().map(|p| p.len()).unwrap_or(0)).sum();
+        pool.install(|| {
+            tasks.par_iter().for_each(|(i, target)| {
+                if INTERRUPTED.load(Ordering::SeqCst) {
+                    return;
+                }
+                download(client, &work[*i], target, reporter);
+            })
+        });
+        check_interrupted()?;
+        let after: usize = work.iter().map(|w| w.entry.present().map(|p| p.len()).unwrap_or(0)).sum();
+
+        // Settle: complete studies are done, studies with a permanent error
+        // have failed, the rest go to another round.
+        let mut next = Vec::new();
+        for w in work {
+            match settle(&w) {
+                Ok(Some(fetched)) => {
+                    let summary = format!("{} instances", fetched.instances);
+                    reporter.study_finished(&w.planned.uid, true, &summary);
+                    on_complete(&fetched);
+                    outcome.fetched.push(fetched);
+                }
+                Ok(None) if w.error.lock().unwrap().is_none() && w.rejections.lock().unwrap().is_empty() => next.push(w),
+                Ok(None) => {
+                    let error = study_error(&w);
+                    reporter.study_finished(&w.planned.uid, false, "failed");
+                    outcome.failed.push((w.planned, error));
+                }
+                Err(e) => {
+                    reporter.study_finished(&w.planned.uid, false, "failed");
+                    outcome.failed.push((w.planned, e));
+                }
+            }
+        }
+        work = next;
+        if work.is_empty() {
+            break;
+        }
+        if after > before {
+            quiet_rounds = 0;
+        } else {
+            quiet_rounds += 1;
+        }
+        round += 1;
+        if quiet_rounds > retries {
+            for w in work.drain(..) {
+                let error = study_error(&w);
+                reporter.study_finished(&w.planned.uid, false, "failed");
+                outcome.failed.push((w.planned, error));
+            }
+            break;
+        }
+        let delay = Duration::from_millis(500u64.saturating_mul(1 << quiet_rounds.min(6)));
+        for w in &work {
+            if let Some(e) = w.transient_error.lock().unwrap().take() {
+                reporter.info(&format!(
+                    "study {}: {e:#}; resuming with what is missing (round {})",
+                    w.planned.uid,
+                    round + 1
+                ));
+            }
+        }
+        sleep_unless_interrupted(delay)?;
+    }
+    Ok(outcome)
+}
+
+fn sleep_unless_interrupted(delay: Duration) -> Result<()> {
+    let step = Duration::from_millis(50);
+    let mut slept = Duration::ZERO;
+    while slept < delay {
+        check_interrupted()?;
+        std::thread::sleep(step);
+        slept += step;
+    }
+    Ok(())
+}
+
+/// The error to report for a study that did not complete.
+fn study_error(w: &Work) -> anyhow::Error {
+    if let Some(e) = w.error.lock().unwrap().take() {
+        return e;
+    }
+    let rejections = w.rejections.lock().unwrap();
+    if !rejections.is_empty() {
+        let more = if rejections.len() > 1 { format!(" (and {} more)", rejections.len() - 1) } else { String::new() };
+        return anyhow!("{}{more}", rejections[0]);
+    }
+    let missing = missing_count(w);
+    let last = w.transient_error.lock().unwrap().take();
+    match last {
+        Some(e) => e.context(format!("{missing} instances are still missing")),
+        None => anyhow!("{missing} instances the cloud listed never arrived; the study may be changing in the cloud, try again later"),
+    }
+}
+
+fn missing_count(w: &Work) -> usize {
+    let present = w.entry.present().unwrap_or_default();
+    w.expected.keys().filter(|sop| !present.contains_key(*sop)).count()
+}
+
+/// Lists the study's instances in the cloud, locks it in the cache and
+/// records the manifest.
+fn prepare(client: &Client, cache: &Cache, planned: Planned, reporter: &dyn Reporter) -> Result<Work> {
+    let uid = &planned.uid;
+    let listed = client
+        .search_instances(uid, &[("includefield", "0020000E")])
+        .with_context(|| format!("failed to list the instances of study `{uid}`"))?;
+    let mut expected = BTreeMap::new();
+    for json in &listed {
+        let sop = json.uid(0x0008_0018).with_context(|| format!("the cloud listed a bad instance in study `{uid}`"))?;
+        let series = json.uid(0x0020_000E).with_context(|| format!("the cloud listed a bad instance in study `{uid}`"))?;
+        expected.insert(sop.to_string(), series.to_string());
+    }
+    if expected.is_empty() {
+        bail!("the cloud lists no instances for study `{uid}`");
+    }
+    let entry = cache.lock_study(uid, LockMode::Exclusive, || {
+        reporter.info(&format!("waiting for another retriever process that is using study {uid}"))
+    })?;
+    entry.clean_tmp();
+    let mut manifest = entry.manifest()?.unwrap_or_else(|| Manifest {
+        version: Manifest::VERSION,
+        study: planned.info.clone(),
+        roles: Vec::new(),
+        fetched_at: String::new(),
+        completed_at: None,
+        expected: BTreeMap::new(),
+    });
+    manifest.study = planned.info.clone();
+    manifest.add_role(planned.role.clone());
+    manifest.fetched_at = now_rfc3339();
+    if manifest.expected != expected {
+        manifest.completed_at = None;
+        manifest.expected = expected.clone();
+    }
+    entry.write_manifest(&manifest)?;
+    let present = entry.present()?;
+    let reused = expected.keys().filter(|sop| present.contains_key(*sop)).count();
+    let label = format!(
+        "{} ({})",
+        planned.info.accession.as_deref().unwrap_or(uid.as_str()),
+        match planned.role {
+            Role::Current { .. } => "current",
+            Role::Prior { .. } => "prior",
+        }
+    );
+    reporter.study_started(uid, &label, expected.len() as u64, reused as u64);
+    Ok(Work {
+        planned,
+        entry,
+        expected,
+        reused,
+        rejections: Mutex::new(Vec::new()),
+        error: Mutex::new(None),
+        transient_error: Mutex::new(None),
+    })
+}
+
+/// What to ask the cloud for: whole series where nothing of them is here
+/// yet, single instances where a series is partly here.
+fn missing_targets(w: &Work) -> Result<Vec<Target>> {
+    let present = w.entry.present()?;
+    let mut by_series: BTreeMap<&str, (usize, Vec<&str>)> = BTreeMap::new();
+    for (sop, series) in &w.expected {
+        let slot = by_series.entry(series.as_str()).or_default();
+        slot.0 += 1;
+        if !present.contains_key(sop) {
+            slot.1.push(sop.as_str());
+        }
+    }
+    let study = &w.planned.uid;
+    let mut targets = Vec::new();
+    for (series, (total, missing)) in by_series {
+        let series = Uid::parse(series)?;
+        if missing.len() == total {
+            targets.push(Target::Series(study.clone(), series));
+        } else {
+            for sop in missing {
+                targets.push(Target::Instance(study.clone(), series.clone(), Uid::parse(sop)?));
+            }
+        }
+    }
+    Ok(targets)
+}
+
+/// A read from the cloud's response failed (cut connection, idle timeout):
+/// transient, unlike an error writing to the cache.
+#[derive(Debug)]
+struct BodyReadFailed(io::Error);
+
+impl std::fmt::Display for BodyReadFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the download was cut short: {}", self.0)
+    }
+}
+
+impl std::error::Error for BodyReadFailed {}
+
+/// Downloads one target and accepts every good part into the cache.
+fn download(client: &Client, w: &Work, target: &Target, reporter: &dyn Reporter) {
+    let study = &w.planned.uid;
+    let patient_id = w.planned.info.patient_id.as_deref();
+    let series_of = |sop: &str| w.expected.get(sop).cloned();
+    let want = Expectation {
+        study,
+        patient_id,
+        series_of: &series_of,
+    };
+    let mut part_no = 0usize;
+    let mut on_part = |_headers: &PartHeaders, body: &mut dyn Read| -> Result<()> {
+        check_interrupted()?;
+        part_no += 1;
+        let reject = |why: String| {
+            let message = format!("rejected part {part_no} of {} for study `{study}`: {why}", describe(target));
+            reporter.warn(&message);
+            w.rejections.lock().unwrap().push(message);
+        };
+        let mut staged = w.entry.stage()?;
+        if let Some(why) = copy_part(body, &mut staged)? {
+            reject(why);
+            return Ok(());
+        }
+        staged.finish()?;
+        let header = match instance::read_header(staged.path()) {
+            Ok(h) => h,
+            Err(e) => {
+                reject(format!("{e:#}"));
+                return Ok(());
+            }
+        };
+        if let Err(e) = instance::check(&header, &want) {
+            reject(format!("instance `{}`: {e:#}", header.sop_instance));
+            return Ok(());
+        }
+        match w.entry.commit(staged, &header.series, &header.sop_instance)? {
+            Commit::Stored { bytes } => reporter.instance_done(study, bytes),
+            Commit::AlreadyPresent => {}
+            Commit::Conflict => reject(format!(
+                "instance `{}` is already in the cache with different bytes; the first copy was kept",
+                header.sop_instance
+            )),
+        }
+        Ok(())
+    };
+    if let Err(e) = client.retrieve(target, &mut on_part) {
+        let transient = e.transient || e.error.chain().any(|c| c.is::<BodyReadFailed>());
+        let error = e.error.context(format!("failed to download {} of study `{study}`", describe(target)));
+        if error.chain().any(|c| c.is::<Interrupted>()) {
+            return;
+        }
+        if transient {
+            *w.transient_error.lock().unwrap() = Some(error);
+        } else {
+            w.error.lock().unwrap().get_or_insert(error);
+        }
+    }
+}
+
+fn describe(target: &Target) -> String {
+    match target {
+        Target::Study(_) => "the study".into(),
+        Target::Series(_, series) => format!("series `{series}`"),
+        Target::Instance(_, _, sop) => format!("instance `{sop}`"),
+    }
+}
+
+/// Copies a part's body into the staged file, checking early that it is a
+/// DICOM Part-10 file so that garbage is not written out in full. Returns
+/// why the part is not acceptable, if it is not.
+fn copy_part(body: &mut dyn Read, out: &mut impl Write) -> Result<Option<String>> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut read = |buf: &mut [u8]| loop {
+        match body.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other.map_err(BodyReadFailed),
+        }
+    };
+    let mut filled = 0;
+    while filled < 132 {
+        let n = read(&mut buf[filled..])?;
+        if n == 0 {
+            return Ok(Some(format!("it is not a DICOM Part-10 file (only {filled} bytes)")));
+        }
+        filled += n;
+    }
+    if &buf[128..132] != b"DICM" {
+        return Ok(Some("it is not a DICOM Part-10 file (no DICM marker at byte 128)".into()));
+    }
+    out.write_all(&buf[..filled]).context("failed to write to the cache")?;
+    loop {
+        let n = read(&mut buf)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        out.write_all(&buf[..n]).context("failed to write to the cache")?;
+    }
+}
+
+/// Checks whether the study is complete; if so records it in the manifest.
+fn settle(w: &Work) -> Result<Option<Fetched>> {
+    let present = w.entry.present()?;
+    if w.expected.keys().any(|sop| !present.contains_key(sop)) {
+        return Ok(None);
+    }
+    let mut manifest = w
+        .entry
+        .manifest()?
+        .context("the study's manifest disappeared from the cache while it was being fetched")?;
+    if manifest.completed_at.is_none() {
+        manifest.completed_at = Some(now_rfc3339());
+        w.entry.write_manifest(&manifest)?;
+    }
+    let bytes = w.expected.keys().filter_map(|sop| present.get(sop)).map(|i| i.bytes).sum();
+    Ok(Some(Fetched {
+        planned: w.planned.clone(),
+        instances: w.expected.len(),
+        bytes,
+        path: w.entry.dir().to_path_buf(),
+        reused: w.reused,
+    }))
+}

@@ -1,0 +1,80 @@
+//! Progress bars on a terminal, with indicatif: the only module that knows
+//! about it. One bar per study in flight.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::report::{Plain, Reporter};
+use crate::uid::Uid;
+
+/// The reporter for this run: bars when stderr is a terminal and the run is
+/// not quiet, plain warnings otherwise.
+pub fn reporter(quiet: bool) -> Box<dyn Reporter> {
+    if quiet || !std::io::stderr().is_terminal() {
+        Box::new(Plain { quiet })
+    } else {
+        Box::new(Bars::new())
+    }
+}
+
+struct Bars {
+    multi: MultiProgress,
+    bars: Mutex<HashMap<Uid, ProgressBar>>,
+    style: ProgressStyle,
+}
+
+impl Bars {
+    fn new() -> Bars {
+        let style = ProgressStyle::with_template(
+            "{prefix:.bold} [{bar:28.cyan/blue}] {pos}/{len} {msg} ({per_sec}, {elapsed})",
+        )
+        .expect("valid progress template")
+        .progress_chars("=> ");
+        Bars {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10)),
+            bars: Mutex::new(HashMap::new()),
+            style,
+        }
+    }
+
+    fn bar(&self, study: &Uid) -> Option<ProgressBar> {
+        self.bars.lock().unwrap().get(study).cloned()
+    }
+}
+
+impl Reporter for Bars {
+    fn study_started(&self, study: &Uid, label: &str, total: u64, done: u64) {
+        let bar = self.multi.add(ProgressBar::new(total));
+        bar.set_style(self.style.clone());
+        bar.set_prefix(label.to_string());
+        bar.set_position(done);
+        bar.set_message("instances");
+        bar.enable_steady_tick(Duration::from_millis(200));
+        self.bars.lock().unwrap().insert(study.clone(), bar);
+    }
+
+    fn instance_done(&self, study: &Uid, _bytes: u64) {
+        if let Some(bar) = self.bar(study) {
+            bar.inc(1);
+        }
+    }
+
+    fn study_finished(&self, study: &Uid, ok: bool, summary: &str) {
+        if let Some(bar) = self.bars.lock().unwrap().remove(study) {
+            let mark = if ok { "done" } else { "FAILED" };
+            bar.finish_with_message(format!("{mark}: {summary}"));
+        }
+    }
+
+    fn warn(&self, message: &str) {
+        let _ = self.multi.println(format!("warning: {message}"));
+    }
+
+    fn info(&self, message: &str) {
+        let _ = self.multi.println(message);
+    }
+}
