@@ -6,6 +6,7 @@
 //! ROOT/studies/STUDY/manifest.json           what was asked, why, when, which instances are expected
 //! ROOT/studies/STUDY/series/SERIES/SOP.dcm   complete, checked instances (renamed into place)
 //! ROOT/studies/STUDY/tmp/*.part              instances being downloaded
+//! ROOT/studies/STUDY/delivered/DEST.jsonl     delivery journal: one line per C-STORE answer
 //! ```
 //!
 //! Every UID is a checked [`Uid`] before it becomes part of a path, so no
@@ -14,6 +15,7 @@
 //! checked: its presence is the record that it is complete.
 
 mod fsutil;
+mod journal;
 mod manifest;
 
 use std::collections::BTreeMap;
@@ -24,6 +26,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 pub use fsutil::{same_contents, tree_size};
+pub use journal::{Delivery, DeliveryState, Journal};
 pub use manifest::{Manifest, Role, StudyInfo, now_rfc3339};
 
 use crate::uid::Uid;
@@ -170,6 +173,17 @@ impl Cache {
         present_in(&self.study_dir(study))
     }
 
+    /// What the delivery journal of `study` says about `destination` (a
+    /// [`crate::config::Destination::key`]): the last record of each instance.
+    pub fn deliveries(&self, study: &Uid, destination: &str) -> Result<BTreeMap<String, Delivery>> {
+        journal::read(&journal::path(&self.study_dir(study), destination))
+    }
+
+    /// The destinations a study has a delivery journal for.
+    pub fn delivery_destinations(&self, study: &Uid) -> Result<Vec<String>> {
+        journal::destinations(&self.study_dir(study))
+    }
+
     /// The directory holding a study's files, for showing to the user.
     pub fn study_path(&self, study: &Uid) -> PathBuf {
         self.study_dir(study)
@@ -274,6 +288,12 @@ impl StudyEntry {
                 Ok(Commit::Stored { bytes: staged.bytes })
             }
         }
+    }
+
+    /// Opens the delivery journal of this study for `destination` (a
+    /// [`crate::config::Destination::key`]), locked against other writers.
+    pub fn journal(&self, destination: &str) -> Result<Journal> {
+        Journal::open(&journal::path(&self.dir, destination))
     }
 
     /// Removes temporary files left by interrupted downloads of this study.

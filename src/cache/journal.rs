@@ -1,0 +1,180 @@
+//! The delivery journal of a study for one destination: an append-only file
+//! of JSON lines, one per answer the destination gave (or per failure to
+//! get one). The last line about an instance is its state. Appending a line
+//! is cheap whatever the study's size, and a line torn by a crash is ignored
+//! on reading, so the worst a crash can do is have an instance sent again.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// Where an instance stands with a destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Stored, status 0000.
+    Delivered,
+    /// Stored with a warning status (Bxxx and the like): delivered, and said.
+    Warning,
+    /// Not stored: a failure status, a refused syntax, or no answer.
+    Failed,
+}
+
+impl DeliveryState {
+    pub fn is_delivered(self) -> bool {
+        matches!(self, DeliveryState::Delivered | DeliveryState::Warning)
+    }
+}
+
+/// One line of the journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub sop: String,
+    pub state: DeliveryState,
+    /// The DIMSE status, when the destination answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// What went wrong or what the warning means.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// RFC 3339, UTC.
+    pub at: String,
+}
+
+pub(super) fn path(study_dir: &Path, destination: &str) -> PathBuf {
+    study_dir.join("delivered").join(format!("{destination}.jsonl"))
+}
+
+pub(super) fn destinations(study_dir: &Path) -> Result<Vec<String>> {
+    let dir = study_dir.join("delivered");
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("failed to list `{}`", dir.display())),
+    };
+    let mut out: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".jsonl")).map(str::to_string))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// The last record of each instance in the journal at `path`.
+pub(super) fn read(path: &Path) -> Result<BTreeMap<String, Delivery>> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(e).with_context(|| format!("failed to read `{}`", path.display())),
+    };
+    let mut out = BTreeMap::new();
+    for line in BufReader::new(file).lines() {
+        let line = line.with_context(|| format!("failed to read `{}`", path.display()))?;
+        // A line cut short by a crash does not parse and is skipped.
+        if let Ok(record) = serde_json::from_str::<Delivery>(&line) {
+            out.insert(record.sop.clone(), record);
+        }
+    }
+    Ok(out)
+}
+
+/// An open journal, locked against other writers until dropped.
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+}
+
+impl Journal {
+    pub(super) fn open(path: &Path) -> Result<Journal> {
+        let dir = path.parent().context("journal path has no parent")?;
+        super::fsutil::create_dir_all(dir)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("failed to open the delivery journal `{}`", path.display()))?;
+        file.lock()
+            .with_context(|| format!("failed to lock the delivery journal `{}`", path.display()))?;
+        let mut journal = Journal {
+            path: path.to_path_buf(),
+            file,
+        };
+        journal.heal()?;
+        Ok(journal)
+    }
+
+    /// Ends a line torn by a crash, so that the next record starts on a line of its own.
+    fn heal(&mut self) -> Result<()> {
+        let bytes = fs::read(&self.path).with_context(|| format!("failed to read `{}`", self.path.display()))?;
+        if bytes.last().is_some_and(|b| *b != b'\n') {
+            self.file
+                .write_all(b"\n")
+                .with_context(|| format!("failed to write `{}`", self.path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// The last record of each instance.
+    pub fn read(&self) -> Result<BTreeMap<String, Delivery>> {
+        read(&self.path)
+    }
+
+    /// Appends a record. It survives the process being killed at once; call
+    /// [`Journal::sync`] to make it survive a power cut too.
+    pub fn record(&mut self, delivery: &Delivery) -> Result<()> {
+        let mut line = serde_json::to_vec(delivery).context("failed to encode a delivery record")?;
+        line.push(b'\n');
+        self.file
+            .write_all(&line)
+            .with_context(|| format!("failed to write the delivery journal `{}`", self.path.display()))
+    }
+
+    pub fn sync(&mut self) -> Result<()> {
+        self.file
+            .sync_data()
+            .with_context(|| format!("failed to sync the delivery journal `{}`", self.path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(sop: &str, state: DeliveryState) -> Delivery {
+        Delivery {
+            sop: sop.into(),
+            state,
+            status: Some(0),
+            detail: None,
+            at: "2026-11-27T00:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn last_record_wins_and_torn_lines_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path(dir.path(), "PACS@host_104");
+        {
+            let mut j = Journal::open(&path).unwrap();
+            j.record(&record("1.1", DeliveryState::Failed)).unwrap();
+            j.record(&record("1.2", DeliveryState::Delivered)).unwrap();
+            j.record(&record("1.1", DeliveryState::Warning)).unwrap();
+        }
+        // A crash in the middle of a line.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"sop\":\"1.3\",\"sta").unwrap();
+        drop(f);
+        let mut j = Journal::open(&path).unwrap();
+        j.record(&record("1.4", DeliveryState::Delivered)).unwrap();
+        let state = j.read().unwrap();
+        assert_eq!(state.len(), 3);
+        assert_eq!(state["1.1"].state, DeliveryState::Warning);
+        assert!(state["1.4"].state.is_delivered());
+        assert_eq!(destinations(dir.path()).unwrap(), vec!["PACS@host_104".to_string()]);
+    }
+}
