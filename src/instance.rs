@@ -26,7 +26,7 @@ pub fn read_header(path: &Path) -> Result<Header> {
     let obj = OpenFileOptions::new()
         .read_until(tags::PIXEL_DATA)
         .open_file(path)
-        .map_err(|e| anyhow::anyhow!("{e}"))
+        .map_err(anyhow::Error::new)
         .context("it does not parse as a DICOM Part-10 file")?;
     let text = |tag, name: &str| -> Result<String> {
         let value = obj
@@ -76,18 +76,18 @@ pub fn check(header: &Header, want: &Expectation) -> Result<()> {
             header.study
         );
     }
-    if let (Some(want_pid), Some(got)) = (want.patient_id, header.patient_id.as_deref()) {
-        if want_pid.trim() != got.trim() {
-            bail!("its Patient ID `{got}` is not the study's Patient ID `{want_pid}`");
-        }
+    if let (Some(want_pid), Some(got)) = (want.patient_id, header.patient_id.as_deref())
+        && want_pid.trim() != got.trim()
+    {
+        bail!("its Patient ID `{got}` is not the study's Patient ID `{want_pid}`");
     }
-    if let Some(series) = (want.series_of)(header.sop_instance.as_str()) {
-        if series != header.series.as_str() {
-            bail!(
-                "it is in series `{}` but the cloud listed it in series `{series}`",
-                header.series
-            );
-        }
+    if let Some(series) = (want.series_of)(header.sop_instance.as_str())
+        && series != header.series.as_str()
+    {
+        bail!(
+            "it is in series `{}` but the cloud listed it in series `{series}`",
+            header.series
+        );
     }
     Ok(())
 }

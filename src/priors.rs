@@ -64,14 +64,14 @@ fn passed_over(current: &StudyInfo, study: &StudyInfo, rules: &Rules, anchor: &s
     if study.study_uid == current.study_uid {
         return Some("the current study itself".into());
     }
-    if let (Some(a), Some(b)) = (&current.issuer_of_patient_id, &study.issuer_of_patient_id) {
-        if a.trim() != b.trim() {
-            return Some(format!(
-                "same Patient ID but another issuer (`{}`, the current study's is `{}`): another patient",
-                b.trim(),
-                a.trim()
-            ));
-        }
+    if let (Some(a), Some(b)) = (&current.issuer_of_patient_id, &study.issuer_of_patient_id)
+        && a.trim() != b.trim()
+    {
+        return Some(format!(
+            "same Patient ID but another issuer (`{}`, the current study's is `{}`): another patient",
+            b.trim(),
+            a.trim()
+        ));
     }
     if current.patient_id.as_deref().map(str::trim) != study.patient_id.as_deref().map(str::trim) {
         return Some("another Patient ID".into());
@@ -113,7 +113,7 @@ fn years_before(date: &str, years: u32) -> String {
     let year: u32 = date[..4].parse().unwrap_or(0);
     let mut month_day = date[4..].to_string();
     let back = year.saturating_sub(years);
-    let leap = |y: u32| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let leap = |y: u32| (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);
     if month_day == "0229" && !leap(back) {
         month_day = "0228".into();
     }

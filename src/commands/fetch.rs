@@ -21,6 +21,12 @@ pub fn run(settings: &Settings, args: &FetchArgs) -> Result<()> {
         cloud.transfer_syntax = Some(ts.to_string());
     }
     let client = Client::new(&cloud)?;
+    // With --store, a missing or wrong destination is found before any download.
+    let store = if args.store && !args.dry_run {
+        Some(super::store::store_options(settings, &args.dimse)?)
+    } else {
+        None
+    };
     let reporter = ui::reporter(settings.quiet);
     let rules = Rules {
         count: args.priors,
@@ -40,8 +46,13 @@ pub fn run(settings: &Settings, args: &FetchArgs) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     let mut print_error = None;
     let outcome = fetch::fetch(&client, &cache, plan.studies, cloud.jobs, cloud.retries, &*reporter, &mut |f| {
-        if let Err(e) = print_fetched(&mut stdout, f, args.json) {
-            print_error.get_or_insert(e);
+        match print_fetched(&mut stdout, f, args.json) {
+            // Whoever read our output has gone (`| head`): keep fetching, stop printing.
+            Err(e) if is_broken_pipe(&e) => {}
+            Err(e) => {
+                print_error.get_or_insert(e);
+            }
+            Ok(()) => {}
         }
     })?;
     if let Some(e) = print_error {
@@ -51,7 +62,18 @@ pub fn run(settings: &Settings, args: &FetchArgs) -> Result<()> {
         let label = planned.info.accession.as_deref().unwrap_or("no accession");
         eprintln!("error: study {} ({label}, {}): {error:#}", planned.uid, planned.role);
     }
-    summarize(plan.failures.len(), outcome.failed.len(), planned, &plan.failures)
+    let fetched = summarize(plan.failures.len(), outcome.failed.len(), planned, &plan.failures);
+    let Some(opts) = store else { return fetched };
+    // --store: the studies made complete go to the destination, whatever
+    // happened to the others.
+    let complete: Vec<Uid> = outcome.fetched.iter().map(|f| f.planned.uid.clone()).collect();
+    let stored = super::store::deliver_fetched(settings, &opts, &cache, &*reporter, &complete);
+    match (fetched, stored) {
+        (_, Err(e)) if super::store::is_interrupted(&e) => Err(e),
+        (Ok(()), stored) => stored,
+        (Err(e), Ok(())) => Err(e),
+        (Err(f), Err(s)) => bail!("{f:#}; {s:#}"),
+    }
 }
 
 /// Prints why each identifier failed to resolve, and fails the run when
@@ -66,6 +88,10 @@ fn summarize(unresolved: usize, failed: usize, total: usize, failures: &[(String
         (u, 0) => bail!("{u} of the studies asked for could not be found or searched"),
         (u, f) => bail!("{u} of the studies asked for could not be found or searched, and {f} could not be fetched completely"),
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 fn role_json(role: &Role) -> (&'static str, Option<&str>) {

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Installs the peers that retriever's tests run against, if they are missing:
+#   Debian: orthanc, orthanc-dicomweb (the DICOMweb plugin), dcmtk (storescp, echoscu, dcmdump)
+#   PyPI:   pydicom (>= 3), pynetdicom, dicomweb-client, numpy (test data, DIMSE peers)
+# Idempotent and quiet when everything is present. The Debian orthanc package starts a system
+# service on ports 4242/8042; the tests run private instances, so that service is stopped.
+set -euo pipefail
+
+log() { echo "install-peers: $*" >&2; }
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO="sudo"
+fi
+
+missing_debs=()
+[ -x /usr/sbin/Orthanc ] || missing_debs+=(orthanc)
+if ! dpkg-query -W -f='${Status}' orthanc-dicomweb 2>/dev/null | grep -q 'install ok installed'; then
+    missing_debs+=(orthanc-dicomweb)
+fi
+for tool in storescp echoscu dcmdump; do
+    if [ ! -x "/usr/bin/$tool" ]; then
+        missing_debs+=(dcmtk)
+        break
+    fi
+done
+
+apt_updated=false
+apt_install() {
+    if [ "$apt_updated" = false ]; then
+        log "apt-get update"
+        $SUDO apt-get update -qq
+        apt_updated=true
+    fi
+    log "apt-get install $*"
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+if [ "${#missing_debs[@]}" -gt 0 ]; then
+    apt_install "${missing_debs[@]}"
+fi
+
+# The package's maintainer scripts may have started the system Orthanc; it would hold
+# 4242/8042 and is not what the tests talk to.
+stop_system_orthanc() {
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        $SUDO systemctl disable --now orthanc >/dev/null 2>&1 || true
+    elif command -v update-rc.d >/dev/null 2>&1 && [ -x /etc/init.d/orthanc ]; then
+        $SUDO update-rc.d orthanc disable >/dev/null 2>&1 || true
+    fi
+    # Without systemd the maintainer script may still have started the daemon. Not with
+    # `/etc/init.d/orthanc stop`: it stops every process running /usr/sbin/Orthanc, private
+    # test instances included. Only the daemon running the system configuration is ended.
+    local pid
+    for pid in $(pgrep -x Orthanc 2>/dev/null || true); do
+        if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q ' /etc/orthanc/\? *$'; then
+            log "stopping the system Orthanc service (pid $pid)"
+            $SUDO kill "$pid" 2>/dev/null || true
+        fi
+    done
+}
+stop_system_orthanc
+
+if [ ! -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] \
+    && ! dpkg -L orthanc-dicomweb 2>/dev/null | grep -q 'libOrthancDicomWeb\.so'; then
+    log "error: orthanc-dicomweb is installed but its plugin library was not found"
+    exit 1
+fi
+
+python_ok() {
+    python3 - <<'EOF' 2>/dev/null
+import pydicom, pynetdicom, dicomweb_client, numpy
+assert int(pydicom.__version__.split(".")[0]) >= 3
+EOF
+}
+
+if ! command -v python3 >/dev/null 2>&1; then
+    apt_install python3 python3-pip
+fi
+if ! python_ok; then
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+        apt_install python3-pip
+    fi
+    pkgs=("pydicom>=3" pynetdicom dicomweb-client numpy)
+    log "pip install ${pkgs[*]}"
+    # Debian's own python3 is "externally managed" (PEP 668); a pyenv or venv python is not.
+    if ! python3 -m pip install -q --disable-pip-version-check "${pkgs[@]}" 2>/tmp/install-peers-pip.$$; then
+        if grep -q externally-managed /tmp/install-peers-pip.$$; then
+            python3 -m pip install -q --disable-pip-version-check --break-system-packages "${pkgs[@]}"
+        else
+            cat /tmp/install-peers-pip.$$ >&2
+            rm -f /tmp/install-peers-pip.$$
+            exit 1
+        fi
+    fi
+    rm -f /tmp/install-peers-pip.$$
+    if ! python_ok; then
+        log "error: python packages still not importable by $(command -v python3)"
+        exit 1
+    fi
+fi
