@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use rayon::prelude::*;
 
-use crate::cache::{Cache, Commit, LockMode, Manifest, Role, StudyEntry, StudyInfo, now_rfc3339};
+use crate::cache::{Cache, Commit, LockMode, Manifest, Role, Staged, StudyEntry, StudyInfo, now_rfc3339};
 use crate::dicomweb::{Client, DicomJson, PartHeaders, Target};
 use crate::instance::{self, Expectation};
 use crate::priors::{self, Decision, Rules};
@@ -456,52 +456,46 @@ impl std::fmt::Display for BodyReadFailed {
 impl std::error::Error for BodyReadFailed {}
 
 /// Downloads one target and accepts every good part into the cache.
+///
+/// Reading from the network and making parts durable overlap: this thread
+/// writes each part to a temporary file and hands it to a second thread,
+/// which syncs it, checks it and moves it into place, so the connection
+/// never waits for the disk.
 fn download(client: &Client, w: &Work, target: &Target, reporter: &dyn Reporter) {
     let study = &w.planned.uid;
-    let patient_id = w.planned.info.patient_id.as_deref();
-    let series_of = |sop: &str| w.expected.get(sop).cloned();
-    let want = Expectation {
-        study,
-        patient_id,
-        series_of: &series_of,
+    let reject = |part_no: usize, why: String| {
+        let message = format!("rejected part {part_no} of {} for study `{study}`: {why}", describe(target));
+        reporter.warn(&message);
+        w.rejections.lock().unwrap().push(message);
     };
-    let mut part_no = 0usize;
-    let mut on_part = |_headers: &PartHeaders, body: &mut dyn Read| -> Result<()> {
-        check_interrupted()?;
-        part_no += 1;
-        let reject = |why: String| {
-            let message = format!("rejected part {part_no} of {} for study `{study}`: {why}", describe(target));
-            reporter.warn(&message);
-            w.rejections.lock().unwrap().push(message);
-        };
-        let mut staged = w.entry.stage()?;
-        if let Some(why) = copy_part(body, &mut staged)? {
-            reject(why);
-            return Ok(());
-        }
-        staged.finish()?;
-        let header = match instance::read_header(staged.path()) {
-            Ok(h) => h,
-            Err(e) => {
-                reject(format!("{e:#}"));
+    let (to_committer, parts) = std::sync::mpsc::sync_channel::<(usize, Staged)>(8);
+    let result = std::thread::scope(|scope| {
+        let committer = scope.spawn(|| {
+            for (part_no, staged) in parts {
+                if let Err(e) = accept(w, staged, part_no, reporter, &reject) {
+                    w.error.lock().unwrap().get_or_insert(e);
+                }
+            }
+        });
+        let mut part_no = 0usize;
+        let mut on_part = |_headers: &PartHeaders, body: &mut dyn Read| -> Result<()> {
+            check_interrupted()?;
+            part_no += 1;
+            let mut staged = w.entry.stage()?;
+            if let Some(why) = copy_part(body, &mut staged)? {
+                reject(part_no, why);
                 return Ok(());
             }
+            to_committer
+                .send((part_no, staged))
+                .map_err(|_| anyhow!("the thread writing to the cache stopped"))
         };
-        if let Err(e) = instance::check(&header, &want) {
-            reject(format!("instance `{}`: {e:#}", header.sop_instance));
-            return Ok(());
-        }
-        match w.entry.commit(staged, &header.series, &header.sop_instance)? {
-            Commit::Stored { bytes } => reporter.instance_done(study, bytes),
-            Commit::AlreadyPresent => {}
-            Commit::Conflict => reject(format!(
-                "instance `{}` is already in the cache with different bytes; the first copy was kept",
-                header.sop_instance
-            )),
-        }
-        Ok(())
-    };
-    if let Err(e) = client.retrieve(target, &mut on_part) {
+        let result = client.retrieve(target, &mut on_part);
+        drop(to_committer);
+        let _ = committer.join();
+        result
+    });
+    if let Err(e) = result {
         let transient = e.transient || e.error.chain().any(|c| c.is::<BodyReadFailed>());
         let error = e.error.context(format!("failed to download {} of study `{study}`", describe(target)));
         if error.chain().any(|c| c.is::<Interrupted>()) {
@@ -513,6 +507,41 @@ fn download(client: &Client, w: &Work, target: &Target, reporter: &dyn Reporter)
             w.error.lock().unwrap().get_or_insert(error);
         }
     }
+}
+
+/// Syncs a downloaded part, checks it and moves it into place. An error is
+/// returned only when the cache itself failed (disk full, permissions).
+fn accept(w: &Work, mut staged: Staged, part_no: usize, reporter: &dyn Reporter, reject: &dyn Fn(usize, String)) -> Result<()> {
+    staged.finish()?;
+    let header = match instance::read_header(staged.path()) {
+        Ok(h) => h,
+        Err(e) => {
+            reject(part_no, format!("{e:#}"));
+            return Ok(());
+        }
+    };
+    let series_of = |sop: &str| w.expected.get(sop).cloned();
+    let want = Expectation {
+        study: &w.planned.uid,
+        patient_id: w.planned.info.patient_id.as_deref(),
+        series_of: &series_of,
+    };
+    if let Err(e) = instance::check(&header, &want) {
+        reject(part_no, format!("instance `{}`: {e:#}", header.sop_instance));
+        return Ok(());
+    }
+    match w.entry.commit(staged, &header.series, &header.sop_instance)? {
+        Commit::Stored { bytes } => reporter.instance_done(&w.planned.uid, bytes),
+        Commit::AlreadyPresent => {}
+        Commit::Conflict => reject(
+            part_no,
+            format!(
+                "instance `{}` is already in the cache with different bytes; the first copy was kept",
+                header.sop_instance
+            ),
+        ),
+    }
+    Ok(())
 }
 
 fn describe(target: &Target) -> String {
@@ -566,6 +595,9 @@ fn settle(w: &Work) -> Result<Option<Fetched>> {
         .manifest()?
         .context("the study's manifest disappeared from the cache while it was being fetched")?;
     if manifest.completed_at.is_none() {
+        // The instance files were synced one by one; their names become
+        // durable here, before the study is recorded complete.
+        w.entry.sync_dirs();
         manifest.completed_at = Some(now_rfc3339());
         w.entry.write_manifest(&manifest)?;
     }

@@ -271,11 +271,11 @@ impl StudyEntry {
         fsutil::create_dir_all(&dir)?;
         // `hard_link` fails if the target exists, so two writers racing on
         // the same instance can never overwrite each other's file.
+        // The directory is synced once for the whole study (`sync_dirs`),
+        // not once per instance: a name lost in a power cut only means that
+        // instance is downloaded again.
         match fs::hard_link(&staged.path, &path) {
-            Ok(()) => {
-                fsutil::sync_dir(&dir);
-                Ok(Commit::Stored { bytes: staged.bytes })
-            }
+            Ok(()) => Ok(Commit::Stored { bytes: staged.bytes }),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 let same = same_contents(&staged.path, &path)?;
                 Ok(if same { Commit::AlreadyPresent } else { Commit::Conflict })
@@ -284,7 +284,6 @@ impl StudyEntry {
                 // Filesystems without hard links: a rename is still atomic,
                 // and the lock on the study keeps other writers out.
                 fsutil::rename(&staged.path, &path)?;
-                fsutil::sync_dir(&dir);
                 Ok(Commit::Stored { bytes: staged.bytes })
             }
         }
@@ -294,6 +293,18 @@ impl StudyEntry {
     /// [`crate::config::Destination::key`]), locked against other writers.
     pub fn journal(&self, destination: &str) -> Result<Journal> {
         Journal::open(&journal::path(&self.dir, destination))
+    }
+
+    /// Makes the names of every instance file of this study durable.
+    pub fn sync_dirs(&self) {
+        let series_root = self.dir.join("series");
+        if let Ok(entries) = fs::read_dir(&series_root) {
+            for entry in entries.flatten() {
+                fsutil::sync_dir(&entry.path());
+            }
+        }
+        fsutil::sync_dir(&series_root);
+        fsutil::sync_dir(&self.dir);
     }
 
     /// Removes temporary files left by interrupted downloads of this study.

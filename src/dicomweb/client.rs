@@ -1,0 +1,891 @@
+//! The HTTP side of DICOMweb: one `reqwest` blocking client, shared by every
+//! thread, that knows the cloud's base URL, its credentials, and how to turn
+//! each kind of failure into a retry or into an error a person can act on.
+//!
+//! Three decisions shape it:
+//! - Timeouts are idle timeouts ("no byte for N s"), never a deadline for a
+//!   whole transfer: a 400 MB CT over a slow link legitimately takes minutes
+//!   (Weasis #899 died on a 15 s total deadline).
+//! - A retrieve is retried only until its first part has been handed out.
+//!   After that the caller holds complete instances and resumes with what is
+//!   missing, which is cheaper and never hands the same part out twice.
+//! - Redirects are followed only within the cloud's own origin, so the
+//!   credentials and the patient data never go anywhere else.
+
+use std::error::Error as StdError;
+use std::io::{self, Read};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result, anyhow, bail};
+use reqwest::blocking::Response;
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, RETRY_AFTER, WARNING};
+use reqwest::{StatusCode, Url, redirect};
+
+use super::multipart::{Multipart, MultipartError};
+use super::retry::{backoff, is_transient_status, parse_retry_after};
+use super::{DicomJson, PartHeaders, RetrieveError, Target, query};
+use crate::config::{Auth, CloudConfig};
+use crate::uid::Uid;
+
+/// Results asked for per QIDO-RS page. Large enough to make paging rare,
+/// small enough for servers that cap `limit` (they say so in a `Warning`).
+const PAGE_LIMIT: usize = 200;
+/// A safety net against a server that pages forever.
+const MAX_PAGES: usize = 10_000;
+/// Largest QIDO-RS answer read into memory (one page of JSON).
+const MAX_QIDO_BODY: u64 = 256 * 1024 * 1024;
+const MAX_REDIRECTS: usize = 5;
+
+const QIDO_ACCEPT: &str = "application/dicom+json";
+/// The fallback after a 406. Plain `application/dicom` is not an option:
+/// Orthanc answers a study retrieve asking for it with 400.
+const WADO_ACCEPT_PLAIN: &str = "multipart/related; type=\"application/dicom\"";
+
+/// A DICOMweb client for one cloud. Cheap to clone; clones share the
+/// connection pool, and all methods can be called from many threads at once.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::blocking::Client,
+    base: Url,
+    auth: Auth,
+    idle_timeout: Duration,
+    connect_timeout: Duration,
+    retries: u32,
+    backoff: Duration,
+    transfer_syntax: Option<String>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.inner.base.as_str())
+            .field("auth", &self.inner.auth)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    pub fn new(cfg: &CloudConfig) -> Result<Client> {
+        let base = cfg.base.clone();
+        if !base.username().is_empty() || base.password().is_some() {
+            // Not printed: the URL itself holds the secret.
+            bail!(
+                "the cloud URL contains a user name or password; remove them from the URL and set \
+                 RETRIEVER_USER/RETRIEVER_PASSWORD or RETRIEVER_TOKEN instead"
+            );
+        }
+        // The blocking client's `timeout` is what we want as the idle
+        // timeout, despite its name: it bounds the wait from sending the
+        // request to the response head, and then each `read` of the body
+        // separately (reqwest 0.12 `blocking::wait::timeout` is called per
+        // read with a fresh deadline), so any byte received restarts it and a
+        // long transfer is never cut. Do not use the async builder's
+        // `read_timeout` here: its timer needs a Tokio context, which a
+        // blocking `Response::read` does not have (it panics).
+        // A per-request `RequestBuilder::timeout` must not be used either:
+        // that one becomes a whole-transfer deadline on the async side.
+        let mut builder = reqwest::blocking::Client::builder()
+            .timeout(cfg.idle_timeout)
+            .connect_timeout(cfg.connect_timeout)
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(cfg.jobs.max(1) * 2)
+            .user_agent(concat!("retriever/", env!("CARGO_PKG_VERSION")))
+            .redirect(redirect_policy(&base));
+        if let Some(path) = &cfg.ca_bundle {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("failed to read the CA bundle `{}`", path.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).with_context(|| {
+                format!("the CA bundle `{}` is not a valid PEM file", path.display())
+            })?;
+            if certs.is_empty() {
+                bail!(
+                    "the CA bundle `{}` contains no PEM certificate",
+                    path.display()
+                );
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build().with_context(|| match &cfg.ca_bundle {
+            Some(path) => format!(
+                "failed to set up HTTPS with the CA bundle `{}`",
+                path.display()
+            ),
+            None => "failed to set up the HTTPS client".to_string(),
+        })?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                base,
+                auth: cfg.auth.clone(),
+                idle_timeout: cfg.idle_timeout,
+                connect_timeout: cfg.connect_timeout,
+                retries: cfg.retries,
+                backoff: cfg.backoff,
+                transfer_syntax: cfg.transfer_syntax.clone(),
+            }),
+        })
+    }
+
+    pub fn base(&self) -> &Url {
+        &self.inner.base
+    }
+
+    /// QIDO-RS `GET {base}/studies?...`, all pages. Parameters go out
+    /// verbatim (see `query.rs`), repeated keys included. Pages of
+    /// `limit=200` are asked for with a growing `offset` while a page comes
+    /// back full or the server's `Warning` says more results exist; if the
+    /// caller passes `limit` or `offset` itself, only that one page is fetched.
+    pub fn search_studies(&self, params: &[(&str, &str)]) -> Result<Vec<DicomJson>> {
+        self.search("/studies".to_string(), params)
+    }
+
+    /// QIDO-RS `GET {base}/studies/{study}/series?...`, all pages.
+    pub fn search_series(&self, study: &Uid, params: &[(&str, &str)]) -> Result<Vec<DicomJson>> {
+        self.search(format!("/studies/{study}/series"), params)
+    }
+
+    /// QIDO-RS `GET {base}/studies/{study}/instances?...`, all pages.
+    pub fn search_instances(&self, study: &Uid, params: &[(&str, &str)]) -> Result<Vec<DicomJson>> {
+        self.search(format!("/studies/{study}/instances"), params)
+    }
+
+    /// WADO-RS retrieve of a study, a series or an instance, streamed.
+    ///
+    /// For each part of the multipart response, `on_part` gets the part's
+    /// headers and a reader over exactly that part's body; whatever it leaves
+    /// unread is skipped. Nothing is held in memory beyond one buffer.
+    /// Returns the number of parts, all of which `on_part` accepted.
+    ///
+    /// Failures before the first part are retried (with backoff); after it,
+    /// a cut connection or a stall is returned as a transient error with
+    /// `parts_seen` set, and the caller asks again for what is missing.
+    pub fn retrieve(
+        &self,
+        target: &Target,
+        on_part: &mut dyn FnMut(&PartHeaders, &mut dyn Read) -> Result<()>,
+    ) -> Result<usize, RetrieveError> {
+        let path = target.path();
+        let what = Request::new(&self.inner.base, path, String::new());
+        let mut accept = match &self.inner.transfer_syntax {
+            Some(ts) => format!("{WADO_ACCEPT_PLAIN}; transfer-syntax={ts}"),
+            None => format!("{WADO_ACCEPT_PLAIN}; transfer-syntax=*"),
+        };
+        let mut fell_back = false;
+        let mut completed = 0usize;
+        let result = self.with_retries(|| {
+            let response = loop {
+                let response = self.send(&what, &accept)?;
+                // Not every archive can transcode, or send the original
+                // syntax as asked: try once more letting it choose.
+                if response.status() == StatusCode::NOT_ACCEPTABLE && !fell_back {
+                    fell_back = true;
+                    accept = WADO_ACCEPT_PLAIN.to_string();
+                    continue;
+                }
+                break self.check_status(&what, response, &accept)?;
+            };
+            let boundary = multipart_boundary(response.headers()).map_err(|why| {
+                Failure::permanent(
+                    format!("the cloud at `{}` answered {what} with {why}", what.base),
+                    "it does not seem to be a DICOMweb WADO-RS service; check the cloud URL",
+                )
+            })?;
+            let mut parts = Multipart::new(response, &boundary);
+            let mut handed_out = false;
+            loop {
+                match parts.next_part() {
+                    Ok(None) => return Ok(completed),
+                    Ok(Some((headers, mut body))) => {
+                        handed_out = true;
+                        if let Err(e) = on_part(&headers, &mut body) {
+                            // The callback may have failed only because the
+                            // connection did: then that is the error to report.
+                            return Err(match parts.take_failure() {
+                                Some(f) => self.multipart_failure(&what, f, false),
+                                None => Failure::callback(e),
+                            });
+                        }
+                        completed += 1;
+                    }
+                    Err(f) => return Err(self.multipart_failure(&what, f, !handed_out)),
+                }
+            }
+        });
+        result.map_err(|f| RetrieveError {
+            transient: f.transient,
+            parts_seen: completed,
+            error: f.into_error(),
+        })
+    }
+
+    // --- QIDO-RS ------------------------------------------------------------
+
+    fn search(&self, path: String, params: &[(&str, &str)]) -> Result<Vec<DicomJson>> {
+        let caller_pages = params
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("limit") || k.eq_ignore_ascii_case("offset"));
+        if caller_pages {
+            let what = Request::new(&self.inner.base, path, query::encode(params));
+            return Ok(self.qido_page(&what)?.0);
+        }
+        let mut all: Vec<DicomJson> = Vec::new();
+        let mut previous_first: Option<DicomJson> = None;
+        for _ in 0..MAX_PAGES {
+            let limit = PAGE_LIMIT.to_string();
+            let offset = all.len().to_string();
+            let mut paged = params.to_vec();
+            paged.push(("limit", &limit));
+            paged.push(("offset", &offset));
+            let what = Request::new(&self.inner.base, path.clone(), query::encode(&paged));
+            let (page, more) = self.qido_page(&what)?;
+            if page.is_empty() {
+                return Ok(all);
+            }
+            if !all.is_empty() && previous_first.as_ref() == page.first() {
+                bail!(
+                    "the cloud at `{}` answered {what} with the same results as for the previous page; \
+                     it seems to ignore `offset`, so the search cannot be completed",
+                    self.inner.base
+                );
+            }
+            let full = page.len() == PAGE_LIMIT;
+            previous_first = page.first().cloned();
+            all.extend(page);
+            if !full && !more {
+                return Ok(all);
+            }
+        }
+        bail!(
+            "the cloud at `{}` kept sending results for `GET {path}` after {} pages; giving up",
+            self.inner.base,
+            MAX_PAGES
+        )
+    }
+
+    /// One QIDO-RS request: its results, and whether the server's `Warning`
+    /// header said that more can be asked for.
+    fn qido_page(&self, what: &Request) -> Result<(Vec<DicomJson>, bool)> {
+        self.with_retries(|| {
+            let response = self.send(what, QIDO_ACCEPT)?;
+            let response = self.check_status(what, response, QIDO_ACCEPT)?;
+            let more = response.headers().get_all(WARNING).iter().any(|v| {
+                let v = String::from_utf8_lossy(v.as_bytes()).to_ascii_lowercase();
+                v.contains("additional results") || v.contains("more results")
+            });
+            if response.status() == StatusCode::NO_CONTENT {
+                return Ok((Vec::new(), more));
+            }
+            let mut body = Vec::new();
+            response
+                .take(MAX_QIDO_BODY + 1)
+                .read_to_end(&mut body)
+                .map_err(|e| self.io_failure(what, &e, None))?;
+            if body.len() as u64 > MAX_QIDO_BODY {
+                return Err(Failure::permanent(
+                    format!(
+                        "the cloud at `{}` answered {what} with more than {} MiB of JSON",
+                        what.base,
+                        MAX_QIDO_BODY >> 20
+                    ),
+                    "narrow the search",
+                ));
+            }
+            if body.iter().all(u8::is_ascii_whitespace) {
+                return Ok((Vec::new(), more));
+            }
+            let results: Vec<DicomJson> = serde_json::from_slice(&body).map_err(|e| {
+                Failure::permanent(
+                    format!("the cloud at `{}` answered {what} with something that is not DICOM JSON ({e})", what.base),
+                    "it does not seem to be a DICOMweb QIDO-RS service; check the cloud URL",
+                )
+            })?;
+            Ok((results, more))
+        })
+        .map_err(Failure::into_error)
+    }
+
+    // --- plumbing ---------------------------------------------------------
+
+    /// Runs `attempt` until it succeeds, fails for good, or the retries are
+    /// used up, waiting between tries as the server asks or with backoff.
+    fn with_retries<T>(
+        &self,
+        mut attempt: impl FnMut() -> Result<T, Failure>,
+    ) -> Result<T, Failure> {
+        let mut tries = 0u32;
+        loop {
+            tries += 1;
+            match attempt() {
+                Ok(v) => return Ok(v),
+                Err(f) if f.retryable && tries <= self.inner.retries => {
+                    let wait = f
+                        .retry_after
+                        .unwrap_or_else(|| backoff(self.inner.backoff, tries - 1));
+                    std::thread::sleep(wait);
+                }
+                Err(mut f) => {
+                    f.attempts = tries;
+                    return Err(f);
+                }
+            }
+        }
+    }
+
+    fn send(&self, what: &Request, accept: &str) -> Result<Response, Failure> {
+        let mut request = self.inner.http.get(what.url.clone()).header(ACCEPT, accept);
+        request = match &self.inner.auth {
+            Auth::None => request,
+            Auth::Basic { user, password } => request.basic_auth(user, Some(password)),
+            Auth::Bearer { token } => request.bearer_auth(token),
+        };
+        request.send().map_err(|e| self.reqwest_failure(what, e))
+    }
+
+    /// Passes a success through; turns anything else into a failure.
+    fn check_status(
+        &self,
+        what: &Request,
+        response: Response,
+        accept: &str,
+    ) -> Result<Response, Failure> {
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let base = &what.base;
+        let status_text = status_text(status);
+        if status == StatusCode::UNAUTHORIZED && matches!(self.inner.auth, Auth::None) {
+            return Err(Failure::permanent(
+                format!(
+                    "the cloud at `{base}` asks for credentials (HTTP 401) for {what}, and none were given"
+                ),
+                "set RETRIEVER_USER/RETRIEVER_PASSWORD or RETRIEVER_TOKEN",
+            ));
+        }
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(Failure::permanent(
+                format!(
+                    "the cloud at `{base}` refused the credentials (HTTP {}) for {what}",
+                    status.as_u16()
+                ),
+                "check RETRIEVER_USER/RETRIEVER_PASSWORD or RETRIEVER_TOKEN",
+            ));
+        }
+        if is_transient_status(status) {
+            let retry_after = response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, SystemTime::now()));
+            let mut f = Failure::transient(
+                format!("the cloud at `{base}` answered {status_text} for {what}"),
+                "it may be overloaded or down, try again later",
+            );
+            f.retry_after = retry_after;
+            return Err(f);
+        }
+        let detail = error_body(response);
+        let detail = if detail.is_empty() {
+            String::new()
+        } else {
+            format!(" ({detail})")
+        };
+        let hint = match status {
+            StatusCode::NOT_FOUND => "check the UID or search and the cloud URL",
+            StatusCode::NOT_ACCEPTABLE => {
+                "the cloud cannot send DICOM in a form this program asks for"
+            }
+            _ => "the cloud did not accept the request; check the cloud URL and the search",
+        };
+        let with_accept = if status == StatusCode::NOT_ACCEPTABLE {
+            format!(" with `Accept: {accept}`")
+        } else {
+            String::new()
+        };
+        Err(Failure::permanent(
+            format!("the cloud at `{base}` answered {status_text} for {what}{with_accept}{detail}"),
+            hint,
+        ))
+    }
+
+    fn reqwest_failure(&self, what: &Request, e: reqwest::Error) -> Failure {
+        let base = &what.base;
+        if let Some(r) = find_source::<RedirectRefused>(&e) {
+            return Failure::permanent(
+                format!(
+                    "the cloud at `{base}` redirected {what} to `{}`, {}; refusing to follow it",
+                    r.to, r.why
+                ),
+                "credentials and patient data go only to the configured cloud; set the cloud URL to the service's real address",
+            );
+        }
+        if e.is_builder() {
+            return Failure::permanent(
+                format!(
+                    "failed to build the request {what} for `{base}`: {}",
+                    chain(&e)
+                ),
+                "this is a bug",
+            );
+        }
+        if e.is_connect() && is_certificate_problem(&e) {
+            // Not transient: the same certificate will be presented again.
+            return Failure::permanent(
+                format!(
+                    "the cloud at `{base}` presented a certificate that is not trusted ({})",
+                    chain(&e)
+                ),
+                "if the cloud uses a private certificate authority, give its certificate with \
+                 --ca-bundle FILE (RETRIEVER_CA_BUNDLE); also check the computer's clock",
+            );
+        }
+        if e.is_connect() {
+            let cause = if is_timeout(&e) {
+                format!("no connection within {}", secs(self.inner.connect_timeout))
+            } else {
+                chain(&e)
+            };
+            return Failure::transient_with(
+                format!("could not connect to the cloud at `{base}` for {what}"),
+                cause,
+                "check the network, any proxy settings and the cloud URL",
+            );
+        }
+        self.io_failure(what, &e, None)
+    }
+
+    /// A failure of the connection while waiting for or reading a response.
+    fn io_failure(
+        &self,
+        what: &Request,
+        e: &(dyn StdError + 'static),
+        part: Option<usize>,
+    ) -> Failure {
+        let base = &what.base;
+        let in_part = match part {
+            Some(n) if n > 0 => format!(", in part {n}"),
+            _ => String::new(),
+        };
+        if is_timeout(e) {
+            return Failure::transient(
+                format!(
+                    "no data from the cloud for {} on {what} at `{base}`{in_part}",
+                    secs(self.inner.idle_timeout)
+                ),
+                "the cloud or the network may be stalled; try again later",
+            );
+        }
+        Failure::transient_with(
+            format!("the connection to the cloud at `{base}` failed during {what}{in_part}"),
+            chain(e),
+            "the cloud or the network may be unreliable; try again later",
+        )
+    }
+
+    fn multipart_failure(&self, what: &Request, f: MultipartError, retryable: bool) -> Failure {
+        let base = &what.base;
+        let mut failure = match &f {
+            MultipartError::Io { part, source } => self.io_failure(what, source, Some(*part)),
+            MultipartError::Truncated { .. } => Failure::transient_with(
+                format!("the download of {what} from the cloud at `{base}` broke off"),
+                f.to_string(),
+                "the cloud or the network may be unreliable; try again later",
+            ),
+            MultipartError::Malformed { .. } => Failure::permanent(
+                format!(
+                    "the cloud at `{base}` answered {what} with data that cannot be read ({f})"
+                ),
+                "it does not seem to be a DICOMweb WADO-RS service, or a proxy altered the answer",
+            ),
+        };
+        failure.retryable &= retryable;
+        failure
+    }
+}
+
+/// A request, for error messages: `GET /studies/1.2?x=y`, relative to the base.
+struct Request {
+    url: Url,
+    base: String,
+    shown: String,
+}
+
+impl Request {
+    fn new(base: &Url, path: String, query: String) -> Request {
+        let mut url = base.clone();
+        url.set_path(&format!("{}{path}", base.path().trim_end_matches('/')));
+        url.set_query((!query.is_empty()).then_some(query.as_str()));
+        let shown = if query.is_empty() {
+            path
+        } else {
+            format!("{path}?{query}")
+        };
+        Request {
+            url,
+            base: base.as_str().trim_end_matches('/').to_string(),
+            shown,
+        }
+    }
+}
+
+impl std::fmt::Display for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`GET {}`", self.shown)
+    }
+}
+
+/// One failed attempt, and what to make of it.
+struct Failure {
+    /// Trying again later may work.
+    transient: bool,
+    /// Trying again now is allowed (transient, and nothing handed out yet).
+    retryable: bool,
+    retry_after: Option<Duration>,
+    attempts: u32,
+    message: Message,
+}
+
+enum Message {
+    Ours {
+        what: String,
+        cause: Option<String>,
+        hint: String,
+    },
+    /// The caller's own error, passed through untouched.
+    Callback(anyhow::Error),
+}
+
+impl Failure {
+    fn transient(what: String, hint: &str) -> Failure {
+        Failure::new(true, what, None, hint)
+    }
+
+    fn transient_with(what: String, cause: String, hint: &str) -> Failure {
+        Failure::new(true, what, Some(cause), hint)
+    }
+
+    fn permanent(what: String, hint: &str) -> Failure {
+        Failure::new(false, what, None, hint)
+    }
+
+    fn new(transient: bool, what: String, cause: Option<String>, hint: &str) -> Failure {
+        Failure {
+            transient,
+            retryable: transient,
+            retry_after: None,
+            attempts: 1,
+            message: Message::Ours {
+                what,
+                cause,
+                hint: hint.to_string(),
+            },
+        }
+    }
+
+    fn callback(e: anyhow::Error) -> Failure {
+        Failure {
+            transient: false,
+            retryable: false,
+            retry_after: None,
+            attempts: 1,
+            message: Message::Callback(e),
+        }
+    }
+
+    fn into_error(self) -> anyhow::Error {
+        match self.message {
+            Message::Callback(e) => e,
+            Message::Ours { what, cause, hint } => {
+                let after = if self.attempts > 1 {
+                    format!(" after {} attempts", self.attempts)
+                } else {
+                    String::new()
+                };
+                let cause = cause.map(|c| format!(" ({c})")).unwrap_or_default();
+                anyhow!("{what}{after}{cause}; {hint}")
+            }
+        }
+    }
+}
+
+/// A redirect the policy refused; found again in the error's source chain.
+#[derive(Debug)]
+struct RedirectRefused {
+    to: String,
+    why: &'static str,
+}
+
+impl std::fmt::Display for RedirectRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "redirect to `{}` refused: {}", self.to, self.why)
+    }
+}
+
+impl StdError for RedirectRefused {}
+
+/// Follows redirects within the base URL's origin (scheme, host and port)
+/// only. reqwest would drop the Authorization header on a cross-host
+/// redirect, but it would still send the request, and the cloud URL is
+/// meant to say where patient data comes from.
+fn redirect_policy(base: &Url) -> redirect::Policy {
+    let origin = base.origin();
+    redirect::Policy::custom(move |attempt| {
+        let to = attempt.url();
+        let why = if to.origin() != origin {
+            if attempt.previous().iter().any(|u| u.scheme() == "https") && to.scheme() == "http" {
+                Some("a downgrade to plain http")
+            } else {
+                Some("another origin (scheme, host and port)")
+            }
+        } else if attempt.previous().len() > MAX_REDIRECTS {
+            Some("one redirect too many")
+        } else {
+            None
+        };
+        match why {
+            None => attempt.follow(),
+            Some(why) => {
+                // Only where it points, not its query: a signed URL there could be a secret.
+                let shown = format!("{}{}", to.origin().ascii_serialization(), to.path());
+                attempt.error(RedirectRefused { to: shown, why })
+            }
+        }
+    })
+}
+
+/// The boundary of a `multipart/related` Content-Type, or why there is none.
+fn multipart_boundary(headers: &HeaderMap) -> Result<String, String> {
+    let raw = headers.get(CONTENT_TYPE).ok_or("no Content-Type")?;
+    let ct = String::from_utf8_lossy(raw.as_bytes()).into_owned();
+    let shown = ct.chars().take(120).collect::<String>();
+    let (media, params) = parse_media_type(&ct);
+    if !media.eq_ignore_ascii_case("multipart/related") {
+        return Err(format!(
+            "Content-Type `{shown}` instead of multipart/related"
+        ));
+    }
+    params
+        .into_iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("boundary"))
+        .map(|(_, v)| v)
+        .filter(|b| !b.is_empty())
+        .ok_or_else(|| format!("Content-Type `{shown}`, which has no boundary"))
+}
+
+/// Splits `type/subtype; a=b; c="d;e"` into the media type and its
+/// parameters, unquoting quoted values.
+fn parse_media_type(s: &str) -> (String, Vec<(String, String)>) {
+    let (media, mut rest) = match s.find(';') {
+        Some(i) => (&s[..i], &s[i + 1..]),
+        None => (s, ""),
+    };
+    let mut params = Vec::new();
+    loop {
+        rest = rest.trim_start_matches([' ', '\t', ';']);
+        let Some(eq) = rest.find('=') else { break };
+        let key = rest[..eq].trim().to_string();
+        rest = &rest[eq + 1..];
+        let value;
+        if let Some(quoted) = rest.strip_prefix('"') {
+            let mut v = String::new();
+            let mut chars = quoted.char_indices();
+            let mut end = quoted.len();
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => {
+                        if let Some((_, n)) = chars.next() {
+                            v.push(n);
+                        }
+                    }
+                    '"' => {
+                        end = i + 1;
+                        break;
+                    }
+                    c => v.push(c),
+                }
+            }
+            value = v;
+            rest = &quoted[end.min(quoted.len())..];
+        } else {
+            let end = rest.find(';').unwrap_or(rest.len());
+            value = rest[..end].trim().to_string();
+            rest = &rest[end..];
+        }
+        params.push((key, value));
+    }
+    (media.trim().to_string(), params)
+}
+
+/// The start of an error response's body, on one line, for the message:
+/// servers often say there what was wrong.
+fn error_body(response: Response) -> String {
+    let mut buf = Vec::new();
+    let _ = response.take(2048).read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut shown: String = one_line.chars().take(200).collect();
+    if one_line.chars().count() > 200 {
+        shown.push('…');
+    }
+    shown
+}
+
+fn status_text(status: StatusCode) -> String {
+    match status.canonical_reason() {
+        Some(reason) => format!("{} {reason}", status.as_u16()),
+        None => format!("HTTP {}", status.as_u16()),
+    }
+}
+
+fn secs(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
+/// True if anything in the chain is a timeout. `io::Error` needs care: its
+/// `source()` skips the error it wraps, so that one is looked at directly.
+fn is_timeout(e: &(dyn StdError + 'static)) -> bool {
+    let mut current = Some(e);
+    while let Some(e) = current {
+        if let Some(r) = e.downcast_ref::<reqwest::Error>()
+            && r.is_timeout()
+        {
+            return true;
+        }
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            if io.kind() == io::ErrorKind::TimedOut {
+                return true;
+            }
+            if let Some(inner) = io.get_ref()
+                && is_timeout(inner)
+            {
+                return true;
+            }
+        }
+        current = e.source();
+    }
+    false
+}
+
+/// True if the TLS handshake failed on the server's certificate. rustls is
+/// not a direct dependency, so its error is recognised by its message
+/// ("invalid peer certificate: UnknownIssuer", ...).
+fn is_certificate_problem(e: &(dyn StdError + 'static)) -> bool {
+    chain(e).contains("invalid peer certificate")
+}
+
+fn find_source<'a, T: StdError + 'static>(e: &'a (dyn StdError + 'static)) -> Option<&'a T> {
+    let mut current = Some(e);
+    while let Some(e) = current {
+        if let Some(t) = e.downcast_ref::<T>() {
+            return Some(t);
+        }
+        current = e.source();
+    }
+    None
+}
+
+/// The messages of an error chain joined by ": ", leaving out the request
+/// URL that reqwest puts in its own message (the error names it already).
+fn chain(e: &(dyn StdError + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = Some(e);
+    while let Some(e) = current {
+        let msg = match e.downcast_ref::<reqwest::Error>() {
+            Some(r) if r.url().is_some() => strip_url(r),
+            _ => e.to_string(),
+        };
+        if !msg.is_empty() && !parts.iter().any(|p| p.contains(&msg)) {
+            parts.push(msg);
+        }
+        current = e.source();
+        if current.is_none()
+            && let Some(io) = e.downcast_ref::<io::Error>()
+        {
+            current = io.get_ref().map(|inner| inner as &(dyn StdError + 'static));
+        }
+    }
+    parts.join(": ")
+}
+
+fn strip_url(r: &reqwest::Error) -> String {
+    let msg = r.to_string();
+    match r.url() {
+        Some(url) => msg
+            .replace(&format!(" for url ({url})"), "")
+            .replace(url.as_str(), "the URL"),
+        None => msg,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_type_parameters() {
+        let (m, p) =
+            parse_media_type(r#"multipart/related; type="application/dicom"; boundary=abc"#);
+        assert_eq!(m, "multipart/related");
+        assert_eq!(
+            p,
+            vec![
+                ("type".into(), "application/dicom".into()),
+                ("boundary".into(), "abc".into())
+            ]
+        );
+        let (_, p) = parse_media_type(r#"Multipart/Related;boundary="a;b \"c\"" ; type=x"#);
+        assert_eq!(
+            p,
+            vec![
+                ("boundary".into(), r#"a;b "c""#.into()),
+                ("type".into(), "x".into())
+            ]
+        );
+        let (m, p) = parse_media_type("application/json");
+        assert_eq!((m.as_str(), p.len()), ("application/json", 0));
+    }
+
+    #[test]
+    fn boundary_from_headers() {
+        let mut h = HeaderMap::new();
+        assert!(multipart_boundary(&h).is_err());
+        h.insert(
+            CONTENT_TYPE,
+            "multipart/related; type=\"application/dicom\"; boundary=\"q b\""
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(multipart_boundary(&h).unwrap(), "q b");
+        h.insert(CONTENT_TYPE, "application/dicom+json".parse().unwrap());
+        assert!(
+            multipart_boundary(&h)
+                .unwrap_err()
+                .contains("instead of multipart/related")
+        );
+        h.insert(CONTENT_TYPE, "multipart/related; type=x".parse().unwrap());
+        assert!(multipart_boundary(&h).unwrap_err().contains("no boundary"));
+    }
+
+    #[test]
+    fn seconds_are_shown_simply() {
+        assert_eq!(secs(Duration::from_secs(60)), "60 s");
+        assert_eq!(secs(Duration::from_millis(1500)), "1.5 s");
+    }
+
+    #[test]
+    fn client_is_shareable_across_threads() {
+        fn assert_send_sync_clone<T: Send + Sync + Clone>() {}
+        assert_send_sync_clone::<Client>();
+    }
+}

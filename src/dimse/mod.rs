@@ -1,0 +1,102 @@
+//! The DICOM network side: C-ECHO and C-STORE as a service class user, on
+//! dicom-ul's association and PDU layer. DIMSE command sets, message ids,
+//! P-DATA fragmentation, status classification and lossless transfer
+//! syntax conversion are ours.
+//!
+//! Nothing here prints, draws progress or exits: every outcome is returned
+//! to the caller, which reports it.
+//!
+//! ```no_run
+//! # use retriever::dimse::*;
+//! # fn run(dest: retriever::config::Destination, files: &[std::path::PathBuf]) -> Result<(), ScuError> {
+//! let opts = ScuOptions::new(dest);
+//! let metas: Vec<InstanceMeta> = files.iter().map(|f| InstanceMeta::read(f)).collect::<Result<_, _>>()?;
+//! let proposals = proposals_for(metas.iter().map(|m| (m.sop_class.as_str(), m.transfer_syntax.as_str())));
+//! for group in split_proposals(&proposals) {
+//!     let mut assoc = StoreAssociation::open(&opts, &group)?;
+//!     for (file, meta) in files.iter().zip(&metas) {
+//!         if !group.iter().any(|p| p.sop_class == meta.sop_class) {
+//!             continue;
+//!         }
+//!         let outcome = assoc.store_file(file)?;
+//!         // record outcome.is_delivered(), show status / needed syntax...
+//!     }
+//!     assoc.release()?;
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+mod association;
+mod command;
+mod echo;
+mod error;
+mod proposal;
+pub mod status;
+mod store;
+mod transcode;
+
+use std::time::Duration;
+
+use crate::config::Destination;
+
+pub use echo::{EchoReport, echo};
+pub use error::{Phase, ScuError};
+pub use proposal::{MAX_CONTEXTS, Proposal, proposals_for, split_proposals};
+pub use status::{StatusClass, StoreStatus, meaning};
+pub use store::{InstanceMeta, SendPlan, StoreAssociation, StoreOutcome};
+pub use transcode::can_convert;
+
+/// Verification SOP class (C-ECHO).
+pub const VERIFICATION: &str = "1.2.840.10008.1.1";
+/// Implicit VR Little Endian, the default transfer syntax every SCP takes.
+pub const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
+/// Explicit VR Little Endian.
+pub const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
+/// Explicit VR Big Endian (retired, still met in old archives).
+pub const EXPLICIT_VR_BE: &str = "1.2.840.10008.1.2.2";
+
+/// Our calling AE title unless configured otherwise.
+pub const DEFAULT_CALLING_AE: &str = "RETRIEVER";
+/// DCMTK's and dicom-rs's default maximum PDU.
+pub const DEFAULT_MAX_PDU: u32 = 16_384;
+
+/// How to reach the destination.
+#[derive(Debug, Clone)]
+pub struct ScuOptions {
+    pub calling_ae: String,
+    pub destination: Destination,
+    /// The largest PDU we receive, and the largest we send (the
+    /// destination's own limit applies too). 16 KiB by default; larger
+    /// values cut per-PDU overhead where the destination accepts them.
+    /// Taken within 4 KiB ..= 4 MiB.
+    pub max_pdu: u32,
+    /// Time allowed to open the TCP connection.
+    pub connect_timeout: Duration,
+    /// Time allowed for association negotiation and release answers.
+    pub acse_timeout: Duration,
+    /// Idle time allowed while sending a message or waiting for its
+    /// response (per read or write, not for the whole exchange, so big
+    /// instances are not cut off).
+    pub dimse_timeout: Duration,
+    /// Also decompress lossy-compressed pixel data (JPEG baseline...) when
+    /// the destination does not take it compressed. Off by default, as in
+    /// dcmsend: such instances are reported as needing another syntax.
+    pub decompress_lossy: bool,
+}
+
+impl ScuOptions {
+    /// Defaults: calling AE `RETRIEVER`, 16 KiB PDUs, 10 s to connect, 30 s
+    /// for ACSE, 60 s idle for DIMSE, no lossy decompression.
+    pub fn new(destination: Destination) -> ScuOptions {
+        ScuOptions {
+            calling_ae: DEFAULT_CALLING_AE.to_string(),
+            destination,
+            max_pdu: DEFAULT_MAX_PDU,
+            connect_timeout: Duration::from_secs(10),
+            acse_timeout: Duration::from_secs(30),
+            dimse_timeout: Duration::from_secs(60),
+            decompress_lossy: false,
+        }
+    }
+}

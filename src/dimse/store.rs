@@ -1,0 +1,382 @@
+//! C-STORE SCU: one association reused for many instances, each sent in its
+//! own transfer syntax when accepted, else converted losslessly, else
+//! reported as needing another syntax. Only a response counts: an instance
+//! whose data set went out but got no answer is not delivered.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use dicom_object::meta::FileMetaTable;
+
+use super::association::Assoc;
+use super::command::{self, Command};
+use super::error::ScuError;
+use super::status::StoreStatus;
+use super::transcode;
+use super::{EXPLICIT_VR_LE, IMPLICIT_VR_LE, Proposal, ScuOptions};
+
+/// What identifies an instance file, from its File Meta Information.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceMeta {
+    pub sop_class: String,
+    pub sop_instance: String,
+    pub transfer_syntax: String,
+}
+
+impl InstanceMeta {
+    /// Reads the File Meta Information of a PS3.10 file (preamble, `DICM`,
+    /// group 0002), not the data set.
+    pub fn read(path: &Path) -> Result<InstanceMeta, ScuError> {
+        open_instance(path).map(|(meta, _)| meta)
+    }
+}
+
+/// Opens a PS3.10 file and leaves the reader just after its meta group,
+/// where the data set starts.
+fn open_instance(path: &Path) -> Result<(InstanceMeta, BufReader<File>), ScuError> {
+    let file_err = |detail: String| ScuError::File {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let file = File::open(path).map_err(|e| file_err(e.to_string()))?;
+    let mut reader = BufReader::with_capacity(64 * 1024, file);
+    let mut preamble = [0u8; 128];
+    reader
+        .read_exact(&mut preamble)
+        .map_err(|_| file_err("it is too short to be a DICOM file".into()))?;
+    let meta = FileMetaTable::from_reader(&mut reader).map_err(|e| {
+        file_err(format!(
+            "it is not a DICOM file with a valid File Meta Information ({e})"
+        ))
+    })?;
+    let clean = |s: &str| s.trim_end_matches(['\0', ' ']).to_string();
+    let meta = InstanceMeta {
+        sop_class: clean(meta.media_storage_sop_class_uid()),
+        sop_instance: clean(meta.media_storage_sop_instance_uid()),
+        transfer_syntax: clean(meta.transfer_syntax()),
+    };
+    if meta.sop_class.is_empty() || meta.sop_instance.is_empty() || meta.transfer_syntax.is_empty()
+    {
+        return Err(file_err(
+            "its File Meta Information lacks the SOP class, SOP instance or transfer syntax UID"
+                .into(),
+        ));
+    }
+    Ok((meta, reader))
+}
+
+/// How an instance would go over this association.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendPlan {
+    /// In its own transfer syntax, on this presentation context.
+    AsIs { context_id: u8 },
+    /// Converted losslessly to `to` (an uncompressed syntax) first.
+    Convert { context_id: u8, to: String },
+    /// The SOP class is accepted, but in none of the syntaxes we could send
+    /// it in: fetch it from the cloud again in one of `accepted`.
+    NeedsOtherSyntax {
+        file_syntax: String,
+        accepted: Vec<String>,
+    },
+    /// The destination refused every context proposed for this SOP class.
+    SopClassNotAccepted { sop_class: String },
+    /// This association never proposed the SOP class (a caller error: see
+    /// [`split_proposals`](super::split_proposals)).
+    NotProposed { sop_class: String },
+}
+
+/// What became of one instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreOutcome {
+    /// The destination answered. Delivered only if `status.is_delivered()`.
+    Responded {
+        status: StoreStatus,
+        /// The transfer syntax it was sent in.
+        sent_as: String,
+        /// The file's own syntax, when it was converted.
+        converted_from: Option<String>,
+    },
+    /// Not sent: the destination takes the SOP class only in `accepted`,
+    /// which we cannot produce from `file_syntax` here (`why` says what
+    /// failed when a conversion was tried).
+    NeedsOtherSyntax {
+        file_syntax: String,
+        accepted: Vec<String>,
+        why: Option<String>,
+    },
+    /// Not sent: the destination does not take this SOP class.
+    SopClassNotAccepted { sop_class: String },
+    /// Not sent: not proposed on this association.
+    NotProposed { sop_class: String },
+}
+
+impl StoreOutcome {
+    /// True when the destination stored the instance (success or warning).
+    pub fn is_delivered(&self) -> bool {
+        matches!(self, StoreOutcome::Responded { status, .. } if status.is_delivered())
+    }
+}
+
+/// An association for C-STORE. Call [`release`](Self::release) when done;
+/// dropping it aborts the association.
+pub struct StoreAssociation {
+    assoc: Assoc,
+    proposals: Vec<Proposal>,
+    decompress_lossy: bool,
+}
+
+impl StoreAssociation {
+    /// Connects and negotiates `proposals` (at most 128: see
+    /// [`split_proposals`](super::split_proposals)).
+    pub fn open(opts: &ScuOptions, proposals: &[Proposal]) -> Result<StoreAssociation, ScuError> {
+        let assoc = Assoc::open(opts, proposals)?;
+        Ok(StoreAssociation {
+            assoc,
+            proposals: proposals.to_vec(),
+            decompress_lossy: opts.decompress_lossy,
+        })
+    }
+
+    /// The accepted presentation contexts as (SOP class, transfer syntax).
+    pub fn accepted(&self) -> Vec<(String, String)> {
+        self.assoc
+            .contexts()
+            .iter()
+            .map(|c| {
+                (
+                    trim(&c.abstract_syntax).to_string(),
+                    trim(&c.transfer_syntax).to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// The largest PDU we send on this association.
+    pub fn max_pdu(&self) -> u32 {
+        self.assoc.send_max_pdu()
+    }
+
+    /// False once an error has closed or aborted the association.
+    pub fn is_usable(&self) -> bool {
+        self.assoc.is_open()
+    }
+
+    /// How an instance of `sop_class` in `transfer_syntax` would be sent.
+    pub fn plan(&self, sop_class: &str, transfer_syntax: &str) -> SendPlan {
+        let sop_class = trim(sop_class);
+        let ts = trim(transfer_syntax);
+        let contexts: Vec<(u8, &str)> = self
+            .assoc
+            .contexts()
+            .iter()
+            .filter(|c| trim(&c.abstract_syntax) == sop_class)
+            .map(|c| (c.id, trim(&c.transfer_syntax)))
+            .collect();
+        if contexts.is_empty() {
+            return if self.proposals.iter().any(|p| p.sop_class == sop_class) {
+                SendPlan::SopClassNotAccepted {
+                    sop_class: sop_class.to_string(),
+                }
+            } else {
+                SendPlan::NotProposed {
+                    sop_class: sop_class.to_string(),
+                }
+            };
+        }
+        if let Some((id, _)) = contexts.iter().find(|(_, t)| *t == ts) {
+            return SendPlan::AsIs { context_id: *id };
+        }
+        if transcode::can_convert(ts, self.decompress_lossy) {
+            for target in [EXPLICIT_VR_LE, IMPLICIT_VR_LE] {
+                if let Some((id, _)) = contexts.iter().find(|(_, t)| *t == target) {
+                    return SendPlan::Convert {
+                        context_id: *id,
+                        to: target.to_string(),
+                    };
+                }
+            }
+        }
+        let mut accepted: Vec<String> = Vec::new();
+        for (_, t) in contexts {
+            if !accepted.iter().any(|a| a == t) {
+                accepted.push(t.to_string());
+            }
+        }
+        SendPlan::NeedsOtherSyntax {
+            file_syntax: ts.to_string(),
+            accepted,
+        }
+    }
+
+    /// Sends one instance file with C-STORE and waits for the response.
+    ///
+    /// `Ok` covers every case where the association survives, including
+    /// "not sent" outcomes. On `Err`, check [`ScuError::outcome_unknown`]
+    /// and [`is_usable`](Self::is_usable); the instance is not delivered.
+    pub fn store_file(&mut self, path: &Path) -> Result<StoreOutcome, ScuError> {
+        if !self.assoc.is_open() {
+            return Err(ScuError::Closed {
+                destination: self.assoc.destination().to_string(),
+            });
+        }
+        let (meta, reader) = open_instance(path)?;
+        match self.plan(&meta.sop_class, &meta.transfer_syntax) {
+            SendPlan::AsIs { context_id } => {
+                let status = self.send(context_id, &meta, path, Body::Stream(reader))?;
+                Ok(StoreOutcome::Responded {
+                    status,
+                    sent_as: meta.transfer_syntax,
+                    converted_from: None,
+                })
+            }
+            SendPlan::Convert { context_id, to } => {
+                drop(reader);
+                match transcode::convert(path, &meta.transfer_syntax, &to) {
+                    Ok(bytes) => {
+                        let status = self.send(context_id, &meta, path, Body::Bytes(bytes))?;
+                        Ok(StoreOutcome::Responded {
+                            status,
+                            sent_as: to,
+                            converted_from: Some(meta.transfer_syntax),
+                        })
+                    }
+                    Err(why) => {
+                        let accepted = self
+                            .accepted()
+                            .into_iter()
+                            .filter(|(c, _)| *c == meta.sop_class)
+                            .map(|(_, t)| t)
+                            .collect();
+                        Ok(StoreOutcome::NeedsOtherSyntax {
+                            file_syntax: meta.transfer_syntax,
+                            accepted,
+                            why: Some(format!("converting it to {to} failed: {why}")),
+                        })
+                    }
+                }
+            }
+            SendPlan::NeedsOtherSyntax {
+                file_syntax,
+                accepted,
+            } => Ok(StoreOutcome::NeedsOtherSyntax {
+                file_syntax,
+                accepted,
+                why: None,
+            }),
+            SendPlan::SopClassNotAccepted { sop_class } => {
+                Ok(StoreOutcome::SopClassNotAccepted { sop_class })
+            }
+            SendPlan::NotProposed { sop_class } => Ok(StoreOutcome::NotProposed { sop_class }),
+        }
+    }
+
+    fn send(
+        &mut self,
+        context_id: u8,
+        meta: &InstanceMeta,
+        path: &Path,
+        body: Body,
+    ) -> Result<StoreStatus, ScuError> {
+        let message_id = self.assoc.next_message_id();
+        let rq = Command::c_store_rq(message_id, &meta.sop_class, &meta.sop_instance);
+        self.assoc.send_command(context_id, &rq)?;
+
+        let copied = {
+            let mut writer = self.assoc.data_writer(context_id)?;
+            let copied = match body {
+                Body::Stream(mut reader) => copy(&mut reader, &mut writer),
+                Body::Bytes(bytes) => writer.write_all(&bytes).map_err(CopyError::Write),
+            };
+            // The last fragment goes out only if everything before did.
+            copied.and_then(|_| writer.finish().map(|_| ()).map_err(CopyError::Write))
+        };
+        match copied {
+            Ok(()) => {}
+            Err(CopyError::Write(e)) => return Err(self.assoc.fail_send(e)),
+            Err(CopyError::Read(e)) => {
+                // Half a data set is on the wire; only an abort ends it.
+                self.assoc.abort_inner();
+                return Err(ScuError::File {
+                    path: PathBuf::from(path),
+                    detail: format!("{e} (while sending; the association was aborted)"),
+                });
+            }
+        }
+
+        let rsp = self.assoc.receive_command(context_id, true)?;
+        if rsp.command_field != command::field::C_STORE_RSP {
+            let detail = format!(
+                "expected a C-STORE-RSP, got command field 0x{:04X}",
+                rsp.command_field
+            );
+            return Err(self.assoc.protocol(&detail, true));
+        }
+        if rsp.message_id_being_responded_to != Some(message_id) {
+            let detail = format!(
+                "the C-STORE-RSP answers message id {:?}, we sent {message_id}",
+                rsp.message_id_being_responded_to
+            );
+            return Err(self.assoc.protocol(&detail, true));
+        }
+        if let Some(uid) = &rsp.affected_sop_instance_uid
+            && !uid.is_empty()
+            && *uid != meta.sop_instance
+        {
+            let detail = format!(
+                "the C-STORE-RSP is about instance {uid}, we sent {}",
+                meta.sop_instance
+            );
+            return Err(self.assoc.protocol(&detail, true));
+        }
+        if rsp.has_data_set() {
+            // We would be out of step with the data set PDVs that follow.
+            return Err(self
+                .assoc
+                .protocol("the C-STORE-RSP announces a data set", true));
+        }
+        let Some(code) = rsp.status else {
+            return Err(self.assoc.protocol("the C-STORE-RSP has no status", true));
+        };
+        Ok(StoreStatus::new(code, rsp.error_comment))
+    }
+
+    /// A-RELEASE. The association is closed afterwards in any case.
+    pub fn release(self) -> Result<(), ScuError> {
+        self.assoc.release()
+    }
+
+    /// A-ABORT, for fatal errors and Ctrl-C.
+    pub fn abort(self) {
+        self.assoc.abort()
+    }
+}
+
+enum Body {
+    Stream(BufReader<File>),
+    Bytes(Vec<u8>),
+}
+
+enum CopyError {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+/// io::copy, but telling a failing read (the file) from a failing write
+/// (the network).
+fn copy(reader: &mut impl Read, writer: &mut impl Write) -> Result<(), CopyError> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CopyError::Read(e)),
+        };
+        writer.write_all(&buf[..n]).map_err(CopyError::Write)?;
+    }
+}
+
+fn trim(s: &str) -> &str {
+    s.trim_end_matches(['\0', ' '])
+}

@@ -1,0 +1,15 @@
+//! retriever: pulls imaging studies and their priors from a DICOMweb cloud
+//! archive into a local cache and delivers them to a DICOM destination.
+
+pub mod config;
+pub mod dicomweb;
+pub mod uid;
+pub mod dimse;
+pub mod cache;
+pub mod cli;
+pub mod commands;
+pub mod fetch;
+pub mod instance;
+pub mod priors;
+pub mod report;
+pub mod ui;
