@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the peers that retriever's tests run against, if they are missing:
 #   Debian: orthanc, orthanc-dicomweb (the DICOMweb plugin), dcmtk (storescp, echoscu, dcmdump)
-#   PyPI:   pydicom (>= 3), pynetdicom, dicomweb-client, numpy (test data, DIMSE peers)
+#   PyPI:   pydicom (>= 3), pynetdicom, dicomweb-client, numpy (test data, DIMSE peers),
+#           pillow (JPEG test instances)
 # Idempotent and quiet when everything is present. The Debian orthanc package starts a system
 # service on ports 4242/8042; the tests run private instances, so that service is stopped.
 set -euo pipefail
@@ -69,7 +70,7 @@ fi
 
 python_ok() {
     python3 - <<'EOF' 2>/dev/null
-import pydicom, pynetdicom, dicomweb_client, numpy
+import pydicom, pynetdicom, dicomweb_client, numpy, PIL
 assert int(pydicom.__version__.split(".")[0]) >= 3
 EOF
 }
@@ -81,7 +82,7 @@ if ! python_ok; then
     if ! python3 -m pip --version >/dev/null 2>&1; then
         apt_install python3-pip
     fi
-    pkgs=("pydicom>=3" pynetdicom dicomweb-client numpy)
+    pkgs=("pydicom>=3" pynetdicom dicomweb-client numpy pillow)
     log "pip install ${pkgs[*]}"
     # Debian's own python3 is "externally managed" (PEP 668); a pyenv or venv python is not.
     if ! python3 -m pip install -q --disable-pip-version-check "${pkgs[@]}" 2>/tmp/install-peers-pip.$$; then

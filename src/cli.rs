@@ -94,6 +94,10 @@ pub enum Command {
     Fetch(FetchArgs),
     /// Show what is in the cache, and its state
     Ls(LsArgs),
+    /// Deliver cached studies to the DICOM destination with C-STORE
+    Store(StoreArgs),
+    /// Check the DICOM destination with C-ECHO
+    Echo(EchoArgs),
 }
 
 /// Which modalities a prior study may have.
@@ -135,6 +139,72 @@ pub struct FetchArgs {
     /// Ask the cloud for this transfer syntax (UID) instead of the original bytes
     #[arg(long, value_name = "UID")]
     pub transfer_syntax: Option<String>,
+
+    /// Then deliver the studies made complete to the destination (--to), as `store` does
+    #[arg(long)]
+    pub store: bool,
+
+    #[command(flatten)]
+    pub dimse: DimseArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Study Instance UIDs to deliver, or `-` to read them from stdin (one per
+    /// line, first field, or JSON lines with "study_uid", as `fetch` prints);
+    /// none: every complete study in the cache not yet delivered there
+    #[arg(value_name = "STUDY_UID|-")]
+    pub studies: Vec<String>,
+
+    /// One JSON object per line on stdout instead of text
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub dimse: DimseArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct EchoArgs {
+    #[command(flatten)]
+    pub dimse: DimseArgs,
+}
+
+/// How to talk DICOM to the destination (`store`, `fetch --store`, `echo`).
+#[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "DICOM destination")]
+pub struct DimseArgs {
+    /// Associations opened in parallel to the destination
+    #[arg(long, value_name = "K", env = "RETRIEVER_ASSOCIATIONS", default_value_t = 2,
+          value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub associations: u16,
+
+    /// Largest PDU we receive, and send if the destination takes it (4096 to 4194304)
+    #[arg(long, value_name = "BYTES", env = "RETRIEVER_MAX_PDU", default_value_t = 16_384,
+          value_parser = clap::value_parser!(u32).range(4096..=4_194_304))]
+    pub max_pdu: u32,
+
+    /// Time allowed to open the TCP connection to the destination [default: 10s]
+    #[arg(long, value_name = "DURATION")]
+    pub dicom_connect_timeout: Option<String>,
+
+    /// Time allowed for the destination to answer an association or release request [default: 30s]
+    #[arg(long, value_name = "DURATION")]
+    pub acse_timeout: Option<String>,
+
+    /// Time the destination may stay silent while an instance is sent or its answer awaited [default: 60s]
+    #[arg(long, value_name = "DURATION")]
+    pub dimse_timeout: Option<String>,
+
+    /// Retries of an instance within one run, after "out of resources" or no answer,
+    /// and of an association the destination is too busy to accept
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub store_retries: u32,
+
+    /// Decompress lossy JPEG here when the destination does not take it compressed
+    /// (otherwise the cloud is asked for it in a syntax the destination takes)
+    #[arg(long)]
+    pub decompress_lossy: bool,
 }
 
 #[derive(Debug, Args)]

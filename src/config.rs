@@ -14,8 +14,13 @@ use reqwest::Url;
 pub enum Auth {
     #[default]
     None,
-    Basic { user: String, password: String },
-    Bearer { token: String },
+    Basic {
+        user: String,
+        password: String,
+    },
+    Bearer {
+        token: String,
+    },
 }
 
 impl fmt::Debug for Auth {
@@ -75,8 +80,9 @@ impl CloudConfig {
 /// Parses the cloud URL and checks the scheme rule: https always, plain http
 /// only to a loopback host or with the explicit opt-in.
 pub fn parse_cloud_url(raw: &str, allow_insecure_http: bool) -> Result<Url> {
-    let mut url = Url::parse(raw.trim())
-        .with_context(|| format!("the cloud URL `{raw}` is not a valid URL (expected e.g. https://cloud.example.org/dicom-web)"))?;
+    let mut url = Url::parse(raw.trim()).with_context(|| {
+        format!("the cloud URL `{raw}` is not a valid URL (expected e.g. https://cloud.example.org/dicom-web)")
+    })?;
     match url.scheme() {
         "https" => {}
         "http" if allow_insecure_http || is_loopback(&url) => {}
@@ -128,11 +134,9 @@ impl Destination {
         if host.is_empty() {
             bail!("the destination `{raw}` has no host; {hint}");
         }
-        let port: u16 = port
-            .parse()
-            .ok()
-            .filter(|p| *p != 0)
-            .with_context(|| format!("the destination `{raw}` has port `{port}`, which is not a TCP port number; {hint}"))?;
+        let port: u16 = port.parse().ok().filter(|p| *p != 0).with_context(|| {
+            format!("the destination `{raw}` has port `{port}`, which is not a TCP port number; {hint}")
+        })?;
         Ok(Destination {
             ae_title,
             host: host.to_string(),
@@ -144,7 +148,13 @@ impl Destination {
     pub fn key(&self) -> String {
         let raw = format!("{}@{}_{}", self.ae_title, self.host, self.port);
         raw.chars()
-            .map(|c| if c.is_ascii_alphanumeric() || "@._-".contains(c) { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "@._-".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect()
     }
 }
@@ -188,10 +198,20 @@ mod tests {
     #[test]
     fn destination_parses_and_rejects() {
         let d = Destination::parse("PACS@10.0.0.5:104").unwrap();
-        assert_eq!((d.ae_title.as_str(), d.host.as_str(), d.port), ("PACS", "10.0.0.5", 104));
+        assert_eq!(
+            (d.ae_title.as_str(), d.host.as_str(), d.port),
+            ("PACS", "10.0.0.5", 104)
+        );
         assert_eq!(d.to_string(), "PACS@10.0.0.5:104");
         assert_eq!(Destination::parse("X@[::1]:11112").unwrap().host, "::1");
-        for bad in ["PACS", "PACS@host", "@host:104", "PACS@host:0", "PACS@:104", "WAYTOOLONGAETITLE1@h:1"] {
+        for bad in [
+            "PACS",
+            "PACS@host",
+            "@host:104",
+            "PACS@host:0",
+            "PACS@:104",
+            "WAYTOOLONGAETITLE1@h:1",
+        ] {
             assert!(Destination::parse(bad).is_err(), "{bad}");
         }
     }
@@ -200,7 +220,9 @@ mod tests {
     fn cloud_url_scheme_rule() {
         assert!(parse_cloud_url("https://cloud.example.org/dicom-web/", false).is_ok());
         assert_eq!(
-            parse_cloud_url("https://cloud.example.org/dicom-web/", false).unwrap().as_str(),
+            parse_cloud_url("https://cloud.example.org/dicom-web/", false)
+                .unwrap()
+                .as_str(),
             "https://cloud.example.org/dicom-web"
         );
         assert!(parse_cloud_url("http://127.0.0.1:8042/dicom-web", false).is_ok());
@@ -212,7 +234,10 @@ mod tests {
 
     #[test]
     fn auth_debug_hides_secrets() {
-        let a = Auth::Basic { user: "u".into(), password: "hunter2".into() };
+        let a = Auth::Basic {
+            user: "u".into(),
+            password: "hunter2".into(),
+        };
         assert!(!format!("{a:?}").contains("hunter2"));
         let t = Auth::Bearer { token: "tok123".into() };
         assert!(!format!("{t:?}").contains("tok123"));
@@ -245,8 +270,7 @@ impl FileConfig {
     pub fn load(path: &std::path::Path) -> Result<FileConfig> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("failed to read the config file `{}`", path.display()))?;
-        serde_json::from_str(&text)
-            .with_context(|| format!("the config file `{}` is not valid", path.display()))
+        serde_json::from_str(&text).with_context(|| format!("the config file `{}` is not valid", path.display()))
     }
 }
 
@@ -353,7 +377,12 @@ fn resolve_auth(args: &crate::cli::GlobalArgs, file: &FileConfig) -> Result<Auth
     let Some(user) = args.user.clone().or(file.user.clone()) else {
         return Ok(Auth::None);
     };
-    let password = match (env("RETRIEVER_PASSWORD"), &args.password_file, &file.password, &file.password_file) {
+    let password = match (
+        env("RETRIEVER_PASSWORD"),
+        &args.password_file,
+        &file.password,
+        &file.password_file,
+    ) {
         (Some(p), ..) => p,
         (None, Some(path), ..) => read_secret(path, "password")?,
         (None, None, Some(p), _) => p.clone(),

@@ -153,14 +153,18 @@ pub fn plan(client: &Client, ids: &[String], rules: &Rules, reporter: &dyn Repor
                 plan.studies.push(Planned {
                     info: info.clone(),
                     uid: uid.clone(),
-                    role: Role::Current { requested_as: id.clone() },
+                    role: Role::Current {
+                        requested_as: id.clone(),
+                    },
                 });
             }
             if rules.count == 0 {
                 continue;
             }
             let Some(patient) = info.patient_id.clone() else {
-                reporter.warn(&format!("study `{uid}` has no Patient ID, so no priors can be found for it"));
+                reporter.warn(&format!(
+                    "study `{uid}` has no Patient ID, so no priors can be found for it"
+                ));
                 continue;
             };
             let candidates = match search_studies(client, "PatientID", &patient) {
@@ -182,7 +186,10 @@ pub fn plan(client: &Client, ids: &[String], rules: &Rules, reporter: &dyn Repor
                     });
                 }
             }
-            plan.priors.push(PriorReport { current: info, decisions });
+            plan.priors.push(PriorReport {
+                current: info,
+                decisions,
+            });
         }
     }
     plan
@@ -255,7 +262,10 @@ pub fn fetch(
             .enumerate()
             .flat_map(|(i, w)| missing_targets(w).unwrap_or_default().into_iter().map(move |t| (i, t)))
             .collect();
-        let before: usize = work.iter().map(|w| w.entry.present().map(|p| p.len()).unwrap_or(0)).sum();
+        let before: usize = work
+            .iter()
+            .map(|w| w.entry.present().map(|p| p.len()).unwrap_or(0))
+            .sum();
         pool.install(|| {
             tasks.par_iter().for_each(|(i, target)| {
                 if INTERRUPTED.load(Ordering::SeqCst) {
@@ -265,7 +275,10 @@ pub fn fetch(
             })
         });
         check_interrupted()?;
-        let after: usize = work.iter().map(|w| w.entry.present().map(|p| p.len()).unwrap_or(0)).sum();
+        let after: usize = work
+            .iter()
+            .map(|w| w.entry.present().map(|p| p.len()).unwrap_or(0))
+            .sum();
 
         // Settle: complete studies are done, studies with a permanent error
         // have failed, the rest go to another round.
@@ -278,7 +291,9 @@ pub fn fetch(
                     on_complete(&fetched);
                     outcome.fetched.push(fetched);
                 }
-                Ok(None) if w.error.lock().unwrap().is_none() && w.rejections.lock().unwrap().is_empty() => next.push(w),
+                Ok(None) if w.error.lock().unwrap().is_none() && w.rejections.lock().unwrap().is_empty() => {
+                    next.push(w)
+                }
                 Ok(None) => {
                     let error = study_error(&w);
                     reporter.study_finished(&w.planned.uid, false, "failed");
@@ -341,14 +356,20 @@ fn study_error(w: &Work) -> anyhow::Error {
     }
     let rejections = w.rejections.lock().unwrap();
     if !rejections.is_empty() {
-        let more = if rejections.len() > 1 { format!(" (and {} more)", rejections.len() - 1) } else { String::new() };
+        let more = if rejections.len() > 1 {
+            format!(" (and {} more)", rejections.len() - 1)
+        } else {
+            String::new()
+        };
         return anyhow!("{}{more}", rejections[0]);
     }
     let missing = missing_count(w);
     let last = w.transient_error.lock().unwrap().take();
     match last {
         Some(e) => e.context(format!("{missing} instances are still missing")),
-        None => anyhow!("{missing} instances the cloud listed never arrived; the study may be changing in the cloud, try again later"),
+        None => anyhow!(
+            "{missing} instances the cloud listed never arrived; the study may be changing in the cloud, try again later"
+        ),
     }
 }
 
@@ -366,15 +387,21 @@ fn prepare(client: &Client, cache: &Cache, planned: Planned, reporter: &dyn Repo
         .with_context(|| format!("failed to list the instances of study `{uid}`"))?;
     let mut expected = BTreeMap::new();
     for json in &listed {
-        let sop = json.uid(0x0008_0018).with_context(|| format!("the cloud listed a bad instance in study `{uid}`"))?;
-        let series = json.uid(0x0020_000E).with_context(|| format!("the cloud listed a bad instance in study `{uid}`"))?;
+        let sop = json
+            .uid(0x0008_0018)
+            .with_context(|| format!("the cloud listed a bad instance in study `{uid}`"))?;
+        let series = json
+            .uid(0x0020_000E)
+            .with_context(|| format!("the cloud listed a bad instance in study `{uid}`"))?;
         expected.insert(sop.to_string(), series.to_string());
     }
     if expected.is_empty() {
         bail!("the cloud lists no instances for study `{uid}`");
     }
     let entry = cache.lock_study(uid, LockMode::Exclusive, || {
-        reporter.info(&format!("waiting for another retriever process that is using study {uid}"))
+        reporter.info(&format!(
+            "waiting for another retriever process that is using study {uid}"
+        ))
     })?;
     entry.clean_tmp();
     let mut manifest = entry.manifest()?.unwrap_or_else(|| Manifest {
@@ -464,7 +491,10 @@ impl std::error::Error for BodyReadFailed {}
 fn download(client: &Client, w: &Work, target: &Target, reporter: &dyn Reporter) {
     let study = &w.planned.uid;
     let reject = |part_no: usize, why: String| {
-        let message = format!("rejected part {part_no} of {} for study `{study}`: {why}", describe(target));
+        let message = format!(
+            "rejected part {part_no} of {} for study `{study}`: {why}",
+            describe(target)
+        );
         reporter.warn(&message);
         w.rejections.lock().unwrap().push(message);
     };
@@ -497,7 +527,9 @@ fn download(client: &Client, w: &Work, target: &Target, reporter: &dyn Reporter)
     });
     if let Err(e) = result {
         let transient = e.transient || e.error.chain().any(|c| c.is::<BodyReadFailed>());
-        let error = e.error.context(format!("failed to download {} of study `{study}`", describe(target)));
+        let error = e
+            .error
+            .context(format!("failed to download {} of study `{study}`", describe(target)));
         if error.chain().any(|c| c.is::<Interrupted>()) {
             return;
         }
@@ -511,7 +543,13 @@ fn download(client: &Client, w: &Work, target: &Target, reporter: &dyn Reporter)
 
 /// Syncs a downloaded part, checks it and moves it into place. An error is
 /// returned only when the cache itself failed (disk full, permissions).
-fn accept(w: &Work, mut staged: Staged, part_no: usize, reporter: &dyn Reporter, reject: &dyn Fn(usize, String)) -> Result<()> {
+fn accept(
+    w: &Work,
+    mut staged: Staged,
+    part_no: usize,
+    reporter: &dyn Reporter,
+    reject: &dyn Fn(usize, String),
+) -> Result<()> {
     staged.finish()?;
     let header = match instance::read_header(staged.path()) {
         Ok(h) => h,
@@ -572,7 +610,9 @@ fn copy_part(body: &mut dyn Read, out: &mut impl Write) -> Result<Option<String>
         filled += n;
     }
     if &buf[128..132] != b"DICM" {
-        return Ok(Some("it is not a DICOM Part-10 file (no DICM marker at byte 128)".into()));
+        return Ok(Some(
+            "it is not a DICOM Part-10 file (no DICM marker at byte 128)".into(),
+        ));
     }
     out.write_all(&buf[..filled]).context("failed to write to the cache")?;
     loop {
@@ -601,7 +641,12 @@ fn settle(w: &Work) -> Result<Option<Fetched>> {
         manifest.completed_at = Some(now_rfc3339());
         w.entry.write_manifest(&manifest)?;
     }
-    let bytes = w.expected.keys().filter_map(|sop| present.get(sop)).map(|i| i.bytes).sum();
+    let bytes = w
+        .expected
+        .keys()
+        .filter_map(|sop| present.get(sop))
+        .map(|i| i.bytes)
+        .sum();
     Ok(Some(Fetched {
         planned: w.planned.clone(),
         instances: w.expected.len(),

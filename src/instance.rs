@@ -45,7 +45,10 @@ pub fn read_header(path: &Path) -> Result<Header> {
         study: uid(tags::STUDY_INSTANCE_UID, "Study Instance UID")?,
         series: uid(tags::SERIES_INSTANCE_UID, "Series Instance UID")?,
         sop_instance: uid(tags::SOP_INSTANCE_UID, "SOP Instance UID")?,
-        sop_class: meta.media_storage_sop_class_uid.trim_end_matches(['\0', ' ']).to_string(),
+        sop_class: meta
+            .media_storage_sop_class_uid
+            .trim_end_matches(['\0', ' '])
+            .to_string(),
         transfer_syntax: meta.transfer_syntax().trim_end_matches(['\0', ' ']).to_string(),
         patient_id: text(tags::PATIENT_ID, "Patient ID").ok().filter(|p| !p.is_empty()),
     };
@@ -71,10 +74,7 @@ pub struct Expectation<'a> {
 /// wrong; the caller adds which study and part it was.
 pub fn check(header: &Header, want: &Expectation) -> Result<()> {
     if &header.study != want.study {
-        bail!(
-            "it belongs to study `{}`, not to the study asked for",
-            header.study
-        );
+        bail!("it belongs to study `{}`, not to the study asked for", header.study);
     }
     if let (Some(want_pid), Some(got)) = (want.patient_id, header.patient_id.as_deref())
         && want_pid.trim() != got.trim()

@@ -1,15 +1,16 @@
 //! retriever: pulls imaging studies and their priors from a DICOMweb cloud
 //! archive into a local cache and delivers them to a DICOM destination.
 
-pub mod config;
-pub mod dicomweb;
-pub mod uid;
-pub mod dimse;
 pub mod cache;
 pub mod cli;
 pub mod commands;
+pub mod config;
+pub mod dicomweb;
+pub mod dimse;
 pub mod fetch;
 pub mod instance;
 pub mod priors;
 pub mod report;
+pub mod store;
 pub mod ui;
+pub mod uid;

@@ -7,9 +7,9 @@ use std::sync::atomic::Ordering;
 use clap::Parser;
 
 use retriever::cli::{Cli, Command};
+use retriever::commands;
 use retriever::config::Settings;
 use retriever::fetch::{INTERRUPTED, Interrupted};
-use retriever::commands;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -40,5 +40,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Fetch(args) => commands::fetch::run(&settings, args),
         Command::Ls(args) => commands::ls::run(&settings, args.json),
+        Command::Store(args) => commands::store::run(&settings, args),
+        Command::Echo(args) => commands::echo::run(&settings, args),
     }
 }

@@ -47,9 +47,15 @@ pub fn select(current: &StudyInfo, candidates: &[StudyInfo], rules: &Rules, toda
             Some(why) => (false, why),
             None if chosen < rules.count => {
                 chosen += 1;
-                (true, format!("prior {chosen} of at most {}: most recent eligible", rules.count))
+                (
+                    true,
+                    format!("prior {chosen} of at most {}: most recent eligible", rules.count),
+                )
             }
-            None => (false, format!("eligible, but the {} more recent priors were enough", rules.count)),
+            None => (
+                false,
+                format!("eligible, but the {} more recent priors were enough", rules.count),
+            ),
         };
         out.push(Decision {
             study: study.clone(),
@@ -88,9 +94,7 @@ fn passed_over(current: &StudyInfo, study: &StudyInfo, rules: &Rules, anchor: &s
             rules.years
         ));
     }
-    if rules.modality == ModalityRule::Same
-        && !study.modalities.iter().any(|m| current.modalities.contains(m))
-    {
+    if rules.modality == ModalityRule::Same && !study.modalities.iter().any(|m| current.modalities.contains(m)) {
         return Some(format!(
             "modalities {} share none with the current study's {}",
             list(&study.modalities),
@@ -101,7 +105,11 @@ fn passed_over(current: &StudyInfo, study: &StudyInfo, rules: &Rules, anchor: &s
 }
 
 fn list(items: &[String]) -> String {
-    if items.is_empty() { "(none)".into() } else { items.join("/") }
+    if items.is_empty() {
+        "(none)".into()
+    } else {
+        items.join("/")
+    }
 }
 
 fn is_date(s: &str) -> bool {
@@ -173,11 +181,26 @@ mod tests {
             study("1.8", None, "CT", Some("A")),
             study("1.9", Some("20260701"), "CT", Some("A")), // after current
         ];
-        let rules = Rules { count: 3, years: 5, modality: ModalityRule::Any };
+        let rules = Rules {
+            count: 3,
+            years: 5,
+            modality: ModalityRule::Any,
+        };
         let decisions = select(&current, &candidates, &rules, "20261127");
-        let chosen: Vec<&str> = decisions.iter().filter(|d| d.chosen).map(|d| d.study.study_uid.as_str()).collect();
+        let chosen: Vec<&str> = decisions
+            .iter()
+            .filter(|d| d.chosen)
+            .map(|d| d.study.study_uid.as_str())
+            .collect();
         assert_eq!(chosen, ["1.3", "1.2", "1.5"]);
-        let reason = |uid: &str| decisions.iter().find(|d| d.study.study_uid == uid).unwrap().reason.clone();
+        let reason = |uid: &str| {
+            decisions
+                .iter()
+                .find(|d| d.study.study_uid == uid)
+                .unwrap()
+                .reason
+                .clone()
+        };
         assert!(reason("1.1").contains("current study itself"));
         assert!(reason("1.4").contains("lookback"));
         assert!(reason("1.6").contains("were enough"));
@@ -185,7 +208,11 @@ mod tests {
         assert!(reason("1.8").contains("no study date"));
         assert!(reason("1.9").contains("after the current study"));
 
-        let same = Rules { count: 3, years: 5, modality: ModalityRule::Same };
+        let same = Rules {
+            count: 3,
+            years: 5,
+            modality: ModalityRule::Same,
+        };
         let chosen: Vec<String> = select(&current, &candidates, &same, "20261127")
             .into_iter()
             .filter(|d| d.chosen)

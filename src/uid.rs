@@ -83,7 +83,12 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_uids() {
-        for ok in ["1.2.840.10008.1.2.1", "0", "1.0.3", "2.25.329800735698586629295641978511506172918"] {
+        for ok in [
+            "1.2.840.10008.1.2.1",
+            "0",
+            "1.0.3",
+            "2.25.329800735698586629295641978511506172918",
+        ] {
             assert_eq!(Uid::parse(ok).unwrap().as_str(), ok);
         }
         assert_eq!(Uid::parse("1.2.3\0").unwrap().as_str(), "1.2.3");
@@ -91,7 +96,9 @@ mod tests {
 
     #[test]
     fn rejects_what_could_escape_a_directory_or_break_the_grammar() {
-        for bad in ["", "..", "1..2", "1.2/3", "../1.2", "1.2.", ".1", "1.02", "1.2\\3", "C:1", "1.2.3a"] {
+        for bad in [
+            "", "..", "1..2", "1.2/3", "../1.2", "1.2.", ".1", "1.02", "1.2\\3", "C:1", "1.2.3a",
+        ] {
             assert!(Uid::parse(bad).is_err(), "{bad:?} accepted");
         }
         assert!(Uid::parse(&"1.".repeat(32)).is_err());

@@ -82,11 +82,14 @@ pub fn same_contents(a: &Path, b: &Path) -> Result<bool> {
     let mut ba = vec![0u8; 64 * 1024];
     let mut bb = vec![0u8; 64 * 1024];
     loop {
-        let n = fa.read(&mut ba).with_context(|| format!("failed to read `{}`", a.display()))?;
+        let n = fa
+            .read(&mut ba)
+            .with_context(|| format!("failed to read `{}`", a.display()))?;
         if n == 0 {
             return Ok(true);
         }
-        fb.read_exact(&mut bb[..n]).with_context(|| format!("failed to read `{}`", b.display()))?;
+        fb.read_exact(&mut bb[..n])
+            .with_context(|| format!("failed to read `{}`", b.display()))?;
         if ba[..n] != bb[..n] {
             return Ok(false);
         }

@@ -58,7 +58,12 @@ pub(super) fn destinations(study_dir: &Path) -> Result<Vec<String>> {
     };
     let mut out: Vec<String> = entries
         .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".jsonl")).map(str::to_string))
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".jsonl"))
+                .map(str::to_string)
+        })
         .collect();
     out.sort();
     Ok(out)

@@ -51,9 +51,12 @@ pub enum LockMode {
 impl Cache {
     /// Opens the cache at `root`, creating it (tagged with `CACHEDIR.TAG`) if needed.
     pub fn open(root: &Path) -> Result<Cache> {
-        let cache = Cache { root: root.to_path_buf() };
+        let cache = Cache {
+            root: root.to_path_buf(),
+        };
         for dir in [cache.studies_dir(), cache.locks_dir()] {
-            fsutil::create_dir_all(&dir).context("the cache directory is not usable; check its permissions or pass --cache DIR")?;
+            fsutil::create_dir_all(&dir)
+                .context("the cache directory is not usable; check its permissions or pass --cache DIR")?;
         }
         let tag = root.join("CACHEDIR.TAG");
         if !tag.exists() {
@@ -337,7 +340,8 @@ impl Staged {
                 .into_inner()
                 .map_err(|e| e.into_error())
                 .with_context(|| format!("failed to write `{}`", self.path.display()))?;
-            file.sync_all().with_context(|| format!("failed to sync `{}`", self.path.display()))?;
+            file.sync_all()
+                .with_context(|| format!("failed to sync `{}`", self.path.display()))?;
         }
         Ok(())
     }
@@ -345,7 +349,10 @@ impl Staged {
 
 impl Write for Staged {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let file = self.file.as_mut().ok_or_else(|| io::Error::other("staged file already finished"))?;
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("staged file already finished"))?;
         let n = file.write(buf)?;
         self.bytes += n as u64;
         Ok(n)
@@ -373,8 +380,12 @@ fn read_manifest_in(dir: &Path) -> Result<Option<Manifest>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("failed to read `{}`", path.display())),
     };
-    let manifest: Manifest = serde_json::from_slice(&text)
-        .with_context(|| format!("the manifest `{}` is damaged; remove that study's directory and fetch it again", path.display()))?;
+    let manifest: Manifest = serde_json::from_slice(&text).with_context(|| {
+        format!(
+            "the manifest `{}` is damaged; remove that study's directory and fetch it again",
+            path.display()
+        )
+    })?;
     if manifest.version != Manifest::VERSION {
         bail!(
             "the manifest `{}` has version {} but this retriever reads version {}",
@@ -396,12 +407,17 @@ fn present_in(dir: &Path) -> Result<BTreeMap<String, Instance>> {
     };
     for series in series_dirs {
         let series = series.with_context(|| format!("failed to list `{}`", series_root.display()))?;
-        let Some(series_uid) = series.file_name().to_str().map(str::to_string) else { continue };
-        let files = fs::read_dir(series.path()).with_context(|| format!("failed to list `{}`", series.path().display()))?;
+        let Some(series_uid) = series.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        let files =
+            fs::read_dir(series.path()).with_context(|| format!("failed to list `{}`", series.path().display()))?;
         for file in files {
             let file = file.with_context(|| format!("failed to list `{}`", series.path().display()))?;
             let name = file.file_name();
-            let Some(sop) = name.to_str().and_then(|n| n.strip_suffix(".dcm")) else { continue };
+            let Some(sop) = name.to_str().and_then(|n| n.strip_suffix(".dcm")) else {
+                continue;
+            };
             let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
             out.insert(
                 sop.to_string(),
@@ -433,15 +449,24 @@ mod tests {
 
         let mut a = study.stage().unwrap();
         a.write_all(b"first").unwrap();
-        assert_eq!(study.commit(a, &uid("1.2.3.4"), &uid("1.2.3.4.5")).unwrap(), Commit::Stored { bytes: 5 });
+        assert_eq!(
+            study.commit(a, &uid("1.2.3.4"), &uid("1.2.3.4.5")).unwrap(),
+            Commit::Stored { bytes: 5 }
+        );
 
         let mut same = study.stage().unwrap();
         same.write_all(b"first").unwrap();
-        assert_eq!(study.commit(same, &uid("1.2.3.4"), &uid("1.2.3.4.5")).unwrap(), Commit::AlreadyPresent);
+        assert_eq!(
+            study.commit(same, &uid("1.2.3.4"), &uid("1.2.3.4.5")).unwrap(),
+            Commit::AlreadyPresent
+        );
 
         let mut other = study.stage().unwrap();
         other.write_all(b"other").unwrap();
-        assert_eq!(study.commit(other, &uid("1.2.3.4"), &uid("1.2.3.4.5")).unwrap(), Commit::Conflict);
+        assert_eq!(
+            study.commit(other, &uid("1.2.3.4"), &uid("1.2.3.4.5")).unwrap(),
+            Commit::Conflict
+        );
 
         let present = study.present().unwrap();
         assert_eq!(present.len(), 1);
@@ -460,8 +485,13 @@ mod tests {
 
         let manifest = Manifest {
             version: Manifest::VERSION,
-            study: StudyInfo { study_uid: "1.2.3".into(), ..Default::default() },
-            roles: vec![Role::Current { requested_as: "ACC1".into() }],
+            study: StudyInfo {
+                study_uid: "1.2.3".into(),
+                ..Default::default()
+            },
+            roles: vec![Role::Current {
+                requested_as: "ACC1".into(),
+            }],
             fetched_at: now_rfc3339(),
             completed_at: None,
             expected: [("1.2.3.4.5".to_string(), "1.2.3.4".to_string())].into(),

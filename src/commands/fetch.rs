@@ -11,8 +11,8 @@ use crate::config::Settings;
 use crate::dicomweb::Client;
 use crate::fetch::{self, Fetched, Plan};
 use crate::priors::{ModalityRule, Rules};
-use crate::uid::Uid;
 use crate::ui;
+use crate::uid::Uid;
 
 pub fn run(settings: &Settings, args: &FetchArgs) -> Result<()> {
     let mut cloud = settings.cloud()?.clone();
@@ -45,16 +45,24 @@ pub fn run(settings: &Settings, args: &FetchArgs) -> Result<()> {
     let planned = plan.studies.len();
     let mut stdout = std::io::stdout().lock();
     let mut print_error = None;
-    let outcome = fetch::fetch(&client, &cache, plan.studies, cloud.jobs, cloud.retries, &*reporter, &mut |f| {
-        match print_fetched(&mut stdout, f, args.json) {
-            // Whoever read our output has gone (`| head`): keep fetching, stop printing.
-            Err(e) if is_broken_pipe(&e) => {}
-            Err(e) => {
-                print_error.get_or_insert(e);
+    let outcome = fetch::fetch(
+        &client,
+        &cache,
+        plan.studies,
+        cloud.jobs,
+        cloud.retries,
+        &*reporter,
+        &mut |f| {
+            match print_fetched(&mut stdout, f, args.json) {
+                // Whoever read our output has gone (`| head`): keep fetching, stop printing.
+                Err(e) if is_broken_pipe(&e) => {}
+                Err(e) => {
+                    print_error.get_or_insert(e);
+                }
+                Ok(()) => {}
             }
-            Ok(()) => {}
-        }
-    })?;
+        },
+    )?;
     if let Some(e) = print_error {
         return Err(e).context("failed to write to standard output");
     }
@@ -67,6 +75,9 @@ pub fn run(settings: &Settings, args: &FetchArgs) -> Result<()> {
     // --store: the studies made complete go to the destination, whatever
     // happened to the others.
     let complete: Vec<Uid> = outcome.fetched.iter().map(|f| f.planned.uid.clone()).collect();
+    if complete.is_empty() {
+        return fetched;
+    }
     let stored = super::store::deliver_fetched(settings, &opts, &cache, &*reporter, &complete);
     match (fetched, stored) {
         (_, Err(e)) if super::store::is_interrupted(&e) => Err(e),
@@ -86,12 +97,15 @@ fn summarize(unresolved: usize, failed: usize, total: usize, failures: &[(String
         (0, 0) => Ok(()),
         (0, f) => bail!("{f} of {total} studies could not be fetched completely; run the same command again to resume"),
         (u, 0) => bail!("{u} of the studies asked for could not be found or searched"),
-        (u, f) => bail!("{u} of the studies asked for could not be found or searched, and {f} could not be fetched completely"),
+        (u, f) => bail!(
+            "{u} of the studies asked for could not be found or searched, and {f} could not be fetched completely"
+        ),
     }
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 fn role_json(role: &Role) -> (&'static str, Option<&str>) {
@@ -128,7 +142,11 @@ fn print_fetched(out: &mut impl Write, f: &Fetched, json: bool) -> Result<()> {
             f.planned.role,
             info.patient_id.as_deref().unwrap_or("-"),
             info.study_date.as_deref().unwrap_or("-"),
-            if info.modalities.is_empty() { "-".to_string() } else { info.modalities.join("/") },
+            if info.modalities.is_empty() {
+                "-".to_string()
+            } else {
+                info.modalities.join("/")
+            },
             f.instances,
             super::human_bytes(f.bytes),
             f.path.display()
@@ -141,7 +159,9 @@ fn print_fetched(out: &mut impl Write, f: &Fetched, json: bool) -> Result<()> {
 fn print_plan(plan: &Plan, json: bool) -> Result<()> {
     let mut out = std::io::stdout().lock();
     for planned in &plan.studies {
-        let Role::Current { requested_as } = &planned.role else { continue };
+        let Role::Current { requested_as } = &planned.role else {
+            continue;
+        };
         let info = &planned.info;
         if json {
             writeln!(
@@ -164,7 +184,9 @@ fn print_plan(plan: &Plan, json: bool) -> Result<()> {
                 info.modalities.join("/"),
             )?;
         }
-        let Some(report) = plan.priors.iter().find(|r| r.current.study_uid == info.study_uid) else { continue };
+        let Some(report) = plan.priors.iter().find(|r| r.current.study_uid == info.study_uid) else {
+            continue;
+        };
         for d in &report.decisions {
             if d.study.study_uid == info.study_uid {
                 continue;

@@ -6,8 +6,9 @@ use std::time::SystemTime;
 use anyhow::Result;
 use serde_json::json;
 
-use crate::cache::{Cache, Role};
+use crate::cache::{Cache, DeliveryState, Manifest, Role};
 use crate::config::Settings;
+use crate::uid::Uid;
 
 pub fn run(settings: &Settings, json: bool) -> Result<()> {
     let cache = Cache::open(&settings.cache_root)?;
@@ -20,14 +21,20 @@ pub fn run(settings: &Settings, json: bool) -> Result<()> {
     if !json {
         writeln!(
             out,
-            "{:<44} {:<12} {:<12} {:<8} {:<5} {:<8} {:<16} {:>10} {:>9}",
+            "{:<44} {:<12} {:<12} {:<8} {:<5} {:<8} {:<16} {:>10} {:>9}  DELIVERED",
             "STUDY", "ACCESSION", "PATIENT", "DATE", "MOD", "ROLE", "STATE", "SIZE", "AGE"
         )?;
     }
     for uid in studies {
-        let Some(manifest) = cache.read_manifest(&uid)? else { continue };
+        let Some(manifest) = cache.read_manifest(&uid)? else {
+            continue;
+        };
         let present = cache.present(&uid)?;
-        let have = manifest.expected.keys().filter(|sop| present.contains_key(*sop)).count();
+        let have = manifest
+            .expected
+            .keys()
+            .filter(|sop| present.contains_key(*sop))
+            .count();
         let total = manifest.expected.len();
         let bytes: u64 = present.values().map(|i| i.bytes).sum();
         let busy = cache.is_busy(&uid)?;
@@ -37,8 +44,13 @@ pub fn run(settings: &Settings, json: bool) -> Result<()> {
             (false, false) => format!("partial {have}/{total}"),
         };
         let age = age_of(&manifest.fetched_at);
-        let role = if manifest.roles.iter().any(|r| matches!(r, Role::Current { .. })) { "current" } else { "prior" };
+        let role = if manifest.roles.iter().any(|r| matches!(r, Role::Current { .. })) {
+            "current"
+        } else {
+            "prior"
+        };
         let info = &manifest.study;
+        let deliveries = deliveries(&cache, &uid, &manifest)?;
         if json {
             let value = json!({
                 "study_uid": uid.as_str(),
@@ -55,12 +67,19 @@ pub fn run(settings: &Settings, json: bool) -> Result<()> {
                 "fetched_at": manifest.fetched_at,
                 "completed_at": manifest.completed_at,
                 "path": cache.study_path(&uid),
+                "deliveries": deliveries.iter().map(|d| json!({
+                    "destination": d.destination,
+                    "delivered": d.delivered,
+                    "warnings": d.warnings,
+                    "failed": d.failed,
+                    "total": d.total,
+                })).collect::<Vec<_>>(),
             });
             writeln!(out, "{value}")?;
         } else {
             writeln!(
                 out,
-                "{:<44} {:<12} {:<12} {:<8} {:<5} {:<8} {:<16} {:>10} {:>9}",
+                "{:<44} {:<12} {:<12} {:<8} {:<5} {:<8} {:<16} {:>10} {:>9}  {}",
                 uid.as_str(),
                 info.accession.as_deref().unwrap_or("-"),
                 info.patient_id.as_deref().unwrap_or("-"),
@@ -69,12 +88,89 @@ pub fn run(settings: &Settings, json: bool) -> Result<()> {
                 role,
                 state,
                 super::human_bytes(bytes),
-                age.map(|a| humantime::format_duration(a).to_string().split(' ').take(2).collect::<Vec<_>>().join(" "))
+                age.map(|a| humantime::format_duration(a)
+                    .to_string()
+                    .split(' ')
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .join(" "))
                     .unwrap_or_else(|| "-".into()),
+                delivered_column(&deliveries),
             )?;
         }
     }
     Ok(())
+}
+
+/// Where a study stands with one destination, from its delivery journal.
+struct DeliveryCounts {
+    destination: String,
+    /// Stored, with or without a warning.
+    delivered: usize,
+    warnings: usize,
+    failed: usize,
+    total: usize,
+}
+
+fn deliveries(cache: &Cache, uid: &Uid, manifest: &Manifest) -> Result<Vec<DeliveryCounts>> {
+    let mut out = Vec::new();
+    for key in cache.delivery_destinations(uid)? {
+        let journal = cache.deliveries(uid, &key)?;
+        let states = manifest
+            .expected
+            .keys()
+            .filter_map(|sop| journal.get(sop))
+            .map(|d| d.state);
+        let (mut delivered, mut warnings, mut failed) = (0, 0, 0);
+        for state in states {
+            match state {
+                DeliveryState::Delivered => delivered += 1,
+                DeliveryState::Warning => {
+                    delivered += 1;
+                    warnings += 1;
+                }
+                DeliveryState::Failed => failed += 1,
+            }
+        }
+        out.push(DeliveryCounts {
+            destination: destination_of(&key),
+            delivered,
+            warnings,
+            failed,
+            total: manifest.expected.len(),
+        });
+    }
+    Ok(out)
+}
+
+/// `PACS@10.0.0.5:104` back from the journal's file-name-safe key
+/// `PACS@10.0.0.5_104` (characters the key replaced stay replaced).
+fn destination_of(key: &str) -> String {
+    match key.rsplit_once('_') {
+        Some((host, port)) if port.parse::<u16>().is_ok() => format!("{host}:{port}"),
+        _ => key.to_string(),
+    }
+}
+
+/// E.g. `PACS@10.0.0.5:104 12/12`, `PACS@10.0.0.5:104 10/12 (2 failed)`, or `not delivered`.
+fn delivered_column(deliveries: &[DeliveryCounts]) -> String {
+    if deliveries.is_empty() {
+        return "not delivered".into();
+    }
+    deliveries
+        .iter()
+        .map(|d| {
+            let mut s = format!("{} {}/{}", d.destination, d.delivered, d.total);
+            match (d.warnings, d.failed) {
+                (0, 0) => {}
+                (w, 0) => s.push_str(&format!(" ({w} with a warning)")),
+                (0, f) => s.push_str(&format!(" ({f} failed)")),
+                (w, f) => s.push_str(&format!(" ({w} with a warning, {f} failed)")),
+            }
+            s
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn age_of(rfc3339: &str) -> Option<std::time::Duration> {

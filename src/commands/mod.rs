@@ -1,7 +1,9 @@
 //! One thin module per subcommand: each joins the pieces for its job.
 
+pub mod echo;
 pub mod fetch;
 pub mod ls;
+pub mod store;
 
 /// Human-readable size, e.g. `157.3 MB`.
 pub fn human_bytes(bytes: u64) -> String {
@@ -12,5 +14,9 @@ pub fn human_bytes(bytes: u64) -> String {
         value /= 1000.0;
         unit += 1;
     }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }

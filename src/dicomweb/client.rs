@@ -97,26 +97,19 @@ impl Client {
             .user_agent(concat!("retriever/", env!("CARGO_PKG_VERSION")))
             .redirect(redirect_policy(&base));
         if let Some(path) = &cfg.ca_bundle {
-            let pem = std::fs::read(path)
-                .with_context(|| format!("failed to read the CA bundle `{}`", path.display()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).with_context(|| {
-                format!("the CA bundle `{}` is not a valid PEM file", path.display())
-            })?;
+            let pem =
+                std::fs::read(path).with_context(|| format!("failed to read the CA bundle `{}`", path.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("the CA bundle `{}` is not a valid PEM file", path.display()))?;
             if certs.is_empty() {
-                bail!(
-                    "the CA bundle `{}` contains no PEM certificate",
-                    path.display()
-                );
+                bail!("the CA bundle `{}` contains no PEM certificate", path.display());
             }
             for cert in certs {
                 builder = builder.add_root_certificate(cert);
             }
         }
         let http = builder.build().with_context(|| match &cfg.ca_bundle {
-            Some(path) => format!(
-                "failed to set up HTTPS with the CA bundle `{}`",
-                path.display()
-            ),
+            Some(path) => format!("failed to set up HTTPS with the CA bundle `{}`", path.display()),
             None => "failed to set up the HTTPS client".to_string(),
         })?;
         Ok(Client {
@@ -302,7 +295,10 @@ impl Client {
             }
             let results: Vec<DicomJson> = serde_json::from_slice(&body).map_err(|e| {
                 Failure::permanent(
-                    format!("the cloud at `{}` answered {what} with something that is not DICOM JSON ({e})", what.base),
+                    format!(
+                        "the cloud at `{}` answered {what} with something that is not DICOM JSON ({e})",
+                        what.base
+                    ),
                     "it does not seem to be a DICOMweb QIDO-RS service; check the cloud URL",
                 )
             })?;
@@ -315,19 +311,14 @@ impl Client {
 
     /// Runs `attempt` until it succeeds, fails for good, or the retries are
     /// used up, waiting between tries as the server asks or with backoff.
-    fn with_retries<T>(
-        &self,
-        mut attempt: impl FnMut() -> Result<T, Failure>,
-    ) -> Result<T, Failure> {
+    fn with_retries<T>(&self, mut attempt: impl FnMut() -> Result<T, Failure>) -> Result<T, Failure> {
         let mut tries = 0u32;
         loop {
             tries += 1;
             match attempt() {
                 Ok(v) => return Ok(v),
                 Err(f) if f.retryable && tries <= self.inner.retries => {
-                    let wait = f
-                        .retry_after
-                        .unwrap_or_else(|| backoff(self.inner.backoff, tries - 1));
+                    let wait = f.retry_after.unwrap_or_else(|| backoff(self.inner.backoff, tries - 1));
                     std::thread::sleep(wait);
                 }
                 Err(mut f) => {
@@ -349,12 +340,7 @@ impl Client {
     }
 
     /// Passes a success through; turns anything else into a failure.
-    fn check_status(
-        &self,
-        what: &Request,
-        response: Response,
-        accept: &str,
-    ) -> Result<Response, Failure> {
+    fn check_status(&self, what: &Request, response: Response, accept: &str) -> Result<Response, Failure> {
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -363,9 +349,7 @@ impl Client {
         let status_text = status_text(status);
         if status == StatusCode::UNAUTHORIZED && matches!(self.inner.auth, Auth::None) {
             return Err(Failure::permanent(
-                format!(
-                    "the cloud at `{base}` asks for credentials (HTTP 401) for {what}, and none were given"
-                ),
+                format!("the cloud at `{base}` asks for credentials (HTTP 401) for {what}, and none were given"),
                 "set RETRIEVER_USER/RETRIEVER_PASSWORD or RETRIEVER_TOKEN",
             ));
         }
@@ -399,9 +383,7 @@ impl Client {
         };
         let hint = match status {
             StatusCode::NOT_FOUND => "check the UID or search and the cloud URL",
-            StatusCode::NOT_ACCEPTABLE => {
-                "the cloud cannot send DICOM in a form this program asks for"
-            }
+            StatusCode::NOT_ACCEPTABLE => "the cloud cannot send DICOM in a form this program asks for",
             _ => "the cloud did not accept the request; check the cloud URL and the search",
         };
         let with_accept = if status == StatusCode::NOT_ACCEPTABLE {
@@ -428,10 +410,7 @@ impl Client {
         }
         if e.is_builder() {
             return Failure::permanent(
-                format!(
-                    "failed to build the request {what} for `{base}`: {}",
-                    chain(&e)
-                ),
+                format!("failed to build the request {what} for `{base}`: {}", chain(&e)),
                 "this is a bug",
             );
         }
@@ -462,12 +441,7 @@ impl Client {
     }
 
     /// A failure of the connection while waiting for or reading a response.
-    fn io_failure(
-        &self,
-        what: &Request,
-        e: &(dyn StdError + 'static),
-        part: Option<usize>,
-    ) -> Failure {
+    fn io_failure(&self, what: &Request, e: &(dyn StdError + 'static), part: Option<usize>) -> Failure {
         let base = &what.base;
         let in_part = match part {
             Some(n) if n > 0 => format!(", in part {n}"),
@@ -499,9 +473,7 @@ impl Client {
                 "the cloud or the network may be unreliable; try again later",
             ),
             MultipartError::Malformed { .. } => Failure::permanent(
-                format!(
-                    "the cloud at `{base}` answered {what} with data that cannot be read ({f})"
-                ),
+                format!("the cloud at `{base}` answered {what} with data that cannot be read ({f})"),
                 "it does not seem to be a DICOMweb WADO-RS service, or a proxy altered the answer",
             ),
         };
@@ -667,9 +639,7 @@ fn multipart_boundary(headers: &HeaderMap) -> Result<String, String> {
     let shown = ct.chars().take(120).collect::<String>();
     let (media, params) = parse_media_type(&ct);
     if !media.eq_ignore_ascii_case("multipart/related") {
-        return Err(format!(
-            "Content-Type `{shown}` instead of multipart/related"
-        ));
+        return Err(format!("Content-Type `{shown}` instead of multipart/related"));
     }
     params
         .into_iter()
@@ -834,8 +804,7 @@ mod tests {
 
     #[test]
     fn media_type_parameters() {
-        let (m, p) =
-            parse_media_type(r#"multipart/related; type="application/dicom"; boundary=abc"#);
+        let (m, p) = parse_media_type(r#"multipart/related; type="application/dicom"; boundary=abc"#);
         assert_eq!(m, "multipart/related");
         assert_eq!(
             p,
@@ -847,10 +816,7 @@ mod tests {
         let (_, p) = parse_media_type(r#"Multipart/Related;boundary="a;b \"c\"" ; type=x"#);
         assert_eq!(
             p,
-            vec![
-                ("boundary".into(), r#"a;b "c""#.into()),
-                ("type".into(), "x".into())
-            ]
+            vec![("boundary".into(), r#"a;b "c""#.into()), ("type".into(), "x".into())]
         );
         let (m, p) = parse_media_type("application/json");
         assert_eq!((m.as_str(), p.len()), ("application/json", 0));

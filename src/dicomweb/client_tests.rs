@@ -6,9 +6,7 @@ use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::testserver::{
-    BOUNDARY, Step, TestServer, closing, head, multipart_content_type, part, response,
-};
+use super::testserver::{BOUNDARY, Step, TestServer, closing, head, multipart_content_type, part, response};
 use super::*;
 use crate::config::{Auth, CloudConfig};
 
@@ -94,10 +92,7 @@ fn qido_pages_with_limit_and_offset() {
         .unwrap();
     assert_eq!(found.len(), 450);
     for (i, s) in found.iter().enumerate() {
-        assert_eq!(
-            s.uid(0x0020_000D).unwrap().to_string(),
-            format!("1.2.3.{i}")
-        );
+        assert_eq!(s.uid(0x0020_000D).unwrap().to_string(), format!("1.2.3.{i}"));
     }
     let reqs = server.requests();
     assert_eq!(reqs.len(), 3);
@@ -109,10 +104,7 @@ fn qido_pages_with_limit_and_offset() {
     assert_eq!(reqs[2].param("offset"), Some("400"));
     assert_eq!(reqs[0].header("Accept"), Some("application/dicom+json"));
     // "alice:s3cret-Pa55" in base64.
-    assert_eq!(
-        reqs[0].header("Authorization"),
-        Some("Basic YWxpY2U6czNjcmV0LVBhNTU=")
-    );
+    assert_eq!(reqs[0].header("Authorization"), Some("Basic YWxpY2U6czNjcmV0LVBhNTU="));
 }
 
 #[test]
@@ -125,10 +117,7 @@ fn qido_follows_the_warning_header() {
             "Warning",
             "299 orthanc: There are additional results that can be requested",
         )];
-        ok_json(
-            &json_page(offset..end),
-            if end < 250 { &warning } else { &[] },
-        )
+        ok_json(&json_page(offset..end), if end < 250 { &warning } else { &[] })
     });
     let found = client(&server).search_series(&uid("1.2"), &[]).unwrap();
     assert_eq!(found.len(), 250);
@@ -150,11 +139,7 @@ fn qido_empty_answers_and_caller_paging() {
         _ => ok_json(&json_page(0..3), &[]),
     });
     let c = client(&server);
-    assert!(
-        c.search_studies(&[("AccessionNumber", "X")])
-            .unwrap()
-            .is_empty()
-    );
+    assert!(c.search_studies(&[("AccessionNumber", "X")]).unwrap().is_empty());
     assert!(c.search_instances(&uid("1.2"), &[]).unwrap().is_empty());
     // With the caller's own limit: that one page, nothing added.
     assert_eq!(c.search_studies(&[("limit", "3")]).unwrap().len(), 3);
@@ -170,8 +155,7 @@ fn qido_detects_a_server_ignoring_offset() {
 
 #[test]
 fn qido_rejects_what_is_not_json() {
-    let server =
-        TestServer::start(|_, _| vec![Step::Send(response("200 OK", &[], b"<html>login</html>"))]);
+    let server = TestServer::start(|_, _| vec![Step::Send(response("200 OK", &[], b"<html>login</html>"))]);
     let e = format!("{:#}", client(&server).search_studies(&[]).unwrap_err());
     assert!(e.contains("not DICOM JSON"), "{e}");
     assert_eq!(server.requests().len(), 1);
@@ -189,18 +173,13 @@ fn retry_after_is_honoured() {
     });
     let start = Instant::now();
     assert_eq!(client(&server).search_studies(&[]).unwrap().len(), 1);
-    assert!(
-        start.elapsed() >= Duration::from_millis(950),
-        "{:?}",
-        start.elapsed()
-    );
+    assert!(start.elapsed() >= Duration::from_millis(950), "{:?}", start.elapsed());
     assert_eq!(server.requests().len(), 2);
 }
 
 #[test]
 fn exhausted_retries_say_what_and_what_to_do() {
-    let server =
-        TestServer::start(|_, _| vec![Step::Send(response("503 Service Unavailable", &[], b""))]);
+    let server = TestServer::start(|_, _| vec![Step::Send(response("503 Service Unavailable", &[], b""))]);
     let c = client(&server);
     let e = retrieve_all(&c, &Target::Series(uid("1.2.3"), uid("4.5.6")))
         .0
@@ -220,8 +199,7 @@ fn exhausted_retries_say_what_and_what_to_do() {
 
 #[test]
 fn refused_credentials_are_not_retried_and_not_shown() {
-    let server =
-        TestServer::start(|_, _| vec![Step::Send(response("401 Unauthorized", &[], b"no"))]);
+    let server = TestServer::start(|_, _| vec![Step::Send(response("401 Unauthorized", &[], b"no"))]);
     let e = retrieve_all(&client(&server), &Target::Study(uid("1.2")))
         .0
         .unwrap_err();
@@ -241,17 +219,12 @@ fn refused_credentials_are_not_retried_and_not_shown() {
     };
     let e = Client::new(&cfg).unwrap().search_studies(&[]).unwrap_err();
     assert!(!format!("{e:#}").contains("tok-123"));
-    assert_eq!(
-        server.requests()[1].header("Authorization"),
-        Some("Bearer tok-123")
-    );
+    assert_eq!(server.requests()[1].header("Authorization"), Some("Bearer tok-123"));
 }
 
 #[test]
 fn not_found_is_not_retried() {
-    let server = TestServer::start(|_, _| {
-        vec![Step::Send(response("404 Not Found", &[], b"Unknown study"))]
-    });
+    let server = TestServer::start(|_, _| vec![Step::Send(response("404 Not Found", &[], b"Unknown study"))]);
     let e = retrieve_all(&client(&server), &Target::Study(uid("1.2")))
         .0
         .unwrap_err();
@@ -267,10 +240,7 @@ fn not_found_is_not_retried() {
 #[test]
 fn wado_asks_for_the_original_bytes_by_default() {
     let server = TestServer::start(|_, _| multipart_answer(&[b"one", b"two"]));
-    let (r, got) = retrieve_all(
-        &client(&server),
-        &Target::Instance(uid("1"), uid("2"), uid("3")),
-    );
+    let (r, got) = retrieve_all(&client(&server), &Target::Instance(uid("1"), uid("2"), uid("3")));
     assert_eq!(r.unwrap(), 2);
     assert_eq!(got, vec![b"one".to_vec(), b"two".to_vec()]);
     let reqs = server.requests();
@@ -372,8 +342,7 @@ fn a_cut_in_the_middle_of_a_part_is_transient() {
     assert_eq!(e.parts_seen, 1);
     assert_eq!(got.len(), 1);
     assert!(
-        e.to_string()
-            .contains("connection closed in the middle of part 2"),
+        e.to_string().contains("connection closed in the middle of part 2"),
         "{e}"
     );
     assert_eq!(server.requests().len(), 1);
@@ -438,10 +407,7 @@ fn an_answer_that_is_not_multipart_is_refused() {
         .0
         .unwrap_err();
     assert!(!e.transient);
-    assert!(
-        e.to_string().contains("instead of multipart/related"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("instead of multipart/related"), "{e}");
     let server = TestServer::start(|_, _| {
         let ct = multipart_content_type();
         let mut bytes = head("200 OK", &[("Content-Type", &ct)]);
@@ -463,17 +429,9 @@ fn redirects_stay_within_the_origin() {
         if req.target.starts_with("/moved") {
             ok_json(&json_page(0..1), &[])
         } else if req.target.starts_with("/dicom-web/studies/9") {
-            vec![Step::Send(response(
-                "302 Found",
-                &[("Location", "/moved/here")],
-                b"",
-            ))]
+            vec![Step::Send(response("302 Found", &[("Location", "/moved/here")], b""))]
         } else {
-            vec![Step::Send(response(
-                "302 Found",
-                &[("Location", &target)],
-                b"",
-            ))]
+            vec![Step::Send(response("302 Found", &[("Location", &target)], b""))]
         }
     });
     let c = client(&server);
@@ -486,10 +444,7 @@ fn redirects_stay_within_the_origin() {
     assert!(elsewhere.requests().is_empty());
     assert_eq!(server.requests().len(), 1, "not retried");
     // Within the origin, followed, with the credentials.
-    assert_eq!(
-        c.search_series(&uid("9"), &[("limit", "5")]).unwrap().len(),
-        1
-    );
+    assert_eq!(c.search_series(&uid("9"), &[("limit", "5")]).unwrap().len(), 1);
     let reqs = server.requests();
     assert_eq!(reqs.last().unwrap().target, "/moved/here");
     assert!(reqs.last().unwrap().header("Authorization").is_some());
@@ -534,18 +489,13 @@ fn parallel_use_from_many_threads() {
             s.spawn(move || {
                 let (r, got) = retrieve_all(&c, &Target::Study(uid(&format!("1.{n}"))));
                 assert_eq!(r.unwrap(), 1);
-                seen.lock()
-                    .unwrap()
-                    .push(String::from_utf8(got[0].clone()).unwrap());
+                seen.lock().unwrap().push(String::from_utf8(got[0].clone()).unwrap());
             });
         }
     });
     let mut seen = seen.lock().unwrap().clone();
     seen.sort();
-    assert_eq!(
-        seen,
-        (1..=8).map(|n| format!("part of {n}")).collect::<Vec<_>>()
-    );
+    assert_eq!(seen, (1..=8).map(|n| format!("part of {n}")).collect::<Vec<_>>());
 }
 
 #[test]
@@ -610,16 +560,9 @@ fn a_bad_ca_bundle_is_named() {
     );
     std::fs::write(&path, "not a certificate").unwrap();
     let e = format!("{:#}", Client::new(&cfg).unwrap_err());
-    assert!(
-        e.contains("ca.pem") && e.contains("no PEM certificate"),
-        "{e}"
-    );
+    assert!(e.contains("ca.pem") && e.contains("no PEM certificate"), "{e}");
     // Looks like PEM, is not a certificate inside.
-    std::fs::write(
-        &path,
-        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
-    )
-    .unwrap();
+    std::fs::write(&path, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").unwrap();
     let e = format!("{:#}", Client::new(&cfg).unwrap_err());
     assert!(e.contains("ca.pem"), "{e}");
 }

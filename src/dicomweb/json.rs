@@ -50,8 +50,7 @@ impl DicomJson {
         let raw = self
             .string(tag)
             .ok_or_else(|| anyhow!("the cloud's answer has no {}", tag_name(tag)))?;
-        Uid::parse(&raw)
-            .with_context(|| format!("the cloud's answer has an invalid {}", tag_name(tag)))
+        Uid::parse(&raw).with_context(|| format!("the cloud's answer has an invalid {}", tag_name(tag)))
     }
 
     /// The first value as an integer (IS, US, UL, SL, ...), whether the cloud
@@ -68,10 +67,7 @@ impl DicomJson {
 
     fn values(&self, tag: u32) -> Option<&Vec<Value>> {
         let key = format!("{tag:08X}");
-        let element = self
-            .0
-            .get(&key)
-            .or_else(|| self.0.get(&key.to_ascii_lowercase()))?;
+        let element = self.0.get(&key).or_else(|| self.0.get(&key.to_ascii_lowercase()))?;
         element.get("Value")?.as_array()
     }
 }

@@ -103,10 +103,7 @@ mod tests {
     #[test]
     fn target_paths() {
         assert_eq!(Target::Study(uid("1.2")).path(), "/studies/1.2");
-        assert_eq!(
-            Target::Series(uid("1.2"), uid("3")).path(),
-            "/studies/1.2/series/3"
-        );
+        assert_eq!(Target::Series(uid("1.2"), uid("3")).path(), "/studies/1.2/series/3");
         assert_eq!(
             Target::Instance(uid("1.2"), uid("3"), uid("4.5")).to_string(),
             "/studies/1.2/series/3/instances/4.5"

@@ -83,30 +83,20 @@ impl MultipartError {
 impl fmt::Display for MultipartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            MultipartError::Io { part: 0, source } => write!(
-                f,
-                "reading the response failed before the first part: {source}"
-            ),
+            MultipartError::Io { part: 0, source } => {
+                write!(f, "reading the response failed before the first part: {source}")
+            }
             MultipartError::Io { part, source } => {
                 write!(f, "reading the response failed in part {part}: {source}")
             }
             MultipartError::Truncated { part, inside: true } => {
                 write!(f, "connection closed in the middle of part {part}")
             }
-            MultipartError::Truncated {
-                part: 0,
-                inside: false,
-            } => {
+            MultipartError::Truncated { part: 0, inside: false } => {
                 write!(f, "connection closed before the first part")
             }
-            MultipartError::Truncated {
-                part,
-                inside: false,
-            } => {
-                write!(
-                    f,
-                    "connection closed after part {part}, before the closing boundary"
-                )
+            MultipartError::Truncated { part, inside: false } => {
+                write!(f, "connection closed after part {part}, before the closing boundary")
             }
             MultipartError::Malformed { part: 0, why } => {
                 write!(f, "malformed multipart response: {why}")
@@ -341,19 +331,13 @@ impl<R: Read> Multipart<R> {
             if skipped > MAX_PREAMBLE {
                 return Err(self.fail(MultipartError::Malformed {
                     part: 0,
-                    why: format!(
-                        "no boundary in the first {} KiB of the response",
-                        MAX_PREAMBLE / 1024
-                    ),
+                    why: format!("no boundary in the first {} KiB of the response", MAX_PREAMBLE / 1024),
                 }));
             }
             match self.fill() {
                 Ok(0) => {
                     let e = if skipped <= 2 {
-                        MultipartError::Truncated {
-                            part: 0,
-                            inside: false,
-                        }
+                        MultipartError::Truncated { part: 0, inside: false }
                     } else {
                         MultipartError::Malformed {
                             part: 0,
@@ -375,10 +359,7 @@ impl<R: Read> Multipart<R> {
         match self.fill_to(2) {
             Ok(true) => {}
             Ok(false) => {
-                return Err(self.fail(MultipartError::Truncated {
-                    part,
-                    inside: false,
-                }));
+                return Err(self.fail(MultipartError::Truncated { part, inside: false }));
             }
             Err(e) => return Err(self.fail(e)),
         }
@@ -391,10 +372,7 @@ impl<R: Read> Multipart<R> {
             match self.fill_to(2) {
                 Ok(true) => {}
                 Ok(false) => {
-                    return Err(self.fail(MultipartError::Truncated {
-                        part,
-                        inside: false,
-                    }));
+                    return Err(self.fail(MultipartError::Truncated { part, inside: false }));
                 }
                 Err(e) => return Err(self.fail(e)),
             }
@@ -544,10 +522,7 @@ impl<R: Read> Multipart<R> {
                 return Ok(());
             }
             Ok(false) => {
-                return self.record(MultipartError::Truncated {
-                    part,
-                    inside: false,
-                });
+                return self.record(MultipartError::Truncated { part, inside: false });
             }
             Err(e) => return self.record(e),
         }
@@ -576,17 +551,13 @@ impl<R: Read> Multipart<R> {
             State::Failed => return Err(self.repeat_failure_io()),
             // A large read of a sized body with nothing buffered goes
             // straight from the source into the caller's buffer.
-            State::Body { remaining: Some(r) }
-                if r > 0 && self.pos == self.end && out.len() >= DIRECT_READ_MIN =>
-            {
+            State::Body { remaining: Some(r) } if r > 0 && self.pos == self.end && out.len() >= DIRECT_READ_MIN => {
                 let want = out.len().min(usize::try_from(r).unwrap_or(usize::MAX));
                 let part = self.part;
                 loop {
                     match self.inner.read(&mut out[..want]) {
                         Ok(0) => {
-                            return Err(
-                                self.fail_io(MultipartError::Truncated { part, inside: true })
-                            );
+                            return Err(self.fail_io(MultipartError::Truncated { part, inside: true }));
                         }
                         Ok(n) => {
                             self.state = State::Body {
@@ -667,11 +638,7 @@ fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
         }
         offset += 8;
     }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&b| b == needle)
-        .map(|i| offset + i)
+    chunks.remainder().iter().position(|&b| b == needle).map(|i| offset + i)
 }
 
 /// Parses a part's header block (lines separated by CRLF, no final empty line).
@@ -698,10 +665,11 @@ fn parse_headers(block: &str) -> Result<PartHeaders, String> {
         if name.eq_ignore_ascii_case("content-type") {
             h.content_type = Some(value.to_string());
         } else if name.eq_ignore_ascii_case("content-length") {
-            h.content_length =
-                Some(value.parse().map_err(|_| {
-                    format!("its Content-Length `{}` is not a number", shorten(value))
-                })?);
+            h.content_length = Some(
+                value
+                    .parse()
+                    .map_err(|_| format!("its Content-Length `{}` is not a number", shorten(value)))?,
+            );
         } else if name.eq_ignore_ascii_case("content-location") {
             h.content_location = Some(value.to_string());
         }
@@ -756,9 +724,7 @@ mod tests {
     fn body(boundary: &str, parts: &[&[u8]], sized: bool) -> Vec<u8> {
         let mut out = b"this is the preamble, ignored\r\n".to_vec();
         for p in parts {
-            out.extend_from_slice(
-                format!("--{boundary}\r\nContent-Type: application/dicom\r\n").as_bytes(),
-            );
+            out.extend_from_slice(format!("--{boundary}\r\nContent-Type: application/dicom\r\n").as_bytes());
             if sized {
                 out.extend_from_slice(format!("Content-Length: {}\r\n", p.len()).as_bytes());
             }
@@ -771,10 +737,7 @@ mod tests {
     }
 
     /// Reads every part with reads of `read_size` bytes.
-    fn collect<R: Read>(
-        mut mp: Multipart<R>,
-        read_size: usize,
-    ) -> Result<Vec<(PartHeaders, Vec<u8>)>, String> {
+    fn collect<R: Read>(mut mp: Multipart<R>, read_size: usize) -> Result<Vec<(PartHeaders, Vec<u8>)>, String> {
         let mut out = Vec::new();
         loop {
             match mp.next_part() {
@@ -835,10 +798,7 @@ mod tests {
                     }
                     let got = parts_of(&data, chunk, read_size)
                         .unwrap_or_else(|e| panic!("sized={sized} chunk={chunk}: {e}"));
-                    assert_eq!(
-                        got, parts,
-                        "sized={sized} chunk={chunk} read_size={read_size}"
-                    );
+                    assert_eq!(got, parts, "sized={sized} chunk={chunk} read_size={read_size}");
                 }
             }
         }
@@ -889,11 +849,7 @@ mod tests {
     #[test]
     fn zero_parts() {
         let data = format!("--{B}--\r\n");
-        assert!(
-            collect(Multipart::new(Cursor::new(data), B), 10)
-                .unwrap()
-                .is_empty()
-        );
+        assert!(collect(Multipart::new(Cursor::new(data), B), 10).unwrap().is_empty());
     }
 
     #[test]
@@ -939,13 +895,7 @@ mod tests {
             assert_eq!(err.to_string(), "connection closed in the middle of part 2");
             let f = mp.take_failure().unwrap();
             assert!(f.is_transient());
-            assert!(matches!(
-                f,
-                MultipartError::Truncated {
-                    part: 2,
-                    inside: true
-                }
-            ));
+            assert!(matches!(f, MultipartError::Truncated { part: 2, inside: true }));
             // Later calls keep failing.
             assert!(mp.next_part().err().unwrap().is_transient());
         }
@@ -954,10 +904,7 @@ mod tests {
     #[test]
     fn end_inside_headers_is_transient() {
         let data = format!("--{B}\r\nContent-Type: appli");
-        let err = Multipart::new(Cursor::new(data), B)
-            .next_part()
-            .err()
-            .unwrap();
+        let err = Multipart::new(Cursor::new(data), B).next_part().err().unwrap();
         assert!(err.is_transient());
         assert_eq!(err.to_string(), "connection closed in the middle of part 1");
     }
@@ -993,10 +940,7 @@ mod tests {
 
     #[test]
     fn empty_response_is_transient() {
-        let err = Multipart::new(Cursor::new(Vec::new()), B)
-            .next_part()
-            .err()
-            .unwrap();
+        let err = Multipart::new(Cursor::new(Vec::new()), B).next_part().err().unwrap();
         assert!(err.is_transient());
     }
 

@@ -43,10 +43,7 @@ fn escape_into(out: &mut String, s: &str, is_key: bool) {
 
 fn needs_escape(b: u8, is_key: bool) -> bool {
     b.is_ascii_control()
-        || matches!(
-            b,
-            b' ' | b'"' | b'#' | b'%' | b'&' | b'\'' | b'+' | b'<' | b'>'
-        )
+        || matches!(b, b' ' | b'"' | b'#' | b'%' | b'&' | b'\'' | b'+' | b'<' | b'>')
         || (is_key && b == b'=')
 }
 
@@ -77,10 +74,7 @@ mod tests {
             encode(&[("PatientID", "a b&c#d+e%f")]),
             "PatientID=a%20b%26c%23d%2Be%25f"
         );
-        assert_eq!(
-            encode(&[("PatientName", "MÜLLER")]),
-            "PatientName=M%C3%9CLLER"
-        );
+        assert_eq!(encode(&[("PatientName", "MÜLLER")]), "PatientName=M%C3%9CLLER");
         assert_eq!(encode(&[("a=b", "c=d")]), "a%3Db=c=d");
         assert_eq!(encode(&[("x", "\"<'>\n")]), "x=%22%3C%27%3E%0A");
         assert_eq!(encode(&[]), "");

@@ -82,9 +82,7 @@ mod tests {
 
     #[test]
     fn jitter_varies() {
-        let samples: Vec<Duration> = (0..20)
-            .map(|_| backoff(Duration::from_secs(10), 0))
-            .collect();
+        let samples: Vec<Duration> = (0..20).map(|_| backoff(Duration::from_secs(10), 0)).collect();
         assert!(samples.iter().any(|d| *d != samples[0]), "{samples:?}");
     }
 
@@ -95,10 +93,7 @@ mod tests {
         assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("86400", now), Some(MAX_RETRY_AFTER));
         let later = httpdate::fmt_http_date(now + Duration::from_secs(120));
-        assert_eq!(
-            parse_retry_after(&later, now),
-            Some(Duration::from_secs(120))
-        );
+        assert_eq!(parse_retry_after(&later, now), Some(Duration::from_secs(120)));
         let earlier = httpdate::fmt_http_date(now - Duration::from_secs(120));
         assert_eq!(parse_retry_after(&earlier, now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("soon", now), None);
@@ -112,10 +107,7 @@ mod tests {
             assert!(is_transient_status(StatusCode::from_u16(s).unwrap()), "{s}");
         }
         for s in [400, 401, 403, 404, 406, 409, 501] {
-            assert!(
-                !is_transient_status(StatusCode::from_u16(s).unwrap()),
-                "{s}"
-            );
+            assert!(!is_transient_status(StatusCode::from_u16(s).unwrap()), "{s}");
         }
     }
 }

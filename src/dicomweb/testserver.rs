@@ -27,9 +27,7 @@ impl Recorded {
     /// The value of query parameter `key` (not decoded).
     pub fn param(&self, key: &str) -> Option<&str> {
         let query = self.target.split_once('?')?.1;
-        query
-            .split('&')
-            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+        query.split('&').find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
     }
 }
 
@@ -48,9 +46,7 @@ pub struct TestServer {
 
 impl TestServer {
     /// Starts a server; `handler` gets the request's number (from 0) and the request.
-    pub fn start(
-        handler: impl Fn(usize, &Recorded) -> Vec<Step> + Send + Sync + 'static,
-    ) -> TestServer {
+    pub fn start(handler: impl Fn(usize, &Recorded) -> Vec<Step> + Send + Sync + 'static) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let requests: Arc<Mutex<Vec<Recorded>>> = Arc::default();
@@ -89,13 +85,7 @@ fn serve(mut stream: TcpStream, handler: &Handler, recorded: &Mutex<Vec<Recorded
     }
     let text = String::from_utf8_lossy(&head);
     let mut lines = text.split("\r\n");
-    let target = lines
-        .next()
-        .unwrap_or("")
-        .split(' ')
-        .nth(1)
-        .unwrap_or("")
-        .to_string();
+    let target = lines.next().unwrap_or("").split(' ').nth(1).unwrap_or("").to_string();
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))

@@ -10,9 +10,8 @@ use std::time::Duration;
 use dicom_ul::association::client::ClientAssociation;
 use dicom_ul::association::{Association as _, Error as UlError};
 use dicom_ul::pdu::{
-    AbortRQSource, AssociationRJ, AssociationRJResult,
-    AssociationRJServiceProviderPresentationReason, AssociationRJSource, PDataValue,
-    PDataValueType, PresentationContextNegotiated,
+    AbortRQSource, AssociationRJ, AssociationRJResult, AssociationRJServiceProviderPresentationReason,
+    AssociationRJSource, PDataValue, PDataValueType, PresentationContextNegotiated,
 };
 use dicom_ul::{ClientAssociationOptions, Pdu};
 
@@ -216,10 +215,7 @@ impl Assoc {
                 Pdu::PData { data } => {
                     for pdv in data {
                         if pdv.value_type != PDataValueType::Command {
-                            return Err(self.protocol(
-                                "a data set came where a response command was expected",
-                                sent,
-                            ));
+                            return Err(self.protocol("a data set came where a response command was expected", sent));
                         }
                         if pdv.presentation_context_id != context_id {
                             return Err(self.protocol(
@@ -232,8 +228,7 @@ impl Assoc {
                         }
                         bytes.extend_from_slice(&pdv.data);
                         if pdv.is_last {
-                            return Command::decode(&bytes)
-                                .map_err(|e| self.protocol(&e.to_string(), sent));
+                            return Command::decode(&bytes).map_err(|e| self.protocol(&e.to_string(), sent));
                         }
                     }
                 }
@@ -268,9 +263,7 @@ impl Assoc {
         let Some(mut inner) = self.inner.take() else {
             return Err(self.closed());
         };
-        let _ = inner
-            .inner_stream()
-            .set_read_timeout(Some(self.acse_timeout));
+        let _ = inner.inner_stream().set_read_timeout(Some(self.acse_timeout));
         inner
             .release()
             .map_err(|e| self.map(e, Phase::Release, self.acse_timeout, false))
@@ -389,10 +382,7 @@ impl ErrorContext<'_> {
         let destination = self.destination.to_string();
         match e {
             UlError::Connect { source, .. } | UlError::ToAddress { source, .. } => {
-                ScuError::Connect {
-                    destination,
-                    source,
-                }
+                ScuError::Connect { destination, source }
             }
             UlError::Rejected { association_rj, .. } => {
                 let (transient, reason) = rejection(&association_rj);
@@ -417,13 +407,11 @@ impl ErrorContext<'_> {
                 phase,
                 outcome_unknown,
             },
-            UlError::UnexpectedPdu { pdu, .. } if matches!(*pdu, Pdu::AbortRQ { .. }) => {
-                ScuError::Aborted {
-                    destination,
-                    phase,
-                    outcome_unknown,
-                }
-            }
+            UlError::UnexpectedPdu { pdu, .. } if matches!(*pdu, Pdu::AbortRQ { .. }) => ScuError::Aborted {
+                destination,
+                phase,
+                outcome_unknown,
+            },
             UlError::ConnectionClosed { .. } => ScuError::ConnectionLost {
                 destination,
                 phase,
@@ -442,13 +430,7 @@ impl ErrorContext<'_> {
     }
 }
 
-fn io_error(
-    destination: &str,
-    e: io::Error,
-    phase: Phase,
-    timeout: Duration,
-    outcome_unknown: bool,
-) -> ScuError {
+fn io_error(destination: &str, e: io::Error, phase: Phase, timeout: Duration, outcome_unknown: bool) -> ScuError {
     let destination = destination.to_string();
     match e.kind() {
         // A socket read timeout is WouldBlock on Unix, TimedOut on Windows.
@@ -528,9 +510,7 @@ mod tests {
         let rj = |result, source| AssociationRJ { result, source };
         let (t, r) = rejection(&rj(
             AssociationRJResult::Permanent,
-            AssociationRJSource::ServiceUser(
-                AssociationRJServiceUserReason::CalledAETitleNotRecognized,
-            ),
+            AssociationRJSource::ServiceUser(AssociationRJServiceUserReason::CalledAETitleNotRecognized),
         ));
         assert!(!t);
         assert_eq!(r, "called AE title not recognized");
@@ -579,11 +559,9 @@ mod tests {
             let mut lasts = Vec::new();
             while pos < wire.len() {
                 assert_eq!(wire[pos], 0x04);
-                let pdu_len =
-                    u32::from_be_bytes(wire[pos + 2..pos + 6].try_into().unwrap()) as usize;
+                let pdu_len = u32::from_be_bytes(wire[pos + 2..pos + 6].try_into().unwrap()) as usize;
                 assert!(pdu_len <= 1024, "PDU of {pdu_len} bytes");
-                let pdv_len =
-                    u32::from_be_bytes(wire[pos + 6..pos + 10].try_into().unwrap()) as usize;
+                let pdv_len = u32::from_be_bytes(wire[pos + 6..pos + 10].try_into().unwrap()) as usize;
                 assert_eq!(pdv_len + 4, pdu_len);
                 assert_eq!(wire[pos + 10], 3);
                 lasts.push(wire[pos + 11] == 0x02);

@@ -107,11 +107,7 @@ impl Command {
         if let Some(p) = self.priority {
             put(&mut body, PRIORITY, &p.to_le_bytes());
         }
-        put(
-            &mut body,
-            COMMAND_DATA_SET_TYPE,
-            &self.data_set_type.to_le_bytes(),
-        );
+        put(&mut body, COMMAND_DATA_SET_TYPE, &self.data_set_type.to_le_bytes());
         if let Some(s) = self.status {
             put(&mut body, STATUS, &s.to_le_bytes());
         }
@@ -151,9 +147,7 @@ impl Command {
         let mut seen_data_set_type = false;
         let mut pos = 0usize;
         while pos < bytes.len() {
-            let header = bytes
-                .get(pos..pos + 8)
-                .ok_or(DecodeError::Truncated { offset: pos })?;
+            let header = bytes.get(pos..pos + 8).ok_or(DecodeError::Truncated { offset: pos })?;
             let group = u16::from_le_bytes([header[0], header[1]]);
             let element = u16::from_le_bytes([header[2], header[3]]);
             let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
@@ -193,12 +187,7 @@ impl Command {
                 OFFENDING_ELEMENT => {
                     cmd.offending_elements = value
                         .chunks_exact(4)
-                        .map(|c| {
-                            (
-                                u16::from_le_bytes([c[0], c[1]]),
-                                u16::from_le_bytes([c[2], c[3]]),
-                            )
-                        })
+                        .map(|c| (u16::from_le_bytes([c[0], c[1]]), u16::from_le_bytes([c[2], c[3]])))
                         .collect()
                 }
                 ERROR_COMMENT => cmd.error_comment = Some(text(value)).filter(|s| !s.is_empty()),
@@ -275,16 +264,10 @@ impl fmt::Display for DecodeError {
                 )
             }
             DecodeError::UndefinedLength { element } => {
-                write!(
-                    f,
-                    "command element (0000,{element:04X}) has an undefined length"
-                )
+                write!(f, "command element (0000,{element:04X}) has an undefined length")
             }
             DecodeError::BadLength { element, len } => {
-                write!(
-                    f,
-                    "command element (0000,{element:04X}) has length {len}, expected 2"
-                )
+                write!(f, "command element (0000,{element:04X}) has length {len}, expected 2")
             }
             DecodeError::Missing(what) => write!(f, "the command set has no {what}"),
         }
@@ -348,10 +331,7 @@ mod tests {
         let rq = Command::c_echo_rq(1);
         let back = Command::decode(&rq.encode()).unwrap();
         assert_eq!(back.command_field, field::C_ECHO_RQ);
-        assert_eq!(
-            back.affected_sop_class_uid.as_deref(),
-            Some("1.2.840.10008.1.1")
-        );
+        assert_eq!(back.affected_sop_class_uid.as_deref(), Some("1.2.840.10008.1.1"));
         assert!(!back.has_data_set());
     }
 

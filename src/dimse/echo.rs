@@ -26,10 +26,7 @@ pub struct EchoReport {
 /// and releases.
 pub fn echo(opts: &ScuOptions) -> Result<EchoReport, ScuError> {
     let start = Instant::now();
-    let proposals = [Proposal::new(
-        VERIFICATION,
-        &[EXPLICIT_VR_LE, IMPLICIT_VR_LE],
-    )];
+    let proposals = [Proposal::new(VERIFICATION, &[EXPLICIT_VR_LE, IMPLICIT_VR_LE])];
     let mut assoc = Assoc::open(opts, &proposals)?;
     // dicom-ul fails the association when no context is accepted.
     let Some(context_id) = assoc.contexts().first().map(|c| c.id) else {

@@ -42,10 +42,7 @@ impl fmt::Display for Phase {
 pub enum ScuError {
     /// The TCP connection could not be opened (refused, unreachable, timed
     /// out, host name not resolved).
-    Connect {
-        destination: String,
-        source: io::Error,
-    },
+    Connect { destination: String, source: io::Error },
     /// The destination answered A-ASSOCIATE-RJ.
     AssociationRejected {
         destination: String,
@@ -59,10 +56,7 @@ pub enum ScuError {
     },
     /// The association was accepted but none of the proposed presentation
     /// contexts (SOP class + transfer syntaxes) was.
-    NoAcceptedContext {
-        destination: String,
-        proposed: Vec<String>,
-    },
+    NoAcceptedContext { destination: String, proposed: Vec<String> },
     /// The destination sent A-ABORT.
     Aborted {
         destination: String,
@@ -106,18 +100,10 @@ impl ScuError {
     /// instance is not delivered (it will be sent again, possibly twice).
     pub fn outcome_unknown(&self) -> bool {
         match self {
-            ScuError::Aborted {
-                outcome_unknown, ..
-            }
-            | ScuError::ConnectionLost {
-                outcome_unknown, ..
-            }
-            | ScuError::Timeout {
-                outcome_unknown, ..
-            }
-            | ScuError::Protocol {
-                outcome_unknown, ..
-            } => *outcome_unknown,
+            ScuError::Aborted { outcome_unknown, .. }
+            | ScuError::ConnectionLost { outcome_unknown, .. }
+            | ScuError::Timeout { outcome_unknown, .. }
+            | ScuError::Protocol { outcome_unknown, .. } => *outcome_unknown,
             _ => false,
         }
     }
@@ -150,10 +136,7 @@ impl fmt::Display for ScuError {
             }
         };
         match self {
-            ScuError::Connect {
-                destination,
-                source,
-            } => {
+            ScuError::Connect { destination, source } => {
                 let why = match source.kind() {
                     io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
                     io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => "timed out".to_string(),
@@ -171,15 +154,8 @@ impl fmt::Display for ScuError {
                 transient,
                 reason,
             } => {
-                let kind = if *transient {
-                    "temporarily"
-                } else {
-                    "permanently"
-                };
-                write!(
-                    f,
-                    "{destination} {kind} rejected the association ({reason})"
-                )?;
+                let kind = if *transient { "temporarily" } else { "permanently" };
+                write!(f, "{destination} {kind} rejected the association ({reason})")?;
                 if reason.contains("called AE title") {
                     write!(
                         f,
@@ -201,10 +177,7 @@ impl fmt::Display for ScuError {
                     )
                 }
             }
-            ScuError::NoAcceptedContext {
-                destination,
-                proposed,
-            } => write!(
+            ScuError::NoAcceptedContext { destination, proposed } => write!(
                 f,
                 "{destination} accepted none of the proposed presentation contexts ({})",
                 proposed.join(", ")
@@ -257,10 +230,7 @@ impl fmt::Display for ScuError {
                 write!(f, "failed to read `{}`: {detail}", path.display())
             }
             ScuError::Closed { destination } => {
-                write!(
-                    f,
-                    "the association with {destination} is closed after an earlier error"
-                )
+                write!(f, "the association with {destination} is closed after an earlier error")
             }
             ScuError::InvalidOptions { detail } => f.write_str(detail),
         }
@@ -271,9 +241,7 @@ impl std::error::Error for ScuError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             ScuError::Connect { source, .. } => Some(source),
-            ScuError::ConnectionLost {
-                source: Some(s), ..
-            } => Some(s),
+            ScuError::ConnectionLost { source: Some(s), .. } => Some(s),
             _ => None,
         }
     }

@@ -191,10 +191,7 @@ mod tests {
         assert_eq!(groups.iter().map(Vec::len).collect::<Vec<_>>(), vec![3, 3]);
         // A class larger than the limit is chunked.
         let groups = split_proposals_max(&[p("1.1", 1), p("1.2", 9)].concat(), 4);
-        assert_eq!(
-            groups.iter().map(Vec::len).collect::<Vec<_>>(),
-            vec![1, 4, 4, 1]
-        );
+        assert_eq!(groups.iter().map(Vec::len).collect::<Vec<_>>(), vec![1, 4, 4, 1]);
         assert!(groups.iter().all(|g| g.len() <= 4));
     }
 }

@@ -56,11 +56,9 @@ fn open_instance(path: &Path) -> Result<(InstanceMeta, BufReader<File>), ScuErro
         sop_instance: clean(meta.media_storage_sop_instance_uid()),
         transfer_syntax: clean(meta.transfer_syntax()),
     };
-    if meta.sop_class.is_empty() || meta.sop_instance.is_empty() || meta.transfer_syntax.is_empty()
-    {
+    if meta.sop_class.is_empty() || meta.sop_instance.is_empty() || meta.transfer_syntax.is_empty() {
         return Err(file_err(
-            "its File Meta Information lacks the SOP class, SOP instance or transfer syntax UID"
-                .into(),
+            "its File Meta Information lacks the SOP class, SOP instance or transfer syntax UID".into(),
         ));
     }
     Ok((meta, reader))
@@ -75,10 +73,7 @@ pub enum SendPlan {
     Convert { context_id: u8, to: String },
     /// The SOP class is accepted, but in none of the syntaxes we could send
     /// it in: fetch it from the cloud again in one of `accepted`.
-    NeedsOtherSyntax {
-        file_syntax: String,
-        accepted: Vec<String>,
-    },
+    NeedsOtherSyntax { file_syntax: String, accepted: Vec<String> },
     /// The destination refused every context proposed for this SOP class.
     SopClassNotAccepted { sop_class: String },
     /// This association never proposed the SOP class (a caller error: see
@@ -256,28 +251,17 @@ impl StoreAssociation {
                     }
                 }
             }
-            SendPlan::NeedsOtherSyntax {
-                file_syntax,
-                accepted,
-            } => Ok(StoreOutcome::NeedsOtherSyntax {
+            SendPlan::NeedsOtherSyntax { file_syntax, accepted } => Ok(StoreOutcome::NeedsOtherSyntax {
                 file_syntax,
                 accepted,
                 why: None,
             }),
-            SendPlan::SopClassNotAccepted { sop_class } => {
-                Ok(StoreOutcome::SopClassNotAccepted { sop_class })
-            }
+            SendPlan::SopClassNotAccepted { sop_class } => Ok(StoreOutcome::SopClassNotAccepted { sop_class }),
             SendPlan::NotProposed { sop_class } => Ok(StoreOutcome::NotProposed { sop_class }),
         }
     }
 
-    fn send(
-        &mut self,
-        context_id: u8,
-        meta: &InstanceMeta,
-        path: &Path,
-        body: Body,
-    ) -> Result<StoreStatus, ScuError> {
+    fn send(&mut self, context_id: u8, meta: &InstanceMeta, path: &Path, body: Body) -> Result<StoreStatus, ScuError> {
         let message_id = self.assoc.next_message_id();
         let rq = Command::c_store_rq(message_id, &meta.sop_class, &meta.sop_instance);
         self.assoc.send_command(context_id, &rq)?;
@@ -306,10 +290,7 @@ impl StoreAssociation {
 
         let rsp = self.assoc.receive_command(context_id, true)?;
         if rsp.command_field != command::field::C_STORE_RSP {
-            let detail = format!(
-                "expected a C-STORE-RSP, got command field 0x{:04X}",
-                rsp.command_field
-            );
+            let detail = format!("expected a C-STORE-RSP, got command field 0x{:04X}", rsp.command_field);
             return Err(self.assoc.protocol(&detail, true));
         }
         if rsp.message_id_being_responded_to != Some(message_id) {
@@ -323,17 +304,12 @@ impl StoreAssociation {
             && !uid.is_empty()
             && *uid != meta.sop_instance
         {
-            let detail = format!(
-                "the C-STORE-RSP is about instance {uid}, we sent {}",
-                meta.sop_instance
-            );
+            let detail = format!("the C-STORE-RSP is about instance {uid}, we sent {}", meta.sop_instance);
             return Err(self.assoc.protocol(&detail, true));
         }
         if rsp.has_data_set() {
             // We would be out of step with the data set PDVs that follow.
-            return Err(self
-                .assoc
-                .protocol("the C-STORE-RSP announces a data set", true));
+            return Err(self.assoc.protocol("the C-STORE-RSP announces a data set", true));
         }
         let Some(code) = rsp.status else {
             return Err(self.assoc.protocol("the C-STORE-RSP has no status", true));

@@ -78,10 +78,8 @@ pub fn convert(path: &Path, source: &str, target: &str) -> Result<Vec<u8>, Strin
     if encapsulated {
         // Decoders are third-party code fed with outside data; a panic in
         // one must fail this instance, not the whole run.
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            decompress(&mut obj, source)
-        }))
-        .map_err(|_| "the pixel data decoder crashed".to_string())??;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decompress(&mut obj, source)))
+            .map_err(|_| "the pixel data decoder crashed".to_string())??;
     }
     let mut out = Vec::new();
     obj.write_dataset_with_ts(&mut out, target_ts)
@@ -133,13 +131,7 @@ fn decompress(obj: &mut DefaultDicomObject, source: &str) -> Result<(), String> 
     }
     let (vr, mut bytes) = if bits == 16 {
         let words = decoded.data_ow();
-        (
-            VR::OW,
-            words
-                .iter()
-                .flat_map(|w| w.to_le_bytes())
-                .collect::<Vec<u8>>(),
-        )
+        (VR::OW, words.iter().flat_map(|w| w.to_le_bytes()).collect::<Vec<u8>>())
     } else {
         (VR::OB, decoded.into_data())
     };
@@ -163,11 +155,7 @@ fn decompress(obj: &mut DefaultDicomObject, source: &str) -> Result<(), String> 
     }
     if new_pmi != pmi {
         let new_pmi = new_pmi.to_string();
-        obj.put(DataElement::new(
-            tags::PHOTOMETRIC_INTERPRETATION,
-            VR::CS,
-            new_pmi,
-        ));
+        obj.put(DataElement::new(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, new_pmi));
     }
     // Only meaningful for encapsulated pixel data.
     obj.remove_element(tags::ENCAPSULATED_PIXEL_DATA_VALUE_TOTAL_LENGTH);
@@ -215,11 +203,7 @@ mod tests {
             VR::UI,
             "1.2.840.10008.5.1.4.1.1.7",
         ));
-        ds.put(DataElement::new(
-            tags::SOP_INSTANCE_UID,
-            VR::UI,
-            "1.2.3.4.5",
-        ));
+        ds.put(DataElement::new(tags::SOP_INSTANCE_UID, VR::UI, "1.2.3.4.5"));
         ds.put(DataElement::new(tags::PATIENT_NAME, VR::PN, "Doe^Jane"));
         ds.put(DataElement::new(
             tags::SMALLEST_IMAGE_PIXEL_VALUE,
@@ -231,16 +215,8 @@ mod tests {
             VR::US,
             PrimitiveValue::from(1u16),
         ));
-        ds.put(DataElement::new(
-            tags::ROWS,
-            VR::US,
-            PrimitiveValue::from(2u16),
-        ));
-        ds.put(DataElement::new(
-            tags::COLUMNS,
-            VR::US,
-            PrimitiveValue::from(2u16),
-        ));
+        ds.put(DataElement::new(tags::ROWS, VR::US, PrimitiveValue::from(2u16)));
+        ds.put(DataElement::new(tags::COLUMNS, VR::US, PrimitiveValue::from(2u16)));
         ds.put(DataElement::new(
             tags::BITS_ALLOCATED,
             VR::US,
@@ -272,15 +248,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = sample(dir.path(), EXPLICIT_VR_LE);
         let implicit = convert(&path, EXPLICIT_VR_LE, IMPLICIT_VR_LE).unwrap();
-        let back = InMemDicomObject::read_dataset_with_ts(
-            &implicit[..],
-            &entries::IMPLICIT_VR_LITTLE_ENDIAN.erased(),
-        )
-        .unwrap();
-        assert_eq!(
-            back.element(tags::PATIENT_NAME).unwrap().to_str().unwrap(),
-            "Doe^Jane"
-        );
+        let back = InMemDicomObject::read_dataset_with_ts(&implicit[..], &entries::IMPLICIT_VR_LITTLE_ENDIAN.erased())
+            .unwrap();
+        assert_eq!(back.element(tags::PATIENT_NAME).unwrap().to_str().unwrap(), "Doe^Jane");
         // The signed "xs" element survives thanks to Pixel Representation.
         assert_eq!(
             back.element(tags::SMALLEST_IMAGE_PIXEL_VALUE)
@@ -290,11 +260,7 @@ mod tests {
             -5
         );
         assert_eq!(
-            back.element(tags::PIXEL_DATA)
-                .unwrap()
-                .to_bytes()
-                .unwrap()
-                .as_ref(),
+            back.element(tags::PIXEL_DATA).unwrap().to_bytes().unwrap().as_ref(),
             &[1, 0, 2, 0, 255, 255, 4, 0]
         );
 
@@ -302,11 +268,8 @@ mod tests {
         let dir2 = tempfile::tempdir().unwrap();
         let p2 = sample(dir2.path(), IMPLICIT_VR_LE);
         let explicit = convert(&p2, IMPLICIT_VR_LE, EXPLICIT_VR_LE).unwrap();
-        let back = InMemDicomObject::read_dataset_with_ts(
-            &explicit[..],
-            &entries::EXPLICIT_VR_LITTLE_ENDIAN.erased(),
-        )
-        .unwrap();
+        let back = InMemDicomObject::read_dataset_with_ts(&explicit[..], &entries::EXPLICIT_VR_LITTLE_ENDIAN.erased())
+            .unwrap();
         let e = back.element(tags::SMALLEST_IMAGE_PIXEL_VALUE).unwrap();
         assert_eq!(e.vr(), VR::SS);
         assert_eq!(e.to_int::<i32>().unwrap(), -5);

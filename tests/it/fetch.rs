@@ -45,7 +45,11 @@ fn assert_study_cached(cache: &Path, accession: &str) {
     let got: BTreeSet<String> = cached.keys().cloned().collect();
     assert_eq!(got, study.sop_uids(), "instances of {accession} in the cache");
     for instance in study.instances() {
-        assert!(cached[&instance.sop_uid] == instance.bytes(), "bytes of {} differ", instance.sop_uid);
+        assert!(
+            cached[&instance.sop_uid] == instance.bytes(),
+            "bytes of {} differ",
+            instance.sop_uid
+        );
     }
 }
 
@@ -59,7 +63,9 @@ fn no_temporaries_outside(cache: &Path) {
 fn ls_json(cloud: &str, cache: &Path) -> Vec<Value> {
     let (code, out, err) = run(retriever_at(cloud, cache).args(["ls", "--json"]));
     assert_eq!(code, 0, "ls failed: {err}");
-    out.lines().map(|l| serde_json::from_str(l).expect("ls --json prints JSON lines")).collect()
+    out.lines()
+        .map(|l| serde_json::from_str(l).expect("ls --json prints JSON lines"))
+        .collect()
 }
 
 #[test]
@@ -100,7 +106,8 @@ fn dry_run_explains_each_prior_and_downloads_nothing() {
     let orthanc = Orthanc::shared();
     let cache = temp_cache();
     let data = testdata();
-    let (code, out, err) = run(retriever_at(&orthanc.dicomweb_url(), cache.path()).args(["fetch", "ACC1001", "--dry-run", "--json"]));
+    let (code, out, err) =
+        run(retriever_at(&orthanc.dicomweb_url(), cache.path()).args(["fetch", "ACC1001", "--dry-run", "--json"]));
     assert_eq!(code, 0, "dry run failed: {err}");
     let rows: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let row = |accession: &str| rows.iter().find(|r| r["accession"] == accession).cloned();
@@ -119,7 +126,8 @@ fn dry_run_explains_each_prior_and_downloads_nothing() {
     assert!(cached_instances(cache.path(), &data.study("ACC1001").study_uid).is_empty());
 
     // The text form says the same in words.
-    let (code, out, _) = run(retriever_at(&orthanc.dicomweb_url(), cache.path()).args(["fetch", "ACC1001", "--explain"]));
+    let (code, out, _) =
+        run(retriever_at(&orthanc.dicomweb_url(), cache.path()).args(["fetch", "ACC1001", "--explain"]));
     assert_eq!(code, 0);
     assert!(out.contains("skip") && out.contains("lookback"), "{out}");
 }
@@ -133,7 +141,8 @@ fn study_uid_works_and_a_rerun_downloads_nothing() {
     let study = testdata().study("ACC2002");
     let fetch = |extra: &[&str]| {
         let mut cmd = retriever_at(&proxy.dicomweb_url(), cache.path());
-        cmd.args(["fetch", &study.study_uid, "--priors", "0", "--json"]).args(extra);
+        cmd.args(["fetch", &study.study_uid, "--priors", "0", "--json"])
+            .args(extra);
         run(&mut cmd)
     };
     let (code, out, err) = fetch(&[]);
@@ -147,12 +156,20 @@ fn study_uid_works_and_a_rerun_downloads_nothing() {
     assert!(Path::new(row["path"].as_str().unwrap()).is_dir());
     assert_study_cached(cache.path(), "ACC2002");
 
-    let wado_before = proxy.requests().iter().filter(|r| r.target.contains("/series/")).count();
+    let wado_before = proxy
+        .requests()
+        .iter()
+        .filter(|r| r.target.contains("/series/"))
+        .count();
     assert!(wado_before > 0);
     let (code, out, err) = fetch(&[]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.lines().count(), 1, "a complete study is reported again");
-    let wado_after = proxy.requests().iter().filter(|r| r.target.contains("/series/")).count();
+    let wado_after = proxy
+        .requests()
+        .iter()
+        .filter(|r| r.target.contains("/series/"))
+        .count();
     assert_eq!(wado_after, wado_before, "nothing downloaded again");
 }
 
@@ -170,12 +187,8 @@ fn a_cut_connection_resumes_with_only_what_is_missing() {
             .times(1),
     );
     let cache = temp_cache();
-    let (code, out, err) = run(retriever_at(&proxy.dicomweb_url(), cache.path()).args([
-        "fetch",
-        &big.accession,
-        "--priors",
-        "0",
-    ]));
+    let (code, out, err) =
+        run(retriever_at(&proxy.dicomweb_url(), cache.path()).args(["fetch", &big.accession, "--priors", "0"]));
     assert_eq!(code, 0, "fetch failed: {err}");
     assert_eq!(proxy.hits(cut), 1);
     assert_eq!(out.lines().count(), 1);
@@ -187,8 +200,15 @@ fn a_cut_connection_resumes_with_only_what_is_missing() {
         .filter(|r| r.target.ends_with(&format!("/series/{first_series}")))
         .count();
     assert_eq!(whole_series, 1, "the series was not downloaded in full a second time");
-    let single = proxy.requests().iter().filter(|r| r.target.contains("/instances/")).count();
-    assert!(single > 0 && single < big.series[0].instances.len(), "{single} single-instance requests");
+    let single = proxy
+        .requests()
+        .iter()
+        .filter(|r| r.target.contains("/instances/"))
+        .count();
+    assert!(
+        single > 0 && single < big.series[0].instances.len(),
+        "{single} single-instance requests"
+    );
     no_temporaries_outside(cache.path());
 }
 
@@ -197,15 +217,27 @@ fn busy_cloud_503_and_429_are_retried_honouring_retry_after() {
     require!("orthanc");
     let orthanc = Orthanc::shared();
     let proxy = Proxy::to(orthanc);
-    let qido = proxy.add(Rule::new(Fault::unavailable(1)).path_contains("AccessionNumber=ACC2001").times(2));
-    let wado = proxy.add(Rule::new(Fault::too_many_requests(1)).path_contains("/series/").times(1));
+    let qido = proxy.add(
+        Rule::new(Fault::unavailable(1))
+            .path_contains("AccessionNumber=ACC2001")
+            .times(2),
+    );
+    let wado = proxy.add(
+        Rule::new(Fault::too_many_requests(1))
+            .path_contains("/series/")
+            .times(1),
+    );
     let cache = temp_cache();
     let started = std::time::Instant::now();
-    let (code, _, err) = run(retriever_at(&proxy.dicomweb_url(), cache.path()).args(["fetch", "ACC2001", "--priors", "0"]));
+    let (code, _, err) =
+        run(retriever_at(&proxy.dicomweb_url(), cache.path()).args(["fetch", "ACC2001", "--priors", "0"]));
     assert_eq!(code, 0, "fetch failed: {err}");
     assert_eq!(proxy.hits(qido), 2);
     assert_eq!(proxy.hits(wado), 1);
-    assert!(started.elapsed() >= Duration::from_secs(3), "Retry-After: 1 was honoured three times");
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "Retry-After: 1 was honoured three times"
+    );
     assert_study_cached(cache.path(), "ACC2001");
 }
 
@@ -260,10 +292,14 @@ fn an_instance_of_another_study_is_rejected_and_the_study_not_reported_complete(
     let other = format!("{}{}", &uid[..uid.len() - 1], if last == '9' { '8' } else { '9' });
     proxy.add(Rule::new(Fault::rewrite(uid, &other)).path_contains("/series/"));
     let cache = temp_cache();
-    let (code, out, err) = run(retriever_at(&proxy.dicomweb_url(), cache.path()).args(["fetch", "ACC2001", "--priors", "0"]));
+    let (code, out, err) =
+        run(retriever_at(&proxy.dicomweb_url(), cache.path()).args(["fetch", "ACC2001", "--priors", "0"]));
     assert_eq!(code, 1, "{err}");
     assert!(out.is_empty(), "nothing reported complete: {out}");
-    assert!(err.contains(uid.as_str()) && err.contains("not to the study asked for"), "{err}");
+    assert!(
+        err.contains(uid.as_str()) && err.contains("not to the study asked for"),
+        "{err}"
+    );
     assert!(cached_instances(cache.path(), uid).is_empty());
     assert!(!cache.path().join("studies").join(&other).exists());
     let listed = ls_json(&orthanc.dicomweb_url(), cache.path());
@@ -284,7 +320,8 @@ fn uids_that_could_escape_the_cache_are_rejected() {
     let proxy = Proxy::to(orthanc);
     proxy.add(Rule::new(Fault::rewrite(&sop, &evil)).path_contains("/instances"));
     let cache = temp_cache();
-    let (code, out, err) = run(retriever_at(&proxy.dicomweb_url(), cache.path()).args(["fetch", "ACC1001", "--priors", "0"]));
+    let (code, out, err) =
+        run(retriever_at(&proxy.dicomweb_url(), cache.path()).args(["fetch", "ACC1001", "--priors", "0"]));
     assert_eq!(code, 1, "{err}");
     assert!(out.is_empty());
     assert!(err.contains("not a valid DICOM UID"), "{err}");
@@ -293,14 +330,25 @@ fn uids_that_could_escape_the_cache_are_rejected() {
     let proxy = Proxy::to(orthanc);
     proxy.add(Rule::new(Fault::rewrite(&sop, &evil)).path_contains("/series/"));
     let cache = temp_cache();
-    let (code, out, err) = run(retriever_at(&proxy.dicomweb_url(), cache.path()).args(["fetch", "ACC1001", "--priors", "0"]));
+    let (code, out, err) =
+        run(retriever_at(&proxy.dicomweb_url(), cache.path()).args(["fetch", "ACC1001", "--priors", "0"]));
     assert_eq!(code, 1, "{err}");
     assert!(out.is_empty());
     let lower = err.to_lowercase();
     assert!(lower.contains("rejected") && lower.contains("invalid uid"), "{err}");
-    assert!(err.contains(&data.study("ACC1001").study_uid), "the message names the study: {err}");
-    for entry in walkdir::WalkDir::new(cache.path().parent().unwrap()).max_depth(1).into_iter().filter_map(|e| e.ok()) {
-        assert!(!entry.file_name().to_string_lossy().ends_with(".dcm"), "file outside the cache: {entry:?}");
+    assert!(
+        err.contains(&data.study("ACC1001").study_uid),
+        "the message names the study: {err}"
+    );
+    for entry in walkdir::WalkDir::new(cache.path().parent().unwrap())
+        .max_depth(1)
+        .into_iter()
+        .filter_map(|e| e.ok())
+    {
+        assert!(
+            !entry.file_name().to_string_lossy().ends_with(".dcm"),
+            "file outside the cache: {entry:?}"
+        );
     }
 }
 
@@ -356,7 +404,8 @@ fn killed_mid_fetch_a_rerun_completes_the_study() {
     child.kill().unwrap();
     child.wait().unwrap();
     proxy.clear();
-    let (code, out, err) = run(retriever_at(&proxy.dicomweb_url(), cache.path()).args(["fetch", &big.accession, "--priors", "0"]));
+    let (code, out, err) =
+        run(retriever_at(&proxy.dicomweb_url(), cache.path()).args(["fetch", &big.accession, "--priors", "0"]));
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.lines().count(), 1);
     assert_study_cached(cache.path(), &big.accession);

@@ -2,14 +2,12 @@
 //! generated test data, the private Orthanc with DICOMweb, the fault-injecting proxy, and DCMTK
 //! storescp/echoscu/storescu. Runs first in a failing suite to tell a broken harness from a broken product.
 
-
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    Fault, Orthanc, PASSWORD, Proxy, Rule, Storescp, USER, echoscu, output_within, retriever,
-    split_part10, storescu, testdata,
+    Fault, Orthanc, PASSWORD, Proxy, Rule, Storescp, USER, echoscu, output_within, retriever, split_part10, storescu,
+    testdata,
 };
 
 /// One client for the whole binary, so that kept-alive connections are reused.
@@ -24,9 +22,7 @@ fn client() -> &'static reqwest::blocking::Client {
 }
 
 fn get(base: &str, path: &str) -> reqwest::blocking::RequestBuilder {
-    client()
-        .get(format!("{base}{path}"))
-        .basic_auth(USER, Some(PASSWORD))
+    client().get(format!("{base}{path}")).basic_auth(USER, Some(PASSWORD))
 }
 
 /// The parts of a `multipart/related` body, given its Content-Type.
@@ -60,11 +56,9 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 fn valid_uid(uid: &str) -> bool {
     uid.len() <= 64
-        && uid.split('.').all(|c| {
-            !c.is_empty()
-                && c.bytes().all(|b| b.is_ascii_digit())
-                && (c == "0" || !c.starts_with('0'))
-        })
+        && uid
+            .split('.')
+            .all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()) && (c == "0" || !c.starts_with('0')))
 }
 
 #[test]
@@ -84,34 +78,15 @@ fn testdata_is_generated_and_indexed() {
         .iter()
         .map(|s| s.accession.as_str())
         .collect();
-    assert_eq!(
-        p1,
-        [
-            "ACC1001", "ACC1002", "ACC1003", "ACC1004", "ACC1005", "ACC1006"
-        ]
-    );
+    assert_eq!(p1, ["ACC1001", "ACC1002", "ACC1003", "ACC1004", "ACC1005", "ACC1006"]);
     // The trap: same PatientID, another issuer.
     let trap = data.study("ACC3001");
-    assert_eq!(
-        (trap.patient_id.as_str(), trap.issuer.as_str()),
-        ("PAT001", "HOSP_B")
-    );
+    assert_eq!((trap.patient_id.as_str(), trap.issuer.as_str()), ("PAT001", "HOSP_B"));
     assert_eq!(data.large().num_instances, crate::common::LARGE_INSTANCES);
-    let syntaxes: BTreeSet<&str> = data
-        .studies
-        .iter()
-        .map(|s| s.transfer_syntax.as_str())
-        .collect();
-    assert_eq!(
-        syntaxes.len(),
-        4,
-        "explicit, implicit, RLE, deflated: {syntaxes:?}"
-    );
+    let syntaxes: BTreeSet<&str> = data.studies.iter().map(|s| s.transfer_syntax.as_str()).collect();
+    assert_eq!(syntaxes.len(), 4, "explicit, implicit, RLE, deflated: {syntaxes:?}");
     // Small studies' UIDs have equal lengths, so tests can swap one for another in a body.
-    let lengths: BTreeSet<usize> = data.studies[..9]
-        .iter()
-        .map(|s| s.study_uid.len())
-        .collect();
+    let lengths: BTreeSet<usize> = data.studies[..9].iter().map(|s| s.study_uid.len()).collect();
     assert_eq!(lengths.len(), 1);
     for study in &data.studies {
         assert!(valid_uid(&study.study_uid), "{}", study.study_uid);
@@ -138,10 +113,7 @@ fn orthanc_serves_every_test_study_over_dicomweb() {
     for study in &data.studies {
         let text = get(
             &orthanc.dicomweb_url(),
-            &format!(
-                "/studies?AccessionNumber={}&includefield=00201208",
-                study.accession
-            ),
+            &format!("/studies?AccessionNumber={}&includefield=00201208", study.accession),
         )
         .send()
         .unwrap()
@@ -179,36 +151,22 @@ fn proxy_passes_through_and_injects_faults() {
 
     // Pass-through: JSON, and a WADO-RS multipart body that Orthanc ends by closing.
     let query = "/studies?AccessionNumber=ACC1001";
-    let direct = get(&orthanc.dicomweb_url(), query)
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    let proxied = get(&proxy.dicomweb_url(), query)
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let direct = get(&orthanc.dicomweb_url(), query).send().unwrap().text().unwrap();
+    let proxied = get(&proxy.dicomweb_url(), query).send().unwrap().text().unwrap();
     assert_eq!(
         direct,
         proxied.replace(&proxy.addr().to_string(), &orthanc.http_addr().to_string())
     );
     let study = data.study("ACC1003");
-    let response = get(
-        &proxy.dicomweb_url(),
-        &format!("/studies/{}", study.study_uid),
-    )
-    .header(
-        "Accept",
-        "multipart/related; type=\"application/dicom\"; transfer-syntax=*",
-    )
-    .send()
-    .unwrap();
+    let response = get(&proxy.dicomweb_url(), &format!("/studies/{}", study.study_uid))
+        .header(
+            "Accept",
+            "multipart/related; type=\"application/dicom\"; transfer-syntax=*",
+        )
+        .send()
+        .unwrap();
     assert_eq!(response.status(), 200);
-    let content_type = response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
     let parts = multipart_parts(&content_type, &response.bytes().unwrap());
     let got: BTreeSet<Vec<u8>> = parts.into_iter().collect();
     let expected: BTreeSet<Vec<u8>> = study.instances().map(|i| i.bytes()).collect();
@@ -226,10 +184,7 @@ fn proxy_passes_through_and_injects_faults() {
         assert_eq!(response.status(), 503);
         assert_eq!(response.headers()["retry-after"], "1");
     }
-    assert_eq!(
-        get(&proxy.dicomweb_url(), query).send().unwrap().status(),
-        200
-    );
+    assert_eq!(get(&proxy.dicomweb_url(), query).send().unwrap().status(), 200);
     assert_eq!(proxy.hits(rule), 2);
 
     // 401.
@@ -241,10 +196,7 @@ fn proxy_passes_through_and_injects_faults() {
     assert_eq!(proxy.hits(rule), 1);
 
     // A same-length rewrite of a UID in a JSON answer.
-    let (a, b) = (
-        &data.study("ACC2002").study_uid,
-        &data.study("ACC3001").study_uid,
-    );
+    let (a, b) = (&data.study("ACC2002").study_uid, &data.study("ACC3001").study_uid);
     proxy.add(Rule::new(Fault::rewrite(a, b)).path_contains("ACC2002"));
     let text = get(&proxy.dicomweb_url(), "/studies?AccessionNumber=ACC2002")
         .send()
@@ -258,10 +210,7 @@ fn proxy_passes_through_and_injects_faults() {
     let rule = proxy.add(Rule::new(Fault::CutAfter(300_000)).path_contains(big.series_uids()[0]));
     let response = get(
         &proxy.dicomweb_url(),
-        &format!(
-            "/studies/{}/series/{}",
-            big.study_uid, big.series[0].series_uid
-        ),
+        &format!("/studies/{}/series/{}", big.study_uid, big.series[0].series_uid),
     )
     .header(
         "Accept",
@@ -269,16 +218,13 @@ fn proxy_passes_through_and_injects_faults() {
     )
     .send()
     .unwrap();
-    let content_type = response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
     let body = response.bytes().map(|b| b.to_vec()).unwrap_or_default();
     assert!(body.len() <= 300_000);
-    assert!(!String::from_utf8_lossy(&body).contains(&format!(
-        "{}--",
-        content_type.split("boundary=").nth(1).unwrap_or("?")
-    )));
+    assert!(
+        !String::from_utf8_lossy(&body)
+            .contains(&format!("{}--", content_type.split("boundary=").nth(1).unwrap_or("?")))
+    );
     assert_eq!(proxy.hits(rule), 1);
 
     // A stalled body: the client's timeout fires, and the proxy lets go when dropped.
@@ -288,10 +234,7 @@ fn proxy_passes_through_and_injects_faults() {
         .timeout(Duration::from_millis(700))
         .build()
         .unwrap()
-        .get(format!(
-            "{}/studies?AccessionNumber=ACC1005",
-            proxy.dicomweb_url()
-        ))
+        .get(format!("{}/studies?AccessionNumber=ACC1005", proxy.dicomweb_url()))
         .basic_auth(USER, Some(PASSWORD))
         .send()
         .and_then(|r| r.bytes());
@@ -313,10 +256,7 @@ fn proxy_reconnects_when_orthanc_closes_an_idle_connection() {
             std::thread::sleep(Duration::from_millis(1200));
         }
         let response = client
-            .get(format!(
-                "{}/studies?AccessionNumber=ACC1001",
-                proxy.dicomweb_url()
-            ))
+            .get(format!("{}/studies?AccessionNumber=ACC1001", proxy.dicomweb_url()))
             .basic_auth(USER, Some(PASSWORD))
             .send()
             .unwrap();
@@ -325,10 +265,7 @@ fn proxy_reconnects_when_orthanc_closes_an_idle_connection() {
     }
     assert_eq!(proxy.request_count(), 3);
     let seen = &proxy.requests()[0];
-    assert!(
-        seen.header("Authorization")
-            .is_some_and(|v| v.starts_with("Basic "))
-    );
+    assert!(seen.header("Authorization").is_some_and(|v| v.starts_with("Basic ")));
 }
 
 #[test]
@@ -357,11 +294,7 @@ fn storescp_receives_what_dcmtk_sends() {
     assert!(echoscu("DEST", scp.port()), "C-ECHO failed:\n{}", scp.log());
     let study = data.study("ACC1001");
     let files: Vec<&std::path::Path> = study.instances().map(|i| i.path.as_path()).collect();
-    assert!(
-        storescu("DEST", scp.port(), &files),
-        "C-STORE failed:\n{}",
-        scp.log()
-    );
+    assert!(storescu("DEST", scp.port(), &files), "C-STORE failed:\n{}", scp.log());
     assert!(scp.wait_for(study.num_instances, Duration::from_secs(10)));
     assert_eq!(scp.received_sop_uids(), study.sop_uids());
     // +B: the data set arrives as sent.

@@ -69,10 +69,7 @@ pub fn target_dir() -> PathBuf {
 /// True when running in CI, where a missing peer is a failure rather than a skip.
 pub fn in_ci() -> bool {
     matches!(
-        std::env::var("CI")
-            .as_deref()
-            .map(str::to_ascii_lowercase)
-            .as_deref(),
+        std::env::var("CI").as_deref().map(str::to_ascii_lowercase).as_deref(),
         Ok("true" | "1" | "yes")
     )
 }
@@ -87,11 +84,7 @@ pub fn require(tool: &str) -> bool {
     let known = checked.lock().unwrap().get(tool).copied();
     let present = known.unwrap_or_else(|| {
         let present = match tool {
-            "orthanc" => {
-                Path::new(ORTHANC_BIN).exists()
-                    && orthanc::dicomweb_plugin().is_some()
-                    && python_ok()
-            }
+            "orthanc" => Path::new(ORTHANC_BIN).exists() && orthanc::dicomweb_plugin().is_some() && python_ok(),
             "python" | "pydicom" | "pynetdicom" => python_ok(),
             other => dcmtk(other).is_some(),
         };
@@ -168,9 +161,7 @@ pub fn is_listening(port: u16) -> bool {
         std::fs::read_to_string(file).is_ok_and(|text| {
             text.lines().skip(1).any(|line| {
                 let fields: Vec<&str> = line.split_whitespace().collect();
-                fields.len() > 3
-                    && format!("{} ", fields[1]).ends_with(&needle)
-                    && fields[3] == "0A"
+                fields.len() > 3 && format!("{} ", fields[1]).ends_with(&needle) && fields[3] == "0A"
             })
         })
     })
@@ -292,8 +283,7 @@ impl Study {
 impl Instance {
     /// The file's bytes, as generated (and as uploaded to Orthanc).
     pub fn bytes(&self) -> Vec<u8> {
-        std::fs::read(&self.path)
-            .unwrap_or_else(|e| panic!("failed to read `{}`: {e}", self.path.display()))
+        std::fs::read(&self.path).unwrap_or_else(|e| panic!("failed to read `{}`: {e}", self.path.display()))
     }
 }
 
@@ -329,10 +319,9 @@ pub fn generate_testdata(dir: &Path, large: usize) {
 
 pub fn load_testdata(dir: &Path) -> TestData {
     let index = dir.join("index.json");
-    let text = std::fs::read_to_string(&index)
-        .unwrap_or_else(|e| panic!("failed to read `{}`: {e}", index.display()));
-    let mut data: TestData = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("failed to parse `{}`: {e}", index.display()));
+    let text = std::fs::read_to_string(&index).unwrap_or_else(|e| panic!("failed to read `{}`: {e}", index.display()));
+    let mut data: TestData =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("failed to parse `{}`: {e}", index.display()));
     data.dir = dir.to_path_buf();
     for study in &mut data.studies {
         for series in &mut study.series {
@@ -356,11 +345,7 @@ pub fn split_part10(bytes: &[u8]) -> (&[u8], &[u8]) {
         "not a DICOM Part-10 file"
     );
     // (0002,0000) UL, explicit VR little endian: tag 4, VR 2, length 2, value 4.
-    assert_eq!(
-        &bytes[132..138],
-        b"\x02\x00\x00\x00UL",
-        "no (0002,0000) group length"
-    );
+    assert_eq!(&bytes[132..138], b"\x02\x00\x00\x00UL", "no (0002,0000) group length");
     let group_len = u32::from_le_bytes(bytes[140..144].try_into().unwrap()) as usize;
     let end = 144 + group_len;
     (&bytes[132..end], &bytes[end..])

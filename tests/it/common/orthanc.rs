@@ -66,8 +66,7 @@ impl OrthancBuilder {
 
     /// A DICOM peer on 127.0.0.1 that Orthanc knows by `name` (for C-STORE from Orthanc).
     pub fn modality(mut self, name: &str, aet: &str, port: u16) -> Self {
-        self.modalities
-            .push((name.to_owned(), aet.to_owned(), port));
+        self.modalities.push((name.to_owned(), aet.to_owned(), port));
         self
     }
 
@@ -102,8 +101,7 @@ impl OrthancBuilder {
             cmd.args(["--aet", aet]);
         }
         for (name, aet, port) in &self.modalities {
-            cmd.arg("--modality")
-                .arg(format!("{name}={aet}@127.0.0.1:{port}"));
+            cmd.arg("--modality").arg(format!("{name}={aet}@127.0.0.1:{port}"));
         }
         if self.load_testdata {
             cmd.arg("--upload").arg(&testdata().dir);
@@ -128,8 +126,8 @@ impl OrthancBuilder {
             let _ = std::fs::remove_dir_all(&workdir);
             panic!("scripts/orthanc.py could not start Orthanc ({status:?}); see its stderr above");
         }
-        let state: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("bad state line from orthanc.py: {e}: {line}"));
+        let state: Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad state line from orthanc.py: {e}: {line}"));
         let port = |key: &str| state[key].as_u64().expect("port in orthanc.py state") as u16;
         let client = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(60))
@@ -247,10 +245,7 @@ impl Orthanc {
         let response = self.get(path);
         let status = response.status();
         let body = response.text().unwrap_or_default();
-        assert!(
-            status.is_success(),
-            "GET {path} on Orthanc: {status}: {body}"
-        );
+        assert!(status.is_success(), "GET {path} on Orthanc: {status}: {body}");
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: bad JSON: {e}"))
     }
 
@@ -274,10 +269,7 @@ impl Orthanc {
             .unwrap_or_else(|e| panic!("POST {path} on Orthanc: {e}"));
         let status = response.status();
         let text = response.text().unwrap_or_default();
-        assert!(
-            status.is_success(),
-            "POST {path} on Orthanc: {status}: {text}"
-        );
+        assert!(status.is_success(), "POST {path} on Orthanc: {status}: {text}");
         serde_json::from_str(&text).unwrap_or(Value::Null)
     }
 
@@ -289,11 +281,7 @@ impl Orthanc {
             .basic_auth(USER, Some(PASSWORD))
             .send()
             .unwrap_or_else(|e| panic!("DELETE {path} on Orthanc: {e}"));
-        assert!(
-            response.status().is_success(),
-            "DELETE {path}: {}",
-            response.status()
-        );
+        assert!(response.status().is_success(), "DELETE {path}: {}", response.status());
     }
 
     /// A QIDO-RS query relative to the DICOMweb root, e.g. `studies?AccessionNumber=ACC1001`.
@@ -344,8 +332,7 @@ impl Orthanc {
     }
 
     pub fn upload_file(&self, path: &Path) -> String {
-        let bytes = std::fs::read(path)
-            .unwrap_or_else(|e| panic!("failed to read `{}`: {e}", path.display()));
+        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("failed to read `{}`: {e}", path.display()));
         self.upload(bytes)
     }
 

@@ -90,12 +90,7 @@ impl Fault {
 
     /// Several same-length replacements at once (e.g. swap two UIDs both ways).
     pub fn rewrite_all(pairs: &[(&str, &str)]) -> Fault {
-        Fault::Rewrite(
-            pairs
-                .iter()
-                .map(|(f, t)| pair(f.as_bytes(), t.as_bytes()))
-                .collect(),
-        )
+        Fault::Rewrite(pairs.iter().map(|(f, t)| pair(f.as_bytes(), t.as_bytes())).collect())
     }
 
     pub fn stall(after: usize, duration: Duration) -> Fault {
@@ -178,10 +173,7 @@ impl RequestSeen {
     /// The value of a request header (name in any case).
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
     }
 }
 
@@ -291,11 +283,7 @@ impl Proxy {
     /// Adds a rule after the existing ones (the first matching rule with uses left applies).
     pub fn add(&self, rule: Rule) -> RuleId {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        self.shared
-            .rules
-            .lock()
-            .unwrap()
-            .push(RuleState { id, rule, hits: 0 });
+        self.shared.rules.lock().unwrap().push(RuleState { id, rule, hits: 0 });
         id
     }
 
@@ -449,17 +437,11 @@ impl Head {
             .filter_map(|l| l.split_once(':'))
             .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
             .collect();
-        Some(Head {
-            first_line,
-            headers,
-        })
+        Some(Head { first_line, headers })
     }
 
     fn get(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     fn has_token(&self, name: &str, token: &str) -> bool {
@@ -494,9 +476,9 @@ fn serve(client: TcpStream, shared: &Shared) {
         let target = parts.next().unwrap_or_default().to_owned();
         if head.has_token("transfer-encoding", "chunked") {
             // Not needed by the tests: retriever sends no request bodies.
-            let _ = client.stream.write_all(
-                b"HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            );
+            let _ = client
+                .stream
+                .write_all(b"HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
             return;
         }
         let Ok(body) = client.take_exact(head.content_length().unwrap_or(0), shared) else {
@@ -506,11 +488,7 @@ fn serve(client: TcpStream, shared: &Shared) {
         let (_, fault) = shared.choose(&method, &target, &head);
 
         match &fault {
-            Fault::Respond {
-                status,
-                headers,
-                body,
-            } => {
+            Fault::Respond { status, headers, body } => {
                 let mut response = format!("HTTP/1.1 {status} {}\r\n", reason(*status));
                 for (k, v) in headers {
                     response.push_str(&format!("{k}: {v}\r\n"));
@@ -546,9 +524,9 @@ fn serve(client: TcpStream, shared: &Shared) {
                 match TcpStream::connect(shared.upstream) {
                     Ok(s) => upstream = Some(Conn::new(s)),
                     Err(_) => {
-                        let _ = client.stream.write_all(
-                            b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                        );
+                        let _ = client
+                            .stream
+                            .write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
                         return;
                     }
                 }
@@ -578,16 +556,15 @@ fn serve(client: TcpStream, shared: &Shared) {
             .nth(1)
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        let framing =
-            if method == "HEAD" || (100..200).contains(&status) || status == 204 || status == 304 {
-                Framing::None
-            } else if response.has_token("transfer-encoding", "chunked") {
-                Framing::Chunked
-            } else if let Some(n) = response.content_length() {
-                Framing::Length(n)
-            } else {
-                Framing::UntilClose
-            };
+        let framing = if method == "HEAD" || (100..200).contains(&status) || status == 204 || status == 304 {
+            Framing::None
+        } else if response.has_token("transfer-encoding", "chunked") {
+            Framing::Chunked
+        } else if let Some(n) = response.content_length() {
+            Framing::Length(n)
+        } else {
+            Framing::UntilClose
+        };
         let server_close = response.has_token("connection", "close");
         if client.stream.write_all(&raw_response).is_err() {
             return;
@@ -676,12 +653,7 @@ impl<'a> BodySink<'a> {
                 at = start + to.len();
             }
         }
-        let keep = self
-            .rewrites
-            .iter()
-            .map(|(f, _)| f.len() - 1)
-            .max()
-            .unwrap_or(0);
+        let keep = self.rewrites.iter().map(|(f, _)| f.len() - 1).max().unwrap_or(0);
         if self.pending.len() > keep {
             let ready: Vec<u8> = self.pending.drain(..self.pending.len() - keep).collect();
             self.emit(&ready)?;

@@ -44,10 +44,7 @@ impl TestScp {
             .unwrap_or_else(|e| panic!("failed to start `{}`: {e}", script.display()));
         let mut line = String::new();
         let _ = BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
-        let Some(port) = line
-            .strip_prefix("ready ")
-            .and_then(|p| p.trim().parse().ok())
-        else {
+        let Some(port) = line.strip_prefix("ready ").and_then(|p| p.trim().parse().ok()) else {
             let _ = child.kill();
             let _ = child.wait();
             panic!("test_scp.py did not start: {line:?}");
@@ -100,8 +97,7 @@ impl TestScp {
     /// Every C-STORE request so far as (SOP Instance UID, status as `0x0000` or `abort`), in
     /// the order they came.
     pub fn requests(&self) -> Vec<(String, String)> {
-        let text =
-            std::fs::read_to_string(self.dir.path().join("requests.log")).unwrap_or_default();
+        let text = std::fs::read_to_string(self.dir.path().join("requests.log")).unwrap_or_default();
         text.lines()
             .filter_map(|l| l.split_once(' '))
             .map(|(uid, status)| (uid.to_owned(), status.to_owned()))

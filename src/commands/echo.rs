@@ -1,0 +1,24 @@
+//! `retriever echo`: C-ECHO the destination, to check that it is there, answers
+//! to its AE title and accepts ours.
+
+use anyhow::{Result, anyhow, bail};
+
+use crate::cli::EchoArgs;
+use crate::config::Settings;
+use crate::dimse;
+
+pub fn run(settings: &Settings, args: &EchoArgs) -> Result<()> {
+    let opts = super::store::scu_options(settings, &args.dimse)?;
+    let report = dimse::echo(&opts).map_err(|e| anyhow!("C-ECHO failed: {e}"))?;
+    if report.status.code != 0 {
+        bail!("{} answered the C-ECHO with {}", opts.destination, report.status);
+    }
+    println!(
+        "{} answered C-ECHO in {:.1} ms (connect, associate, echo and release: {:.1} ms; max PDU {} bytes)",
+        opts.destination,
+        report.round_trip.as_secs_f64() * 1000.0,
+        report.total.as_secs_f64() * 1000.0,
+        report.max_pdu
+    );
+    Ok(())
+}
