@@ -33,9 +33,12 @@ impl Proposal {
 /// (alone, so that the destination cannot answer it with an uncompressed
 /// syntax and force a needless decompression), plus uncompressed contexts as
 /// the fallback:
-/// - only explicit (or only implicit) VR LE files, or none: one context
-///   offering both, the study's own first;
-/// - both: one context each, so that both go as they are when accepted.
+/// - only explicit VR LE files, or none: one context offering explicit
+///   then implicit;
+/// - implicit VR LE files (with or without explicit ones): one context each,
+///   so that each goes as it is when accepted. A single context offering
+///   both would let the destination pick explicit (DCMTK does) and force a
+///   conversion of every implicit instance.
 ///
 /// Implicit VR LE is the default syntax every SCP must accept (PS3.5 §10.1),
 /// so a conversion target always exists for native data.
@@ -69,7 +72,10 @@ pub fn proposals_for<'a>(instances: impl IntoIterator<Item = (&'a str, &'a str)>
                 out.push(Proposal::new(&sop_class, &[EXPLICIT_VR_LE]));
                 out.push(Proposal::new(&sop_class, &[IMPLICIT_VR_LE]));
             }
-            (false, true) => out.push(Proposal::new(&sop_class, &[IMPLICIT_VR_LE, EXPLICIT_VR_LE])),
+            (false, true) => {
+                out.push(Proposal::new(&sop_class, &[IMPLICIT_VR_LE]));
+                out.push(Proposal::new(&sop_class, &[EXPLICIT_VR_LE]));
+            }
             _ => out.push(Proposal::new(&sop_class, &[EXPLICIT_VR_LE, IMPLICIT_VR_LE])),
         }
     }
@@ -140,7 +146,8 @@ mod tests {
                 Proposal::new(CT, &[RLE]),
                 Proposal::new(CT, &[EXPLICIT_VR_LE, IMPLICIT_VR_LE]),
                 Proposal::new(MR, &[JPEG]),
-                Proposal::new(MR, &[IMPLICIT_VR_LE, EXPLICIT_VR_LE]),
+                Proposal::new(MR, &[IMPLICIT_VR_LE]),
+                Proposal::new(MR, &[EXPLICIT_VR_LE]),
             ]
         );
         let both = proposals_for([(CT, IMPLICIT_VR_LE), (CT, EXPLICIT_VR_LE)]);
