@@ -10,6 +10,10 @@ Starts a private Orthanc with DICOMweb on loopback, loads a generated large CT s
           against curl of the same WADO-RS study URL to /dev/null (what the server can give),
           and against the Python dicomweb-client (iter_study streamed to files, and retrieve_study
           written to files); peak RSS of retriever for a small and for the large study.
+  store   retriever store of the cached large study and of a study of M small instances
+          (--many, default 2000) against DCMTK storescu (one association, the same files, the
+          same storescp writing files, TCP_NODELAY=1 on both DCMTK sides); retriever with 1 and
+          with 4 associations against storescp --fork; peak RSS of retriever store.
 
 Prints one line per measurement and the ratios. Speed is measured here, never in the tests.
 """
@@ -67,16 +71,21 @@ else:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--large", type=int, default=300)
+    parser.add_argument("--many", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only", choices=["fetch", "store"], help="run one part only")
     args = parser.parse_args()
 
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
-    binary = os.path.join(ROOT, "target", "release", "retriever")
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
+    binary = os.path.join(target, "release", "retriever")
     data = os.path.join(ROOT, "target", f"benchdata-{args.large}")
-    subprocess.run([sys.executable, os.path.join(HERE, "gen_testdata.py"), data, "--large", str(args.large)], check=True)
+    subprocess.run([sys.executable, os.path.join(HERE, "gen_testdata.py"), data, "--large", str(args.large),
+                    "--many", str(args.many)], check=True)
     index = json.load(open(os.path.join(data, "index.json")))
     big = next(s for s in index["studies"] if s["accession"] == "ACCBIG")
     small = next(s for s in index["studies"] if s["accession"] == "ACC2001")
+    many = next(s for s in index["studies"] if s["accession"] == "ACCMANY")
     big_bytes = sum(i["size"] for se in big["series"] for i in se["instances"])
 
     work = tempfile.mkdtemp(prefix="retriever-bench-")
@@ -112,27 +121,143 @@ def main():
                 return r
             return go
 
-        (t_curl, _, _), rss_curl = best(args.repeat, curl)
-        (t_fetch, _, _), rss_big = best(args.repeat, fetch(big))
-        (t_small, _, _), rss_small = best(args.repeat, fetch(small))
-        (t_stream, _, _), rss_stream = best(args.repeat, dwc("stream"))
-        (t_whole, _, _), rss_whole = best(max(1, args.repeat - 1), dwc("whole"))
-
-        mb = big_bytes / 1e6
-        print(f"curl WADO-RS study -> /dev/null        {t_curl:7.3f} s  {mb / t_curl:7.0f} MB/s  peak RSS {rss_curl:6.1f} MiB")
-        print(f"retriever fetch (large study)          {t_fetch:7.3f} s  {mb / t_fetch:7.0f} MB/s  peak RSS {rss_big:6.1f} MiB")
-        print(f"retriever fetch (small study)          {t_small:7.3f} s                peak RSS {rss_small:6.1f} MiB")
-        print(f"dicomweb-client iter_study -> files    {t_stream:7.3f} s  {mb / t_stream:7.0f} MB/s  peak RSS {rss_stream:6.1f} MiB")
-        print(f"dicomweb-client retrieve_study -> files{t_whole:7.3f} s  {mb / t_whole:7.0f} MB/s  peak RSS {rss_whole:6.1f} MiB")
-        print("ratios (higher is better for retriever):")
-        print(f"  fetch throughput / curl throughput            {t_curl / t_fetch:5.2f}   (target >= 0.8)")
-        print(f"  fetch speed-up over dicomweb-client streamed  {t_stream / t_fetch:5.2f}   (target >= 3)")
-        print(f"  fetch speed-up over dicomweb-client whole     {t_whole / t_fetch:5.2f}")
-        print(f"  peak RSS large / small study                  {rss_big / rss_small:5.2f}   (flat: ~1; target < 64 MiB)")
+        if args.only in (None, "fetch"):
+            bench_fetch(args, url, big, small, big_bytes, work, binary, curl, fetch, dwc)
+        if args.only in (None, "store"):
+            bench_store(args, url, big, many, work, binary, data)
     finally:
         orthanc.stdin.close()
         orthanc.wait(timeout=30)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def bench_fetch(args, url, big, small, big_bytes, work, binary, curl, fetch, dwc):
+    (t_curl, _, _), rss_curl = best(args.repeat, curl)
+    (t_fetch, _, _), rss_big = best(args.repeat, fetch(big))
+    (t_small, _, _), rss_small = best(args.repeat, fetch(small))
+    (t_stream, _, _), rss_stream = best(args.repeat, dwc("stream"))
+    (t_whole, _, _), rss_whole = best(max(1, args.repeat - 1), dwc("whole"))
+
+    mb = big_bytes / 1e6
+    print(f"curl WADO-RS study -> /dev/null        {t_curl:7.3f} s  {mb / t_curl:7.0f} MB/s  peak RSS {rss_curl:6.1f} MiB")
+    print(f"retriever fetch (large study)          {t_fetch:7.3f} s  {mb / t_fetch:7.0f} MB/s  peak RSS {rss_big:6.1f} MiB")
+    print(f"retriever fetch (small study)          {t_small:7.3f} s                peak RSS {rss_small:6.1f} MiB")
+    print(f"dicomweb-client iter_study -> files    {t_stream:7.3f} s  {mb / t_stream:7.0f} MB/s  peak RSS {rss_stream:6.1f} MiB")
+    print(f"dicomweb-client retrieve_study -> files{t_whole:7.3f} s  {mb / t_whole:7.0f} MB/s  peak RSS {rss_whole:6.1f} MiB")
+    print("ratios (higher is better for retriever):")
+    print(f"  fetch throughput / curl throughput            {t_curl / t_fetch:5.2f}   (target >= 0.8)")
+    print(f"  fetch speed-up over dicomweb-client streamed  {t_stream / t_fetch:5.2f}   (target >= 3)")
+    print(f"  fetch speed-up over dicomweb-client whole     {t_whole / t_fetch:5.2f}")
+    print(f"  peak RSS large / small study                  {rss_big / rss_small:5.2f}   (flat: ~1; target < 64 MiB)")
+
+
+def dcmtk(tool):
+    """DCMTK's own tool: pynetdicom installs Python scripts of the same names earlier on PATH."""
+    path = os.path.join("/usr/bin", tool)
+    if not os.access(path, os.X_OK):
+        sys.exit(f"bench: DCMTK {tool} is not installed at {path}; run scripts/install-peers.sh")
+    return path
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Storescp:
+    """DCMTK storescp writing files, on a free port, TCP_NODELAY on."""
+
+    def __init__(self, work, fork=False):
+        self.dir = tempfile.mkdtemp(prefix="storescp-", dir=work)
+        self.port = free_port()
+        flags = ["+xa", "--output-directory", self.dir] + (["--fork"] if fork else [])
+        env = dict(os.environ, TCP_NODELAY="1")
+        self.proc = subprocess.Popen([dcmtk("storescp"), "-aet", "DEST"] + flags + [str(self.port)], env=env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        import socket
+        while time.time() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.05)
+        sys.exit("bench: storescp did not start")
+
+    def clear(self):
+        for name in os.listdir(self.dir):
+            os.remove(os.path.join(self.dir, name))
+
+    def count(self):
+        return len(os.listdir(self.dir))
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def bench_store(args, url, big, many, work, binary, data):
+    cache = tempfile.mkdtemp(prefix="store-cache-", dir=work)
+    env = dict(os.environ, RETRIEVER_PASSWORD=PASSWORD)
+    base = ["--cloud", url, "--user", USER, "--cache", cache, "--quiet"]
+    run_measured([binary, "fetch", big["accession"], many["accession"], "--priors", "0"] + base, env=env)
+    runs = iter(range(1, 10_000))
+
+    def retriever_store(study, scp, associations):
+        def go():
+            scp.clear()
+            # A called AE title of its own per run: a fresh delivery journal, so everything is sent.
+            dest = f"DEST{next(runs)}@127.0.0.1:{scp.port}"
+            r = run_measured([binary, "store", study["study_uid"], "--to", dest,
+                              "--associations", str(associations)] + base, env=env)
+            if scp.count() != study["num_instances"]:
+                sys.exit(f"bench: storescp received {scp.count()} of {study['num_instances']} instances")
+            return r
+        return go
+
+    def storescu(study, scp):
+        files = [os.path.join(data, i["path"]) for se in study["series"] for i in se["instances"]]
+
+        def go():
+            scp.clear()
+            env_nd = dict(os.environ, TCP_NODELAY="1")
+            # storescu takes the files as arguments; a study of 2,000 fits in one command line.
+            r = run_measured([dcmtk("storescu"), "-aet", "RETRIEVER", "-aec", "DEST", "127.0.0.1", str(scp.port)]
+                             + files, env=env_nd)
+            if scp.count() != study["num_instances"]:
+                sys.exit(f"bench: storescp received {scp.count()} of {study['num_instances']} instances")
+            return r
+        return go
+
+    scp = Storescp(work)
+    try:
+        rows = []
+        for study in (big, many):
+            (t_scu, _, _), _ = best(args.repeat, storescu(study, scp))
+            (t_ret, _, _), rss = best(args.repeat, retriever_store(study, scp, 1))
+            rows.append((study, t_scu, t_ret, rss))
+    finally:
+        scp.stop()
+    fork = Storescp(work, fork=True)
+    try:
+        parallel = []
+        for study in (big, many):
+            (t1, _, _), _ = best(args.repeat, retriever_store(study, fork, 1))
+            (t4, _, _), rss4 = best(args.repeat, retriever_store(study, fork, 4))
+            parallel.append((study, t1, t4, rss4))
+    finally:
+        fork.stop()
+    for study, t_scu, t_ret, rss in rows:
+        n = study["num_instances"]
+        print(f"store {n:5d} instances: storescu {t_scu:6.3f} s ({n / t_scu:6.0f}/s)   "
+              f"retriever 1 assoc {t_ret:6.3f} s ({n / t_ret:6.0f}/s)   peak RSS {rss:5.1f} MiB   "
+              f"ratio {t_scu / t_ret:4.2f} (target >= 1.0)")
+    for study, t1, t4, rss4 in parallel:
+        n = study["num_instances"]
+        print(f"store {n:5d} instances to storescp --fork: 1 assoc {t1:6.3f} s, 4 assoc {t4:6.3f} s "
+              f"(speed-up {t1 / t4:4.2f}), peak RSS {rss4:5.1f} MiB")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generate the DICOM test studies that retriever's tests and benchmarks use.
 
-    gen_testdata.py OUTDIR [--large N] [--today YYYYMMDD]
+    gen_testdata.py OUTDIR [--large N] [--many N] [--today YYYYMMDD]
 
 Writes Part-10 files (preamble + file meta) to OUTDIR/<study-label>/<series-number>/<sop-uid>.dcm
 and OUTDIR/index.json, which describes every study, series and instance (with the sha256 of each
@@ -13,7 +13,8 @@ The studies (see STUDIES below):
     and 3000 days, the last beyond a 5-year lookback;
   * PAT002/HOSP_A: two studies (ACC2001, ACC2002);
   * PAT001/HOSP_B: one study (ACC3001) - same PatientID, other issuer: a prior-matching trap;
-  * with --large N: ACCBIG/PAT900, N CT instances of 512x512 16-bit in 3 series.
+  * with --large N: ACCBIG/PAT900, N CT instances of 512x512 16-bit in 3 series;
+  * with --many N: ACCMANY/PAT901, N CT instances of 64x64 16-bit in 4 series (many small files).
 Transfer syntaxes vary across studies (explicit and implicit VR little endian, RLE lossless,
 deflated) and so do SOP classes (CT, MR, CR, DX, secondary capture).
 
@@ -69,6 +70,7 @@ PATIENTS = {
     # Same PatientID as P1, another issuer: another person.
     "P3": dict(id="PAT001", issuer="HOSP_B", name="SMITH^ANNA", birth="19880101", sex="F"),
     "P9": dict(id="PAT900", issuer="HOSP_A", name="BIG^STUDY", birth="19650505", sex="O"),
+    "P10": dict(id="PAT901", issuer="HOSP_A", name="MANY^SMALL", birth="19700707", sex="O"),
 }
 
 EXPLICIT = ExplicitVRLittleEndian
@@ -102,6 +104,7 @@ STUDIES = [
 ]
 
 BIG_NUMBER = 99
+MANY_NUMBER = 98
 SMALL_SIZE = 64
 BIG_SIZE = 512
 
@@ -278,7 +281,7 @@ def generate_study(outdir, study, series_specs, transfer_syntax, size, seed_base
     return study
 
 
-def generate(outdir, large, today):
+def generate(outdir, large, today, many=0):
     studies = []
     for number, label, pkey, acc, days, desc, ts, series in STUDIES:
         study = study_record(number, label, pkey, acc, days, desc, ts, today)
@@ -290,6 +293,12 @@ def generate(outdir, large, today):
         series = [("CT", CTImageStorage, c, "BIG SERIES %d" % (k + 1))
                   for k, c in enumerate(counts) if c > 0]
         studies.append(generate_study(outdir, study, series, EXPLICIT, BIG_SIZE, BIG_NUMBER))
+    if many > 0:
+        study = study_record(MANY_NUMBER, "many-ct", "P10", "ACCMANY", 1, "CT MANY", EXPLICIT, today)
+        counts = [many // 4 + (1 if k < many % 4 else 0) for k in range(4)]
+        series = [("CT", CTImageStorage, c, "MANY SERIES %d" % (k + 1))
+                  for k, c in enumerate(counts) if c > 0]
+        studies.append(generate_study(outdir, study, series, EXPLICIT, SMALL_SIZE, MANY_NUMBER))
     return studies
 
 
@@ -298,15 +307,20 @@ def main():
     parser.add_argument("outdir")
     parser.add_argument("--large", type=int, default=0, metavar="N",
                         help="also write a big CT study (ACCBIG) of N 512x512 instances")
+    parser.add_argument("--many", type=int, default=0, metavar="N",
+                        help="also write a CT study (ACCMANY) of N small 64x64 instances")
     parser.add_argument("--today", help="YYYYMMDD to use as today (default: the local date)")
     parser.add_argument("--force", action="store_true", help="regenerate even if up to date")
     args = parser.parse_args()
-    if args.large < 0:
-        parser.error("--large must be >= 0")
+    if args.large < 0 or args.many < 0:
+        parser.error("--large and --many must be >= 0")
     today = (datetime.datetime.strptime(args.today, "%Y%m%d").date() if args.today
              else datetime.date.today())
     params = {"version": GENERATOR_VERSION, "today": today.strftime("%Y%m%d"),
               "large": args.large, "pydicom": importlib.metadata.version("pydicom")}
+    if args.many:
+        # Only when asked, so that the parameters of existing data sets stay as they were.
+        params["many"] = args.many
 
     outdir = os.path.abspath(args.outdir)
     os.makedirs(outdir, exist_ok=True)
@@ -329,7 +343,7 @@ def main():
             path = os.path.join(outdir, entry)
             if os.path.isdir(path) and not entry.startswith("."):
                 shutil.rmtree(path)
-        studies = generate(outdir, args.large, today)
+        studies = generate(outdir, args.large, today, args.many)
         index = {"params": params, "uid_root": UID_ROOT, "studies": studies}
         tmp = index_path + ".tmp"
         with open(tmp, "w") as f:
