@@ -9,8 +9,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -217,7 +217,13 @@ pub struct Outcome {
 struct Work {
     planned: Planned,
     entry: StudyEntry,
-    expected: BTreeMap<String, String>,
+    /// The study's series, as the cloud listed them.
+    series: Vec<Uid>,
+    /// The instances the cloud lists (SOP Instance UID → Series Instance
+    /// UID), once known. A study with nothing in the cache yet is listed
+    /// while its series download, so the (on some servers slow) listing
+    /// costs no time of its own.
+    expected: OnceLock<BTreeMap<String, String>>,
     reused: usize,
     rejections: Mutex<Vec<String>>,
     error: Mutex<Option<anyhow::Error>>,
@@ -235,6 +241,30 @@ pub fn fetch(
     reporter: &dyn Reporter,
     on_complete: &mut dyn FnMut(&Fetched),
 ) -> Result<Outcome> {
+    let pool = download_pool(jobs)?;
+    fetch_in(&pool, client, cache, studies, retries, reporter, on_complete)
+}
+
+/// The threads [`fetch`] downloads with: `jobs` requests at once.
+pub fn download_pool(jobs: usize) -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(jobs.max(1))
+        .thread_name(|i| format!("fetch-{i}"))
+        .build()
+        .context("failed to start the download threads")
+}
+
+/// [`fetch`] with the caller's download threads, so that several fetches
+/// running at once (`watch`) share one limit on parallel requests.
+pub fn fetch_in(
+    pool: &rayon::ThreadPool,
+    client: &Client,
+    cache: &Cache,
+    studies: Vec<Planned>,
+    retries: u32,
+    reporter: &dyn Reporter,
+    on_complete: &mut dyn FnMut(&Fetched),
+) -> Result<Outcome> {
     let mut outcome = Outcome::default();
     let mut work = Vec::new();
     for planned in studies {
@@ -248,30 +278,23 @@ pub fn fetch(
             }
         }
     }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(jobs.max(1))
-        .thread_name(|i| format!("fetch-{i}"))
-        .build()
-        .context("failed to start the download threads")?;
-
     let mut round = 0u32;
     let mut quiet_rounds = 0u32;
     while !work.is_empty() {
-        let tasks: Vec<(usize, Target)> = work
-            .iter()
-            .enumerate()
-            .flat_map(|(i, w)| missing_targets(w).unwrap_or_default().into_iter().map(move |t| (i, t)))
-            .collect();
+        let tasks: Vec<(usize, Task)> = work.iter().enumerate().flat_map(|(i, w)| tasks_for(i, w)).collect();
         let before: usize = work
             .iter()
             .map(|w| w.entry.present().map(|p| p.len()).unwrap_or(0))
             .sum();
         pool.install(|| {
-            tasks.par_iter().for_each(|(i, target)| {
+            tasks.par_iter().for_each(|(i, task)| {
                 if INTERRUPTED.load(Ordering::SeqCst) {
                     return;
                 }
-                download(client, &work[*i], target, reporter);
+                match task {
+                    Task::List => list(client, &work[*i], reporter),
+                    Task::Get(target) => download(client, &work[*i], target, reporter),
+                }
             })
         });
         check_interrupted()?;
@@ -375,33 +398,34 @@ fn study_error(w: &Work) -> anyhow::Error {
 
 fn missing_count(w: &Work) -> usize {
     let present = w.entry.present().unwrap_or_default();
-    w.expected.keys().filter(|sop| !present.contains_key(*sop)).count()
+    match w.expected.get() {
+        Some(expected) => expected.keys().filter(|sop| !present.contains_key(*sop)).count(),
+        None => 0,
+    }
 }
 
-/// Lists the study's instances in the cloud, locks it in the cache and
-/// records the manifest.
+/// Finds the study's series in the cloud, locks the study in the cache and
+/// records the manifest. When part of the study is already in the cache,
+/// its instances are listed at once, to know what is missing.
 fn prepare(client: &Client, cache: &Cache, planned: Planned, reporter: &dyn Reporter) -> Result<Work> {
-    let uid = &planned.uid;
+    let uid = &planned.uid.clone();
     let listed = client
-        .search_instances(uid, &[("includefield", "0020000E")])
-        .with_context(|| format!("failed to list the instances of study `{uid}`"))?;
-    let mut expected = BTreeMap::new();
+        .search_series(uid, &[("includefield", "00201209")])
+        .with_context(|| format!("failed to list the series of study `{uid}`"))?;
+    let mut series = Vec::new();
+    let mut announced = 0u64;
     for json in &listed {
-        let sop = json
-            .uid(0x0008_0018)
-            .with_context(|| format!("the cloud listed a bad instance in study `{uid}`"))?;
-        let series = json
-            .uid(0x0020_000E)
-            .with_context(|| format!("the cloud listed a bad instance in study `{uid}`"))?;
-        expected.insert(sop.to_string(), series.to_string());
+        series.push(
+            json.uid(0x0020_000E)
+                .with_context(|| format!("the cloud listed a bad series in study `{uid}`"))?,
+        );
+        announced += json.int(0x0020_1209).unwrap_or(0).max(0) as u64;
     }
-    if expected.is_empty() {
-        bail!("the cloud lists no instances for study `{uid}`");
+    if series.is_empty() {
+        bail!("the cloud lists no series for study `{uid}`");
     }
     let entry = cache.lock_study(uid, LockMode::Exclusive, || {
-        reporter.info(&format!(
-            "waiting for another retriever process that is using study {uid}"
-        ))
+        reporter.info(&format!("waiting for another retriever process that is using study {uid}"))
     })?;
     entry.clean_tmp();
     let mut manifest = entry.manifest()?.unwrap_or_else(|| Manifest {
@@ -415,39 +439,151 @@ fn prepare(client: &Client, cache: &Cache, planned: Planned, reporter: &dyn Repo
     manifest.study = planned.info.clone();
     manifest.add_role(planned.role.clone());
     manifest.fetched_at = now_rfc3339();
-    if manifest.expected != expected {
-        manifest.completed_at = None;
-        manifest.expected = expected.clone();
-    }
     entry.write_manifest(&manifest)?;
     let present = entry.present()?;
-    let reused = expected.keys().filter(|sop| present.contains_key(*sop)).count();
+    let work = Work {
+        planned,
+        entry,
+        series,
+        expected: OnceLock::new(),
+        reused: 0,
+        rejections: Mutex::new(Vec::new()),
+        error: Mutex::new(None),
+        transient_error: Mutex::new(None),
+    };
+    let (total, reused) = if present.is_empty() {
+        (announced, 0)
+    } else {
+        let expected = list_instances(client, &work.planned.uid, &work.series)?;
+        record_expected(&work, expected)?;
+        let expected = work.expected.get().expect("just set");
+        let reused = expected.keys().filter(|sop| present.contains_key(*sop)).count();
+        (expected.len() as u64, reused)
+    };
     let label = format!(
         "{} ({})",
-        planned.info.accession.as_deref().unwrap_or(uid.as_str()),
-        match planned.role {
+        work.planned.info.accession.as_deref().unwrap_or(uid.as_str()),
+        match work.planned.role {
             Role::Current { .. } => "current",
             Role::Prior { .. } => "prior",
         }
     );
-    reporter.study_started(uid, &label, expected.len() as u64, reused as u64);
-    Ok(Work {
-        planned,
-        entry,
-        expected,
-        reused,
-        rejections: Mutex::new(Vec::new()),
-        error: Mutex::new(None),
-        transient_error: Mutex::new(None),
-    })
+    reporter.study_started(&work.planned.uid, &label, total, reused as u64);
+    Ok(Work { reused, ..work })
+}
+
+/// Lists the study's instances, one request per series, in parallel. Pages
+/// are asked for one at a time and reduced to the two UIDs at once, so the
+/// memory used does not grow with the number of instances beyond those.
+fn list_instances(client: &Client, study: &Uid, series: &[Uid]) -> Result<BTreeMap<String, String>> {
+    const PAGE: usize = 200;
+    let lists: Vec<Result<Vec<(String, String)>>> = series
+        .par_iter()
+        .map(|s| {
+            let mut out = Vec::new();
+            loop {
+                let (limit, offset) = (PAGE.to_string(), out.len().to_string());
+                let page = client
+                    .search_instances(
+                        study,
+                        &[
+                            ("SeriesInstanceUID", s.as_str()),
+                            ("includefield", "0020000E"),
+                            ("limit", &limit),
+                            ("offset", &offset),
+                        ],
+                    )
+                    .with_context(|| format!("failed to list the instances of series `{s}` of study `{study}`"))?;
+                let full = page.len() == PAGE;
+                for json in &page {
+                    let sop = json
+                        .uid(0x0008_0018)
+                        .with_context(|| format!("the cloud listed a bad instance in study `{study}`"))?;
+                    let in_series = json.uid(0x0020_000E).unwrap_or_else(|_| s.clone());
+                    if &in_series != s {
+                        bail!(
+                            "asked for the instances of series `{s}` of study `{study}`, the cloud listed one of series `{in_series}`"
+                        );
+                    }
+                    out.push((sop.to_string(), s.to_string()));
+                }
+                if !full {
+                    return Ok(out);
+                }
+            }
+        })
+        .collect();
+    let mut expected = BTreeMap::new();
+    for list in lists {
+        expected.extend(list?);
+    }
+    if expected.is_empty() {
+        bail!("the cloud lists no instances for study `{study}`");
+    }
+    Ok(expected)
+}
+
+/// Keeps the listing and records it in the manifest.
+fn record_expected(w: &Work, expected: BTreeMap<String, String>) -> Result<()> {
+    let mut manifest = w
+        .entry
+        .manifest()?
+        .context("the study's manifest disappeared from the cache while it was being fetched")?;
+    if manifest.expected != expected {
+        manifest.completed_at = None;
+        manifest.expected = expected.clone();
+        w.entry.write_manifest(&manifest)?;
+    }
+    let _ = w.expected.set(expected);
+    Ok(())
+}
+
+/// Lists a study whose series are being downloaded meanwhile.
+fn list(client: &Client, w: &Work, reporter: &dyn Reporter) {
+    let result = list_instances(client, &w.planned.uid, &w.series).and_then(|expected| {
+        let total = expected.len() as u64;
+        record_expected(w, expected)?;
+        reporter.study_total(&w.planned.uid, total);
+        Ok(())
+    });
+    if let Err(e) = result {
+        w.error.lock().unwrap().get_or_insert(e);
+    }
+}
+
+/// One piece of work of a round.
+enum Task {
+    /// List the study's instances.
+    List,
+    /// Download this.
+    Get(Target),
+}
+
+/// What a round does for a study: list it and download all its series when
+/// nothing of it is here yet; else download what is missing.
+fn tasks_for(i: usize, w: &Work) -> Vec<(usize, Task)> {
+    if w.expected.get().is_none() {
+        let study = &w.planned.uid;
+        let mut tasks = vec![(i, Task::List)];
+        tasks.extend(w.series.iter().map(|s| (i, Task::Get(Target::Series(study.clone(), s.clone())))));
+        return tasks;
+    }
+    missing_targets(w)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| (i, Task::Get(t)))
+        .collect()
 }
 
 /// What to ask the cloud for: whole series where nothing of them is here
 /// yet, single instances where a series is partly here.
 fn missing_targets(w: &Work) -> Result<Vec<Target>> {
     let present = w.entry.present()?;
+    let Some(expected) = w.expected.get() else {
+        return Ok(Vec::new());
+    };
     let mut by_series: BTreeMap<&str, (usize, Vec<&str>)> = BTreeMap::new();
-    for (sop, series) in &w.expected {
+    for (sop, series) in expected {
         let slot = by_series.entry(series.as_str()).or_default();
         slot.0 += 1;
         if !present.contains_key(sop) {
@@ -558,7 +694,17 @@ fn accept(
             return Ok(());
         }
     };
-    let series_of = |sop: &str| w.expected.get(sop).cloned();
+    if !w.series.contains(&header.series) {
+        reject(
+            part_no,
+            format!(
+                "instance `{}` is in series `{}`, which the cloud does not list for this study",
+                header.sop_instance, header.series
+            ),
+        );
+        return Ok(());
+    }
+    let series_of = |sop: &str| w.expected.get().and_then(|e| e.get(sop).cloned());
     let want = Expectation {
         study: &w.planned.uid,
         patient_id: w.planned.info.patient_id.as_deref(),
@@ -614,20 +760,35 @@ fn copy_part(body: &mut dyn Read, out: &mut impl Write) -> Result<Option<String>
             "it is not a DICOM Part-10 file (no DICM marker at byte 128)".into(),
         ));
     }
-    out.write_all(&buf[..filled]).context("failed to write to the cache")?;
+    out.write_all(&buf[..filled]).map_err(cache_write_error)?;
     loop {
         let n = read(&mut buf)?;
         if n == 0 {
             return Ok(None);
         }
-        out.write_all(&buf[..n]).context("failed to write to the cache")?;
+        out.write_all(&buf[..n]).map_err(cache_write_error)?;
+    }
+}
+
+/// A failed write into the cache, with what to do when the disk is full.
+fn cache_write_error(e: io::Error) -> anyhow::Error {
+    if e.kind() == io::ErrorKind::StorageFull {
+        anyhow::anyhow!(
+            "the disk holding the cache is full ({e}); free space (`retriever prune` removes studies \
+             past their retention) or move the cache elsewhere with --cache DIR"
+        )
+    } else {
+        anyhow::Error::new(e).context("failed to write to the cache")
     }
 }
 
 /// Checks whether the study is complete; if so records it in the manifest.
 fn settle(w: &Work) -> Result<Option<Fetched>> {
     let present = w.entry.present()?;
-    if w.expected.keys().any(|sop| !present.contains_key(sop)) {
+    let Some(expected) = w.expected.get() else {
+        return Ok(None);
+    };
+    if expected.keys().any(|sop| !present.contains_key(sop)) {
         return Ok(None);
     }
     let mut manifest = w
@@ -641,15 +802,10 @@ fn settle(w: &Work) -> Result<Option<Fetched>> {
         manifest.completed_at = Some(now_rfc3339());
         w.entry.write_manifest(&manifest)?;
     }
-    let bytes = w
-        .expected
-        .keys()
-        .filter_map(|sop| present.get(sop))
-        .map(|i| i.bytes)
-        .sum();
+    let bytes = expected.keys().filter_map(|sop| present.get(sop)).map(|i| i.bytes).sum();
     Ok(Some(Fetched {
         planned: w.planned.clone(),
-        instances: w.expected.len(),
+        instances: expected.len(),
         bytes,
         path: w.entry.dir().to_path_buf(),
         reused: w.reused,

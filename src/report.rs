@@ -2,12 +2,17 @@
 //! progress bars, quiet runs and tests are implementations, and no core
 //! signature mentions a terminal.
 
+use std::time::{Duration, SystemTime};
+
 use crate::uid::Uid;
 
 /// Events from a running command. Every method has a default that does nothing.
 pub trait Reporter: Send + Sync {
     /// Work on a study begins: `total` instances, `done` of them already in place.
     fn study_started(&self, _study: &Uid, _label: &str, _total: u64, _done: u64) {}
+    /// The number of instances of `study` is now known exactly (it was an
+    /// estimate when the study started).
+    fn study_total(&self, _study: &Uid, _total: u64) {}
     /// One more instance of `study` is in place (`bytes` long).
     fn instance_done(&self, _study: &Uid, _bytes: u64) {}
     /// Work on a study ended; `summary` says how, in a few words.
@@ -17,6 +22,82 @@ pub trait Reporter: Send + Sync {
     fn warn(&self, _message: &str) {}
     /// A progress note (a retry, a wait for a lock); shown only with a terminal.
     fn info(&self, _message: &str) {}
+    /// Something `watch` does (see [`WatchEvent`]).
+    fn watch(&self, _event: &WatchEvent) {}
+}
+
+/// What `watch` tells the person watching it: its searches of the cloud,
+/// each study from the first instance fetched to the last one delivered,
+/// and the state of the whole.
+#[derive(Debug, Clone)]
+pub enum WatchEvent {
+    /// The watch begins: where it delivers, and the search it repeats.
+    Started {
+        destination: String,
+        query: String,
+        interval: Duration,
+        once: bool,
+    },
+    /// A search of the cloud answered: `found` studies match it, `queued`
+    /// of them have something to fetch or deliver.
+    Polled { found: usize, queued: usize },
+    /// A search failed, `failures` times in a row; the next is in `retry_in`.
+    /// `auth`: the cloud refused the credentials.
+    PollFailed {
+        error: String,
+        auth: bool,
+        failures: u32,
+        retry_in: Duration,
+    },
+    /// Work on a study begins (a current study or a prior): `total`
+    /// instances, `present` of them already in the cache.
+    StudyStarted {
+        study: Uid,
+        label: String,
+        total: u64,
+        present: u64,
+    },
+    /// The study's number of instances is now known exactly (`total` in
+    /// [`WatchEvent::StudyStarted`] was an estimate).
+    StudyTotal { study: Uid, total: u64 },
+    /// `sent` instances of the study were delivered before this run.
+    DeliveredBefore { study: Uid, sent: u64 },
+    /// One more instance of the study is in the cache.
+    Fetched { study: Uid, bytes: u64 },
+    /// One more instance of the study is at the destination.
+    Sent { study: Uid, bytes: u64 },
+    /// Work on the study ended for now; `summary` says how.
+    StudyDone { study: Uid, label: String, ok: bool, summary: String },
+    /// A current study and its priors are all at the destination.
+    Delivered { label: String, studies: usize, instances: usize },
+    /// A current study (or one of its priors) could not be fetched or
+    /// delivered; it is tried again in `retry_in`.
+    Failed {
+        label: String,
+        error: String,
+        retry_in: Option<Duration>,
+    },
+    /// The destination cannot be reached or refuses us; tried again in `retry_in`.
+    DestinationDown { error: String, retry_in: Duration },
+    /// The destination answers again.
+    DestinationUp,
+    /// The state of the whole, after each change.
+    Status(WatchStatus),
+}
+
+/// The overall line of `watch`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WatchStatus {
+    /// Current studies delivered with their priors since the watch began.
+    pub delivered: usize,
+    /// Current studies waiting to be fetched or delivered.
+    pub queued: usize,
+    /// Current studies being fetched or delivered now.
+    pub in_flight: usize,
+    /// Current studies whose last attempt failed (tried again later).
+    pub failing: usize,
+    /// When the last search answered, and how many studies it found.
+    pub last_poll: Option<(SystemTime, usize)>,
 }
 
 /// Shows nothing but warnings, on stderr: for `--quiet` and for runs

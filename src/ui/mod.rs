@@ -57,6 +57,12 @@ impl Reporter for Bars {
         self.bars.lock().unwrap().insert(study.clone(), bar);
     }
 
+    fn study_total(&self, study: &Uid, total: u64) {
+        if let Some(bar) = self.bar(study) {
+            bar.set_length(total);
+        }
+    }
+
     fn instance_done(&self, study: &Uid, _bytes: u64) {
         if let Some(bar) = self.bar(study) {
             bar.inc(1);
