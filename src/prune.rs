@@ -1,0 +1,658 @@
+//! Expiring the cache: which studies may go, and taking them out without
+//! ever touching one that is in use or still needed.
+//!
+//! The rules (issue #5):
+//!
+//! - A study's age counts from the later of its last fetch and its last
+//!   delivery (to any destination); it expires after the retention
+//!   (`--older-than`, the config file's `retention`, else 4 hours).
+//! - A study locked by a running `fetch`, `store` or `watch` is never
+//!   removed, whatever its age: it is skipped, and said.
+//! - An expired study that is not delivered is kept, and said, unless
+//!   `--include-undelivered`. "Delivered" means that the delivery journal of
+//!   the configured destination (`--to`, `RETRIEVER_DEST`, config `to`)
+//!   holds every instance of the study as delivered (with or without a
+//!   warning). With no destination configured, a study counts as delivered
+//!   when the journal of any destination holds all of it: a prune run by a
+//!   scheduler often has no `--to`, and a study delivered in full somewhere
+//!   has done its job. A study not complete in the cache is never delivered.
+//! - Past the hard maximum age (config `max_age`, 7 days by default) a
+//!   study goes even if it was never delivered, with a warning: patient
+//!   data must not pile up on a disk because a destination is gone.
+//! - What crashed runs left behind goes too (see [`crate::cache::Leftover`]).
+//!
+//! The removal itself, crash-safe and Windows-proof, is the cache's
+//! business ([`Cache::remove_study`]); this module decides and reports.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Result;
+
+use crate::cache::{Cache, Delivery, Leftover, Manifest, is_in_use};
+use crate::config::Destination;
+use crate::uid::Uid;
+
+/// The retention when neither `--older-than` nor the config file says.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(4 * 3600);
+/// The hard maximum age when the config file does not say.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// What to remove.
+#[derive(Debug, Clone)]
+pub struct PruneOptions {
+    /// The retention: a study last fetched or delivered this long ago expires.
+    pub older_than: Duration,
+    /// Past this age a study goes even if not delivered.
+    pub max_age: Duration,
+    /// Remove expired studies that are not delivered, too.
+    pub include_undelivered: bool,
+    /// Delivery is judged against this destination; `None`: any.
+    pub destination: Option<Destination>,
+    /// Say what would be removed; remove nothing.
+    pub dry_run: bool,
+    /// The time ages are measured at.
+    pub now: SystemTime,
+}
+
+impl PruneOptions {
+    pub fn new(older_than: Duration, now: SystemTime) -> PruneOptions {
+        PruneOptions {
+            older_than,
+            max_age: DEFAULT_MAX_AGE,
+            include_undelivered: false,
+            destination: None,
+            dry_run: false,
+            now,
+        }
+    }
+}
+
+/// A study as prune sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Study {
+    pub uid: Uid,
+    pub accession: Option<String>,
+    /// Since the later of the last fetch and the last delivery.
+    pub age: Duration,
+    /// The destination (journal key) that has all of it; `None`: not delivered.
+    pub delivered_to: Option<String>,
+    /// Bytes its files take; measured only for a study that goes.
+    pub bytes: u64,
+}
+
+/// What is to become of a study.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Younger than the retention.
+    Young,
+    /// Expired but not delivered: kept.
+    KeepUndelivered,
+    Remove(Reason),
+}
+
+/// Why a study goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Delivered, and older than the retention.
+    Expired,
+    /// Not delivered, older than the retention, and `--include-undelivered`.
+    Undelivered,
+    /// Older than the hard maximum age.
+    MaxAge,
+}
+
+/// The rules, for a study of this age, delivered or not.
+pub fn judge(delivered: bool, age: Duration, opts: &PruneOptions) -> Verdict {
+    let expired = age >= opts.older_than;
+    let past_max = age >= opts.max_age;
+    match (delivered, expired, past_max) {
+        (_, false, false) => Verdict::Young,
+        (true, true, _) => Verdict::Remove(Reason::Expired),
+        (_, _, true) => Verdict::Remove(Reason::MaxAge),
+        (false, true, false) if opts.include_undelivered => Verdict::Remove(Reason::Undelivered),
+        (false, true, false) => Verdict::KeepUndelivered,
+    }
+}
+
+/// The delivery journals of a study: destination key → SOP Instance UID → last record.
+pub type Journals = BTreeMap<String, BTreeMap<String, Delivery>>;
+
+/// The destination (journal key) whose journal holds every instance of the
+/// study as delivered: `destination` only, or with `None` any of them.
+pub fn delivered_to(manifest: &Manifest, journals: &Journals, destination: Option<&str>) -> Option<String> {
+    if manifest.expected.is_empty() || !manifest.is_complete() {
+        return None;
+    }
+    journals
+        .iter()
+        .filter(|(key, _)| destination.is_none_or(|d| d == key.as_str()))
+        .find(|(_, records)| {
+            manifest
+                .expected
+                .keys()
+                .all(|sop| records.get(sop).is_some_and(|r| r.state.is_delivered()))
+        })
+        .map(|(key, _)| key.clone())
+}
+
+/// The later of the last fetch (its start, or its completion) and the last
+/// delivery to any destination; `None` when no time in them can be read.
+pub fn last_activity(manifest: &Manifest, journals: &Journals) -> Option<SystemTime> {
+    let fetched = [Some(&manifest.fetched_at), manifest.completed_at.as_ref()];
+    let delivered = journals
+        .values()
+        .flat_map(|records| records.values())
+        .filter(|r| r.state.is_delivered())
+        .map(|r| Some(&r.at));
+    fetched
+        .into_iter()
+        .chain(delivered)
+        .flatten()
+        .filter_map(|t| humantime::parse_rfc3339_weak(t).ok())
+        .max()
+}
+
+/// Why an expired study stays.
+#[derive(Debug)]
+pub enum Kept {
+    /// Not delivered (see the module's rules).
+    NotDelivered,
+    /// Locked by a running fetch, store or watch.
+    Busy,
+    /// A file of it is open in another program (Windows).
+    InUse(anyhow::Error),
+}
+
+/// A study removed, or in a dry run one that would be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removed {
+    pub study: Study,
+    pub reason: Reason,
+    /// Bytes deleted (in a dry run: that would be).
+    pub freed: u64,
+}
+
+/// What the run tells the person watching, as it goes. Every method has a
+/// default that does nothing.
+pub trait Sink {
+    fn removed(&mut self, _removed: &Removed) {}
+    fn kept(&mut self, _study: &Study, _why: &Kept) {}
+    /// A leftover of a crashed run, deleted (or in a dry run: to be).
+    fn leftover(&mut self, _leftover: &Leftover) {}
+    /// Something that failed; the run goes on and ends in an error.
+    fn failed(&mut self, _error: &anyhow::Error) {}
+    /// Something to know that is not a failure (remains that could not be
+    /// deleted yet).
+    fn note(&mut self, _message: &str) {}
+}
+
+/// The run, counted.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub dry_run: bool,
+    pub removed: usize,
+    /// Of those, not delivered.
+    pub removed_undelivered: usize,
+    pub kept_undelivered: usize,
+    pub busy: usize,
+    pub in_use: usize,
+    pub leftovers: usize,
+    /// Bytes deleted in all, studies and leftovers.
+    pub freed: u64,
+    pub failures: Vec<String>,
+}
+
+impl Summary {
+    /// The final error, when something failed.
+    pub fn error(&self) -> Option<String> {
+        match self.failures.as_slice() {
+            [] => None,
+            [one] => Some(one.clone()),
+            [first, rest @ ..] => Some(format!("{first} (and {} more failures)", rest.len())),
+        }
+    }
+}
+
+/// Expires the cache, study by study; one failure is reported and the run
+/// goes on. The caller holds the prune lock ([`Cache::try_lock_prune`]).
+pub fn prune(cache: &Cache, opts: &PruneOptions, sink: &mut dyn Sink) -> Result<Summary> {
+    let mut summary = Summary {
+        dry_run: opts.dry_run,
+        ..Summary::default()
+    };
+    for uid in cache.studies()? {
+        if let Err(e) = prune_study(cache, &uid, opts, sink, &mut summary) {
+            fail(&mut summary, sink, e.context(format!("failed to prune study {uid}")));
+        }
+    }
+    for leftover in cache.leftovers(opts.older_than, opts.now)? {
+        if opts.dry_run {
+            sink.leftover(&leftover);
+            summary.leftovers += 1;
+            summary.freed += leftover.bytes;
+            continue;
+        }
+        match cache.remove_leftover(&leftover) {
+            Ok(true) => {
+                sink.leftover(&leftover);
+                summary.leftovers += 1;
+                summary.freed += leftover.bytes;
+            }
+            // In use after all: next run.
+            Ok(false) => {}
+            Err(e) if is_in_use(&e) => sink.note(&format!(
+                "{} `{}` is open in another program; a later prune deletes it",
+                leftover.kind,
+                leftover.path.display()
+            )),
+            Err(e) => fail(&mut summary, sink, e),
+        }
+    }
+    Ok(summary)
+}
+
+fn prune_study(
+    cache: &Cache,
+    uid: &Uid,
+    opts: &PruneOptions,
+    sink: &mut dyn Sink,
+    summary: &mut Summary,
+) -> Result<()> {
+    // A first look without the lock, so that studies that stay are never
+    // locked (a fetch or store of them does not wait for us).
+    let Some((study, verdict)) = look(cache, uid, opts)? else {
+        return Ok(());
+    };
+    if verdict == Verdict::Young {
+        return Ok(());
+    }
+    if verdict == Verdict::KeepUndelivered {
+        summary.kept_undelivered += 1;
+        sink.kept(&study, &Kept::NotDelivered);
+        return Ok(());
+    }
+    let Some(entry) = cache.try_lock_study(uid)? else {
+        summary.busy += 1;
+        sink.kept(&study, &Kept::Busy);
+        return Ok(());
+    };
+    // Again under the lock: a fetch or store may have changed the study
+    // between the first look and the lock.
+    let Some((mut study, verdict)) = look(cache, uid, opts)? else {
+        return Ok(());
+    };
+    let Verdict::Remove(reason) = verdict else {
+        drop(entry);
+        if verdict == Verdict::KeepUndelivered {
+            summary.kept_undelivered += 1;
+            sink.kept(&study, &Kept::NotDelivered);
+        }
+        return Ok(());
+    };
+    study.bytes = cache.study_size(uid);
+    let freed = if opts.dry_run {
+        drop(entry);
+        study.bytes
+    } else {
+        match cache.remove_study(entry) {
+            Ok(removal) => {
+                if let Some(left) = &removal.left {
+                    let message = format!(
+                        "study {uid} is out of the cache, but `{}` could not be deleted yet ({}); \
+                         a later prune deletes it",
+                        left.path.display(),
+                        left.error
+                    );
+                    if crate::cache::io_error_in_use(&left.error) {
+                        sink.note(&message);
+                    } else {
+                        summary.failures.push(message.clone());
+                        sink.failed(&anyhow::anyhow!(message));
+                    }
+                }
+                removal.freed
+            }
+            Err(e) if is_in_use(&e) => {
+                summary.in_use += 1;
+                sink.kept(&study, &Kept::InUse(e));
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    summary.removed += 1;
+    if study.delivered_to.is_none() {
+        summary.removed_undelivered += 1;
+    }
+    summary.freed += freed;
+    sink.removed(&Removed { study, reason, freed });
+    Ok(())
+}
+
+fn fail(summary: &mut Summary, sink: &mut dyn Sink, e: anyhow::Error) {
+    sink.failed(&e);
+    summary.failures.push(format!("{e:#}"));
+}
+
+/// Reads what decides a study's fate; `None` if it is gone.
+fn look(cache: &Cache, uid: &Uid, opts: &PruneOptions) -> Result<Option<(Study, Verdict)>> {
+    let Some(manifest) = cache.read_manifest(uid)? else {
+        return Ok(None);
+    };
+    let mut journals = Journals::new();
+    for key in cache.delivery_destinations(uid)? {
+        let records = cache.deliveries(uid, &key)?;
+        journals.insert(key, records);
+    }
+    let key = opts.destination.as_ref().map(Destination::key);
+    let delivered_to = delivered_to(&manifest, &journals, key.as_deref());
+    // A manifest whose times cannot be read is as old as the file.
+    let last = last_activity(&manifest, &journals).or_else(|| cache.manifest_modified(uid));
+    let age = last
+        .and_then(|t| opts.now.duration_since(t).ok())
+        .unwrap_or(Duration::ZERO);
+    let verdict = judge(delivered_to.is_some(), age, opts);
+    let study = Study {
+        uid: uid.clone(),
+        accession: manifest.study.accession.clone().filter(|a| !a.is_empty()),
+        age,
+        delivered_to,
+        bytes: 0,
+    };
+    Ok(Some((study, verdict)))
+}
+
+/// `PACS@10.0.0.5:104` back from a journal key `PACS@10.0.0.5_104`.
+pub fn destination_label(key: &str) -> String {
+    match key.rsplit_once('_') {
+        Some((host, port)) if port.parse::<u16>().is_ok() => format!("{host}:{port}"),
+        _ => key.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+    use crate::cache::{DeliveryState, LockMode, StudyInfo};
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn uid(s: &str) -> Uid {
+        Uid::parse(s).unwrap()
+    }
+
+    fn at(t: SystemTime) -> String {
+        humantime::format_rfc3339_seconds(t).to_string()
+    }
+
+    fn pacs() -> Destination {
+        Destination::parse("PACS@10.0.0.5:104").unwrap()
+    }
+
+    fn other() -> Destination {
+        Destination::parse("VIEWER@10.0.0.6:11112").unwrap()
+    }
+
+    /// A complete study of two instances in `cache`, fetched at `fetched`.
+    fn add_study(cache: &Cache, study: &str, fetched: SystemTime) {
+        let entry = cache.lock_study(&uid(study), LockMode::Exclusive, || {}).unwrap();
+        let sops = [format!("{study}.1"), format!("{study}.2")];
+        entry
+            .write_manifest(&Manifest {
+                version: Manifest::VERSION,
+                study: StudyInfo {
+                    study_uid: study.into(),
+                    accession: Some(format!("ACC{}", study.replace('.', ""))),
+                    ..Default::default()
+                },
+                roles: vec![],
+                fetched_at: at(fetched),
+                completed_at: Some(at(fetched)),
+                expected: sops.iter().map(|s| (s.clone(), format!("{study}.9"))).collect(),
+            })
+            .unwrap();
+        for sop in &sops {
+            let mut staged = entry.stage().unwrap();
+            staged.write_all(&[1u8; 500]).unwrap();
+            entry.commit(staged, &uid(&format!("{study}.9")), &uid(sop)).unwrap();
+        }
+    }
+
+    /// Records every instance of `study` as `state` for `dest` at `when`.
+    fn deliver(cache: &Cache, study: &str, dest: &Destination, state: DeliveryState, when: SystemTime) {
+        let entry = cache.lock_study(&uid(study), LockMode::Shared, || {}).unwrap();
+        let mut journal = entry.journal(&dest.key()).unwrap();
+        for sop in [format!("{study}.1"), format!("{study}.2")] {
+            journal
+                .record(&Delivery {
+                    sop,
+                    state,
+                    status: Some(0),
+                    detail: None,
+                    at: at(when),
+                })
+                .unwrap();
+        }
+    }
+
+    #[derive(Default)]
+    struct Collect {
+        removed: Vec<(String, Reason)>,
+        kept: Vec<(String, &'static str)>,
+        leftovers: usize,
+        failed: Vec<String>,
+    }
+
+    impl Sink for Collect {
+        fn removed(&mut self, removed: &Removed) {
+            self.removed.push((removed.study.uid.to_string(), removed.reason));
+        }
+        fn kept(&mut self, study: &Study, why: &Kept) {
+            let why = match why {
+                Kept::NotDelivered => "not delivered",
+                Kept::Busy => "busy",
+                Kept::InUse(_) => "in use",
+            };
+            self.kept.push((study.uid.to_string(), why));
+        }
+        fn leftover(&mut self, _leftover: &Leftover) {
+            self.leftovers += 1;
+        }
+        fn failed(&mut self, error: &anyhow::Error) {
+            self.failed.push(format!("{error:#}"));
+        }
+    }
+
+    #[test]
+    fn the_rules() {
+        let mut opts = PruneOptions::new(4 * HOUR, SystemTime::now());
+        assert_eq!(judge(true, 3 * HOUR, &opts), Verdict::Young);
+        assert_eq!(judge(false, 3 * HOUR, &opts), Verdict::Young);
+        assert_eq!(judge(true, 4 * HOUR, &opts), Verdict::Remove(Reason::Expired));
+        assert_eq!(judge(false, 5 * HOUR, &opts), Verdict::KeepUndelivered);
+        assert_eq!(judge(false, 7 * 24 * HOUR, &opts), Verdict::Remove(Reason::MaxAge));
+        opts.include_undelivered = true;
+        assert_eq!(judge(false, 5 * HOUR, &opts), Verdict::Remove(Reason::Undelivered));
+        assert_eq!(judge(false, 3 * HOUR, &opts), Verdict::Young);
+        // A maximum age below the retention wins.
+        opts.max_age = HOUR;
+        opts.include_undelivered = false;
+        assert_eq!(judge(false, 2 * HOUR, &opts), Verdict::Remove(Reason::MaxAge));
+        assert_eq!(judge(true, 2 * HOUR, &opts), Verdict::Remove(Reason::MaxAge));
+    }
+
+    #[test]
+    fn delivered_means_every_instance_and_the_last_activity_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let now = SystemTime::now();
+        add_study(&cache, "1.1", now - 10 * HOUR);
+        deliver(&cache, "1.1", &pacs(), DeliveryState::Failed, now - 9 * HOUR);
+        let journals = |study: &str| -> Journals {
+            let u = uid(study);
+            cache
+                .delivery_destinations(&u)
+                .unwrap()
+                .into_iter()
+                .map(|k| {
+                    let r = cache.deliveries(&u, &k).unwrap();
+                    (k, r)
+                })
+                .collect()
+        };
+        let manifest = cache.read_manifest(&uid("1.1")).unwrap().unwrap();
+        assert_eq!(delivered_to(&manifest, &journals("1.1"), None), None);
+        // A failed attempt is no delivery, and no activity either.
+        let last = last_activity(&manifest, &journals("1.1")).unwrap();
+        assert_eq!(at(last), at(now - 10 * HOUR));
+
+        deliver(&cache, "1.1", &other(), DeliveryState::Warning, now - 2 * HOUR);
+        let j = journals("1.1");
+        assert_eq!(delivered_to(&manifest, &j, None), Some(other().key()));
+        assert_eq!(delivered_to(&manifest, &j, Some(&pacs().key())), None);
+        assert_eq!(delivered_to(&manifest, &j, Some(&other().key())), Some(other().key()));
+        assert_eq!(at(last_activity(&manifest, &j).unwrap()), at(now - 2 * HOUR));
+
+        // Not complete: never delivered.
+        let mut partial = manifest.clone();
+        partial.completed_at = None;
+        assert_eq!(delivered_to(&partial, &j, None), None);
+        // An instance more than the journal knows: not delivered.
+        let mut more = manifest.clone();
+        more.expected.insert("1.1.3".into(), "1.1.9".into());
+        assert_eq!(delivered_to(&more, &j, None), None);
+        assert_eq!(destination_label(&pacs().key()), "PACS@10.0.0.5:104");
+    }
+
+    #[test]
+    fn prune_removes_what_expired_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let now = SystemTime::now();
+        // Delivered to PACS long ago: goes.
+        add_study(&cache, "1.1", now - 10 * HOUR);
+        deliver(&cache, "1.1", &pacs(), DeliveryState::Delivered, now - 9 * HOUR);
+        // Fetched long ago but delivered an hour ago: young.
+        add_study(&cache, "1.2", now - 10 * HOUR);
+        deliver(&cache, "1.2", &pacs(), DeliveryState::Delivered, now - HOUR);
+        // Never delivered: kept.
+        add_study(&cache, "1.3", now - 10 * HOUR);
+        // Delivered, but to another destination only.
+        add_study(&cache, "1.4", now - 10 * HOUR);
+        deliver(&cache, "1.4", &other(), DeliveryState::Delivered, now - 9 * HOUR);
+        // Never delivered and older than the maximum age: goes.
+        add_study(&cache, "1.5", now - 8 * 24 * HOUR);
+        // Delivered and expired, but in use: skipped.
+        add_study(&cache, "1.6", now - 10 * HOUR);
+        deliver(&cache, "1.6", &pacs(), DeliveryState::Delivered, now - 9 * HOUR);
+        // A fetch that was killed: expired, never complete.
+        add_study(&cache, "1.7", now - 10 * HOUR);
+        {
+            let entry = cache.lock_study(&uid("1.7"), LockMode::Exclusive, || {}).unwrap();
+            let mut m = entry.manifest().unwrap().unwrap();
+            m.completed_at = None;
+            entry.write_manifest(&m).unwrap();
+        }
+        deliver(&cache, "1.7", &pacs(), DeliveryState::Delivered, now - 9 * HOUR);
+
+        let mut opts = PruneOptions::new(4 * HOUR, now);
+        opts.destination = Some(pacs());
+        let held = cache.lock_study(&uid("1.6"), LockMode::Shared, || {}).unwrap();
+
+        // A dry run says the same and removes nothing.
+        opts.dry_run = true;
+        let mut dry = Collect::default();
+        let dry_summary = prune(&cache, &opts, &mut dry).unwrap();
+        assert_eq!(cache.studies().unwrap().len(), 7);
+
+        opts.dry_run = false;
+        let mut seen = Collect::default();
+        let summary = prune(&cache, &opts, &mut seen).unwrap();
+        assert_eq!(
+            seen.removed,
+            vec![("1.1".into(), Reason::Expired), ("1.5".into(), Reason::MaxAge)]
+        );
+        assert_eq!(
+            seen.kept,
+            vec![
+                ("1.3".into(), "not delivered"),
+                ("1.4".into(), "not delivered"),
+                ("1.6".into(), "busy"),
+                ("1.7".into(), "not delivered"),
+            ]
+        );
+        assert!(seen.failed.is_empty(), "{:?}", seen.failed);
+        assert_eq!(
+            cache.studies().unwrap(),
+            ["1.2", "1.3", "1.4", "1.6", "1.7"].map(uid).to_vec()
+        );
+        assert_eq!((summary.removed, summary.removed_undelivered), (2, 1));
+        assert!(summary.freed >= 2000, "{summary:?}");
+        assert_eq!(summary.error(), None);
+        assert_eq!((dry.removed, dry.kept), (seen.removed, seen.kept));
+        assert_eq!(
+            (dry_summary.removed, dry_summary.freed),
+            (summary.removed, summary.freed)
+        );
+
+        // Released, the study in use goes on the next run; with
+        // --include-undelivered the undelivered ones go too; with no
+        // destination configured, the one delivered elsewhere counts as delivered.
+        drop(held);
+        opts.destination = None;
+        let mut seen = Collect::default();
+        prune(&cache, &opts, &mut seen).unwrap();
+        assert_eq!(
+            seen.removed,
+            vec![("1.4".into(), Reason::Expired), ("1.6".into(), Reason::Expired)]
+        );
+        opts.include_undelivered = true;
+        let mut seen = Collect::default();
+        prune(&cache, &opts, &mut seen).unwrap();
+        assert_eq!(
+            seen.removed,
+            vec![("1.3".into(), Reason::Undelivered), ("1.7".into(), Reason::Undelivered)]
+        );
+        assert_eq!(cache.studies().unwrap(), vec![uid("1.2")]);
+        // Nothing is left behind: no trash, no lock files of removed studies.
+        assert_eq!(std::fs::read_dir(dir.path().join("trash")).unwrap().count(), 0);
+        let locks: Vec<String> = std::fs::read_dir(dir.path().join("locks"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(locks, vec!["1.2.lock".to_string()]);
+    }
+
+    #[test]
+    fn leftovers_of_a_killed_prune_go_on_the_next_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let now = SystemTime::now();
+        add_study(&cache, "1.1", now);
+        std::fs::create_dir_all(dir.path().join("trash/1.2.1.5.removed/series/1.2.9")).unwrap();
+        std::fs::write(
+            dir.path().join("trash/1.2.1.5.removed/series/1.2.9/1.2.1.dcm"),
+            [0u8; 100],
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("locks/1.2.lock"), b"").unwrap();
+
+        let mut opts = PruneOptions::new(HOUR, now);
+        opts.dry_run = true;
+        let mut seen = Collect::default();
+        let summary = prune(&cache, &opts, &mut seen).unwrap();
+        assert_eq!((seen.leftovers, summary.freed), (2, 100));
+        assert!(dir.path().join("trash/1.2.1.5.removed").exists());
+
+        opts.dry_run = false;
+        let mut seen = Collect::default();
+        let summary = prune(&cache, &opts, &mut seen).unwrap();
+        assert_eq!((seen.leftovers, summary.freed, summary.removed), (2, 100, 0));
+        assert!(!dir.path().join("trash/1.2.1.5.removed").exists());
+        assert!(!dir.path().join("locks/1.2.lock").exists());
+        assert_eq!(cache.studies().unwrap(), vec![uid("1.1")]);
+    }
+}
