@@ -1,0 +1,74 @@
+//! `retriever watch`: the router loop (see [`crate::watch`]) with its view,
+//! one line per study delivered on stdout, and for `--once` the exit status.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+use serde_json::json;
+
+use crate::cache::Cache;
+use crate::cli::WatchArgs;
+use crate::config::Settings;
+use crate::report::Reporter;
+use crate::ui;
+use crate::watch::{self, DeliveredStudy, WatchConfig};
+
+pub fn run(settings: &Settings, args: &WatchArgs) -> Result<()> {
+    let cloud = settings.cloud()?.clone();
+    let store = super::store::store_options(settings)?;
+    let cache = Cache::open(&settings.cache_root)?;
+    let config = WatchConfig {
+        filters: settings.watch.filters.clone(),
+        interval: settings.watch.interval,
+        stable_age: settings.watch.stable_age,
+        once: args.once,
+        rules: settings.priors.clone(),
+    };
+    let view: Arc<dyn Reporter> = Arc::from(ui::watch_reporter(settings.quiet));
+    // The lines on the terminal already show each delivery; printing on the
+    // same terminal would tear them.
+    let print = !(ui::shows_lines(settings.quiet) && std::io::stdout().is_terminal());
+    let destination = store.scu.destination.to_string();
+    let mut out = std::io::stdout();
+    let mut on_delivered = |d: &DeliveredStudy| {
+        // A study sent before (a prior of an earlier study too) is not news.
+        if print && d.sent > 0 {
+            // Whoever read our output may have gone (`| head`): keep routing.
+            let _ = print_delivered(&mut out, d, &destination, args.json);
+        }
+    };
+    let summary = watch::run(&config, &cloud, &cache, &store, view, &mut on_delivered)?;
+    match summary.error() {
+        None => Ok(()),
+        Some(e) => bail!("{e}"),
+    }
+}
+
+fn print_delivered(out: &mut impl Write, d: &DeliveredStudy, destination: &str, json: bool) -> std::io::Result<()> {
+    if json {
+        let value = json!({
+            "study_uid": d.study.as_str(),
+            "accession": d.accession,
+            "role": if d.role == "current" { "current" } else { "prior" },
+            "prior_of": d.role.strip_prefix("prior of "),
+            "destination": destination,
+            "instances": d.instances,
+            "sent": d.sent,
+            "warnings": d.warnings,
+        });
+        writeln!(out, "{value}")?;
+    } else {
+        writeln!(
+            out,
+            "{}\t{}\t{}\t{destination}\t{} instances\t{} sent\t{} with a warning",
+            d.study,
+            d.accession.as_deref().filter(|a| !a.is_empty()).unwrap_or("-"),
+            d.role,
+            d.instances,
+            d.sent,
+            d.warnings,
+        )?;
+    }
+    out.flush()
+}

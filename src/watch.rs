@@ -1,0 +1,783 @@
+//! `watch`: the router. Searches the cloud every `interval` for the studies
+//! of its worklist, fetches each new study with its priors, and delivers them
+//! to the destination while they download; a study that grows is fetched and
+//! delivered again (only what is new) until it has been stable for
+//! `stable_age`.
+//!
+//! Threads, each with one job:
+//! - the coordinator (the caller's thread) owns the record of what was seen
+//!   and delivered (`record`), starts searches and fetches, and keeps the
+//!   view up to date; nothing it does blocks on the network;
+//! - a search runs on a thread of its own, so a cloud that hangs delays the
+//!   next search but never Ctrl-C;
+//! - each current study is fetched with its priors on a thread of its own
+//!   ([`STUDIES_AT_ONCE`] at a time, all sharing one pool of `--jobs`
+//!   downloads), one patient at a time since a patient's studies are each
+//!   other's priors;
+//! - one deliverer owns the destination side (`deliver`): it sends each
+//!   instance as it lands and closes each study with a `store` pass.
+//!
+//! Trouble never ends the loop: a failed search is tried again with backoff
+//! (a refused login is shown as such), a study that failed to fetch or
+//! deliver is taken up again with backoff, and a destination that is down
+//! holds the deliveries (not the fetches) until it answers again. Ctrl-C
+//! stops taking up work, lets what is in flight stop at its next instance,
+//! writes the record and returns [`Interrupted`].
+
+mod deliver;
+mod filter;
+mod record;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result, bail};
+
+pub use deliver::DeliveredStudy;
+pub use filter::{Filter, default_filters, describe};
+
+use crate::cache::{Cache, Role, WatchLock};
+use crate::config::CloudConfig;
+use crate::dicomweb::Client;
+use crate::fetch::{self, INTERRUPTED, Interrupted};
+use crate::priors::Rules;
+use crate::report::{Reporter, WatchEvent, WatchStatus};
+use crate::store::StoreOptions;
+use crate::uid::Uid;
+use deliver::{Deliverer, Fetched, GroupOutcome, GroupStudy, ToDeliverer};
+use record::{Found, Record, retry_delay};
+
+/// Current studies (each with its priors) fetched at once. Two, so that one
+/// study's slow tail (a retry, a big last series) does not hold up the next,
+/// while most of `--jobs` goes to the study that arrived first.
+pub const STUDIES_AT_ONCE: usize = 2;
+/// The longest wait between two searches after failures.
+const MAX_POLL_BACKOFF: Duration = Duration::from_secs(120);
+/// The record is written at most this often (and at the end).
+const SAVE_EVERY: Duration = Duration::from_secs(2);
+/// After Ctrl-C, how long in-flight work gets to stop by itself.
+const GRACE: Duration = Duration::from_secs(5);
+
+/// The study attributes asked of every search.
+const SEARCH_FIELDS: [&str; 9] = [
+    "00080020", // StudyDate
+    "00080050", // AccessionNumber
+    "00080061", // ModalitiesInStudy
+    "00081030", // StudyDescription
+    "00100010", // PatientName
+    "00100020", // PatientID
+    "00100021", // IssuerOfPatientID
+    "0020000D", // StudyInstanceUID
+    "00201208", // NumberOfStudyRelatedInstances
+];
+
+/// What to watch and how.
+#[derive(Debug, Clone)]
+pub struct WatchConfig {
+    /// The search's matching keys (never empty: see [`default_filters`]).
+    pub filters: Vec<Filter>,
+    pub interval: Duration,
+    pub stable_age: Duration,
+    /// One pass: search once, fetch and deliver what it found, return.
+    pub once: bool,
+    pub rules: Rules,
+}
+
+/// How a `--once` pass went (a watch that runs until Ctrl-C returns [`Interrupted`]).
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// Current studies delivered with their priors.
+    pub delivered: usize,
+    /// Current studies not delivered: label, why.
+    pub failed: Vec<(String, String)>,
+    /// Why the search failed, if it did.
+    pub search_error: Option<String>,
+}
+
+impl Summary {
+    /// The one-line reason the pass failed, or `None`.
+    pub fn error(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if let Some(e) = &self.search_error {
+            parts.push(format!("the search of the cloud failed: {e}"));
+        }
+        match self.failed.as_slice() {
+            [] => {}
+            [(label, why)] => parts.push(format!("study {label} was not delivered: {why}")),
+            [(label, why), rest @ ..] => parts.push(format!(
+                "{} studies were not delivered (study {label}: {why}; and {} more)",
+                rest.len() + 1,
+                rest.len()
+            )),
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+}
+
+/// Messages to the coordinator.
+enum Msg {
+    Polled(Result<Vec<(Uid, Found)>>),
+    /// A group's fetch returned (its slot is free).
+    Fetched(Uid),
+    Delivered(Box<GroupOutcome>),
+}
+
+/// Runs the router until Ctrl-C (or, with `once`, one pass). `on_delivered`
+/// is called for each study that is now entirely at the destination.
+pub fn run(
+    config: &WatchConfig,
+    cloud: &CloudConfig,
+    cache: &Cache,
+    store: &StoreOptions,
+    view: Arc<dyn Reporter>,
+    on_delivered: &mut dyn FnMut(&DeliveredStudy),
+) -> Result<Summary> {
+    let destination = store.scu.destination.to_string();
+    let dest_key = store.scu.destination.key();
+    let lock = cache.try_lock_watch(&dest_key)?.with_context(|| {
+        format!(
+            "another `retriever watch` is already delivering to {destination} from the cache `{}`",
+            cache.root().display()
+        )
+    })?;
+    let record = Record::load(cache, &dest_key)?;
+    // Searches give up sooner than downloads: the next search is the retry.
+    let mut search_cloud = cloud.clone();
+    search_cloud.retries = search_cloud.retries.min(1);
+    let (tx, rx) = mpsc::channel();
+    let (to_deliverer, deliverer_inbox) = mpsc::channel();
+    let deliverer = Deliverer::new(
+        cache.clone(),
+        store.clone(),
+        Some(cloud.clone()),
+        Arc::clone(&view),
+        config.once,
+        deliverer_inbox,
+        tx.clone(),
+    );
+    let deliverer = std::thread::Builder::new()
+        .name("deliver".into())
+        .spawn(move || deliverer.run())
+        .context("failed to start the delivery thread")?;
+    let mut router = Router {
+        config,
+        cache: cache.clone(),
+        view,
+        destination,
+        dest_key,
+        _lock: lock,
+        record,
+        client: Client::new(cloud)?,
+        search_client: Client::new(&search_cloud)?,
+        pool: Arc::new(fetch::download_pool(cloud.jobs)?),
+        retries: cloud.retries,
+        tx,
+        rx,
+        to_deliverer: Some(to_deliverer),
+        deliverer: Some(deliverer),
+        queue: VecDeque::new(),
+        queued: HashSet::new(),
+        reported: HashMap::new(),
+        in_flight: HashMap::new(),
+        fetching: 0,
+        fetchers: Vec::new(),
+        searching: None,
+        next_search: Instant::now(),
+        search_failures: 0,
+        searched: false,
+        delivered: 0,
+        last_poll: None,
+        shown: None,
+        last_save: Instant::now(),
+        summary: Summary::default(),
+    };
+    router.run(on_delivered)
+}
+
+struct Flight {
+    patient: Option<(String, String)>,
+    fetching: bool,
+}
+
+struct Router<'a> {
+    config: &'a WatchConfig,
+    cache: Cache,
+    view: Arc<dyn Reporter>,
+    destination: String,
+    dest_key: String,
+    _lock: WatchLock,
+    record: Record,
+    client: Client,
+    search_client: Client,
+    pool: Arc<rayon::ThreadPool>,
+    retries: u32,
+    tx: Sender<Msg>,
+    rx: Receiver<Msg>,
+    to_deliverer: Option<Sender<ToDeliverer>>,
+    deliverer: Option<JoinHandle<Result<()>>>,
+    queue: VecDeque<Uid>,
+    queued: HashSet<Uid>,
+    /// The instance count of each study the last search found (if the cloud gives it).
+    reported: HashMap<Uid, Option<u64>>,
+    in_flight: HashMap<Uid, Flight>,
+    fetching: usize,
+    /// The fetch threads, by the current study they fetch.
+    fetchers: Vec<(Uid, JoinHandle<()>)>,
+    /// The search running, since when.
+    searching: Option<(Instant, JoinHandle<()>)>,
+    next_search: Instant,
+    search_failures: u32,
+    searched: bool,
+    delivered: usize,
+    last_poll: Option<(SystemTime, usize)>,
+    shown: Option<WatchStatus>,
+    last_save: Instant,
+    summary: Summary,
+}
+
+impl Router<'_> {
+    fn run(&mut self, on_delivered: &mut dyn FnMut(&DeliveredStudy)) -> Result<Summary> {
+        self.view.watch(&WatchEvent::Started {
+            destination: self.destination.clone(),
+            query: describe(&self.config.filters),
+            interval: self.config.interval,
+            once: self.config.once,
+        });
+        // What the last run left undone is taken up at once, found by the search or not.
+        for uid in self.record.undone() {
+            self.enqueue(uid);
+        }
+        let outcome = self.work(on_delivered);
+        let stopped = self.stop(on_delivered);
+        self.save();
+        outcome?;
+        stopped?;
+        Ok(std::mem::take(&mut self.summary))
+    }
+
+    fn work(&mut self, on_delivered: &mut dyn FnMut(&DeliveredStudy)) -> Result<()> {
+        loop {
+            if INTERRUPTED.load(Ordering::SeqCst) {
+                return Err(Interrupted.into());
+            }
+            self.maybe_search();
+            match self.rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(msg) => {
+                    self.handle(msg, on_delivered);
+                    while let Ok(msg) = self.rx.try_recv() {
+                        self.handle(msg, on_delivered);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => bail!("the watch's threads stopped unexpectedly"),
+            }
+            self.reap(on_delivered);
+            self.dispatch();
+            self.show_status();
+            if self.last_save.elapsed() >= SAVE_EVERY && self.record.is_dirty() {
+                self.save();
+            }
+            if self.deliverer.as_ref().is_some_and(|d| d.is_finished()) {
+                let result = self.deliverer.take().expect("checked").join();
+                return match result {
+                    Ok(Err(e)) => Err(e),
+                    _ => bail!("the delivery thread stopped unexpectedly"),
+                };
+            }
+            if self.config.once
+                && self.searched
+                && self.searching.is_none()
+                && self.queue.is_empty()
+                && self.in_flight.is_empty()
+            {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Lets the threads end: at once after a normal pass; after Ctrl-C,
+    /// for at most [`GRACE`], recording what ends meanwhile.
+    fn stop(&mut self, on_delivered: &mut dyn FnMut(&DeliveredStudy)) -> Result<()> {
+        self.to_deliverer = None;
+        let deadline = Instant::now() + GRACE;
+        loop {
+            while let Ok(msg) = self.rx.try_recv() {
+                self.handle(msg, on_delivered);
+            }
+            self.fetchers.retain(|(_, f)| !f.is_finished());
+            let deliverer_done = self.deliverer.as_ref().is_none_or(|d| d.is_finished());
+            if self.fetchers.is_empty() && deliverer_done {
+                break;
+            }
+            if INTERRUPTED.load(Ordering::SeqCst) && Instant::now() >= deadline {
+                // Abandoned: every write to the cache is atomic, so what
+                // they leave is consistent, and the record is written below.
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        match self.deliverer.take().map(JoinHandle::join) {
+            Some(Ok(Err(e))) if !INTERRUPTED.load(Ordering::SeqCst) => Err(e),
+            Some(Err(_)) => bail!("the delivery thread panicked"),
+            _ => Ok(()),
+        }
+    }
+
+    fn save(&mut self) {
+        self.last_save = Instant::now();
+        if let Err(e) = self.record.save(&self.cache, &self.dest_key, &self.destination) {
+            self.view.warn(&format!("{e:#}"));
+        }
+    }
+
+    fn maybe_search(&mut self) {
+        if self.searching.is_some() || (self.config.once && self.searched) || Instant::now() < self.next_search {
+            return;
+        }
+        let now = SystemTime::now();
+        let params: Vec<(String, String)> = self
+            .config
+            .filters
+            .iter()
+            .map(|f| (f.key().to_string(), f.value_at(now)))
+            .collect();
+        let client = self.search_client.clone();
+        let tx = self.tx.clone();
+        // Not joined: a search stuck on a slow cloud must not hold up Ctrl-C.
+        let spawned = std::thread::Builder::new().name("search".into()).spawn(move || {
+            let _ = tx.send(Msg::Polled(search(&client, &params)));
+        });
+        match spawned {
+            Ok(handle) => self.searching = Some((Instant::now(), handle)),
+            Err(e) => self.view.warn(&format!("failed to start a search: {e}")),
+        }
+    }
+
+    fn handle(&mut self, msg: Msg, on_delivered: &mut dyn FnMut(&DeliveredStudy)) {
+        let now = SystemTime::now();
+        match msg {
+            Msg::Polled(Ok(found)) => {
+                let started = self.searching.take().map_or_else(Instant::now, |(at, _)| at);
+                self.searched = true;
+                self.search_failures = 0;
+                self.next_search = started + self.config.interval;
+                self.reported.clear();
+                let mut queued = 0;
+                let count = found.len();
+                for (uid, f) in found {
+                    self.reported.insert(uid.clone(), f.instances);
+                    if self.record.found(&uid, &f, now, self.config.stable_age) && self.enqueue(uid) {
+                        queued += 1;
+                    }
+                }
+                self.record.forget_old(now);
+                trim_heap();
+                self.view.watch(&WatchEvent::Polled { found: count, queued });
+                self.last_poll = Some((now, count));
+            }
+            Msg::Polled(Err(e)) => {
+                self.searching = None;
+                self.searched = true;
+                self.search_failures += 1;
+                let wait = retry_delay(self.config.interval, self.search_failures)
+                    .min(MAX_POLL_BACKOFF.max(self.config.interval));
+                self.next_search = Instant::now() + wait;
+                let error = format!("{e:#}");
+                self.view.watch(&WatchEvent::PollFailed {
+                    auth: is_auth_failure(&error),
+                    error: error.clone(),
+                    failures: self.search_failures,
+                    retry_in: wait,
+                });
+                if self.config.once {
+                    self.summary.search_error = Some(error);
+                }
+            }
+            Msg::Fetched(uid) => {
+                if let Some(flight) = self.in_flight.get_mut(&uid)
+                    && flight.fetching
+                {
+                    flight.fetching = false;
+                    self.fetching -= 1;
+                }
+            }
+            Msg::Delivered(outcome) => {
+                if let Some(flight) = self.in_flight.remove(&outcome.current)
+                    && flight.fetching
+                {
+                    self.fetching -= 1;
+                }
+                for d in &outcome.delivered {
+                    on_delivered(d);
+                }
+                match &outcome.error {
+                    None => {
+                        self.record.delivered(&outcome.current, outcome.instances, now);
+                        self.delivered += 1;
+                        self.summary.delivered += 1;
+                        self.view.watch(&WatchEvent::Delivered {
+                            label: outcome.label.clone(),
+                            studies: outcome.delivered.len(),
+                            instances: outcome.delivered.iter().map(|d| d.instances).sum(),
+                        });
+                    }
+                    Some(error) => {
+                        let wait = self.record.failed(&outcome.current, error, self.config.interval, now);
+                        self.view.watch(&WatchEvent::Failed {
+                            label: outcome.label.clone(),
+                            error: error.clone(),
+                            retry_in: (!self.config.once).then_some(wait),
+                        });
+                        if self.config.once {
+                            self.summary.failed.push((outcome.label.clone(), error.clone()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Finds threads that ended without saying how (a panic, which has
+    /// printed itself): their work counts as failed, so that it is taken up
+    /// again and a `--once` pass ends.
+    fn reap(&mut self, on_delivered: &mut dyn FnMut(&DeliveredStudy)) {
+        let search_died = self.searching.as_ref().is_some_and(|(_, h)| h.is_finished());
+        let fetch_died = self
+            .fetchers
+            .iter()
+            .any(|(uid, h)| h.is_finished() && self.in_flight.get(uid).is_some_and(|f| f.fetching));
+        if !search_died && !fetch_died {
+            return;
+        }
+        // What a thread sent before it ended is in the channel by now.
+        while let Ok(msg) = self.rx.try_recv() {
+            self.handle(msg, on_delivered);
+        }
+        if self.searching.as_ref().is_some_and(|(_, h)| h.is_finished()) {
+            let error = anyhow::anyhow!("the search stopped unexpectedly");
+            self.handle(Msg::Polled(Err(error)), on_delivered);
+        }
+        let now = SystemTime::now();
+        let died: Vec<Uid> = self
+            .fetchers
+            .iter()
+            .filter(|(uid, h)| h.is_finished() && self.in_flight.get(uid).is_some_and(|f| f.fetching))
+            .map(|(uid, _)| uid.clone())
+            .collect();
+        for uid in died {
+            self.in_flight.remove(&uid);
+            self.fetching -= 1;
+            let error = "the fetch stopped unexpectedly";
+            let wait = self.record.failed(&uid, error, self.config.interval, now);
+            self.view.watch(&WatchEvent::Failed {
+                label: uid.to_string(),
+                error: error.into(),
+                retry_in: (!self.config.once).then_some(wait),
+            });
+            if self.config.once {
+                self.summary.failed.push((uid.to_string(), error.into()));
+            }
+        }
+    }
+
+    /// Queues a current study unless it is queued or in flight already.
+    fn enqueue(&mut self, uid: Uid) -> bool {
+        if self.in_flight.contains_key(&uid) || !self.queued.insert(uid.clone()) {
+            return false;
+        }
+        self.queue.push_back(uid);
+        true
+    }
+
+    /// Starts fetches while there is room, one patient at a time.
+    fn dispatch(&mut self) {
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            return;
+        }
+        while self.fetching < STUDIES_AT_ONCE {
+            let busy: HashSet<&(String, String)> = self
+                .in_flight
+                .values()
+                .filter(|f| f.fetching)
+                .filter_map(|f| f.patient.as_ref())
+                .collect();
+            let free = self.queue.iter().position(|uid| {
+                let patient = self.record.studies.get(uid).and_then(|s| s.patient());
+                patient.is_none_or(|p| !busy.contains(&p))
+            });
+            let Some(at) = free else { return };
+            let uid = self.queue.remove(at).expect("found above");
+            self.queued.remove(&uid);
+            self.start(uid);
+        }
+    }
+
+    fn start(&mut self, uid: Uid) {
+        let now = SystemTime::now();
+        let reported = self.reported.get(&uid).copied().flatten();
+        self.record.taken_up(&uid, reported, now);
+        let seen = self.record.studies.get(&uid);
+        let patient = seen.and_then(|s| s.patient());
+        let label = seen
+            .and_then(|s| s.accession.clone())
+            .filter(|a| !a.trim().is_empty())
+            .unwrap_or_else(|| uid.to_string());
+        let Some(to_deliverer) = self.to_deliverer.clone() else {
+            return;
+        };
+        let job = FetchJob {
+            current: uid.clone(),
+            label,
+            client: self.client.clone(),
+            cache: self.cache.clone(),
+            pool: Arc::clone(&self.pool),
+            rules: self.config.rules.clone(),
+            retries: self.retries,
+            view: Arc::clone(&self.view),
+            to_deliverer,
+            tx: self.tx.clone(),
+        };
+        match std::thread::Builder::new()
+            .name("fetch-study".into())
+            .spawn(move || job.run())
+        {
+            Ok(handle) => {
+                self.fetchers.retain(|(_, f)| !f.is_finished());
+                self.fetchers.push((uid.clone(), handle));
+                self.in_flight.insert(
+                    uid,
+                    Flight {
+                        patient,
+                        fetching: true,
+                    },
+                );
+                self.fetching += 1;
+            }
+            Err(e) => {
+                self.view.warn(&format!("failed to start a fetch: {e}"));
+                self.enqueue(uid);
+            }
+        }
+    }
+
+    fn show_status(&mut self) {
+        let status = WatchStatus {
+            delivered: self.delivered,
+            queued: self.queue.len(),
+            in_flight: self.in_flight.len(),
+            failing: self
+                .record
+                .studies
+                .values()
+                .filter(|s| !s.delivered && s.attempts > 0)
+                .count(),
+            last_poll: self.last_poll,
+        };
+        if self.shown.as_ref() != Some(&status) {
+            self.view.watch(&WatchEvent::Status(status.clone()));
+            self.shown = Some(status);
+        }
+    }
+}
+
+/// True when a search failed because the cloud refused the credentials
+/// (the DICOMweb client's messages for HTTP 401 and 403).
+fn is_auth_failure(error: &str) -> bool {
+    error.contains("refused the credentials") || error.contains("asks for credentials")
+}
+
+/// One search of the cloud: the studies that match, with what the record needs.
+fn search(client: &Client, params: &[(String, String)]) -> Result<Vec<(Uid, Found)>> {
+    let mut query: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    query.extend(SEARCH_FIELDS.iter().map(|f| ("includefield", *f)));
+    let mut out = Vec::new();
+    for json in client.search_studies(&query)? {
+        // A study without a usable UID cannot be fetched; the others can.
+        let Ok(uid) = json.uid(0x0020_000D) else { continue };
+        out.push((
+            uid,
+            Found {
+                accession: json.string(0x0008_0050),
+                patient_id: json.string(0x0010_0020),
+                issuer_of_patient_id: json.string(0x0010_0021),
+                instances: json.int(0x0020_1208).and_then(|n| u64::try_from(n).ok()),
+            },
+        ));
+    }
+    Ok(out)
+}
+
+/// Fetching one current study with its priors, on a thread of its own.
+struct FetchJob {
+    current: Uid,
+    label: String,
+    client: Client,
+    cache: Cache,
+    pool: Arc<rayon::ThreadPool>,
+    rules: Rules,
+    retries: u32,
+    view: Arc<dyn Reporter>,
+    to_deliverer: Sender<ToDeliverer>,
+    tx: Sender<Msg>,
+}
+
+impl FetchJob {
+    fn run(self) {
+        let side = FetchSide {
+            view: Arc::clone(&self.view),
+            deliverer: self.to_deliverer.clone(),
+        };
+        let plan = fetch::plan(&self.client, &[self.current.to_string()], &self.rules, &side);
+        let mut failures: Vec<String> = plan.failures.iter().map(|(id, e)| format!("{id}: {e:#}")).collect();
+        if failures.is_empty() && !plan.studies.iter().any(|p| p.uid == self.current) {
+            failures.push("the cloud no longer has it".into());
+        }
+        let all: Vec<Uid> = plan.studies.iter().map(|p| p.uid.clone()).collect();
+        let outcome = fetch::fetch_in(
+            &self.pool,
+            &self.client,
+            &self.cache,
+            plan.studies,
+            self.retries,
+            &side,
+            &mut |_| {},
+        );
+        let complete = match outcome {
+            Ok(outcome) => {
+                for (planned, e) in &outcome.failed {
+                    failures.push(format!("{}: {e:#}", study_label(&planned.info.accession, &planned.uid)));
+                }
+                outcome
+                    .fetched
+                    .iter()
+                    .map(|f| GroupStudy {
+                        uid: f.planned.uid.clone(),
+                        label: study_label(&f.planned.info.accession, &f.planned.uid),
+                        accession: f.planned.info.accession.clone(),
+                        role: match &f.planned.role {
+                            Role::Current { .. } => "current".into(),
+                            Role::Prior { of } => format!("prior of {of}"),
+                        },
+                    })
+                    .collect()
+            }
+            Err(e) if e.is::<Interrupted>() => {
+                let _ = self.tx.send(Msg::Fetched(self.current));
+                return;
+            }
+            Err(e) => {
+                failures.push(format!("{e:#}"));
+                Vec::new()
+            }
+        };
+        let instances = self
+            .cache
+            .read_manifest(&self.current)
+            .ok()
+            .flatten()
+            .filter(|m| m.is_complete())
+            .map(|m| m.expected.len());
+        let _ = self.to_deliverer.send(ToDeliverer::Finish(Box::new(Fetched {
+            current: self.current.clone(),
+            label: self.label,
+            all,
+            complete,
+            failures,
+            instances,
+        })));
+        let _ = self.tx.send(Msg::Fetched(self.current));
+    }
+}
+
+fn study_label(accession: &Option<String>, uid: &Uid) -> String {
+    accession
+        .clone()
+        .filter(|a| !a.trim().is_empty())
+        .unwrap_or_else(|| uid.to_string())
+}
+
+/// What the fetch reports, told to the view, and each landed instance to
+/// the deliverer.
+struct FetchSide {
+    view: Arc<dyn Reporter>,
+    deliverer: Sender<ToDeliverer>,
+}
+
+impl FetchSide {
+    fn tell(&self, message: ToDeliverer) {
+        let _ = self.deliverer.send(message);
+    }
+}
+
+impl Reporter for FetchSide {
+    fn study_started(&self, study: &Uid, label: &str, total: u64, done: u64) {
+        self.view.watch(&WatchEvent::StudyStarted {
+            study: study.clone(),
+            label: label.to_string(),
+            total,
+            present: done,
+        });
+        self.tell(ToDeliverer::Begin(study.clone()));
+    }
+
+    fn study_total(&self, study: &Uid, total: u64) {
+        self.view.watch(&WatchEvent::StudyTotal {
+            study: study.clone(),
+            total,
+        });
+        // The listing is in the manifest now: what to stream is known exactly.
+        self.tell(ToDeliverer::Landed(study.clone()));
+    }
+
+    fn instance_done(&self, study: &Uid, bytes: u64) {
+        self.view.watch(&WatchEvent::Fetched {
+            study: study.clone(),
+            bytes,
+        });
+        self.tell(ToDeliverer::Landed(study.clone()));
+    }
+
+    fn study_finished(&self, study: &Uid, ok: bool, summary: &str) {
+        if !ok {
+            self.view.watch(&WatchEvent::StudyDone {
+                study: study.clone(),
+                label: String::new(),
+                ok: false,
+                summary: format!("fetch {summary}"),
+            });
+        }
+    }
+
+    fn warn(&self, message: &str) {
+        self.view.warn(message);
+    }
+
+    fn info(&self, message: &str) {
+        self.view.info(message);
+    }
+}
+
+/// Gives the memory freed since the last search back to the system.
+///
+/// glibc's allocator keeps what the threads free in per-thread arenas, for
+/// them to reuse; a router that downloads and sends study after study on
+/// many threads then sees its resident memory creep up for hours although
+/// its heap stays the same size (heaptrack: an 11 MB peak and nothing leaked
+/// over 600 studies, while RSS went from 22 MB to 54 MB, and to 98 MB in a
+/// debug build over 1000). Trimming after each search keeps it flat (24 MB).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim_heap() {
+    // SAFETY: malloc_trim(3) takes a size, touches only the allocator's own
+    // state (under its locks) and is safe to call from any thread.
+    unsafe extern "C" {
+        safe fn malloc_trim(pad: usize) -> i32;
+    }
+    malloc_trim(0);
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim_heap() {}

@@ -1,0 +1,394 @@
+//! What `watch` remembers of the studies its search found: which were
+//! delivered (with their priors) at which size, which are still to do and
+//! when to try them again. Kept in the cache (`watch/DEST.json`, one record
+//! per destination), so that a restart, even after `kill -9`, picks up where
+//! the last run was, and a study `prune` removed after delivery is not
+//! fetched and sent again while the cloud still lists it.
+//!
+//! The record forgets a study the search has not found for [`FORGET_AFTER`],
+//! so it stays the size of the search's window, however long `watch` runs.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::cache::Cache;
+use crate::uid::Uid;
+
+/// A study the search has not found for this long is forgotten.
+pub const FORGET_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
+
+const VERSION: u32 = 1;
+
+/// One current study (a study the search found; its priors come with it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seen {
+    pub accession: Option<String>,
+    pub patient_id: Option<String>,
+    pub issuer_of_patient_id: Option<String>,
+    /// Delivered, with its priors, at the size in `instances`.
+    pub delivered: bool,
+    /// The instance count the search reported when the study was last taken up.
+    pub cloud_instances: Option<u64>,
+    /// The instances the cloud listed when the study was last fetched.
+    pub instances: Option<usize>,
+    #[serde(with = "rfc3339")]
+    pub first_seen: SystemTime,
+    #[serde(with = "rfc3339")]
+    pub last_seen: SystemTime,
+    /// When its size last changed: it is settled once this is `stable_age` ago.
+    #[serde(with = "rfc3339")]
+    pub changed_at: SystemTime,
+    #[serde(default, with = "rfc3339_opt")]
+    pub delivered_at: Option<SystemTime>,
+    /// Failed attempts in a row, and when to try again.
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default, with = "rfc3339_opt")]
+    pub next_try: Option<SystemTime>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+impl Seen {
+    /// True when the study has something to fetch or deliver, given the
+    /// instance count the search reports now (if the cloud gives one).
+    pub fn needs_work(&self, reported: Option<u64>, now: SystemTime, stable_age: Duration) -> bool {
+        if !self.delivered {
+            return self.next_try.is_none_or(|t| t <= now);
+        }
+        let settled = self.is_settled(now, stable_age);
+        match reported {
+            // The count changed since the study was taken up: it grew (or shrank).
+            Some(n) if Some(n) != self.cloud_instances => true,
+            // The count is the same, but more than was fetched: look again until settled.
+            Some(n) => usize::try_from(n).ok() != self.instances && !settled,
+            // No count: the only way to see growth is to look, until settled.
+            None => !settled,
+        }
+    }
+
+    /// Settled: delivered, and its size has not changed for `stable_age`.
+    pub fn is_settled(&self, now: SystemTime, stable_age: Duration) -> bool {
+        self.delivered && age(self.changed_at, now) >= stable_age
+    }
+
+    /// The patient, for running one fetch per patient at a time (their
+    /// priors overlap).
+    pub fn patient(&self) -> Option<(String, String)> {
+        self.patient_id.as_ref().map(|p| {
+            (
+                p.trim().to_string(),
+                self.issuer_of_patient_id.clone().unwrap_or_default().trim().to_string(),
+            )
+        })
+    }
+}
+
+fn age(t: SystemTime, now: SystemTime) -> Duration {
+    now.duration_since(t).unwrap_or_default()
+}
+
+/// Facts the search gives about a study.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Found {
+    pub accession: Option<String>,
+    pub patient_id: Option<String>,
+    pub issuer_of_patient_id: Option<String>,
+    pub instances: Option<u64>,
+}
+
+/// The studies seen, by Study Instance UID.
+#[derive(Debug, Default)]
+pub struct Record {
+    pub studies: BTreeMap<Uid, Seen>,
+    dirty: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct OnDisk {
+    version: u32,
+    destination: String,
+    studies: BTreeMap<String, Seen>,
+}
+
+impl Record {
+    /// Reads the record of `name` (a destination key); an empty record if
+    /// there is none. A record this version cannot read is an error rather
+    /// than a fresh start, which would send everything again.
+    pub fn load(cache: &Cache, name: &str) -> Result<Record> {
+        let Some(bytes) = cache.read_watch_record(name)? else {
+            return Ok(Record::default());
+        };
+        let what = || {
+            format!(
+                "the watch record `{name}.json` in the cache is damaged or from another version; remove it to start afresh (studies in it may then be sent again)"
+            )
+        };
+        let disk: OnDisk = serde_json::from_slice(&bytes).with_context(what)?;
+        if disk.version != VERSION {
+            anyhow::bail!("{}", what());
+        }
+        let studies = disk
+            .studies
+            .into_iter()
+            .filter_map(|(uid, seen)| Uid::parse(&uid).ok().map(|u| (u, seen)))
+            .collect();
+        Ok(Record { studies, dirty: false })
+    }
+
+    pub fn save(&mut self, cache: &Cache, name: &str, destination: &str) -> Result<()> {
+        let disk = OnDisk {
+            version: VERSION,
+            destination: destination.to_string(),
+            studies: self
+                .studies
+                .iter()
+                .map(|(uid, seen)| (uid.to_string(), seen.clone()))
+                .collect(),
+        };
+        let bytes = serde_json::to_vec_pretty(&disk).context("failed to encode the watch record")?;
+        cache.write_watch_record(name, &bytes)?;
+        self.dirty = false;
+        Ok(())
+    }
+
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// Notes that the search found `study` at `now`; true when it has
+    /// something to fetch or deliver.
+    pub fn found(&mut self, study: &Uid, found: &Found, now: SystemTime, stable_age: Duration) -> bool {
+        self.dirty = true;
+        let seen = self.studies.entry(study.clone()).or_insert_with(|| Seen {
+            accession: found.accession.clone(),
+            patient_id: found.patient_id.clone(),
+            issuer_of_patient_id: found.issuer_of_patient_id.clone(),
+            delivered: false,
+            cloud_instances: None,
+            instances: None,
+            first_seen: now,
+            last_seen: now,
+            changed_at: now,
+            delivered_at: None,
+            attempts: 0,
+            next_try: None,
+            error: None,
+        });
+        seen.last_seen = now;
+        if found.patient_id.is_some() {
+            seen.patient_id = found.patient_id.clone();
+            seen.issuer_of_patient_id = found.issuer_of_patient_id.clone();
+        }
+        if found.accession.is_some() {
+            seen.accession = found.accession.clone();
+        }
+        seen.needs_work(found.instances, now, stable_age)
+    }
+
+    /// Notes that work on `study` begins, with the count the search reported.
+    pub fn taken_up(&mut self, study: &Uid, reported: Option<u64>, now: SystemTime) {
+        if let Some(seen) = self.studies.get_mut(study) {
+            if reported.is_some() && reported != seen.cloud_instances {
+                seen.changed_at = now;
+            }
+            seen.cloud_instances = reported.or(seen.cloud_instances);
+            self.dirty = true;
+        }
+    }
+
+    /// Notes that `study` and its priors are delivered; `instances` is the
+    /// size it was fetched at.
+    pub fn delivered(&mut self, study: &Uid, instances: Option<usize>, now: SystemTime) {
+        if let Some(seen) = self.studies.get_mut(study) {
+            if instances.is_some() && instances != seen.instances {
+                seen.changed_at = now;
+                seen.instances = instances;
+            }
+            seen.delivered = true;
+            seen.delivered_at = Some(now);
+            seen.attempts = 0;
+            seen.next_try = None;
+            seen.error = None;
+            self.dirty = true;
+        }
+    }
+
+    /// Notes a failed attempt; returns when to try again.
+    pub fn failed(&mut self, study: &Uid, error: &str, base: Duration, now: SystemTime) -> Duration {
+        let Some(seen) = self.studies.get_mut(study) else {
+            return base;
+        };
+        seen.delivered = false;
+        seen.attempts = seen.attempts.saturating_add(1);
+        let wait = retry_delay(base, seen.attempts);
+        seen.next_try = Some(now + wait);
+        seen.error = Some(error.to_string());
+        self.dirty = true;
+        wait
+    }
+
+    /// Forgets the studies the search has not found for [`FORGET_AFTER`].
+    pub fn forget_old(&mut self, now: SystemTime) {
+        let before = self.studies.len();
+        self.studies.retain(|_, seen| age(seen.last_seen, now) < FORGET_AFTER);
+        self.dirty |= self.studies.len() != before;
+    }
+
+    /// Studies to take up at start: those the last run left undone.
+    pub fn undone(&self) -> Vec<Uid> {
+        self.studies
+            .iter()
+            .filter(|(_, s)| !s.delivered)
+            .map(|(uid, _)| uid.clone())
+            .collect()
+    }
+}
+
+/// The wait after the `attempts`-th failure in a row: `base` doubled each
+/// time, at most an hour.
+pub fn retry_delay(base: Duration, attempts: u32) -> Duration {
+    base.saturating_mul(1u32 << attempts.saturating_sub(1).min(16))
+        .min(Duration::from_secs(3600))
+}
+
+mod rfc3339 {
+    use std::time::SystemTime;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_rfc3339_seconds(*t).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_rfc3339_weak(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+mod rfc3339_opt {
+    use std::time::SystemTime;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => super::rfc3339::serialize(t, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SystemTime>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|text| humantime::parse_rfc3339_weak(&text).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use super::*;
+
+    fn uid(s: &str) -> Uid {
+        Uid::parse(s).unwrap()
+    }
+
+    fn found(n: Option<u64>) -> Found {
+        Found {
+            accession: Some("ACC1".into()),
+            patient_id: Some("P1".into()),
+            issuer_of_patient_id: None,
+            instances: n,
+        }
+    }
+
+    const MIN: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn new_growing_settled_and_failing_studies() {
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_795_816_800);
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut r = Record::default();
+        let s = uid("1.2.3");
+        assert!(r.found(&s, &found(Some(3)), t0, MIN), "new");
+        r.taken_up(&s, Some(3), t0);
+        r.delivered(&s, Some(3), at(5));
+        assert!(!r.found(&s, &found(Some(3)), at(30), MIN), "delivered at that size");
+        assert!(r.found(&s, &found(Some(5)), at(40), MIN), "grew");
+        r.taken_up(&s, Some(5), at(40));
+        r.delivered(&s, Some(5), at(45));
+        assert!(!r.found(&s, &found(Some(5)), at(50), MIN));
+        assert!(!r.studies[&s].is_settled(at(50), MIN));
+        assert!(r.studies[&s].is_settled(at(200), MIN));
+
+        // Without counts, a study is looked at again until it is settled.
+        let q = uid("1.2.4");
+        assert!(r.found(&q, &found(None), t0, MIN));
+        r.taken_up(&q, None, t0);
+        r.delivered(&q, Some(2), at(1));
+        assert!(r.found(&q, &found(None), at(30), MIN), "not settled yet");
+        r.delivered(&q, Some(2), at(31));
+        assert!(
+            !r.found(&q, &found(None), at(100), MIN),
+            "settled: same size for a minute"
+        );
+        // A count the listing has not caught up with: looked at again until settled.
+        let c = uid("1.2.6");
+        r.found(&c, &found(Some(4)), t0, MIN);
+        r.taken_up(&c, Some(4), t0);
+        r.delivered(&c, Some(3), at(1));
+        assert!(r.found(&c, &found(Some(4)), at(30), MIN));
+        assert!(!r.found(&c, &found(Some(4)), at(120), MIN));
+
+        // Failures back off.
+        let f = uid("1.2.5");
+        r.found(&f, &found(Some(1)), t0, MIN);
+        assert_eq!(
+            r.failed(&f, "down", Duration::from_secs(30), t0),
+            Duration::from_secs(30)
+        );
+        assert!(!r.found(&f, &found(Some(1)), at(10), MIN), "waiting");
+        assert!(r.found(&f, &found(Some(1)), at(31), MIN), "due");
+        assert_eq!(
+            r.failed(&f, "down", Duration::from_secs(30), at(31)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(retry_delay(Duration::from_secs(30), 40), Duration::from_secs(3600));
+        assert_eq!(r.undone(), vec![f.clone()]);
+
+        // Forgotten when not found for a week.
+        r.forget_old(at(3600));
+        assert_eq!(r.studies.len(), 4);
+        r.found(&s, &found(Some(5)), t0 + FORGET_AFTER, MIN);
+        r.forget_old(t0 + FORGET_AFTER + Duration::from_secs(1000));
+        assert_eq!(r.studies.keys().collect::<Vec<_>>(), vec![&s]);
+    }
+
+    #[test]
+    fn saved_and_loaded_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let mut r = Record::default();
+        let now = UNIX_EPOCH + Duration::from_secs(1_795_816_800);
+        r.found(&uid("1.2.3"), &found(Some(3)), now, MIN);
+        r.delivered(&uid("1.2.3"), Some(3), now);
+        r.found(&uid("1.2.4"), &found(None), now, MIN);
+        r.failed(&uid("1.2.4"), "the cloud is down", MIN, now);
+        assert!(r.is_dirty());
+        r.save(&cache, "PACS@h_104", "PACS@h:104").unwrap();
+        assert!(!r.is_dirty());
+        let back = Record::load(&cache, "PACS@h_104").unwrap();
+        assert_eq!(back.studies, r.studies);
+        let text = String::from_utf8(cache.read_watch_record("PACS@h_104").unwrap().unwrap()).unwrap();
+        assert!(text.contains("\"first_seen\": \"2026-11-27T22:00:00Z\""), "{text}");
+        assert!(Record::load(&cache, "nothing").unwrap().studies.is_empty());
+        cache.write_watch_record("bad", b"{\"version\": 99}").unwrap();
+        assert!(format!("{:#}", Record::load(&cache, "bad").unwrap_err()).contains("remove it"));
+    }
+}

@@ -1,0 +1,647 @@
+//! `retriever watch`, the router, against a real cloud (Orthanc with DICOMweb, directly or
+//! through the fault-injecting proxy) and real destinations (DCMTK `storescp`, the pynetdicom
+//! SCP): studies found by one pass or uploaded while it runs are delivered with their priors, a
+//! growing study is completed, a destination that comes up late or a cloud that fails for a
+//! while change nothing in the end, Ctrl-C exits 130 with the state recorded, and `kill -9`
+//! followed by a restart delivers everything with nothing recorded twice. A soak test
+//! (`RETRIEVER_SOAK=1`) routes a few hundred studies and reports memory and open files.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::proxy::{Fault, Proxy, Rule};
+use crate::common::testscp::TestScp;
+use crate::common::{
+    Orthanc, Storescp, dcmtk, free_port, is_listening, output_within, retriever_at, temp_cache, testdata,
+};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let out = output_within(cmd, LIMIT);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `retriever --cloud CLOUD ... watch --to DEST ARGS...`
+fn watch(cloud: &str, cache: &Path, dest: &str, args: &[&str]) -> Command {
+    let mut cmd = retriever_at(cloud, cache);
+    cmd.arg("watch").args(["--to", dest]).args(args);
+    cmd
+}
+
+/// A `watch` running in the background, its stdout and stderr going to files.
+struct Running {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Running {
+    fn start(mut cmd: Command) -> Running {
+        let dir = tempfile::tempdir().unwrap();
+        let out = File::create(dir.path().join("stdout")).unwrap();
+        let err = File::create(dir.path().join("stderr")).unwrap();
+        let child = cmd.stdout(Stdio::from(out)).stderr(Stdio::from(err)).spawn().unwrap();
+        Running { child, dir }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stdout")).unwrap_or_default()
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr")).unwrap_or_default()
+    }
+
+    fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!("watch exited early ({status}):\n{}", self.stderr());
+        }
+    }
+
+    /// Ctrl-C (SIGINT); returns the exit code.
+    fn interrupt(&mut self) -> i32 {
+        let sent = Command::new("kill")
+            .args(["-INT", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "watch did not stop within 20 s of Ctrl-C:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `done` holds, failing with `what` (and the watch's stderr) after `timeout`.
+fn wait_until(timeout: Duration, what: &str, running: &mut Running, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        running.assert_running();
+        assert!(Instant::now() < deadline, "timed out: {what}\n{}", running.stderr());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn uid_of(accession: &str) -> &'static str {
+    &testdata().study(accession).study_uid
+}
+
+fn sops(accessions: &[&str]) -> BTreeSet<String> {
+    accessions.iter().flat_map(|a| testdata().study(a).sop_uids()).collect()
+}
+
+fn upload(cloud: &Orthanc, accession: &str) {
+    for instance in testdata().study(accession).instances() {
+        cloud.upload_file(&instance.path);
+    }
+}
+
+/// The journal of a study for a destination, every line.
+fn journal_lines(cache: &Path, study: &str, dest: &str) -> Vec<Value> {
+    let (ae_host, port) = dest.rsplit_once(':').unwrap();
+    let path = cache
+        .join("studies")
+        .join(study)
+        .join("delivered")
+        .join(format!("{ae_host}_{port}.jsonl"));
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// How many times the journal records each instance as delivered.
+fn delivered_counts(cache: &Path, study: &str, dest: &str) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for line in journal_lines(cache, study, dest) {
+        if matches!(line["state"].as_str(), Some("delivered" | "warning")) {
+            *counts.entry(line["sop"].as_str().unwrap().to_owned()).or_default() += 1;
+        }
+    }
+    counts
+}
+
+/// Asserts that the journal has each instance of the studies delivered exactly once.
+fn assert_journaled_once(cache: &Path, dest: &str, accessions: &[&str]) {
+    for accession in accessions {
+        let counts = delivered_counts(cache, uid_of(accession), dest);
+        let want: BTreeMap<String, usize> = testdata()
+            .study(accession)
+            .sop_uids()
+            .into_iter()
+            .map(|s| (s, 1))
+            .collect();
+        assert_eq!(counts, want, "journal of {accession}");
+    }
+}
+
+/// The watch record: study UID → its entry (none before it is first written).
+fn record(cache: &Path, dest: &str) -> BTreeMap<String, Value> {
+    let (ae_host, port) = dest.rsplit_once(':').unwrap();
+    let path = cache.join("watch").join(format!("{ae_host}_{port}.json"));
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return BTreeMap::new();
+    };
+    let v: Value = serde_json::from_str(&text).unwrap();
+    v["studies"].as_object().unwrap().clone().into_iter().collect()
+}
+
+fn no_temporaries(cache: &Path) {
+    for entry in walkdir::WalkDir::new(cache).into_iter().filter_map(|e| e.ok()) {
+        let p = entry.path().to_string_lossy().into_owned();
+        assert!(!p.ends_with(".part") && !p.ends_with(".tmp"), "temporary left: {p}");
+    }
+}
+
+/// One pass finds the study by a StudyDate window and its Patient ID, fetches it with its
+/// three most recent priors and delivers all four; a second pass sends nothing.
+#[test]
+fn once_delivers_the_study_and_its_priors() {
+    require!("orthanc", "storescp");
+    let orthanc = Orthanc::shared();
+    let cache = temp_cache();
+    let scp = Storescp::start("STORESCP");
+    let dest = scp.address();
+    let args = [
+        "--once",
+        "--filter",
+        "PatientID=PAT001",
+        "--filter",
+        "StudyDate=last 24 hours",
+    ];
+
+    let (code, out, err) = run(&mut watch(&orthanc.dicomweb_url(), cache.path(), &dest, &args));
+    assert_eq!(code, 0, "watch --once failed:\n{err}");
+    let studies = ["ACC1001", "ACC1002", "ACC1003", "ACC1004"];
+    assert_eq!(scp.received_sop_uids(), sops(&studies));
+    let lines: Vec<Vec<&str>> = out.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(lines.len(), 4, "one line per study delivered:\n{out}");
+    assert_eq!(&lines[0][..3], [uid_of("ACC1001"), "ACC1001", "current"]);
+    for (line, accession) in lines[1..].iter().zip(&studies[1..]) {
+        assert_eq!(line[1], *accession, "{out}");
+        assert_eq!(line[2], format!("prior of {}", uid_of("ACC1001")));
+    }
+    assert!(
+        err.contains("searching the cloud for PatientID=PAT001 StudyDate=last 24 hours once"),
+        "{err}"
+    );
+    assert!(err.contains("delivered ACC1001 with 3 priors: 14 instances"), "{err}");
+    assert_journaled_once(cache.path(), &dest, &studies);
+    let seen = record(cache.path(), &dest);
+    assert_eq!(
+        seen.len(),
+        1,
+        "only the study the search found is in the record: {seen:?}"
+    );
+    assert_eq!(seen[uid_of("ACC1001")]["delivered"], true);
+    no_temporaries(cache.path());
+
+    // Again: delivered already, nothing is sent and nothing printed.
+    let (code, out, err) = run(&mut watch(&orthanc.dicomweb_url(), cache.path(), &dest, &args));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "");
+    assert_journaled_once(cache.path(), &dest, &studies);
+    assert_eq!(scp.received().len(), 14);
+}
+
+/// Studies uploaded to the cloud while watch runs are delivered with their priors; Ctrl-C
+/// ends it with exit status 130 and everything recorded.
+#[test]
+fn studies_uploaded_while_it_runs_are_delivered_and_ctrl_c_exits_130() {
+    require!("orthanc", "storescp");
+    let cloud = Orthanc::empty();
+    let cache = temp_cache();
+    let scp = Storescp::start("STORESCP");
+    let dest = scp.address();
+    let mut running = Running::start(watch(
+        &cloud.dicomweb_url(),
+        cache.path(),
+        &dest,
+        &["--interval", "1s", "--filter", "PatientID=PAT002"],
+    ));
+    let started = Instant::now();
+    wait_until(LIMIT, "watch to start", &mut running, || {
+        cache.path().join("watch").exists()
+    });
+    // The older study first, then the current one: the first is delivered on its own, then
+    // is the prior of the second.
+    upload(&cloud, "ACC2002");
+    upload(&cloud, "ACC2001");
+    let all = sops(&["ACC2001", "ACC2002"]);
+    wait_until(LIMIT, "both studies at the destination", &mut running, || {
+        scp.received_sop_uids() == all
+    });
+    wait_until(LIMIT, "both studies recorded as delivered", &mut running, || {
+        let seen = record(cache.path(), &dest);
+        ["ACC2001", "ACC2002"]
+            .iter()
+            .all(|a| seen.get(uid_of(a)).is_some_and(|s| s["delivered"] == true))
+    });
+    assert!(started.elapsed() < Duration::from_secs(30));
+
+    assert_eq!(running.interrupt(), 130, "{}", running.stderr());
+    let err = running.stderr();
+    assert!(err.contains("interrupted"), "{err}");
+    assert_journaled_once(cache.path(), &dest, &["ACC2001", "ACC2002"]);
+    assert_eq!(scp.received().len(), 3, "nothing sent twice");
+    let out = running.stdout();
+    assert!(out.lines().any(|l| l.starts_with(uid_of("ACC2001"))), "{out}");
+    no_temporaries(cache.path());
+}
+
+/// A study that grows between two searches: the new instances are fetched and sent too.
+#[test]
+fn a_study_that_grows_is_completed() {
+    require!("orthanc", "storescp");
+    let cloud = Orthanc::empty();
+    let cache = temp_cache();
+    let scp = Storescp::start("STORESCP");
+    let dest = scp.address();
+    let study = testdata().study("ACC1001");
+    let mut instances: Vec<_> = study.instances().collect();
+    instances.sort_by_key(|i| i.path.clone());
+    for instance in &instances[..2] {
+        cloud.upload_file(&instance.path);
+    }
+    let mut running = Running::start(watch(
+        &cloud.dicomweb_url(),
+        cache.path(),
+        &dest,
+        &[
+            "--interval",
+            "1s",
+            "--filter",
+            "AccessionNumber=ACC1001",
+            "--priors",
+            "0",
+        ],
+    ));
+    wait_until(LIMIT, "the first two instances", &mut running, || {
+        scp.received().len() == 2
+    });
+    for instance in &instances[2..] {
+        cloud.upload_file(&instance.path);
+    }
+    wait_until(LIMIT, "the three new instances", &mut running, || {
+        scp.received_sop_uids() == study.sop_uids()
+    });
+    wait_until(LIMIT, "the study recorded at 5 instances", &mut running, || {
+        record(cache.path(), &dest)
+            .get(uid_of("ACC1001"))
+            .is_some_and(|s| s["instances"] == 5)
+    });
+    assert_eq!(running.interrupt(), 130);
+    assert_journaled_once(cache.path(), &dest, &["ACC1001"]);
+}
+
+/// A `storescp` on a port chosen in advance (the destination comes up after watch started).
+struct LateScp {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl LateScp {
+    fn start(aet: &str, port: u16) -> LateScp {
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new(dcmtk("storescp").unwrap())
+            .env("TCP_NODELAY", "1")
+            .args(["-aet", aet, "+xa", "+B", "-dhl", "--output-directory"])
+            .arg(dir.path())
+            .arg(port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !is_listening(port) {
+            assert!(Instant::now() < deadline, "storescp did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        LateScp { child, dir }
+    }
+
+    fn received(&self) -> BTreeSet<String> {
+        std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let (_, uid) = name.split_once('.')?;
+                uid.bytes()
+                    .all(|b| b.is_ascii_digit() || b == b'.')
+                    .then(|| uid.to_owned())
+            })
+            .collect()
+    }
+}
+
+impl Drop for LateScp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The WADO-RS retrieves the proxy saw (no query string: searches have one).
+fn retrieves(proxy: &Proxy) -> Vec<String> {
+    proxy
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.target.contains("/series/") && !r.target.contains('?'))
+        .map(|r| r.target)
+        .collect()
+}
+
+/// The destination is down when the studies arrive: they wait in the cache, and are delivered
+/// when it comes up, without being fetched again.
+#[test]
+fn a_destination_that_comes_up_late_gets_everything_and_nothing_is_fetched_twice() {
+    require!("orthanc", "storescp");
+    let orthanc = Orthanc::shared();
+    let proxy = Proxy::to(orthanc);
+    let cache = temp_cache();
+    let port = free_port();
+    let dest = format!("LATE@127.0.0.1:{port}");
+    let mut running = Running::start(watch(
+        &proxy.dicomweb_url(),
+        cache.path(),
+        &dest,
+        &[
+            "--interval",
+            "1s",
+            "--filter",
+            "AccessionNumber=ACC2001",
+            "--store-retries",
+            "0",
+        ],
+    ));
+    let stderr = running.dir.path().join("stderr");
+    wait_until(LIMIT, "the destination found down", &mut running, || {
+        std::fs::read_to_string(&stderr).is_ok_and(|t| t.contains("the destination is down"))
+    });
+    let fetched = retrieves(&proxy);
+    assert!(!fetched.is_empty());
+    // Some searches go by while it is down.
+    std::thread::sleep(Duration::from_secs(2));
+    let scp = LateScp::start("LATE", port);
+    let all = sops(&["ACC2001", "ACC2002"]);
+    wait_until(LIMIT, "delivery once the destination is up", &mut running, || {
+        scp.received() == all
+    });
+    wait_until(LIMIT, "the study recorded as delivered", &mut running, || {
+        record(cache.path(), &dest)
+            .get(uid_of("ACC2001"))
+            .is_some_and(|s| s["delivered"] == true)
+    });
+    assert_eq!(running.interrupt(), 130);
+    assert!(
+        running.stderr().contains("the destination answers again"),
+        "{}",
+        running.stderr()
+    );
+
+    let retrieved = retrieves(&proxy);
+    let distinct: BTreeSet<&String> = retrieved.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        retrieved.len(),
+        "something was fetched twice: {retrieved:#?}"
+    );
+    let series: BTreeSet<String> = ["ACC2001", "ACC2002"]
+        .iter()
+        .flat_map(|a| {
+            let s = testdata().study(a);
+            s.series_uids()
+                .into_iter()
+                .map(|se| format!("/dicom-web/studies/{}/series/{se}", s.study_uid))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(distinct.into_iter().cloned().collect::<BTreeSet<_>>(), series);
+    assert_journaled_once(cache.path(), &dest, &["ACC2001", "ACC2002"]);
+}
+
+/// The cloud refuses the login, then answers 503, then works: watch says so, keeps searching,
+/// and delivers.
+#[test]
+fn a_failing_cloud_is_searched_again_until_it_works() {
+    require!("orthanc", "storescp");
+    let orthanc = Orthanc::shared();
+    let proxy = Proxy::to(orthanc);
+    proxy.add(
+        Rule::new(Fault::unauthorized())
+            .path_contains("/dicom-web/studies?")
+            .times(1),
+    );
+    proxy.add(
+        Rule::new(Fault::unavailable(0))
+            .path_contains("/dicom-web/studies?")
+            .times(1),
+    );
+    let cache = temp_cache();
+    let scp = Storescp::start("STORESCP");
+    let dest = scp.address();
+    let mut running = Running::start(watch(
+        &proxy.dicomweb_url(),
+        cache.path(),
+        &dest,
+        &[
+            "--interval",
+            "1s",
+            "--filter",
+            "AccessionNumber=ACC2001",
+            "--retries",
+            "0",
+        ],
+    ));
+    let all = sops(&["ACC2001", "ACC2002"]);
+    wait_until(LIMIT, "delivery after the cloud recovered", &mut running, || {
+        scp.received_sop_uids() == all
+    });
+    assert_eq!(running.interrupt(), 130);
+    let err = running.stderr();
+    assert!(
+        err.contains("ERROR: the cloud refuses the login (1 in a row)") && err.contains("HTTP 401"),
+        "{err}"
+    );
+    assert!(
+        err.contains("error: the search failed (2 in a row)") && err.contains("503"),
+        "{err}"
+    );
+    assert!(err.contains("the search works again"), "{err}");
+}
+
+/// kill -9 in the middle of a delivery, then a restart: everything arrives, and the journal
+/// records no instance as delivered twice.
+#[test]
+fn killed_then_restarted_it_delivers_everything_once() {
+    require!("orthanc", "python");
+    let orthanc = Orthanc::shared();
+    let cache = temp_cache();
+    let scp = TestScp::start(&["--sleep", "0.05"]);
+    let dest = scp.address("TESTSCP");
+    let big = testdata().large();
+    let args = ["--filter", "AccessionNumber=ACCBIG", "--priors", "0"];
+    let mut running = Running::start(watch(
+        &orthanc.dicomweb_url(),
+        cache.path(),
+        &dest,
+        &[&args[..], &["--interval", "1s"]].concat(),
+    ));
+    wait_until(LIMIT, "the first instances", &mut running, || scp.received().len() >= 8);
+    running.child.kill().unwrap(); // SIGKILL
+    running.child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(scp.received().len() < big.num_instances, "killed before the end");
+
+    let (code, _, err) = run(&mut watch(
+        &orthanc.dicomweb_url(),
+        cache.path(),
+        &dest,
+        &[&args[..], &["--once"]].concat(),
+    ));
+    assert_eq!(code, 0, "the restart failed:\n{err}");
+    assert_eq!(scp.received_sop_uids(), big.sop_uids());
+    assert_journaled_once(cache.path(), &dest, &["ACCBIG"]);
+    let requests = scp.requests().len();
+    assert!(
+        requests <= big.num_instances + 2,
+        "{requests} C-STOREs for {} instances: more than those in flight were sent twice",
+        big.num_instances
+    );
+    assert_eq!(record(cache.path(), &dest)[uid_of("ACCBIG")]["delivered"], true);
+    no_temporaries(cache.path());
+}
+
+/// Writes `n` one-instance studies (copies of the first instance of ACC1001 with new UIDs,
+/// accession numbers `SOAK0`... and a patient each) into `dir`.
+fn soak_studies(dir: &Path, n: usize) -> Vec<PathBuf> {
+    use dicom_core::VR;
+    use dicom_dictionary_std::tags;
+    let template = testdata().study("ACC1001").instances().next().unwrap().path.clone();
+    let root = "1.2.826.0.1.3680043.10.543.77";
+    (0..n)
+        .map(|i| {
+            let mut obj = dicom_object::open_file(&template).unwrap();
+            let sop = format!("{root}.{i}.1.1");
+            obj.put_str(tags::STUDY_INSTANCE_UID, VR::UI, format!("{root}.{i}"));
+            obj.put_str(tags::SERIES_INSTANCE_UID, VR::UI, format!("{root}.{i}.1"));
+            obj.put_str(tags::SOP_INSTANCE_UID, VR::UI, sop.clone());
+            obj.put_str(tags::ACCESSION_NUMBER, VR::SH, format!("SOAK{i}"));
+            obj.put_str(tags::PATIENT_ID, VR::LO, format!("SOAKP{i}"));
+            obj.update_meta(|m| m.media_storage_sop_instance_uid = sop);
+            let path = dir.join(format!("{i}.dcm"));
+            obj.write_to_file(&path).unwrap();
+            path
+        })
+        .collect()
+}
+
+/// (resident memory in kB, open file descriptors) of a process.
+fn rss_and_fds(pid: u32) -> (u64, usize) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    (rss, fds)
+}
+
+/// A few hundred studies through one watch: every one delivered; memory and open files
+/// printed at the start and at the end. Opt-in: `RETRIEVER_SOAK=1` (studies: `RETRIEVER_SOAK_N`).
+#[test]
+fn soak_hundreds_of_studies_with_flat_memory_and_files() {
+    if std::env::var_os("RETRIEVER_SOAK").is_none() {
+        eprintln!("skipping: set RETRIEVER_SOAK=1 to run the soak test");
+        return;
+    }
+    require!("orthanc", "storescp");
+    let n: usize = std::env::var("RETRIEVER_SOAK_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let files = tempfile::tempdir().unwrap();
+    let made = soak_studies(files.path(), n);
+    let cloud = Orthanc::empty();
+    let cache = temp_cache();
+    let scp = Storescp::start("STORESCP");
+    let dest = scp.address();
+    let mut running = Running::start(watch(
+        &cloud.dicomweb_url(),
+        cache.path(),
+        &dest,
+        &["--interval", "1s", "--filter", "AccessionNumber=SOAK*", "--priors", "0"],
+    ));
+    let batch = 20.min(n);
+    for path in &made[..batch] {
+        cloud.upload_file(path);
+    }
+    wait_until(LIMIT, "the first batch", &mut running, || scp.received().len() >= batch);
+    let start = rss_and_fds(running.pid());
+    let began = Instant::now();
+    for chunk in made[batch..].chunks(batch) {
+        for path in chunk {
+            cloud.upload_file(path);
+        }
+        running.assert_running();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    wait_until(Duration::from_secs(600), "every study delivered", &mut running, || {
+        scp.received().len() >= n
+    });
+    let delivered = rss_and_fds(running.pid());
+    let took = began.elapsed();
+    // More searches over the whole set, all delivered: nothing may grow now.
+    std::thread::sleep(Duration::from_secs(10));
+    let end = rss_and_fds(running.pid());
+    eprintln!(
+        "soak: {n} studies in {:.1} s; watch RSS {} kB -> {} kB when all were delivered -> {} kB 10 s later; \
+         open files {} -> {} -> {}",
+        took.as_secs_f64(),
+        start.0,
+        delivered.0,
+        end.0,
+        start.1,
+        delivered.1,
+        end.1
+    );
+    assert_eq!(running.interrupt(), 130);
+    assert_eq!(scp.received().len(), n);
+    assert!(end.1 <= start.1 + 8, "open files grew: {start:?} -> {end:?}");
+    assert!(end.0 <= start.0 + 32 * 1024, "memory grew: {start:?} -> {end:?}");
+}
