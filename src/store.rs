@@ -149,8 +149,10 @@ impl StudyResult {
     pub fn is_ok(&self) -> bool {
         match self.state {
             StudyState::Delivered => true,
-            StudyState::Incomplete { .. } | StudyState::Busy => self.asked == Asked::Found,
-            StudyState::NotDelivered | StudyState::NotInCache | StudyState::Error(_) => false,
+            // A study found in the cache may be removed by `prune` before
+            // its turn comes: nothing was asked of it, so nothing failed.
+            StudyState::Incomplete { .. } | StudyState::Busy | StudyState::NotInCache => self.asked == Asked::Found,
+            StudyState::NotDelivered | StudyState::Error(_) => false,
         }
     }
 }
@@ -232,7 +234,11 @@ impl Summary {
         if self.not_sent > 0 && self.stopped.is_some() {
             parts.push(format!("{} instance{} not sent", self.not_sent, plural(self.not_sent)));
         }
-        let missing = self.count(|s| matches!(s, StudyState::NotInCache));
+        let missing = self
+            .studies
+            .iter()
+            .filter(|s| matches!(s.state, StudyState::NotInCache) && s.asked == Asked::Named)
+            .count();
         let incomplete = self
             .studies
             .iter()
@@ -312,6 +318,9 @@ impl fmt::Display for Summary {
         }
         for s in &self.studies {
             match &s.state {
+                StudyState::NotInCache if s.asked == Asked::Found => {
+                    writeln!(f, "  study {} left the cache (pruned) before its turn", s.study)?;
+                }
                 StudyState::NotInCache => {
                     writeln!(f, "  study {} is not in the cache; fetch it first", s.study)?;
                 }
