@@ -14,6 +14,10 @@ Starts a private Orthanc with DICOMweb on loopback, loads a generated large CT s
           (--many, default 2000) against DCMTK storescu (one association, the same files, the
           same storescp writing files, TCP_NODELAY=1 on both DCMTK sides); retriever with 1 and
           with 4 associations against storescp --fork; peak RSS of retriever store.
+  router  a current CT (the large study) with 3 priors, all in the cloud: time until every
+          instance is at the destination, for `retriever watch --once` against the naive
+          sequential route (dicomweb-client iter_study of the study and its priors to files, then
+          one DCMTK storescu of all of them).
 
 Prints one line per measurement and the ratios. Speed is measured here, never in the tests.
 """
@@ -73,7 +77,7 @@ def main():
     parser.add_argument("--large", type=int, default=300)
     parser.add_argument("--many", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--only", choices=["fetch", "store"], help="run one part only")
+    parser.add_argument("--only", choices=["fetch", "store", "router"], help="run one part only")
     args = parser.parse_args()
 
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
@@ -81,7 +85,7 @@ def main():
     binary = os.path.join(target, "release", "retriever")
     data = os.path.join(ROOT, "target", f"benchdata-{args.large}")
     subprocess.run([sys.executable, os.path.join(HERE, "gen_testdata.py"), data, "--large", str(args.large),
-                    "--many", str(args.many)], check=True)
+                    "--many", str(args.many), "--large-priors"], check=True)
     index = json.load(open(os.path.join(data, "index.json")))
     big = next(s for s in index["studies"] if s["accession"] == "ACCBIG")
     small = next(s for s in index["studies"] if s["accession"] == "ACC2001")
@@ -125,6 +129,9 @@ def main():
             bench_fetch(args, url, big, small, big_bytes, work, binary, curl, fetch, dwc)
         if args.only in (None, "store"):
             bench_store(args, url, big, many, work, binary, data)
+        if args.only in (None, "router"):
+            priors = [s for s in index["studies"] if s["accession"].startswith("ACCBIGP")]
+            bench_router(args, url, big, priors, work, binary, data)
     finally:
         orthanc.stdin.close()
         orthanc.wait(timeout=30)
@@ -258,6 +265,64 @@ def bench_store(args, url, big, many, work, binary, data):
         n = study["num_instances"]
         print(f"store {n:5d} instances to storescp --fork: 1 assoc {t1:6.3f} s, 4 assoc {t4:6.3f} s "
               f"(speed-up {t1 / t4:4.2f}), peak RSS {rss4:5.1f} MiB")
+
+
+
+DWC_MANY = r"""
+import os, sys
+from dicomweb_client.api import DICOMwebClient
+from dicomweb_client.session_utils import create_session_from_user_pass
+url, user, pw, out = sys.argv[1:5]
+client = DICOMwebClient(url=url, session=create_session_from_user_pass(user, pw))
+os.makedirs(out, exist_ok=True)
+n = 0
+for study in sys.argv[5:]:
+    for ds in client.iter_study(study):
+        ds.save_as(os.path.join(out, f"{n}.dcm"))
+        n += 1
+"""
+
+
+def bench_router(args, url, big, priors, work, binary, data):
+    studies = [big] + priors
+    total = sum(s["num_instances"] for s in studies)
+    scp = Storescp(work)
+    runs = iter(range(1, 10_000))
+    try:
+        def naive():
+            scp.clear()
+            out = tempfile.mkdtemp(prefix="naive-", dir=work)
+            start = time.perf_counter()
+            _, rss, _ = run_measured([sys.executable, "-c", DWC_MANY, url, USER, PASSWORD, out]
+                                     + [s["study_uid"] for s in studies])
+            files = [os.path.join(out, f) for f in os.listdir(out)]
+            run_measured([dcmtk("storescu"), "-aet", "RETRIEVER", "-aec", "DEST", "127.0.0.1", str(scp.port)]
+                         + files, env=dict(os.environ, TCP_NODELAY="1"))
+            elapsed = time.perf_counter() - start
+            shutil.rmtree(out)
+            if scp.count() != total:
+                sys.exit(f"bench: the naive route delivered {scp.count()} of {total} instances")
+            return elapsed, rss, ""
+
+        def watch():
+            scp.clear()
+            cache = tempfile.mkdtemp(prefix="watch-cache-", dir=work)
+            env = dict(os.environ, RETRIEVER_PASSWORD=PASSWORD)
+            r = run_measured([binary, "watch", "--once", "--quiet", "--filter", f"AccessionNumber={big['accession']}",
+                              "--to", f"DEST{next(runs)}@127.0.0.1:{scp.port}", "--cloud", url, "--user", USER,
+                              "--cache", cache], env=env)
+            shutil.rmtree(cache)
+            if scp.count() != total:
+                sys.exit(f"bench: watch delivered {scp.count()} of {total} instances")
+            return r
+
+        (t_naive, _, _), _ = best(max(1, args.repeat - 1), naive)
+        (t_watch, _, _), rss = best(args.repeat, watch)
+    finally:
+        scp.stop()
+    print(f"router: current study + {len(priors)} priors, {total} instances: naive route {t_naive:6.3f} s, "
+          f"retriever watch --once {t_watch:6.3f} s (peak RSS {rss:5.1f} MiB)")
+    print(f"  watch time / naive route time                 {t_watch / t_naive:5.2f}   (target <= 0.5)")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ The studies (see STUDIES below):
   * PAT002/HOSP_A: two studies (ACC2001, ACC2002);
   * PAT001/HOSP_B: one study (ACC3001) - same PatientID, other issuer: a prior-matching trap;
   * with --large N: ACCBIG/PAT900, N CT instances of 512x512 16-bit in 3 series;
+  * with --large-priors: also 3 prior CT studies of PAT900 (ACCBIGP1..3, N/5 instances each of
+    512x512, at 90, 400 and 900 days), for the router benchmark;
   * with --many N: ACCMANY/PAT901, N CT instances of 64x64 16-bit in 4 series (many small files).
 Transfer syntaxes vary across studies (explicit and implicit VR little endian, RLE lossless,
 deflated) and so do SOP classes (CT, MR, CR, DX, secondary capture).
@@ -281,7 +283,7 @@ def generate_study(outdir, study, series_specs, transfer_syntax, size, seed_base
     return study
 
 
-def generate(outdir, large, today, many=0):
+def generate(outdir, large, today, many=0, large_priors=False):
     studies = []
     for number, label, pkey, acc, days, desc, ts, series in STUDIES:
         study = study_record(number, label, pkey, acc, days, desc, ts, today)
@@ -293,6 +295,13 @@ def generate(outdir, large, today, many=0):
         series = [("CT", CTImageStorage, c, "BIG SERIES %d" % (k + 1))
                   for k, c in enumerate(counts) if c > 0]
         studies.append(generate_study(outdir, study, series, EXPLICIT, BIG_SIZE, BIG_NUMBER))
+    if large > 0 and large_priors:
+        for k, days in enumerate((90, 400, 900), start=1):
+            number = BIG_NUMBER - 3 - k
+            study = study_record(number, "big-ct-prior-%d" % k, "P9", "ACCBIGP%d" % k, days, "CT BIG PRIOR",
+                                 EXPLICIT, today)
+            series = [("CT", CTImageStorage, max(1, large // 5), "PRIOR SERIES")]
+            studies.append(generate_study(outdir, study, series, EXPLICIT, BIG_SIZE, number))
     if many > 0:
         study = study_record(MANY_NUMBER, "many-ct", "P10", "ACCMANY", 1, "CT MANY", EXPLICIT, today)
         counts = [many // 4 + (1 if k < many % 4 else 0) for k in range(4)]
@@ -309,6 +318,8 @@ def main():
                         help="also write a big CT study (ACCBIG) of N 512x512 instances")
     parser.add_argument("--many", type=int, default=0, metavar="N",
                         help="also write a CT study (ACCMANY) of N small 64x64 instances")
+    parser.add_argument("--large-priors", action="store_true",
+                        help="with --large: also write 3 prior studies of the big study's patient")
     parser.add_argument("--today", help="YYYYMMDD to use as today (default: the local date)")
     parser.add_argument("--force", action="store_true", help="regenerate even if up to date")
     args = parser.parse_args()
@@ -318,9 +329,11 @@ def main():
              else datetime.date.today())
     params = {"version": GENERATOR_VERSION, "today": today.strftime("%Y%m%d"),
               "large": args.large, "pydicom": importlib.metadata.version("pydicom")}
+    # Only when asked, so that the parameters of existing data sets stay as they were.
     if args.many:
-        # Only when asked, so that the parameters of existing data sets stay as they were.
         params["many"] = args.many
+    if args.large_priors:
+        params["large_priors"] = True
 
     outdir = os.path.abspath(args.outdir)
     os.makedirs(outdir, exist_ok=True)
@@ -343,7 +356,7 @@ def main():
             path = os.path.join(outdir, entry)
             if os.path.isdir(path) and not entry.startswith("."):
                 shutil.rmtree(path)
-        studies = generate(outdir, args.large, today, args.many)
+        studies = generate(outdir, args.large, today, args.many, args.large_priors)
         index = {"params": params, "uid_root": UID_ROOT, "studies": studies}
         tmp = index_path + ".tmp"
         with open(tmp, "w") as f:

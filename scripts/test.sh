@@ -18,3 +18,6 @@ cargo clippy --all-targets --locked -- -D warnings
 
 step "cargo test"
 cargo test --locked
+
+step "Windows cross build (scripts/windows-build.sh)"
+bash scripts/windows-build.sh

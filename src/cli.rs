@@ -10,7 +10,47 @@ Secrets are never taken from the command line alone: set RETRIEVER_PASSWORD or
 RETRIEVER_TOKEN, or use --password-file / --token-file, or the config file.
 
 Exit status: 0 when everything asked for was done, 1 when something failed,
-2 for usage errors, 130 after Ctrl-C.";
+2 for usage errors, 130 after Ctrl-C.
+
+`retriever config` shows every setting and where it came from; `man retriever`
+describes the config file.";
+
+const FETCH_AFTER_HELP: &str = "\
+Examples:
+  retriever fetch ACC123                        the study and its 3 most recent priors
+  retriever fetch ACC123 --dry-run              which priors would be fetched, and why
+  retriever fetch ACC123 --priors 0 --json      only the study; JSON lines on stdout
+  retriever fetch ACC123 --store --to PACS@10.0.0.5:104
+                                                fetch, then deliver to the PACS
+  retriever fetch ACC123 | retriever store -    the same, as a pipeline";
+
+const STORE_AFTER_HELP: &str = "\
+Examples:
+  retriever store --to PACS@10.0.0.5:104        every complete study not yet delivered there
+  retriever store 1.2.840.113619.2.55.3.1234    one study, to RETRIEVER_DEST
+  retriever fetch ACC123 | retriever store -    deliver each study as fetch completes it";
+
+const ECHO_AFTER_HELP: &str = "\
+Examples:
+  retriever echo --to PACS@10.0.0.5:104
+  retriever echo --to PACS@10.0.0.5:104 --calling-ae ROUTER1";
+
+const LS_AFTER_HELP: &str = "\
+Examples:
+  retriever ls                                  a table: state, size, age, deliveries
+  retriever ls --json | jq -r .study_uid        JSON lines, for scripts";
+
+const CONFIG_AFTER_HELP: &str = "\
+Every setting is taken from the first of: its flag, its environment variable, the
+config file (--config, RETRIEVER_CONFIG, or the first of
+~/.config/retriever/config.json, /etc/retriever/config.json; on Windows
+%APPDATA%\\retriever\\config.json, %ProgramData%\\retriever\\config.json), the default.
+The command fails when a setting is set but wrong.
+
+Examples:
+  retriever config                              the table: SETTING, VALUE, SOURCE
+  retriever --config router.json config         check a config file before using it
+  retriever config --json | jq .cloud           one setting, as JSON";
 
 /// Study router for radiology: pulls studies and their priors from a DICOMweb
 /// cloud archive into a local cache and delivers them to a DICOM destination.
@@ -96,8 +136,14 @@ pub enum Command {
     Ls(LsArgs),
     /// Deliver cached studies to the DICOM destination with C-STORE
     Store(StoreArgs),
+    /// The router: search the cloud again and again, fetch each new study with its priors, deliver them
+    Watch(WatchArgs),
+    /// Remove studies older than the retention from the cache, and what crashed runs left behind
+    Prune(PruneArgs),
     /// Check the DICOM destination with C-ECHO
     Echo(EchoArgs),
+    /// Show the effective configuration and where each value came from (secrets shown as ***)
+    Config(ConfigArgs),
 }
 
 /// Which modalities a prior study may have.
@@ -111,22 +157,11 @@ pub enum PriorModality {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = FETCH_AFTER_HELP)]
 pub struct FetchArgs {
     /// Accession numbers or Study Instance UIDs of the studies to fetch
     #[arg(value_name = "ACCESSION|STUDY_UID", required = true)]
     pub studies: Vec<String>,
-
-    /// How many prior studies of the same patient to fetch with each study
-    #[arg(long, value_name = "N", default_value_t = 3)]
-    pub priors: usize,
-
-    /// How far back a prior may be, in years
-    #[arg(long, value_name = "YEARS", default_value_t = 5)]
-    pub prior_years: u32,
-
-    /// Which modalities a prior may have
-    #[arg(long, value_enum, default_value_t = PriorModality::Any)]
-    pub prior_modality: PriorModality,
 
     /// Show which studies would be fetched and why each prior was chosen or passed over, without downloading
     #[arg(long, visible_alias = "explain")]
@@ -144,11 +179,34 @@ pub struct FetchArgs {
     #[arg(long)]
     pub store: bool,
 
+    // The flattened groups come last: each sets the help heading of what follows it.
+    #[command(flatten)]
+    pub priors: PriorArgs,
+
     #[command(flatten)]
     pub dimse: DimseArgs,
 }
 
+/// Which prior studies go with a study (`fetch`, `watch`). The defaults are
+/// applied in `config`, after the config file, so they are only named here.
+#[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Prior studies")]
+pub struct PriorArgs {
+    /// How many prior studies of the same patient to fetch with each study [default: 3]
+    #[arg(long, value_name = "N")]
+    pub priors: Option<usize>,
+
+    /// How far back a prior may be, in years [default: 5]
+    #[arg(long, value_name = "YEARS")]
+    pub prior_years: Option<u32>,
+
+    /// Which modalities a prior may have [default: any]
+    #[arg(long, value_enum, value_name = "WHICH")]
+    pub prior_modality: Option<PriorModality>,
+}
+
 #[derive(Debug, Args)]
+#[command(after_help = STORE_AFTER_HELP)]
 pub struct StoreArgs {
     /// Study Instance UIDs to deliver, or `-` to read them from stdin (one per
     /// line, first field, or JSON lines with "study_uid", as `fetch` prints);
@@ -165,6 +223,7 @@ pub struct StoreArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = ECHO_AFTER_HELP)]
 pub struct EchoArgs {
     #[command(flatten)]
     pub dimse: DimseArgs,
@@ -174,15 +233,15 @@ pub struct EchoArgs {
 #[derive(Debug, Args, Clone)]
 #[command(next_help_heading = "DICOM destination")]
 pub struct DimseArgs {
-    /// Associations opened in parallel to the destination
-    #[arg(long, value_name = "K", env = "RETRIEVER_ASSOCIATIONS", default_value_t = 2,
+    /// Associations opened in parallel to the destination (1 to 32) [default: 2]
+    #[arg(long, value_name = "K", env = "RETRIEVER_ASSOCIATIONS",
           value_parser = clap::value_parser!(u16).range(1..=32))]
-    pub associations: u16,
+    pub associations: Option<u16>,
 
-    /// Largest PDU we receive, and send if the destination takes it (4096 to 4194304)
-    #[arg(long, value_name = "BYTES", env = "RETRIEVER_MAX_PDU", default_value_t = 16_384,
+    /// Largest PDU we receive, and send if the destination takes it (4096 to 4194304) [default: 16384]
+    #[arg(long, value_name = "BYTES", env = "RETRIEVER_MAX_PDU",
           value_parser = clap::value_parser!(u32).range(4096..=4_194_304))]
-    pub max_pdu: u32,
+    pub max_pdu: Option<u32>,
 
     /// Time allowed to open the TCP connection to the destination [default: 10s]
     #[arg(long, value_name = "DURATION")]
@@ -197,9 +256,9 @@ pub struct DimseArgs {
     pub dimse_timeout: Option<String>,
 
     /// Retries of an instance within one run, after "out of resources" or no answer,
-    /// and of an association the destination is too busy to accept
-    #[arg(long, value_name = "N", default_value_t = 3)]
-    pub store_retries: u32,
+    /// and of an association the destination is too busy to accept [default: 3]
+    #[arg(long, value_name = "N")]
+    pub store_retries: Option<u32>,
 
     /// Decompress lossy JPEG here when the destination does not take it compressed
     /// (otherwise the cloud is asked for it in a syntax the destination takes)
@@ -207,9 +266,90 @@ pub struct DimseArgs {
     pub decompress_lossy: bool,
 }
 
+/// `watch`. Its settings (`--interval`, `--filter`, `--stable-age`) are
+/// merged with the config file's in `config`.
 #[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Time between two searches of the cloud [default: 30s]
+    #[arg(long = "interval", id = "watch_interval", value_name = "DURATION")]
+    pub interval: Option<String>,
+
+    /// The studies to route: a QIDO-RS matching key and value, e.g. ModalitiesInStudy=CT or
+    /// "StudyDate=last 24 hours"; repeat for several; replaces watch_filter of the config file
+    /// [default: "StudyDate=last 24 hours"]
+    #[arg(long = "filter", id = "watch_filter", value_name = "KEY=VALUE")]
+    pub filters: Vec<String>,
+
+    /// A study whose number of instances has not changed for this long is settled, and no
+    /// longer looked at for new instances unless the cloud reports a new count [default: 60s]
+    #[arg(long, value_name = "DURATION")]
+    pub stable_age: Option<String>,
+
+    /// One pass: search once, fetch and deliver what was found, then exit (status 0 only if all
+    /// of it was delivered)
+    #[arg(long)]
+    pub once: bool,
+
+    /// One JSON object per line on stdout for each study delivered, instead of text
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub priors: PriorArgs,
+
+    #[command(flatten)]
+    pub dimse: DimseArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = LS_AFTER_HELP)]
 pub struct LsArgs {
     /// One JSON object per line instead of a table
     #[arg(long)]
     pub json: bool,
+}
+
+/// `prune`. Its rules: a study goes once it was last fetched or delivered
+/// longer ago than the retention, and only if delivered (see `--include-undelivered`).
+#[derive(Debug, Args)]
+#[command(after_help = PRUNE_AFTER_HELP)]
+pub struct PruneArgs {
+    /// Remove studies last fetched or delivered longer ago than this, e.g. 90m, 4h, 2d
+    /// [default: "retention" in the config file, else 4h]
+    #[arg(long, id = "retention", value_name = "DURATION")]
+    pub older_than: Option<String>,
+
+    /// Print what would be removed, and remove nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Also remove expired studies that are not delivered to the destination
+    #[arg(long)]
+    pub include_undelivered: bool,
+
+    /// One JSON object per removed study on stdout instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+const PRUNE_AFTER_HELP: &str = "\
+A study counts as delivered when the delivery journal of the destination (--to,
+RETRIEVER_DEST or \"to\" in the config file) holds all its instances; with no
+destination configured, when the journal of any destination does. Studies in use
+by a running fetch, store or watch are skipped. Past the maximum age (\"max_age\"
+in the config file, default 7 days) a study is removed even if not delivered.";
+
+#[derive(Debug, Args)]
+#[command(after_help = CONFIG_AFTER_HELP)]
+pub struct ConfigArgs {
+    /// One JSON object (setting -> value, source) instead of a table
+    #[arg(long)]
+    pub json: bool,
+
+    // Accepted so that their effect can be checked here too.
+    #[command(flatten)]
+    pub priors: PriorArgs,
+
+    #[command(flatten)]
+    pub dimse: DimseArgs,
 }

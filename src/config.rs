@@ -3,11 +3,24 @@
 //! rest of the program never parses strings again.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, ValueEnum};
 use reqwest::Url;
+
+use crate::cli::PriorModality;
+use crate::priors::{ModalityRule, Rules};
+
+/// Parallel downloads from the cloud.
+pub const DEFAULT_JOBS: usize = 4;
+/// Retries of a request after a transient failure.
+pub const DEFAULT_RETRIES: u32 = 5;
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Idle, not whole-transfer: a big study takes as long as it takes.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How to authenticate to the cloud.
 #[derive(Clone, Default)]
@@ -67,11 +80,11 @@ impl CloudConfig {
             auth,
             ca_bundle: None,
             allow_insecure_http: false,
-            connect_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
-            retries: 5,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            retries: DEFAULT_RETRIES,
             backoff: Duration::from_millis(500),
-            jobs: 4,
+            jobs: DEFAULT_JOBS,
             transfer_syntax: None,
         }
     }
@@ -80,6 +93,8 @@ impl CloudConfig {
 /// Parses the cloud URL and checks the scheme rule: https always, plain http
 /// only to a loopback host or with the explicit opt-in.
 pub fn parse_cloud_url(raw: &str, allow_insecure_http: bool) -> Result<Url> {
+    // What is shown of it, in case a password was written into it.
+    let raw = &redact_url(raw);
     let mut url = Url::parse(raw.trim()).with_context(|| {
         format!("the cloud URL `{raw}` is not a valid URL (expected e.g. https://cloud.example.org/dicom-web)")
     })?;
@@ -95,11 +110,31 @@ pub fn parse_cloud_url(raw: &str, allow_insecure_http: bool) -> Result<Url> {
     if url.host().is_none() {
         bail!("the cloud URL `{raw}` has no host name");
     }
+    if !url.username().is_empty() || url.password().is_some() {
+        bail!(
+            "the cloud URL `{raw}` has credentials in it, where other users can read them; give the user \
+             with --user and the password with RETRIEVER_PASSWORD, --password-file or the config file"
+        );
+    }
     let trimmed = url.path().trim_end_matches('/').to_string();
     url.set_path(&trimmed);
     url.set_query(None);
     url.set_fragment(None);
     Ok(url)
+}
+
+/// The URL as it may be shown: whatever stands before an `@` in its
+/// authority (a user and password) replaced by `***`.
+pub fn redact_url(raw: &str) -> String {
+    let Some(scheme_end) = raw.find("://") else {
+        return raw.to_string();
+    };
+    let rest = &raw[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}://{REDACTED}@{}", &raw[..scheme_end], &rest[at + 1..]),
+        None => raw.to_string(),
+    }
 }
 
 /// True when the URL's host is a loopback name or address.
@@ -191,6 +226,736 @@ pub fn parse_duration(raw: &str) -> Result<Duration> {
         .with_context(|| format!("`{raw}` is not a duration; write e.g. 30s, 90m, 4h or 7d"))
 }
 
+/// The config file, as an administrator writes it: JSON, every key optional,
+/// each named after its long flag (`--prior-years` is `prior_years`). Flags
+/// and environment variables take precedence over it. Unknown keys are
+/// refused, so that a misspelt setting is not silently ignored.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    // The cloud archive.
+    pub cloud: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub token: Option<String>,
+    pub token_file: Option<PathBuf>,
+    pub ca_bundle: Option<PathBuf>,
+    pub allow_insecure_http: Option<bool>,
+    pub jobs: Option<usize>,
+    pub connect_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub retries: Option<u32>,
+    // Prior studies.
+    pub priors: Option<usize>,
+    pub prior_years: Option<u32>,
+    pub prior_modality: Option<String>,
+    // The DICOM destination.
+    pub to: Option<String>,
+    pub calling_ae: Option<String>,
+    pub associations: Option<u16>,
+    pub max_pdu: Option<u32>,
+    pub dicom_connect_timeout: Option<String>,
+    pub acse_timeout: Option<String>,
+    pub dimse_timeout: Option<String>,
+    pub store_retries: Option<u32>,
+    pub decompress_lossy: Option<bool>,
+    // `watch`: the search for studies to route, as QIDO-RS matching keys
+    // and values, e.g. {"ModalitiesInStudy": "CT", "StudyDate": "last 24 hours"}.
+    pub watch_filter: Option<std::collections::BTreeMap<String, String>>,
+    pub watch_interval: Option<String>,
+    pub stable_age: Option<String>,
+    // The cache.
+    pub cache: Option<PathBuf>,
+    /// How long `prune` keeps a study after its last fetch or delivery, e.g. "4h".
+    pub retention: Option<String>,
+    /// Past this age `prune` removes a study even if not delivered, e.g. "7d".
+    pub max_age: Option<String>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<FileConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("failed to read the config file `{}`", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("the config file `{}` is not valid", path.display()))
+    }
+
+    /// True when the file holds a password or token itself, not the name
+    /// of a file holding one.
+    pub fn holds_secret(&self) -> bool {
+        self.password.is_some() || self.token.is_some()
+    }
+}
+
+/// Where a setting's value came from, highest precedence first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Flag,
+    Environment,
+    ConfigFile,
+    Default,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Source::Flag => "flag",
+            Source::Environment => "environment",
+            Source::ConfigFile => "config file",
+            Source::Default => "default",
+        })
+    }
+}
+
+/// How a secret is shown, wherever it is shown.
+pub const REDACTED: &str = "***";
+
+/// One setting as `retriever config` shows it.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The setting's key in the config file.
+    pub key: &'static str,
+    /// The value as shown (a secret as [`REDACTED`]); `None` when not set.
+    pub value: Option<String>,
+    pub source: Source,
+    /// Exactly where from: the flag (`--cloud`), the variable
+    /// (`RETRIEVER_CLOUD`), the file a secret was read from.
+    pub origin: Option<String>,
+}
+
+/// How to talk DICOM to the destination (`store`, `fetch --store`, `echo`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DicomSettings {
+    /// Associations opened in parallel.
+    pub associations: u16,
+    /// Largest PDU we receive, and send if the destination takes it.
+    pub max_pdu: u32,
+    pub connect_timeout: Duration,
+    pub acse_timeout: Duration,
+    /// Idle time allowed while an instance is sent or its answer awaited.
+    pub dimse_timeout: Duration,
+    /// Retries of an instance, or of an association, within one run.
+    pub store_retries: u32,
+    pub decompress_lossy: bool,
+}
+
+impl Default for DicomSettings {
+    fn default() -> DicomSettings {
+        DicomSettings {
+            associations: 2,
+            max_pdu: crate::dimse::DEFAULT_MAX_PDU,
+            connect_timeout: Duration::from_secs(10),
+            acse_timeout: Duration::from_secs(30),
+            dimse_timeout: Duration::from_secs(60),
+            store_retries: 3,
+            decompress_lossy: false,
+        }
+    }
+}
+
+/// The prior rules when nothing else is said: 3 priors, 5 years back, any modality.
+pub fn default_prior_rules() -> Rules {
+    Rules {
+        count: 3,
+        years: 5,
+        modality: ModalityRule::Any,
+    }
+}
+
+/// Settings shared by every subcommand, merged from flags, environment and
+/// the config file, and checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub cache_root: PathBuf,
+    /// `prune --older-than`, or `retention` in the config file.
+    pub retention: Duration,
+    /// `max_age` in the config file.
+    pub max_age: Duration,
+    pub calling_ae: String,
+    pub quiet: bool,
+    pub dicom: DicomSettings,
+    pub priors: Rules,
+    pub watch: WatchSettings,
+    /// What the person should fix but that does not stop the run, such as
+    /// a config file with a password that other users can read.
+    pub warnings: Vec<String>,
+    cloud: Result<CloudConfig, String>,
+    destination: Option<Result<Destination, String>>,
+    entries: Vec<Entry>,
+}
+
+impl Settings {
+    /// Takes every setting from the first place that has it: a flag, its
+    /// environment variable (clap has both in `matches`, told apart by
+    /// `value_source`), the config file, the default; the secrets from the
+    /// environment, a file or the config file. Records where each value
+    /// came from, for `retriever config` ([`Settings::entries`]).
+    ///
+    /// A new setting is a field in [`FileConfig`] named like its flag's
+    /// clap id, and one `layers.pick` here.
+    pub fn resolve(matches: &ArgMatches) -> Result<Settings> {
+        let (config_path, config_entry) = config_file(matches);
+        let file = match &config_path {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        let mut layers = Layers {
+            matches,
+            command: crate::cli::Cli::command(),
+            config_path: config_path.as_deref(),
+            entries: vec![config_entry],
+            warnings: Vec::new(),
+        };
+        if let Some(path) = &config_path
+            && file.holds_secret()
+            && let Some(mode) = readable_by_others(path)
+        {
+            layers.warnings.push(format!(
+                "the config file `{}` holds a secret and other users can read it (mode {mode:03o}); \
+                 run `chmod 600 {}`",
+                path.display(),
+                path.display()
+            ));
+        }
+        let cloud = cloud_config(&mut layers, &file).map_err(|e| format!("{e:#}"));
+        let priors = prior_rules(&mut layers, &file)?;
+        let destination = layers
+            .pick("to", file.to.clone(), None, show_string)
+            .map(|raw| Destination::parse(&raw).map_err(|e| format!("{e:#}")));
+        let calling_ae = layers
+            .pick(
+                "calling_ae",
+                file.calling_ae.clone(),
+                Some(crate::dimse::DEFAULT_CALLING_AE.to_string()),
+                show_string,
+            )
+            .unwrap_or_default();
+        let calling_ae = check_ae_title(&calling_ae)
+            .with_context(|| format!("the calling AE title ({}) is not usable", layers.origin("calling_ae")))?;
+        let dicom = dicom_settings(&mut layers, &file)?;
+        let watch = watch_settings(&mut layers, &file)?;
+        let cache_root = match layers.pick("cache", file.cache.clone(), default_cache_dir().ok(), show_path) {
+            Some(dir) => dir,
+            None => default_cache_dir()?,
+        };
+        let retention = layers.duration("retention", file.retention.clone(), crate::prune::DEFAULT_RETENTION)?;
+        let max_age = layers.duration("max_age", file.max_age.clone(), crate::prune::DEFAULT_MAX_AGE)?;
+        Ok(Settings {
+            cache_root,
+            retention,
+            max_age,
+            calling_ae,
+            quiet: layers.given::<bool>("quiet").is_some_and(|(quiet, ..)| quiet),
+            dicom,
+            priors,
+            watch,
+            warnings: layers.warnings,
+            cloud,
+            destination,
+            entries: layers.entries,
+        })
+    }
+
+    /// The cloud settings, or why they are missing or wrong.
+    pub fn cloud(&self) -> Result<&CloudConfig> {
+        self.cloud.as_ref().map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    /// The destination, or why it is missing or wrong.
+    pub fn destination(&self) -> Result<&Destination> {
+        match &self.destination {
+            Some(Ok(d)) => Ok(d),
+            Some(Err(e)) => Err(anyhow::anyhow!("{e}")),
+            None => bail!("no destination given: pass --to AE@HOST:PORT or set RETRIEVER_DEST"),
+        }
+    }
+
+    /// The destination if one is given (`None` if none is), or why the
+    /// one given is wrong.
+    pub fn destination_if_given(&self) -> Result<Option<&Destination>> {
+        match &self.destination {
+            Some(Ok(d)) => Ok(Some(d)),
+            Some(Err(e)) => Err(anyhow::anyhow!("{e}")),
+            None => Ok(None),
+        }
+    }
+
+    /// Every setting with its value (secrets redacted) and where it came
+    /// from, in the order `retriever config` shows them.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+}
+
+/// The config file: `--config` or `RETRIEVER_CONFIG`, else the first of
+/// [`config_file_candidates`] that exists.
+fn config_file(matches: &ArgMatches) -> (Option<PathBuf>, Entry) {
+    let entry = |path: &Path, source, origin| Entry {
+        key: "config",
+        value: Some(path.display().to_string()),
+        source,
+        origin,
+    };
+    if let Ok(Some(path)) = matches.try_get_one::<PathBuf>("config") {
+        let (source, origin) = match matches.value_source("config") {
+            Some(ValueSource::EnvVariable) => (Source::Environment, "RETRIEVER_CONFIG"),
+            _ => (Source::Flag, "--config"),
+        };
+        return (Some(path.clone()), entry(path, source, Some(origin.to_string())));
+    }
+    match config_file_candidates().into_iter().find(|p| p.is_file()) {
+        Some(path) => {
+            let e = entry(&path, Source::Default, None);
+            (Some(path), e)
+        }
+        None => (
+            None,
+            Entry {
+                key: "config",
+                value: None,
+                source: Source::Default,
+                origin: None,
+            },
+        ),
+    }
+}
+
+/// Where a config file is looked for when none is named, in this order:
+/// the user's (`%APPDATA%\retriever\config.json`, `~/.config/retriever/config.json`),
+/// then the machine's (`%ProgramData%\retriever\config.json`, `/etc/retriever/config.json`).
+pub fn config_file_candidates() -> Vec<PathBuf> {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let dirs = if cfg!(windows) {
+        vec![var("APPDATA"), var("ProgramData")]
+    } else {
+        vec![
+            var("XDG_CONFIG_HOME").or_else(|| var("HOME").map(|h| h.join(".config"))),
+            Some(PathBuf::from("/etc")),
+        ]
+    };
+    dirs.into_iter()
+        .flatten()
+        .map(|d| d.join("retriever").join("config.json"))
+        .collect()
+}
+
+/// Picks each setting from flags, environment, config file or default, and
+/// records where it came from.
+struct Layers<'a> {
+    matches: &'a ArgMatches,
+    /// The clap definitions, for the flag and variable names.
+    command: clap::Command,
+    config_path: Option<&'a Path>,
+    entries: Vec<Entry>,
+    warnings: Vec<String>,
+}
+
+impl Layers<'_> {
+    /// The value of clap argument `id` when given as a flag or through its
+    /// environment variable, not clap's default; with where it came from.
+    /// The subcommand's own arguments are looked at first, then the global ones.
+    fn given<T: Clone + Send + Sync + 'static>(&self, id: &str) -> Option<(T, Source, String)> {
+        let sub = self.matches.subcommand();
+        let levels = sub.map(|(_, m)| m).into_iter().chain([self.matches]);
+        for m in levels {
+            let value = match m.try_get_one::<T>(id) {
+                Ok(Some(value)) => value,
+                // A type that is not the argument's would ignore the flag silently.
+                Err(e @ clap::parser::MatchesError::Downcast { .. }) => panic!("clap argument `{id}`: {e}"),
+                Ok(None) | Err(_) => continue,
+            };
+            let arg = self.arg(sub.map(|(name, _)| name), id);
+            let (source, origin) = match m.value_source(id) {
+                Some(ValueSource::CommandLine) => {
+                    let long = arg.and_then(|a| a.get_long()).map(str::to_string);
+                    (
+                        Source::Flag,
+                        format!("--{}", long.unwrap_or_else(|| id.replace('_', "-"))),
+                    )
+                }
+                Some(ValueSource::EnvVariable) => {
+                    let env = arg.and_then(|a| a.get_env()).map(|e| e.to_string_lossy().into_owned());
+                    (Source::Environment, env.unwrap_or_default())
+                }
+                _ => continue,
+            };
+            return Some((value.clone(), source, origin));
+        }
+        None
+    }
+
+    /// The clap definition of argument `id`, in the subcommand or at the top.
+    fn arg(&self, sub: Option<&str>, id: &str) -> Option<&clap::Arg> {
+        let sub = sub.and_then(|name| self.command.find_subcommand(name));
+        sub.into_iter()
+            .chain([&self.command])
+            .flat_map(|c| c.get_arguments())
+            .find(|a| a.get_id() == id)
+    }
+
+    /// The first of: flag or environment (clap id `key`), config file, default.
+    fn pick<T: Clone + Send + Sync + 'static>(
+        &mut self,
+        key: &'static str,
+        file: Option<T>,
+        default: Option<T>,
+        show: impl Fn(&T) -> String,
+    ) -> Option<T> {
+        let (value, source, origin) = match (self.given::<T>(key), file) {
+            (Some((v, source, origin)), _) => (Some(v), source, Some(origin)),
+            (None, Some(v)) => (Some(v), Source::ConfigFile, None),
+            (None, None) => (default, Source::Default, None),
+        };
+        self.entries.push(Entry {
+            key,
+            value: value.as_ref().map(show),
+            source,
+            origin,
+        });
+        value
+    }
+
+    /// [`Layers::pick`] for a duration (written e.g. `30s`, `5m`), checked.
+    fn duration(&mut self, key: &'static str, file: Option<String>, default: Duration) -> Result<Duration> {
+        let shown = short_duration(default);
+        let raw = self.pick(key, file, Some(shown), show_string).unwrap_or_default();
+        parse_duration(&raw).with_context(|| format!("in {}", self.origin(key)))
+    }
+
+    /// A secret: the environment variable `env`, else the file named by the
+    /// clap argument `file_arg` (a flag or its variable), else the config
+    /// file's own value, else the file it names. Recorded as [`REDACTED`].
+    fn secret(
+        &mut self,
+        key: &'static str,
+        env: &str,
+        file_arg: &str,
+        inline: Option<&String>,
+        inline_file: Option<&PathBuf>,
+    ) -> Result<Option<String>> {
+        let from_env = std::env::var(env).ok().filter(|v| !v.is_empty());
+        let (value, source, origin) = if let Some(v) = from_env {
+            (Ok(Some(v)), Source::Environment, Some(env.to_string()))
+        } else if let Some((path, source, origin)) = self.given::<PathBuf>(file_arg) {
+            let origin = format!("{origin} `{}`", path.display());
+            (self.read_secret(&path, key).map(Some), source, Some(origin))
+        } else if let Some(v) = inline {
+            (Ok(Some(v.clone())), Source::ConfigFile, None)
+        } else if let Some(path) = inline_file {
+            let origin = format!("{file_arg} `{}`", path.display());
+            (self.read_secret(path, key).map(Some), Source::ConfigFile, Some(origin))
+        } else {
+            (Ok(None), Source::Default, None)
+        };
+        let shown = match &value {
+            Ok(Some(_)) => Some(REDACTED.to_string()),
+            Ok(None) => None,
+            Err(_) => Some("(unreadable)".to_string()),
+        };
+        self.entries.push(Entry {
+            key,
+            value: shown,
+            source,
+            origin,
+        });
+        value
+    }
+
+    /// The first line of a file holding a secret; warns when others can read it.
+    fn read_secret(&mut self, path: &Path, what: &str) -> Result<String> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("failed to read the {what} file `{}`", path.display()))?;
+        let secret = text.lines().next().unwrap_or("").trim().to_string();
+        if secret.is_empty() {
+            bail!("the {what} file `{}` is empty", path.display());
+        }
+        if let Some(mode) = readable_by_others(path) {
+            self.warnings.push(format!(
+                "the {what} file `{}` can be read by other users (mode {mode:03o}); run `chmod 600 {}`",
+                path.display(),
+                path.display()
+            ));
+        }
+        Ok(secret)
+    }
+
+    /// Where the value of `key` came from, for an error message: `--jobs`,
+    /// `RETRIEVER_JOBS`, `` `jobs` in the config file `FILE` ``.
+    fn origin(&self, key: &str) -> String {
+        let entry = self.entries.iter().rev().find(|e| e.key == key);
+        match entry.map(|e| (e.source, e.origin.as_deref())) {
+            Some((Source::Flag | Source::Environment, Some(origin))) => origin.to_string(),
+            Some((Source::ConfigFile, _)) => match self.config_path {
+                Some(path) => format!("`{key}` in the config file `{}`", path.display()),
+                None => format!("`{key}` in the config file"),
+            },
+            _ => format!("the default {key}"),
+        }
+    }
+}
+
+/// `60s`, `90m`, `4h`, `7d`: the largest unit that gives a whole number of at least 2.
+fn short_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if d.subsec_nanos() != 0 {
+        return humantime::format_duration(d).to_string();
+    }
+    [(86_400, "d"), (3_600, "h"), (60, "m")]
+        .into_iter()
+        .find(|(unit, _)| secs.is_multiple_of(*unit) && secs / unit >= 2)
+        .map_or_else(|| format!("{secs}s"), |(unit, name)| format!("{}{name}", secs / unit))
+}
+
+fn show_string<S: AsRef<str>>(s: &S) -> String {
+    s.as_ref().to_string()
+}
+
+fn show_path<P: AsRef<Path>>(p: &P) -> String {
+    p.as_ref().display().to_string()
+}
+
+fn show_display<T: fmt::Display>(v: &T) -> String {
+    v.to_string()
+}
+
+fn cloud_config(l: &mut Layers<'_>, file: &FileConfig) -> Result<CloudConfig> {
+    // Every setting is looked up (and so shown by `retriever config`)
+    // before the first one found wrong ends this.
+    let raw = l.pick("cloud", file.cloud.clone(), None, |url: &String| redact_url(url));
+    let insecure = l
+        .pick(
+            "allow_insecure_http",
+            file.allow_insecure_http,
+            Some(false),
+            show_display,
+        )
+        .unwrap_or(false);
+    let auth = resolve_auth(l, file);
+    let ca_bundle = l.pick("ca_bundle", file.ca_bundle.clone(), None, show_path);
+    let jobs = l
+        .pick("jobs", file.jobs, Some(DEFAULT_JOBS), show_display)
+        .unwrap_or(DEFAULT_JOBS);
+    let connect_timeout = l.duration("connect_timeout", file.connect_timeout.clone(), DEFAULT_CONNECT_TIMEOUT);
+    let idle_timeout = l.duration("idle_timeout", file.idle_timeout.clone(), DEFAULT_IDLE_TIMEOUT);
+    let retries = l
+        .pick("retries", file.retries, Some(DEFAULT_RETRIES), show_display)
+        .unwrap_or(DEFAULT_RETRIES);
+
+    let raw = raw.context(
+        "no cloud archive given: pass --cloud URL or set RETRIEVER_CLOUD (e.g. https://cloud.example.org/dicom-web)",
+    )?;
+    let base = parse_cloud_url(&raw, insecure)?;
+    let mut cloud = CloudConfig::new(base, auth?);
+    cloud.allow_insecure_http = insecure;
+    cloud.ca_bundle = ca_bundle;
+    if jobs == 0 || jobs > 64 {
+        bail!("{} must be between 1 and 64, not {jobs}", l.origin("jobs"));
+    }
+    cloud.jobs = jobs;
+    cloud.connect_timeout = connect_timeout?;
+    cloud.idle_timeout = idle_timeout?;
+    cloud.retries = retries;
+    Ok(cloud)
+}
+
+fn resolve_auth(l: &mut Layers<'_>, file: &FileConfig) -> Result<Auth> {
+    let user = l.pick("user", file.user.clone(), None, show_string);
+    let token = l.secret(
+        "token",
+        "RETRIEVER_TOKEN",
+        "token_file",
+        file.token.as_ref(),
+        file.token_file.as_ref(),
+    );
+    let password = l.secret(
+        "password",
+        "RETRIEVER_PASSWORD",
+        "password_file",
+        file.password.as_ref(),
+        file.password_file.as_ref(),
+    );
+    if let Some(token) = token? {
+        return Ok(Auth::Bearer { token });
+    }
+    let Some(user) = user else {
+        return Ok(Auth::None);
+    };
+    match password? {
+        Some(password) => Ok(Auth::Basic { user, password }),
+        None => bail!(
+            "a user name (`{user}`) was given but no password: set RETRIEVER_PASSWORD, \
+             or pass --password-file FILE, or put \"password\" in the config file"
+        ),
+    }
+}
+
+fn prior_rules(l: &mut Layers<'_>, file: &FileConfig) -> Result<Rules> {
+    let defaults = default_prior_rules();
+    let count = l.pick("priors", file.priors, Some(defaults.count), show_display);
+    let years = l.pick("prior_years", file.prior_years, Some(defaults.years), show_display);
+    let file_modality = file
+        .prior_modality
+        .as_deref()
+        .map(|raw| {
+            PriorModality::from_str(raw, true).map_err(|_| {
+                anyhow::anyhow!(
+                    "`prior_modality` in the config file is `{raw}`; write \"any\" or \"same\"{}",
+                    l.config_path
+                        .map(|p| format!(" (in `{}`)", p.display()))
+                        .unwrap_or_default()
+                )
+            })
+        })
+        .transpose()?;
+    let modality = l.pick("prior_modality", file_modality, Some(PriorModality::Any), |m| {
+        m.to_possible_value()
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default()
+    });
+    Ok(Rules {
+        count: count.unwrap_or(defaults.count),
+        years: years.unwrap_or(defaults.years),
+        modality: match modality.unwrap_or_default() {
+            PriorModality::Any => ModalityRule::Any,
+            PriorModality::Same => ModalityRule::Same,
+        },
+    })
+}
+
+/// How `watch` follows the cloud.
+#[derive(Debug, Clone)]
+pub struct WatchSettings {
+    /// The search's matching keys (never none).
+    pub filters: Vec<crate::watch::Filter>,
+    /// Time between two searches.
+    pub interval: Duration,
+    /// A study whose size has not changed for this long is settled.
+    pub stable_age: Duration,
+}
+
+pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(30);
+/// As Orthanc's `StableAge`.
+pub const DEFAULT_STABLE_AGE: Duration = Duration::from_secs(60);
+
+fn watch_settings(l: &mut Layers<'_>, file: &FileConfig) -> Result<WatchSettings> {
+    use crate::watch::{Filter, default_filters, describe};
+    let interval = l.duration("watch_interval", file.watch_interval.clone(), DEFAULT_WATCH_INTERVAL)?;
+    if interval.is_zero() {
+        bail!("{} must be longer than 0s", l.origin("watch_interval"));
+    }
+    let stable_age = l.duration("stable_age", file.stable_age.clone(), DEFAULT_STABLE_AGE)?;
+    // `--filter` replaces the config file's `watch_filter` as a whole: what
+    // the command line says is what is searched for.
+    let flags: Option<Vec<String>> = l
+        .matches
+        .subcommand()
+        .and_then(|(_, m)| m.try_get_many::<String>("watch_filter").ok().flatten())
+        .map(|values| values.cloned().collect());
+    let (filters, source, origin) = match (flags, &file.watch_filter) {
+        (Some(raw), _) => {
+            let filters = raw
+                .iter()
+                .map(|r| Filter::parse_flag(r).context("in --filter"))
+                .collect::<Result<Vec<_>>>()?;
+            (filters, Source::Flag, Some("--filter".to_string()))
+        }
+        (None, Some(map)) => {
+            let place = match l.config_path {
+                Some(path) => format!("`watch_filter` in the config file `{}`", path.display()),
+                None => "`watch_filter` in the config file".to_string(),
+            };
+            if map.is_empty() {
+                bail!("{place} is empty; name at least one key, or leave it out");
+            }
+            let filters = map
+                .iter()
+                .map(|(k, v)| Filter::parse(k, v))
+                .collect::<Result<Vec<_>>>()
+                .with_context(|| format!("in {place}"))?;
+            (filters, Source::ConfigFile, None)
+        }
+        (None, None) => (default_filters(), Source::Default, None),
+    };
+    l.entries.push(Entry {
+        key: "watch_filter",
+        value: Some(describe(&filters)),
+        source,
+        origin,
+    });
+    Ok(WatchSettings {
+        filters,
+        interval,
+        stable_age,
+    })
+}
+
+fn dicom_settings(l: &mut Layers<'_>, file: &FileConfig) -> Result<DicomSettings> {
+    let d = DicomSettings::default();
+    let associations = l
+        .pick("associations", file.associations, Some(d.associations), show_display)
+        .unwrap_or(d.associations);
+    if !(1..=32).contains(&associations) {
+        bail!(
+            "{} must be between 1 and 32, not {associations}",
+            l.origin("associations")
+        );
+    }
+    let max_pdu = l
+        .pick("max_pdu", file.max_pdu, Some(d.max_pdu), show_display)
+        .unwrap_or(d.max_pdu);
+    if !(4096..=4_194_304).contains(&max_pdu) {
+        bail!(
+            "{} must be between 4096 and 4194304, not {max_pdu}",
+            l.origin("max_pdu")
+        );
+    }
+    Ok(DicomSettings {
+        associations,
+        max_pdu,
+        connect_timeout: l.duration(
+            "dicom_connect_timeout",
+            file.dicom_connect_timeout.clone(),
+            d.connect_timeout,
+        )?,
+        acse_timeout: l.duration("acse_timeout", file.acse_timeout.clone(), d.acse_timeout)?,
+        dimse_timeout: l.duration("dimse_timeout", file.dimse_timeout.clone(), d.dimse_timeout)?,
+        store_retries: l
+            .pick("store_retries", file.store_retries, Some(d.store_retries), show_display)
+            .unwrap_or(d.store_retries),
+        decompress_lossy: l
+            .pick("decompress_lossy", file.decompress_lossy, Some(false), show_display)
+            .unwrap_or(false),
+    })
+}
+
+/// The permission bits of `path` when users other than its owner may read
+/// or write it; `None` when only the owner may, or where file modes do not
+/// exist (Windows: the folder's ACL decides, see the README).
+#[cfg(unix)]
+fn readable_by_others(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then_some(mode)
+}
+
+#[cfg(not(unix))]
+fn readable_by_others(_path: &Path) -> Option<u32> {
+    None
+}
+
+/// The platform's local cache folder for retriever.
+pub fn default_cache_dir() -> Result<PathBuf> {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let base = if cfg!(windows) {
+        var("LOCALAPPDATA")
+    } else {
+        var("XDG_CACHE_HOME").or_else(|| var("HOME").map(|h| h.join(".cache")))
+    };
+    base.map(|b| b.join("retriever")).context(
+        "could not find the platform's cache folder (LOCALAPPDATA / XDG_CACHE_HOME / HOME unset); pass --cache DIR",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,6 +998,20 @@ mod tests {
     }
 
     #[test]
+    fn credentials_in_the_cloud_url_are_refused_and_never_shown() {
+        let e = parse_cloud_url("https://router:hunter2@cloud.example.org/dw", false).unwrap_err();
+        let msg = format!("{e:#}");
+        assert!(
+            msg.contains("`https://***@cloud.example.org/dw` has credentials in it"),
+            "{msg}"
+        );
+        assert_eq!(redact_url("https://u:p@h:1/x@y"), "https://***@h:1/x@y");
+        assert_eq!(redact_url("https://h/x@y"), "https://h/x@y");
+        let e = parse_cloud_url("https://u:hunter2@[bad/dw", false).unwrap_err();
+        assert!(!format!("{e:#}").contains("hunter2"));
+    }
+
+    #[test]
     fn auth_debug_hides_secrets() {
         let a = Auth::Basic {
             user: "u".into(),
@@ -242,178 +1021,96 @@ mod tests {
         let t = Auth::Bearer { token: "tok123".into() };
         assert!(!format!("{t:?}").contains("tok123"));
     }
-}
 
-/// The config file, as written by an administrator. Every field is optional;
-/// flags and environment variables take precedence over it.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    pub cloud: Option<String>,
-    pub user: Option<String>,
-    pub password: Option<String>,
-    pub password_file: Option<PathBuf>,
-    pub token: Option<String>,
-    pub token_file: Option<PathBuf>,
-    pub ca_bundle: Option<PathBuf>,
-    pub allow_insecure_http: Option<bool>,
-    pub to: Option<String>,
-    pub calling_ae: Option<String>,
-    pub cache: Option<PathBuf>,
-    pub jobs: Option<usize>,
-    pub connect_timeout: Option<String>,
-    pub idle_timeout: Option<String>,
-    pub retries: Option<u32>,
-}
-
-impl FileConfig {
-    pub fn load(path: &std::path::Path) -> Result<FileConfig> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("failed to read the config file `{}`", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("the config file `{}` is not valid", path.display()))
-    }
-}
-
-/// Settings shared by every subcommand, merged from flags, environment and
-/// the config file, and checked.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub cache_root: PathBuf,
-    pub calling_ae: String,
-    pub quiet: bool,
-    cloud: Result<CloudConfig, String>,
-    destination: Option<Result<Destination, String>>,
-}
-
-impl Settings {
-    /// Merges `args` (flags and environment, already combined by clap) with
-    /// the config file, and the secrets from environment or files.
-    pub fn resolve(args: &crate::cli::GlobalArgs) -> Result<Settings> {
-        let file = match &args.config {
-            Some(path) => FileConfig::load(path)?,
-            None => FileConfig::default(),
-        };
-        let cache_root = match args.cache.clone().or(file.cache.clone()) {
-            Some(dir) => dir,
-            None => default_cache_dir()?,
-        };
-        let calling_ae = check_ae_title(
-            args.calling_ae
-                .as_deref()
-                .or(file.calling_ae.as_deref())
-                .unwrap_or("RETRIEVER"),
-        )
-        .context("the calling AE title (--calling-ae) is not usable")?;
-        let destination = args
-            .to
-            .as_deref()
-            .or(file.to.as_deref())
-            .map(|raw| Destination::parse(raw).map_err(|e| format!("{e:#}")));
-        let cloud = cloud_config(args, &file).map_err(|e| format!("{e:#}"));
-        Ok(Settings {
-            cache_root,
-            calling_ae,
-            quiet: args.quiet,
-            cloud,
-            destination,
-        })
+    fn settings(args: &[&str]) -> Result<Settings> {
+        let argv = ["retriever"].iter().chain(args).copied();
+        let matches = crate::cli::Cli::command().try_get_matches_from(argv)?;
+        Settings::resolve(&matches)
     }
 
-    /// The cloud settings, or why they are missing or wrong.
-    pub fn cloud(&self) -> Result<&CloudConfig> {
-        self.cloud.as_ref().map_err(|e| anyhow::anyhow!("{e}"))
+    fn entry<'a>(s: &'a Settings, key: &str) -> &'a Entry {
+        s.entries().iter().find(|e| e.key == key).unwrap()
     }
 
-    /// The destination, or why it is missing or wrong.
-    pub fn destination(&self) -> Result<&Destination> {
-        match &self.destination {
-            Some(Ok(d)) => Ok(d),
-            Some(Err(e)) => Err(anyhow::anyhow!("{e}")),
-            None => bail!("no destination given: pass --to AE@HOST:PORT or set RETRIEVER_DEST"),
+    fn config_file(json: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut f, json.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn flags_beat_the_file_which_beats_defaults() {
+        let f = config_file(
+            r#"{"cloud": "https://file.example.org/dw", "jobs": 2, "retries": 7, "prior_years": 2,
+                "prior_modality": "same", "max_pdu": 65536, "acse_timeout": "5s", "cache": "/file/cache"}"#,
+        );
+        let path = f.path().to_str().unwrap();
+        // Global flags after the subcommand count as flags too.
+        let s = settings(&[
+            "--config",
+            path,
+            "--jobs",
+            "8",
+            "fetch",
+            "X",
+            "--prior-years",
+            "9",
+            "--cache",
+            "/c",
+        ])
+        .unwrap();
+        let cloud = s.cloud().unwrap();
+        assert_eq!((cloud.jobs, cloud.retries), (8, 7));
+        assert_eq!(cloud.base.as_str(), "https://file.example.org/dw");
+        assert_eq!(cloud.idle_timeout, DEFAULT_IDLE_TIMEOUT);
+        assert_eq!(
+            (s.priors.count, s.priors.years, s.priors.modality),
+            (3, 9, ModalityRule::Same)
+        );
+        assert_eq!(s.dicom.max_pdu, 65536);
+        assert_eq!(s.dicom.acse_timeout, Duration::from_secs(5));
+        assert_eq!(s.cache_root, PathBuf::from("/c"));
+        let sources = |key| (entry(&s, key).source, entry(&s, key).origin.clone());
+        assert_eq!(sources("jobs"), (Source::Flag, Some("--jobs".into())));
+        assert_eq!(sources("prior_years"), (Source::Flag, Some("--prior-years".into())));
+        assert_eq!(sources("cache"), (Source::Flag, Some("--cache".into())));
+        assert_eq!(sources("retries"), (Source::ConfigFile, None));
+        assert_eq!(sources("idle_timeout"), (Source::Default, None));
+        assert_eq!(sources("config"), (Source::Flag, Some("--config".into())));
+    }
+
+    #[test]
+    fn wrong_file_values_are_refused_naming_the_key() {
+        let f = config_file(r#"{"prior_modality": "ct"}"#);
+        let e = settings(&["--config", f.path().to_str().unwrap(), "ls"]).unwrap_err();
+        assert!(format!("{e:#}").contains("prior_modality"), "{e:#}");
+        let f = config_file(r#"{"associations": 99}"#);
+        let e = settings(&["--config", f.path().to_str().unwrap(), "ls"]).unwrap_err();
+        assert!(format!("{e:#}").contains("`associations` in the config file"), "{e:#}");
+        let f = config_file(r#"{"dimse_timeout": "soon"}"#);
+        let e = settings(&["--config", f.path().to_str().unwrap(), "ls"]).unwrap_err();
+        assert!(format!("{e:#}").contains("`dimse_timeout` in the config file"), "{e:#}");
+        let f = config_file(r#"{"cloud_url": "https://x"}"#);
+        let e = settings(&["--config", f.path().to_str().unwrap(), "ls"]).unwrap_err();
+        assert!(format!("{e:#}").contains("unknown field `cloud_url`"), "{e:#}");
+    }
+
+    #[test]
+    fn secrets_are_redacted_and_a_readable_file_is_warned_about() {
+        let f = config_file(r#"{"cloud": "https://x.example.org/dw", "user": "u", "password": "hunter2"}"#);
+        let path = f.path().to_str().unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+            let s = settings(&["--config", path, "ls"]).unwrap();
+            assert!(s.warnings.iter().any(|w| w.contains("chmod 600")), "{:?}", s.warnings);
+            std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
         }
+        let s = settings(&["--config", path, "ls"]).unwrap();
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+        assert!(matches!(&s.cloud().unwrap().auth, Auth::Basic { password, .. } if password == "hunter2"));
+        assert_eq!(entry(&s, "password").value.as_deref(), Some(REDACTED));
+        assert!(!format!("{s:?}").contains("hunter2"));
     }
-}
-
-fn cloud_config(args: &crate::cli::GlobalArgs, file: &FileConfig) -> Result<CloudConfig> {
-    let raw = args.cloud.as_deref().or(file.cloud.as_deref()).context(
-        "no cloud archive given: pass --cloud URL or set RETRIEVER_CLOUD (e.g. https://cloud.example.org/dicom-web)",
-    )?;
-    let insecure = args.allow_insecure_http || file.allow_insecure_http.unwrap_or(false);
-    let base = parse_cloud_url(raw, insecure)?;
-    let auth = resolve_auth(args, file)?;
-    let mut cloud = CloudConfig::new(base, auth);
-    cloud.allow_insecure_http = insecure;
-    cloud.ca_bundle = args.ca_bundle.clone().or(file.ca_bundle.clone());
-    if let Some(jobs) = args.jobs.or(file.jobs) {
-        if jobs == 0 || jobs > 64 {
-            bail!("--jobs must be between 1 and 64, not {jobs}");
-        }
-        cloud.jobs = jobs;
-    }
-    if let Some(raw) = args.connect_timeout.as_deref().or(file.connect_timeout.as_deref()) {
-        cloud.connect_timeout = parse_duration(raw).context("in --connect-timeout")?;
-    }
-    if let Some(raw) = args.idle_timeout.as_deref().or(file.idle_timeout.as_deref()) {
-        cloud.idle_timeout = parse_duration(raw).context("in --idle-timeout")?;
-    }
-    if let Some(retries) = args.retries.or(file.retries) {
-        cloud.retries = retries;
-    }
-    Ok(cloud)
-}
-
-fn resolve_auth(args: &crate::cli::GlobalArgs, file: &FileConfig) -> Result<Auth> {
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let token = match (env("RETRIEVER_TOKEN"), &args.token_file, &file.token, &file.token_file) {
-        (Some(t), ..) => Some(t),
-        (None, Some(path), ..) => Some(read_secret(path, "token")?),
-        (None, None, Some(t), _) => Some(t.clone()),
-        (None, None, None, Some(path)) => Some(read_secret(path, "token")?),
-        _ => None,
-    };
-    if let Some(token) = token {
-        return Ok(Auth::Bearer { token });
-    }
-    let Some(user) = args.user.clone().or(file.user.clone()) else {
-        return Ok(Auth::None);
-    };
-    let password = match (
-        env("RETRIEVER_PASSWORD"),
-        &args.password_file,
-        &file.password,
-        &file.password_file,
-    ) {
-        (Some(p), ..) => p,
-        (None, Some(path), ..) => read_secret(path, "password")?,
-        (None, None, Some(p), _) => p.clone(),
-        (None, None, None, Some(path)) => read_secret(path, "password")?,
-        _ => bail!(
-            "a user name (`{user}`) was given but no password: set RETRIEVER_PASSWORD, \
-             or pass --password-file FILE, or put \"password\" in the config file"
-        ),
-    };
-    Ok(Auth::Basic { user, password })
-}
-
-fn read_secret(path: &std::path::Path, what: &str) -> Result<String> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("failed to read the {what} file `{}`", path.display()))?;
-    let secret = text.lines().next().unwrap_or("").trim().to_string();
-    if secret.is_empty() {
-        bail!("the {what} file `{}` is empty", path.display());
-    }
-    Ok(secret)
-}
-
-/// The platform's local cache folder for retriever.
-pub fn default_cache_dir() -> Result<PathBuf> {
-    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
-    let base = if cfg!(windows) {
-        var("LOCALAPPDATA")
-    } else {
-        var("XDG_CACHE_HOME").or_else(|| var("HOME").map(|h| h.join(".cache")))
-    };
-    base.map(|b| b.join("retriever")).context(
-        "could not find the platform's cache folder (LOCALAPPDATA / XDG_CACHE_HOME / HOME unset); pass --cache DIR",
-    )
 }

@@ -425,7 +425,9 @@ fn prepare(client: &Client, cache: &Cache, planned: Planned, reporter: &dyn Repo
         bail!("the cloud lists no series for study `{uid}`");
     }
     let entry = cache.lock_study(uid, LockMode::Exclusive, || {
-        reporter.info(&format!("waiting for another retriever process that is using study {uid}"))
+        reporter.info(&format!(
+            "waiting for another retriever process that is using study {uid}"
+        ))
     })?;
     entry.clean_tmp();
     let mut manifest = entry.manifest()?.unwrap_or_else(|| Manifest {
@@ -565,7 +567,11 @@ fn tasks_for(i: usize, w: &Work) -> Vec<(usize, Task)> {
     if w.expected.get().is_none() {
         let study = &w.planned.uid;
         let mut tasks = vec![(i, Task::List)];
-        tasks.extend(w.series.iter().map(|s| (i, Task::Get(Target::Series(study.clone(), s.clone())))));
+        tasks.extend(
+            w.series
+                .iter()
+                .map(|s| (i, Task::Get(Target::Series(study.clone(), s.clone())))),
+        );
         return tasks;
     }
     missing_targets(w)
@@ -802,7 +808,11 @@ fn settle(w: &Work) -> Result<Option<Fetched>> {
         manifest.completed_at = Some(now_rfc3339());
         w.entry.write_manifest(&manifest)?;
     }
-    let bytes = expected.keys().filter_map(|sop| present.get(sop)).map(|i| i.bytes).sum();
+    let bytes = expected
+        .keys()
+        .filter_map(|sop| present.get(sop))
+        .map(|i| i.bytes)
+        .sum();
     Ok(Some(Fetched {
         planned: w.planned.clone(),
         instances: expected.len(),

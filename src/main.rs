@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 use retriever::cli::{Cli, Command};
 use retriever::commands;
@@ -12,7 +12,10 @@ use retriever::config::Settings;
 use retriever::fetch::{INTERRUPTED, Interrupted};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // The matches are kept besides the parsed `Cli`: they tell a flag from
+    // its environment variable from clap's default, which the settings need.
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // First Ctrl-C: stop taking new work and finish cleanly (every write to
     // the cache is atomic). Second Ctrl-C: leave at once.
     let _ = ctrlc::set_handler(|| {
@@ -22,7 +25,7 @@ fn main() -> ExitCode {
         }
         eprintln!("\ninterrupted; finishing what is in flight (press Ctrl-C again to stop at once)");
     });
-    match run(&cli) {
+    match run(&cli, &matches) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.chain().any(|c| c.is::<Interrupted>()) => {
             eprintln!("retriever: {e:#}");
@@ -35,12 +38,18 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: &Cli) -> anyhow::Result<()> {
-    let settings = Settings::resolve(&cli.global)?;
+fn run(cli: &Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
+    let settings = Settings::resolve(matches)?;
+    for warning in &settings.warnings {
+        eprintln!("warning: {warning}");
+    }
     match &cli.command {
         Command::Fetch(args) => commands::fetch::run(&settings, args),
         Command::Ls(args) => commands::ls::run(&settings, args.json),
         Command::Store(args) => commands::store::run(&settings, args),
-        Command::Echo(args) => commands::echo::run(&settings, args),
+        Command::Prune(args) => commands::prune::run(&settings, args),
+        Command::Watch(args) => commands::watch::run(&settings, args),
+        Command::Echo(_) => commands::echo::run(&settings),
+        Command::Config(args) => commands::config::run(&settings, args),
     }
 }

@@ -67,9 +67,18 @@ pub enum WatchEvent {
     /// One more instance of the study is at the destination.
     Sent { study: Uid, bytes: u64 },
     /// Work on the study ended for now; `summary` says how.
-    StudyDone { study: Uid, label: String, ok: bool, summary: String },
+    StudyDone {
+        study: Uid,
+        label: String,
+        ok: bool,
+        summary: String,
+    },
     /// A current study and its priors are all at the destination.
-    Delivered { label: String, studies: usize, instances: usize },
+    Delivered {
+        label: String,
+        studies: usize,
+        instances: usize,
+    },
     /// A current study (or one of its priors) could not be fetched or
     /// delivered; it is tried again in `retry_in`.
     Failed {

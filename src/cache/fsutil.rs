@@ -59,6 +59,98 @@ pub fn sync_dir(dir: &Path) {
     let _ = dir;
 }
 
+/// True when `file` is still the file named `path`: not deleted, nor
+/// replaced by another file of that name, since it was opened. When that
+/// cannot be told, true.
+pub fn still_named(file: &File, path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (file.metadata(), fs::metadata(path)) {
+            (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
+            (_, Err(e)) if e.kind() == std::io::ErrorKind::NotFound => false,
+            _ => true,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (file, path);
+        true
+    }
+}
+
+/// The name `write_atomic` gives its temporary file, `NAME.PID.N.tmp`
+/// (see [`unique_name`]): the leftover of a write that never finished.
+pub fn is_atomic_temporary(name: &str) -> bool {
+    let Some(stem) = name.strip_suffix(".tmp") else {
+        return false;
+    };
+    let mut parts = stem.rsplitn(3, '.');
+    let numeric = |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    numeric(parts.next()) && numeric(parts.next()) && parts.next().is_some_and(|p| !p.is_empty())
+}
+
+/// The latest modification time of anything under `path` (itself included).
+pub fn newest_mtime(path: &Path) -> Option<std::time::SystemTime> {
+    walkdir::WalkDir::new(path)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.metadata().ok())
+        .filter_map(|m| m.modified().ok())
+        .max()
+}
+
+/// Deletes the tree at `path` as far as it can: a file another program
+/// holds open (Windows) stays, and so do the directories holding it. What
+/// is gone already is fine (another process may be deleting it too).
+pub fn remove_tree(path: &Path) -> std::io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+        Ok(m) if !m.is_dir() => return ignore_not_found(fs::remove_file(path)),
+        Ok(_) => {}
+    }
+    // Files first, each on its own, so that one that cannot be deleted
+    // does not keep the others; then the directories, deepest first.
+    let mut first_error = None;
+    let mut dirs = Vec::new();
+    for entry in walkdir::WalkDir::new(path).contents_first(true) {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) if e.io_error().is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) => continue,
+            Err(e) => {
+                first_error.get_or_insert(std::io::Error::other(e));
+                continue;
+            }
+        };
+        let result = if entry.file_type().is_dir() {
+            dirs.push(entry.into_path());
+            continue;
+        } else {
+            ignore_not_found(fs::remove_file(entry.path()))
+        };
+        if let Err(e) = result {
+            first_error.get_or_insert(e);
+        }
+    }
+    for dir in dirs {
+        if let Err(e) = ignore_not_found(fs::remove_dir(&dir)) {
+            first_error.get_or_insert(e);
+        }
+    }
+    match first_error {
+        None => Ok(()),
+        Some(e) => Err(e),
+    }
+}
+
+fn ignore_not_found(result: std::io::Result<()>) -> std::io::Result<()> {
+    match result {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
 /// Size of everything under `dir`, in bytes.
 pub fn tree_size(dir: &Path) -> u64 {
     walkdir::WalkDir::new(dir)

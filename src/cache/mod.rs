@@ -2,11 +2,15 @@
 //!
 //! ```text
 //! ROOT/CACHEDIR.TAG
-//! ROOT/locks/STUDY.lock                      one lock file per study, never removed while in use
+//! ROOT/locks/STUDY.lock                      one lock file per study; removed by prune once the study is gone
 //! ROOT/studies/STUDY/manifest.json           what was asked, why, when, which instances are expected
 //! ROOT/studies/STUDY/series/SERIES/SOP.dcm   complete, checked instances (renamed into place)
 //! ROOT/studies/STUDY/tmp/*.part              instances being downloaded
 //! ROOT/studies/STUDY/delivered/DEST.jsonl     delivery journal: one line per C-STORE answer
+//! ROOT/trash/STUDY.PID.N/                    a study being removed (see `removal`): never a study
+//! ROOT/locks/prune.lock                      held by the one `prune` running
+//! ROOT/watch/DEST.json                       what `watch` saw and delivered to DEST (see `watch`)
+//! ROOT/watch/DEST.lock                       held by the one `watch` delivering to DEST
 //! ```
 //!
 //! Every UID is a checked [`Uid`] before it becomes part of a path, so no
@@ -17,6 +21,8 @@
 mod fsutil;
 mod journal;
 mod manifest;
+mod removal;
+mod watch;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -28,6 +34,8 @@ use anyhow::{Context, Result, bail};
 pub use fsutil::{same_contents, tree_size};
 pub use journal::{Delivery, DeliveryState, Journal};
 pub use manifest::{Manifest, Role, StudyInfo, now_rfc3339};
+pub use removal::{Left, Leftover, LeftoverKind, PruneLock, Removal, io_error_in_use, is_in_use};
+pub use watch::WatchLock;
 
 use crate::uid::Uid;
 
@@ -46,6 +54,13 @@ pub struct Cache {
 pub enum LockMode {
     Exclusive,
     Shared,
+}
+
+/// Whether to wait for a lock another process holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Take {
+    Wait,
+    Try,
 }
 
 impl Cache {
@@ -84,26 +99,9 @@ impl Cache {
     /// Locks `study`, waiting for other processes that hold it. Calls
     /// `on_wait` once if the lock is not free at once (to tell the user).
     pub fn lock_study(&self, study: &Uid, mode: LockMode, on_wait: impl FnOnce()) -> Result<StudyEntry> {
-        let file = self.open_lock_file(study)?;
-        let path = self.locks_dir().join(format!("{study}.lock"));
-        let attempt = match mode {
-            LockMode::Exclusive => file.try_lock(),
-            LockMode::Shared => file.try_lock_shared(),
-        };
-        match attempt {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                on_wait();
-                match mode {
-                    LockMode::Exclusive => file.lock(),
-                    LockMode::Shared => file.lock_shared(),
-                }
-                .with_context(|| format!("failed to lock `{}`", path.display()))?;
-            }
-            Err(fs::TryLockError::Error(e)) => {
-                return Err(e).with_context(|| format!("failed to lock `{}`", path.display()));
-            }
-        }
+        let file = self
+            .take_lock(study, mode, Take::Wait, on_wait)?
+            .context("a waiting lock returned without the lock")?;
         Ok(StudyEntry {
             uid: study.clone(),
             dir: self.study_dir(study),
@@ -113,38 +111,95 @@ impl Cache {
 
     /// Locks `study` exclusively if nobody else holds it; `None` if somebody does.
     pub fn try_lock_study(&self, study: &Uid) -> Result<Option<StudyEntry>> {
-        let file = self.open_lock_file(study)?;
-        match file.try_lock() {
-            Ok(()) => Ok(Some(StudyEntry {
+        Ok(self
+            .take_lock(study, LockMode::Exclusive, Take::Try, || {})?
+            .map(|file| StudyEntry {
                 uid: study.clone(),
                 dir: self.study_dir(study),
                 _lock: file,
-            })),
-            Err(fs::TryLockError::WouldBlock) => Ok(None),
-            Err(fs::TryLockError::Error(e)) => Err(e).context("failed to lock a study in the cache"),
-        }
+            }))
     }
 
     /// True when another process holds `study` exclusively right now
     /// (a fetch writing it, a prune removing it).
     pub fn is_busy(&self, study: &Uid) -> Result<bool> {
-        let file = self.open_lock_file(study)?;
-        match file.try_lock_shared() {
-            Ok(()) => Ok(false),
-            Err(fs::TryLockError::WouldBlock) => Ok(true),
-            Err(fs::TryLockError::Error(e)) => Err(e).context("failed to check a study's lock in the cache"),
+        Ok(self.take_lock(study, LockMode::Shared, Take::Try, || {})?.is_none())
+    }
+
+    /// Opens and locks the lock file of `study`; `None` when `take` is
+    /// [`Take::Try`] and another process holds it.
+    ///
+    /// `prune` deletes the lock files of studies that are gone (or `locks/`
+    /// would grow by a file per study forever). A process that opened the
+    /// file just before it was deleted would then lock a file that no longer
+    /// has a name, and exclude nobody; so after locking, the file must still
+    /// be the one under that name, else the lock is dropped and taken again
+    /// on the file that is there now. (On Windows a lock file is only ever
+    /// deleted when nobody has it open, see `removal::remove_lock_file`.)
+    fn take_lock(&self, study: &Uid, mode: LockMode, take: Take, on_wait: impl FnOnce()) -> Result<Option<File>> {
+        let path = self.lock_path(study);
+        let mut on_wait = Some(on_wait);
+        // A prune deletes a lock file once per study removed: more than a
+        // few rounds means a filesystem that does not keep file identities.
+        for _ in 0..100 {
+            let file = self.open_lock_file(study)?;
+            let attempt = match mode {
+                LockMode::Exclusive => file.try_lock(),
+                LockMode::Shared => file.try_lock_shared(),
+            };
+            match attempt {
+                Ok(()) => {}
+                Err(fs::TryLockError::WouldBlock) if take == Take::Try => return Ok(None),
+                Err(fs::TryLockError::WouldBlock) => {
+                    if let Some(on_wait) = on_wait.take() {
+                        on_wait();
+                    }
+                    match mode {
+                        LockMode::Exclusive => file.lock(),
+                        LockMode::Shared => file.lock_shared(),
+                    }
+                    .with_context(|| format!("failed to lock `{}`", path.display()))?;
+                }
+                Err(fs::TryLockError::Error(e)) => {
+                    return Err(e).with_context(|| format!("failed to lock `{}`", path.display()));
+                }
+            }
+            if fsutil::still_named(&file, &path) {
+                return Ok(Some(file));
+            }
         }
+        bail!(
+            "failed to lock `{}`: the file changed each time it was locked; \
+             is the cache on a filesystem that supports file locks?",
+            path.display()
+        )
+    }
+
+    fn lock_path(&self, study: &Uid) -> PathBuf {
+        self.locks_dir().join(format!("{study}.lock"))
     }
 
     fn open_lock_file(&self, study: &Uid) -> Result<File> {
-        let path = self.locks_dir().join(format!("{study}.lock"));
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .with_context(|| format!("failed to open the lock file `{}`", path.display()))
+        let path = self.lock_path(study);
+        let mut attempts = 0;
+        loop {
+            match OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+            {
+                Ok(file) => return Ok(file),
+                // A prune is deleting this lock file this very instant (on
+                // Windows it holds it unshared while it does): wait it out.
+                Err(e) if removal::is_lock_file_being_removed(&e) && attempts < 200 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => return Err(e).with_context(|| format!("failed to open the lock file `{}`", path.display())),
+            }
+        }
     }
 
     /// Studies that have a manifest, sorted by UID. Entries whose name is
@@ -410,8 +465,12 @@ fn present_in(dir: &Path) -> Result<BTreeMap<String, Instance>> {
         let Some(series_uid) = series.file_name().to_str().map(str::to_string) else {
             continue;
         };
-        let files =
-            fs::read_dir(series.path()).with_context(|| format!("failed to list `{}`", series.path().display()))?;
+        let files = match fs::read_dir(series.path()) {
+            Ok(files) => files,
+            // The study was removed (by a prune) while being read without a lock.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("failed to list `{}`", series.path().display())),
+        };
         for file in files {
             let file = file.with_context(|| format!("failed to list `{}`", series.path().display()))?;
             let name = file.file_name();

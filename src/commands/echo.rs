@@ -3,12 +3,13 @@
 
 use anyhow::{Result, anyhow, bail};
 
-use crate::cli::EchoArgs;
 use crate::config::Settings;
 use crate::dimse;
 
-pub fn run(settings: &Settings, args: &EchoArgs) -> Result<()> {
-    let opts = super::store::scu_options(settings, &args.dimse)?;
+/// `echo`'s DICOM flags are in `settings.dicom` (merged with the
+/// environment and the config file).
+pub fn run(settings: &Settings) -> Result<()> {
+    let opts = super::store::scu_options(settings)?;
     let report = dimse::echo(&opts).map_err(|e| anyhow!("C-ECHO failed: {e}"))?;
     if report.status.code != 0 {
         bail!("{} answered the C-ECHO with {}", opts.destination, report.status);

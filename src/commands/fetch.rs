@@ -6,11 +6,10 @@ use anyhow::{Context, Result, bail};
 use serde_json::json;
 
 use crate::cache::{Cache, Role};
-use crate::cli::{FetchArgs, PriorModality};
+use crate::cli::FetchArgs;
 use crate::config::Settings;
 use crate::dicomweb::Client;
 use crate::fetch::{self, Fetched, Plan};
-use crate::priors::{ModalityRule, Rules};
 use crate::ui;
 use crate::uid::Uid;
 
@@ -23,20 +22,12 @@ pub fn run(settings: &Settings, args: &FetchArgs) -> Result<()> {
     let client = Client::new(&cloud)?;
     // With --store, a missing or wrong destination is found before any download.
     let store = if args.store && !args.dry_run {
-        Some(super::store::store_options(settings, &args.dimse)?)
+        Some(super::store::store_options(settings)?)
     } else {
         None
     };
     let reporter = ui::reporter(settings.quiet);
-    let rules = Rules {
-        count: args.priors,
-        years: args.prior_years,
-        modality: match args.prior_modality {
-            PriorModality::Any => ModalityRule::Any,
-            PriorModality::Same => ModalityRule::Same,
-        },
-    };
-    let plan = fetch::plan(&client, &args.studies, &rules, &*reporter);
+    let plan = fetch::plan(&client, &args.studies, &settings.priors, &*reporter);
     if args.dry_run {
         print_plan(&plan, args.json)?;
         return summarize(plan.failures.len(), 0, plan.studies.len(), &plan.failures);

@@ -1,9 +1,12 @@
 //! One thin module per subcommand: each joins the pieces for its job.
 
+pub mod config;
 pub mod echo;
 pub mod fetch;
 pub mod ls;
+pub mod prune;
 pub mod store;
+pub mod watch;
 
 /// Human-readable size, e.g. `157.3 MB`.
 pub fn human_bytes(bytes: u64) -> String {

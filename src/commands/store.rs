@@ -8,8 +8,8 @@ use anyhow::{Context, Result, bail};
 use serde_json::json;
 
 use crate::cache::Cache;
-use crate::cli::{DimseArgs, StoreArgs};
-use crate::config::{Settings, parse_duration};
+use crate::cli::StoreArgs;
+use crate::config::Settings;
 use crate::dimse::ScuOptions;
 use crate::fetch::Interrupted;
 use crate::report::Reporter;
@@ -18,7 +18,7 @@ use crate::ui;
 use crate::uid::Uid;
 
 pub fn run(settings: &Settings, args: &StoreArgs) -> Result<()> {
-    let opts = store_options(settings, &args.dimse)?;
+    let opts = store_options(settings)?;
     let named = match args.studies.as_slice() {
         [] => None,
         [dash] if dash == "-" => Some(Vec::new()),
@@ -157,34 +157,26 @@ fn print_delivered(out: &mut impl Write, r: &StudyResult, destination: &str, jso
     Ok(())
 }
 
-/// The association settings for `--to` and the DICOM flags.
-pub fn scu_options(settings: &Settings, args: &DimseArgs) -> Result<ScuOptions> {
+/// The association settings for the destination: the DICOM flags (see
+/// `cli::DimseArgs`), as merged with the environment and the config file
+/// into `settings.dicom`.
+pub fn scu_options(settings: &Settings) -> Result<ScuOptions> {
+    let dicom = &settings.dicom;
     let mut opts = ScuOptions::new(settings.destination()?.clone());
     opts.calling_ae = settings.calling_ae.clone();
-    opts.max_pdu = args.max_pdu;
-    opts.decompress_lossy = args.decompress_lossy;
-    let timeout = |raw: &Option<String>, flag: &str| -> Result<Option<std::time::Duration>> {
-        raw.as_deref()
-            .map(|r| parse_duration(r).with_context(|| format!("in {flag}")))
-            .transpose()
-    };
-    if let Some(t) = timeout(&args.dicom_connect_timeout, "--dicom-connect-timeout")? {
-        opts.connect_timeout = t;
-    }
-    if let Some(t) = timeout(&args.acse_timeout, "--acse-timeout")? {
-        opts.acse_timeout = t;
-    }
-    if let Some(t) = timeout(&args.dimse_timeout, "--dimse-timeout")? {
-        opts.dimse_timeout = t;
-    }
+    opts.max_pdu = dicom.max_pdu;
+    opts.decompress_lossy = dicom.decompress_lossy;
+    opts.connect_timeout = dicom.connect_timeout;
+    opts.acse_timeout = dicom.acse_timeout;
+    opts.dimse_timeout = dicom.dimse_timeout;
     Ok(opts)
 }
 
 /// [`scu_options`] plus how many associations and retries.
-pub fn store_options(settings: &Settings, args: &DimseArgs) -> Result<StoreOptions> {
-    let mut opts = StoreOptions::new(scu_options(settings, args)?);
-    opts.associations = usize::from(args.associations);
-    opts.retries = args.store_retries;
+pub fn store_options(settings: &Settings) -> Result<StoreOptions> {
+    let mut opts = StoreOptions::new(scu_options(settings)?);
+    opts.associations = usize::from(settings.dicom.associations);
+    opts.retries = settings.dicom.store_retries;
     Ok(opts)
 }
 

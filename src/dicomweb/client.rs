@@ -494,10 +494,12 @@ impl Request {
         let mut url = base.clone();
         url.set_path(&format!("{}{path}", base.path().trim_end_matches('/')));
         url.set_query((!query.is_empty()).then_some(query.as_str()));
+        // The includefield parameters only make an error line longer.
+        let matching: Vec<&str> = query.split('&').filter(|p| !p.starts_with("includefield=")).collect();
         let shown = if query.is_empty() {
             path
         } else {
-            format!("{path}?{query}")
+            format!("{path}?{}", matching.join("&"))
         };
         Request {
             url,

@@ -1,5 +1,7 @@
 //! Progress bars on a terminal, with indicatif: the only module that knows
-//! about it. One bar per study in flight.
+//! about it. One bar per study in flight; `watch` has its own view (`watch`).
+
+mod watch;
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -10,6 +12,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::report::{Plain, Reporter};
 use crate::uid::Uid;
+
+pub use watch::{shows_lines, watch_reporter};
 
 /// The reporter for this run: bars when stderr is a terminal and the run is
 /// not quiet, plain warnings otherwise.

@@ -3,7 +3,12 @@
 
 #[macro_use]
 mod common;
+mod config;
 mod dimse;
+mod docs;
+mod errors;
 mod fetch;
+mod prune;
 mod smoke;
 mod store;
+mod watch;

@@ -1,0 +1,356 @@
+//! The config file and `retriever config`: precedence (flag > environment > file > default),
+//! where each value came from, secrets redacted, the warning for a config file others can
+//! read, and the example config of the repository.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::common::{Storescp, output_within, repo_root, retriever, temp_cache};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs `retriever ARGS` and returns (exit code, stdout, stderr).
+fn run(cmd: &mut std::process::Command) -> (i32, String, String) {
+    let out = output_within(cmd, TIMEOUT);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `retriever config --json`, parsed; panics unless it succeeds.
+fn config_json(cmd: &mut std::process::Command) -> Value {
+    config_json_with(cmd, &[])
+}
+
+/// The same with arguments after `config --json`.
+fn config_json_with(cmd: &mut std::process::Command, after: &[&str]) -> Value {
+    let (code, stdout, stderr) = run(cmd.args(["config", "--json"]).args(after));
+    assert_eq!(code, 0, "retriever config failed: {stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+fn write_config(dir: &Path, json: &str) -> std::path::PathBuf {
+    let path = dir.join("retriever.json");
+    std::fs::write(&path, json).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    path
+}
+
+/// (value, source, origin) of one setting.
+fn setting(config: &Value, key: &str) -> (Value, Value, Value) {
+    let s = &config[key];
+    assert!(s.is_object(), "no setting `{key}` in {config}");
+    (s["value"].clone(), s["source"].clone(), s["origin"].clone())
+}
+
+#[test]
+fn flags_beat_environment_beats_file_beats_defaults() {
+    let dir = temp_cache();
+    let path = write_config(
+        dir.path(),
+        r#"{"cloud": "https://file.example.org/dicom-web", "user": "file-user", "jobs": 2, "retries": 7,
+            "to": "FILEPACS@10.0.0.5:104", "prior_years": 2, "associations": 3, "cache": "/from/file"}"#,
+    );
+    let config = config_json_with(
+        retriever()
+            .env("RETRIEVER_CONFIG", &path)
+            .env("RETRIEVER_CLOUD", "https://env.example.org/dicom-web")
+            .env("RETRIEVER_JOBS", "3")
+            .env("RETRIEVER_ASSOCIATIONS", "4")
+            .env("RETRIEVER_PASSWORD", "pw-in-env-17")
+            .args(["--jobs", "5"]),
+        &["--prior-years", "9"],
+    );
+    let s = |key| setting(&config, key);
+    assert_eq!(s("config").1, "environment");
+    assert_eq!(s("config").2, "RETRIEVER_CONFIG");
+    assert_eq!(s("jobs"), ("5".into(), "flag".into(), "--jobs".into()));
+    assert_eq!(s("prior_years"), ("9".into(), "flag".into(), "--prior-years".into()));
+    assert_eq!(
+        s("cloud"),
+        (
+            "https://env.example.org/dicom-web".into(),
+            "environment".into(),
+            "RETRIEVER_CLOUD".into()
+        )
+    );
+    assert_eq!(
+        s("associations"),
+        ("4".into(), "environment".into(), "RETRIEVER_ASSOCIATIONS".into())
+    );
+    assert_eq!(s("retries"), ("7".into(), "config file".into(), Value::Null));
+    assert_eq!(s("user"), ("file-user".into(), "config file".into(), Value::Null));
+    assert_eq!(s("to").0, "FILEPACS@10.0.0.5:104");
+    assert_eq!(s("cache").0, "/from/file");
+    assert_eq!(s("idle_timeout").1, "default");
+    assert_eq!(s("calling_ae"), ("RETRIEVER".into(), "default".into(), Value::Null));
+    assert_eq!(s("token"), (Value::Null, Value::Null, Value::Null), "not set");
+}
+
+#[test]
+fn the_table_says_where_each_value_came_from() {
+    let dir = temp_cache();
+    let path = write_config(
+        dir.path(),
+        r#"{"cloud": "https://file.example.org/dicom-web", "retries": 7}"#,
+    );
+    let (code, stdout, stderr) = run(retriever()
+        .arg("--config")
+        .arg(&path)
+        .env("RETRIEVER_CALLING_AE", "ROUTER1")
+        .args(["config", "--to", "PACS@127.0.0.1:104"]));
+    assert_eq!(code, 0, "{stderr}");
+    let line = |key: &str| {
+        stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(key))
+            .unwrap_or_else(|| panic!("no line for `{key}`:\n{stdout}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert!(stdout.starts_with("SETTING"), "{stdout}");
+    assert_eq!(line("config"), format!("config {} flag --config", path.display()));
+    assert_eq!(line("cloud"), "cloud https://file.example.org/dicom-web config file");
+    assert_eq!(line("to"), "to PACS@127.0.0.1:104 flag --to");
+    assert_eq!(
+        line("calling_ae"),
+        "calling_ae ROUTER1 environment RETRIEVER_CALLING_AE"
+    );
+    assert_eq!(line("retries"), "retries 7 config file");
+    assert_eq!(line("jobs"), "jobs 4 default");
+    assert_eq!(line("token"), "token - not set");
+}
+
+#[test]
+fn secrets_are_redacted_everywhere() {
+    let dir = temp_cache();
+    let token_file = dir.path().join("token.txt");
+    std::fs::write(&token_file, "tok-from-file-81\n").unwrap();
+    let path = write_config(
+        dir.path(),
+        &format!(
+            r#"{{"cloud": "https://cloud.example.org/dw", "user": "u", "password": "pw-in-file-42",
+                 "token_file": {}}}"#,
+            serde_json::to_string(&token_file).unwrap()
+        ),
+    );
+    for extra_env in [
+        None,
+        Some(("RETRIEVER_PASSWORD", "pw-in-env-17")),
+        Some(("RETRIEVER_TOKEN", "tok-in-env-99")),
+    ] {
+        for json in [false, true] {
+            let mut cmd = retriever();
+            cmd.arg("--config").arg(&path).arg("config");
+            if json {
+                cmd.arg("--json");
+            }
+            if let Some((k, v)) = extra_env {
+                cmd.env(k, v);
+            }
+            let (code, stdout, stderr) = run(&mut cmd);
+            assert_eq!(code, 0, "{stderr}");
+            for secret in ["pw-in-file-42", "tok-from-file-81", "pw-in-env-17", "tok-in-env-99"] {
+                assert!(
+                    !stdout.contains(secret) && !stderr.contains(secret),
+                    "secret `{secret}` shown:\n{stdout}\n{stderr}"
+                );
+            }
+            assert!(stdout.contains("***"), "{stdout}");
+        }
+    }
+    // A password written into the URL is refused, and not shown either.
+    let (code, stdout, stderr) =
+        run(retriever().args(["config", "--cloud", "https://u:pw-in-url-33@cloud.example.org/dw"]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        !stdout.contains("pw-in-url-33") && !stderr.contains("pw-in-url-33"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(stderr.contains("has credentials in it"), "{stderr}");
+
+    let config = config_json(
+        retriever()
+            .arg("--config")
+            .arg(&path)
+            .env("RETRIEVER_PASSWORD", "pw-in-env-17"),
+    );
+    assert_eq!(
+        setting(&config, "password"),
+        ("***".into(), "environment".into(), "RETRIEVER_PASSWORD".into())
+    );
+    assert_eq!(setting(&config, "token").0, "***");
+    assert_eq!(setting(&config, "token").1, "config file");
+    assert!(
+        setting(&config, "token")
+            .2
+            .as_str()
+            .unwrap()
+            .starts_with("token_file `")
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_config_file_others_can_read_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_cache();
+    let path = write_config(dir.path(), r#"{"user": "u", "password": "pw-in-file-42"}"#);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let cache = temp_cache();
+    let (code, _, stderr) = run(retriever()
+        .arg("--config")
+        .arg(&path)
+        .arg("--cache")
+        .arg(cache.path())
+        .arg("ls"));
+    assert_eq!(code, 0, "{stderr}");
+    let warning = format!("warning: the config file `{}` holds a secret", path.display());
+    assert!(stderr.contains(&warning), "{stderr}");
+    assert!(stderr.contains(&format!("chmod 600 {}", path.display())), "{stderr}");
+    assert!(!stderr.contains("pw-in-file-42"));
+
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, _, stderr) = run(retriever()
+        .arg("--config")
+        .arg(&path)
+        .arg("--cache")
+        .arg(cache.path())
+        .arg("ls"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+
+    // No secret in it: nothing to warn about.
+    let plain = write_config(dir.path(), r#"{"user": "u"}"#);
+    std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (_, _, stderr) = run(retriever()
+        .arg("--config")
+        .arg(&plain)
+        .arg("--cache")
+        .arg(cache.path())
+        .arg("ls"));
+    assert!(!stderr.contains("warning"), "{stderr}");
+}
+
+#[test]
+fn the_example_config_parses_and_shows_every_setting() {
+    let example = repo_root().join("examples/retriever.json");
+    // Its password file is a Windows path that does not exist here; the environment beats it.
+    let config = config_json(
+        retriever()
+            .arg("--config")
+            .arg(&example)
+            .env("RETRIEVER_PASSWORD", "pw-for-the-example"),
+    );
+    assert_eq!(setting(&config, "cloud").1, "config file");
+    assert_eq!(setting(&config, "to").0, "PACS@10.0.0.5:104");
+    let text: Value = serde_json::from_str(&std::fs::read_to_string(&example).unwrap()).unwrap();
+    // The alternatives to password_file are left out on purpose: one way to give a secret.
+    for key in crate::docs::file_config_keys() {
+        if ["password", "token", "token_file"].contains(&key.as_str()) {
+            continue;
+        }
+        assert!(
+            text.get(&key).is_some(),
+            "examples/retriever.json does not show `{key}`; add it with its default or a typical value"
+        );
+        if key == "password_file" {
+            continue;
+        }
+        assert_ne!(
+            setting(&config, &key).1,
+            "default",
+            "`{key}` of the example was not taken from the file"
+        );
+    }
+}
+
+#[test]
+fn a_config_file_in_the_default_place_is_used() {
+    let home = temp_cache();
+    let dir = home.path().join("retriever");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("config.json");
+    std::fs::write(&path, r#"{"calling_ae": "FROMDEFAULT"}"#).unwrap();
+    let config = config_json(retriever().env("XDG_CONFIG_HOME", home.path()));
+    assert_eq!(setting(&config, "config").0, path.display().to_string());
+    assert_eq!(setting(&config, "config").1, "default");
+    assert_eq!(setting(&config, "calling_ae").0, "FROMDEFAULT");
+    assert_eq!(setting(&config, "calling_ae").1, "config file");
+}
+
+#[test]
+fn a_wrong_config_file_is_refused_with_the_reason() {
+    let dir = temp_cache();
+    for (json, expect) in [
+        (r#"{"clod": "https://x"}"#, "unknown field `clod`"),
+        (r#"{"jobs": "four"}"#, "invalid type"),
+        (r#"{"cloud": "https://x", "#, "EOF while parsing"),
+        (r#"{"dimse_timeout": "soon"}"#, "`dimse_timeout` in the config file"),
+        (r#"{"prior_modality": "CT"}"#, "prior_modality"),
+    ] {
+        let path = write_config(dir.path(), json);
+        let (code, _, stderr) = run(retriever().arg("--config").arg(&path).arg("config"));
+        assert_eq!(code, 1, "{json}: {stderr}");
+        let line = stderr.trim();
+        assert!(!line.contains('\n'), "one line expected: {stderr}");
+        assert!(line.starts_with("retriever: "), "{stderr}");
+        assert!(line.contains(expect), "{json}: expected `{expect}` in: {stderr}");
+        assert!(
+            line.contains(&path.display().to_string()),
+            "the file is named: {stderr}"
+        );
+    }
+    let (code, _, stderr) = run(retriever().args(["--config", "/nonexistent/retriever.json", "config"]));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("failed to read the config file `/nonexistent/retriever.json`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn config_fails_when_a_setting_is_set_but_wrong() {
+    let (code, stdout, stderr) =
+        run(retriever().args(["config", "--cloud", "ftp://cloud.example.org/x", "--to", "PACS"]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stdout.contains("ftp://cloud.example.org/x"),
+        "the table is still shown: {stdout}"
+    );
+    assert!(stderr.contains("has scheme `ftp`; use an https:// URL"), "{stderr}");
+    assert!(stderr.contains("the destination `PACS` has no AE title"), "{stderr}");
+    assert!(stderr.contains("retriever: 2 settings are wrong"), "{stderr}");
+    // Missing is not wrong: `store` needs no cloud.
+    let (code, _, stderr) = run(retriever().arg("config"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("note: no cloud archive is set"), "{stderr}");
+}
+
+/// Settings from the file reach the commands: `echo` with the destination and calling AE title
+/// only in the config file.
+#[test]
+fn the_file_drives_the_commands() {
+    require!("storescp");
+    let scp = Storescp::start("FILEPACS");
+    let dir = temp_cache();
+    let path = write_config(
+        dir.path(),
+        &format!(
+            r#"{{"to": "FILEPACS@127.0.0.1:{}", "calling_ae": "FROMFILE", "max_pdu": 32768}}"#,
+            scp.port()
+        ),
+    );
+    let (code, stdout, stderr) = run(retriever().arg("--config").arg(&path).arg("echo"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("FILEPACS@127.0.0.1"), "{stdout}");
+}
