@@ -46,7 +46,8 @@ fn check_interrupted() -> Result<()> {
     }
 }
 
-const STUDY_FIELDS: [&str; 9] = [
+/// The study attributes asked of every study-level search (fetch's and watch's).
+pub const STUDY_FIELDS: [&str; 9] = [
     "00080020", // StudyDate
     "00080050", // AccessionNumber
     "00080061", // ModalitiesInStudy

@@ -62,19 +62,6 @@ const SAVE_EVERY: Duration = Duration::from_secs(2);
 /// After Ctrl-C, how long in-flight work gets to stop by itself.
 const GRACE: Duration = Duration::from_secs(5);
 
-/// The study attributes asked of every search.
-const SEARCH_FIELDS: [&str; 9] = [
-    "00080020", // StudyDate
-    "00080050", // AccessionNumber
-    "00080061", // ModalitiesInStudy
-    "00081030", // StudyDescription
-    "00100010", // PatientName
-    "00100020", // PatientID
-    "00100021", // IssuerOfPatientID
-    "0020000D", // StudyInstanceUID
-    "00201208", // NumberOfStudyRelatedInstances
-];
-
 /// What to watch and how.
 #[derive(Debug, Clone)]
 pub struct WatchConfig {
@@ -593,7 +580,7 @@ fn is_auth_failure(error: &str) -> bool {
 /// One search of the cloud: the studies that match, with what the record needs.
 fn search(client: &Client, params: &[(String, String)]) -> Result<Vec<(Uid, Found)>> {
     let mut query: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    query.extend(SEARCH_FIELDS.iter().map(|f| ("includefield", *f)));
+    query.extend(crate::fetch::STUDY_FIELDS.iter().map(|f| ("includefield", *f)));
     let mut out = Vec::new();
     for json in client.search_studies(&query)? {
         // A study without a usable UID cannot be fetched; the others can.

@@ -363,8 +363,19 @@ pub fn retriever() -> Command {
             cmd.env_remove(&key);
         }
     }
+    // The user's own config file (~/.config/retriever/config.json) must not
+    // change what a test sees: point the lookup at a folder that has none.
+    cmd.env("XDG_CONFIG_HOME", no_config_dir());
     cmd.stdin(Stdio::null());
     cmd
+}
+
+/// An empty folder under the target directory (kept between runs, so
+/// nothing is left behind in /tmp).
+fn no_config_dir() -> PathBuf {
+    let dir = target_dir().join("no-config");
+    std::fs::create_dir_all(&dir).expect("create an empty config folder");
+    dir
 }
 
 /// `retriever --cloud URL --user retriever --cache CACHE` with `RETRIEVER_PASSWORD` set; the
