@@ -130,7 +130,12 @@ fn years_before(date: &str, years: u32) -> String {
 
 /// Today's date in UTC as YYYYMMDD.
 pub fn today() -> String {
-    let secs = std::time::SystemTime::now()
+    date_of(std::time::SystemTime::now())
+}
+
+/// The UTC date of `t`, `YYYYMMDD`.
+pub fn date_of(t: std::time::SystemTime) -> String {
+    let secs = t
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);

@@ -187,3 +187,13 @@ pub fn same_contents(a: &Path, b: &Path) -> Result<bool> {
         }
     }
 }
+
+/// Opens (creating it if needed) a file used only for its lock.
+pub fn open_lock(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+}

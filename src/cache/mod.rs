@@ -183,13 +183,7 @@ impl Cache {
         let path = self.lock_path(study);
         let mut attempts = 0;
         loop {
-            match OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&path)
-            {
+            match fsutil::open_lock(&path) {
                 Ok(file) => return Ok(file),
                 // A prune is deleting this lock file this very instant (on
                 // Windows it holds it unshared while it does): wait it out.

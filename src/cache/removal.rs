@@ -18,7 +18,7 @@
 //! (`Cache::take_lock`); on Windows a lock file is deleted only when no
 //! process has it open.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -129,13 +129,8 @@ impl Cache {
     /// Takes the prune lock if no other prune holds it; `None` if one does.
     pub fn try_lock_prune(&self) -> Result<Option<PruneLock>> {
         let path = self.locks_dir().join("prune.lock");
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .with_context(|| format!("failed to open the lock file `{}`", path.display()))?;
+        let file =
+            fsutil::open_lock(&path).with_context(|| format!("failed to open the lock file `{}`", path.display()))?;
         match file.try_lock() {
             Ok(()) => Ok(Some(PruneLock { _file: file })),
             Err(fs::TryLockError::WouldBlock) => Ok(None),

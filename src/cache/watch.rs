@@ -7,7 +7,7 @@
 //! delivered study after its retention time while the cloud still lists it,
 //! and the record is what keeps `watch` from fetching and sending it again.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
 
 use anyhow::{Context, Result, bail};
@@ -34,13 +34,8 @@ impl Cache {
         let dir = self.watch_dir();
         fsutil::create_dir_all(&dir)?;
         let path = dir.join(format!("{name}.lock"));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .with_context(|| format!("failed to open the lock file `{}`", path.display()))?;
+        let file =
+            fsutil::open_lock(&path).with_context(|| format!("failed to open the lock file `{}`", path.display()))?;
         match file.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => return Ok(None),

@@ -469,7 +469,8 @@ fn find_io(e: &(dyn std::error::Error + 'static)) -> Option<io::Error> {
     None
 }
 
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+/// An error and its sources, on one line.
+pub(super) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(err) = cur {

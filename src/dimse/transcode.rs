@@ -17,6 +17,7 @@ use dicom_object::{DefaultDicomObject, OpenFileOptions};
 use dicom_pixeldata::PixelDecoder;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
+use super::association::chain;
 use super::{EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE};
 
 const DEFLATED_EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1.99";
@@ -160,17 +161,6 @@ fn decompress(obj: &mut DefaultDicomObject, source: &str) -> Result<(), String> 
     // Only meaningful for encapsulated pixel data.
     obj.remove_element(tags::ENCAPSULATED_PIXEL_DATA_VALUE_TOTAL_LENGTH);
     Ok(())
-}
-
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(err) = cur {
-        s.push_str(": ");
-        s.push_str(&err.to_string());
-        cur = err.source();
-    }
-    s
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 
+use crate::priors::date_of;
+
 /// One matching key of the search.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Filter {
@@ -116,22 +118,6 @@ pub fn default_filters() -> Vec<Filter> {
 /// The filters as one line, for messages.
 pub fn describe(filters: &[Filter]) -> String {
     filters.iter().map(|f| f.to_string()).collect::<Vec<_>>().join(" ")
-}
-
-/// The UTC date of `t`, `YYYYMMDD`.
-fn date_of(t: SystemTime) -> String {
-    let days = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() / 86_400).unwrap_or(0) as i64;
-    // Days to a civil date: H. Hinnant's algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}{m:02}{d:02}")
 }
 
 #[cfg(test)]
