@@ -22,6 +22,11 @@ pub trait Reporter: Send + Sync {
     fn warn(&self, _message: &str) {}
     /// A progress note (a retry, a wait for a lock); shown only with a terminal.
     fn info(&self, _message: &str) {}
+    /// Runs `print`, which writes to stdout, with any progress display
+    /// cleared meanwhile, so that both can share one terminal.
+    fn suspend(&self, print: &mut dyn FnMut()) {
+        print()
+    }
     /// Something `watch` does (see [`WatchEvent`]).
     fn watch(&self, _event: &WatchEvent) {}
 }

@@ -44,14 +44,14 @@ pub fn run(settings: &Settings, args: &FetchArgs) -> Result<()> {
         cloud.retries,
         &*reporter,
         &mut |f| {
-            match print_fetched(&mut stdout, f, args.json) {
+            reporter.suspend(&mut || match print_fetched(&mut stdout, f, args.json) {
                 // Whoever read our output has gone (`| head`): keep fetching, stop printing.
                 Err(e) if is_broken_pipe(&e) => {}
                 Err(e) => {
                     print_error.get_or_insert(e);
                 }
                 Ok(()) => {}
-            }
+            })
         },
     )?;
     if let Some(e) = print_error {

@@ -39,10 +39,11 @@ pub fn run(settings: &Settings, args: &StoreArgs) -> Result<()> {
     let destination = opts.scu.destination.to_string();
     let mut print = |r: &StudyResult| -> Result<()> {
         let fully = r.state == StudyState::Delivered && (r.asked == Asked::Named || r.sent() > 0);
+        let mut printed = Ok(());
         if fully {
-            print_delivered(&mut out, r, &destination, args.json).context("failed to write to standard output")?;
+            reporter.suspend(&mut || printed = print_delivered(&mut out, r, &destination, args.json));
         }
-        Ok(())
+        printed.context("failed to write to standard output")
     };
     let outcome = (|| -> Result<()> {
         match named {

@@ -33,11 +33,9 @@ struct Bars {
 
 impl Bars {
     fn new() -> Bars {
-        let style = ProgressStyle::with_template(
-            "{prefix:.bold} [{bar:28.cyan/blue}] {pos}/{len} {msg} ({per_sec}, {elapsed})",
-        )
-        .expect("valid progress template")
-        .progress_chars("=> ");
+        let style = ProgressStyle::with_template("{prefix:.bold} [{bar:28.cyan/blue}] {pos}/{len} {msg} ({elapsed})")
+            .expect("valid progress template")
+            .progress_chars("=> ");
         Bars {
             multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10)),
             bars: Mutex::new(HashMap::new()),
@@ -82,6 +80,10 @@ impl Reporter for Bars {
 
     fn warn(&self, message: &str) {
         let _ = self.multi.println(format!("warning: {message}"));
+    }
+
+    fn suspend(&self, print: &mut dyn FnMut()) {
+        self.multi.suspend(print)
     }
 
     fn info(&self, message: &str) {
