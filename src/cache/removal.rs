@@ -371,7 +371,7 @@ fn remove_lock_file(path: &Path) -> io::Result<()> {
     use std::os::windows::fs::OpenOptionsExt;
     const DELETE: u32 = 0x0001_0000;
     const FILE_FLAG_DELETE_ON_CLOSE: u32 = 0x0400_0000;
-    let file = OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .access_mode(DELETE)
         .share_mode(0)
         .custom_flags(FILE_FLAG_DELETE_ON_CLOSE)
