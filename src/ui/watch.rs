@@ -36,6 +36,16 @@ fn short(d: Duration) -> String {
     humantime::format_duration(Duration::from_secs(d.as_secs().max(1))).to_string()
 }
 
+/// What both views say when the watch begins.
+fn started(query: &str, interval: Duration, once: bool, destination: &str) -> String {
+    let every = if once {
+        "once".to_string()
+    } else {
+        format!("every {}", short(interval))
+    };
+    format!("searching the cloud for {query} {every}; delivering to {destination}")
+}
+
 /// `22:35:21Z`: the time of day in UTC (the one time zone known here).
 fn clock(t: SystemTime) -> String {
     let stamp = humantime::format_rfc3339_seconds(t).to_string();
@@ -176,14 +186,7 @@ impl Reporter for Lines {
                 let mut state = self.state.lock().unwrap();
                 state.destination = destination.clone();
                 self.redraw(&state);
-                let every = if *once {
-                    "once".to_string()
-                } else {
-                    format!("every {}", short(*interval))
-                };
-                self.print(format!(
-                    "searching the cloud for {query} {every}; delivering to {destination}"
-                ));
+                self.print(started(query, *interval, *once, destination));
             }
             WatchEvent::Polled { .. } => {
                 let mut state = self.state.lock().unwrap();
@@ -342,14 +345,7 @@ impl Reporter for Log {
                 interval,
                 once,
             } => {
-                let every = if *once {
-                    "once".to_string()
-                } else {
-                    format!("every {}", short(*interval))
-                };
-                self.note(format!(
-                    "searching the cloud for {query} {every}; delivering to {destination}"
-                ));
+                self.note(started(query, *interval, *once, destination));
             }
             WatchEvent::Polled { found, queued } => {
                 let recovered = std::mem::take(&mut *self.search_failing.lock().unwrap());
