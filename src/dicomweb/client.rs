@@ -1,8 +1,10 @@
-//! The HTTP side of DICOMweb: one `reqwest` blocking client, shared by every
-//! thread, that knows the cloud's base URL, its credentials, and how to turn
-//! each kind of failure into a retry or into an error a person can act on.
+//! The HTTP side of DICOMweb: one client, shared by every thread, that knows
+//! the cloud's base URL, its credentials, and how to turn each kind of
+//! failure into a retry or into an error a person can act on.
 //!
-//! Three decisions shape it:
+//! Four decisions shape it:
+//! - Answers are read on the thread that asked (see `http.rs`): handing each
+//!   piece of a body between threads cost more than the network did.
 //! - Timeouts are idle timeouts ("no byte for N s"), never a deadline for a
 //!   whole transfer: a 400 MB CT over a slow link legitimately takes minutes
 //!   (Weasis #899 died on a 15 s total deadline).
@@ -18,10 +20,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, anyhow, bail};
-use reqwest::blocking::Response;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, RETRY_AFTER, WARNING};
 use reqwest::{StatusCode, Url, redirect};
 
+use super::http::{Lanes, Response, SendError, Settings};
 use super::multipart::{Multipart, MultipartError};
 use super::retry::{backoff, is_transient_status, parse_retry_after};
 use super::{DicomJson, PartHeaders, RetrieveError, Target, query};
@@ -50,7 +52,7 @@ pub struct Client {
 }
 
 struct Inner {
-    http: reqwest::blocking::Client,
+    lanes: Lanes,
     base: Url,
     auth: Auth,
     idle_timeout: Duration,
@@ -79,42 +81,30 @@ impl Client {
                  RETRIEVER_USER/RETRIEVER_PASSWORD or RETRIEVER_TOKEN instead"
             );
         }
-        // The blocking client's `timeout` is what we want as the idle
-        // timeout, despite its name: it bounds the wait from sending the
-        // request to the response head, and then each `read` of the body
-        // separately (reqwest 0.12 `blocking::wait::timeout` is called per
-        // read with a fresh deadline), so any byte received restarts it and a
-        // long transfer is never cut. Do not use the async builder's
-        // `read_timeout` here: its timer needs a Tokio context, which a
-        // blocking `Response::read` does not have (it panics).
-        // A per-request `RequestBuilder::timeout` must not be used either:
-        // that one becomes a whole-transfer deadline on the async side.
-        let mut builder = reqwest::blocking::Client::builder()
-            .timeout(cfg.idle_timeout)
-            .connect_timeout(cfg.connect_timeout)
-            .tcp_nodelay(true)
-            .pool_max_idle_per_host(cfg.jobs.max(1) * 2)
-            .user_agent(concat!("retriever/", env!("CARGO_PKG_VERSION")))
-            .redirect(redirect_policy(&base));
+        let mut certificates = Vec::new();
         if let Some(path) = &cfg.ca_bundle {
             let pem =
                 std::fs::read(path).with_context(|| format!("failed to read the CA bundle `{}`", path.display()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            certificates = reqwest::Certificate::from_pem_bundle(&pem)
                 .with_context(|| format!("the CA bundle `{}` is not a valid PEM file", path.display()))?;
-            if certs.is_empty() {
+            if certificates.is_empty() {
                 bail!("the CA bundle `{}` contains no PEM certificate", path.display());
             }
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
         }
-        let http = builder.build().with_context(|| match &cfg.ca_bundle {
+        let settings = Settings {
+            connect_timeout: cfg.connect_timeout,
+            idle_timeout: cfg.idle_timeout,
+            max_idle_connections: 2,
+            certificates,
+        };
+        let origin = base.clone();
+        let lanes = Lanes::new(settings, move || redirect_policy(&origin)).with_context(|| match &cfg.ca_bundle {
             Some(path) => format!("failed to set up HTTPS with the CA bundle `{}`", path.display()),
             None => "failed to set up the HTTPS client".to_string(),
         })?;
         Ok(Client {
             inner: Arc::new(Inner {
-                http,
+                lanes,
                 base,
                 auth: cfg.auth.clone(),
                 idle_timeout: cfg.idle_timeout,
@@ -329,18 +319,31 @@ impl Client {
         }
     }
 
-    fn send(&self, what: &Request, accept: &str) -> Result<Response, Failure> {
-        let mut request = self.inner.http.get(what.url.clone()).header(ACCEPT, accept);
-        request = match &self.inner.auth {
-            Auth::None => request,
-            Auth::Basic { user, password } => request.basic_auth(user, Some(password)),
-            Auth::Bearer { token } => request.bearer_auth(token),
-        };
-        request.send().map_err(|e| self.reqwest_failure(what, e))
+    fn send(&self, what: &Request, accept: &str) -> Result<Response<'_>, Failure> {
+        let sent = self.inner.lanes.get(what.url.clone(), |request| {
+            let request = request.header(ACCEPT, accept);
+            match &self.inner.auth {
+                Auth::None => request,
+                Auth::Basic { user, password } => request.basic_auth(user, Some(password)),
+                Auth::Bearer { token } => request.bearer_auth(token),
+            }
+        });
+        sent.map_err(|e| match e {
+            SendError::Http(e) => self.reqwest_failure(what, e),
+            SendError::TimedOut => self.io_failure(what, &io::Error::from(io::ErrorKind::TimedOut), None),
+            SendError::Setup(e) => Failure::transient_with(
+                format!(
+                    "could not set up a connection to the cloud at `{}` for {what}",
+                    what.base
+                ),
+                format!("{e:#}"),
+                "the computer may be short of threads or open files; try again later",
+            ),
+        })
     }
 
     /// Passes a success through; turns anything else into a failure.
-    fn check_status(&self, what: &Request, response: Response, accept: &str) -> Result<Response, Failure> {
+    fn check_status<'c>(&self, what: &Request, response: Response<'c>, accept: &str) -> Result<Response<'c>, Failure> {
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -697,7 +700,7 @@ fn parse_media_type(s: &str) -> (String, Vec<(String, String)>) {
 
 /// The start of an error response's body, on one line, for the message:
 /// servers often say there what was wrong.
-fn error_body(response: Response) -> String {
+fn error_body(response: Response<'_>) -> String {
     let mut buf = Vec::new();
     let _ = response.take(2048).read_to_end(&mut buf);
     let text = String::from_utf8_lossy(&buf);

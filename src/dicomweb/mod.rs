@@ -7,6 +7,7 @@
 //! stays the only code that knows paths (see STYLE.md).
 
 mod client;
+mod http;
 mod json;
 mod multipart;
 mod query;
