@@ -12,7 +12,8 @@ Starts a private Orthanc with DICOMweb on loopback, loads a generated large CT s
           written to files); peak RSS of retriever for a small and for the large study.
   store   retriever store of the cached large study and of a study of M small instances
           (--many, default 2000) against DCMTK storescu (one association, the same files, the
-          same storescp writing files, TCP_NODELAY=1 on both DCMTK sides); retriever with 1 and
+          same storescp writing files to /dev/shm, TCP_NODELAY=1 on both DCMTK sides); runs of
+          the tools compared alternate; retriever with 1 and
           with 4 associations against storescp --fork; peak RSS of retriever store.
   router  a current CT (the large study) with 3 priors, all in the cloud: time until every
           instance is at the destination, for `retriever watch --once` against the naive
@@ -52,8 +53,18 @@ def run_measured(cmd, env=None, cwd=None):
 
 
 def best(k, fn):
-    results = [fn() for _ in range(k)]
-    return min(results, key=lambda r: r[0]), max(r[1] for r in results)
+    return alternate(k, fn)[0]
+
+
+def alternate(k, *fns):
+    """Runs the measurements in turn, k rounds, so that whatever drifts on the machine during a run
+    (other load, a destination directory filling up) falls on every tool alike. For each: the
+    fastest run, and the highest peak RSS."""
+    results = [[] for _ in fns]
+    for _ in range(k):
+        for i, fn in enumerate(fns):
+            results[i].append(fn())
+    return [(min(r, key=lambda x: x[0]), max(x[1] for x in r)) for r in results]
 
 
 DWC_SCRIPT = r"""
@@ -139,10 +150,9 @@ def main():
 
 
 def bench_fetch(args, url, big, small, big_bytes, work, binary, curl, fetch, dwc):
-    (t_curl, _, _), rss_curl = best(args.repeat, curl)
-    (t_fetch, _, _), rss_big = best(args.repeat, fetch(big))
+    ((t_curl, _, _), rss_curl), ((t_fetch, _, _), rss_big), ((t_stream, _, _), rss_stream) = alternate(
+        args.repeat, curl, fetch(big), dwc("stream"))
     (t_small, _, _), rss_small = best(args.repeat, fetch(small))
-    (t_stream, _, _), rss_stream = best(args.repeat, dwc("stream"))
     (t_whole, _, _), rss_whole = best(max(1, args.repeat - 1), dwc("whole"))
 
     mb = big_bytes / 1e6
@@ -177,7 +187,11 @@ class Storescp:
     """DCMTK storescp writing files, on a free port, TCP_NODELAY on."""
 
     def __init__(self, work, fork=False):
-        self.dir = tempfile.mkdtemp(prefix="storescp-", dir=work)
+        # In memory where possible: the destination's disk is not what is compared, and on ext4
+        # (without a journal, as here) creating a file gets slower the more files were deleted
+        # recently, so a destination on disk drifts from run to run.
+        where = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else work
+        self.dir = tempfile.mkdtemp(prefix="retriever-bench-storescp-", dir=where)
         self.port = free_port()
         flags = ["+xa", "--output-directory", self.dir] + (["--fork"] if fork else [])
         env = dict(os.environ, TCP_NODELAY="1")
@@ -193,8 +207,11 @@ class Storescp:
         sys.exit("bench: storescp did not start")
 
     def clear(self):
-        for name in os.listdir(self.dir):
-            os.remove(os.path.join(self.dir, name))
+        # A new directory, not an emptied one: an ext4 directory keeps the size it grew to, and one
+        # that has seen thousands of files come and go makes every new file slower to create,
+        # which would penalise whichever tool runs later.
+        shutil.rmtree(self.dir)
+        os.mkdir(self.dir)
 
     def count(self):
         return len(os.listdir(self.dir))
@@ -242,8 +259,8 @@ def bench_store(args, url, big, many, work, binary, data):
     try:
         rows = []
         for study in (big, many):
-            (t_scu, _, _), _ = best(args.repeat, storescu(study, scp))
-            (t_ret, _, _), rss = best(args.repeat, retriever_store(study, scp, 1))
+            ((t_scu, _, _), _), ((t_ret, _, _), rss) = alternate(
+                args.repeat, storescu(study, scp), retriever_store(study, scp, 1))
             rows.append((study, t_scu, t_ret, rss))
     finally:
         scp.stop()
@@ -251,8 +268,8 @@ def bench_store(args, url, big, many, work, binary, data):
     try:
         parallel = []
         for study in (big, many):
-            (t1, _, _), _ = best(args.repeat, retriever_store(study, fork, 1))
-            (t4, _, _), rss4 = best(args.repeat, retriever_store(study, fork, 4))
+            ((t1, _, _), _), ((t4, _, _), rss4) = alternate(
+                args.repeat, retriever_store(study, fork, 1), retriever_store(study, fork, 4))
             parallel.append((study, t1, t4, rss4))
     finally:
         fork.stop()
@@ -316,8 +333,7 @@ def bench_router(args, url, big, priors, work, binary, data):
                 sys.exit(f"bench: watch delivered {scp.count()} of {total} instances")
             return r
 
-        (t_naive, _, _), _ = best(max(1, args.repeat - 1), naive)
-        (t_watch, _, _), rss = best(args.repeat, watch)
+        ((t_naive, _, _), _), ((t_watch, _, _), rss) = alternate(args.repeat, naive, watch)
     finally:
         scp.stop()
     print(f"router: current study + {len(priors)} priors, {total} instances: naive route {t_naive:6.3f} s, "

@@ -188,6 +188,21 @@ impl Assoc {
         Ok(DataWriter::new(inner.inner_stream(), context_id, max_pdu))
     }
 
+    /// Starts a request with a data set: the command set, then a writer for
+    /// the data set as [`data_writer`](Self::data_writer) gives. A command
+    /// that fits in one PDU goes out in the same write as the data set's
+    /// first PDU, so the peer is woken once per small instance, not twice.
+    pub fn command_with_data(&mut self, context_id: u8, command: &Command) -> Result<DataWriter<'_>, ScuError> {
+        let bytes = command.encode();
+        if bytes.len() + 6 > self.send_max_pdu as usize {
+            self.send_command(context_id, command)?;
+            return self.data_writer(context_id);
+        }
+        let mut writer = self.data_writer(context_id)?;
+        writer.pending = pdata_pdu(context_id, 0x03, &bytes);
+        Ok(writer)
+    }
+
     /// Maps an I/O error from writing the data set, then aborts.
     pub fn fail_send(&mut self, e: io::Error) -> ScuError {
         let err = io_error(&self.destination, e, Phase::Send, self.dimse_timeout, false);
@@ -323,6 +338,8 @@ impl Drop for Assoc {
 /// the final fragment (marked last) is never empty.
 pub(crate) struct DataWriter<'a> {
     stream: &'a mut TcpStream,
+    /// A command PDU to send in the same write as the first data PDU.
+    pending: Vec<u8>,
     buf: Vec<u8>,
     capacity: usize,
     bytes: u64,
@@ -335,6 +352,7 @@ impl<'a> DataWriter<'a> {
         buf.extend_from_slice(&[0x04, 0, 0, 0, 0, 0, 0, 0, 0, 0, context_id, 0]);
         DataWriter {
             stream,
+            pending: Vec::new(),
             buf,
             capacity,
             bytes: 0,
@@ -347,7 +365,13 @@ impl<'a> DataWriter<'a> {
         self.buf[6..10].copy_from_slice(&(data_len + 2).to_be_bytes());
         // Message control header: bit 0 clear = data set, bit 1 = last.
         self.buf[11] = if last { 0x02 } else { 0x00 };
-        self.stream.write_all(&self.buf)?;
+        if self.pending.is_empty() {
+            self.stream.write_all(&self.buf)?;
+        } else {
+            let mut both = std::mem::take(&mut self.pending);
+            both.extend_from_slice(&self.buf);
+            self.stream.write_all(&both)?;
+        }
         self.buf.truncate(PDU_PDV_HEADER);
         Ok(())
     }
@@ -376,6 +400,19 @@ impl Write for DataWriter<'_> {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// One P-DATA-TF PDU holding one whole PDV (`control`: bit 0 set for a
+/// command, bit 1 for the last fragment).
+fn pdata_pdu(context_id: u8, control: u8, data: &[u8]) -> Vec<u8> {
+    let pdv_len = data.len() as u32 + 2;
+    let mut pdu = Vec::with_capacity(data.len() + PDU_PDV_HEADER);
+    pdu.extend_from_slice(&[0x04, 0]);
+    pdu.extend_from_slice(&(pdv_len + 4).to_be_bytes());
+    pdu.extend_from_slice(&pdv_len.to_be_bytes());
+    pdu.extend_from_slice(&[context_id, control]);
+    pdu.extend_from_slice(data);
+    pdu
 }
 
 struct ErrorContext<'a> {
@@ -543,7 +580,10 @@ mod tests {
     /// last is marked last, and the payload is intact.
     #[test]
     fn data_writer_fragments_to_max_pdu() {
-        for total in [0usize, 1, 1018, 1019, 3000, 10_000] {
+        for (total, command) in [0usize, 1, 1018, 1019, 3000, 10_000]
+            .into_iter()
+            .flat_map(|t| [(t, false), (t, true)])
+        {
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
             let addr = listener.local_addr().unwrap();
             let reader = std::thread::spawn(move || {
@@ -555,6 +595,9 @@ mod tests {
             let mut client = TcpStream::connect(addr).unwrap();
             let payload: Vec<u8> = (0..total).map(|i| (i % 251) as u8).collect();
             let mut w = DataWriter::new(&mut client, 3, 1024);
+            if command {
+                w.pending = pdata_pdu(3, 0x03, b"command set");
+            }
             // Odd-sized writes, as io::copy would not do.
             for chunk in payload.chunks(700) {
                 w.write_all(chunk).unwrap();
@@ -564,6 +607,13 @@ mod tests {
             let wire = reader.join().unwrap();
 
             let mut pos = 0;
+            if command {
+                // The command PDU first, whole, marked command and last.
+                assert_eq!(&wire[..23], &pdata_pdu(3, 0x03, b"command set")[..]);
+                assert_eq!(&wire[..6], &[0x04, 0, 0, 0, 0, 17]);
+                assert_eq!(wire[11], 0x03);
+                pos = 23;
+            }
             let mut got = Vec::new();
             let mut lasts = Vec::new();
             while pos < wire.len() {

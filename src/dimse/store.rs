@@ -264,10 +264,8 @@ impl StoreAssociation {
     fn send(&mut self, context_id: u8, meta: &InstanceMeta, path: &Path, body: Body) -> Result<StoreStatus, ScuError> {
         let message_id = self.assoc.next_message_id();
         let rq = Command::c_store_rq(message_id, &meta.sop_class, &meta.sop_instance);
-        self.assoc.send_command(context_id, &rq)?;
-
         let copied = {
-            let mut writer = self.assoc.data_writer(context_id)?;
+            let mut writer = self.assoc.command_with_data(context_id, &rq)?;
             let copied = match body {
                 Body::Stream(mut reader) => copy(&mut reader, &mut writer),
                 Body::Bytes(bytes) => writer.write_all(&bytes).map_err(CopyError::Write),
