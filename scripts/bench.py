@@ -39,6 +39,13 @@ USER, PASSWORD = "retriever", "s3cret-pw"
 ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 
 
+# What each run writes (caches, downloaded files) is left in the work directory until the end, not
+# removed between runs: on ext4 without a journal (as on the machine this was written on), a file
+# created soon after many others were deleted takes a slow path (the allocator skips the recently
+# freed inodes, reading inode tables as it goes), which measured the file system's recent history
+# rather than the tools.
+
+
 def run_measured(cmd, env=None, cwd=None):
     """Runs cmd, returns (seconds, peak RSS in MiB, stdout). Fails loudly on a non-zero exit."""
     start = time.perf_counter()
@@ -123,18 +130,15 @@ def main():
             def go():
                 cache = tempfile.mkdtemp(prefix="cache-", dir=work)
                 env = dict(os.environ, RETRIEVER_PASSWORD=PASSWORD)
-                r = run_measured([binary, "fetch", study["accession"], "--priors", "0", "--quiet",
-                                  "--cloud", url, "--user", USER, "--cache", cache], env=env)
-                shutil.rmtree(cache)
-                return r
+                return run_measured([binary, "fetch", study["accession"], "--priors", "0", "--quiet",
+                                     "--cloud", url, "--user", USER, "--cache", cache], env=env)
             return go
 
         def dwc(mode):
             def go():
                 out = tempfile.mkdtemp(prefix="dwc-", dir=work)
-                r = run_measured([sys.executable, "-c", DWC_SCRIPT, url, USER, PASSWORD, big["study_uid"], out, mode])
-                shutil.rmtree(out)
-                return r
+                return run_measured([sys.executable, "-c", DWC_SCRIPT, url, USER, PASSWORD, big["study_uid"], out,
+                                     mode])
             return go
 
         if args.only in (None, "fetch"):
@@ -332,7 +336,6 @@ def bench_router(args, url, big, priors, work, binary, data):
             run_measured([dcmtk("storescu"), "-aet", "RETRIEVER", "-aec", "DEST", "127.0.0.1", str(scp.port)]
                          + files, env=dict(os.environ, TCP_NODELAY="1"))
             elapsed = time.perf_counter() - start
-            shutil.rmtree(out)
             if scp.count() != total:
                 sys.exit(f"bench: the naive route delivered {scp.count()} of {total} instances")
             return elapsed, rss, ""
@@ -344,7 +347,6 @@ def bench_router(args, url, big, priors, work, binary, data):
             r = run_measured([binary, "watch", "--once", "--quiet", "--filter", f"AccessionNumber={big['accession']}",
                               "--to", f"DEST{next(runs)}@127.0.0.1:{scp.port}", "--cloud", url, "--user", USER,
                               "--cache", cache], env=env)
-            shutil.rmtree(cache)
             if scp.count() != total:
                 sys.exit(f"bench: watch delivered {scp.count()} of {total} instances")
             return r

@@ -2,11 +2,11 @@
 //! write (temporary name, fsync, rename) every cache write goes through.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{self, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow};
 
 pub fn create_dir_all(path: &Path) -> Result<()> {
     fs::create_dir_all(path).with_context(|| format!("failed to create the directory `{}`", path.display()))
@@ -17,6 +17,20 @@ pub fn unique_name(stem: &str, ext: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!("{stem}.{}.{n}.{ext}", std::process::id())
+}
+
+/// A failed write of `path` in the cache (`what`: "write", "sync", ...).
+/// A full disk says so, and what to do about it, whichever write found it.
+pub fn write_error(e: io::Error, what: &str, path: &Path) -> anyhow::Error {
+    if e.kind() == io::ErrorKind::StorageFull {
+        anyhow!(
+            "the disk holding the cache is full (failed to {what} `{}`); free space (`retriever prune` \
+             removes studies past their retention) or move the cache elsewhere with --cache DIR",
+            path.display()
+        )
+    } else {
+        anyhow::Error::new(e).context(format!("failed to {what} `{}`", path.display()))
+    }
 }
 
 /// Writes `bytes` to `path` so that readers see either the old content or
@@ -30,10 +44,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
             .write(true)
             .create_new(true)
             .open(&tmp)
-            .with_context(|| format!("failed to create `{}`", tmp.display()))?;
+            .map_err(|e| write_error(e, "create", &tmp))?;
         file.write_all(bytes)
             .and_then(|()| file.sync_all())
-            .with_context(|| format!("failed to write `{}`", tmp.display()))?;
+            .map_err(|e| write_error(e, "write", &tmp))?;
         rename(&tmp, path)?;
         sync_dir(dir);
         Ok(())

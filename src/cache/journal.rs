@@ -119,7 +119,7 @@ impl Journal {
         if bytes.last().is_some_and(|b| *b != b'\n') {
             self.file
                 .write_all(b"\n")
-                .with_context(|| format!("failed to write `{}`", self.path.display()))?;
+                .map_err(|e| super::fsutil::write_error(e, "write", &self.path))?;
         }
         Ok(())
     }
@@ -136,13 +136,13 @@ impl Journal {
         line.push(b'\n');
         self.file
             .write_all(&line)
-            .with_context(|| format!("failed to write the delivery journal `{}`", self.path.display()))
+            .map_err(|e| super::fsutil::write_error(e, "write the delivery journal", &self.path))
     }
 
     pub fn sync(&mut self) -> Result<()> {
         self.file
             .sync_data()
-            .with_context(|| format!("failed to sync the delivery journal `{}`", self.path.display()))
+            .map_err(|e| super::fsutil::write_error(e, "sync the delivery journal", &self.path))
     }
 }
 
