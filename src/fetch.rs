@@ -722,7 +722,7 @@ fn accept(
         return Ok(());
     }
     match w.entry.commit(staged, &header.series, &header.sop_instance)? {
-        Commit::Stored { bytes } => reporter.instance_done(&w.planned.uid, bytes),
+        Commit::Stored { bytes, path } => reporter.instance_stored(&w.planned.uid, &header.sop_instance, &path, bytes),
         Commit::AlreadyPresent => {}
         Commit::Conflict => reject(
             part_no,
@@ -746,7 +746,8 @@ fn describe(target: &Target) -> String {
 /// Copies a part's body into the staged file, checking early that it is a
 /// DICOM Part-10 file so that garbage is not written out in full. Returns
 /// why the part is not acceptable, if it is not.
-fn copy_part(body: &mut dyn Read, out: &mut impl Write) -> Result<Option<String>> {
+fn copy_part(body: &mut dyn Read, out: &mut Staged) -> Result<Option<String>> {
+    let written = |e: io::Error, out: &Staged| crate::cache::write_error(e, "write", out.path());
     let mut buf = vec![0u8; 256 * 1024];
     let mut read = |buf: &mut [u8]| loop {
         match body.read(buf) {
@@ -767,25 +768,13 @@ fn copy_part(body: &mut dyn Read, out: &mut impl Write) -> Result<Option<String>
             "it is not a DICOM Part-10 file (no DICM marker at byte 128)".into(),
         ));
     }
-    out.write_all(&buf[..filled]).map_err(cache_write_error)?;
+    out.write_all(&buf[..filled]).map_err(|e| written(e, out))?;
     loop {
         let n = read(&mut buf)?;
         if n == 0 {
             return Ok(None);
         }
-        out.write_all(&buf[..n]).map_err(cache_write_error)?;
-    }
-}
-
-/// A failed write into the cache, with what to do when the disk is full.
-fn cache_write_error(e: io::Error) -> anyhow::Error {
-    if e.kind() == io::ErrorKind::StorageFull {
-        anyhow::anyhow!(
-            "the disk holding the cache is full ({e}); free space (`retriever prune` removes studies \
-             past their retention) or move the cache elsewhere with --cache DIR"
-        )
-    } else {
-        anyhow::Error::new(e).context("failed to write to the cache")
+        out.write_all(&buf[..n]).map_err(|e| written(e, out))?;
     }
 }
 

@@ -2,6 +2,7 @@
 //! progress bars, quiet runs and tests are implementations, and no core
 //! signature mentions a terminal.
 
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use crate::uid::Uid;
@@ -15,6 +16,11 @@ pub trait Reporter: Send + Sync {
     fn study_total(&self, _study: &Uid, _total: u64) {}
     /// One more instance of `study` is in place (`bytes` long).
     fn instance_done(&self, _study: &Uid, _bytes: u64) {}
+    /// A downloaded instance was stored in the cache at `path`. By default,
+    /// [`instance_done`](Self::instance_done).
+    fn instance_stored(&self, study: &Uid, _sop: &Uid, _path: &Path, bytes: u64) {
+        self.instance_done(study, bytes)
+    }
     /// Work on a study ended; `summary` says how, in a few words.
     fn study_finished(&self, _study: &Uid, _ok: bool, _summary: &str) {}
     /// Something the person should know about even in a quiet run: a

@@ -29,6 +29,7 @@ mod filter;
 mod record;
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -717,15 +718,20 @@ impl Reporter for FetchSide {
             total,
         });
         // The listing is in the manifest now: what to stream is known exactly.
-        self.tell(ToDeliverer::Landed(study.clone()));
+        self.tell(ToDeliverer::Listed(study.clone()));
     }
 
-    fn instance_done(&self, study: &Uid, bytes: u64) {
+    fn instance_stored(&self, study: &Uid, sop: &Uid, path: &Path, bytes: u64) {
         self.view.watch(&WatchEvent::Fetched {
             study: study.clone(),
             bytes,
         });
-        self.tell(ToDeliverer::Landed(study.clone()));
+        self.tell(ToDeliverer::Stored {
+            study: study.clone(),
+            sop: sop.to_string(),
+            path: path.to_path_buf(),
+            bytes,
+        });
     }
 
     fn study_finished(&self, study: &Uid, ok: bool, summary: &str) {

@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-pub use fsutil::{same_contents, tree_size};
+pub use fsutil::{same_contents, tree_size, write_error};
 pub use journal::{Delivery, DeliveryState, Journal};
 pub use manifest::{Manifest, Role, StudyInfo, now_rfc3339};
 pub use removal::{Left, Leftover, LeftoverKind, PruneLock, Removal, io_error_in_use, is_in_use};
@@ -261,8 +261,8 @@ pub struct StudyEntry {
 /// What happened to a staged instance handed to [`StudyEntry::commit`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Commit {
-    /// Renamed into place.
-    Stored { bytes: u64 },
+    /// Moved into place, at `path`.
+    Stored { bytes: u64, path: PathBuf },
     /// The same bytes were already there; the staged copy was discarded.
     AlreadyPresent,
     /// Different bytes are already stored under this SOP Instance UID; they were kept.
@@ -302,7 +302,7 @@ impl StudyEntry {
             .write(true)
             .create_new(true)
             .open(&path)
-            .with_context(|| format!("failed to create `{}`", path.display()))?;
+            .map_err(|e| fsutil::write_error(e, "create", &path))?;
         Ok(Staged {
             path,
             file: Some(io::BufWriter::with_capacity(256 * 1024, file)),
@@ -327,7 +327,10 @@ impl StudyEntry {
         // not once per instance: a name lost in a power cut only means that
         // instance is downloaded again.
         match fs::hard_link(&staged.path, &path) {
-            Ok(()) => Ok(Commit::Stored { bytes: staged.bytes }),
+            Ok(()) => Ok(Commit::Stored {
+                bytes: staged.bytes,
+                path,
+            }),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 let same = same_contents(&staged.path, &path)?;
                 Ok(if same { Commit::AlreadyPresent } else { Commit::Conflict })
@@ -336,7 +339,10 @@ impl StudyEntry {
                 // Filesystems without hard links: a rename is still atomic,
                 // and the lock on the study keeps other writers out.
                 fsutil::rename(&staged.path, &path)?;
-                Ok(Commit::Stored { bytes: staged.bytes })
+                Ok(Commit::Stored {
+                    bytes: staged.bytes,
+                    path,
+                })
             }
         }
     }
@@ -388,9 +394,9 @@ impl Staged {
             let file = writer
                 .into_inner()
                 .map_err(|e| e.into_error())
-                .with_context(|| format!("failed to write `{}`", self.path.display()))?;
+                .map_err(|e| fsutil::write_error(e, "write", &self.path))?;
             file.sync_all()
-                .with_context(|| format!("failed to sync `{}`", self.path.display()))?;
+                .map_err(|e| fsutil::write_error(e, "sync", &self.path))?;
         }
         Ok(())
     }
@@ -504,7 +510,10 @@ mod tests {
         a.write_all(b"first").unwrap();
         assert_eq!(
             study.commit(a, &uid("1.2.3.4"), &uid("1.2.3.4.5")).unwrap(),
-            Commit::Stored { bytes: 5 }
+            Commit::Stored {
+                bytes: 5,
+                path: study.dir.join("series/1.2.3.4/1.2.3.4.5.dcm")
+            }
         );
 
         let mut same = study.stage().unwrap();

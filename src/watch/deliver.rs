@@ -43,9 +43,6 @@ use crate::uid::Uid;
 
 /// An association with nothing to send for this long is released.
 const IDLE_RELEASE: Duration = Duration::from_secs(2);
-/// A study being fetched is looked at for new instances at most this often
-/// while there is something else to send.
-const SCAN_EVERY: Duration = Duration::from_millis(25);
 /// The first wait after the destination could not be reached; doubled up to [`DOWN_MAX`].
 const DOWN_FIRST: Duration = Duration::from_secs(1);
 const DOWN_MAX: Duration = Duration::from_secs(60);
@@ -56,8 +53,15 @@ const BUSY_WAIT: Duration = Duration::from_secs(1);
 pub(super) enum ToDeliverer {
     /// Our fetch holds this study (locked) and wrote its manifest.
     Begin(Uid),
-    /// One more instance of the study is in the cache.
-    Landed(Uid),
+    /// The study's instances are listed in its manifest now.
+    Listed(Uid),
+    /// This instance of the study was stored in the cache.
+    Stored {
+        study: Uid,
+        sop: String,
+        path: PathBuf,
+        bytes: u64,
+    },
     /// The fetch of a current study and its priors returned: finish them.
     Finish(Box<Fetched>),
 }
@@ -122,10 +126,21 @@ struct Stream {
     seen: HashSet<String>,
     journal: Option<Journal>,
     sent: usize,
-    dirty: bool,
-    last_scan: Option<Instant>,
+    /// The cache is to be looked at for what it held before the fetch.
+    scan: bool,
+    /// The manifest is to be read again for `expected`.
+    reread: bool,
+    /// Instances the fetch stored, not looked at yet.
+    landed: Vec<Item>,
     /// Something failed (the manifest, the journal): the closing pass does it all.
     given_up: bool,
+}
+
+impl Stream {
+    /// There is something for [`Deliverer::refill`] to look at.
+    fn has_news(&self) -> bool {
+        !self.given_up && (self.scan || self.reread || !self.landed.is_empty())
+    }
 }
 
 struct Item {
@@ -264,8 +279,25 @@ impl Deliverer {
 
     fn handle(&mut self, message: ToDeliverer) {
         match message {
-            ToDeliverer::Begin(study) | ToDeliverer::Landed(study) => {
-                self.streams.entry(study).or_default().dirty = true;
+            ToDeliverer::Begin(study) => {
+                let stream = self.streams.entry(study).or_default();
+                stream.scan = true;
+                stream.reread = true;
+            }
+            ToDeliverer::Listed(study) => self.streams.entry(study).or_default().reread = true,
+            ToDeliverer::Stored {
+                study,
+                sop,
+                path,
+                bytes,
+            } => {
+                let stream = self.streams.entry(study.clone()).or_default();
+                stream.landed.push(Item {
+                    study,
+                    sop,
+                    path,
+                    bytes,
+                });
             }
             ToDeliverer::Finish(group) => {
                 // What was not streamed yet is the closing pass's to send.
@@ -292,7 +324,7 @@ impl Deliverer {
     }
 
     fn can_send(&self) -> bool {
-        !self.is_down() && (!self.queue.is_empty() || self.streams.values().any(|s| s.dirty && !s.given_up))
+        !self.is_down() && (!self.queue.is_empty() || self.streams.values().any(Stream::has_news))
     }
 
     /// The closing pass that may run now, if any.
@@ -303,19 +335,15 @@ impl Deliverer {
     }
 
     /// Queues the instances of the studies being fetched that are in the
-    /// cache and not yet delivered.
+    /// cache and not yet delivered: those the fetch reports as it stores
+    /// them, and, once per study, those that were there before it began.
     fn refill(&mut self) {
-        let now = Instant::now();
         for (study, stream) in self.streams.iter_mut() {
-            if !stream.dirty || stream.given_up {
+            if !stream.has_news() {
                 continue;
             }
-            if !self.queue.is_empty() && stream.last_scan.is_some_and(|t| now.duration_since(t) < SCAN_EVERY) {
-                continue;
-            }
-            stream.dirty = false;
-            stream.last_scan = Some(now);
-            if stream.expected.is_none() {
+            if stream.reread {
+                stream.reread = false;
                 let manifest = match self.cache.read_manifest(study) {
                     Ok(Some(m)) => m,
                     _ => {
@@ -345,19 +373,21 @@ impl Deliverer {
                     });
                 }
             }
-            let Ok(present) = self.cache.present(study) else {
-                continue;
-            };
-            let expected = stream.expected.as_ref();
-            for (sop, instance) in present {
-                if expected.is_none_or(|e| e.contains(&sop)) && !stream.seen.contains(&sop) {
-                    stream.seen.insert(sop.clone());
-                    self.queue.push_back(Item {
-                        study: study.clone(),
-                        sop,
-                        path: instance.path,
-                        bytes: instance.bytes,
-                    });
+            let mut found = std::mem::take(&mut stream.landed);
+            if std::mem::take(&mut stream.scan)
+                && let Ok(present) = self.cache.present(study)
+            {
+                found.extend(present.into_iter().map(|(sop, instance)| Item {
+                    study: study.clone(),
+                    sop,
+                    path: instance.path,
+                    bytes: instance.bytes,
+                }));
+            }
+            for item in found {
+                let listed = stream.expected.as_ref().is_none_or(|e| e.contains(&item.sop));
+                if listed && stream.seen.insert(item.sop.clone()) {
+                    self.queue.push_back(item);
                 }
             }
         }

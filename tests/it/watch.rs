@@ -278,6 +278,51 @@ fn studies_uploaded_while_it_runs_are_delivered_and_ctrl_c_exits_130() {
     no_temporaries(cache.path());
 }
 
+/// Instances go to the destination while their study is still downloading: with every series'
+/// download held up after its first few instances, those instances are at the destination
+/// before the rest of the study has even arrived.
+#[test]
+fn instances_are_delivered_while_their_study_downloads() {
+    require!("orthanc", "storescp");
+    let orthanc = Orthanc::shared();
+    let proxy = Proxy::to(orthanc);
+    let cache = temp_cache();
+    let scp = Storescp::start("STORESCP");
+    let dest = scp.address();
+    let big = testdata().large();
+    // Series retrieves only ("/series/" is in no search): 2 MB, the first three or so instances
+    // of each, then nothing for 5 s, then the connection is cut and the rest is fetched again.
+    let held = proxy.add(
+        Rule::new(Fault::stall(2 << 20, Duration::from_secs(5)))
+            .path_contains("/series/")
+            .times(3),
+    );
+    let mut running = Running::start(watch(
+        &proxy.dicomweb_url(),
+        cache.path(),
+        &dest,
+        &["--once", "--priors", "0", "--filter", "AccessionNumber=ACCBIG"],
+    ));
+    wait_until(LIMIT, "the series downloads to be held up", &mut running, || {
+        proxy.hits(held) == 3
+    });
+    let held_at = Instant::now();
+    wait_until(LIMIT, "instances at the destination", &mut running, || {
+        scp.received().len() >= 3
+    });
+    let arrived_after = held_at.elapsed();
+    assert!(
+        arrived_after < Duration::from_secs(3),
+        "the first instances reached the destination {arrived_after:?} after the downloads stalled, \
+         not while they were stalled"
+    );
+    assert!(scp.received().len() < big.num_instances);
+    let status = running.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", running.stderr());
+    assert_eq!(scp.received_sop_uids(), big.sop_uids());
+    assert_journaled_once(cache.path(), &dest, &["ACCBIG"]);
+}
+
 /// A study that grows between two searches: the new instances are fetched and sent too.
 #[test]
 fn a_study_that_grows_is_completed() {
