@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the peers that retriever's tests run against, if they are missing:
-#   Debian: orthanc, orthanc-dicomweb (the DICOMweb plugin), dcmtk (storescp, echoscu, dcmdump)
+#   Debian: orthanc, orthanc-dicomweb (the DICOMweb plugin), dcmtk (storescp, echoscu, dcmdump),
+#           openssl (a private certificate authority for the HTTPS tests)
 #   PyPI:   pydicom (>= 3), pynetdicom, dicomweb-client, numpy (test data, DIMSE peers),
 #           pillow (JPEG test instances)
 # Idempotent and quiet when everything is present. The Debian orthanc package starts a system
@@ -19,6 +20,8 @@ missing_debs=()
 if ! dpkg-query -W -f='${Status}' orthanc-dicomweb 2>/dev/null | grep -q 'install ok installed'; then
     missing_debs+=(orthanc-dicomweb)
 fi
+# Certificates for the HTTPS tests.
+command -v openssl >/dev/null || missing_debs+=(openssl)
 for tool in storescp echoscu dcmdump; do
     if [ ! -x "/usr/bin/$tool" ]; then
         missing_debs+=(dcmtk)

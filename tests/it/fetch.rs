@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::common::proxy::{Fault, Proxy, Rule};
-use crate::common::{Orthanc, output_within, retriever_at, temp_cache, testdata};
+use crate::common::{Orthanc, TlsFront, output_within, retriever_at, temp_cache, testdata};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -263,6 +263,38 @@ fn a_stalled_download_times_out_and_is_retried() {
     assert_eq!(code, 0, "fetch failed: {err}");
     assert_eq!(proxy.hits(stall), 1);
     assert_study_cached(cache.path(), "ACC2001");
+}
+
+/// The cloud over HTTPS with a certificate from a private authority: with that authority's
+/// certificate given (`--ca-bundle`) a study and its priors arrive over several connections at
+/// once; without it, nothing is sent and the error says what to do.
+#[test]
+fn https_with_a_private_certificate_authority() {
+    require!("orthanc", "openssl", "python");
+    let orthanc = Orthanc::shared();
+    let front = TlsFront::to(orthanc.http_addr());
+    let cloud = format!("{}/dicom-web", front.url());
+
+    let cache = temp_cache();
+    let (code, out, err) = run(retriever_at(&cloud, cache.path())
+        .arg("--ca-bundle")
+        .arg(front.ca())
+        .args(["fetch", "ACC1001", "--jobs", "4"]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 4, "the study and its three priors: {out}");
+    for accession in ["ACC1001", "ACC1002", "ACC1003", "ACC1004"] {
+        assert_study_cached(cache.path(), accession);
+    }
+
+    let untrusted = temp_cache();
+    let (code, out, err) = run(retriever_at(&cloud, untrusted.path()).args(["fetch", "ACC1001"]));
+    assert_eq!(code, 1, "{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains("presented a certificate that is not trusted") && err.contains("--ca-bundle"),
+        "{err}"
+    );
+    assert!(err.lines().count() <= 3, "one clear error, not a cascade: {err}");
 }
 
 #[test]

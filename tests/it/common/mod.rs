@@ -11,6 +11,7 @@ pub mod orthanc;
 pub mod proxy;
 pub mod storescp;
 pub mod testscp;
+pub mod tls;
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
@@ -28,6 +29,7 @@ pub use orthanc::{Orthanc, OrthancBuilder};
 pub use proxy::{Fault, Proxy, RequestSeen, Rule, RuleId};
 #[allow(unused_imports)]
 pub use storescp::{Storescp, echoscu, storescu};
+pub use tls::TlsFront;
 
 /// The HTTP Basic user every test Orthanc registers.
 pub const USER: &str = "retriever";
@@ -75,7 +77,7 @@ pub fn in_ci() -> bool {
 }
 
 /// Whether a peer the test needs is installed. Known names: `orthanc` (server, DICOMweb
-/// plugin and the Python that loads it), `python` (pydicom, pynetdicom, numpy), any DCMTK tool
+/// plugin and the Python that loads it), `python` (pydicom, pynetdicom, numpy), `openssl`, any DCMTK tool
 /// (`storescp`, `echoscu`, `storescu`, `dcmdump`, ...). When it is missing: panics in CI, else
 /// prints why and returns false so the test can skip (see the [`require!`] macro).
 pub fn require(tool: &str) -> bool {
@@ -86,6 +88,12 @@ pub fn require(tool: &str) -> bool {
         let present = match tool {
             "orthanc" => Path::new(ORTHANC_BIN).exists() && orthanc::dicomweb_plugin().is_some() && python_ok(),
             "python" | "pydicom" | "pynetdicom" => python_ok(),
+            "openssl" => Command::new("openssl")
+                .arg("version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success()),
             other => dcmtk(other).is_some(),
         };
         checked.lock().unwrap().insert(tool.to_owned(), present);
