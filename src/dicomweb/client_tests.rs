@@ -474,6 +474,32 @@ fn connection_refused_is_transient_and_retried() {
     );
 }
 
+/// A kept-alive connection the server closes while the client is idle (Orthanc does after
+/// 1 s): the next request finds it closed and goes again at once on a new connection, without
+/// using up a retry.
+#[test]
+fn a_kept_alive_connection_closed_by_the_server_is_replaced_at_once() {
+    let server = TestServer::start(|_, _| {
+        let body = json_page(0..1);
+        let mut answer = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/dicom+json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        answer.extend_from_slice(&body);
+        // Kept alive for a moment, then closed while the client has it in its pool.
+        vec![Step::Send(answer), Step::Sleep(Duration::from_millis(100))]
+    });
+    let mut cfg = config(&server);
+    cfg.retries = 0;
+    let c = Client::new(&cfg).unwrap();
+    assert_eq!(c.search_studies(&[]).unwrap().len(), 1);
+    std::thread::sleep(Duration::from_millis(400));
+    let again = c.search_studies(&[]);
+    assert_eq!(again.map(|r| r.len()).map_err(|e| format!("{e:#}")), Ok(1));
+    assert_eq!(server.requests().len(), 2);
+}
+
 #[test]
 fn parallel_use_from_many_threads() {
     let server = TestServer::start(|_, req| {

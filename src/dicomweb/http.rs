@@ -13,6 +13,12 @@
 //! pool, one per request in flight, and come back when the response is
 //! dropped. A lane's pooled connections live on its own runtime, so they are
 //! only ever reused through that lane.
+//!
+//! That runtime does not run between requests, so a kept-alive connection
+//! the server closed meanwhile (Orthanc does after 1 s idle) is found closed
+//! only when the next request is written on it. That request is sent again
+//! at once on a new connection, as browsers and curl do, rather than counted
+//! as a failed attempt and retried after a backoff.
 
 use std::io::{self, Read};
 use std::sync::Mutex;
@@ -105,13 +111,18 @@ impl Lanes {
     pub fn get(
         &self,
         url: reqwest::Url,
-        request: impl FnOnce(RequestBuilder) -> RequestBuilder,
+        request: impl Fn(RequestBuilder) -> RequestBuilder,
     ) -> Result<Response<'_>, SendError> {
         let lane = self.take()?;
-        let sent = request(lane.client.get(url)).send();
-        let head = lane
-            .runtime
-            .block_on(async { tokio::time::timeout(self.settings.idle_timeout, sent).await });
+        let send = || {
+            let sent = request(lane.client.get(url.clone())).send();
+            lane.runtime
+                .block_on(async { tokio::time::timeout(self.settings.idle_timeout, sent).await })
+        };
+        let head = match send() {
+            Ok(Err(e)) if closed_while_idle(&e) => send(),
+            head => head,
+        };
         match head {
             Ok(Ok(response)) => Ok(Response {
                 lanes: self,
@@ -130,6 +141,19 @@ impl Lanes {
             }
         }
     }
+}
+
+/// True when the request went out on a connection that turned out to be
+/// closed before any answer came: the server ended a kept-alive connection.
+fn closed_while_idle(e: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(h) = s.downcast_ref::<hyper::Error>() {
+            return h.is_incomplete_message() || h.is_canceled();
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// A response whose body is read, on the calling thread, through `Read`.
