@@ -192,6 +192,15 @@ impl Destination {
             })
             .collect()
     }
+
+    /// `PACS@10.0.0.5:104` back from a [`key`](Self::key) `PACS@10.0.0.5_104`
+    /// (characters the key replaced stay replaced).
+    pub fn label_of_key(key: &str) -> String {
+        match key.rsplit_once('_') {
+            Some((host, port)) if port.parse::<u16>().is_ok() => format!("{host}:{port}"),
+            _ => key.to_string(),
+        }
+    }
 }
 
 impl fmt::Display for Destination {

@@ -363,14 +363,6 @@ fn look(cache: &Cache, uid: &Uid, opts: &PruneOptions) -> Result<Option<(Study, 
     Ok(Some((study, verdict)))
 }
 
-/// `PACS@10.0.0.5:104` back from a journal key `PACS@10.0.0.5_104`.
-pub fn destination_label(key: &str) -> String {
-    match key.rsplit_once('_') {
-        Some((host, port)) if port.parse::<u16>().is_ok() => format!("{host}:{port}"),
-        _ => key.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::io::Write;
@@ -524,7 +516,7 @@ mod tests {
         let mut more = manifest.clone();
         more.expected.insert("1.1.3".into(), "1.1.9".into());
         assert_eq!(delivered_to(&more, &j, None), None);
-        assert_eq!(destination_label(&pacs().key()), "PACS@10.0.0.5:104");
+        assert_eq!(Destination::label_of_key(&pacs().key()), "PACS@10.0.0.5:104");
     }
 
     #[test]

@@ -203,6 +203,17 @@ pub fn same_contents(a: &Path, b: &Path) -> Result<bool> {
 }
 
 /// Opens (creating it if needed) a file used only for its lock.
+/// Opens the lock file `path` and takes its exclusive lock if no one holds
+/// it; `None` if another process does.
+pub fn try_lock(path: &Path) -> Result<Option<File>> {
+    let file = open_lock(path).with_context(|| format!("failed to open the lock file `{}`", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(fs::TryLockError::WouldBlock) => Ok(None),
+        Err(fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("failed to lock `{}`", path.display())),
+    }
+}
+
 pub fn open_lock(path: &Path) -> std::io::Result<File> {
     OpenOptions::new()
         .read(true)

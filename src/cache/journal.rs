@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -115,8 +115,15 @@ impl Journal {
 
     /// Ends a line torn by a crash, so that the next record starts on a line of its own.
     fn heal(&mut self) -> Result<()> {
-        let bytes = fs::read(&self.path).with_context(|| format!("failed to read `{}`", self.path.display()))?;
-        if bytes.last().is_some_and(|b| *b != b'\n') {
+        let read = |e: io::Error| anyhow::Error::new(e).context(format!("failed to read `{}`", self.path.display()));
+        let len = self.file.metadata().map_err(read)?.len();
+        let mut last = [b'\n'];
+        if len > 0 {
+            File::open(&self.path)
+                .and_then(|mut f| f.seek(SeekFrom::Start(len - 1)).and_then(|_| f.read_exact(&mut last)))
+                .map_err(read)?;
+        }
+        if last[0] != b'\n' {
             self.file
                 .write_all(b"\n")
                 .map_err(|e| super::fsutil::write_error(e, "write", &self.path))?;

@@ -129,13 +129,7 @@ impl Cache {
     /// Takes the prune lock if no other prune holds it; `None` if one does.
     pub fn try_lock_prune(&self) -> Result<Option<PruneLock>> {
         let path = self.locks_dir().join("prune.lock");
-        let file =
-            fsutil::open_lock(&path).with_context(|| format!("failed to open the lock file `{}`", path.display()))?;
-        match file.try_lock() {
-            Ok(()) => Ok(Some(PruneLock { _file: file })),
-            Err(fs::TryLockError::WouldBlock) => Ok(None),
-            Err(fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("failed to lock `{}`", path.display())),
-        }
+        Ok(fsutil::try_lock(&path)?.map(|file| PruneLock { _file: file }))
     }
 
     /// Bytes the files of `study` take.

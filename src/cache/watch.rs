@@ -34,15 +34,9 @@ impl Cache {
         let dir = self.watch_dir();
         fsutil::create_dir_all(&dir)?;
         let path = dir.join(format!("{name}.lock"));
-        let file =
-            fsutil::open_lock(&path).with_context(|| format!("failed to open the lock file `{}`", path.display()))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Ok(None),
-            Err(fs::TryLockError::Error(e)) => {
-                return Err(e).with_context(|| format!("failed to lock `{}`", path.display()));
-            }
-        }
+        let Some(file) = fsutil::try_lock(&path)? else {
+            return Ok(None);
+        };
         let prefix = format!("{name}.json.");
         if let Ok(entries) = fs::read_dir(&dir) {
             for entry in entries.flatten() {

@@ -7,7 +7,7 @@ use anyhow::Result;
 use serde_json::json;
 
 use crate::cache::{Cache, DeliveryState, Manifest, Role};
-use crate::config::Settings;
+use crate::config::{Destination, Settings};
 use crate::uid::Uid;
 
 pub fn run(settings: &Settings, json: bool) -> Result<()> {
@@ -133,7 +133,7 @@ fn deliveries(cache: &Cache, uid: &Uid, manifest: &Manifest) -> Result<Vec<Deliv
             }
         }
         out.push(DeliveryCounts {
-            destination: destination_of(&key),
+            destination: Destination::label_of_key(&key),
             delivered,
             warnings,
             failed,
@@ -141,15 +141,6 @@ fn deliveries(cache: &Cache, uid: &Uid, manifest: &Manifest) -> Result<Vec<Deliv
         });
     }
     Ok(out)
-}
-
-/// `PACS@10.0.0.5:104` back from the journal's file-name-safe key
-/// `PACS@10.0.0.5_104` (characters the key replaced stay replaced).
-fn destination_of(key: &str) -> String {
-    match key.rsplit_once('_') {
-        Some((host, port)) if port.parse::<u16>().is_ok() => format!("{host}:{port}"),
-        _ => key.to_string(),
-    }
 }
 
 /// E.g. `PACS@10.0.0.5:104 12/12`, `PACS@10.0.0.5:104 10/12 (2 failed)`, or `not delivered`.

@@ -9,8 +9,8 @@ use serde_json::json;
 
 use crate::cache::{Cache, Leftover};
 use crate::cli::PruneArgs;
-use crate::config::Settings;
-use crate::prune::{Kept, PruneOptions, Reason, Removed, Sink, Study, Summary, destination_label, prune};
+use crate::config::{Destination, Settings};
+use crate::prune::{Kept, PruneOptions, Reason, Removed, Sink, Study, Summary, prune};
 
 pub fn run(settings: &Settings, args: &PruneArgs) -> Result<()> {
     let destination = settings.destination_if_given()?.cloned();
@@ -80,7 +80,7 @@ impl<W: Write> Sink for Printer<'_, W> {
                 "accession": study.accession,
                 "age_seconds": study.age.as_secs(),
                 "bytes": removed.freed,
-                "delivered_to": study.delivered_to.as_deref().map(destination_label),
+                "delivered_to": study.delivered_to.as_deref().map(Destination::label_of_key),
                 "reason": match removed.reason {
                     Reason::Expired => "expired",
                     Reason::Undelivered => "undelivered",
@@ -91,7 +91,7 @@ impl<W: Write> Sink for Printer<'_, W> {
             .to_string()
         } else {
             let state = match (&study.delivered_to, removed.reason) {
-                (Some(key), _) => format!("delivered to {}", destination_label(key)),
+                (Some(key), _) => format!("delivered to {}", Destination::label_of_key(key)),
                 (None, Reason::MaxAge) => format!("not delivered, older than {}", short(self.opts.max_age)),
                 (None, _) => "not delivered".to_string(),
             };

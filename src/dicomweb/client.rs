@@ -23,7 +23,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, RETRY_AFTER, WARNING};
 use reqwest::{StatusCode, Url, redirect};
 
-use super::http::{Lanes, Response, SendError, Settings};
+use super::http::{Lanes, Response, SendError, Settings, find_source};
 use super::multipart::{Multipart, MultipartError};
 use super::retry::{backoff, is_transient_status, parse_retry_after};
 use super::{DicomJson, PartHeaders, RetrieveError, Target, query};
@@ -94,7 +94,6 @@ impl Client {
         let settings = Settings {
             connect_timeout: cfg.connect_timeout,
             idle_timeout: cfg.idle_timeout,
-            max_idle_connections: 2,
             certificates,
         };
         let origin = base.clone();
@@ -757,17 +756,6 @@ fn is_timeout(e: &(dyn StdError + 'static)) -> bool {
 /// ("invalid peer certificate: UnknownIssuer", ...).
 fn is_certificate_problem(e: &(dyn StdError + 'static)) -> bool {
     chain(e).contains("invalid peer certificate")
-}
-
-fn find_source<'a, T: StdError + 'static>(e: &'a (dyn StdError + 'static)) -> Option<&'a T> {
-    let mut current = Some(e);
-    while let Some(e) = current {
-        if let Some(t) = e.downcast_ref::<T>() {
-            return Some(t);
-        }
-        current = e.source();
-    }
-    None
 }
 
 /// The messages of an error chain joined by ": ", leaving out the request

@@ -20,6 +20,7 @@
 //! at once on a new connection, as browsers and curl do, rather than counted
 //! as a failed attempt and retried after a backoff.
 
+use std::error::Error as StdError;
 use std::io::{self, Read};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -29,12 +30,15 @@ use bytes::Bytes;
 use reqwest::header::HeaderMap;
 use reqwest::{Certificate, RequestBuilder, StatusCode, redirect};
 
+/// Kept-alive connections per host and lane. A lane runs one request at a
+/// time, so one would do; the second covers a connection still closing.
+const MAX_IDLE_PER_HOST: usize = 2;
+
 /// What every lane's client is built from.
 pub(super) struct Settings {
     pub connect_timeout: Duration,
     /// The longest wait for the response head, and for each piece of a body.
     pub idle_timeout: Duration,
-    pub max_idle_connections: usize,
     pub certificates: Vec<Certificate>,
 }
 
@@ -78,7 +82,7 @@ impl Lanes {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(s.connect_timeout)
             .tcp_nodelay(true)
-            .pool_max_idle_per_host(s.max_idle_connections)
+            .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
             .user_agent(concat!("retriever/", env!("CARGO_PKG_VERSION")))
             .redirect((self.redirect)());
         for cert in &s.certificates {
@@ -146,14 +150,19 @@ impl Lanes {
 /// True when the request went out on a connection that turned out to be
 /// closed before any answer came: the server ended a kept-alive connection.
 fn closed_while_idle(e: &reqwest::Error) -> bool {
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        if let Some(h) = s.downcast_ref::<hyper::Error>() {
-            return h.is_incomplete_message() || h.is_canceled();
+    find_source::<hyper::Error>(e).is_some_and(|h| h.is_incomplete_message() || h.is_canceled())
+}
+
+/// The first error of type `T` in `e`'s chain, `e` included.
+pub(super) fn find_source<'a, T: StdError + 'static>(e: &'a (dyn StdError + 'static)) -> Option<&'a T> {
+    let mut current = Some(e);
+    while let Some(e) = current {
+        if let Some(t) = e.downcast_ref::<T>() {
+            return Some(t);
         }
-        source = s.source();
+        current = e.source();
     }
-    false
+    None
 }
 
 /// A response whose body is read, on the calling thread, through `Read`.

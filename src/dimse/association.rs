@@ -349,7 +349,7 @@ impl<'a> DataWriter<'a> {
     fn new(stream: &'a mut TcpStream, context_id: u8, max_pdu: usize) -> DataWriter<'a> {
         let capacity = max_pdu + 6;
         let mut buf = Vec::with_capacity(capacity);
-        buf.extend_from_slice(&[0x04, 0, 0, 0, 0, 0, 0, 0, 0, 0, context_id, 0]);
+        buf.extend_from_slice(&pdu_pdv_header(context_id, 0, 0));
         DataWriter {
             stream,
             pending: Vec::new(),
@@ -360,11 +360,11 @@ impl<'a> DataWriter<'a> {
     }
 
     fn dispatch(&mut self, last: bool) -> io::Result<()> {
-        let data_len = (self.buf.len() - PDU_PDV_HEADER) as u32;
-        self.buf[2..6].copy_from_slice(&(data_len + 6).to_be_bytes());
-        self.buf[6..10].copy_from_slice(&(data_len + 2).to_be_bytes());
+        let data_len = self.buf.len() - PDU_PDV_HEADER;
+        let context_id = self.buf[10];
         // Message control header: bit 0 clear = data set, bit 1 = last.
-        self.buf[11] = if last { 0x02 } else { 0x00 };
+        let header = pdu_pdv_header(context_id, if last { 0x02 } else { 0x00 }, data_len);
+        self.buf[..PDU_PDV_HEADER].copy_from_slice(&header);
         if self.pending.is_empty() {
             self.stream.write_all(&self.buf)?;
         } else {
@@ -405,14 +405,23 @@ impl Write for DataWriter<'_> {
 /// One P-DATA-TF PDU holding one whole PDV (`control`: bit 0 set for a
 /// command, bit 1 for the last fragment).
 fn pdata_pdu(context_id: u8, control: u8, data: &[u8]) -> Vec<u8> {
-    let pdv_len = data.len() as u32 + 2;
     let mut pdu = Vec::with_capacity(data.len() + PDU_PDV_HEADER);
-    pdu.extend_from_slice(&[0x04, 0]);
-    pdu.extend_from_slice(&(pdv_len + 4).to_be_bytes());
-    pdu.extend_from_slice(&pdv_len.to_be_bytes());
-    pdu.extend_from_slice(&[context_id, control]);
+    pdu.extend_from_slice(&pdu_pdv_header(context_id, control, data.len()));
     pdu.extend_from_slice(data);
     pdu
+}
+
+/// The head of a P-DATA-TF PDU with one PDV of `data_len` bytes: PDU type
+/// and length, PDV item length, presentation context, message control.
+fn pdu_pdv_header(context_id: u8, control: u8, data_len: usize) -> [u8; PDU_PDV_HEADER] {
+    let pdv_len = data_len as u32 + 2;
+    let mut header = [0u8; PDU_PDV_HEADER];
+    header[0] = 0x04;
+    header[2..6].copy_from_slice(&(pdv_len + 4).to_be_bytes());
+    header[6..10].copy_from_slice(&pdv_len.to_be_bytes());
+    header[10] = context_id;
+    header[11] = control;
+    header
 }
 
 struct ErrorContext<'a> {
