@@ -362,15 +362,22 @@ pub fn fetch_in(
     Ok(outcome)
 }
 
-fn sleep_unless_interrupted(delay: Duration) -> Result<()> {
-    let step = Duration::from_millis(50);
-    let mut slept = Duration::ZERO;
-    while slept < delay {
+/// Sleeps for `delay`, or less if Ctrl-C comes first (then `Interrupted`).
+pub(crate) fn sleep_unless_interrupted(delay: Duration) -> Result<()> {
+    let until = std::time::Instant::now() + delay;
+    loop {
         check_interrupted()?;
-        std::thread::sleep(step);
-        slept += step;
+        let now = std::time::Instant::now();
+        if now >= until {
+            return Ok(());
+        }
+        std::thread::sleep((until - now).min(Duration::from_millis(50)));
     }
-    Ok(())
+}
+
+/// True when `e` is, or was caused by, Ctrl-C.
+pub fn is_interrupted(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.is::<Interrupted>())
 }
 
 /// The error to report for a study that did not complete.
@@ -673,7 +680,7 @@ fn download(client: &Client, w: &Work, target: &Target, reporter: &dyn Reporter)
         let error = e
             .error
             .context(format!("failed to download {} of study `{study}`", describe(target)));
-        if error.chain().any(|c| c.is::<Interrupted>()) {
+        if is_interrupted(&error) {
             return;
         }
         if transient {

@@ -9,7 +9,7 @@ use clap::{CommandFactory, FromArgMatches};
 use retriever::cli::{Cli, Command};
 use retriever::commands;
 use retriever::config::Settings;
-use retriever::fetch::{INTERRUPTED, Interrupted};
+use retriever::fetch::INTERRUPTED;
 
 fn main() -> ExitCode {
     // The matches are kept besides the parsed `Cli`: they tell a flag from
@@ -27,7 +27,7 @@ fn main() -> ExitCode {
     });
     match run(&cli, &matches) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.chain().any(|c| c.is::<Interrupted>()) => {
+        Err(e) if retriever::fetch::is_interrupted(&e) => {
             eprintln!("retriever: {e:#}");
             ExitCode::from(130)
         }

@@ -725,7 +725,8 @@ impl<'a> Store<'a> {
                         "trying again in {}: {e}",
                         humantime::format_duration(Duration::from_millis(delay.as_millis() as u64))
                     ));
-                    sleep_unless_interrupted(delay);
+                    // Err only says Ctrl-C cut the wait short; the guard above sees it next time.
+                    let _ = crate::fetch::sleep_unless_interrupted(delay);
                     attempt += 1;
                 }
                 Err(e) => return Err(e),
@@ -989,17 +990,6 @@ fn describe_open_error(e: &ScuError) -> String {
              run `retriever store` again later"
         ),
         _ => e.to_string(),
-    }
-}
-
-fn sleep_unless_interrupted(delay: Duration) {
-    let until = Instant::now() + delay;
-    while !INTERRUPTED.load(Ordering::SeqCst) {
-        let now = Instant::now();
-        if now >= until {
-            return;
-        }
-        std::thread::sleep((until - now).min(Duration::from_millis(50)));
     }
 }
 

@@ -41,7 +41,7 @@ use anyhow::{Context, Result, bail};
 pub use deliver::DeliveredStudy;
 pub use filter::{Filter, default_filters, describe};
 
-use crate::cache::{Cache, Role, WatchLock};
+use crate::cache::{Cache, WatchLock};
 use crate::config::CloudConfig;
 use crate::dicomweb::Client;
 use crate::fetch::{self, INTERRUPTED, Interrupted};
@@ -177,7 +177,6 @@ pub fn run(
         next_search: Instant::now(),
         search_failures: 0,
         searched: false,
-        delivered: 0,
         last_poll: None,
         shown: None,
         last_save: Instant::now(),
@@ -220,7 +219,6 @@ struct Router<'a> {
     next_search: Instant,
     search_failures: u32,
     searched: bool,
-    delivered: usize,
     last_poll: Option<(SystemTime, usize)>,
     shown: Option<WatchStatus>,
     last_save: Instant,
@@ -405,7 +403,6 @@ impl Router<'_> {
                 match &outcome.error {
                     None => {
                         self.record.delivered(&outcome.current, outcome.instances, now);
-                        self.delivered += 1;
                         self.summary.delivered += 1;
                         self.view.watch(&WatchEvent::Delivered {
                             label: outcome.label.clone(),
@@ -510,10 +507,7 @@ impl Router<'_> {
         self.record.taken_up(&uid, reported, now);
         let seen = self.record.studies.get(&uid);
         let patient = seen.and_then(|s| s.patient());
-        let label = seen
-            .and_then(|s| s.accession.clone())
-            .filter(|a| !a.trim().is_empty())
-            .unwrap_or_else(|| uid.to_string());
+        let label = study_label(&seen.and_then(|s| s.accession.clone()), &uid);
         let Some(to_deliverer) = self.to_deliverer.clone() else {
             return;
         };
@@ -554,7 +548,7 @@ impl Router<'_> {
 
     fn show_status(&mut self) {
         let status = WatchStatus {
-            delivered: self.delivered,
+            delivered: self.summary.delivered,
             queued: self.queue.len(),
             in_flight: self.in_flight.len(),
             failing: self
@@ -646,10 +640,7 @@ impl FetchJob {
                         uid: f.planned.uid.clone(),
                         label: study_label(&f.planned.info.accession, &f.planned.uid),
                         accession: f.planned.info.accession.clone(),
-                        role: match &f.planned.role {
-                            Role::Current { .. } => "current".into(),
-                            Role::Prior { of } => format!("prior of {of}"),
-                        },
+                        role: f.planned.role.to_string(),
                     })
                     .collect()
             }

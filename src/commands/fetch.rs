@@ -71,7 +71,7 @@ pub fn run(settings: &Settings, args: &FetchArgs) -> Result<()> {
     }
     let stored = super::store::deliver_fetched(settings, &opts, &cache, &*reporter, &complete);
     match (fetched, stored) {
-        (_, Err(e)) if super::store::is_interrupted(&e) => Err(e),
+        (_, Err(e)) if crate::fetch::is_interrupted(&e) => Err(e),
         (Ok(()), stored) => stored,
         (Err(e), Ok(())) => Err(e),
         (Err(f), Err(s)) => bail!("{f:#}; {s:#}"),

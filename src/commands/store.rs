@@ -11,7 +11,6 @@ use crate::cache::Cache;
 use crate::cli::StoreArgs;
 use crate::config::Settings;
 use crate::dimse::ScuOptions;
-use crate::fetch::Interrupted;
 use crate::report::Reporter;
 use crate::store::{Asked, Store, StoreOptions, StudyResult, StudyState, parse_study_line};
 use crate::ui;
@@ -179,9 +178,4 @@ pub fn store_options(settings: &Settings) -> Result<StoreOptions> {
     opts.associations = usize::from(settings.dicom.associations);
     opts.retries = settings.dicom.store_retries;
     Ok(opts)
-}
-
-/// True when `e` is a Ctrl-C, which `main` turns into exit status 130.
-pub fn is_interrupted(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.is::<Interrupted>())
 }

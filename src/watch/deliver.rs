@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::Msg;
+use super::record::retry_delay;
 use crate::cache::{Cache, Delivery, DeliveryState, Journal, now_rfc3339};
 use crate::config::CloudConfig;
 use crate::dimse::{
@@ -636,7 +637,7 @@ impl Deliverer {
 
     fn set_down(&mut self, why: String) {
         let attempts = self.down.as_ref().map_or(0, |d| d.attempts) + 1;
-        let wait = DOWN_FIRST.saturating_mul(1 << (attempts - 1).min(10)).min(DOWN_MAX);
+        let wait = retry_delay(DOWN_FIRST, attempts).min(DOWN_MAX);
         self.down = Some(Down {
             until: Instant::now() + wait,
             attempts,
