@@ -737,7 +737,11 @@ impl<'a> Store<'a> {
     /// Sends an instance; when the destination takes it only in a syntax we
     /// cannot make here, asks the cloud for it in one it takes and sends that.
     fn send_one(&self, shared: &Shared<'_>, assoc: &mut StoreAssociation, item: &Item) -> Sent {
-        let outcome = match assoc.store_file(&item.path) {
+        let meta = item
+            .meta
+            .as_ref()
+            .expect("send_study read every queued instance's meta");
+        let outcome = match assoc.store_instance(&item.path, meta) {
             Ok(o) => o,
             Err(e) => return Sent::Error(e),
         };
@@ -751,7 +755,7 @@ impl<'a> Store<'a> {
         };
         let mut reason = format!(
             "the destination takes SOP class {} only in {}, not in {}",
-            item.meta.as_ref().map_or("?", |m| m.sop_class.as_str()),
+            meta.sop_class,
             accepted.iter().map(|t| ts_name(t)).collect::<Vec<_>>().join(" or "),
             ts_name(&file_syntax),
         );

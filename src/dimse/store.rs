@@ -4,7 +4,7 @@
 //! whose data set went out but got no answer is not delivered.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use dicom_object::meta::FileMetaTable;
@@ -22,6 +22,8 @@ pub struct InstanceMeta {
     pub sop_class: String,
     pub sop_instance: String,
     pub transfer_syntax: String,
+    /// Where the data set starts in the file (after the meta group).
+    pub data_set_at: u64,
 }
 
 impl InstanceMeta {
@@ -50,11 +52,13 @@ fn open_instance(path: &Path) -> Result<(InstanceMeta, BufReader<File>), ScuErro
             "it is not a DICOM file with a valid File Meta Information ({e})"
         ))
     })?;
+    let data_set_at = reader.stream_position().map_err(|e| file_err(e.to_string()))?;
     let clean = |s: &str| s.trim_end_matches(['\0', ' ']).to_string();
     let meta = InstanceMeta {
         sop_class: clean(meta.media_storage_sop_class_uid()),
         sop_instance: clean(meta.media_storage_sop_instance_uid()),
         transfer_syntax: clean(meta.transfer_syntax()),
+        data_set_at,
     };
     if meta.sop_class.is_empty() || meta.sop_instance.is_empty() || meta.transfer_syntax.is_empty() {
         return Err(file_err(
@@ -62,6 +66,17 @@ fn open_instance(path: &Path) -> Result<(InstanceMeta, BufReader<File>), ScuErro
         ));
     }
     Ok((meta, reader))
+}
+
+/// Opens a file whose meta group was read before, at its data set.
+fn reopen_instance(path: &Path, meta: &InstanceMeta) -> Result<BufReader<File>, ScuError> {
+    let file_err = |e: io::Error| ScuError::File {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    };
+    let mut reader = BufReader::with_capacity(64 * 1024, File::open(path).map_err(file_err)?);
+    reader.seek(SeekFrom::Start(meta.data_set_at)).map_err(file_err)?;
+    Ok(reader)
 }
 
 /// How an instance would go over this association.
@@ -210,12 +225,36 @@ impl StoreAssociation {
     /// "not sent" outcomes. On `Err`, check [`ScuError::outcome_unknown`]
     /// and [`is_usable`](Self::is_usable); the instance is not delivered.
     pub fn store_file(&mut self, path: &Path) -> Result<StoreOutcome, ScuError> {
-        if !self.assoc.is_open() {
-            return Err(ScuError::Closed {
-                destination: self.assoc.destination().to_string(),
-            });
-        }
+        self.check_open()?;
         let (meta, reader) = open_instance(path)?;
+        self.store_opened(path, meta, reader)
+    }
+
+    /// [`store_file`](Self::store_file) for a file whose meta group was
+    /// read already (cached instance files never change), without reading
+    /// it again.
+    pub fn store_instance(&mut self, path: &Path, meta: &InstanceMeta) -> Result<StoreOutcome, ScuError> {
+        self.check_open()?;
+        let reader = reopen_instance(path, meta)?;
+        self.store_opened(path, meta.clone(), reader)
+    }
+
+    fn check_open(&self) -> Result<(), ScuError> {
+        if self.assoc.is_open() {
+            Ok(())
+        } else {
+            Err(ScuError::Closed {
+                destination: self.assoc.destination().to_string(),
+            })
+        }
+    }
+
+    fn store_opened(
+        &mut self,
+        path: &Path,
+        meta: InstanceMeta,
+        reader: BufReader<File>,
+    ) -> Result<StoreOutcome, ScuError> {
         match self.plan(&meta.sop_class, &meta.transfer_syntax) {
             SendPlan::AsIs { context_id } => {
                 let status = self.send(context_id, &meta, path, Body::Stream(reader))?;

@@ -406,7 +406,7 @@ impl Deliverer {
         let Ok(meta) = InstanceMeta::read(&item.path) else {
             return true;
         };
-        let pair = (meta.sop_class, meta.transfer_syntax);
+        let pair = (meta.sop_class.clone(), meta.transfer_syntax.clone());
         if self.refused.contains(&pair) {
             return true;
         }
@@ -419,7 +419,7 @@ impl Deliverer {
             }
         }
         let open = self.assoc.as_mut().expect("opened above");
-        let outcome = open.assoc.store_file(&item.path);
+        let outcome = open.assoc.store_instance(&item.path, &meta);
         self.last_send = Instant::now();
         match outcome {
             Ok(StoreOutcome::Responded { status, .. }) if status.is_delivered() => self.record(&item, &status),
