@@ -24,12 +24,11 @@
 //! The removal itself, crash-safe and Windows-proof, is the cache's
 //! business ([`Cache::remove_study`]); this module decides and reports.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
 
-use crate::cache::{Cache, Delivery, Leftover, Manifest, is_in_use};
+use crate::cache::{Cache, Journals, Leftover, Manifest, is_in_use};
 use crate::config::Destination;
 use crate::uid::Uid;
 
@@ -77,8 +76,6 @@ pub struct Study {
     pub age: Duration,
     /// The destination (journal key) that has all of it; `None`: not delivered.
     pub delivered_to: Option<String>,
-    /// Bytes its files take; measured only for a study that goes.
-    pub bytes: u64,
 }
 
 /// What is to become of a study.
@@ -114,9 +111,6 @@ pub fn judge(delivered: bool, age: Duration, opts: &PruneOptions) -> Verdict {
         (false, true, false) => Verdict::KeepUndelivered,
     }
 }
-
-/// The delivery journals of a study: destination key → SOP Instance UID → last record.
-pub type Journals = BTreeMap<String, BTreeMap<String, Delivery>>;
 
 /// The destination (journal key) whose journal holds every instance of the
 /// study as delivered: `destination` only, or with `None` any of them.
@@ -279,7 +273,7 @@ fn prune_study(
     };
     // Again under the lock: a fetch or store may have changed the study
     // between the first look and the lock.
-    let Some((mut study, verdict)) = look(cache, uid, opts)? else {
+    let Some((study, verdict)) = look(cache, uid, opts)? else {
         return Ok(());
     };
     let Verdict::Remove(reason) = verdict else {
@@ -290,10 +284,10 @@ fn prune_study(
         }
         return Ok(());
     };
-    study.bytes = cache.study_size(uid);
     let freed = if opts.dry_run {
+        let size = cache.study_size(uid);
         drop(entry);
-        study.bytes
+        size
     } else {
         match cache.remove_study(entry) {
             Ok(removal) => {
@@ -340,11 +334,7 @@ fn look(cache: &Cache, uid: &Uid, opts: &PruneOptions) -> Result<Option<(Study, 
     let Some(manifest) = cache.read_manifest(uid)? else {
         return Ok(None);
     };
-    let mut journals = Journals::new();
-    for key in cache.delivery_destinations(uid)? {
-        let records = cache.deliveries(uid, &key)?;
-        journals.insert(key, records);
-    }
+    let journals = cache.journals(uid)?;
     let key = opts.destination.as_ref().map(Destination::key);
     let delivered_to = delivered_to(&manifest, &journals, key.as_deref());
     // A manifest whose times cannot be read is as old as the file.
@@ -358,7 +348,6 @@ fn look(cache: &Cache, uid: &Uid, opts: &PruneOptions) -> Result<Option<(Study, 
         accession: manifest.study.accession.clone().filter(|a| !a.is_empty()),
         age,
         delivered_to,
-        bytes: 0,
     };
     Ok(Some((study, verdict)))
 }
@@ -368,7 +357,7 @@ mod tests {
     use std::io::Write;
 
     use super::*;
-    use crate::cache::{DeliveryState, LockMode, StudyInfo};
+    use crate::cache::{Delivery, DeliveryState, LockMode, StudyInfo};
 
     const HOUR: Duration = Duration::from_secs(3600);
 
@@ -483,18 +472,7 @@ mod tests {
         let now = SystemTime::now();
         add_study(&cache, "1.1", now - 10 * HOUR);
         deliver(&cache, "1.1", &pacs(), DeliveryState::Failed, now - 9 * HOUR);
-        let journals = |study: &str| -> Journals {
-            let u = uid(study);
-            cache
-                .delivery_destinations(&u)
-                .unwrap()
-                .into_iter()
-                .map(|k| {
-                    let r = cache.deliveries(&u, &k).unwrap();
-                    (k, r)
-                })
-                .collect()
-        };
+        let journals = |study: &str| -> Journals { cache.journals(&uid(study)).unwrap() };
         let manifest = cache.read_manifest(&uid("1.1")).unwrap().unwrap();
         assert_eq!(delivered_to(&manifest, &journals("1.1"), None), None);
         // A failed attempt is no delivery, and no activity either.

@@ -33,6 +33,9 @@ use anyhow::{Context, Result, bail};
 
 pub use fsutil::{same_contents, tree_size, write_error};
 pub use journal::{Delivery, DeliveryState, Journal};
+
+/// A study's delivery journals: destination key → SOP Instance UID → its last record.
+pub type Journals = BTreeMap<String, BTreeMap<String, Delivery>>;
 pub use manifest::{Manifest, Role, StudyInfo, now_rfc3339};
 pub use removal::{Left, Leftover, LeftoverKind, PruneLock, Removal, io_error_in_use, is_in_use};
 pub use watch::WatchLock;
@@ -231,9 +234,17 @@ impl Cache {
         journal::read(&journal::path(&self.study_dir(study), destination))
     }
 
-    /// The destinations a study has a delivery journal for.
-    pub fn delivery_destinations(&self, study: &Uid) -> Result<Vec<String>> {
-        journal::destinations(&self.study_dir(study))
+    /// Every delivery journal of a study: destination key → the last
+    /// record of each instance.
+    pub fn journals(&self, study: &Uid) -> Result<Journals> {
+        let dir = self.study_dir(study);
+        journal::destinations(&dir)?
+            .into_iter()
+            .map(|key| {
+                let records = journal::read(&journal::path(&dir, &key))?;
+                Ok((key, records))
+            })
+            .collect()
     }
 
     /// The directory holding a study's files, for showing to the user.

@@ -114,8 +114,7 @@ struct DeliveryCounts {
 
 fn deliveries(cache: &Cache, uid: &Uid, manifest: &Manifest) -> Result<Vec<DeliveryCounts>> {
     let mut out = Vec::new();
-    for key in cache.delivery_destinations(uid)? {
-        let journal = cache.deliveries(uid, &key)?;
+    for (key, journal) in cache.journals(uid)? {
         let states = manifest
             .expected
             .keys()
