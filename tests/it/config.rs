@@ -7,18 +7,13 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{Storescp, output_within, repo_root, retriever, temp_cache};
+use crate::common::{Storescp, repo_root, retriever, run_within, temp_cache};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs `retriever ARGS` and returns (exit code, stdout, stderr).
 fn run(cmd: &mut std::process::Command) -> (i32, String, String) {
-    let out = output_within(cmd, TIMEOUT);
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run_within(cmd, TIMEOUT)
 }
 
 /// `retriever config --json`, parsed; panics unless it succeeds.

@@ -11,8 +11,8 @@ use dicom_dictionary_std::tags;
 use retriever::config::Destination;
 use retriever::dimse::*;
 
-use crate::common::testscp::{TestScp, make_instances, pillow_ok};
-use crate::common::{Storescp, dcmtk, free_port, in_ci, python};
+use crate::common::testscp::{TestScp, make_instances};
+use crate::common::{Storescp, dcmtk, free_port, python};
 
 const SC: &str = "1.2.840.10008.5.1.4.1.1.7";
 const CT: &str = "1.2.840.10008.5.1.4.1.1.2";
@@ -522,16 +522,7 @@ fn store_rate() {
 /// Lossy JPEG is decompressed only with the opt-in, and stays marked lossy.
 #[test]
 fn lossy_jpeg_decompression_is_opt_in() {
-    require!("storescp", "python");
-    if !pillow_ok() {
-        // Only the JPEG tests need it (scripts/install-peers.sh installs it).
-        assert!(
-            !in_ci(),
-            "Pillow is missing; with CI=true that is a failure, not a skip"
-        );
-        eprintln!("skipping: Pillow is not installed");
-        return;
-    }
+    require!("storescp", "python", "pillow");
     let dir = tempfile::tempdir().unwrap();
     let instances = make(
         dir.path(),

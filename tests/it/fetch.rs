@@ -8,17 +8,12 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::common::proxy::{Fault, Proxy, Rule};
-use crate::common::{Orthanc, TlsFront, output_within, retriever_at, temp_cache, testdata};
+use crate::common::{Orthanc, TlsFront, retriever_at, run_within, temp_cache, testdata};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
 fn run(cmd: &mut std::process::Command) -> (i32, String, String) {
-    let out = output_within(cmd, LIMIT);
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run_within(cmd, LIMIT)
 }
 
 /// SOP Instance UID → file bytes of every instance file in a cached study.

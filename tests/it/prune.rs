@@ -11,27 +11,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{Orthanc, Storescp, output_within, retriever, retriever_at, temp_cache, testdata};
+use crate::common::{
+    Orthanc, Storescp, fetch_ok, output_within, retriever, retriever_at, run_within, temp_cache, testdata, uid_of,
+};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn run(cmd: &mut Command) -> (i32, String, String) {
-    let out = output_within(cmd, LIMIT);
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn uid_of(accession: &str) -> &'static str {
-    &testdata().study(accession).study_uid
-}
-
-/// `retriever fetch ACCESSION --priors 0`; must succeed.
-fn fetch(orthanc: &Orthanc, cache: &Path, accession: &str) {
-    let (code, _, err) = run(retriever_at(&orthanc.dicomweb_url(), cache).args(["fetch", accession, "--priors", "0"]));
-    assert_eq!(code, 0, "fetch {accession} failed:\n{err}");
+    run_within(cmd, LIMIT)
 }
 
 /// `retriever --cache CACHE prune ARGS...`
@@ -141,7 +128,7 @@ fn prune_removes_delivered_expired_studies_and_says_what_it_keeps() {
     let scp = Storescp::start("STORESCP");
     let dest = scp.address();
     for accession in ["ACC2001", "ACC2002", "ACC3001"] {
-        fetch(orthanc, cache.path(), accession);
+        fetch_ok(orthanc, cache.path(), &[accession]);
     }
     let (code, _, err) =
         run(retriever_at(&orthanc.dicomweb_url(), cache.path()).args(["store", uid_of("ACC2001"), "--to", &dest]));
@@ -241,7 +228,7 @@ fn prune_in_a_loop_never_touches_a_study_in_use_or_undelivered() {
     std::thread::scope(|s| {
         let deliverer = s.spawn(|| {
             for accession in delivered {
-                fetch(orthanc, cache.path(), accession);
+                fetch_ok(orthanc, cache.path(), &[accession]);
                 let (code, _, err) = run(retriever_at(&orthanc.dicomweb_url(), cache.path()).args([
                     "store",
                     uid_of(accession),
@@ -253,7 +240,7 @@ fn prune_in_a_loop_never_touches_a_study_in_use_or_undelivered() {
         });
         let keeper = s.spawn(|| {
             for accession in kept {
-                fetch(orthanc, cache.path(), accession);
+                fetch_ok(orthanc, cache.path(), &[accession]);
                 fetched_kept.lock().unwrap().push(accession);
             }
         });
@@ -302,7 +289,7 @@ fn prune_in_a_loop_never_touches_a_study_in_use_or_undelivered() {
     let started = Instant::now();
     let mut skipped_in_use = false;
     std::thread::scope(|s| {
-        let fetcher = s.spawn(|| fetch(orthanc, cache.path(), "ACCBIG"));
+        let fetcher = s.spawn(|| fetch_ok(orthanc, cache.path(), &["ACCBIG"]));
         while !fetcher.is_finished() {
             let (code, out, err) = prune(cache.path(), &["--older-than", "0s", "--include-undelivered"]);
             assert_eq!(code, 0, "prune failed:\n{err}");
@@ -333,7 +320,7 @@ fn a_prune_killed_mid_run_leaves_a_consistent_cache() {
     let orthanc = Orthanc::shared();
     let template = temp_cache();
     for accession in ["ACCBIG", "ACC1001", "ACC1002", "ACC2001", "ACC2002"] {
-        fetch(orthanc, template.path(), accession);
+        fetch_ok(orthanc, template.path(), &[accession]);
     }
     let everything = assert_no_half_study(template.path());
     assert_eq!(everything.len(), 5);
@@ -363,7 +350,7 @@ fn a_prune_killed_mid_run_leaves_a_consistent_cache() {
     assert_eq!(assert_no_half_study(cache.path()), left);
     assert_clean(cache.path());
     let accession = &testdata().study_by_uid(&first).unwrap().accession;
-    fetch(orthanc, cache.path(), accession);
+    fetch_ok(orthanc, cache.path(), &[accession]);
     assert_eq!(assert_no_half_study(cache.path()), everything);
 
     // Killed at various moments of a run that removes everything.
@@ -391,7 +378,7 @@ fn a_prune_killed_mid_run_leaves_a_consistent_cache() {
         assert_eq!(cached_studies(cache.path()), BTreeSet::new());
         assert_clean(cache.path());
         if delay_ms == 30 {
-            fetch(orthanc, cache.path(), "ACCBIG");
+            fetch_ok(orthanc, cache.path(), &["ACCBIG"]);
             assert_eq!(
                 assert_no_half_study(cache.path()),
                 BTreeSet::from([uid_of("ACCBIG").to_owned()])

@@ -13,33 +13,18 @@ use std::time::{Duration, Instant};
 use dicom_dictionary_std::tags;
 use serde_json::Value;
 
-use crate::common::testscp::{TestScp, make_instances, pillow_ok};
+use retriever::dimse::{EXPLICIT_VR_LE, IMPLICIT_VR_LE};
+
+use crate::common::testscp::{TestScp, make_instances};
 use crate::common::{
-    Orthanc, Storescp, free_port, in_ci, output_within, retriever, retriever_at, split_part10, temp_cache, testdata,
+    Orthanc, Storescp, dest_key, fetch_ok, free_port, retriever, retriever_at, run_within, split_part10, temp_cache,
+    testdata, uid_of,
 };
 
 const LIMIT: Duration = Duration::from_secs(60);
-const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
-const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
 
 fn run(cmd: &mut Command) -> (i32, String, String) {
-    let out = output_within(cmd, LIMIT);
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// `retriever fetch IDS... --priors 0` (unless the ids say otherwise) into `cache`; must succeed.
-fn fetch(orthanc: &Orthanc, cache: &Path, ids: &[&str]) {
-    let mut cmd = retriever_at(&orthanc.dicomweb_url(), cache);
-    cmd.arg("fetch").args(ids);
-    if !ids.contains(&"--priors") {
-        cmd.args(["--priors", "0"]);
-    }
-    let (code, _, err) = run(&mut cmd);
-    assert_eq!(code, 0, "fetch {ids:?} failed:\n{err}");
+    run_within(cmd, LIMIT)
 }
 
 /// `retriever store ARGS... --to DEST` with the cloud configured.
@@ -50,23 +35,13 @@ fn store(orthanc: &Orthanc, cache: &Path, dest: &str, args: &[&str]) -> (i32, St
         .args(["--to", dest]))
 }
 
-fn uid_of(accession: &str) -> &'static str {
-    &testdata().study(accession).study_uid
-}
-
-/// The file name of a destination's journal: `AE@127.0.0.1_PORT`.
-fn key(dest: &str) -> String {
-    let (ae_host, port) = dest.rsplit_once(':').unwrap();
-    format!("{ae_host}_{port}")
-}
-
 /// The last journal record of each instance of a study for a destination.
 fn journal(cache: &Path, study: &str, dest: &str) -> BTreeMap<String, Value> {
     let path = cache
         .join("studies")
         .join(study)
         .join("delivered")
-        .join(format!("{}.jsonl", key(dest)));
+        .join(format!("{}.jsonl", dest_key(dest)));
     let text = std::fs::read_to_string(&path).unwrap_or_default();
     text.lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -134,7 +109,7 @@ fn store_delivers_byte_for_byte_and_a_second_run_sends_nothing() {
     require!("orthanc", "storescp");
     let orthanc = Orthanc::shared();
     let cache = temp_cache();
-    fetch(orthanc, cache.path(), &["ACC1001", "--priors", "3"]);
+    fetch_ok(orthanc, cache.path(), &["ACC1001", "--priors", "3"]);
     let studies = ["ACC1001", "ACC1002", "ACC1003", "ACC1004"];
     let data = testdata();
     let scp = Storescp::start("STORESCP");
@@ -281,7 +256,7 @@ fn refusals_and_wrong_ae_titles_stop_with_a_clear_error() {
     require!("orthanc", "storescp", "python");
     let orthanc = Orthanc::shared();
     let cache = temp_cache();
-    fetch(orthanc, cache.path(), &["ACC1002"]);
+    fetch_ok(orthanc, cache.path(), &["ACC1002"]);
     let study = uid_of("ACC1002");
 
     let refusing = Storescp::start_with("STORESCP", &["--refuse", "-dhl"]);
@@ -344,7 +319,7 @@ fn warnings_are_delivered_and_shown() {
     require!("orthanc", "python");
     let orthanc = Orthanc::shared();
     let cache = temp_cache();
-    fetch(orthanc, cache.path(), &["ACC1001"]);
+    fetch_ok(orthanc, cache.path(), &["ACC1001"]);
     let study = uid_of("ACC1001");
     let scp = TestScp::start(&["--statuses", "0xB000,0x0000,0xB007", "--comment", "coerced here"]);
     let dest = scp.address("TESTSCP");
@@ -389,7 +364,7 @@ fn failures_are_journaled_and_a_rerun_resends_only_them() {
     require!("orthanc", "python");
     let orthanc = Orthanc::shared();
     let cache = temp_cache();
-    fetch(orthanc, cache.path(), &["ACC1001"]);
+    fetch_ok(orthanc, cache.path(), &["ACC1001"]);
     let study = uid_of("ACC1001");
     let all = testdata().study("ACC1001").sop_uids();
     let scp = TestScp::start(&["--statuses", "0x0000,0xC000,0xA700,0x0122"]);
@@ -458,7 +433,7 @@ fn implicit_only_destination_gets_converted_instances() {
     require!("orthanc", "python");
     let orthanc = Orthanc::shared();
     let cache = temp_cache();
-    fetch(orthanc, cache.path(), &["ACC1001", "ACC1003"]);
+    fetch_ok(orthanc, cache.path(), &["ACC1001", "ACC1003"]);
     let scp = TestScp::start(&["--ts", IMPLICIT_VR_LE]);
     let dest = scp.address("TESTSCP");
     let (code, _, err) = store(orthanc, cache.path(), &dest, &[uid_of("ACC1001"), uid_of("ACC1003")]);
@@ -489,15 +464,7 @@ fn implicit_only_destination_gets_converted_instances() {
 /// a syntax the destination took, sent, and the staged copy removed.
 #[test]
 fn unconvertible_instances_are_fetched_again_from_the_cloud() {
-    require!("orthanc", "python");
-    if !pillow_ok() {
-        assert!(
-            !in_ci(),
-            "Pillow is missing; with CI=true that is a failure, not a skip"
-        );
-        eprintln!("skipping: Pillow is not installed (scripts/install-peers.sh installs it)");
-        return;
-    }
+    require!("orthanc", "python", "pillow");
     let files = tempfile::tempdir().unwrap();
     let study = "1.2.826.0.1.3680043.8.498.77";
     let spec = |ts: &str| {
@@ -526,7 +493,7 @@ fn unconvertible_instances_are_fetched_again_from_the_cloud() {
         })
         .collect();
     let cache = temp_cache();
-    fetch(&cloud, cache.path(), &[study]);
+    fetch_ok(&cloud, cache.path(), &[study]);
     let scp = TestScp::start(&[]);
     let dest = scp.address("TESTSCP");
 
@@ -584,7 +551,7 @@ fn no_answer_is_never_delivered() {
     require!("orthanc", "storescp");
     let orthanc = Orthanc::shared();
     let cache = temp_cache();
-    fetch(orthanc, cache.path(), &["ACC1002"]);
+    fetch_ok(orthanc, cache.path(), &["ACC1002"]);
     let study = uid_of("ACC1002");
     let scp = Storescp::start_with("STORESCP", &["--abort-after", "-dhl"]);
     let (code, _, err) = store(orthanc, cache.path(), &scp.address(), &[study, "--store-retries", "1"]);
@@ -603,7 +570,7 @@ fn incomplete_and_unknown_studies_are_not_sent() {
     require!("orthanc", "storescp");
     let orthanc = Orthanc::shared();
     let cache = temp_cache();
-    fetch(orthanc, cache.path(), &["ACC1002"]);
+    fetch_ok(orthanc, cache.path(), &["ACC1002"]);
     let study = uid_of("ACC1002");
     let gone = testdata().study("ACC1002").sop_uids().into_iter().next().unwrap();
     std::fs::remove_file(cached_file(cache.path(), &gone)).unwrap();
@@ -644,7 +611,7 @@ fn killed_mid_study_a_rerun_finishes_the_job() {
     require!("orthanc", "python");
     let orthanc = Orthanc::shared();
     let cache = temp_cache();
-    fetch(orthanc, cache.path(), &["ACCBIG"]);
+    fetch_ok(orthanc, cache.path(), &["ACCBIG"]);
     let study = uid_of("ACCBIG");
     let all = testdata().large().sop_uids();
     let scp = TestScp::start(&["--sleep", "0.05"]);

@@ -16,19 +16,12 @@ use serde_json::Value;
 
 use crate::common::proxy::{Fault, Proxy, Rule};
 use crate::common::testscp::TestScp;
-use crate::common::{
-    Orthanc, Storescp, dcmtk, free_port, is_listening, output_within, retriever_at, temp_cache, testdata,
-};
+use crate::common::{Orthanc, Storescp, dest_key, free_port, retriever_at, run_within, temp_cache, testdata, uid_of};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn run(cmd: &mut Command) -> (i32, String, String) {
-    let out = output_within(cmd, LIMIT);
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run_within(cmd, LIMIT)
 }
 
 /// `retriever --cloud CLOUD ... watch --to DEST ARGS...`
@@ -110,10 +103,6 @@ fn wait_until(timeout: Duration, what: &str, running: &mut Running, mut done: im
     }
 }
 
-fn uid_of(accession: &str) -> &'static str {
-    &testdata().study(accession).study_uid
-}
-
 fn sops(accessions: &[&str]) -> BTreeSet<String> {
     accessions.iter().flat_map(|a| testdata().study(a).sop_uids()).collect()
 }
@@ -126,12 +115,11 @@ fn upload(cloud: &Orthanc, accession: &str) {
 
 /// The journal of a study for a destination, every line.
 fn journal_lines(cache: &Path, study: &str, dest: &str) -> Vec<Value> {
-    let (ae_host, port) = dest.rsplit_once(':').unwrap();
     let path = cache
         .join("studies")
         .join(study)
         .join("delivered")
-        .join(format!("{ae_host}_{port}.jsonl"));
+        .join(format!("{}.jsonl", dest_key(dest)));
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
@@ -166,8 +154,7 @@ fn assert_journaled_once(cache: &Path, dest: &str, accessions: &[&str]) {
 
 /// The watch record: study UID → its entry (none before it is first written).
 fn record(cache: &Path, dest: &str) -> BTreeMap<String, Value> {
-    let (ae_host, port) = dest.rsplit_once(':').unwrap();
-    let path = cache.join("watch").join(format!("{ae_host}_{port}.json"));
+    let path = cache.join("watch").join(format!("{}.json", dest_key(dest)));
     let Ok(text) = std::fs::read_to_string(&path) else {
         return BTreeMap::new();
     };
@@ -368,55 +355,6 @@ fn a_study_that_grows_is_completed() {
     assert_journaled_once(cache.path(), &dest, &["ACC1001"]);
 }
 
-/// A `storescp` on a port chosen in advance (the destination comes up after watch started).
-struct LateScp {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl LateScp {
-    fn start(aet: &str, port: u16) -> LateScp {
-        let dir = tempfile::tempdir().unwrap();
-        let child = Command::new(dcmtk("storescp").unwrap())
-            .env("TCP_NODELAY", "1")
-            .args(["-aet", aet, "+xa", "+B", "-dhl", "--output-directory"])
-            .arg(dir.path())
-            .arg(port.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !is_listening(port) {
-            assert!(Instant::now() < deadline, "storescp did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        LateScp { child, dir }
-    }
-
-    fn received(&self) -> BTreeSet<String> {
-        std::fs::read_dir(self.dir.path())
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let (_, uid) = name.split_once('.')?;
-                uid.bytes()
-                    .all(|b| b.is_ascii_digit() || b == b'.')
-                    .then(|| uid.to_owned())
-            })
-            .collect()
-    }
-}
-
-impl Drop for LateScp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The WADO-RS retrieves the proxy saw (no query string: searches have one).
 fn retrieves(proxy: &Proxy) -> Vec<String> {
     proxy
@@ -458,10 +396,10 @@ fn a_destination_that_comes_up_late_gets_everything_and_nothing_is_fetched_twice
     assert!(!fetched.is_empty());
     // Some searches go by while it is down.
     std::thread::sleep(Duration::from_secs(2));
-    let scp = LateScp::start("LATE", port);
+    let scp = Storescp::start_on("LATE", port);
     let all = sops(&["ACC2001", "ACC2002"]);
     wait_until(LIMIT, "delivery once the destination is up", &mut running, || {
-        scp.received() == all
+        scp.received_sop_uids() == all
     });
     wait_until(LIMIT, "the study recorded as delivered", &mut running, || {
         record(cache.path(), &dest)

@@ -77,7 +77,8 @@ pub fn in_ci() -> bool {
 }
 
 /// Whether a peer the test needs is installed. Known names: `orthanc` (server, DICOMweb
-/// plugin and the Python that loads it), `python` (pydicom, pynetdicom, numpy), `openssl`, any DCMTK tool
+/// plugin and the Python that loads it), `python` (pydicom, pynetdicom, numpy), `pillow` (JPEG
+/// test instances), `openssl`, any DCMTK tool
 /// (`storescp`, `echoscu`, `storescu`, `dcmdump`, ...). When it is missing: panics in CI, else
 /// prints why and returns false so the test can skip (see the [`require!`] macro).
 pub fn require(tool: &str) -> bool {
@@ -88,6 +89,7 @@ pub fn require(tool: &str) -> bool {
         let present = match tool {
             "orthanc" => Path::new(ORTHANC_BIN).exists() && orthanc::dicomweb_plugin().is_some() && python_ok(),
             "python" | "pydicom" | "pynetdicom" => python_ok(),
+            "pillow" => python_ok() && testscp::pillow_ok(),
             "openssl" => Command::new("openssl")
                 .arg("version")
                 .stdout(Stdio::null())
@@ -406,6 +408,39 @@ pub fn temp_cache() -> tempfile::TempDir {
         .prefix("retriever-cache-")
         .tempdir()
         .expect("create a temporary cache directory")
+}
+
+/// [`output_within`] as (exit code, -1 for a signal; stdout; stderr).
+pub fn run_within(cmd: &mut Command, timeout: Duration) -> (i32, String, String) {
+    let out = output_within(cmd, timeout);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `retriever fetch IDS... --priors 0` (unless the ids say otherwise) from `orthanc` into
+/// `cache`; must succeed within a minute.
+pub fn fetch_ok(orthanc: &Orthanc, cache: &Path, ids: &[&str]) {
+    let mut cmd = retriever_at(&orthanc.dicomweb_url(), cache);
+    cmd.arg("fetch").args(ids);
+    if !ids.contains(&"--priors") {
+        cmd.args(["--priors", "0"]);
+    }
+    let (code, _, err) = run_within(&mut cmd, Duration::from_secs(60));
+    assert_eq!(code, 0, "fetch {ids:?} failed:\n{err}");
+}
+
+/// The Study Instance UID of the test study with this accession number.
+pub fn uid_of(accession: &str) -> &'static str {
+    &testdata().study(accession).study_uid
+}
+
+/// The name the cache gives a destination `AE@HOST:PORT` in file names: `AE@HOST_PORT`.
+pub fn dest_key(dest: &str) -> String {
+    let (ae_host, port) = dest.rsplit_once(':').unwrap();
+    format!("{ae_host}_{port}")
 }
 
 /// Runs the command to completion, killing it (and failing the test) if it takes longer than

@@ -35,6 +35,24 @@ impl Storescp {
     /// `storescp -aet AET` with exactly these extra flags (e.g. `--refuse`,
     /// `--abort-after`, `+xi` to accept implicit VR only, `--sleep-during 5`).
     pub fn start_with(aet: &str, flags: &[&str]) -> Storescp {
+        let mut last_error = String::new();
+        // The port was free a moment ago; another process may take it first, so retry.
+        for _ in 0..5 {
+            match Storescp::launch(aet, flags, free_port()) {
+                Ok(scp) => return scp,
+                Err(e) => last_error = e,
+            }
+        }
+        panic!("could not start storescp: {last_error}");
+    }
+
+    /// `storescp -aet AET` with [`DEFAULT_FLAGS`] on this port (for a destination that
+    /// comes up where the router already expects it).
+    pub fn start_on(aet: &str, port: u16) -> Storescp {
+        Storescp::launch(aet, &DEFAULT_FLAGS, port).unwrap_or_else(|e| panic!("could not start storescp: {e}"))
+    }
+
+    fn launch(aet: &str, flags: &[&str], port: u16) -> Result<Storescp, String> {
         let program = dcmtk("storescp").expect("DCMTK storescp is not installed");
         let dir = tempfile::Builder::new()
             .prefix("retriever-storescp-")
@@ -43,52 +61,44 @@ impl Storescp {
         let received = dir.path().join("received");
         std::fs::create_dir(&received).expect("create storescp's output directory");
         let log = dir.path().join("storescp.log");
-        let mut last_error = String::new();
-        // The port was free a moment ago; another process may take it first, so retry.
-        for _ in 0..5 {
-            let port = free_port();
-            let log_file = std::fs::File::create(&log).expect("create storescp.log");
-            let mut child = Command::new(&program)
-                .env("TCP_NODELAY", "1")
-                .arg("-aet")
-                .arg(aet)
-                .arg("--output-directory")
-                .arg(&received)
-                .args(flags)
-                .arg(port.to_string())
-                .stdin(Stdio::null())
-                .stdout(log_file.try_clone().expect("clone log handle"))
-                .stderr(log_file)
-                .spawn()
-                .unwrap_or_else(|e| panic!("failed to start `{}`: {e}", program.display()));
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                if let Ok(Some(status)) = child.try_wait() {
-                    last_error = format!(
-                        "storescp exited with {status}: {}",
-                        std::fs::read_to_string(&log).unwrap_or_default()
-                    );
-                    break;
-                }
-                if is_listening(port) {
-                    return Storescp {
-                        child,
-                        port,
-                        aet: aet.to_owned(),
-                        dir,
-                        log,
-                    };
-                }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    last_error = "storescp did not listen within 10 s".into();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
+        let log_file = std::fs::File::create(&log).expect("create storescp.log");
+        let mut child = Command::new(&program)
+            .env("TCP_NODELAY", "1")
+            .arg("-aet")
+            .arg(aet)
+            .arg("--output-directory")
+            .arg(&received)
+            .args(flags)
+            .arg(port.to_string())
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("clone log handle"))
+            .stderr(log_file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("failed to start `{}`: {e}", program.display()));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!(
+                    "storescp exited with {status}: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                ));
             }
+            if is_listening(port) {
+                return Ok(Storescp {
+                    child,
+                    port,
+                    aet: aet.to_owned(),
+                    dir,
+                    log,
+                });
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err("storescp did not listen within 10 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
-        panic!("could not start storescp: {last_error}");
     }
 
     pub fn port(&self) -> u16 {
