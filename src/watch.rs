@@ -374,7 +374,7 @@ impl Router<'_> {
                 self.next_search = Instant::now() + wait;
                 let error = format!("{e:#}");
                 self.view.watch(&WatchEvent::PollFailed {
-                    auth: is_auth_failure(&error),
+                    auth: crate::dicomweb::is_login_refused(&e),
                     error: error.clone(),
                     failures: self.search_failures,
                     retry_in: wait,
@@ -564,12 +564,6 @@ impl Router<'_> {
             self.shown = Some(status);
         }
     }
-}
-
-/// True when a search failed because the cloud refused the credentials
-/// (the DICOMweb client's messages for HTTP 401 and 403).
-fn is_auth_failure(error: &str) -> bool {
-    error.contains("refused the credentials") || error.contains("asks for credentials")
 }
 
 /// One search of the cloud: the studies that match, with what the record needs.

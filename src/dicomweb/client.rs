@@ -353,7 +353,8 @@ impl Client {
             return Err(Failure::permanent(
                 format!("the cloud at `{base}` asks for credentials (HTTP 401) for {what}, and none were given"),
                 "set RETRIEVER_USER/RETRIEVER_PASSWORD or RETRIEVER_TOKEN",
-            ));
+            )
+            .login_refused());
         }
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return Err(Failure::permanent(
@@ -362,7 +363,8 @@ impl Client {
                     status.as_u16()
                 ),
                 "check RETRIEVER_USER/RETRIEVER_PASSWORD or RETRIEVER_TOKEN",
-            ));
+            )
+            .login_refused());
         }
         if is_transient_status(status) {
             let retry_after = response
@@ -525,6 +527,8 @@ struct Failure {
     retryable: bool,
     retry_after: Option<Duration>,
     attempts: u32,
+    /// The cloud refused the login (HTTP 401/403), see [`LoginRefused`].
+    login_refused: bool,
     message: Message,
 }
 
@@ -557,6 +561,7 @@ impl Failure {
             retryable: transient,
             retry_after: None,
             attempts: 1,
+            login_refused: false,
             message: Message::Ours {
                 what,
                 cause,
@@ -571,8 +576,14 @@ impl Failure {
             retryable: false,
             retry_after: None,
             attempts: 1,
+            login_refused: false,
             message: Message::Callback(e),
         }
+    }
+
+    fn login_refused(mut self) -> Failure {
+        self.login_refused = true;
+        self
     }
 
     fn into_error(self) -> anyhow::Error {
@@ -585,11 +596,30 @@ impl Failure {
                     String::new()
                 };
                 let cause = cause.map(|c| format!(" ({c})")).unwrap_or_default();
-                anyhow!("{what}{after}{cause}; {hint}")
+                let message = format!("{what}{after}{cause}; {hint}");
+                if self.login_refused {
+                    anyhow::Error::new(LoginRefused(message))
+                } else {
+                    anyhow!(message)
+                }
             }
         }
     }
 }
+
+/// The error of a request the cloud refused for its credentials (HTTP 401
+/// or 403), so that callers (watch) can tell it from other failures
+/// without reading the message: [`super::is_login_refused`].
+#[derive(Debug)]
+pub(super) struct LoginRefused(String);
+
+impl std::fmt::Display for LoginRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl StdError for LoginRefused {}
 
 /// A redirect the policy refused; found again in the error's source chain.
 #[derive(Debug)]

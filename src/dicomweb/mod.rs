@@ -21,6 +21,11 @@ mod testserver;
 use std::fmt;
 
 pub use client::Client;
+
+/// True when `e` comes from the cloud refusing the login (HTTP 401 or 403).
+pub fn is_login_refused(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.is::<client::LoginRefused>())
+}
 pub use json::DicomJson;
 pub use multipart::{Multipart, MultipartError, PartBody};
 
