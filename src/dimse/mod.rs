@@ -55,6 +55,8 @@ pub const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
 pub const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
 /// Explicit VR Big Endian (retired, still met in old archives).
 pub const EXPLICIT_VR_BE: &str = "1.2.840.10008.1.2.2";
+/// Deflated Explicit VR Little Endian.
+pub const DEFLATED_EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1.99";
 
 /// Our calling AE title unless configured otherwise.
 pub const DEFAULT_CALLING_AE: &str = "RETRIEVER";

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use dicom_dictionary_std::tags;
 use serde_json::Value;
 
-use retriever::dimse::{EXPLICIT_VR_LE, IMPLICIT_VR_LE};
+use retriever::dimse::{DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_LE, IMPLICIT_VR_LE};
 
 use crate::common::testscp::{TestScp, make_instances};
 use crate::common::{
@@ -99,6 +99,51 @@ fn pixels(path: &Path) -> Vec<u8> {
 
 fn transfer_syntax(path: &Path) -> String {
     dicom(path).meta().transfer_syntax().trim_end_matches('\0').to_owned()
+}
+
+/// Orthanc's DICOM port as the PACS: the study and its priors are all stored there, each data
+/// set as it was in the cloud, or, where Orthanc does not take its transfer syntax (deflated),
+/// converted losslessly to one it takes.
+#[test]
+fn orthanc_as_the_destination_stores_every_instance() {
+    require!("orthanc");
+    let cloud = Orthanc::shared();
+    let pacs = Orthanc::empty();
+    let cache = temp_cache();
+    fetch_ok(cloud, cache.path(), &["ACC1001", "--priors", "3"]);
+    let (code, out, err) = store(cloud, cache.path(), &pacs.dicom_address(), &[]);
+    assert_eq!(code, 0, "store failed:\n{err}");
+    assert_eq!(out.lines().count(), 4, "one line per delivered study:\n{out}");
+    let stored_dir = tempfile::tempdir().unwrap();
+    for accession in ["ACC1001", "ACC1002", "ACC1003", "ACC1004"] {
+        let study = testdata().study(accession);
+        assert_eq!(pacs.study_sop_uids(&study.study_uid), study.sop_uids(), "{accession}");
+        for instance in study.instances() {
+            let stored = stored_dir.path().join(format!("{}.dcm", instance.sop_uid));
+            std::fs::write(&stored, pacs.instance_file(&instance.sop_uid)).unwrap();
+            let (stored_as, own) = (transfer_syntax(&stored), transfer_syntax(&instance.path));
+            if stored_as == own && own != DEFLATED_EXPLICIT_VR_LE {
+                assert!(
+                    split_part10(&std::fs::read(&stored).unwrap()).1 == split_part10(&instance.bytes()).1,
+                    "the data set of {} ({accession}) arrived changed",
+                    instance.sop_uid
+                );
+            } else {
+                // Orthanc writes a deflated data set deflated anew (DCMTK inflates what it
+                // receives), and one converted for it is explicit VR: the pixels are what count.
+                assert!(
+                    stored_as == own || stored_as == EXPLICIT_VR_LE,
+                    "{} ({accession})",
+                    instance.sop_uid
+                );
+                assert!(
+                    pixels(&stored) == pixels(&instance.path),
+                    "the pixels of {} ({accession}) arrived changed",
+                    instance.sop_uid
+                );
+            }
+        }
+    }
 }
 
 /// Four studies of different transfer syntaxes (explicit, implicit, RLE, deflated) to DCMTK
