@@ -5,7 +5,6 @@
 //! shared Orthanc, held in a static, stops when the test process exits: its supervisor watches
 //! its stdin). A missing peer skips a test locally and fails it in CI (`CI=true`), see
 //! [`require`].
-#![allow(dead_code)]
 
 pub mod orthanc;
 pub mod proxy;
@@ -22,12 +21,8 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-// Not every test binary uses every name.
-#[allow(unused_imports)]
-pub use orthanc::{Orthanc, OrthancBuilder};
-#[allow(unused_imports)]
-pub use proxy::{Fault, Proxy, RequestSeen, Rule, RuleId};
-#[allow(unused_imports)]
+pub use orthanc::Orthanc;
+pub use proxy::{Fault, Proxy, Rule};
 pub use storescp::{Storescp, echoscu, storescu};
 pub use tls::TlsFront;
 
@@ -180,7 +175,11 @@ pub fn is_listening(port: u16) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Test data
 
+// The structs below mirror all of `index.json` (scripts/gen_testdata.py), read by the tests or
+// not, so that they document what the generated data holds.
+
 /// What `scripts/gen_testdata.py` wrote: `index.json`, parsed.
+#[allow(dead_code)]
 #[derive(Debug, Deserialize)]
 pub struct TestData {
     #[serde(skip)]
@@ -190,6 +189,7 @@ pub struct TestData {
     pub studies: Vec<Study>,
 }
 
+#[allow(dead_code)]
 #[derive(Debug, Deserialize)]
 pub struct Params {
     pub version: u32,
@@ -198,6 +198,7 @@ pub struct Params {
     pub large: usize,
 }
 
+#[allow(dead_code)]
 #[derive(Debug, Deserialize)]
 pub struct Study {
     pub label: String,
@@ -219,6 +220,7 @@ pub struct Study {
     pub series: Vec<Series>,
 }
 
+#[allow(dead_code)]
 #[derive(Debug, Deserialize)]
 pub struct Series {
     pub series_uid: String,
@@ -229,6 +231,7 @@ pub struct Series {
     pub instances: Vec<Instance>,
 }
 
+#[allow(dead_code)]
 #[derive(Debug, Deserialize)]
 pub struct Instance {
     pub sop_uid: String,
@@ -262,12 +265,6 @@ impl TestData {
             .collect();
         studies.sort_by_key(|s| s.days_ago);
         studies
-    }
-
-    pub fn instance(&self, sop_uid: &str) -> Option<(&Study, &Instance)> {
-        self.studies
-            .iter()
-            .find_map(|s| s.instances().find(|i| i.sop_uid == sop_uid).map(|i| (s, i)))
     }
 
     /// The big study (`ACCBIG`).

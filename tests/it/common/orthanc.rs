@@ -37,7 +37,6 @@ pub struct Orthanc {
     pid: u32,
     aet: String,
     workdir: PathBuf,
-    log: PathBuf,
     client: reqwest::blocking::Client,
 }
 
@@ -45,40 +44,12 @@ pub struct Orthanc {
 #[derive(Clone, Debug, Default)]
 pub struct OrthancBuilder {
     load_testdata: bool,
-    aet: Option<String>,
-    modalities: Vec<(String, String, u16)>,
-    uploads: Vec<PathBuf>,
-    config: Option<Value>,
 }
 
 impl OrthancBuilder {
     /// Loads every study of [`testdata`] once started.
     pub fn testdata(mut self) -> Self {
         self.load_testdata = true;
-        self
-    }
-
-    /// Orthanc's own AE title (default `ORTHANC`).
-    pub fn aet(mut self, aet: &str) -> Self {
-        self.aet = Some(aet.to_owned());
-        self
-    }
-
-    /// A DICOM peer on 127.0.0.1 that Orthanc knows by `name` (for C-STORE from Orthanc).
-    pub fn modality(mut self, name: &str, aet: &str, port: u16) -> Self {
-        self.modalities.push((name.to_owned(), aet.to_owned(), port));
-        self
-    }
-
-    /// Also uploads the DICOM files under this path.
-    pub fn upload(mut self, path: &Path) -> Self {
-        self.uploads.push(path.to_path_buf());
-        self
-    }
-
-    /// Extra configuration merged over the generated one (objects merge one level deep).
-    pub fn config(mut self, config: Value) -> Self {
-        self.config = Some(config);
         self
     }
 
@@ -97,20 +68,8 @@ impl OrthancBuilder {
             .arg(&workdir)
             .arg("--user")
             .arg(format!("{USER}:{PASSWORD}"));
-        if let Some(aet) = &self.aet {
-            cmd.args(["--aet", aet]);
-        }
-        for (name, aet, port) in &self.modalities {
-            cmd.arg("--modality").arg(format!("{name}={aet}@127.0.0.1:{port}"));
-        }
         if self.load_testdata {
             cmd.arg("--upload").arg(&testdata().dir);
-        }
-        for path in &self.uploads {
-            cmd.arg("--upload").arg(path);
-        }
-        if let Some(config) = &self.config {
-            cmd.arg("--config-json").arg(config.to_string());
         }
         let started = Instant::now();
         let mut child = cmd
@@ -141,7 +100,6 @@ impl OrthancBuilder {
             pid: state["pid"].as_u64().unwrap_or(0) as u32,
             aet: state["aet"].as_str().unwrap_or("ORTHANC").to_owned(),
             workdir: workdir.clone(),
-            log: PathBuf::from(state["log"].as_str().unwrap_or_default()),
             client,
         };
         if std::env::var_os("RETRIEVER_TEST_VERBOSE").is_some() {
@@ -166,15 +124,10 @@ impl Orthanc {
     }
 
     /// One Orthanc per test binary, loaded with the test data. Tests must not change what it
-    /// holds; a test that does starts its own with [`Orthanc::fresh`] or [`Orthanc::builder`].
+    /// holds; a test that does starts its own with [`Orthanc::builder`].
     pub fn shared() -> &'static Orthanc {
         static SHARED: OnceLock<Orthanc> = OnceLock::new();
         SHARED.get_or_init(|| Orthanc::builder().testdata().start())
-    }
-
-    /// A separate Orthanc loaded with the test data, stopped when dropped.
-    pub fn fresh() -> Orthanc {
-        Orthanc::builder().testdata().start()
     }
 
     /// A separate, empty Orthanc.
@@ -192,21 +145,8 @@ impl Orthanc {
         format!("{}/dicom-web", self.http_url())
     }
 
-    pub fn http_port(&self) -> u16 {
-        self.http_port
-    }
-
     pub fn http_addr(&self) -> std::net::SocketAddr {
         ([127, 0, 0, 1], self.http_port).into()
-    }
-
-    pub fn dicom_port(&self) -> u16 {
-        self.dicom_port
-    }
-
-    /// Orthanc's AE title.
-    pub fn aet(&self) -> &str {
-        &self.aet
     }
 
     /// `AET@127.0.0.1:PORT`, as `retriever --to` takes it.
@@ -216,19 +156,6 @@ impl Orthanc {
 
     pub fn pid(&self) -> u32 {
         self.pid
-    }
-
-    pub fn user(&self) -> &str {
-        USER
-    }
-
-    pub fn password(&self) -> &str {
-        PASSWORD
-    }
-
-    /// Orthanc's log so far (for failure messages).
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// GET a path (starting with `/`) of the REST API, authenticated. No status check.
@@ -339,12 +266,6 @@ impl Orthanc {
     pub fn delete_study(&self, study_uid: &str) {
         if let Some(id) = self.lookup(study_uid) {
             self.delete(&format!("/studies/{id}"));
-        }
-    }
-
-    pub fn delete_instance(&self, sop_uid: &str) {
-        if let Some(id) = self.lookup(sop_uid) {
-            self.delete(&format!("/instances/{id}"));
         }
     }
 }

@@ -42,8 +42,6 @@ pub enum Fault {
     Rewrite(Vec<(Vec<u8>, Vec<u8>)>),
     /// Wait this long, then forward unchanged (a slow server).
     Delay(Duration),
-    /// Close the connection without answering.
-    Drop,
 }
 
 impl Fault {
@@ -74,23 +72,9 @@ impl Fault {
         }
     }
 
-    /// Any status with an empty body.
-    pub fn status(status: u16) -> Fault {
-        Fault::Respond {
-            status,
-            headers: Vec::new(),
-            body: Vec::new(),
-        }
-    }
-
     /// Replace `from` by `to` (which must have the same length) in response bodies.
     pub fn rewrite(from: &str, to: &str) -> Fault {
         Fault::Rewrite(vec![pair(from.as_bytes(), to.as_bytes())])
-    }
-
-    /// Several same-length replacements at once (e.g. swap two UIDs both ways).
-    pub fn rewrite_all(pairs: &[(&str, &str)]) -> Fault {
-        Fault::Rewrite(pairs.iter().map(|(f, t)| pair(f.as_bytes(), t.as_bytes())).collect())
     }
 
     pub fn stall(after: usize, duration: Duration) -> Fault {
@@ -113,7 +97,6 @@ fn pair(from: &[u8], to: &[u8]) -> (Vec<u8>, Vec<u8>) {
 pub struct Rule {
     fault: Fault,
     path_contains: Option<String>,
-    method: Option<String>,
     times: Option<usize>,
 }
 
@@ -123,7 +106,6 @@ impl Rule {
         Rule {
             fault,
             path_contains: None,
-            method: None,
             times: None,
         }
     }
@@ -134,24 +116,16 @@ impl Rule {
         self
     }
 
-    /// Only requests with this method.
-    pub fn method(mut self, method: &str) -> Rule {
-        self.method = Some(method.to_ascii_uppercase());
-        self
-    }
-
     /// Only the first `k` matching requests; later ones fall through to the next rule.
     pub fn times(mut self, k: usize) -> Rule {
         self.times = Some(k);
         self
     }
 
-    fn matches(&self, method: &str, target: &str) -> bool {
-        self.method.as_deref().is_none_or(|m| m == method)
-            && self
-                .path_contains
-                .as_deref()
-                .is_none_or(|needle| target.contains(needle))
+    fn matches(&self, target: &str) -> bool {
+        self.path_contains
+            .as_deref()
+            .is_none_or(|needle| target.contains(needle))
     }
 }
 
@@ -165,8 +139,6 @@ pub struct RequestSeen {
     pub target: String,
     /// Request headers, names lowercased (to check Accept, Authorization, ...).
     pub headers: Vec<(String, String)>,
-    /// The rule that applied, if any.
-    pub rule: Option<RuleId>,
 }
 
 impl RequestSeen {
@@ -197,25 +169,24 @@ impl Shared {
     }
 
     /// The first rule that matches and has uses left decides; it counts the hit.
-    fn choose(&self, method: &str, target: &str, head: &Head) -> (Option<RuleId>, Fault) {
+    fn choose(&self, method: &str, target: &str, head: &Head) -> Fault {
         let mut rules = self.rules.lock().unwrap();
         let chosen = rules
             .iter_mut()
-            .find(|r| r.rule.matches(method, target) && r.rule.times.is_none_or(|k| r.hits < k));
-        let (id, fault) = match chosen {
+            .find(|r| r.rule.matches(target) && r.rule.times.is_none_or(|k| r.hits < k));
+        let fault = match chosen {
             Some(r) => {
                 r.hits += 1;
-                (Some(r.id), r.rule.fault.clone())
+                r.rule.fault.clone()
             }
-            None => (None, Fault::PassThrough),
+            None => Fault::PassThrough,
         };
         self.seen.lock().unwrap().push(RequestSeen {
             method: method.to_owned(),
             target: target.to_owned(),
             headers: head.headers.clone(),
-            rule: id,
         });
-        (id, fault)
+        fault
     }
 }
 
@@ -485,7 +456,7 @@ fn serve(client: TcpStream, shared: &Shared) {
             return;
         };
         let client_close = head.has_token("connection", "close");
-        let (_, fault) = shared.choose(&method, &target, &head);
+        let fault = shared.choose(&method, &target, &head);
 
         match &fault {
             Fault::Respond { status, headers, body } => {
@@ -506,10 +477,6 @@ fn serve(client: TcpStream, shared: &Shared) {
                     return;
                 }
                 continue;
-            }
-            Fault::Drop => {
-                let _ = client.stream.shutdown(Shutdown::Both);
-                return;
             }
             Fault::Delay(duration) if !sleep_unless_stopped(*duration, shared) => return,
             _ => {}

@@ -52,10 +52,6 @@ impl TestScp {
         TestScp { child, port, dir }
     }
 
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// `AE@127.0.0.1:PORT`, as `retriever --to` takes it.
     pub fn address(&self, ae: &str) -> String {
         format!("{ae}@127.0.0.1:{}", self.port)
