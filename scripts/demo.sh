@@ -9,7 +9,7 @@
 #   4. starts DCMTK storescp on 127.0.0.1 as the PACS;
 #   5. writes a config file for them and shows it with `retriever config`;
 #   6. routes: `retriever watch --once` (one pass: search the cloud, fetch each new study with its
-#      priors, deliver them), or `retriever fetch ACC1001 --store` where there is no `watch`;
+#      priors, deliver them);
 #   7. shows the cache (`retriever ls`) and what the PACS received;
 # and stops everything it started, however it ends. Everything lives under target/demo.
 # Progress bars show when stderr is a terminal.
@@ -112,13 +112,8 @@ sed 's/^/    /' "$RETRIEVER_CONFIG" >&2
 "$BIN" config
 "$BIN" echo
 
-if "$BIN" watch --help >/dev/null 2>&1; then
-    say "6/7 route: retriever watch --once (search the cloud, fetch new studies with their priors, deliver)"
-    "$BIN" watch --once
-else
-    say "6/7 route: retriever fetch ACC1001 --store (the study, its priors, then deliver)"
-    "$BIN" fetch ACC1001 --store
-fi
+say "6/7 route: retriever watch --once (search the cloud, fetch new studies with their priors, deliver)"
+"$BIN" watch --once
 
 say "7/7 what is in the cache, and what the PACS received"
 "$BIN" ls
