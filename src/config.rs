@@ -351,12 +351,12 @@ pub struct DicomSettings {
 impl Default for DicomSettings {
     fn default() -> DicomSettings {
         DicomSettings {
-            associations: 2,
+            associations: crate::store::DEFAULT_ASSOCIATIONS,
             max_pdu: crate::dimse::DEFAULT_MAX_PDU,
-            connect_timeout: Duration::from_secs(10),
-            acse_timeout: Duration::from_secs(30),
-            dimse_timeout: Duration::from_secs(60),
-            store_retries: 3,
+            connect_timeout: crate::dimse::DEFAULT_CONNECT_TIMEOUT,
+            acse_timeout: crate::dimse::DEFAULT_ACSE_TIMEOUT,
+            dimse_timeout: crate::dimse::DEFAULT_DIMSE_TIMEOUT,
+            store_retries: crate::store::DEFAULT_RETRIES,
             decompress_lossy: false,
         }
     }

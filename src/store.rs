@@ -55,13 +55,18 @@ pub struct StoreOptions {
     pub backoff: Duration,
 }
 
+/// Associations opened in parallel unless told otherwise.
+pub const DEFAULT_ASSOCIATIONS: u16 = 2;
+/// Retries of an instance, or of an association, unless told otherwise.
+pub const DEFAULT_RETRIES: u32 = 3;
+
 impl StoreOptions {
     /// Two associations, three retries, half a second of first backoff.
     pub fn new(scu: ScuOptions) -> StoreOptions {
         StoreOptions {
             scu,
-            associations: 2,
-            retries: 3,
+            associations: usize::from(DEFAULT_ASSOCIATIONS),
+            retries: DEFAULT_RETRIES,
             backoff: Duration::from_millis(500),
         }
     }

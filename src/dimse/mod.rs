@@ -62,6 +62,12 @@ pub const DEFLATED_EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1.99";
 pub const DEFAULT_CALLING_AE: &str = "RETRIEVER";
 /// DCMTK's and dicom-rs's default maximum PDU.
 pub const DEFAULT_MAX_PDU: u32 = 16_384;
+/// Default time to open the TCP connection.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default wait for the answer to an association request or release.
+pub const DEFAULT_ACSE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default idle time while an instance is sent or its answer awaited.
+pub const DEFAULT_DIMSE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How to reach the destination.
 #[derive(Debug, Clone)]
@@ -95,9 +101,9 @@ impl ScuOptions {
             calling_ae: DEFAULT_CALLING_AE.to_string(),
             destination,
             max_pdu: DEFAULT_MAX_PDU,
-            connect_timeout: Duration::from_secs(10),
-            acse_timeout: Duration::from_secs(30),
-            dimse_timeout: Duration::from_secs(60),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            acse_timeout: DEFAULT_ACSE_TIMEOUT,
+            dimse_timeout: DEFAULT_DIMSE_TIMEOUT,
             decompress_lossy: false,
         }
     }
