@@ -292,11 +292,6 @@ impl Assoc {
             .map_err(|e| self.map(e, Phase::Release, self.acse_timeout, false))
     }
 
-    /// A-ABORT (service user) and close; never fails.
-    pub fn abort(mut self) {
-        self.abort_inner();
-    }
-
     /// A-ABORT (service user) and close, leaving this handle closed.
     pub fn abort_inner(&mut self) {
         if let Some(mut inner) = self.inner.take() {

@@ -9,8 +9,6 @@ use std::time::Duration;
 /// When an error happened, for messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
-    /// Opening the TCP connection.
-    Connect,
     /// A-ASSOCIATE negotiation.
     Associate,
     /// Sending a DIMSE request (command or data set).
@@ -24,7 +22,6 @@ pub enum Phase {
 impl fmt::Display for Phase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Phase::Connect => "connecting",
             Phase::Associate => "negotiating the association",
             Phase::Send => "sending",
             Phase::Response => "waiting for the response",

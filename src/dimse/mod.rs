@@ -45,7 +45,6 @@ pub use error::{Phase, ScuError};
 pub use proposal::{MAX_CONTEXTS, Proposal, proposals_for, split_proposals};
 pub use status::{StatusClass, StoreStatus, meaning};
 pub use store::{InstanceMeta, SendPlan, StoreAssociation, StoreOutcome};
-pub use transcode::can_convert;
 
 /// Verification SOP class (C-ECHO).
 pub const VERIFICATION: &str = "1.2.840.10008.1.1";

@@ -148,23 +148,17 @@ impl StoreAssociation {
         })
     }
 
-    /// The accepted presentation contexts as (SOP class, transfer syntax).
-    pub fn accepted(&self) -> Vec<(String, String)> {
-        self.assoc
-            .contexts()
-            .iter()
-            .map(|c| {
-                (
-                    trim(&c.abstract_syntax).to_string(),
-                    trim(&c.transfer_syntax).to_string(),
-                )
-            })
-            .collect()
-    }
-
-    /// The largest PDU we send on this association.
-    pub fn max_pdu(&self) -> u32 {
-        self.assoc.send_max_pdu()
+    /// The transfer syntaxes accepted for `sop_class`, each once, in the
+    /// order of the contexts.
+    fn accepted_syntaxes(&self, sop_class: &str) -> Vec<String> {
+        let mut accepted: Vec<String> = Vec::new();
+        for c in self.assoc.contexts() {
+            let ts = trim(&c.transfer_syntax);
+            if trim(&c.abstract_syntax) == sop_class && !accepted.iter().any(|a| a == ts) {
+                accepted.push(ts.to_string());
+            }
+        }
+        accepted
     }
 
     /// False once an error has closed or aborted the association.
@@ -207,15 +201,9 @@ impl StoreAssociation {
                 }
             }
         }
-        let mut accepted: Vec<String> = Vec::new();
-        for (_, t) in contexts {
-            if !accepted.iter().any(|a| a == t) {
-                accepted.push(t.to_string());
-            }
-        }
         SendPlan::NeedsOtherSyntax {
             file_syntax: ts.to_string(),
-            accepted,
+            accepted: self.accepted_syntaxes(sop_class),
         }
     }
 
@@ -275,19 +263,11 @@ impl StoreAssociation {
                             converted_from: Some(meta.transfer_syntax),
                         })
                     }
-                    Err(why) => {
-                        let accepted = self
-                            .accepted()
-                            .into_iter()
-                            .filter(|(c, _)| *c == meta.sop_class)
-                            .map(|(_, t)| t)
-                            .collect();
-                        Ok(StoreOutcome::NeedsOtherSyntax {
-                            file_syntax: meta.transfer_syntax,
-                            accepted,
-                            why: Some(format!("converting it to {to} failed: {why}")),
-                        })
-                    }
+                    Err(why) => Ok(StoreOutcome::NeedsOtherSyntax {
+                        accepted: self.accepted_syntaxes(&meta.sop_class),
+                        file_syntax: meta.transfer_syntax,
+                        why: Some(format!("converting it to {to} failed: {why}")),
+                    }),
                 }
             }
             SendPlan::NeedsOtherSyntax { file_syntax, accepted } => Ok(StoreOutcome::NeedsOtherSyntax {
@@ -357,11 +337,6 @@ impl StoreAssociation {
     /// A-RELEASE. The association is closed afterwards in any case.
     pub fn release(self) -> Result<(), ScuError> {
         self.assoc.release()
-    }
-
-    /// A-ABORT, for fatal errors and Ctrl-C.
-    pub fn abort(self) {
-        self.assoc.abort()
     }
 }
 
