@@ -20,16 +20,6 @@ use crate::uid::Uid;
 pub struct DicomJson(Map<String, Value>);
 
 impl DicomJson {
-    /// Wraps an object already parsed.
-    pub fn from_map(map: Map<String, Value>) -> DicomJson {
-        DicomJson(map)
-    }
-
-    /// The underlying JSON object.
-    pub fn as_map(&self) -> &Map<String, Value> {
-        &self.0
-    }
-
     /// The first value as a string: a person name gives its Alphabetic
     /// component, a number its decimal form. `None` when the attribute is
     /// absent, has no value, or the value is empty.

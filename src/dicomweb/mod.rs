@@ -27,7 +27,6 @@ pub fn is_login_refused(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.is::<client::LoginRefused>())
 }
 pub use json::DicomJson;
-pub use multipart::{Multipart, MultipartError, PartBody};
 
 use crate::uid::Uid;
 

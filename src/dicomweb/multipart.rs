@@ -12,8 +12,8 @@
 //! parser that did less).
 //!
 //! Failures are classified, because the caller's reaction differs: the
-//! connection failing or ending early is worth a retry ([`MultipartError::is_transient`]),
-//! data that is not multipart at all is not.
+//! connection failing or ending early ([`MultipartError::Io`], [`MultipartError::Truncated`])
+//! is worth a retry, data that is not multipart at all ([`MultipartError::Malformed`]) is not.
 
 use std::fmt;
 use std::io::{self, Read};
@@ -48,7 +48,9 @@ pub enum MultipartError {
 }
 
 impl MultipartError {
-    /// True when the same request may well succeed if tried again.
+    /// True when the same request may well succeed if tried again (the
+    /// client makes the same split as it words its errors).
+    #[cfg(test)]
     pub fn is_transient(&self) -> bool {
         !matches!(self, MultipartError::Malformed { .. })
     }
@@ -187,6 +189,7 @@ impl<R: Read> Multipart<R> {
     }
 
     /// The number of parts started so far.
+    #[cfg(test)]
     pub fn parts(&self) -> usize {
         self.part
     }
