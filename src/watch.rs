@@ -141,7 +141,7 @@ pub fn run(
     let deliverer = Deliverer::new(
         cache.clone(),
         store.clone(),
-        Some(cloud.clone()),
+        cloud.clone(),
         Arc::clone(&view),
         config.once,
         deliverer_inbox,
@@ -410,17 +410,7 @@ impl Router<'_> {
                             instances: outcome.delivered.iter().map(|d| d.instances).sum(),
                         });
                     }
-                    Some(error) => {
-                        let wait = self.record.failed(&outcome.current, error, self.config.interval, now);
-                        self.view.watch(&WatchEvent::Failed {
-                            label: outcome.label.clone(),
-                            error: error.clone(),
-                            retry_in: (!self.config.once).then_some(wait),
-                        });
-                        if self.config.once {
-                            self.summary.failed.push((outcome.label.clone(), error.clone()));
-                        }
-                    }
+                    Some(error) => self.failed(&outcome.current, &outcome.label, error, now),
                 }
             }
         }
@@ -456,16 +446,21 @@ impl Router<'_> {
         for uid in died {
             self.in_flight.remove(&uid);
             self.fetching -= 1;
-            let error = "the fetch stopped unexpectedly";
-            let wait = self.record.failed(&uid, error, self.config.interval, now);
-            self.view.watch(&WatchEvent::Failed {
-                label: uid.to_string(),
-                error: error.into(),
-                retry_in: (!self.config.once).then_some(wait),
-            });
-            if self.config.once {
-                self.summary.failed.push((uid.to_string(), error.into()));
-            }
+            self.failed(&uid, uid.as_str(), "the fetch stopped unexpectedly", now);
+        }
+    }
+
+    /// A current study (with its priors) was not delivered: recorded for a
+    /// retry after a backoff, shown, and with `--once` counted in the summary.
+    fn failed(&mut self, uid: &Uid, label: &str, error: &str, now: SystemTime) {
+        let wait = self.record.failed(uid, error, self.config.interval, now);
+        self.view.watch(&WatchEvent::Failed {
+            label: label.to_string(),
+            error: error.to_string(),
+            retry_in: (!self.config.once).then_some(wait),
+        });
+        if self.config.once {
+            self.summary.failed.push((label.to_string(), error.to_string()));
         }
     }
 

@@ -175,7 +175,8 @@ struct Down {
 pub(super) struct Deliverer {
     cache: Cache,
     opts: StoreOptions,
-    cloud: Option<CloudConfig>,
+    /// For instances the destination takes only in another syntax.
+    cloud: CloudConfig,
     view: Arc<dyn Reporter>,
     dest_key: String,
     /// `--once`: a closing pass is made once, whatever the destination's state.
@@ -193,11 +194,10 @@ pub(super) struct Deliverer {
 }
 
 impl Deliverer {
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         cache: Cache,
         opts: StoreOptions,
-        cloud: Option<CloudConfig>,
+        cloud: CloudConfig,
         view: Arc<dyn Reporter>,
         once: bool,
         inbox: Receiver<ToDeliverer>,
@@ -523,7 +523,7 @@ impl Deliverer {
         let side = StoreSide {
             view: Arc::clone(&self.view),
         };
-        let mut store = Store::new(&self.cache, &self.opts, self.cloud.clone(), &side);
+        let mut store = Store::new(&self.cache, &self.opts, Some(self.cloud.clone()), &side);
         let mut results = Vec::new();
         for study in &pending.group.complete {
             // `Found`: a study another process is fetching is passed over
@@ -575,33 +575,24 @@ impl Deliverer {
                     });
                     (true, format!("{} at the destination", instances(r.total)))
                 }
-                StudyState::NotDelivered => {
-                    let words = format!(
+                StudyState::NotDelivered => (
+                    false,
+                    format!(
                         "{} of {} not delivered",
                         r.total - r.skipped - r.sent(),
                         instances(r.total)
-                    );
-                    errors.push(format!("{}: {words}", study.label));
-                    (false, words)
-                }
+                    ),
+                ),
                 StudyState::Incomplete { have, total } => {
-                    let words = format!("only {have} of {total} instances are in the cache");
-                    errors.push(format!("{}: {words}", study.label));
-                    (false, words)
+                    (false, format!("only {have} of {total} instances are in the cache"))
                 }
-                StudyState::NotInCache => {
-                    errors.push(format!("{}: no longer in the cache", study.label));
-                    (false, "no longer in the cache".into())
-                }
-                StudyState::Busy => {
-                    errors.push(format!("{}: being fetched by another process", study.label));
-                    (false, "being fetched by another process".into())
-                }
-                StudyState::Error(e) => {
-                    errors.push(format!("{}: {e}", study.label));
-                    (false, e.clone())
-                }
+                StudyState::NotInCache => (false, "no longer in the cache".into()),
+                StudyState::Busy => (false, "being fetched by another process".into()),
+                StudyState::Error(e) => (false, e.clone()),
             };
+            if !ok {
+                errors.push(format!("{}: {words}", study.label));
+            }
             self.view.watch(&WatchEvent::StudyDone {
                 study: study.uid.clone(),
                 label: study.label.clone(),
