@@ -624,6 +624,17 @@ impl Layers<'_> {
         value
     }
 
+    /// [`Layers::pick`] with a default, so always a value.
+    fn pick_or<T: Clone + Send + Sync + 'static>(
+        &mut self,
+        key: &'static str,
+        file: Option<T>,
+        default: T,
+        show: impl Fn(&T) -> String,
+    ) -> T {
+        self.pick(key, file, Some(default.clone()), show).unwrap_or(default)
+    }
+
     /// [`Layers::pick`] for a duration (written e.g. `30s`, `5m`), checked.
     fn duration(&mut self, key: &'static str, file: Option<String>, default: Duration) -> Result<Duration> {
         let shown = short_duration(default);
@@ -741,14 +752,10 @@ fn cloud_config(l: &mut Layers<'_>, file: &FileConfig) -> Result<CloudConfig> {
         .unwrap_or(false);
     let auth = resolve_auth(l, file);
     let ca_bundle = l.pick("ca_bundle", file.ca_bundle.clone(), None, show_path);
-    let jobs = l
-        .pick("jobs", file.jobs, Some(DEFAULT_JOBS), show_display)
-        .unwrap_or(DEFAULT_JOBS);
+    let jobs = l.pick_or("jobs", file.jobs, DEFAULT_JOBS, show_display);
     let connect_timeout = l.duration("connect_timeout", file.connect_timeout.clone(), DEFAULT_CONNECT_TIMEOUT);
     let idle_timeout = l.duration("idle_timeout", file.idle_timeout.clone(), DEFAULT_IDLE_TIMEOUT);
-    let retries = l
-        .pick("retries", file.retries, Some(DEFAULT_RETRIES), show_display)
-        .unwrap_or(DEFAULT_RETRIES);
+    let retries = l.pick_or("retries", file.retries, DEFAULT_RETRIES, show_display);
 
     let raw = raw.context(
         "no cloud archive given: pass --cloud URL or set RETRIEVER_CLOUD (e.g. https://cloud.example.org/dicom-web)",
@@ -800,8 +807,8 @@ fn resolve_auth(l: &mut Layers<'_>, file: &FileConfig) -> Result<Auth> {
 
 fn prior_rules(l: &mut Layers<'_>, file: &FileConfig) -> Result<Rules> {
     let defaults = default_prior_rules();
-    let count = l.pick("priors", file.priors, Some(defaults.count), show_display);
-    let years = l.pick("prior_years", file.prior_years, Some(defaults.years), show_display);
+    let count = l.pick_or("priors", file.priors, defaults.count, show_display);
+    let years = l.pick_or("prior_years", file.prior_years, defaults.years, show_display);
     let file_modality = file
         .prior_modality
         .as_deref()
@@ -816,15 +823,15 @@ fn prior_rules(l: &mut Layers<'_>, file: &FileConfig) -> Result<Rules> {
             })
         })
         .transpose()?;
-    let modality = l.pick("prior_modality", file_modality, Some(PriorModality::Any), |m| {
+    let modality = l.pick_or("prior_modality", file_modality, PriorModality::Any, |m| {
         m.to_possible_value()
             .map(|v| v.get_name().to_string())
             .unwrap_or_default()
     });
     Ok(Rules {
-        count: count.unwrap_or(defaults.count),
-        years: years.unwrap_or(defaults.years),
-        modality: match modality.unwrap_or_default() {
+        count,
+        years,
+        modality: match modality {
             PriorModality::Any => ModalityRule::Any,
             PriorModality::Same => ModalityRule::Same,
         },
@@ -900,18 +907,14 @@ fn watch_settings(l: &mut Layers<'_>, file: &FileConfig) -> Result<WatchSettings
 
 fn dicom_settings(l: &mut Layers<'_>, file: &FileConfig) -> Result<DicomSettings> {
     let d = DicomSettings::default();
-    let associations = l
-        .pick("associations", file.associations, Some(d.associations), show_display)
-        .unwrap_or(d.associations);
+    let associations = l.pick_or("associations", file.associations, d.associations, show_display);
     if !(1..=32).contains(&associations) {
         bail!(
             "{} must be between 1 and 32, not {associations}",
             l.origin("associations")
         );
     }
-    let max_pdu = l
-        .pick("max_pdu", file.max_pdu, Some(d.max_pdu), show_display)
-        .unwrap_or(d.max_pdu);
+    let max_pdu = l.pick_or("max_pdu", file.max_pdu, d.max_pdu, show_display);
     if !(4096..=4_194_304).contains(&max_pdu) {
         bail!(
             "{} must be between 4096 and 4194304, not {max_pdu}",
@@ -928,12 +931,8 @@ fn dicom_settings(l: &mut Layers<'_>, file: &FileConfig) -> Result<DicomSettings
         )?,
         acse_timeout: l.duration("acse_timeout", file.acse_timeout.clone(), d.acse_timeout)?,
         dimse_timeout: l.duration("dimse_timeout", file.dimse_timeout.clone(), d.dimse_timeout)?,
-        store_retries: l
-            .pick("store_retries", file.store_retries, Some(d.store_retries), show_display)
-            .unwrap_or(d.store_retries),
-        decompress_lossy: l
-            .pick("decompress_lossy", file.decompress_lossy, Some(false), show_display)
-            .unwrap_or(false),
+        store_retries: l.pick_or("store_retries", file.store_retries, d.store_retries, show_display),
+        decompress_lossy: l.pick_or("decompress_lossy", file.decompress_lossy, false, show_display),
     })
 }
 
