@@ -116,10 +116,6 @@ impl Assoc {
         })
     }
 
-    pub fn destination(&self) -> &str {
-        &self.destination
-    }
-
     /// The accepted presentation contexts (rejected ones are not listed).
     pub fn contexts(&self) -> &[PresentationContextNegotiated] {
         match &self.inner {
@@ -144,9 +140,18 @@ impl Assoc {
         id
     }
 
-    fn closed(&self) -> ScuError {
+    /// The error for using this association after it was closed.
+    pub fn closed(&self) -> ScuError {
         ScuError::Closed {
             destination: self.destination.clone(),
+        }
+    }
+
+    /// The open association, or [`closed`](Self::closed).
+    fn live(&mut self) -> Result<&mut ClientAssociation<TcpStream>, ScuError> {
+        match self.inner {
+            Some(ref mut inner) => Ok(inner),
+            None => Err(self.closed()),
         }
     }
 
@@ -165,9 +170,7 @@ impl Assoc {
                     data: chunk.to_vec(),
                 }],
             };
-            let inner = self.inner.as_mut().ok_or_else(|| ScuError::Closed {
-                destination: self.destination.clone(),
-            })?;
+            let inner = self.live()?;
             if let Err(e) = inner.send(&pdu) {
                 let err = self.map(e, Phase::Send, self.dimse_timeout, false);
                 self.abort_inner();
@@ -182,9 +185,7 @@ impl Assoc {
     /// last fragment; on any error the caller must abort the association.
     pub fn data_writer(&mut self, context_id: u8) -> Result<DataWriter<'_>, ScuError> {
         let max_pdu = self.send_max_pdu as usize;
-        let inner = self.inner.as_mut().ok_or_else(|| ScuError::Closed {
-            destination: self.destination.clone(),
-        })?;
+        let inner = self.live()?;
         Ok(DataWriter::new(inner.inner_stream(), context_id, max_pdu))
     }
 
@@ -215,9 +216,7 @@ impl Assoc {
     pub fn receive_command(&mut self, context_id: u8, sent: bool) -> Result<Command, ScuError> {
         let mut bytes = Vec::new();
         loop {
-            let inner = self.inner.as_mut().ok_or_else(|| ScuError::Closed {
-                destination: self.destination.clone(),
-            })?;
+            let inner = self.live()?;
             // A destination that leaves Nagle's algorithm on (DCMTK does,
             // unless told otherwise) writes its answer in two pieces and
             // holds the second until the first is acknowledged; Linux

@@ -4,7 +4,7 @@
 //! whose data set went out but got no answer is not delivered.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use dicom_object::meta::FileMetaTable;
@@ -231,9 +231,7 @@ impl StoreAssociation {
         if self.assoc.is_open() {
             Ok(())
         } else {
-            Err(ScuError::Closed {
-                destination: self.assoc.destination().to_string(),
-            })
+            Err(self.assoc.closed())
         }
     }
 
@@ -351,17 +349,18 @@ enum CopyError {
 }
 
 /// io::copy, but telling a failing read (the file) from a failing write
-/// (the network).
-fn copy(reader: &mut impl Read, writer: &mut impl Write) -> Result<(), CopyError> {
-    let mut buf = vec![0u8; 64 * 1024];
+/// (the network). Writes straight from the reader's own buffer.
+fn copy(reader: &mut impl BufRead, writer: &mut impl Write) -> Result<(), CopyError> {
     loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
+        let chunk = match reader.fill_buf() {
+            Ok([]) => return Ok(()),
+            Ok(chunk) => chunk,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(CopyError::Read(e)),
         };
-        writer.write_all(&buf[..n]).map_err(CopyError::Write)?;
+        let n = chunk.len();
+        writer.write_all(chunk).map_err(CopyError::Write)?;
+        reader.consume(n);
     }
 }
 
