@@ -705,11 +705,16 @@ impl Layers<'_> {
         let entry = self.entries.iter().rev().find(|e| e.key == key);
         match entry.map(|e| (e.source, e.origin.as_deref())) {
             Some((Source::Flag | Source::Environment, Some(origin))) => origin.to_string(),
-            Some((Source::ConfigFile, _)) => match self.config_path {
-                Some(path) => format!("`{key}` in the config file `{}`", path.display()),
-                None => format!("`{key}` in the config file"),
-            },
+            Some((Source::ConfigFile, _)) => self.in_file(key),
             _ => format!("the default {key}"),
+        }
+    }
+
+    /// `` `key` in the config file `FILE` ``.
+    fn in_file(&self, key: &str) -> String {
+        match self.config_path {
+            Some(path) => format!("`{key}` in the config file `{}`", path.display()),
+            None => format!("`{key}` in the config file"),
         }
     }
 }
@@ -876,10 +881,7 @@ fn watch_settings(l: &mut Layers<'_>, file: &FileConfig) -> Result<WatchSettings
             (filters, Source::Flag, Some("--filter".to_string()))
         }
         (None, Some(map)) => {
-            let place = match l.config_path {
-                Some(path) => format!("`watch_filter` in the config file `{}`", path.display()),
-                None => "`watch_filter` in the config file".to_string(),
-            };
+            let place = l.in_file("watch_filter");
             if map.is_empty() {
                 bail!("{place} is empty; name at least one key, or leave it out");
             }

@@ -726,10 +726,7 @@ impl<'a> Store<'a> {
                         && !INTERRUPTED.load(Ordering::SeqCst) =>
                 {
                     let delay = self.opts.delay(attempt);
-                    self.reporter.info(&format!(
-                        "trying again in {}: {e}",
-                        humantime::format_duration(Duration::from_millis(delay.as_millis() as u64))
-                    ));
+                    self.reporter.info(&format!("trying again in {}: {e}", whole_ms(delay)));
                     // Err only says Ctrl-C cut the wait short; the guard above sees it next time.
                     let _ = crate::fetch::sleep_unless_interrupted(delay);
                     attempt += 1;
@@ -871,7 +868,7 @@ impl<'a> Store<'a> {
                     self.reporter.info(&format!(
                         "instance {}: {status}; trying again in {}",
                         item.sop,
-                        humantime::format_duration(Duration::from_millis(delay.as_millis() as u64))
+                        whole_ms(delay)
                     ));
                     lane.requeue(item.clone(), Some(delay));
                 }
@@ -1000,6 +997,11 @@ fn describe_open_error(e: &ScuError) -> String {
         ),
         _ => e.to_string(),
     }
+}
+
+/// A backoff delay for messages: `1s 500ms`, not the nanoseconds of jitter.
+fn whole_ms(delay: Duration) -> humantime::FormattedDuration {
+    humantime::format_duration(Duration::from_millis(delay.as_millis() as u64))
 }
 
 /// One instance to deliver.
