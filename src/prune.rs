@@ -55,6 +55,8 @@ pub struct PruneOptions {
 }
 
 impl PruneOptions {
+    /// The options of a plain run (tests).
+    #[cfg(test)]
     pub fn new(older_than: Duration, now: SystemTime) -> PruneOptions {
         PruneOptions {
             older_than,
@@ -184,7 +186,6 @@ pub trait Sink {
 /// The run, counted.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Summary {
-    pub dry_run: bool,
     pub removed: usize,
     /// Of those, not delivered.
     pub removed_undelivered: usize,
@@ -211,10 +212,7 @@ impl Summary {
 /// Expires the cache, study by study; one failure is reported and the run
 /// goes on. The caller holds the prune lock ([`Cache::try_lock_prune`]).
 pub fn prune(cache: &Cache, opts: &PruneOptions, sink: &mut dyn Sink) -> Result<Summary> {
-    let mut summary = Summary {
-        dry_run: opts.dry_run,
-        ..Summary::default()
-    };
+    let mut summary = Summary::default();
     for uid in cache.studies()? {
         if let Err(e) = prune_study(cache, &uid, opts, sink, &mut summary) {
             fail(&mut summary, sink, e.context(format!("failed to prune study {uid}")));

@@ -206,7 +206,7 @@ fn describe(s: &Summary, opts: &PruneOptions) -> String {
         ),
     };
     let freed = super::human_bytes(s.freed);
-    if s.dry_run {
+    if opts.dry_run {
         text += &format!(
             "dry run: would remove {}{undelivered}{leftovers}, freeing {freed} ({} bytes); nothing was removed\n",
             plural(s.removed, "study", "studies"),
