@@ -46,6 +46,31 @@ fn started(query: &str, interval: Duration, once: bool, destination: &str) -> St
     format!("searching the cloud for {query} {every}; delivering to {destination}")
 }
 
+/// What both views say when a group is all at the destination.
+fn delivered(label: &str, studies: usize, instances: usize) -> String {
+    format!(
+        "delivered {label} with {} prior{}: {instances} instances",
+        studies.saturating_sub(1),
+        if studies == 2 { "" } else { "s" }
+    )
+}
+
+/// What both views say when a group failed.
+fn failed(label: &str, error: &str, retry_in: Option<Duration>) -> String {
+    let again = retry_in
+        .map(|d| format!("; trying again in {}", short(d)))
+        .unwrap_or_default();
+    format!("error: {label}: {error}{again}")
+}
+
+/// What both views say when the destination cannot be reached.
+fn destination_down(error: &str, retry_in: Duration) -> String {
+    format!(
+        "error: the destination is down: {error}; trying again in {}",
+        short(retry_in)
+    )
+}
+
 /// `22:35:21Z`: the time of day in UTC (the one time zone known here).
 fn clock(t: SystemTime) -> String {
     let stamp = humantime::format_rfc3339_seconds(t).to_string();
@@ -271,24 +296,12 @@ impl Reporter for Lines {
                 label,
                 studies,
                 instances,
-            } => self.print(format!(
-                "delivered {label} with {} prior{}: {instances} instances",
-                studies.saturating_sub(1),
-                if *studies == 2 { "" } else { "s" }
-            )),
-            WatchEvent::Failed { label, error, retry_in } => {
-                let again = retry_in
-                    .map(|d| format!("; trying again in {}", short(d)))
-                    .unwrap_or_default();
-                self.print(format!("error: {label}: {error}{again}"));
-            }
+            } => self.print(delivered(label, *studies, *instances)),
+            WatchEvent::Failed { label, error, retry_in } => self.print(failed(label, error, *retry_in)),
             WatchEvent::DestinationDown { error, retry_in } => {
                 let mut state = self.state.lock().unwrap();
                 if state.down.is_none() {
-                    self.print(format!(
-                        "error: the destination is down: {error}; trying again in {}",
-                        short(*retry_in)
-                    ));
+                    self.print(destination_down(error, *retry_in));
                 }
                 state.down = Some(error.clone());
                 self.redraw(&state);
@@ -416,21 +429,9 @@ impl Reporter for Log {
                 label,
                 studies,
                 instances,
-            } => self.note(format!(
-                "delivered {label} with {} prior{}: {instances} instances",
-                studies.saturating_sub(1),
-                if *studies == 2 { "" } else { "s" }
-            )),
-            WatchEvent::Failed { label, error, retry_in } => {
-                let again = retry_in
-                    .map(|d| format!("; trying again in {}", short(d)))
-                    .unwrap_or_default();
-                self.line(format!("error: {label}: {error}{again}"));
-            }
-            WatchEvent::DestinationDown { error, retry_in } => self.line(format!(
-                "error: the destination is down: {error}; trying again in {}",
-                short(*retry_in)
-            )),
+            } => self.note(delivered(label, *studies, *instances)),
+            WatchEvent::Failed { label, error, retry_in } => self.line(failed(label, error, *retry_in)),
+            WatchEvent::DestinationDown { error, retry_in } => self.line(destination_down(error, *retry_in)),
             WatchEvent::DestinationUp => self.line("the destination answers again".into()),
             WatchEvent::Status(_) => {}
         }
