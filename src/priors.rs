@@ -79,6 +79,14 @@ fn passed_over(current: &StudyInfo, study: &StudyInfo, rules: &Rules, anchor: &s
             a.trim()
         ));
     }
+    // Patient IDs collide across issuers: when the current study names its
+    // issuer, a study that names none may be another patient's.
+    if let (Some(a), None) = (&current.issuer_of_patient_id, &study.issuer_of_patient_id) {
+        return Some(format!(
+            "same Patient ID but no issuer (the current study's is `{}`): maybe another patient",
+            a.trim()
+        ));
+    }
     if current.patient_id.as_deref().map(str::trim) != study.patient_id.as_deref().map(str::trim) {
         return Some("another Patient ID".into());
     }
@@ -185,6 +193,7 @@ mod tests {
             study("1.7", Some("20260520"), "CT", Some("B")), // other issuer
             study("1.8", None, "CT", Some("A")),
             study("1.9", Some("20260701"), "CT", Some("A")), // after current
+            study("1.10", Some("20260515"), "CT", None),     // no issuer
         ];
         let rules = Rules {
             count: 3,
@@ -212,6 +221,7 @@ mod tests {
         assert!(reason("1.7").contains("another issuer"));
         assert!(reason("1.8").contains("no study date"));
         assert!(reason("1.9").contains("after the current study"));
+        assert!(reason("1.10").contains("no issuer"));
 
         let same = Rules {
             count: 3,
