@@ -160,7 +160,7 @@ pub enum PriorModality {
 #[command(after_help = FETCH_AFTER_HELP)]
 pub struct FetchArgs {
     /// Accession numbers or Study Instance UIDs of the studies to fetch
-    #[arg(value_name = "ACCESSION|STUDY_UID", required = true)]
+    #[arg(value_name = "ACCESSION|STUDY_UID", required = true, value_parser = crate::fetch::check_identifier)]
     pub studies: Vec<String>,
 
     /// Show which studies would be fetched and why each prior was chosen or passed over, without downloading

@@ -17,7 +17,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use rayon::prelude::*;
 
 use crate::cache::{Cache, Commit, LockMode, Manifest, Role, Staged, StudyEntry, StudyInfo, now_rfc3339};
-use crate::dicomweb::{Client, DicomJson, PartHeaders, Target};
+use crate::dicomweb::{Client, DicomJson, PartHeaders, Target, tag_name};
 use crate::instance::{self, Expectation};
 use crate::priors::{self, Decision, Rules};
 use crate::report::Reporter;
@@ -65,6 +65,9 @@ pub struct Planned {
     pub info: StudyInfo,
     pub uid: Uid,
     pub role: Role,
+    /// NumberOfStudyRelatedInstances, as the search gave it: the listing
+    /// of the study's instances must reach it.
+    pub instances: Option<u64>,
 }
 
 /// The verdicts on the priors of one current study (for `--dry-run`).
@@ -83,7 +86,115 @@ pub struct Plan {
     pub failures: Vec<(String, anyhow::Error)>,
 }
 
-fn study_info(json: &DicomJson) -> Result<(Uid, StudyInfo)> {
+/// A study a search found.
+#[derive(Debug, Clone)]
+pub struct FoundStudy {
+    pub uid: Uid,
+    pub info: StudyInfo,
+    /// NumberOfStudyRelatedInstances, when the cloud gives it.
+    pub instances: Option<u64>,
+}
+
+/// What a study search found, and what it had to leave out (one line
+/// each, to show as warnings).
+#[derive(Debug, Default)]
+pub struct StudySearch {
+    pub studies: Vec<FoundStudy>,
+    pub warnings: Vec<String>,
+}
+
+/// The one study-level search (fetch's, the priors', watch's): `params`
+/// are the matching keys sent; every study in the answer must carry
+/// exactly the values in `exact` (tag, value), or it is left out, since a
+/// server may ignore a matching key it does not support. A study whose UID
+/// is not a valid UID is left out too, so that one bad study in the cloud
+/// does not stop the others. Each kind of leaving out makes one warning.
+pub fn search_studies(client: &Client, params: &[(&str, &str)], exact: &[(u32, &str)]) -> Result<StudySearch> {
+    let mut query = params.to_vec();
+    query.extend(STUDY_FIELDS.iter().map(|f| ("includefield", *f)));
+    let mut found = StudySearch::default();
+    let mut unmatched = 0usize;
+    let mut invalid: Vec<String> = Vec::new();
+    client.search_studies(&query, &mut |json| {
+        if !exact.iter().all(|(tag, want)| has_value(&json, *tag, want)) {
+            unmatched += 1;
+            return Ok(());
+        }
+        match study_info(&json) {
+            Ok(study) => found.studies.push(study),
+            Err(_) => invalid.push(shown(&json.string(0x0020_000D).unwrap_or_default())),
+        }
+        Ok(())
+    })?;
+    let asked = || {
+        params
+            .iter()
+            .map(|(k, v)| format!("{k}={}", shown(v)))
+            .collect::<Vec<_>>()
+            .join("&")
+    };
+    if unmatched > 0 {
+        let keys: Vec<String> = exact
+            .iter()
+            .map(|(tag, want)| format!("{} `{}`", tag_name(*tag), shown(want)))
+            .collect();
+        found.warnings.push(format!(
+            "the cloud answered the search `{}` with {unmatched} studies that do not have {}; it seems to \
+             ignore the matching key, so they were left out",
+            asked(),
+            keys.join(" and ")
+        ));
+    }
+    if !invalid.is_empty() {
+        let more = match invalid.len() {
+            n if n > 3 => format!(" (and {} more)", n - 3),
+            _ => String::new(),
+        };
+        invalid.truncate(3);
+        found.warnings.push(format!(
+            "the cloud answered the search `{}` with {} whose Study Instance UID is missing or not a valid \
+             DICOM UID (`{}`{more}); skipped, as it cannot be fetched",
+            asked(),
+            match invalid.len() {
+                1 => "a study".to_string(),
+                _ => "studies".to_string(),
+            },
+            invalid.join("`, `")
+        ));
+    }
+    Ok(found)
+}
+
+/// Whether the attribute's value is `want`, ignoring DICOM's padding.
+fn has_value(json: &DicomJson, tag: u32, want: &str) -> bool {
+    let trim = |s: &str| s.trim_matches(['\0', ' ']).to_string();
+    json.string(tag).is_some_and(|v| trim(&v) == trim(want))
+}
+
+/// A value from the network, made safe to print: at most 80 characters,
+/// control and other unprintable characters escaped.
+fn shown(raw: &str) -> String {
+    raw.chars().take(80).collect::<String>().escape_debug().to_string()
+}
+
+/// Checks an identifier given to `fetch` (clap calls this): a QIDO-RS
+/// search would read `*` and `?` in it as wildcards, and match studies the
+/// user did not name.
+pub fn check_identifier(id: &str) -> Result<String, String> {
+    if id.trim().is_empty() {
+        return Err("an accession number or Study Instance UID cannot be empty".into());
+    }
+    if let Some(c) = id.chars().find(|c| matches!(c, '*' | '?')) {
+        return Err(format!(
+            "`{}` contains `{c}`, which a search of the cloud would read as a wildcard; an accession number \
+             or Study Instance UID given to fetch cannot contain wildcards (`*`, `?`): give it in full",
+            shown(id)
+        ));
+    }
+    Ok(id.to_string())
+}
+
+fn study_info(json: &DicomJson) -> Result<FoundStudy> {
     let uid = json.uid(0x0020_000D)?;
     let info = StudyInfo {
         study_uid: uid.to_string(),
@@ -95,30 +206,32 @@ fn study_info(json: &DicomJson) -> Result<(Uid, StudyInfo)> {
         study_description: json.string(0x0008_1030),
         modalities: json.strings(0x0008_0061),
     };
-    Ok((uid, info))
+    let instances = json.int(0x0020_1208).and_then(|n| u64::try_from(n).ok());
+    Ok(FoundStudy { uid, info, instances })
 }
 
-fn search_studies(client: &Client, key: &str, value: &str) -> Result<Vec<(Uid, StudyInfo)>> {
-    let mut params: Vec<(&str, &str)> = vec![(key, value)];
-    params.extend(STUDY_FIELDS.iter().map(|f| ("includefield", *f)));
-    client
-        .search_studies(&params)?
-        .iter()
-        .map(study_info)
-        .collect::<Result<Vec<_>>>()
-        .with_context(|| format!("the cloud's answer to the search {key}={value} is not usable"))
+/// A search on one key whose value every answer must carry; its warnings
+/// go to the reporter.
+fn search_by(client: &Client, key: &str, tag: u32, value: &str, reporter: &dyn Reporter) -> Result<Vec<FoundStudy>> {
+    let found = search_studies(client, &[(key, value)], &[(tag, value)])?;
+    for warning in &found.warnings {
+        reporter.warn(warning);
+    }
+    Ok(found.studies)
 }
 
 /// Finds the studies an identifier names: a Study Instance UID, or else an
 /// accession number.
-fn resolve(client: &Client, id: &str) -> Result<Vec<(Uid, StudyInfo)>> {
-    if id.contains('.') && Uid::parse(id).is_ok() {
-        let found = search_studies(client, "StudyInstanceUID", id)?;
+fn resolve(client: &Client, id: &str, reporter: &dyn Reporter) -> Result<Vec<FoundStudy>> {
+    if id.contains('.')
+        && let Ok(uid) = Uid::parse(id)
+    {
+        let found = search_by(client, "StudyInstanceUID", 0x0020_000D, uid.as_str(), reporter)?;
         if !found.is_empty() {
             return Ok(found);
         }
     }
-    let found = search_studies(client, "AccessionNumber", id)?;
+    let found = search_by(client, "AccessionNumber", 0x0008_0050, id, reporter)?;
     if found.is_empty() {
         bail!(
             "no study with accession number or Study Instance UID `{id}` in the cloud at `{}`; check the number",
@@ -134,7 +247,7 @@ pub fn plan(client: &Client, ids: &[String], rules: &Rules, reporter: &dyn Repor
     let mut seen = BTreeSet::new();
     let today = priors::today();
     for id in ids {
-        let found = match resolve(client, id) {
+        let found = match resolve(client, id, reporter) {
             Ok(found) => found,
             Err(e) => {
                 plan.failures.push((id.clone(), e));
@@ -142,14 +255,19 @@ pub fn plan(client: &Client, ids: &[String], rules: &Rules, reporter: &dyn Repor
             }
         };
         if found.len() > 1 {
-            let patients: BTreeSet<_> = found.iter().filter_map(|(_, s)| s.patient_id.clone()).collect();
+            let patients: BTreeSet<_> = found
+                .iter()
+                .filter_map(|s| s.info.patient_id.as_deref())
+                .map(shown)
+                .collect();
             reporter.warn(&format!(
                 "`{id}` matches {} studies (patients: {}); fetching all of them",
                 found.len(),
                 patients.into_iter().collect::<Vec<_>>().join(", ")
             ));
         }
-        for (uid, info) in found {
+        for current in found {
+            let FoundStudy { uid, info, instances } = current;
             if seen.insert(uid.clone()) {
                 plan.studies.push(Planned {
                     info: info.clone(),
@@ -157,6 +275,7 @@ pub fn plan(client: &Client, ids: &[String], rules: &Rules, reporter: &dyn Repor
                     role: Role::Current {
                         requested_as: id.clone(),
                     },
+                    instances,
                 });
             }
             if rules.count == 0 {
@@ -168,22 +287,25 @@ pub fn plan(client: &Client, ids: &[String], rules: &Rules, reporter: &dyn Repor
                 ));
                 continue;
             };
-            let candidates = match search_studies(client, "PatientID", &patient) {
+            let candidates = match search_by(client, "PatientID", 0x0010_0020, &patient, reporter) {
                 Ok(c) => c,
                 Err(e) => {
                     plan.failures.push((format!("priors of {id}"), e));
                     continue;
                 }
             };
-            let infos: Vec<StudyInfo> = candidates.into_iter().map(|(_, s)| s).collect();
+            let infos: Vec<StudyInfo> = candidates.iter().map(|s| s.info.clone()).collect();
             let decisions = priors::select(&info, &infos, rules, &today);
             for d in decisions.iter().filter(|d| d.chosen) {
-                let prior_uid = Uid::parse(&d.study.study_uid).expect("checked by study_info");
-                if seen.insert(prior_uid.clone()) {
+                let Some(prior) = candidates.iter().find(|c| c.info.study_uid == d.study.study_uid) else {
+                    continue;
+                };
+                if seen.insert(prior.uid.clone()) {
                     plan.studies.push(Planned {
                         info: d.study.clone(),
-                        uid: prior_uid,
+                        uid: prior.uid.clone(),
                         role: Role::Prior { of: uid.to_string() },
+                        instances: prior.instances,
                     });
                 }
             }
@@ -220,6 +342,8 @@ struct Work {
     entry: StudyEntry,
     /// The study's series, as the cloud listed them.
     series: Vec<Uid>,
+    /// Their NumberOfSeriesRelatedInstances, where the cloud gave it.
+    series_counts: Vec<Option<u64>>,
     /// The instances the cloud lists (SOP Instance UID → Series Instance
     /// UID), once known. A study with nothing in the cache yet is listed
     /// while its series download, so the (on some servers slow) listing
@@ -417,21 +541,8 @@ fn missing_count(w: &Work) -> usize {
 /// its instances are listed at once, to know what is missing.
 fn prepare(client: &Client, cache: &Cache, planned: Planned, reporter: &dyn Reporter) -> Result<Work> {
     let uid = &planned.uid.clone();
-    let listed = client
-        .search_series(uid, &[("includefield", "00201209")])
-        .with_context(|| format!("failed to list the series of study `{uid}`"))?;
-    let mut series = Vec::new();
-    let mut announced = 0u64;
-    for json in &listed {
-        series.push(
-            json.uid(0x0020_000E)
-                .with_context(|| format!("the cloud listed a bad series in study `{uid}`"))?,
-        );
-        announced += json.int(0x0020_1209).unwrap_or(0).max(0) as u64;
-    }
-    if series.is_empty() {
-        bail!("the cloud lists no series for study `{uid}`");
-    }
+    let (series, series_counts) = list_series(client, uid)?;
+    let announced: u64 = series_counts.iter().flatten().sum();
     let entry = cache.lock_study(uid, LockMode::Exclusive, || {
         reporter.info(&format!(
             "waiting for another retriever process that is using study {uid}"
@@ -455,6 +566,7 @@ fn prepare(client: &Client, cache: &Cache, planned: Planned, reporter: &dyn Repo
         planned,
         entry,
         series,
+        series_counts,
         expected: OnceLock::new(),
         reused: 0,
         rejections: Mutex::new(Vec::new()),
@@ -464,7 +576,7 @@ fn prepare(client: &Client, cache: &Cache, planned: Planned, reporter: &dyn Repo
     let (total, reused) = if present.is_empty() {
         (announced, 0)
     } else {
-        let expected = list_instances(client, &work.planned.uid, &work.series)?;
+        let expected = list_instances(client, &work, reporter)?;
         record_expected(&work, expected)?;
         let expected = work.expected.get().expect("just set");
         let reused = expected.keys().filter(|sop| present.contains_key(*sop)).count();
@@ -482,46 +594,57 @@ fn prepare(client: &Client, cache: &Cache, planned: Planned, reporter: &dyn Repo
     Ok(Work { reused, ..work })
 }
 
-/// Lists the study's instances, one request per series, in parallel. Pages
-/// are asked for one at a time and reduced to the two UIDs at once, so the
-/// memory used does not grow with the number of instances beyond those.
-fn list_instances(client: &Client, study: &Uid, series: &[Uid]) -> Result<BTreeMap<String, String>> {
-    const PAGE: usize = 200;
-    let lists: Vec<Result<Vec<(String, String)>>> = series
+/// The study's series and the instance count the cloud announces for each.
+/// A series listing that names another study is refused: nothing in it
+/// can be trusted to belong to this one.
+fn list_series(client: &Client, study: &Uid) -> Result<(Vec<Uid>, Vec<Option<u64>>)> {
+    let mut series = Vec::new();
+    let mut counts = Vec::new();
+    client
+        .search_series(
+            study,
+            &[("includefield", "0020000D"), ("includefield", "00201209")],
+            &mut |json| {
+                check_study(&json, study, "series")?;
+                series.push(
+                    json.uid(0x0020_000E)
+                        .with_context(|| format!("the cloud listed a bad series in study `{study}`"))?,
+                );
+                counts.push(json.int(0x0020_1209).and_then(|n| u64::try_from(n).ok()));
+                Ok(())
+            },
+        )
+        .with_context(|| format!("failed to list the series of study `{study}`"))?;
+    if series.is_empty() {
+        bail!("the cloud lists no series for study `{study}`");
+    }
+    Ok((series, counts))
+}
+
+/// Refuses a listed series or instance that says it is in another study.
+fn check_study(json: &DicomJson, study: &Uid, what: &str) -> Result<()> {
+    match json.string(0x0020_000D) {
+        Some(listed) if Uid::parse(&listed).ok().as_ref() != Some(study) => bail!(
+            "asked for the {what} of study `{study}`, the cloud listed one of study `{}`; its listing cannot be \
+             trusted, so the study is not fetched; report this to the cloud's administrators",
+            shown(&listed)
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// Lists the study's instances, one paged listing per series, in parallel,
+/// each result reduced at once to the two UIDs kept, and checks the
+/// listing against the counts the cloud announced: a listing shorter than
+/// its count is not a listing of the whole study, and completing the
+/// study against it would deliver it short.
+fn list_instances(client: &Client, w: &Work, reporter: &dyn Reporter) -> Result<BTreeMap<String, String>> {
+    let study = &w.planned.uid;
+    let lists: Vec<Result<Vec<(String, String)>>> = w
+        .series
         .par_iter()
-        .map(|s| {
-            let mut out = Vec::new();
-            loop {
-                let (limit, offset) = (PAGE.to_string(), out.len().to_string());
-                let page = client
-                    .search_instances(
-                        study,
-                        &[
-                            ("SeriesInstanceUID", s.as_str()),
-                            ("includefield", "0020000E"),
-                            ("limit", &limit),
-                            ("offset", &offset),
-                        ],
-                    )
-                    .with_context(|| format!("failed to list the instances of series `{s}` of study `{study}`"))?;
-                let full = page.len() == PAGE;
-                for json in &page {
-                    let sop = json
-                        .uid(0x0008_0018)
-                        .with_context(|| format!("the cloud listed a bad instance in study `{study}`"))?;
-                    let in_series = json.uid(0x0020_000E).unwrap_or_else(|_| s.clone());
-                    if &in_series != s {
-                        bail!(
-                            "asked for the instances of series `{s}` of study `{study}`, the cloud listed one of series `{in_series}`"
-                        );
-                    }
-                    out.push((sop.to_string(), s.to_string()));
-                }
-                if !full {
-                    return Ok(out);
-                }
-            }
-        })
+        .zip(w.series_counts.par_iter())
+        .map(|(s, announced)| list_series_instances(client, study, s, *announced, reporter))
         .collect();
     let mut expected = BTreeMap::new();
     for list in lists {
@@ -530,7 +653,95 @@ fn list_instances(client: &Client, study: &Uid, series: &[Uid]) -> Result<BTreeM
     if expected.is_empty() {
         bail!("the cloud lists no instances for study `{study}`");
     }
+    check_count(
+        expected.len(),
+        w.planned.instances,
+        &format!("study `{study}`"),
+        "NumberOfStudyRelatedInstances",
+        reporter,
+    )?;
     Ok(expected)
+}
+
+/// One series' instances (SOP Instance UID, Series Instance UID). Those of
+/// other series are left out (a server may ignore SeriesInstanceUID; they
+/// are listed with their own series); one of another study is refused.
+fn list_series_instances(
+    client: &Client,
+    study: &Uid,
+    series: &Uid,
+    announced: Option<u64>,
+    reporter: &dyn Reporter,
+) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    let mut others = 0usize;
+    client
+        .search_instances(
+            study,
+            &[
+                ("SeriesInstanceUID", series.as_str()),
+                ("includefield", "0020000D"),
+                ("includefield", "0020000E"),
+            ],
+            &mut |json| {
+                check_study(&json, study, "instances")?;
+                if let Some(listed) = json.string(0x0020_000E)
+                    && Uid::parse(&listed).ok().as_ref() != Some(series)
+                {
+                    others += 1;
+                    return Ok(());
+                }
+                let sop = json
+                    .uid(0x0008_0018)
+                    .with_context(|| format!("the cloud listed a bad instance in study `{study}`"))?;
+                out.push((sop.to_string(), series.to_string()));
+                Ok(())
+            },
+        )
+        .with_context(|| format!("failed to list the instances of series `{series}` of study `{study}`"))?;
+    if others > 0 {
+        reporter.warn(&format!(
+            "the cloud's listing of series `{series}` of study `{study}` included {others} instances of other \
+             series; it seems to ignore SeriesInstanceUID, so they were left out of this series"
+        ));
+    }
+    check_count(
+        out.len(),
+        announced,
+        &format!("series `{series}` of study `{study}`"),
+        "NumberOfSeriesRelatedInstances",
+        reporter,
+    )?;
+    Ok(out)
+}
+
+/// Compares a listing with the count the cloud announced for it: short is
+/// an error, since the study would be delivered short; longer is a study
+/// that grew meanwhile, and what is listed is fetched.
+fn check_count(
+    listed: usize,
+    announced: Option<u64>,
+    what: &str,
+    attribute: &str,
+    reporter: &dyn Reporter,
+) -> Result<()> {
+    let Some(announced) = announced else {
+        return Ok(());
+    };
+    let listed = listed as u64;
+    if listed < announced {
+        bail!(
+            "the cloud's listing of {what} is short: {listed} instances listed, {announced} announced \
+             ({attribute}); the study is not complete, try again later"
+        );
+    }
+    if listed > announced {
+        reporter.warn(&format!(
+            "the cloud lists {listed} instances for {what}, more than the {announced} it announced \
+             ({attribute}); the study may be growing, fetching all that is listed"
+        ));
+    }
+    Ok(())
 }
 
 /// Keeps the listing and records it in the manifest.
@@ -550,7 +761,7 @@ fn record_expected(w: &Work, expected: BTreeMap<String, String>) -> Result<()> {
 
 /// Lists a study whose series are being downloaded meanwhile.
 fn list(client: &Client, w: &Work, reporter: &dyn Reporter) {
-    let result = list_instances(client, &w.planned.uid, &w.series).and_then(|expected| {
+    let result = list_instances(client, w, reporter).and_then(|expected| {
         let total = expected.len() as u64;
         record_expected(w, expected)?;
         reporter.study_total(&w.planned.uid, total);
@@ -817,4 +1028,121 @@ fn settle(w: &Work) -> Result<Option<Fetched>> {
         path: w.entry.dir().to_path_buf(),
         reused: w.reused,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Auth, CloudConfig};
+    use crate::dicomweb::testserver::{Step, TestServer, response};
+
+    /// Collects warnings.
+    #[derive(Default)]
+    struct Warnings(Mutex<Vec<String>>);
+
+    impl Reporter for Warnings {
+        fn warn(&self, message: &str) {
+            self.0.lock().unwrap().push(message.to_string());
+        }
+    }
+
+    fn study(uid: &str, accession: &str, patient: &str) -> String {
+        format!(
+            r#"{{"0020000D": {{"vr": "UI", "Value": ["{uid}"]}},
+                "00080050": {{"vr": "SH", "Value": ["{accession}"]}},
+                "00100020": {{"vr": "LO", "Value": ["{patient}"]}},
+                "00080020": {{"vr": "DA", "Value": ["20240101"]}},
+                "00201208": {{"vr": "IS", "Value": [4]}}}}"#
+        )
+    }
+
+    /// A cloud that ignores every matching key and answers with these studies.
+    fn cloud(studies: &[String]) -> (TestServer, Client) {
+        let body = format!("[{}]", studies.join(","));
+        let server = TestServer::start(move |_, _| {
+            vec![Step::Send(response(
+                "200 OK",
+                &[("Content-Type", "application/dicom+json")],
+                body.as_bytes(),
+            ))]
+        });
+        let mut cfg = CloudConfig::new(server.url("/dicom-web"), Auth::None);
+        cfg.retries = 0;
+        let client = Client::new(&cfg).unwrap();
+        (server, client)
+    }
+
+    #[test]
+    fn answers_that_do_not_match_the_key_are_left_out_with_one_warning() {
+        let (_server, client) = cloud(&[
+            study("1.1", "ACC1", "P1"),
+            study("1.2", "ACC2", "P1"),
+            study("1.3", "ACC3", "P2"),
+            study("1.4", "ACC1 ", "P3"),
+        ]);
+        let warnings = Warnings::default();
+        let found = search_by(&client, "AccessionNumber", 0x0008_0050, "ACC1", &warnings).unwrap();
+        let uids: Vec<&str> = found.iter().map(|s| s.uid.as_str()).collect();
+        assert_eq!(uids, ["1.1", "1.4"], "padding is not a difference");
+        assert_eq!(found[0].instances, Some(4));
+        let warnings = warnings.0.into_inner().unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("with 2 studies that do not have AccessionNumber (0008,0050) `ACC1`"),
+            "{warnings:?}"
+        );
+        assert!(warnings[0].contains("ignore the matching key"), "{warnings:?}");
+    }
+
+    #[test]
+    fn an_invalid_uid_is_skipped_with_one_escaped_warning() {
+        let (_server, client) = cloud(&[
+            study("1.1", "A", "P1"),
+            study("1.2/../x\\u001b[31m", "B", "P1"),
+            study("1.3", "C", "P1"),
+        ]);
+        let warnings = Warnings::default();
+        let found = search_by(&client, "PatientID", 0x0010_0020, "P1", &warnings).unwrap();
+        let uids: Vec<&str> = found.iter().map(|s| s.uid.as_str()).collect();
+        assert_eq!(uids, ["1.1", "1.3"]);
+        let warnings = warnings.0.into_inner().unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains(r"`1.2/../x\u{1b}[31m`"), "{warnings:?}");
+        assert!(!warnings[0].contains('\u{1b}'), "{warnings:?}");
+    }
+
+    #[test]
+    fn a_study_uid_search_keeps_only_that_study() {
+        let (_server, client) = cloud(&[study("1.1", "A", "P1"), study("1.2", "B", "P2")]);
+        let warnings = Warnings::default();
+        let found = resolve(&client, "1.2", &warnings).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].uid.as_str(), "1.2");
+    }
+
+    #[test]
+    fn wildcards_and_empty_identifiers_are_refused() {
+        assert_eq!(check_identifier("ACC-1.2").unwrap(), "ACC-1.2");
+        for bad in ["ACC*", "A?C", "*"] {
+            let e = check_identifier(bad).unwrap_err();
+            assert!(e.contains("cannot contain wildcards"), "{e}");
+        }
+        assert!(check_identifier(" ").unwrap_err().contains("cannot be empty"));
+        let e = check_identifier("\u{1b}]0;x*").unwrap_err();
+        assert!(!e.contains('\u{1b}'), "{e}");
+    }
+
+    #[test]
+    fn a_listing_short_of_its_count_is_refused_and_a_longer_one_warned_of() {
+        let warnings = Warnings::default();
+        let e = check_count(3, Some(5), "series `1.2`", "NumberOfSeriesRelatedInstances", &warnings).unwrap_err();
+        let e = format!("{e:#}");
+        assert!(e.contains("is short: 3 instances listed, 5 announced"), "{e}");
+        assert!(e.contains("try again later"), "{e}");
+        check_count(5, Some(5), "x", "y", &warnings).unwrap();
+        check_count(5, None, "x", "y", &warnings).unwrap();
+        assert!(warnings.0.lock().unwrap().is_empty());
+        check_count(6, Some(5), "x", "y", &warnings).unwrap();
+        assert!(warnings.0.lock().unwrap()[0].contains("more than the 5 it announced"));
+    }
 }

@@ -106,9 +106,15 @@ impl Summary {
     }
 }
 
+/// What one search found.
+struct Polled {
+    studies: Vec<(Uid, Found)>,
+    warnings: Vec<String>,
+}
+
 /// Messages to the coordinator.
 enum Msg {
-    Polled(Result<Vec<(Uid, Found)>>),
+    Polled(Result<Polled>),
     /// A group's fetch returned (its slot is free).
     Fetched(Uid),
     Delivered(Box<GroupOutcome>),
@@ -346,7 +352,13 @@ impl Router<'_> {
     fn handle(&mut self, msg: Msg, on_delivered: &mut dyn FnMut(&DeliveredStudy)) {
         let now = SystemTime::now();
         match msg {
-            Msg::Polled(Ok(found)) => {
+            Msg::Polled(Ok(Polled {
+                studies: found,
+                warnings,
+            })) => {
+                for warning in &warnings {
+                    self.view.warn(warning);
+                }
                 let started = self.searching.take().map_or_else(Instant::now, |(at, _)| at);
                 self.searched = true;
                 self.search_failures = 0;
@@ -561,25 +573,28 @@ impl Router<'_> {
     }
 }
 
-/// One search of the cloud: the studies that match, with what the record needs.
-fn search(client: &Client, params: &[(String, String)]) -> Result<Vec<(Uid, Found)>> {
-    let mut query: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    query.extend(crate::fetch::STUDY_FIELDS.iter().map(|f| ("includefield", *f)));
-    let mut out = Vec::new();
-    for json in client.search_studies(&query)? {
-        // A study without a usable UID cannot be fetched; the others can.
-        let Ok(uid) = json.uid(0x0020_000D) else { continue };
-        out.push((
-            uid,
-            Found {
-                accession: json.string(0x0008_0050),
-                patient_id: json.string(0x0010_0020),
-                issuer_of_patient_id: json.string(0x0010_0021),
-                instances: json.int(0x0020_1208).and_then(|n| u64::try_from(n).ok()),
-            },
-        ));
-    }
-    Ok(out)
+/// One search of the cloud: the studies that match, with what the record
+/// needs, and warnings about what the search left out.
+fn search(client: &Client, params: &[(String, String)]) -> Result<Polled> {
+    let query: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let found = fetch::search_studies(client, &query, &[])?;
+    let studies = found
+        .studies
+        .into_iter()
+        .map(|s| {
+            let found = Found {
+                accession: s.info.accession,
+                patient_id: s.info.patient_id,
+                issuer_of_patient_id: s.info.issuer_of_patient_id,
+                instances: s.instances,
+            };
+            (s.uid, found)
+        })
+        .collect();
+    Ok(Polled {
+        studies,
+        warnings: found.warnings,
+    })
 }
 
 /// Fetching one current study with its priors, on a thread of its own.

@@ -24,6 +24,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, RETRY_AFTER, WARNING};
 use reqwest::{StatusCode, Url, redirect};
 
 use super::http::{Lanes, Response, SendError, Settings, find_source};
+use super::json::Identities;
 use super::multipart::{Multipart, MultipartError};
 use super::retry::{backoff, is_transient_status, parse_retry_after};
 use super::{DicomJson, PartHeaders, RetrieveError, Target, query};
@@ -33,8 +34,15 @@ use crate::uid::Uid;
 /// Results asked for per QIDO-RS page. Large enough to make paging rare,
 /// small enough for servers that cap `limit` (they say so in a `Warning`).
 const PAGE_LIMIT: usize = 200;
-/// A safety net against a server that pages forever.
-const MAX_PAGES: usize = 10_000;
+/// A safety net against a server that pages forever (small in tests, so
+/// that reaching it is quick).
+const MAX_PAGES: usize = if cfg!(test) { 50 } else { 10_000 };
+/// Results of one search, at most: more than any study has instances.
+const MAX_RESULTS: usize = if cfg!(test) { 5_000 } else { 2_000_000 };
+/// The attribute that identifies a result at each QIDO-RS level.
+const STUDY_UID: u32 = 0x0020_000D;
+const SERIES_UID: u32 = 0x0020_000E;
+const SOP_INSTANCE_UID: u32 = 0x0008_0018;
 /// Largest QIDO-RS answer read into memory (one page of JSON).
 const MAX_QIDO_BODY: u64 = 256 * 1024 * 1024;
 const MAX_REDIRECTS: usize = 5;
@@ -119,23 +127,30 @@ impl Client {
         &self.inner.base
     }
 
-    /// QIDO-RS `GET {base}/studies?...`, all pages. Parameters go out
-    /// verbatim (see `query.rs`), repeated keys included. Pages of
-    /// `limit=200` are asked for with a growing `offset` while a page comes
-    /// back full or the server's `Warning` says more results exist; if the
-    /// caller passes `limit` or `offset` itself, only that one page is fetched.
-    pub fn search_studies(&self, params: &[(&str, &str)]) -> Result<Vec<DicomJson>> {
-        self.search("/studies".to_string(), params)
+    /// QIDO-RS `GET {base}/studies?...`, all pages (see [`Client::search`]):
+    /// each study found is handed to `each` once.
+    pub fn search_studies(&self, params: &[(&str, &str)], each: &mut dyn FnMut(DicomJson) -> Result<()>) -> Result<()> {
+        self.search("/studies".to_string(), STUDY_UID, params, each)
     }
 
     /// QIDO-RS `GET {base}/studies/{study}/series?...`, all pages.
-    pub fn search_series(&self, study: &Uid, params: &[(&str, &str)]) -> Result<Vec<DicomJson>> {
-        self.search(format!("/studies/{study}/series"), params)
+    pub fn search_series(
+        &self,
+        study: &Uid,
+        params: &[(&str, &str)],
+        each: &mut dyn FnMut(DicomJson) -> Result<()>,
+    ) -> Result<()> {
+        self.search(format!("/studies/{study}/series"), SERIES_UID, params, each)
     }
 
     /// QIDO-RS `GET {base}/studies/{study}/instances?...`, all pages.
-    pub fn search_instances(&self, study: &Uid, params: &[(&str, &str)]) -> Result<Vec<DicomJson>> {
-        self.search(format!("/studies/{study}/instances"), params)
+    pub fn search_instances(
+        &self,
+        study: &Uid,
+        params: &[(&str, &str)],
+        each: &mut dyn FnMut(DicomJson) -> Result<()>,
+    ) -> Result<()> {
+        self.search(format!("/studies/{study}/instances"), SOP_INSTANCE_UID, params, each)
     }
 
     /// WADO-RS retrieve of a study, a series or an instance, streamed.
@@ -209,45 +224,72 @@ impl Client {
 
     // --- QIDO-RS ------------------------------------------------------------
 
-    fn search(&self, path: String, params: &[(&str, &str)]) -> Result<Vec<DicomJson>> {
-        let caller_pages = params
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case("limit") || k.eq_ignore_ascii_case("offset"));
-        if caller_pages {
-            let what = Request::new(&self.inner.base, path, query::encode(params));
-            return Ok(self.qido_page(&what)?.0);
-        }
-        let mut all: Vec<DicomJson> = Vec::new();
-        let mut previous_first: Option<DicomJson> = None;
+    /// The one pager of QIDO-RS: asks for pages of [`PAGE_LIMIT`] results
+    /// with a growing `offset` until the server says there is no more, and
+    /// hands each result to `each` as it comes, so that the caller keeps
+    /// only what it needs of it.
+    ///
+    /// A page ends the search when it is shorter than asked and no
+    /// `Warning` says more results exist; servers that cap pages below the
+    /// limit say so in that header, and are asked on from the results so
+    /// far. A result is identified by its `id_tag` UID (or, lacking one, by
+    /// all of it): one already handed out is not handed out again, and a
+    /// page with nothing new is an error, since a server that ignores
+    /// `offset` would otherwise be asked forever. Pages and results are
+    /// capped, and only the identities (16 bytes a result) are kept here.
+    fn search(
+        &self,
+        path: String,
+        id_tag: u32,
+        params: &[(&str, &str)],
+        each: &mut dyn FnMut(DicomJson) -> Result<()>,
+    ) -> Result<()> {
+        let mut seen = Identities::default();
+        let mut offset = 0usize;
         for _ in 0..MAX_PAGES {
             let limit = PAGE_LIMIT.to_string();
-            let offset = all.len().to_string();
+            let offset_text = offset.to_string();
             let mut paged = params.to_vec();
             paged.push(("limit", &limit));
-            paged.push(("offset", &offset));
+            paged.push(("offset", &offset_text));
             let what = Request::new(&self.inner.base, path.clone(), query::encode(&paged));
             let (page, more) = self.qido_page(&what)?;
-            if page.is_empty() {
-                return Ok(all);
+            let received = page.len();
+            let mut new = 0usize;
+            for result in page {
+                if !seen.insert(&result, id_tag) {
+                    continue;
+                }
+                new += 1;
+                if seen.len() > MAX_RESULTS {
+                    bail!(
+                        "the cloud at `{}` answered `GET {path}` with more than {MAX_RESULTS} results; \
+                         narrow the search",
+                        self.inner.base
+                    );
+                }
+                each(result)?;
             }
-            if !all.is_empty() && previous_first.as_ref() == page.first() {
+            if received == 0 {
+                return Ok(());
+            }
+            if new == 0 {
                 bail!(
-                    "the cloud at `{}` answered {what} with the same results as for the previous page; \
-                     it seems to ignore `offset`, so the search cannot be completed",
+                    "the cloud at `{}` answered {what} with only results it had already sent; it seems to \
+                     ignore `offset`, so the listing cannot be completed; ask the cloud's administrators \
+                     about QIDO-RS paging",
                     self.inner.base
                 );
             }
-            let full = page.len() == PAGE_LIMIT;
-            previous_first = page.first().cloned();
-            all.extend(page);
-            if !full && !more {
-                return Ok(all);
+            offset += received;
+            if received != PAGE_LIMIT && !more {
+                return Ok(());
             }
         }
         bail!(
-            "the cloud at `{}` kept sending results for `GET {path}` after {} pages; giving up",
-            self.inner.base,
-            MAX_PAGES
+            "the cloud at `{}` kept sending results for `GET {path}` after {MAX_PAGES} pages; giving up; \
+             narrow the search, or ask the cloud's administrators about its QIDO-RS paging",
+            self.inner.base
         )
     }
 

@@ -6,6 +6,9 @@
 //! the shape and strict only about what the rest of the program relies on:
 //! UIDs go through [`Uid::parse`] before anyone can use them in a path.
 
+use std::collections::HashSet;
+use std::hash::{BuildHasher, RandomState};
+
 use anyhow::{Context, Result, anyhow};
 use dicom_core::Tag;
 use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
@@ -62,6 +65,31 @@ impl DicomJson {
     }
 }
 
+/// The results a search has handed out, by identity: the UID that
+/// identifies a result at its level, or the whole result when it has none.
+/// Kept as 128-bit keyed hashes, so that memory grows by 16 bytes a result
+/// and a server cannot choose UIDs that collide.
+#[derive(Default)]
+pub struct Identities {
+    keys: (RandomState, RandomState),
+    seen: HashSet<(u64, u64)>,
+}
+
+impl Identities {
+    /// Records `json`'s identity; false when it was already recorded.
+    pub fn insert(&mut self, json: &DicomJson, id_tag: u32) -> bool {
+        let id = match json.string(id_tag) {
+            Some(uid) => format!("uid:{}", uid.trim_end_matches(['\0', ' '])),
+            None => format!("json:{}", serde_json::to_string(&json.0).unwrap_or_default()),
+        };
+        self.seen.insert((self.keys.0.hash_one(&id), self.keys.1.hash_one(&id)))
+    }
+
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+}
+
 fn value_string(v: &Value) -> Option<String> {
     let s = match v {
         Value::String(s) => s.clone(),
@@ -72,8 +100,8 @@ fn value_string(v: &Value) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
 
-/// "Study Instance UID (0020,000D)", or just the tag for a private or unknown one.
-fn tag_name(tag: u32) -> String {
+/// "StudyInstanceUID (0020,000D)", or just the tag for a private or unknown one.
+pub fn tag_name(tag: u32) -> String {
     let t = Tag((tag >> 16) as u16, tag as u16);
     let code = format!("({:04X},{:04X})", t.0, t.1);
     match StandardDataDictionary.by_tag(t) {
@@ -139,6 +167,23 @@ mod tests {
         assert_eq!(e, "the cloud's answer has no SOPInstanceUID (0008,0018)");
         let e = format!("{:#}", j.uid(0x0009_1001).unwrap_err());
         assert_eq!(e, "the cloud's answer has no attribute (0009,1001)");
+    }
+
+    #[test]
+    fn identities_are_the_uid_or_the_whole_result() {
+        let parse = |s: &str| -> DicomJson { serde_json::from_str(s).unwrap() };
+        let mut ids = Identities::default();
+        assert!(ids.insert(&parse(r#"{"0020000D": {"vr": "UI", "Value": ["1.2"]}}"#), 0x0020_000D));
+        // The same UID padded, or with other attributes, is the same result.
+        let again = r#"{"0020000D": {"vr": "UI", "Value": ["1.2\u0000"]}, "00080050": {"vr": "SH"}}"#;
+        assert!(!ids.insert(&parse(again), 0x0020_000D));
+        assert!(ids.insert(&parse(r#"{"0020000D": {"vr": "UI", "Value": ["1.3"]}}"#), 0x0020_000D));
+        // Without the UID, the whole result identifies it.
+        let bare = r#"{"00080050": {"vr": "SH", "Value": ["A"]}}"#;
+        assert!(ids.insert(&parse(bare), 0x0020_000D));
+        assert!(!ids.insert(&parse(bare), 0x0020_000D));
+        assert!(ids.insert(&parse(r#"{"00080050": {"vr": "SH", "Value": ["B"]}}"#), 0x0020_000D));
+        assert_eq!(ids.len(), 4);
     }
 
     #[test]

@@ -16,7 +16,9 @@ mod retry;
 #[cfg(test)]
 mod client_tests;
 #[cfg(test)]
-mod testserver;
+mod qido_tests;
+#[cfg(test)]
+pub(crate) mod testserver;
 
 use std::fmt;
 
@@ -26,7 +28,7 @@ pub use client::Client;
 pub fn is_login_refused(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.is::<client::LoginRefused>())
 }
-pub use json::DicomJson;
+pub use json::{DicomJson, tag_name};
 
 use crate::uid::Uid;
 

@@ -1,0 +1,119 @@
+//! The QIDO-RS pager against scripted servers that page in the ways real
+//! ones do, or should not: capped pages with and without the `Warning`
+//! that says more results exist, an ignored `offset`, overlapping pages,
+//! and answers that never end.
+
+use super::client_tests::{CollectAll, client, json_page, ok_json};
+use super::testserver::TestServer;
+
+const MORE: (&str, &str) = (
+    "Warning",
+    "299 cloud: There are additional results that can be requested",
+);
+
+fn offset(req: &super::testserver::Recorded) -> usize {
+    req.param("offset").unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_capped_page_with_the_warning_is_followed_from_the_results_so_far() {
+    // Caps pages at 7 whatever the limit, says so while more remain.
+    let server = TestServer::start(|_, req| {
+        let from = offset(req);
+        let to = (from + 7).min(30);
+        ok_json(&json_page(from..to), if to < 30 { &[MORE] } else { &[] })
+    });
+    let found = client(&server).studies(&[("PatientID", "P1")]).unwrap();
+    assert_eq!(found.len(), 30);
+    let offsets: Vec<usize> = server.requests().iter().map(offset).collect();
+    assert_eq!(offsets, [0, 7, 14, 21, 28]);
+}
+
+#[test]
+fn a_short_page_without_the_warning_ends_the_listing() {
+    // A cap the server keeps quiet about: the pager cannot know, it stops
+    // (the caller checks the listing against the counts the cloud gives).
+    let server = TestServer::start(|_, req| {
+        let from = offset(req);
+        ok_json(&json_page(from..(from + 7).min(30)), &[])
+    });
+    assert_eq!(client(&server).studies(&[]).unwrap().len(), 7);
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[test]
+fn an_ignored_offset_behind_a_capped_page_is_an_error_at_the_second_page() {
+    let server = TestServer::start(|_, _| ok_json(&json_page(0..7), &[MORE]));
+    let mut handed = 0;
+    let e = client(&server)
+        .search_studies(&[], &mut |_| {
+            handed += 1;
+            Ok(())
+        })
+        .unwrap_err();
+    let e = format!("{e:#}");
+    assert!(e.contains("seems to ignore `offset`"), "{e}");
+    assert!(e.contains("offset=7"), "names the request: {e}");
+    assert_eq!(server.requests().len(), 2);
+    assert_eq!(handed, 7, "each result once");
+}
+
+#[test]
+fn overlapping_pages_hand_out_each_result_once() {
+    // The second page starts two results early (a study added meanwhile).
+    let server = TestServer::start(|_, req| match offset(req) {
+        0 => ok_json(&json_page(0..5), &[MORE]),
+        _ => ok_json(&json_page(3..8), &[]),
+    });
+    let found = client(&server).studies(&[]).unwrap();
+    let uids: Vec<String> = found.iter().map(|j| j.string(0x0020_000D).unwrap()).collect();
+    let want: Vec<String> = (0..8).map(|n| format!("1.2.3.{n}")).collect();
+    assert_eq!(uids, want);
+}
+
+#[test]
+fn a_page_of_results_without_uids_repeated_is_still_caught() {
+    let body = br#"[{"00080050": {"vr": "SH", "Value": ["A"]}}, {"00080050": {"vr": "SH", "Value": ["B"]}}]"#;
+    let server = TestServer::start(move |_, _| ok_json(body, &[MORE]));
+    let e = format!("{:#}", client(&server).studies(&[]).unwrap_err());
+    assert!(e.contains("seems to ignore `offset`"), "{e}");
+    assert_eq!(server.requests().len(), 2);
+}
+
+#[test]
+fn a_server_that_never_stops_is_cut_off_at_the_page_cap() {
+    // One new result per page, forever, always with more to come.
+    let server = TestServer::start(|_, req| {
+        let from = offset(req);
+        ok_json(&json_page(from..from + 1), &[MORE])
+    });
+    let e = format!("{:#}", client(&server).studies(&[]).unwrap_err());
+    assert!(e.contains("after 50 pages"), "{e}");
+    assert!(e.contains("narrow the search"), "{e}");
+    assert_eq!(server.requests().len(), 50);
+}
+
+#[test]
+fn results_beyond_the_cap_are_refused() {
+    // A server that ignores `limit` and sends more than a search may hold.
+    let server = TestServer::start(|_, _| ok_json(&json_page(0..5_001), &[]));
+    let e = format!("{:#}", client(&server).studies(&[]).unwrap_err());
+    assert!(e.contains("more than 5000 results"), "{e}");
+}
+
+#[test]
+fn a_full_page_is_followed_even_without_the_warning_and_the_callback_can_stop_it() {
+    let server = TestServer::start(|_, req| {
+        let from = offset(req);
+        ok_json(&json_page(from..(from + 200).min(250)), &[])
+    });
+    let c = client(&server);
+    assert_eq!(c.studies(&[]).unwrap().len(), 250);
+    let e = c
+        .search_studies(&[], &mut |j| match j.string(0x0020_000D).as_deref() {
+            Some("1.2.3.3") => anyhow::bail!("refused by the caller"),
+            _ => Ok(()),
+        })
+        .unwrap_err();
+    assert_eq!(format!("{e:#}"), "refused by the caller");
+}
