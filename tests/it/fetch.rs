@@ -8,28 +8,12 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::common::proxy::{Fault, Proxy, Rule};
-use crate::common::{Orthanc, TlsFront, retriever_at, run_within, temp_cache, testdata};
+use crate::common::{Orthanc, TlsFront, cached_instances, ls_json, retriever_at, run_within, temp_cache, testdata};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
 fn run(cmd: &mut std::process::Command) -> (i32, String, String) {
     run_within(cmd, LIMIT)
-}
-
-/// SOP Instance UID → file bytes of every instance file in a cached study.
-fn cached_instances(cache: &Path, study_uid: &str) -> std::collections::BTreeMap<String, Vec<u8>> {
-    let dir = cache.join("studies").join(study_uid).join("series");
-    let mut out = std::collections::BTreeMap::new();
-    if !dir.is_dir() {
-        return out;
-    }
-    for entry in walkdir::WalkDir::new(&dir).into_iter().filter_map(|e| e.ok()) {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(sop) = name.strip_suffix(".dcm") {
-            out.insert(sop.to_string(), std::fs::read(entry.path()).unwrap());
-        }
-    }
-    out
 }
 
 /// Asserts that the cache holds exactly the study's instances, byte for byte
@@ -53,14 +37,6 @@ fn no_temporaries_outside(cache: &Path) {
         let p = entry.path().to_string_lossy().into_owned();
         assert!(!p.ends_with(".part") || p.contains("/tmp/"), "stray temporary {p}");
     }
-}
-
-fn ls_json(cloud: &str, cache: &Path) -> Vec<Value> {
-    let (code, out, err) = run(retriever_at(cloud, cache).args(["ls", "--json"]));
-    assert_eq!(code, 0, "ls failed: {err}");
-    out.lines()
-        .map(|l| serde_json::from_str(l).expect("ls --json prints JSON lines"))
-        .collect()
 }
 
 #[test]

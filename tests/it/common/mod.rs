@@ -482,3 +482,34 @@ pub fn output_within(cmd: &mut Command, timeout: Duration) -> Output {
         stderr: err_thread.join().unwrap_or_default(),
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The cache, as the tests look at it
+
+/// SOP Instance UID → file bytes of every instance file in a cached study.
+pub fn cached_instances(cache: &Path, study_uid: &str) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let dir = cache.join("studies").join(study_uid).join("series");
+    let mut out = std::collections::BTreeMap::new();
+    if !dir.is_dir() {
+        return out;
+    }
+    for entry in walkdir::WalkDir::new(&dir).into_iter().filter_map(|e| e.ok()) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(sop) = name.strip_suffix(".dcm") {
+            out.insert(sop.to_string(), std::fs::read(entry.path()).unwrap());
+        }
+    }
+    out
+}
+
+/// `retriever ls --json`, one JSON object per cached study; must succeed within two minutes.
+pub fn ls_json(cloud: &str, cache: &Path) -> Vec<serde_json::Value> {
+    let (code, out, err) = run_within(
+        retriever_at(cloud, cache).args(["ls", "--json"]),
+        Duration::from_secs(120),
+    );
+    assert_eq!(code, 0, "ls failed: {err}");
+    out.lines()
+        .map(|l| serde_json::from_str(l).expect("ls --json prints JSON lines"))
+        .collect()
+}

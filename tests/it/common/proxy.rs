@@ -1,7 +1,8 @@
 //! A fault-injecting HTTP/1.1 proxy between `retriever` and Orthanc, so tests can make the
 //! cloud misbehave on purpose: cut a download mid-multipart, answer 503 with Retry-After, stall
 //! a body, refuse the credentials, or rewrite bytes of a response (a UID swapped for another of
-//! the same length, so Content-Length stays right).
+//! the same length, so Content-Length stays right), or answer QIDO-RS searches the way servers
+//! with other habits do (capped pages, an ignored `offset` or matching key).
 //!
 //! Thread-based and bounded: it listens on 127.0.0.1:0, serves each client connection on its own
 //! thread with one upstream connection, and everything ends within a fraction of a second once the
@@ -42,6 +43,15 @@ pub enum Fault {
     Rewrite(Vec<(Vec<u8>, Vec<u8>)>),
     /// Wait this long, then forward unchanged (a slow server).
     Delay(Duration),
+    /// Answer a QIDO-RS search as a server with other habits would: remove the query parameters
+    /// named in `ignore` before asking upstream (a server that ignores `offset`, or a matching
+    /// key it does not support), then keep at most `cap` results of the JSON answer, adding
+    /// `Warning: 299 ... additional results` when `warn` and results were cut.
+    Qido {
+        ignore: Vec<String>,
+        cap: Option<usize>,
+        warn: bool,
+    },
 }
 
 impl Fault {
@@ -482,6 +492,11 @@ fn serve(client: TcpStream, shared: &Shared) {
             _ => {}
         }
 
+        let raw_head = match &fault {
+            Fault::Qido { ignore, .. } => without_params(&raw_head, ignore),
+            _ => raw_head,
+        };
+
         // Forward over this client's upstream connection. A kept-alive upstream connection may
         // have been closed by the server meanwhile: then the request is sent again on a new one.
         let mut raw_response = None;
@@ -533,6 +548,23 @@ fn serve(client: TcpStream, shared: &Shared) {
             Framing::UntilClose
         };
         let server_close = response.has_token("connection", "close");
+        if let Fault::Qido {
+            cap: Some(cap), warn, ..
+        } = &fault
+        {
+            let Some(body) = read_body(up, &framing, shared) else {
+                return;
+            };
+            let (head, body) = capped(&response, body, *cap, *warn);
+            if client.stream.write_all(&head).is_err() || client.stream.write_all(&body).is_err() {
+                return;
+            }
+            if matches!(framing, Framing::UntilClose) || server_close || client_close {
+                let _ = client.stream.shutdown(Shutdown::Write);
+                return;
+            }
+            continue;
+        }
         if client.stream.write_all(&raw_response).is_err() {
             return;
         }
@@ -725,4 +757,106 @@ fn reason(status: u16) -> &'static str {
         504 => "Gateway Timeout",
         _ => "Injected",
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// QIDO-RS answers of other habits (`Fault::Qido`)
+
+impl Fault {
+    /// A server that ignores these query parameters (e.g. `offset`, or `AccessionNumber`).
+    pub fn ignore_params(names: &[&str]) -> Fault {
+        Fault::Qido {
+            ignore: names.iter().map(|n| n.to_string()).collect(),
+            cap: None,
+            warn: false,
+        }
+    }
+
+    /// A server that sends at most `cap` results per answer, saying so in a `Warning` if `warn`.
+    pub fn cap_results(cap: usize, warn: bool) -> Fault {
+        Fault::Qido {
+            ignore: Vec::new(),
+            cap: Some(cap),
+            warn,
+        }
+    }
+}
+
+/// The request head with the query parameters named in `ignore` taken out of its target.
+fn without_params(raw_head: &[u8], ignore: &[String]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(raw_head);
+    let (first, rest) = text.split_once("\r\n").unwrap_or((&text, ""));
+    let mut words: Vec<&str> = first.split(' ').collect();
+    let Some((path, query)) = words.get(1).and_then(|t| t.split_once('?')) else {
+        return raw_head.to_vec();
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|p| !ignore.iter().any(|name| p.split('=').next() == Some(name.as_str())))
+        .collect();
+    let target = if kept.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{}", kept.join("&"))
+    };
+    words[1] = &target;
+    format!("{}\r\n{rest}", words.join(" ")).into_bytes()
+}
+
+/// The whole response body, de-chunked; `None` if the connection failed.
+fn read_body(up: &mut Conn, framing: &Framing, shared: &Shared) -> Option<Vec<u8>> {
+    match framing {
+        Framing::None => Some(Vec::new()),
+        Framing::Length(n) => up.take_exact(*n, shared).ok(),
+        Framing::Chunked => {
+            let mut body = Vec::new();
+            loop {
+                let line = up.take_line(shared).ok()?;
+                let size_text = String::from_utf8_lossy(&line);
+                let size_text = size_text.trim().split(';').next().unwrap_or("").trim().to_owned();
+                let size = usize::from_str_radix(&size_text, 16).ok()?;
+                if size == 0 {
+                    while up.take_line(shared).ok()? != b"\r\n" {}
+                    return Some(body);
+                }
+                let chunk = up.take_exact(size + 2, shared).ok()?;
+                body.extend_from_slice(&chunk[..size]);
+            }
+        }
+        Framing::UntilClose => {
+            let mut body = Vec::new();
+            loop {
+                match up.take_some(usize::MAX, shared) {
+                    Ok(data) => body.extend_from_slice(&data),
+                    Err(ReadError::Closed) => return Some(body),
+                    Err(ReadError::Stopped) => return None,
+                }
+            }
+        }
+    }
+}
+
+/// The response with at most `cap` results of its JSON array (anything else passes unchanged),
+/// framed with a Content-Length, and a `Warning` when `warn` and results were cut.
+fn capped(response: &Head, body: Vec<u8>, cap: usize, warn: bool) -> (Vec<u8>, Vec<u8>) {
+    let mut cut = false;
+    let body = match serde_json::from_slice::<Vec<serde_json::Value>>(&body) {
+        Ok(mut results) if results.len() > cap => {
+            results.truncate(cap);
+            cut = true;
+            serde_json::to_vec(&results).expect("serialise JSON")
+        }
+        _ => body,
+    };
+    let mut head = format!("{}\r\n", response.first_line);
+    for (k, v) in &response.headers {
+        if k != "content-length" && k != "transfer-encoding" {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+    }
+    if cut && warn {
+        head.push_str("Warning: 299 test-proxy: There are additional results that can be requested\r\n");
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    (head.into_bytes(), body)
 }
