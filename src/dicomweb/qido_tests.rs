@@ -117,3 +117,38 @@ fn a_full_page_is_followed_even_without_the_warning_and_the_callback_can_stop_it
         .unwrap_err();
     assert_eq!(format!("{e:#}"), "refused by the caller");
 }
+
+mod paging {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// Whatever a server's cap, whether it says more results exist, and however much its
+        /// pages overlap (results added meanwhile), the pager hands out each result once, in
+        /// order: all of them when the server says so, the first page when it does not.
+        #[test]
+        fn every_result_once_however_the_server_pages(
+            cap in 3usize..30,
+            pages in 0usize..12,
+            extra in 0usize..3,
+            overlap in 0usize..3,
+            warn in any::<bool>(),
+        ) {
+            let total = cap * pages + extra;
+            let server = TestServer::start(move |_, req| {
+                let from = offset(req).saturating_sub(overlap);
+                let to = (from + cap).min(total);
+                let more = to < total && warn;
+                ok_json(&json_page(from.min(to)..to), if more { &[MORE] } else { &[] })
+            });
+            let found = client(&server).studies(&[]).unwrap();
+            let got: Vec<String> = found.iter().map(|j| j.string(0x0020_000D).unwrap()).collect();
+            let expected = if warn { total } else { cap.min(total) };
+            let want: Vec<String> = (0..expected).map(|n| format!("1.2.3.{n}")).collect();
+            prop_assert_eq!(got, want);
+        }
+    }
+}
