@@ -284,3 +284,28 @@ fn an_invalid_uid_among_the_priors_is_skipped_with_a_warning() {
     assert_eq!(warnings.len(), 1, "one warning names it:\n{err}");
     assert!(warnings[0].contains("skipped"), "{err}");
 }
+
+#[test]
+fn watch_skips_a_study_with_an_invalid_uid_with_a_warning_and_delivers_the_others() {
+    require!("orthanc", "storescp");
+    let proxy = Proxy::to(Orthanc::shared());
+    let bad_of = &testdata().study("ACC2002").study_uid;
+    let bad = format!("{}/{}", &bad_of[..bad_of.len() - 2], &bad_of[bad_of.len() - 1..]);
+    // Both watch's search and the prior search of ACC2001 see it.
+    let rewritten = proxy.add(Rule::new(Fault::rewrite(bad_of, &bad)).path_contains("PatientID=PAT002"));
+    let scp = crate::common::Storescp::start("STORESCP");
+    let cache = temp_cache();
+    let (code, out, err) = run_within(
+        retriever_at(&proxy.dicomweb_url(), cache.path())
+            .args(["watch", "--to", &scp.address()])
+            .args(["--once", "--filter", "PatientID=PAT002"]),
+        LIMIT,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(proxy.hits(rewritten) >= 2, "{:#?}", proxy.requests());
+    assert_eq!(printed(&out), uids(&["ACC2001"]), "{err}");
+    assert_eq!(scp.received_sop_uids(), testdata().study("ACC2001").sop_uids());
+    let warned: Vec<&str> = err.lines().filter(|l| l.contains(&format!("`{bad}`"))).collect();
+    assert!(!warned.is_empty(), "a warning names it:\n{err}");
+    assert!(warned.iter().all(|l| l.contains("skipped")), "{err}");
+}
