@@ -160,7 +160,7 @@ pub enum PriorModality {
 #[command(after_help = FETCH_AFTER_HELP)]
 pub struct FetchArgs {
     /// Accession numbers or Study Instance UIDs of the studies to fetch
-    #[arg(value_name = "ACCESSION|STUDY_UID", required = true, value_parser = crate::fetch::check_identifier)]
+    #[arg(value_name = "ACCESSION|STUDY_UID", required = true, value_parser = study_identifier)]
     pub studies: Vec<String>,
 
     /// Show which studies would be fetched and why each prior was chosen or passed over, without downloading
@@ -185,6 +185,23 @@ pub struct FetchArgs {
 
     #[command(flatten)]
     pub dimse: DimseArgs,
+}
+
+/// Checks an accession number or Study Instance UID given to `fetch`: a
+/// QIDO-RS search would read `*` and `?` in it as wildcards, and match
+/// studies nobody named.
+fn study_identifier(id: &str) -> Result<String, String> {
+    if id.trim().is_empty() {
+        return Err("an accession number or Study Instance UID cannot be empty".into());
+    }
+    if let Some(c) = id.chars().find(|c| matches!(c, '*' | '?')) {
+        return Err(format!(
+            "`{}` contains `{c}`, which a search of the cloud would read as a wildcard; an accession number \
+             or Study Instance UID given to fetch cannot contain wildcards (`*`, `?`): give it in full",
+            id.escape_debug()
+        ));
+    }
+    Ok(id.to_string())
 }
 
 /// Which prior studies go with a study (`fetch`, `watch`). The defaults are
@@ -352,4 +369,21 @@ pub struct ConfigArgs {
 
     #[command(flatten)]
     pub dimse: DimseArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_and_empty_study_identifiers_are_refused() {
+        assert_eq!(study_identifier("ACC-1.2").unwrap(), "ACC-1.2");
+        for bad in ["ACC*", "A?C", "*"] {
+            let e = study_identifier(bad).unwrap_err();
+            assert!(e.contains("cannot contain wildcards"), "{e}");
+        }
+        assert!(study_identifier(" ").unwrap_err().contains("cannot be empty"));
+        let e = study_identifier("\u{1b}]0;x*").unwrap_err();
+        assert!(!e.contains('\u{1b}'), "{e}");
+    }
 }

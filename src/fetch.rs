@@ -177,23 +177,6 @@ fn shown(raw: &str) -> String {
     raw.chars().take(80).collect::<String>().escape_debug().to_string()
 }
 
-/// Checks an identifier given to `fetch` (clap calls this): a QIDO-RS
-/// search would read `*` and `?` in it as wildcards, and match studies the
-/// user did not name.
-pub fn check_identifier(id: &str) -> Result<String, String> {
-    if id.trim().is_empty() {
-        return Err("an accession number or Study Instance UID cannot be empty".into());
-    }
-    if let Some(c) = id.chars().find(|c| matches!(c, '*' | '?')) {
-        return Err(format!(
-            "`{}` contains `{c}`, which a search of the cloud would read as a wildcard; an accession number \
-             or Study Instance UID given to fetch cannot contain wildcards (`*`, `?`): give it in full",
-            shown(id)
-        ));
-    }
-    Ok(id.to_string())
-}
-
 fn study_info(json: &DicomJson) -> Result<FoundStudy> {
     let uid = json.uid(0x0020_000D)?;
     let info = StudyInfo {
@@ -1118,18 +1101,6 @@ mod tests {
         let found = resolve(&client, "1.2", &warnings).unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].uid.as_str(), "1.2");
-    }
-
-    #[test]
-    fn wildcards_and_empty_identifiers_are_refused() {
-        assert_eq!(check_identifier("ACC-1.2").unwrap(), "ACC-1.2");
-        for bad in ["ACC*", "A?C", "*"] {
-            let e = check_identifier(bad).unwrap_err();
-            assert!(e.contains("cannot contain wildcards"), "{e}");
-        }
-        assert!(check_identifier(" ").unwrap_err().contains("cannot be empty"));
-        let e = check_identifier("\u{1b}]0;x*").unwrap_err();
-        assert!(!e.contains('\u{1b}'), "{e}");
     }
 
     #[test]

@@ -229,10 +229,10 @@ impl Client {
     /// hands each result to `each` as it comes, so that the caller keeps
     /// only what it needs of it.
     ///
-    /// A page ends the search when it is shorter than asked and no
-    /// `Warning` says more results exist; servers that cap pages below the
-    /// limit say so in that header, and are asked on from the results so
-    /// far. A result is identified by its `id_tag` UID (or, lacking one, by
+    /// A page ends the search when it is shorter than asked (or longer: the
+    /// server ignored `limit` and sent all) and no `Warning` says more
+    /// results exist; servers that cap pages below the limit say so in that
+    /// header, and are asked on from the results so far. A result is identified by its `id_tag` UID (or, lacking one, by
     /// all of it): one already handed out is not handed out again, and a
     /// page with nothing new is an error, since a server that ignores
     /// `offset` would otherwise be asked forever. Pages and results are
