@@ -3,11 +3,11 @@
 
 use std::fs::File;
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::proxy::{Fault, Proxy, Rule, RuleId};
+use crate::common::running::{Running, wait_until};
 use crate::common::{Orthanc, retriever, retriever_at, run_within, temp_cache, testdata, uid_of};
 
 /// A failure guard for runs that must end: far above what they take, far below the waits they
@@ -16,91 +16,24 @@ const LIMIT: Duration = Duration::from_secs(40);
 /// Long enough to outlast any test: a peer that never answers.
 const FOREVER: Duration = Duration::from_secs(600);
 
-/// A `retriever` run in the background, its output going to files that can be read meanwhile.
-struct Running {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Running {
-    fn start(cmd: &mut Command) -> Running {
-        let dir = tempfile::tempdir().unwrap();
-        let out = File::create(dir.path().join("stdout")).unwrap();
-        let err = File::create(dir.path().join("stderr")).unwrap();
-        let child = cmd.stdout(Stdio::from(out)).stderr(Stdio::from(err)).spawn().unwrap();
-        Running { child, dir }
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("stderr")).unwrap_or_default()
-    }
-
-    /// Waits until `done` holds, failing (with the run's stderr) if the run ends first or after
-    /// [`LIMIT`].
-    fn wait_until(&mut self, what: &str, mut done: impl FnMut(&Running) -> bool) {
-        let deadline = Instant::now() + LIMIT;
-        while !done(self) {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("retriever ended ({status}) before {what}:\n{}", self.stderr());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Sends `signal` (`INT`, `TERM`) and returns the exit code, failing if the run has not
-    /// ended within [`LIMIT`].
-    fn signal(&mut self, signal: &str) -> i32 {
-        let sent = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(sent.success(), "kill -{signal} failed");
-        let deadline = Instant::now() + LIMIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code().unwrap_or(-1);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "retriever did not stop within {LIMIT:?} of SIG{signal}:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Sends `signal` and checks that the run stopped as after Ctrl-C: exit 130, the usual line.
-    #[track_caller]
-    fn assert_stops_on(&mut self, signal: &str) {
-        let code = self.signal(signal);
-        let err = self.stderr();
-        assert_eq!(code, 130, "SIG{signal}:\n{err}");
-        assert!(
-            err.lines()
-                .last()
-                .unwrap_or_default()
-                .starts_with("retriever: interrupted"),
-            "SIG{signal}:\n{err}"
-        );
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Sends `signal` and checks that the run stopped as after Ctrl-C: exit 130 and the usual line.
+#[track_caller]
+fn assert_stops_on(run: &mut Running, signal: &str) {
+    let code = run.signal(signal, LIMIT);
+    let err = run.stderr();
+    assert_eq!(code, 130, "SIG{signal}:\n{err}");
+    assert!(
+        err.lines()
+            .last()
+            .unwrap_or_default()
+            .starts_with("retriever: interrupted"),
+        "SIG{signal}:\n{err}"
+    );
 }
 
 /// Waits until the proxy has applied `rule` at least once.
 fn hit(running: &mut Running, proxy: &Proxy, rule: RuleId) {
-    running.wait_until("the proxy saw the request", |_| proxy.hits(rule) > 0);
+    wait_until(LIMIT, "the proxy saw the request", running, || proxy.hits(rule) > 0);
 }
 
 /// A test study with one series, so that each round of a fetch asks for it once.
@@ -164,7 +97,7 @@ fn ctrl_c_ends_a_retry_after_wait() {
         "0",
     ]));
     hit(&mut run, &proxy, unavailable);
-    run.assert_stops_on("INT");
+    assert_stops_on(&mut run, "INT");
 }
 
 /// A search whose answer does not come, head or body: SIGTERM ends it at once, although the
@@ -185,7 +118,7 @@ fn sigterm_ends_a_search_that_waits_for_the_cloud() {
             "60s",
         ]));
         hit(&mut run, &proxy, search);
-        run.assert_stops_on("TERM");
+        assert_stops_on(&mut run, "TERM");
     }
 }
 
@@ -202,10 +135,11 @@ fn ctrl_c_ends_a_wait_for_a_locked_study() {
     let mut run = Running::start(
         retriever_at(&Orthanc::shared().dicomweb_url(), cache.path()).args(["fetch", accession, "--priors", "0"]),
     );
-    run.wait_until("the fetch waits for the lock", |run| {
-        run.stderr().contains("waiting for another retriever process")
+    let stderr = run.stderr_path();
+    wait_until(LIMIT, "the fetch waits for the lock", &mut run, || {
+        std::fs::read_to_string(&stderr).is_ok_and(|err| err.contains("waiting for another retriever process"))
     });
-    run.assert_stops_on("INT");
+    assert_stops_on(&mut run, "INT");
     drop(held);
 }
 
@@ -230,11 +164,11 @@ fn ctrl_c_ends_an_echo_the_destination_never_answers() {
         "10m",
     ]));
     let mut connection = None;
-    run.wait_until("the destination was connected to", |_| {
+    wait_until(LIMIT, "the destination was connected to", &mut run, || {
         connection = connections.try_recv().ok();
         connection.is_some()
     });
-    run.assert_stops_on("INT");
+    assert_stops_on(&mut run, "INT");
     acceptor.join().unwrap();
     drop(connection);
 }
