@@ -5,7 +5,8 @@
 //! connections: plan (QIDO: which studies, which instances), download (all
 //! missing instances of all studies, in parallel), and settle (which studies
 //! are now complete). Downloads that fail transiently are retried in further
-//! rounds that ask only for what is still missing.
+//! rounds that ask only for what is still missing, except that a study whose
+//! downloads stalled twice is given up (see `MAX_STALLS`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
@@ -357,11 +358,11 @@ pub fn fetch_in(
 
 /// Rounds in which a study's downloads stalled (the cloud sent nothing for
 /// the idle timeout) before the study is given up, progress or not (the
-/// message in [`stall_error`] says "twice"). Each
-/// stall costs a whole idle timeout, so this, not `--retries`, bounds the
-/// time a technician waits for a cloud that stopped sending: about two idle
-/// timeouts (two minutes with the defaults). Cut connections are not
-/// counted: they fail fast, and resuming after them is what rounds are for.
+/// message in [`stall_error`] says "twice"). Each stall costs a whole idle
+/// timeout, so this, not `--retries`, bounds the time a technician waits
+/// for a cloud that stopped sending: about two idle timeouts (two minutes
+/// with the defaults). Cut connections are not counted: they fail fast, and
+/// resuming after them is what rounds are for.
 const MAX_STALLS: u32 = 2;
 
 /// The error to report for a study given up after [`MAX_STALLS`] stalls.
