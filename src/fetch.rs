@@ -5,11 +5,11 @@
 //! connections: plan (QIDO: which studies, which instances), download (all
 //! missing instances of all studies, in parallel), and settle (which studies
 //! are now complete). Downloads that fail transiently are retried in further
-//! rounds that ask only for what is still missing.
+//! rounds that ask only for what is still missing, except that a study whose
+//! downloads stalled twice is given up (see `MAX_STALLS`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -17,34 +17,12 @@ use anyhow::{Context, Result, anyhow, bail};
 use rayon::prelude::*;
 
 use crate::cache::{Cache, Commit, LockMode, Manifest, Role, Staged, StudyEntry, StudyInfo, now_rfc3339};
-use crate::dicomweb::{Client, DicomJson, PartHeaders, Target, tag_name};
+use crate::dicomweb::{self, Client, DicomJson, PartHeaders, Target, tag_name};
 use crate::instance::{self, Expectation};
+use crate::interrupt;
 use crate::priors::{self, Decision, Rules};
 use crate::report::Reporter;
 use crate::uid::Uid;
-
-/// Set by the Ctrl-C handler: stop taking new work.
-pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-/// The run was stopped by Ctrl-C; `main` turns this into exit status 130.
-#[derive(Debug)]
-pub struct Interrupted;
-
-impl std::fmt::Display for Interrupted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("interrupted; what was complete is kept in the cache, run the same command again to resume")
-    }
-}
-
-impl std::error::Error for Interrupted {}
-
-fn check_interrupted() -> Result<()> {
-    if INTERRUPTED.load(Ordering::SeqCst) {
-        Err(Interrupted.into())
-    } else {
-        Ok(())
-    }
-}
 
 /// The study attributes asked of every study-level search (fetch's and watch's).
 pub const STUDY_FIELDS: [&str; 9] = [
@@ -376,10 +354,10 @@ pub fn fetch_in(
     let mut outcome = Outcome::default();
     let mut work = Vec::new();
     for planned in studies {
-        check_interrupted()?;
+        interrupt::check()?;
         match prepare(client, cache, planned.clone(), reporter) {
             Ok(w) => work.push(w),
-            Err(e) if e.is::<Interrupted>() => return Err(e),
+            Err(e) if interrupt::is_interrupted(&e) => return Err(e),
             Err(e) => {
                 reporter.study_finished(&planned.uid, false, "failed");
                 outcome.failed.push((planned, e));
@@ -388,6 +366,8 @@ pub fn fetch_in(
     }
     let mut round = 0u32;
     let mut quiet_rounds = 0u32;
+    // Rounds in which a study's downloads stalled (see `MAX_STALLS`).
+    let mut stalled_rounds: BTreeMap<Uid, u32> = BTreeMap::new();
     while !work.is_empty() {
         let tasks: Vec<(usize, Task)> = work.iter().enumerate().flat_map(|(i, w)| tasks_for(i, w)).collect();
         let before: usize = work
@@ -396,7 +376,7 @@ pub fn fetch_in(
             .sum();
         pool.install(|| {
             tasks.par_iter().for_each(|(i, task)| {
-                if INTERRUPTED.load(Ordering::SeqCst) {
+                if interrupt::requested() {
                     return;
                 }
                 match task {
@@ -405,7 +385,7 @@ pub fn fetch_in(
                 }
             })
         });
-        check_interrupted()?;
+        interrupt::check()?;
         let after: usize = work
             .iter()
             .map(|w| w.entry.present().map(|p| p.len()).unwrap_or(0))
@@ -423,7 +403,21 @@ pub fn fetch_in(
                     outcome.fetched.push(fetched);
                 }
                 Ok(None) if w.error.lock().unwrap().is_none() && w.rejections.lock().unwrap().is_empty() => {
-                    next.push(w)
+                    let stalled = w
+                        .transient_error
+                        .lock()
+                        .unwrap()
+                        .as_ref()
+                        .is_some_and(dicomweb::is_stalled);
+                    let stalls = stalled_rounds.entry(w.planned.uid.clone()).or_default();
+                    *stalls += u32::from(stalled);
+                    if *stalls >= MAX_STALLS {
+                        let error = stall_error(&w, client.idle_timeout());
+                        reporter.study_finished(&w.planned.uid, false, "failed");
+                        outcome.failed.push((w.planned, error));
+                    } else {
+                        next.push(w)
+                    }
                 }
                 Ok(None) => {
                     let error = study_error(&w);
@@ -464,27 +458,37 @@ pub fn fetch_in(
                 ));
             }
         }
-        sleep_unless_interrupted(delay)?;
+        interrupt::sleep(delay)?;
     }
     Ok(outcome)
 }
 
-/// Sleeps for `delay`, or less if Ctrl-C comes first (then `Interrupted`).
-pub(crate) fn sleep_unless_interrupted(delay: Duration) -> Result<()> {
-    let until = std::time::Instant::now() + delay;
-    loop {
-        check_interrupted()?;
-        let now = std::time::Instant::now();
-        if now >= until {
-            return Ok(());
-        }
-        std::thread::sleep((until - now).min(Duration::from_millis(50)));
-    }
-}
+/// Rounds in which a study's downloads stalled (the cloud sent nothing for
+/// the idle timeout) before the study is given up, progress or not (the
+/// message in [`stall_error`] says "twice"). Each stall costs a whole idle
+/// timeout, so this, not `--retries`, bounds the time a technician waits
+/// for a cloud that stopped sending: about two idle timeouts (two minutes
+/// with the defaults). Cut connections are not counted: they fail fast, and
+/// resuming after them is what rounds are for.
+const MAX_STALLS: u32 = 2;
 
-/// True when `e` is, or was caused by, Ctrl-C.
-pub fn is_interrupted(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.is::<Interrupted>())
+/// The error to report for a study given up after [`MAX_STALLS`] stalls.
+fn stall_error(w: &Work, idle_timeout: Duration) -> anyhow::Error {
+    let study = &w.planned.uid;
+    let missing = match missing_count(w) {
+        0 => String::new(),
+        n => format!(", {n} instances still missing"),
+    };
+    let message = format!(
+        "the cloud stopped sending for {} (`--idle-timeout`) twice while downloading study `{study}`{missing}; \
+         check the cloud and the network, then run the same command again to resume \
+         (a longer `--idle-timeout` helps if the cloud is only slow)",
+        humantime::format_duration(idle_timeout)
+    );
+    match w.transient_error.lock().unwrap().take() {
+        Some(last) => last.context(message),
+        None => anyhow!(message),
+    }
 }
 
 /// The error to report for a study that did not complete.
@@ -853,7 +857,7 @@ fn download(client: &Client, w: &Work, target: &Target, reporter: &dyn Reporter)
         });
         let mut part_no = 0usize;
         let mut on_part = |_headers: &PartHeaders, body: &mut dyn Read| -> Result<()> {
-            check_interrupted()?;
+            interrupt::check()?;
             part_no += 1;
             let mut staged = w.entry.stage()?;
             if let Some(why) = copy_part(body, &mut staged)? {
@@ -871,14 +875,20 @@ fn download(client: &Client, w: &Work, target: &Target, reporter: &dyn Reporter)
     });
     if let Err(e) = result {
         let transient = e.transient || e.error.chain().any(|c| c.is::<BodyReadFailed>());
+        let stalled = dicomweb::is_stalled(&e.error);
         let error = e
             .error
             .context(format!("failed to download {} of study `{study}`", describe(target)));
-        if is_interrupted(&error) {
+        if interrupt::is_interrupted(&error) {
             return;
         }
         if transient {
-            *w.transient_error.lock().unwrap() = Some(error);
+            // The round counts as stalled if any download of the study
+            // stalled: a cut connection reported later does not hide it.
+            let mut last = w.transient_error.lock().unwrap();
+            if stalled || !last.as_ref().is_some_and(dicomweb::is_stalled) {
+                *last = Some(error);
+            }
         } else {
             w.error.lock().unwrap().get_or_insert(error);
         }

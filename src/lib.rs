@@ -9,6 +9,7 @@ pub mod dicomweb;
 pub mod dimse;
 pub mod fetch;
 pub mod instance;
+pub mod interrupt;
 pub mod priors;
 pub mod prune;
 pub mod report;

@@ -2,14 +2,13 @@
 //! subcommand, print the final error and choose the exit status.
 
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
 
 use clap::{CommandFactory, FromArgMatches};
 
 use retriever::cli::{Cli, Command};
 use retriever::commands;
 use retriever::config::Settings;
-use retriever::fetch::INTERRUPTED;
+use retriever::interrupt;
 
 fn main() -> ExitCode {
     // The matches are kept besides the parsed `Cli`: they tell a flag from
@@ -19,7 +18,7 @@ fn main() -> ExitCode {
     // First Ctrl-C: stop taking new work and finish cleanly (every write to
     // the cache is atomic). Second Ctrl-C: leave at once.
     let _ = ctrlc::set_handler(|| {
-        if INTERRUPTED.swap(true, Ordering::SeqCst) {
+        if interrupt::cancel() {
             eprintln!("\ninterrupted again; stopping now");
             std::process::exit(130);
         }
@@ -27,7 +26,7 @@ fn main() -> ExitCode {
     });
     match run(&cli, &matches) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if retriever::fetch::is_interrupted(&e) => {
+        Err(e) if interrupt::is_interrupted(&e) => {
             eprintln!("retriever: {e:#}");
             ExitCode::from(130)
         }

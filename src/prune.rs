@@ -30,6 +30,7 @@ use anyhow::Result;
 
 use crate::cache::{Cache, Journals, Leftover, Manifest, is_in_use};
 use crate::config::Destination;
+use crate::interrupt;
 use crate::uid::Uid;
 
 /// The retention when neither `--older-than` nor the config file says.
@@ -214,11 +215,15 @@ impl Summary {
 pub fn prune(cache: &Cache, opts: &PruneOptions, sink: &mut dyn Sink) -> Result<Summary> {
     let mut summary = Summary::default();
     for uid in cache.studies()? {
+        // Between studies: each removal is whole, so stopping here leaves
+        // the cache consistent, and the next run goes on.
+        interrupt::check()?;
         if let Err(e) = prune_study(cache, &uid, opts, sink, &mut summary) {
             fail(&mut summary, sink, e.context(format!("failed to prune study {uid}")));
         }
     }
     for leftover in cache.leftovers(opts.older_than, opts.now)? {
+        interrupt::check()?;
         if opts.dry_run {
             sink.leftover(&leftover);
             summary.leftovers += 1;

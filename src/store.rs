@@ -37,7 +37,7 @@ use crate::dimse::{
     EXPLICIT_VR_LE, IMPLICIT_VR_LE, InstanceMeta, Proposal, ScuError, ScuOptions, StatusClass, StoreAssociation,
     StoreOutcome, StoreStatus, proposals_for, split_proposals,
 };
-use crate::fetch::{INTERRUPTED, Interrupted};
+use crate::interrupt::{self, Interrupted};
 use crate::report::Reporter;
 use crate::uid::Uid;
 
@@ -416,7 +416,7 @@ impl<'a> Store<'a> {
     /// Delivers one study. `Err` only for Ctrl-C; everything else is in
     /// the result and the summary.
     pub fn deliver(&mut self, study: &Uid, asked: Asked) -> Result<StudyResult> {
-        if INTERRUPTED.load(Ordering::SeqCst) {
+        if interrupt::requested() {
             return Err(Interrupted.into());
         }
         let result = match self.deliver_study(study, asked) {
@@ -428,7 +428,7 @@ impl<'a> Store<'a> {
         s.not_sent += result.not_sent;
         s.studies.push(result.clone());
         s.elapsed = self.started.elapsed();
-        if INTERRUPTED.load(Ordering::SeqCst) {
+        if interrupt::requested() {
             return Err(Interrupted.into());
         }
         Ok(result)
@@ -611,7 +611,7 @@ impl<'a> Store<'a> {
             if items.is_empty() {
                 continue;
             }
-            if shared.stop.load(Ordering::SeqCst) || INTERRUPTED.load(Ordering::SeqCst) {
+            if shared.stop.load(Ordering::SeqCst) || interrupt::requested() {
                 shared.tally.lock().unwrap().not_sent += items.len();
                 continue;
             }
@@ -723,12 +723,12 @@ impl<'a> Store<'a> {
                     if e.is_transient()
                         && attempt < self.opts.retries
                         && lane.live.load(Ordering::SeqCst) == 0
-                        && !INTERRUPTED.load(Ordering::SeqCst) =>
+                        && !interrupt::requested() =>
                 {
                     let delay = self.opts.delay(attempt);
                     self.reporter.info(&format!("trying again in {}: {e}", whole_ms(delay)));
                     // Err only says Ctrl-C cut the wait short; the guard above sees it next time.
-                    let _ = crate::fetch::sleep_unless_interrupted(delay);
+                    let _ = interrupt::sleep(delay);
                     attempt += 1;
                 }
                 Err(e) => return Err(e),
@@ -903,7 +903,7 @@ impl<'a> Store<'a> {
                 self.fail(shared, item, None, e.to_string());
                 lane.done();
             }
-            Sent::Error(e) if item.attempts < self.opts.retries && !INTERRUPTED.load(Ordering::SeqCst) => {
+            Sent::Error(e) if item.attempts < self.opts.retries && !interrupt::requested() => {
                 // No answer: not delivered, whether or not the data set went
                 // out. A fresh association sends it again.
                 item.attempts += 1;
@@ -913,7 +913,7 @@ impl<'a> Store<'a> {
                 lane.requeue(item.clone(), delay);
             }
             Sent::Error(e) => {
-                let why = if INTERRUPTED.load(Ordering::SeqCst) {
+                let why = if interrupt::requested() {
                     e.to_string()
                 } else {
                     format!("{e} (after {} attempts)", item.attempts + 1)
@@ -1102,7 +1102,7 @@ impl Lane<'_> {
     /// it again itself, so nobody keeps an association open for nothing.
     fn next(&self, shared: &Shared<'_>) -> Option<Item> {
         loop {
-            if shared.stop.load(Ordering::SeqCst) || INTERRUPTED.load(Ordering::SeqCst) {
+            if shared.stop.load(Ordering::SeqCst) || interrupt::requested() {
                 return None;
             }
             let mut q = self.queue.lock().unwrap();
@@ -1120,7 +1120,8 @@ impl Lane<'_> {
                 return None;
             }
             drop(q);
-            std::thread::sleep(Duration::from_millis(20));
+            // Err is Ctrl-C, seen at the top of the loop.
+            let _ = interrupt::sleep(Duration::from_millis(20));
         }
     }
 

@@ -31,7 +31,6 @@ mod record;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -44,7 +43,8 @@ pub use filter::{Filter, default_filters, describe};
 use crate::cache::{Cache, WatchLock};
 use crate::config::CloudConfig;
 use crate::dicomweb::Client;
-use crate::fetch::{self, INTERRUPTED, Interrupted};
+use crate::fetch;
+use crate::interrupt::{self, Interrupted};
 use crate::priors::Rules;
 use crate::report::{Reporter, WatchEvent, WatchStatus};
 use crate::store::StoreOptions;
@@ -253,7 +253,7 @@ impl Router<'_> {
 
     fn work(&mut self, on_delivered: &mut dyn FnMut(&DeliveredStudy)) -> Result<()> {
         loop {
-            if INTERRUPTED.load(Ordering::SeqCst) {
+            if interrupt::requested() {
                 return Err(Interrupted.into());
             }
             self.maybe_search();
@@ -305,7 +305,7 @@ impl Router<'_> {
             if self.fetchers.is_empty() && deliverer_done {
                 break;
             }
-            if INTERRUPTED.load(Ordering::SeqCst) && Instant::now() >= deadline {
+            if interrupt::requested() && Instant::now() >= deadline {
                 // Abandoned: every write to the cache is atomic, so what
                 // they leave is consistent, and the record is written below.
                 return Ok(());
@@ -313,7 +313,7 @@ impl Router<'_> {
             std::thread::sleep(Duration::from_millis(20));
         }
         match self.deliverer.take().map(JoinHandle::join) {
-            Some(Ok(Err(e))) if !INTERRUPTED.load(Ordering::SeqCst) => Err(e),
+            Some(Ok(Err(e))) if !interrupt::requested() => Err(e),
             Some(Err(_)) => bail!("the delivery thread panicked"),
             _ => Ok(()),
         }
@@ -487,7 +487,7 @@ impl Router<'_> {
 
     /// Starts fetches while there is room, one patient at a time.
     fn dispatch(&mut self) {
-        if INTERRUPTED.load(Ordering::SeqCst) {
+        if interrupt::requested() {
             return;
         }
         while self.fetching < STUDIES_AT_ONCE {

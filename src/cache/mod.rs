@@ -145,7 +145,7 @@ impl Cache {
         // A prune deletes a lock file once per study removed: more than a
         // few rounds means a filesystem that does not keep file identities.
         for _ in 0..100 {
-            let file = self.open_lock_file(study)?;
+            let mut file = self.open_lock_file(study)?;
             let attempt = match mode {
                 LockMode::Exclusive => file.try_lock(),
                 LockMode::Shared => file.try_lock_shared(),
@@ -157,11 +157,18 @@ impl Cache {
                     if let Some(on_wait) = on_wait.take() {
                         on_wait();
                     }
-                    match mode {
-                        LockMode::Exclusive => file.lock(),
-                        LockMode::Shared => file.lock_shared(),
-                    }
-                    .with_context(|| format!("failed to lock `{}`", path.display()))?;
+                    // The other process may hold the study for long (a big
+                    // fetch): wait on a thread of its own, so Ctrl-C ends
+                    // the wait at once.
+                    let (waited, locked) = crate::interrupt::outwait(move || {
+                        let locked = match mode {
+                            LockMode::Exclusive => file.lock(),
+                            LockMode::Shared => file.lock_shared(),
+                        };
+                        (file, locked)
+                    })?;
+                    locked.with_context(|| format!("failed to lock `{}`", path.display()))?;
+                    file = waited;
                 }
                 Err(fs::TryLockError::Error(e)) => {
                     return Err(e).with_context(|| format!("failed to lock `{}`", path.display()));

@@ -5,12 +5,20 @@ use anyhow::{Result, anyhow, bail};
 
 use crate::config::Settings;
 use crate::dimse;
+use crate::interrupt;
 
 /// `echo`'s DICOM flags are in `settings.dicom` (merged with the
 /// environment and the config file).
 pub fn run(settings: &Settings) -> Result<()> {
     let opts = super::store::scu_options(settings)?;
-    let report = dimse::echo(&opts).map_err(|e| anyhow!("C-ECHO failed: {e}"))?;
+    // The association runs on a thread of its own so that Ctrl-C ends the
+    // wait for a destination that never answers at once; the association
+    // is ours alone, and ends with the process.
+    let echoed = {
+        let opts = opts.clone();
+        interrupt::outwait(move || dimse::echo(&opts))?
+    };
+    let report = echoed.map_err(|e| anyhow!("C-ECHO failed: {e}"))?;
     if report.status.code != 0 {
         bail!("{} answered the C-ECHO with {}", opts.destination, report.status);
     }

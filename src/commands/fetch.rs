@@ -28,6 +28,8 @@ pub fn run(settings: &Settings, args: &FetchArgs) -> Result<()> {
     };
     let reporter = ui::reporter(settings.quiet);
     let plan = fetch::plan(&client, &args.studies, &settings.priors, &*reporter);
+    // A search cut short by Ctrl-C is not a study that could not be found.
+    crate::interrupt::check()?;
     if args.dry_run {
         print_plan(&plan, args.json)?;
         return summarize(plan.failures.len(), 0, plan.studies.len(), &plan.failures);
@@ -71,7 +73,7 @@ pub fn run(settings: &Settings, args: &FetchArgs) -> Result<()> {
     }
     let stored = super::store::deliver_fetched(settings, &opts, &cache, &*reporter, &complete);
     match (fetched, stored) {
-        (_, Err(e)) if crate::fetch::is_interrupted(&e) => Err(e),
+        (_, Err(e)) if crate::interrupt::is_interrupted(&e) => Err(e),
         (Ok(()), stored) => stored,
         (Err(e), Ok(())) => Err(e),
         (Err(f), Err(s)) => bail!("{f:#}; {s:#}"),

@@ -29,6 +29,7 @@ use super::multipart::{Multipart, MultipartError};
 use super::retry::{backoff, is_transient_status, parse_retry_after};
 use super::{DicomJson, PartHeaders, RetrieveError, Target, query};
 use crate::config::{Auth, CloudConfig};
+use crate::interrupt::{self, Interrupted};
 use crate::uid::Uid;
 
 /// Results asked for per QIDO-RS page. Large enough to make paging rare,
@@ -46,6 +47,12 @@ const SOP_INSTANCE_UID: u32 = 0x0008_0018;
 /// Largest QIDO-RS answer read into memory (one page of JSON).
 const MAX_QIDO_BODY: u64 = 256 * 1024 * 1024;
 const MAX_REDIRECTS: usize = 5;
+/// How often a request whose answer stalled (nothing for the idle timeout)
+/// is asked again at once. A cloud that stalls twice in a row is not coming
+/// back soon, and each stall costs a whole idle timeout: the `--retries`
+/// budget is for quick failures (5xx, refused connections), and would make a
+/// dead transfer last many minutes.
+const STALL_RETRIES: u32 = 1;
 
 const QIDO_ACCEPT: &str = "application/dicom+json";
 /// The fallback after a 406. Plain `application/dicom` is not an option:
@@ -127,6 +134,11 @@ impl Client {
         &self.inner.base
     }
 
+    /// How long the cloud may send nothing before a request counts as stalled.
+    pub fn idle_timeout(&self) -> Duration {
+        self.inner.idle_timeout
+    }
+
     /// QIDO-RS `GET {base}/studies?...`, all pages (see [`Client::search`]):
     /// each study found is handed to `each` once.
     pub fn search_studies(&self, params: &[(&str, &str)], each: &mut dyn FnMut(DicomJson) -> Result<()>) -> Result<()> {
@@ -160,9 +172,12 @@ impl Client {
     /// unread is skipped. Nothing is held in memory beyond one buffer.
     /// Returns the number of parts, all of which `on_part` accepted.
     ///
-    /// Failures before the first part are retried (with backoff); after it,
-    /// a cut connection or a stall is returned as a transient error with
-    /// `parts_seen` set, and the caller asks again for what is missing.
+    /// Failures before the first part are retried (with backoff), except a
+    /// stall; after it, a cut connection or a stall is returned as a
+    /// transient error with `parts_seen` set, and the caller asks again for
+    /// what is missing. A stall is returned at once so that the caller, who
+    /// sees all the downloads of a study, decides when the cloud has stalled
+    /// too often ([`super::is_stalled`]).
     pub fn retrieve(
         &self,
         target: &Target,
@@ -176,7 +191,7 @@ impl Client {
         };
         let mut fell_back = false;
         let mut completed = 0usize;
-        let result = self.with_retries(|| {
+        let result = self.retrying(0, || {
             let response = loop {
                 let response = self.send(&what, &accept)?;
                 // Not every archive can transcode, or send the original
@@ -342,15 +357,27 @@ impl Client {
 
     /// Runs `attempt` until it succeeds, fails for good, or the retries are
     /// used up, waiting between tries as the server asks or with backoff.
-    fn with_retries<T>(&self, mut attempt: impl FnMut() -> Result<T, Failure>) -> Result<T, Failure> {
+    /// Ctrl-C ends a wait at once, with `Interrupted`.
+    fn with_retries<T>(&self, attempt: impl FnMut() -> Result<T, Failure>) -> Result<T, Failure> {
+        self.retrying(STALL_RETRIES, attempt)
+    }
+
+    /// [`Self::with_retries`], where only `stall_retries` of the retries may
+    /// follow a stall.
+    fn retrying<T>(&self, stall_retries: u32, mut attempt: impl FnMut() -> Result<T, Failure>) -> Result<T, Failure> {
         let mut tries = 0u32;
+        let mut stalls = 0u32;
         loop {
             tries += 1;
-            match attempt() {
+            let outcome = attempt();
+            if outcome.as_ref().is_err_and(|f| f.stalled) {
+                stalls += 1;
+            }
+            match outcome {
                 Ok(v) => return Ok(v),
-                Err(f) if f.retryable && tries <= self.inner.retries => {
+                Err(f) if f.retryable && tries <= self.inner.retries && (!f.stalled || stalls <= stall_retries) => {
                     let wait = f.retry_after.unwrap_or_else(|| backoff(self.inner.backoff, tries - 1));
-                    std::thread::sleep(wait);
+                    interrupt::sleep(wait).map_err(Failure::callback)?;
                 }
                 Err(mut f) => {
                     f.attempts = tries;
@@ -372,6 +399,7 @@ impl Client {
         sent.map_err(|e| match e {
             SendError::Http(e) => self.reqwest_failure(what, e),
             SendError::TimedOut => self.io_failure(what, &io::Error::from(io::ErrorKind::TimedOut), None),
+            SendError::Interrupted => Failure::callback(Interrupted.into()),
             SendError::Setup(e) => Failure::transient_with(
                 format!(
                     "could not set up a connection to the cloud at `{}` for {what}",
@@ -488,19 +516,24 @@ impl Client {
 
     /// A failure of the connection while waiting for or reading a response.
     fn io_failure(&self, what: &Request, e: &(dyn StdError + 'static), part: Option<usize>) -> Failure {
+        if interrupt::caused(e) {
+            return Failure::callback(Interrupted.into());
+        }
         let base = &what.base;
         let in_part = match part {
             Some(n) if n > 0 => format!(", in part {n}"),
             _ => String::new(),
         };
         if is_timeout(e) {
-            return Failure::transient(
+            let mut f = Failure::transient(
                 format!(
                     "no data from the cloud for {} on {what} at `{base}`{in_part}",
                     secs(self.inner.idle_timeout)
                 ),
                 "the cloud or the network may be stalled; try again later",
             );
+            f.stalled = true;
+            return f;
         }
         Failure::transient_with(
             format!("the connection to the cloud at `{base}` failed during {what}{in_part}"),
@@ -572,6 +605,8 @@ struct Failure {
     /// The cloud refused the login (HTTP 401/403), see [`LoginRefused`].
     login_refused: bool,
     message: Message,
+    /// The cloud sent nothing for the idle timeout, see [`Stalled`].
+    stalled: bool,
 }
 
 enum Message {
@@ -609,6 +644,7 @@ impl Failure {
                 cause,
                 hint: hint.to_string(),
             },
+            stalled: false,
         }
     }
 
@@ -620,6 +656,7 @@ impl Failure {
             attempts: 1,
             login_refused: false,
             message: Message::Callback(e),
+            stalled: false,
         }
     }
 
@@ -641,6 +678,8 @@ impl Failure {
                 let message = format!("{what}{after}{cause}; {hint}");
                 if self.login_refused {
                     anyhow::Error::new(LoginRefused(message))
+                } else if self.stalled {
+                    anyhow::Error::new(Stalled(message))
                 } else {
                     anyhow!(message)
                 }
@@ -662,6 +701,20 @@ impl std::fmt::Display for LoginRefused {
 }
 
 impl StdError for LoginRefused {}
+
+/// The error of a request whose answer stopped coming (nothing for the idle
+/// timeout), so that callers (fetch) can count stalls apart from cut
+/// connections: [`super::is_stalled`].
+#[derive(Debug)]
+pub(super) struct Stalled(String);
+
+impl std::fmt::Display for Stalled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl StdError for Stalled {}
 
 /// A redirect the policy refused; found again in the error's source chain.
 #[derive(Debug)]

@@ -625,3 +625,43 @@ fn a_bad_ca_bundle_is_named() {
     let e = format!("{:#}", Client::new(&cfg).unwrap_err());
     assert!(e.contains("ca.pem"), "{e}");
 }
+
+/// Each stall costs a whole idle timeout: a search is asked once more after
+/// one, whatever `--retries` allows, and the error says it stalled.
+#[test]
+fn a_search_that_stalls_is_asked_twice_whatever_the_retries() {
+    let server = TestServer::start(|_, _| vec![Step::Sleep(Duration::from_secs(3))]);
+    let mut cfg = config(&server);
+    cfg.retries = 5;
+    let e = Client::new(&cfg).unwrap().studies(&[]).unwrap_err();
+    assert!(super::is_stalled(&e), "{e:#}");
+    assert!(format!("{e:#}").contains("after 2 attempts"), "{e:#}");
+    assert_eq!(server.requests().len(), 2);
+}
+
+/// A retrieve that stalls before its first part goes back to the caller at
+/// once, marked as a stall: fetch counts the stalls of a study's downloads.
+#[test]
+fn a_retrieve_that_stalls_before_its_first_part_is_handed_back_at_once() {
+    let server = TestServer::start(|_, _| vec![Step::Sleep(Duration::from_secs(3))]);
+    let (r, got) = retrieve_all(&client(&server), &Target::Study(uid("1.2")));
+    let e = r.unwrap_err();
+    assert!(e.transient && super::is_stalled(&e.error), "{e:?}");
+    assert_eq!((e.parts_seen, got.len()), (0, 0));
+    assert_eq!(server.requests().len(), 1);
+}
+
+/// A 503 is still retried as `--retries` says: only stalls are limited.
+#[test]
+fn an_unavailable_cloud_is_not_a_stall() {
+    let server = TestServer::start(|_, _| {
+        vec![Step::Send(response(
+            "503 Service Unavailable",
+            &[("Retry-After", "0")],
+            b"",
+        ))]
+    });
+    let e = client(&server).studies(&[]).unwrap_err();
+    assert!(!super::is_stalled(&e), "{e:#}");
+    assert_eq!(server.requests().len(), 3);
+}

@@ -30,6 +30,8 @@ use bytes::Bytes;
 use reqwest::header::HeaderMap;
 use reqwest::{Certificate, RequestBuilder, StatusCode, redirect};
 
+use crate::interrupt::{self, Interrupted};
+
 /// Kept-alive connections per host and lane. A lane runs one request at a
 /// time, so one would do; the second covers a connection still closing.
 const MAX_IDLE_PER_HOST: usize = 2;
@@ -61,6 +63,8 @@ pub(super) enum SendError {
     Http(reqwest::Error),
     /// A new lane could not be set up (out of threads or file handles).
     Setup(anyhow::Error),
+    /// Ctrl-C came while waiting for the response head.
+    Interrupted,
 }
 
 impl Lanes {
@@ -120,12 +124,20 @@ impl Lanes {
         let lane = self.take()?;
         let send = || {
             let sent = request(lane.client.get(url.clone())).send();
-            lane.runtime
-                .block_on(async { tokio::time::timeout(self.settings.idle_timeout, sent).await })
+            // The timer is made inside the runtime, which it needs.
+            let timed = async { tokio::time::timeout(self.settings.idle_timeout, sent).await };
+            lane.runtime.block_on(interrupt::or_cancelled(timed))
         };
         let head = match send() {
-            Ok(Err(e)) if closed_while_idle(&e) => send(),
+            Ok(Ok(Err(e))) if closed_while_idle(&e) => send(),
             head => head,
+        };
+        let head = match head {
+            Ok(head) => head,
+            Err(Interrupted) => {
+                self.give_back(lane);
+                return Err(SendError::Interrupted);
+            }
         };
         match head {
             Ok(Ok(response)) => Ok(Response {
@@ -167,7 +179,8 @@ pub(super) fn find_source<'a, T: StdError + 'static>(e: &'a (dyn StdError + 'sta
 
 /// A response whose body is read, on the calling thread, through `Read`.
 /// Each read waits at most the idle timeout for more data, so a long
-/// transfer is never cut while bytes keep coming.
+/// transfer is never cut while bytes keep coming; and no longer than
+/// Ctrl-C, which fails the read with [`Interrupted`] inside the `io::Error`.
 pub(super) struct Response<'a> {
     lanes: &'a Lanes,
     lane: Option<Lane>,
@@ -194,9 +207,11 @@ impl Read for Response<'_> {
             }
             let lane = self.lane.as_ref().expect("a response holds its lane until dropped");
             let idle = self.lanes.settings.idle_timeout;
-            let next = lane
-                .runtime
-                .block_on(async { tokio::time::timeout(idle, self.response.chunk()).await });
+            let next = lane.runtime.block_on(interrupt::or_cancelled(async {
+                tokio::time::timeout(idle, self.response.chunk()).await
+            }));
+            // Not `ErrorKind::Interrupted`: readers take that as "read again".
+            let next = next.map_err(io::Error::other)?;
             match next {
                 Ok(Ok(Some(chunk))) => self.chunk = chunk,
                 Ok(Ok(None)) => self.done = true,

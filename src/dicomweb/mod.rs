@@ -28,6 +28,12 @@ pub use client::Client;
 pub fn is_login_refused(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.is::<client::LoginRefused>())
 }
+
+/// True when `e` comes from the cloud sending nothing for the idle timeout
+/// (a stall), as opposed to a cut connection or an error status.
+pub fn is_stalled(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.is::<client::Stalled>())
+}
 pub use json::{DicomJson, tag_name};
 
 use crate::uid::Uid;

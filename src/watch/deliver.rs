@@ -24,7 +24,6 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
@@ -37,7 +36,7 @@ use crate::config::CloudConfig;
 use crate::dimse::{
     InstanceMeta, MAX_CONTEXTS, ScuError, StatusClass, StoreAssociation, StoreOutcome, StoreStatus, proposals_for,
 };
-use crate::fetch::{INTERRUPTED, Interrupted};
+use crate::interrupt::{self, Interrupted};
 use crate::report::{Reporter, WatchEvent};
 use crate::store::{Asked, Store, StoreOptions, StudyState};
 use crate::uid::Uid;
@@ -235,7 +234,7 @@ impl Deliverer {
     fn work(&mut self) -> Result<()> {
         let mut inbox_open = true;
         loop {
-            if INTERRUPTED.load(Ordering::SeqCst) {
+            if interrupt::requested() {
                 return Err(Interrupted.into());
             }
             let wait = if self.can_send() {
@@ -257,7 +256,8 @@ impl Deliverer {
             } else if self.pending.is_empty() {
                 return Ok(());
             } else {
-                std::thread::sleep(wait);
+                // Err is Ctrl-C, seen at the top of the loop.
+                let _ = interrupt::sleep(wait);
             }
             if let Some(at) = self.due() {
                 let pending = self.pending.swap_remove(at);
@@ -267,7 +267,7 @@ impl Deliverer {
             if !self.is_down() {
                 self.refill();
                 for _ in 0..16 {
-                    if INTERRUPTED.load(Ordering::SeqCst) || !self.send_next() {
+                    if interrupt::requested() || !self.send_next() {
                         break;
                     }
                 }

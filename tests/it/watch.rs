@@ -7,14 +7,14 @@
 //! (`RETRIEVER_SOAK=1`) routes a few hundred studies and reports memory and open files.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::common::proxy::{Fault, Proxy, Rule};
+use crate::common::running::{Running, wait_until};
 use crate::common::testscp::TestScp;
 use crate::common::{Orthanc, Storescp, dest_key, free_port, retriever_at, run_within, temp_cache, testdata, uid_of};
 
@@ -29,78 +29,6 @@ fn watch(cloud: &str, cache: &Path, dest: &str, args: &[&str]) -> Command {
     let mut cmd = retriever_at(cloud, cache);
     cmd.arg("watch").args(["--to", dest]).args(args);
     cmd
-}
-
-/// A `watch` running in the background, its stdout and stderr going to files.
-struct Running {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Running {
-    fn start(mut cmd: Command) -> Running {
-        let dir = tempfile::tempdir().unwrap();
-        let out = File::create(dir.path().join("stdout")).unwrap();
-        let err = File::create(dir.path().join("stderr")).unwrap();
-        let child = cmd.stdout(Stdio::from(out)).stderr(Stdio::from(err)).spawn().unwrap();
-        Running { child, dir }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn stdout(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("stdout")).unwrap_or_default()
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("stderr")).unwrap_or_default()
-    }
-
-    fn assert_running(&mut self) {
-        if let Some(status) = self.child.try_wait().unwrap() {
-            panic!("watch exited early ({status}):\n{}", self.stderr());
-        }
-    }
-
-    /// Ctrl-C (SIGINT); returns the exit code.
-    fn interrupt(&mut self) -> i32 {
-        let sent = Command::new("kill")
-            .args(["-INT", &self.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code().unwrap_or(-1);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "watch did not stop within 20 s of Ctrl-C:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Waits until `done` holds, failing with `what` (and the watch's stderr) after `timeout`.
-fn wait_until(timeout: Duration, what: &str, running: &mut Running, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        running.assert_running();
-        assert!(Instant::now() < deadline, "timed out: {what}\n{}", running.stderr());
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn sops(accessions: &[&str]) -> BTreeSet<String> {

@@ -8,6 +8,7 @@
 
 pub mod orthanc;
 pub mod proxy;
+pub mod running;
 pub mod storescp;
 pub mod testscp;
 pub mod tls;
