@@ -5,7 +5,7 @@
 //! on reading, so the worst a crash can do is have an instance sent again.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -98,7 +98,7 @@ impl Journal {
     pub(super) fn open(path: &Path) -> Result<Journal> {
         let dir = path.parent().context("journal path has no parent")?;
         super::fsutil::create_dir_all(dir)?;
-        let file = OpenOptions::new()
+        let file = super::fsutil::private_options()
             .create(true)
             .append(true)
             .open(path)
@@ -155,6 +155,8 @@ impl Journal {
 
 #[cfg(test)]
 mod tests {
+    use std::fs::OpenOptions;
+
     use super::*;
 
     fn record(sop: &str, state: DeliveryState) -> Delivery {
