@@ -362,7 +362,7 @@ fn write_groups(f: &mut fmt::Formatter<'_>, problems: &[Problem]) -> fmt::Result
             .iter()
             .find_map(|p| p.status.as_ref().and_then(|s| s.comment.clone()));
         if let Some(c) = comment {
-            let _ = write!(line, ", \"{c}\"");
+            let _ = write!(line, ", \"{}\"", crate::text::escape(&c));
         }
         let shown: Vec<&str> = list.iter().take(3).map(|p| p.sop.as_str()).collect();
         let more = if list.len() > 3 {
