@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 pub use fsutil::{same_contents, tree_size, write_error};
-pub use journal::{Delivery, DeliveryState, Journal};
+pub use journal::{Delivery, DeliveryState, Journal, UNSYNCED_MAX};
 
 /// A study's delivery journals: destination key → SOP Instance UID → its last record.
 pub type Journals = BTreeMap<String, BTreeMap<String, Delivery>>;
