@@ -55,7 +55,8 @@ pub fn make_private(dir: &Path) -> Result<()> {
         if mode & 0o077 != 0 {
             fs::set_permissions(dir, fs::Permissions::from_mode(mode & !0o077)).with_context(|| {
                 format!(
-                    "the cache directory `{}` is open to other users (mode {:o}) and could not be made                      private; run `chmod 700` on it as its owner, or pass --cache DIR",
+                    "the cache directory `{}` is open to other users (mode {:o}) and could not be made \
+                     private; run `chmod 700` on it as its owner, or pass --cache DIR",
                     dir.display(),
                     mode & 0o777
                 )
