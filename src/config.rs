@@ -123,18 +123,44 @@ pub fn parse_cloud_url(raw: &str, allow_insecure_http: bool) -> Result<Url> {
     Ok(url)
 }
 
-/// The URL as it may be shown: whatever stands before an `@` in its
-/// authority (a user and password) replaced by `***`.
+/// The URL as it may be shown: a user and password in it replaced by `***`,
+/// however it is spelt. Every message that shows a cloud URL given by the
+/// user goes through this.
+///
+/// The URL parser decides what is a user and password, as it does for the
+/// requests: it also reads `https:user:pw@host`, `https:/user:pw@host` or
+/// `https:\\user:pw@host` as `https://user:pw@host/`, and drops tabs and
+/// newlines inside the URL. What it cannot read as a URL with a host may
+/// still hold a secret: everything up to its last `@` is hidden.
 pub fn redact_url(raw: &str) -> String {
-    let Some(scheme_end) = raw.find("://") else {
-        return raw.to_string();
-    };
-    let rest = &raw[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{}://{REDACTED}@{}", &raw[..scheme_end], &rest[at + 1..]),
-        None => raw.to_string(),
+    match Url::parse(raw.trim()) {
+        Ok(mut url) if url.has_host() => {
+            if url.username().is_empty() && url.password().is_none() {
+                return raw.to_string();
+            }
+            // Neither can fail on a URL with a host.
+            let _ = url.set_password(None);
+            let _ = url.set_username(REDACTED);
+            url.to_string()
+        }
+        _ => match raw.rfind('@') {
+            Some(at) => format!("{}{REDACTED}@{}", http_scheme_prefix(raw), &raw[at + 1..]),
+            None => raw.to_string(),
+        },
     }
+}
+
+/// `http:` or `https:` (in any case) and the slashes after it, when `raw`
+/// starts so; else nothing (whatever else stands there may be a user name).
+fn http_scheme_prefix(raw: &str) -> &str {
+    let Some(colon) = raw.find(':') else {
+        return "";
+    };
+    if !["http", "https"].iter().any(|s| raw[..colon].eq_ignore_ascii_case(s)) {
+        return "";
+    }
+    let slashes = raw[colon + 1..].len() - raw[colon + 1..].trim_start_matches(['/', '\\']).len();
+    &raw[..colon + 1 + slashes]
 }
 
 /// True when the URL's host is a loopback name or address.
@@ -1019,6 +1045,39 @@ mod tests {
         assert_eq!(redact_url("https://h/x@y"), "https://h/x@y");
         let e = parse_cloud_url("https://u:hunter2@[bad/dw", false).unwrap_err();
         assert!(!format!("{e:#}").contains("hunter2"));
+        for spelling in [
+            "https:router:hunter2@cloud.example.org/dw",
+            "https:/router:hunter2@cloud.example.org/dw",
+            "https:\\\\router:hunter2@cloud.example.org/dw",
+            "HTTPS://router:hunter2@cloud.example.org/dw",
+            " https://router:hunter2@cloud.example.org/dw ",
+            "https://rou\tter:hun\nter2@cloud.example.org/dw",
+            "https://router:hunter2@@cloud.example.org/dw",
+            "https://:hunter2@cloud.example.org/dw",
+            "https://hunter2@cloud.example.org/dw",
+            "http://router:hunter2@127.0.0.1:8042/dw",
+            "https://router:hun/ter2@cloud.example.org/dw",
+            "https://router:hunter2@cloud.example.org:99999/dw",
+            "router:hunter2@cloud.example.org/dw",
+            "ftp://router:hunter2@cloud.example.org/dw",
+        ] {
+            let shown = redact_url(spelling);
+            assert!(
+                !shown.contains("hunter2") && !shown.contains("hun"),
+                "{spelling:?} shown as {shown:?}"
+            );
+            let e = parse_cloud_url(spelling, true).unwrap_err();
+            let msg = format!("{e:#}");
+            assert!(!msg.contains("hun") && !msg.contains("router"), "{spelling:?}: {msg}");
+        }
+        assert_eq!(
+            redact_url("https:router:hunter2@cloud.example.org/dw"),
+            "https://***@cloud.example.org/dw"
+        );
+        assert_eq!(
+            redact_url("https://cloud.example.org/dw"),
+            "https://cloud.example.org/dw"
+        );
     }
 
     #[test]

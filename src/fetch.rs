@@ -224,7 +224,7 @@ pub fn plan(client: &Client, ids: &[String], rules: &Rules, reporter: &dyn Repor
             reporter.warn(&format!(
                 "`{id}` matches {} studies (patients: {}); fetching all of them",
                 found.len(),
-                patients.into_iter().collect::<Vec<_>>().join(", ")
+                crate::text::escape(&patients.into_iter().collect::<Vec<_>>().join(", "))
             ));
         }
         for current in found {

@@ -79,7 +79,11 @@ pub fn check(header: &Header, want: &Expectation) -> Result<()> {
     if let (Some(want_pid), Some(got)) = (want.patient_id, header.patient_id.as_deref())
         && want_pid.trim() != got.trim()
     {
-        bail!("its Patient ID `{got}` is not the study's Patient ID `{want_pid}`");
+        bail!(
+            "its Patient ID `{}` is not the study's Patient ID `{}`",
+            crate::text::escape(got),
+            crate::text::escape(want_pid)
+        );
     }
     if let Some(series) = (want.series_of)(header.sop_instance.as_str())
         && series != header.series.as_str()

@@ -14,6 +14,7 @@ pub mod priors;
 pub mod prune;
 pub mod report;
 pub mod store;
+pub mod text;
 pub mod ui;
 pub mod uid;
 pub mod watch;

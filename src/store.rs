@@ -362,7 +362,7 @@ fn write_groups(f: &mut fmt::Formatter<'_>, problems: &[Problem]) -> fmt::Result
             .iter()
             .find_map(|p| p.status.as_ref().and_then(|s| s.comment.clone()));
         if let Some(c) = comment {
-            let _ = write!(line, ", \"{c}\"");
+            let _ = write!(line, ", \"{}\"", crate::text::escape(&c));
         }
         let shown: Vec<&str> = list.iter().take(3).map(|p| p.sop.as_str()).collect();
         let more = if list.len() > 3 {
@@ -1149,26 +1149,24 @@ pub fn parse_study_line(line: &str) -> Result<Option<Uid>> {
         return Ok(None);
     }
     let raw = if line.starts_with('{') {
-        let value: serde_json::Value =
-            serde_json::from_str(line).with_context(|| format!("the line `{}` is not valid JSON", short(line)))?;
+        let value: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("the line `{}` is not valid JSON", crate::text::escape(line)))?;
         value
             .get("study_uid")
             .and_then(|v| v.as_str())
-            .with_context(|| format!("the JSON line `{}` has no \"study_uid\" string", short(line)))?
+            .with_context(|| {
+                format!(
+                    "the JSON line `{}` has no \"study_uid\" string",
+                    crate::text::escape(line)
+                )
+            })?
             .to_string()
     } else {
         line.split_whitespace().next().unwrap_or_default().to_string()
     };
-    let uid = Uid::parse(&raw).with_context(|| format!("`{}` is not a Study Instance UID", short(&raw)))?;
+    let uid =
+        Uid::parse(&raw).with_context(|| format!("`{}` is not a Study Instance UID", crate::text::escape(&raw)))?;
     Ok(Some(uid))
-}
-
-fn short(s: &str) -> String {
-    if s.chars().count() > 80 {
-        format!("{}...", s.chars().take(80).collect::<String>())
-    } else {
-        s.to_string()
-    }
 }
 
 #[cfg(test)]

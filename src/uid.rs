@@ -71,7 +71,12 @@ pub struct InvalidUid {
 
 impl fmt::Display for InvalidUid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "`{}` is not a valid DICOM UID: {}", self.value, self.why)
+        write!(
+            f,
+            "`{}` is not a valid DICOM UID: {}",
+            crate::text::escape(&self.value),
+            self.why
+        )
     }
 }
 
@@ -102,5 +107,14 @@ mod tests {
             assert!(Uid::parse(bad).is_err(), "{bad:?} accepted");
         }
         assert!(Uid::parse(&"1.".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn a_bad_uid_is_shown_without_its_control_characters() {
+        let e = Uid::parse("1.2\x1b[2J\r\n3").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "`1.2\\x1b[2J\\r\\n3` is not a valid DICOM UID: it contains characters other than digits and dots"
+        );
     }
 }

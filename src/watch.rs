@@ -680,7 +680,7 @@ fn study_label(accession: &Option<String>, uid: &Uid) -> String {
     accession
         .clone()
         .filter(|a| !a.trim().is_empty())
-        .unwrap_or_else(|| uid.to_string())
+        .map_or_else(|| uid.to_string(), |a| crate::text::escape(&a))
 }
 
 /// What the fetch reports, told to the view, and each landed instance to

@@ -1,5 +1,10 @@
 //! Small filesystem helpers whose errors name the path, and the atomic
 //! write (temporary name, fsync, rename) every cache write goes through.
+//!
+//! The cache holds patient data, so on Unix everything in it is created
+//! private to the account running retriever, whatever its umask: directories
+//! 0700, files 0600. (On Windows the cache inherits the ACL of
+//! `%LOCALAPPDATA%`, which is the user's own.)
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -8,8 +13,59 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result, anyhow};
 
+/// Mode of every directory the cache creates (Unix).
+#[cfg(unix)]
+const DIR_MODE: u32 = 0o700;
+/// Mode of every file the cache creates (Unix).
+#[cfg(unix)]
+const FILE_MODE: u32 = 0o600;
+
+/// Creates `path` and its missing parents, private to this account.
 pub fn create_dir_all(path: &Path) -> Result<()> {
-    fs::create_dir_all(path).with_context(|| format!("failed to create the directory `{}`", path.display()))
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, DIR_MODE);
+    builder
+        .create(path)
+        .with_context(|| format!("failed to create the directory `{}`", path.display()))
+}
+
+/// Options that create a file private to this account (read and write
+/// still to be chosen).
+pub fn private_options() -> OpenOptions {
+    #[allow(unused_mut)]
+    let mut options = OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, FILE_MODE);
+    options
+}
+
+/// Takes away what other accounts may do with the directory `dir` (Unix):
+/// a cache made by an older retriever, or by hand, followed the umask.
+/// Closing the root is enough: nothing under it can be reached any more.
+pub fn make_private(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(dir)
+            .with_context(|| format!("failed to read the permissions of `{}`", dir.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            fs::set_permissions(dir, fs::Permissions::from_mode(mode & !0o077)).with_context(|| {
+                format!(
+                    "the cache directory `{}` is open to other users (mode {:o}) and could not be made \
+                     private; run `chmod 700` on it as its owner, or pass --cache DIR",
+                    dir.display(),
+                    mode & 0o777
+                )
+            })?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 /// A file name that no other thread or process is using right now.
@@ -40,7 +96,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(unique_name(name, "tmp"));
     let result = (|| {
-        let mut file = OpenOptions::new()
+        let mut file = private_options()
             .write(true)
             .create_new(true)
             .open(&tmp)
@@ -215,7 +271,7 @@ pub fn try_lock(path: &Path) -> Result<Option<File>> {
 }
 
 pub fn open_lock(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new()
+    private_options()
         .read(true)
         .write(true)
         .create(true)

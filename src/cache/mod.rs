@@ -25,14 +25,14 @@ mod removal;
 mod watch;
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
 pub use fsutil::{same_contents, tree_size, write_error};
-pub use journal::{Delivery, DeliveryState, Journal};
+pub use journal::{Delivery, DeliveryState, Journal, UNSYNCED_MAX};
 
 /// A study's delivery journals: destination key → SOP Instance UID → its last record.
 pub type Journals = BTreeMap<String, BTreeMap<String, Delivery>>;
@@ -76,6 +76,7 @@ impl Cache {
             fsutil::create_dir_all(&dir)
                 .context("the cache directory is not usable; check its permissions or pass --cache DIR")?;
         }
+        fsutil::make_private(root)?;
         let tag = root.join("CACHEDIR.TAG");
         if !tag.exists() {
             fsutil::write_atomic(&tag, CACHEDIR_TAG.as_bytes())?;
@@ -316,7 +317,7 @@ impl StudyEntry {
         let tmp = self.dir.join("tmp");
         fsutil::create_dir_all(&tmp)?;
         let path = tmp.join(fsutil::unique_name("instance", "part"));
-        let file = OpenOptions::new()
+        let file = fsutil::private_options()
             .write(true)
             .create_new(true)
             .open(&path)
@@ -553,6 +554,34 @@ mod tests {
         assert_eq!(fs::read(&present["1.2.3.4.5"].path).unwrap(), b"first");
         // No temporary file is left behind.
         assert_eq!(fs::read_dir(study.dir().join("tmp")).unwrap().count(), 0);
+    }
+
+    /// Patient data is for this account only, whatever the umask; a cache
+    /// root an older version left open is closed when opened.
+    #[cfg(unix)]
+    #[test]
+    fn everything_in_the_cache_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("cache");
+        fs::create_dir(&root).unwrap();
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+        let cache = Cache::open(&root).unwrap();
+        let study = cache.lock_study(&uid("1.2.3"), LockMode::Exclusive, || {}).unwrap();
+        let mut staged = study.stage().unwrap();
+        staged.write_all(b"instance").unwrap();
+        study.commit(staged, &uid("1.2.3.4"), &uid("1.2.3.4.5")).unwrap();
+        let _staged = study.stage().unwrap();
+        study.journal("PACS@host_104").unwrap();
+        let mut seen = 0;
+        for entry in walkdir::WalkDir::new(&root) {
+            let entry = entry.unwrap();
+            let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+            let want = if entry.file_type().is_dir() { 0o700 } else { 0o600 };
+            assert_eq!(mode, want, "`{}` has mode {mode:o}", entry.path().display());
+            seen += 1;
+        }
+        assert!(seen >= 12, "{seen} entries");
     }
 
     #[test]

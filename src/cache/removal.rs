@@ -150,15 +150,7 @@ impl Cache {
     /// the study is still there, untouched (see [`is_in_use`]).
     pub fn remove_study(&self, entry: StudyEntry) -> Result<Removal> {
         let bytes = fsutil::tree_size(&entry.dir);
-        let trash = self.trash_dir();
-        fsutil::create_dir_all(&trash)?;
-        let target = trash.join(fsutil::unique_name(entry.uid.as_str(), "removed"));
-        fsutil::rename(&entry.dir, &target)?;
-        // Made durable before the deletion starts: after a power cut the
-        // study is either whole in `studies/` or (part) in the trash.
-        fsutil::sync_dir(&self.studies_dir());
-        fsutil::sync_dir(&trash);
-        crash_point("after-trash");
+        let target = self.move_to_trash(&entry)?;
         self.remove_lock_file_of(entry);
         // The study's lock is released: a fetch of it may start again now
         // and write a new directory while the old one is being deleted.
@@ -179,6 +171,20 @@ impl Cache {
                 }
             }
         })
+    }
+
+    /// Takes a locked study out of sight: renames it into the trash, and
+    /// makes that durable before any deletion starts, so that after a
+    /// crash or power cut the study is either whole in `studies/` or (part)
+    /// in the trash. Returns where it went.
+    fn move_to_trash(&self, entry: &StudyEntry) -> Result<PathBuf> {
+        let trash = self.trash_dir();
+        fsutil::create_dir_all(&trash)?;
+        let target = trash.join(fsutil::unique_name(entry.uid.as_str(), "removed"));
+        fsutil::rename(&entry.dir, &target)?;
+        fsutil::sync_dir(&self.studies_dir());
+        fsutil::sync_dir(&trash);
+        Ok(target)
     }
 
     /// Deletes the lock file of a study just moved out, and releases the lock.
@@ -412,15 +418,6 @@ fn file_name(path: &Path) -> Option<&str> {
     path.file_name().and_then(|n| n.to_str())
 }
 
-/// Fault injection for the tests: with `RETRIEVER_TEST_CRASH=POINT` the
-/// process dies at that point as a kill -9 or a power cut would, without
-/// unwinding or cleaning anything. Not for production use.
-fn crash_point(point: &str) {
-    if std::env::var_os("RETRIEVER_TEST_CRASH").is_some_and(|v| v == point) {
-        std::process::abort();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::io::Write;
@@ -469,6 +466,40 @@ mod tests {
         assert!(dir.path().join("locks/1.2.4.lock").exists());
         assert_eq!(fs::read_dir(dir.path().join("trash")).unwrap().count(), 0);
         // The study can come back.
+        add_study(&cache, "1.2.3");
+        assert_eq!(cache.studies().unwrap().len(), 2);
+    }
+
+    /// A prune that dies (kill -9, power cut) right after moving a study
+    /// out of sight: the study is gone for every command, and what it left
+    /// (the study in the trash, its lock file) is a leftover the next
+    /// prune deletes, whatever the retention; the study can come back.
+    #[test]
+    fn a_prune_dead_after_moving_a_study_out_leaves_only_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        add_study(&cache, "1.2.3");
+        add_study(&cache, "1.2.4");
+        let entry = cache.try_lock_study(&uid("1.2.3")).unwrap().unwrap();
+        let moved = cache.move_to_trash(&entry).unwrap();
+        // The process dies: its lock goes with it, nothing else happens.
+        drop(entry);
+        assert_eq!(cache.studies().unwrap(), vec![uid("1.2.4")]);
+        assert!(cache.read_manifest(&uid("1.2.3")).unwrap().is_none());
+        assert!(moved.join("manifest.json").is_file(), "moved whole");
+
+        let leftovers = cache.leftovers(Duration::from_secs(3600), SystemTime::now()).unwrap();
+        let kinds: Vec<LeftoverKind> = leftovers.iter().map(|l| l.kind).collect();
+        assert_eq!(kinds, [LeftoverKind::Trash, LeftoverKind::LockFile], "{leftovers:?}");
+        assert_eq!(leftovers[0].path, moved);
+        assert!(leftovers[0].bytes >= 1000);
+        for leftover in &leftovers {
+            assert!(cache.remove_leftover(leftover).unwrap(), "{leftover:?}");
+        }
+        assert_eq!(fs::read_dir(dir.path().join("trash")).unwrap().count(), 0);
+        assert!(!dir.path().join("locks/1.2.3.lock").exists());
+        assert!(dir.path().join("locks/1.2.4.lock").exists());
+        assert_eq!(cache.studies().unwrap(), vec![uid("1.2.4")]);
         add_study(&cache, "1.2.3");
         assert_eq!(cache.studies().unwrap().len(), 2);
     }

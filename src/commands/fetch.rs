@@ -10,6 +10,7 @@ use crate::cli::FetchArgs;
 use crate::config::Settings;
 use crate::dicomweb::Client;
 use crate::fetch::{self, Fetched, Plan};
+use crate::text::escape;
 use crate::ui;
 use crate::uid::Uid;
 
@@ -60,7 +61,7 @@ pub fn run(settings: &Settings, args: &FetchArgs) -> Result<()> {
         return Err(e).context("failed to write to standard output");
     }
     for (planned, error) in &outcome.failed {
-        let label = planned.info.accession.as_deref().unwrap_or("no accession");
+        let label = planned.info.accession.as_deref().map_or("no accession".into(), escape);
         eprintln!("error: study {} ({label}, {}): {error:#}", planned.uid, planned.role);
     }
     let fetched = summarize(plan.failures.len(), outcome.failed.len(), planned, &plan.failures);
@@ -131,14 +132,14 @@ fn print_fetched(out: &mut impl Write, f: &Fetched, json: bool) -> Result<()> {
             out,
             "{}\t{}\t{}\t{}\t{}\t{}\t{} instances\t{}\t{}",
             f.planned.uid,
-            info.accession.as_deref().unwrap_or("-"),
+            super::field(info.accession.as_deref()),
             f.planned.role,
-            info.patient_id.as_deref().unwrap_or("-"),
-            info.study_date.as_deref().unwrap_or("-"),
+            super::field(info.patient_id.as_deref()),
+            super::field(info.study_date.as_deref()),
             if info.modalities.is_empty() {
                 "-".to_string()
             } else {
-                info.modalities.join("/")
+                escape(&info.modalities.join("/"))
             },
             f.instances,
             super::human_bytes(f.bytes),
@@ -169,12 +170,13 @@ fn print_plan(plan: &Plan, json: bool) -> Result<()> {
         } else {
             writeln!(
                 out,
-                "fetch  current  {}  {}  patient {}  {}  {}  (asked as {requested_as})",
+                "fetch  current  {}  {}  patient {}  {}  {}  (asked as {})",
                 planned.uid,
-                info.accession.as_deref().unwrap_or("-"),
-                info.patient_id.as_deref().unwrap_or("-"),
-                info.study_date.as_deref().unwrap_or("-"),
-                info.modalities.join("/"),
+                super::field(info.accession.as_deref()),
+                super::field(info.patient_id.as_deref()),
+                super::field(info.study_date.as_deref()),
+                escape(&info.modalities.join("/")),
+                escape(requested_as),
             )?;
         }
         let Some(report) = plan.priors.iter().find(|r| r.current.study_uid == info.study_uid) else {
@@ -200,11 +202,11 @@ fn print_plan(plan: &Plan, json: bool) -> Result<()> {
                     out,
                     "{}  prior    {}  {}  {}  {}  {}",
                     if d.chosen { "fetch" } else { "skip " },
-                    s.study_uid,
-                    s.accession.as_deref().unwrap_or("-"),
-                    s.study_date.as_deref().unwrap_or("-"),
-                    s.modalities.join("/"),
-                    d.reason
+                    escape(&s.study_uid),
+                    super::field(s.accession.as_deref()),
+                    super::field(s.study_date.as_deref()),
+                    escape(&s.modalities.join("/")),
+                    escape(&d.reason)
                 )?;
             }
         }

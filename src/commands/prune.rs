@@ -162,8 +162,8 @@ impl<W: Write> Printer<'_, W> {
     }
 }
 
-fn accession(study: &Study) -> &str {
-    study.accession.as_deref().unwrap_or("-")
+fn accession(study: &Study) -> String {
+    super::field(study.accession.as_deref())
 }
 
 /// A duration in its two largest units, as durations are written on the

@@ -146,7 +146,7 @@ fn print_delivered(out: &mut impl Write, r: &StudyResult, destination: &str, jso
             out,
             "{}\t{}\t{destination}\t{} instances\t{} sent\t{} with a warning\t{} already there",
             r.study,
-            r.accession.as_deref().filter(|a| !a.is_empty()).unwrap_or("-"),
+            super::field(r.accession.as_deref()),
             r.total,
             r.sent(),
             r.warnings,

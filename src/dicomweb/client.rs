@@ -110,6 +110,7 @@ impl Client {
             connect_timeout: cfg.connect_timeout,
             idle_timeout: cfg.idle_timeout,
             certificates,
+            use_proxy: base.scheme() == "https",
         };
         let origin = base.clone();
         let lanes = Lanes::new(settings, move || redirect_policy(&origin)).with_context(|| match &cfg.ca_bundle {
@@ -765,7 +766,7 @@ fn redirect_policy(base: &Url) -> redirect::Policy {
 fn multipart_boundary(headers: &HeaderMap) -> Result<String, String> {
     let raw = headers.get(CONTENT_TYPE).ok_or("no Content-Type")?;
     let ct = String::from_utf8_lossy(raw.as_bytes()).into_owned();
-    let shown = ct.chars().take(120).collect::<String>();
+    let shown = crate::text::escape(&ct.chars().take(120).collect::<String>());
     let (media, params) = parse_media_type(&ct);
     if !media.eq_ignore_ascii_case("multipart/related") {
         return Err(format!("Content-Type `{shown}` instead of multipart/related"));
@@ -829,11 +830,7 @@ fn error_body(response: Response<'_>) -> String {
     let _ = response.take(2048).read_to_end(&mut buf);
     let text = String::from_utf8_lossy(&buf);
     let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    let mut shown: String = one_line.chars().take(200).collect();
-    if one_line.chars().count() > 200 {
-        shown.push('…');
-    }
-    shown
+    crate::text::escape(&one_line)
 }
 
 fn status_text(status: StatusCode) -> String {

@@ -42,6 +42,10 @@ pub(super) struct Settings {
     /// The longest wait for the response head, and for each piece of a body.
     pub idle_timeout: Duration,
     pub certificates: Vec<Certificate>,
+    /// Whether the proxy of the environment (`HTTPS_PROXY`, ...) may be
+    /// used. Never for a plain-http cloud: the proxy would read the
+    /// credentials and the patient data, and could change them.
+    pub use_proxy: bool,
 }
 
 struct Lane {
@@ -91,6 +95,9 @@ impl Lanes {
             .redirect((self.redirect)());
         for cert in &s.certificates {
             builder = builder.add_root_certificate(cert.clone());
+        }
+        if !s.use_proxy {
+            builder = builder.no_proxy();
         }
         let client = builder.build().context("failed to set up the HTTPS client")?;
         let runtime = tokio::runtime::Builder::new_current_thread()

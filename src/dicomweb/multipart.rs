@@ -661,7 +661,7 @@ fn parse_headers(block: &str) -> Result<PartHeaders, String> {
     let mut h = PartHeaders::default();
     for line in &lines {
         let Some((name, value)) = line.split_once(':') else {
-            return Err(format!("the header line `{}` has no colon", shorten(line)));
+            return Err(format!("the header line `{}` has no colon", crate::text::escape(line)));
         };
         let value = value.trim();
         let name = name.trim();
@@ -671,21 +671,13 @@ fn parse_headers(block: &str) -> Result<PartHeaders, String> {
             h.content_length = Some(
                 value
                     .parse()
-                    .map_err(|_| format!("its Content-Length `{}` is not a number", shorten(value)))?,
+                    .map_err(|_| format!("its Content-Length `{}` is not a number", crate::text::escape(value)))?,
             );
         } else if name.eq_ignore_ascii_case("content-location") {
             h.content_location = Some(value.to_string());
         }
     }
     Ok(h)
-}
-
-fn shorten(s: &str) -> String {
-    let mut out: String = s.chars().take(80).filter(|c| !c.is_control()).collect();
-    if s.chars().count() > 80 {
-        out.push('…');
-    }
-    out
 }
 
 #[cfg(test)]

@@ -126,7 +126,7 @@ impl fmt::Display for StoreStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "status 0x{:04X} ({})", self.code, self.meaning())?;
         if let Some(c) = &self.comment {
-            write!(f, ": {c}")?;
+            write!(f, ": {}", crate::text::escape(c))?;
         }
         Ok(())
     }
@@ -184,6 +184,11 @@ mod tests {
         assert_eq!(
             StoreStatus::new(0xB000, None).to_string(),
             "status 0xB000 (coercion of data elements)"
+        );
+        let s = StoreStatus::new(0xA700, Some("\x1b]0;owned\x07disk\rfull\n".into()));
+        assert_eq!(
+            s.to_string(),
+            "status 0xA700 (refused: out of resources): \\x1b]0;owned\\x07disk\\rfull\\n"
         );
     }
 }

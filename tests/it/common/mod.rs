@@ -74,7 +74,7 @@ pub fn in_ci() -> bool {
 
 /// Whether a peer the test needs is installed. Known names: `orthanc` (server, DICOMweb
 /// plugin and the Python that loads it), `python` (pydicom, pynetdicom, numpy), `pillow` (JPEG
-/// test instances), `openssl`, any DCMTK tool
+/// test instances), `openssl`, `strace` (allowed to trace here), any DCMTK tool
 /// (`storescp`, `echoscu`, `storescu`, `dcmdump`, ...). When it is missing: panics in CI, else
 /// prints why and returns false so the test can skip (see the [`require!`] macro).
 pub fn require(tool: &str) -> bool {
@@ -88,6 +88,12 @@ pub fn require(tool: &str) -> bool {
             "pillow" => python_ok() && testscp::pillow_ok(),
             "openssl" => Command::new("openssl")
                 .arg("version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success()),
+            "strace" => Command::new("strace")
+                .args(["-f", "-qq", "-o", "/dev/null", "true"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status()
