@@ -5,18 +5,19 @@
 
 use std::io::{self, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dicom_ul::association::client::ClientAssociation;
 use dicom_ul::association::{Association as _, Error as UlError};
 use dicom_ul::pdu::{
-    AbortRQSource, AssociationRJ, AssociationRJResult, AssociationRJServiceProviderPresentationReason,
-    AssociationRJSource, PDataValue, PDataValueType, PresentationContextNegotiated,
+    AssociationRJ, AssociationRJResult, AssociationRJServiceProviderPresentationReason, AssociationRJSource,
+    PDataValue, PDataValueType, PresentationContextNegotiated,
 };
 use dicom_ul::{ClientAssociationOptions, Pdu};
 
 use super::command::Command;
 use super::error::{Phase, ScuError};
+use super::pdu::{self, ABORT_PDU, Incoming, MAX_COMMAND, MIN_PEER_PDU, ReadError, ReceiveError};
 use super::{MAX_CONTEXTS, Proposal, ScuOptions};
 use crate::config::check_ae_title;
 
@@ -35,6 +36,8 @@ pub(crate) struct Assoc {
     destination: String,
     /// Largest PDU we send: the peer's maximum, capped by ours.
     send_max_pdu: u32,
+    /// Largest PDU we take: ours, as announced.
+    own_max_pdu: u32,
     acse_timeout: Duration,
     dimse_timeout: Duration,
     next_message_id: u16,
@@ -94,7 +97,7 @@ impl Assoc {
             .and_then(|_| stream.set_read_timeout(Some(opts.dimse_timeout)))
             .and_then(|_| stream.set_write_timeout(Some(opts.dimse_timeout)));
         if let Err(e) = socket_setup {
-            let _ = inner.abort();
+            abort(inner);
             return Err(ScuError::ConnectionLost {
                 destination,
                 phase: Phase::Associate,
@@ -105,11 +108,22 @@ impl Assoc {
 
         // dicom-ul turns a peer's 0 ("no limit") into u32::MAX-ish; our own
         // maximum bounds what we buffer and send.
-        let send_max_pdu = inner.peer_max_pdu_length().min(own_max_pdu);
+        let send_max_pdu = match pdu::send_max_pdu(inner.peer_max_pdu_length(), own_max_pdu) {
+            Ok(n) => n,
+            Err(announced) => {
+                abort(inner);
+                return Err(ScuError::PduTooSmall {
+                    destination,
+                    announced,
+                    least: MIN_PEER_PDU,
+                });
+            }
+        };
         Ok(Assoc {
             inner: Some(inner),
             destination,
             send_max_pdu,
+            own_max_pdu,
             acse_timeout: opts.acse_timeout,
             dimse_timeout: opts.dimse_timeout,
             next_message_id: 1,
@@ -158,8 +172,7 @@ impl Assoc {
     /// Sends a command set, fragmented if it exceeds the PDU size.
     pub fn send_command(&mut self, context_id: u8, command: &Command) -> Result<(), ScuError> {
         let bytes = command.encode();
-        let max_data = self.send_max_pdu as usize - 6;
-        let chunks: Vec<&[u8]> = bytes.chunks(max_data).collect();
+        let chunks: Vec<&[u8]> = bytes.chunks(pdu::pdv_capacity(self.send_max_pdu)).collect();
         let n = chunks.len();
         for (i, chunk) in chunks.into_iter().enumerate() {
             let pdu = Pdu::PData {
@@ -184,7 +197,7 @@ impl Assoc {
     /// fragments on `context_id`. Call [`DataWriter::finish`] to send the
     /// last fragment; on any error the caller must abort the association.
     pub fn data_writer(&mut self, context_id: u8) -> Result<DataWriter<'_>, ScuError> {
-        let max_pdu = self.send_max_pdu as usize;
+        let max_pdu = self.send_max_pdu;
         let inner = self.live()?;
         Ok(DataWriter::new(inner.inner_stream(), context_id, max_pdu))
     }
@@ -195,7 +208,7 @@ impl Assoc {
     /// first PDU, so the peer is woken once per small instance, not twice.
     pub fn command_with_data(&mut self, context_id: u8, command: &Command) -> Result<DataWriter<'_>, ScuError> {
         let bytes = command.encode();
-        if bytes.len() + 6 > self.send_max_pdu as usize {
+        if bytes.len() > pdu::pdv_capacity(self.send_max_pdu) {
             self.send_command(context_id, command)?;
             return self.data_writer(context_id);
         }
@@ -211,62 +224,81 @@ impl Assoc {
         err
     }
 
-    /// Waits for one complete command set (a response). `sent` tells whether
+    /// Waits for one complete command set (a response), all of it within
+    /// the DIMSE timeout: a destination that trickles its answer a byte at
+    /// a time does not hold the association past it. `sent` tells whether
     /// a data set was sent in full before, for the error's outcome.
     pub fn receive_command(&mut self, context_id: u8, sent: bool) -> Result<Command, ScuError> {
-        let mut bytes = Vec::new();
-        loop {
-            let inner = self.live()?;
-            // A destination that leaves Nagle's algorithm on (DCMTK does,
-            // unless told otherwise) writes its answer in two pieces and
-            // holds the second until the first is acknowledged; Linux
-            // delays that acknowledgement by up to 40 ms. Acknowledging at
-            // once makes 2,000 small instances take 2 s instead of 90 s.
-            // The kernel clears the flag after use, so it is set each time.
-            #[cfg(target_os = "linux")]
-            let _ = socket2::SockRef::from(&*inner.inner_stream()).set_tcp_quickack(true);
-            let pdu = match inner.receive() {
-                Ok(pdu) => pdu,
-                Err(e) => {
-                    let err = self.map(e, Phase::Response, self.dimse_timeout, sent);
-                    self.abort_inner();
-                    return Err(err);
-                }
-            };
-            match pdu {
-                Pdu::PData { data } => {
-                    for pdv in data {
-                        if pdv.value_type != PDataValueType::Command {
-                            return Err(self.protocol("a data set came where a response command was expected", sent));
-                        }
-                        if pdv.presentation_context_id != context_id {
-                            return Err(self.protocol(
-                                &format!(
-                                    "the response came on presentation context {} instead of {context_id}",
-                                    pdv.presentation_context_id
-                                ),
-                                sent,
-                            ));
-                        }
-                        bytes.extend_from_slice(&pdv.data);
-                        if pdv.is_last {
-                            return Command::decode(&bytes).map_err(|e| self.protocol(&e.to_string(), sent));
-                        }
-                    }
-                }
-                Pdu::AbortRQ { .. } => {
-                    self.drop_inner();
-                    return Err(ScuError::Aborted {
-                        destination: self.destination.clone(),
-                        phase: Phase::Response,
-                        outcome_unknown: sent,
-                    });
-                }
-                other => {
-                    let what = format!("unexpected {} PDU", pdu_name(&other));
-                    return Err(self.protocol(&what, sent));
-                }
+        let idle = self.dimse_timeout;
+        let deadline = Instant::now() + idle;
+        let max_pdu = self.own_max_pdu;
+        let inner = self.live()?;
+        let stream = inner.inner_stream();
+        let received = pdu::read_command(stream, context_id, max_pdu, deadline);
+        // Back to the idle timeout for what is sent next.
+        let _ = stream.set_read_timeout(Some(idle));
+        let e = match received {
+            Ok(command) => return Ok(command),
+            Err(e) => e,
+        };
+        let detail = match e {
+            ReceiveError::Read(e) => {
+                let err = self.read_error(e, Phase::Response, self.dimse_timeout, sent);
+                self.abort_inner();
+                return Err(err);
             }
+            ReceiveError::Aborted => {
+                self.drop_inner();
+                return Err(ScuError::Aborted {
+                    destination: self.destination.clone(),
+                    phase: Phase::Response,
+                    outcome_unknown: sent,
+                });
+            }
+            ReceiveError::DataSet => "a data set came where a response command was expected".to_string(),
+            ReceiveError::WrongContext { got } => {
+                format!("the response came on presentation context {got} instead of {context_id}")
+            }
+            ReceiveError::Endless { got } => format!(
+                "it sent an endless command set: {got} bytes without its last fragment, more than the {} KiB \
+                 a response can take",
+                MAX_COMMAND / 1024
+            ),
+            ReceiveError::Unexpected(name) => format!("unexpected {name} PDU"),
+            ReceiveError::Decode(e) => e.to_string(),
+        };
+        Err(self.protocol(&detail, sent))
+    }
+
+    /// The error for a failed read of the destination's answer.
+    fn read_error(&self, e: ReadError, phase: Phase, timeout: Duration, outcome_unknown: bool) -> ScuError {
+        let destination = self.destination.clone();
+        match e {
+            ReadError::TimedOut { got: 0 } => ScuError::Timeout {
+                destination,
+                phase,
+                after: timeout,
+                outcome_unknown,
+            },
+            ReadError::TimedOut { got } => ScuError::TooSlow {
+                destination,
+                phase,
+                within: timeout,
+                got,
+                outcome_unknown,
+            },
+            ReadError::Closed => ScuError::ConnectionLost {
+                destination,
+                phase,
+                source: None,
+                outcome_unknown,
+            },
+            ReadError::Io(e) => io_error(&self.destination, e, phase, timeout, outcome_unknown),
+            e @ (ReadError::TooLarge { .. } | ReadError::Malformed(_)) => ScuError::Protocol {
+                destination,
+                detail: e.to_string(),
+                outcome_unknown,
+            },
         }
     }
 
@@ -280,24 +312,46 @@ impl Assoc {
         }
     }
 
-    /// A-RELEASE, waiting at most the ACSE timeout for the answer.
+    /// A-RELEASE, waiting at most the ACSE timeout for the whole answer.
     pub fn release(mut self) -> Result<(), ScuError> {
         let Some(mut inner) = self.inner.take() else {
             return Err(self.closed());
         };
-        let _ = inner.inner_stream().set_read_timeout(Some(self.acse_timeout));
-        inner
-            .release()
-            .map_err(|e| self.map(e, Phase::Release, self.acse_timeout, false))
+        const RELEASE_RQ: [u8; 10] = [0x05, 0, 0, 0, 0, 4, 0, 0, 0, 0];
+        let stream = inner.inner_stream();
+        let deadline = Instant::now() + self.acse_timeout;
+        let answer = stream
+            .write_all(&RELEASE_RQ)
+            .map_err(ReadError::Io)
+            .and_then(|_| pdu::read_pdu(stream, self.own_max_pdu, deadline, &mut 0));
+        let result = match answer {
+            Ok(Incoming::ReleaseRp) => Ok(()),
+            Ok(Incoming::Abort) => Err(ScuError::Aborted {
+                destination: self.destination.clone(),
+                phase: Phase::Release,
+                outcome_unknown: false,
+            }),
+            Ok(other) => {
+                let _ = stream.write_all(&ABORT_PDU);
+                Err(ScuError::Protocol {
+                    destination: self.destination.clone(),
+                    detail: format!("unexpected {} PDU in answer to A-RELEASE-RQ", pdu::name(&other)),
+                    outcome_unknown: false,
+                })
+            }
+            Err(e) => {
+                let _ = stream.write_all(&ABORT_PDU);
+                Err(self.read_error(e, Phase::Release, self.acse_timeout, false))
+            }
+        };
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+        result
     }
 
     /// A-ABORT (service user) and close, leaving this handle closed.
     pub fn abort_inner(&mut self) {
-        if let Some(mut inner) = self.inner.take() {
-            let _ = inner.send(&Pdu::AbortRQ {
-                source: AbortRQSource::ServiceUser,
-            });
-            let _ = inner.inner_stream().shutdown(std::net::Shutdown::Both);
+        if let Some(inner) = self.inner.take() {
+            abort(inner);
         }
     }
 
@@ -317,6 +371,14 @@ impl Assoc {
         };
         ctx.map(e, phase, timeout, outcome_unknown)
     }
+}
+
+/// Sends A-ABORT and closes. Written here rather than by dicom-ul, whose
+/// encoder checks PDUs against the destination's announced maximum.
+fn abort(mut inner: ClientAssociation<TcpStream>) {
+    let stream = inner.inner_stream();
+    let _ = stream.write_all(&ABORT_PDU);
+    let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 
 impl Drop for Assoc {
@@ -340,8 +402,8 @@ pub(crate) struct DataWriter<'a> {
 }
 
 impl<'a> DataWriter<'a> {
-    fn new(stream: &'a mut TcpStream, context_id: u8, max_pdu: usize) -> DataWriter<'a> {
-        let capacity = max_pdu + 6;
+    fn new(stream: &'a mut TcpStream, context_id: u8, max_pdu: u32) -> DataWriter<'a> {
+        let capacity = PDU_PDV_HEADER + pdu::pdv_capacity(max_pdu);
         let mut buf = Vec::with_capacity(capacity);
         buf.extend_from_slice(&pdu_pdv_header(context_id, 0, 0));
         DataWriter {
@@ -532,19 +594,6 @@ fn rejection(rj: &AssociationRJ) -> (bool, String) {
     );
     let transient = rj.result == AssociationRJResult::Transient || congested;
     (transient, rj.source.to_string())
-}
-
-fn pdu_name(pdu: &Pdu) -> &'static str {
-    match pdu {
-        Pdu::AssociationRQ(_) => "A-ASSOCIATE-RQ",
-        Pdu::AssociationAC(_) => "A-ASSOCIATE-AC",
-        Pdu::AssociationRJ(_) => "A-ASSOCIATE-RJ",
-        Pdu::PData { .. } => "P-DATA-TF",
-        Pdu::ReleaseRQ => "A-RELEASE-RQ",
-        Pdu::ReleaseRP => "A-RELEASE-RP",
-        Pdu::AbortRQ { .. } => "A-ABORT",
-        Pdu::Unknown { .. } => "unknown",
-    }
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ mod association;
 mod command;
 mod echo;
 mod error;
+mod pdu;
 mod proposal;
 pub mod status;
 mod store;
