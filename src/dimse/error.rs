@@ -266,9 +266,10 @@ impl fmt::Display for ScuError {
                 least,
             } => write!(
                 f,
-                "{destination} announced a maximum PDU length of {announced} bytes, too small to carry \
+                "{destination} announced a maximum PDU length of {announced} byte{}, too small to carry \
                  DICOM messages (at least {least}); association aborted: set the destination's maximum \
-                 PDU length to 16384 or more (0 means no limit)"
+                 PDU length to 16384 or more (0 means no limit)",
+                if *announced == 1 { "" } else { "s" }
             ),
             ScuError::Protocol {
                 destination,
