@@ -9,6 +9,8 @@ use std::io::{self, Read};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use dicom_ul::Pdu;
+
 use super::command::{Command, DecodeError};
 
 /// PDU header: type, reserved, length.
@@ -149,14 +151,64 @@ fn read_full(wire: &mut impl Wire, buf: &mut [u8], deadline: Instant, got: &mut 
 }
 
 /// Reads one PDU of at most `max_pdu` bytes (its length field) before
-/// `deadline`. Memory grows with the bytes that arrive, never with the
-/// length the peer declared.
+/// `deadline`.
 pub(crate) fn read_pdu(
     wire: &mut impl Wire,
     max_pdu: u32,
     deadline: Instant,
     got: &mut usize,
 ) -> Result<Incoming, ReadError> {
+    let (kind, body) = read_raw(wire, max_pdu, deadline, got)?;
+    let len = body.len();
+    let short = |what: &str| ReadError::Malformed(format!("{what} of {len} bytes"));
+    match kind {
+        0x04 => parse_pdata(&body).map(Incoming::PData),
+        0x05 if len >= 4 => Ok(Incoming::ReleaseRq),
+        0x06 if len >= 4 => Ok(Incoming::ReleaseRp),
+        0x07 if len >= 4 => Ok(Incoming::Abort),
+        0x05 => Err(short("an A-RELEASE-RQ")),
+        0x06 => Err(short("an A-RELEASE-RP")),
+        0x07 => Err(short("an A-ABORT")),
+        other => Ok(Incoming::Other(other)),
+    }
+}
+
+/// Reads the answer to an A-ASSOCIATE-RQ, all of it before `deadline`:
+/// A-ASSOCIATE-AC or -RJ parsed by dicom-ul from bytes we read, A-ABORT,
+/// or any other PDU as [`Incoming::Other`] in `Err`.
+pub(crate) fn read_association_answer(
+    wire: &mut impl Wire,
+    max_pdu: u32,
+    deadline: Instant,
+) -> Result<Result<Pdu, Incoming>, ReadError> {
+    let (kind, body) = read_raw(wire, max_pdu, deadline, &mut 0)?;
+    match kind {
+        0x02 | 0x03 => {
+            let mut whole = Vec::with_capacity(PDU_HEADER + body.len());
+            whole.extend_from_slice(&[kind, 0]);
+            whole.extend_from_slice(&(body.len() as u32).to_be_bytes());
+            whole.extend_from_slice(&body);
+            let limit = max_pdu.clamp(dicom_ul::pdu::MINIMUM_PDU_SIZE, dicom_ul::pdu::MAXIMUM_PDU_SIZE);
+            match dicom_ul::read_pdu(&whole[..], limit, true) {
+                Ok(Some(pdu)) => Ok(Ok(pdu)),
+                Ok(None) => Err(ReadError::Malformed("an A-ASSOCIATE answer cut short".into())),
+                Err(e) => Err(ReadError::Malformed(super::association::chain(&e))),
+            }
+        }
+        0x07 => Ok(Err(Incoming::Abort)),
+        other => Ok(Err(Incoming::Other(other))),
+    }
+}
+
+/// Reads one PDU's type and body, the body at most `max_pdu` bytes, before
+/// `deadline`. Memory grows with the bytes that arrive, never with the
+/// length the peer declared.
+fn read_raw(
+    wire: &mut impl Wire,
+    max_pdu: u32,
+    deadline: Instant,
+    got: &mut usize,
+) -> Result<(u8, Vec<u8>), ReadError> {
     let mut header = [0u8; PDU_HEADER];
     read_full(wire, &mut header, deadline, got)?;
     let kind = header[0];
@@ -172,17 +224,7 @@ pub(crate) fn read_pdu(
         read_full(wire, &mut chunk[..n], deadline, got)?;
         body.extend_from_slice(&chunk[..n]);
     }
-    let short = |what: &str| ReadError::Malformed(format!("{what} of {len} bytes"));
-    match kind {
-        0x04 => parse_pdata(&body).map(Incoming::PData),
-        0x05 if len >= 4 => Ok(Incoming::ReleaseRq),
-        0x06 if len >= 4 => Ok(Incoming::ReleaseRp),
-        0x07 if len >= 4 => Ok(Incoming::Abort),
-        0x05 => Err(short("an A-RELEASE-RQ")),
-        0x06 => Err(short("an A-RELEASE-RP")),
-        0x07 => Err(short("an A-ABORT")),
-        other => Ok(Incoming::Other(other)),
-    }
+    Ok((kind, body))
 }
 
 /// The PDVs of a P-DATA-TF PDU's body.

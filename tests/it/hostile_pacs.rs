@@ -197,3 +197,22 @@ fn a_stalled_destination_is_given_up_after_the_second_stall() {
     let run = watch_once(orthanc, cache.path(), &scp.address(), &args);
     assert_failed_cleanly(&run, "watch --once", needle);
 }
+
+/// An association answer trickled a byte at a time meets the ACSE timeout as a whole, in `echo`
+/// and `store`.
+#[test]
+fn a_trickled_association_answer_meets_the_deadline() {
+    require!("orthanc");
+    let orthanc = Orthanc::shared();
+    let cache = temp_cache();
+    fetch_ok(orthanc, cache.path(), &["ACC1002"]);
+    let scp = HostileScp::start(Misbehaviour::TrickleAssociation(Duration::from_millis(200)));
+    let needle = "answered too slowly while negotiating the association";
+
+    let run = run_watched(crate::common::retriever().args(["echo", "--to", &scp.address(), "--acse-timeout", "2s"]));
+    assert_failed_cleanly(&run, "echo", needle);
+
+    let run = store(orthanc, cache.path(), &scp.address(), &["--acse-timeout", "2s"]);
+    assert_failed_cleanly(&run, "store", needle);
+    assert_eq!(scp.requests(), 0);
+}

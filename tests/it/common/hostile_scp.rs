@@ -1,7 +1,7 @@
 //! A DICOM destination that breaks the protocol in ways pynetdicom will not: raw PDUs on a
 //! socket, answering the association with a chosen maximum PDU length (0, 1, 5...), then either
 //! answering properly, or sending command fragments that never end, or trickling its answer a
-//! byte at a time, or never answering at all. It runs in threads of the test process on
+//! byte at a time, or never answering at all, or trickling even its association answer. It runs in threads of the test process on
 //! 127.0.0.1, one per association, and stops when dropped.
 
 use std::io::{self, Read, Write};
@@ -24,6 +24,8 @@ pub enum Misbehaviour {
     Trickle(Duration),
     /// Reads each C-STORE and never answers it.
     Stall,
+    /// Sends its A-ASSOCIATE-AC one byte per period, then answers properly.
+    TrickleAssociation(Duration),
 }
 
 /// A running hostile destination.
@@ -135,7 +137,18 @@ fn association(mut conn: TcpStream, how: Misbehaviour, stop: &AtomicBool, reques
         Misbehaviour::MaxPdu(n) => n,
         _ => 16_384,
     };
-    conn.write_all(&associate_ac(&rq, max_pdu))?;
+    let ac = associate_ac(&rq, max_pdu);
+    if let Misbehaviour::TrickleAssociation(period) = how {
+        for byte in ac {
+            if stop.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            conn.write_all(&[byte])?;
+            std::thread::sleep(period);
+        }
+    } else {
+        conn.write_all(&ac)?;
+    }
 
     let mut command = Vec::new();
     loop {
@@ -173,7 +186,7 @@ fn association(mut conn: TcpStream, how: Misbehaviour, stop: &AtomicBool, reques
             requests.fetch_add(1, Ordering::SeqCst);
         }
         match how {
-            Misbehaviour::MaxPdu(_) => conn.write_all(&success(&request, ctx))?,
+            Misbehaviour::MaxPdu(_) | Misbehaviour::TrickleAssociation(_) => conn.write_all(&success(&request, ctx))?,
             Misbehaviour::EndlessCommand => {
                 let mut pdu = vec![0x04, 0, 0, 0, 0x0f, 0xa6, 0, 0, 0x0f, 0xa2, ctx, 0x01];
                 pdu.resize(12 + 4000, 0);
