@@ -81,11 +81,13 @@ pub struct ScuOptions {
     pub max_pdu: u32,
     /// Time allowed to open the TCP connection.
     pub connect_timeout: Duration,
-    /// Time allowed for association negotiation and release answers.
+    /// Time allowed for the whole answer to an association or release
+    /// request.
     pub acse_timeout: Duration,
-    /// Idle time allowed while sending a message or waiting for its
-    /// response (per read or write, not for the whole exchange, so big
-    /// instances are not cut off).
+    /// Idle time allowed while sending a message (per write, not for the
+    /// whole data set, so big instances are not cut off), and the time
+    /// allowed for the whole response once the request is sent (so a
+    /// destination trickling its answer cannot hold the association).
     pub dimse_timeout: Duration,
     /// Also decompress lossy-compressed pixel data (JPEG baseline...) when
     /// the destination does not take it compressed. Off by default, as in
