@@ -68,29 +68,7 @@ impl Assoc {
             check_ae_title(ae).map_err(|e| invalid(format!("{e:#}")))?;
         }
         let own_max_pdu = opts.max_pdu.clamp(MIN_OWN_PDU, MAX_OWN_PDU);
-        let proposed: Vec<PresentationContextProposed> = proposals
-            .iter()
-            .enumerate()
-            .map(|(i, p)| PresentationContextProposed {
-                id: (2 * i + 1) as u8,
-                abstract_syntax: uid(&p.sop_class).to_string(),
-                transfer_syntaxes: p.transfer_syntaxes.iter().map(|t| uid(t).to_string()).collect(),
-            })
-            .collect();
-        let rq = Pdu::AssociationRQ(AssociationRQ {
-            protocol_version: 1,
-            calling_ae_title: opts.calling_ae.trim().to_string(),
-            called_ae_title: dest.ae_title.trim().to_string(),
-            application_context_name: APPLICATION_CONTEXT.to_string(),
-            presentation_contexts: proposed.clone(),
-            user_variables: vec![
-                UserVariableItem::MaxLength(own_max_pdu),
-                UserVariableItem::ImplementationClassUID(IMPLEMENTATION_CLASS_UID.to_string()),
-                UserVariableItem::ImplementationVersionName(IMPLEMENTATION_VERSION_NAME.to_string()),
-            ],
-        });
-        let mut request = Vec::new();
-        dicom_ul::write_pdu(&mut request, &rq)
+        let (proposed, request) = association_rq(opts, proposals, own_max_pdu)
             .map_err(|e| invalid(format!("the association request could not be encoded: {}", chain(&e))))?;
 
         let mut stream = connect(&dest.host, dest.port, opts.connect_timeout).map_err(|source| ScuError::Connect {
@@ -426,6 +404,39 @@ fn protocol_error(destination: &str, detail: String) -> ScuError {
         detail,
         outcome_unknown: false,
     }
+}
+
+/// Our A-ASSOCIATE-RQ, encoded, and the presentation contexts it proposes
+/// (ids 1, 3, 5... in the order of `proposals`).
+fn association_rq(
+    opts: &ScuOptions,
+    proposals: &[Proposal],
+    own_max_pdu: u32,
+) -> Result<(Vec<PresentationContextProposed>, Vec<u8>), dicom_ul::pdu::WriteError> {
+    let proposed: Vec<PresentationContextProposed> = proposals
+        .iter()
+        .enumerate()
+        .map(|(i, p)| PresentationContextProposed {
+            id: (2 * i + 1) as u8,
+            abstract_syntax: uid(&p.sop_class).to_string(),
+            transfer_syntaxes: p.transfer_syntaxes.iter().map(|t| uid(t).to_string()).collect(),
+        })
+        .collect();
+    let rq = Pdu::AssociationRQ(AssociationRQ {
+        protocol_version: 1,
+        calling_ae_title: opts.calling_ae.trim().to_string(),
+        called_ae_title: opts.destination.ae_title.trim().to_string(),
+        application_context_name: APPLICATION_CONTEXT.to_string(),
+        presentation_contexts: proposed.clone(),
+        user_variables: vec![
+            UserVariableItem::MaxLength(own_max_pdu),
+            UserVariableItem::ImplementationClassUID(IMPLEMENTATION_CLASS_UID.to_string()),
+            UserVariableItem::ImplementationVersionName(IMPLEMENTATION_VERSION_NAME.to_string()),
+        ],
+    });
+    let mut request = Vec::new();
+    dicom_ul::write_pdu(&mut request, &rq)?;
+    Ok((proposed, request))
 }
 
 /// Sends A-ABORT and closes.

@@ -1,7 +1,9 @@
-//! The DICOM network side: C-ECHO and C-STORE as a service class user, on
-//! dicom-ul's association and PDU layer. DIMSE command sets, message ids,
-//! P-DATA fragmentation, status classification and lossless transfer
-//! syntax conversion are ours.
+//! The DICOM network side: C-ECHO and C-STORE as a service class user.
+//! dicom-ul encodes the A-ASSOCIATE-RQ and parses the answer; the socket,
+//! every read under its size and time bounds (the destination is as
+//! untrusted as the cloud), DIMSE command sets, message ids, P-DATA
+//! fragmentation, status classification and lossless transfer syntax
+//! conversion are ours.
 //!
 //! Nothing here prints, draws progress or exits: every outcome is returned
 //! to the caller, which reports it.
