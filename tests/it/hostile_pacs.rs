@@ -173,7 +173,11 @@ fn a_trickled_answer_meets_the_deadline() {
     let scp = HostileScp::start(Misbehaviour::Trickle(Duration::from_millis(200)));
 
     let run = store(orthanc, cache.path(), &scp.address(), &["--dimse-timeout", "2s"]);
-    assert_failed_cleanly(&run, "store", "a trickle, not a whole answer to C-STORE within 2s");
+    let needle = "a trickle, not a whole answer to C-STORE within 2s";
+    assert_failed_cleanly(&run, "store", needle);
+
+    let run = watch_once(orthanc, cache.path(), &scp.address(), &["--dimse-timeout", "2s"]);
+    assert_failed_cleanly(&run, "watch --once", needle);
 }
 
 /// A destination that takes the association and never answers C-STORE is given up after the
