@@ -58,8 +58,8 @@ complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l associatio
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l max-pdu -d 'Largest PDU we receive, and send if the destination takes it (4096 to 4194304) [default: 16384]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l dicom-connect-timeout -d 'Time allowed to open the TCP connection to the destination [default: 10s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l acse-timeout -d 'Time allowed for the destination to answer an association or release request [default: 30s]' -r
-complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l dimse-timeout -d 'Time the destination may stay silent while an instance is sent or its answer awaited [default: 60s]' -r
-complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l store-retries -d 'Retries of an instance within one run, after "out of resources" or no answer, and of an association the destination is too busy to accept [default: 3]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l dimse-timeout -d 'Time the destination may stay silent while an instance is sent, and the most its whole answer may take [default: 60s]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l store-retries -d 'Retries of an instance within one run, after "out of resources" or no answer (a study whose requests go unanswered twice in a row is given up), and of an association the destination is too busy to accept [default: 3]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l config -d 'JSON config file; flags beat environment, environment beats the file' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l cloud -d 'DICOMweb base URL of the cloud archive, e.g. https://cloud.example.org/dicom-web' -r
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l user -d 'HTTP Basic user name (the password comes from RETRIEVER_PASSWORD, --password-file or the config file)' -r
@@ -101,8 +101,8 @@ complete -c retriever -n "__fish_retriever_using_subcommand store" -l associatio
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l max-pdu -d 'Largest PDU we receive, and send if the destination takes it (4096 to 4194304) [default: 16384]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l dicom-connect-timeout -d 'Time allowed to open the TCP connection to the destination [default: 10s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l acse-timeout -d 'Time allowed for the destination to answer an association or release request [default: 30s]' -r
-complete -c retriever -n "__fish_retriever_using_subcommand store" -l dimse-timeout -d 'Time the destination may stay silent while an instance is sent or its answer awaited [default: 60s]' -r
-complete -c retriever -n "__fish_retriever_using_subcommand store" -l store-retries -d 'Retries of an instance within one run, after "out of resources" or no answer, and of an association the destination is too busy to accept [default: 3]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand store" -l dimse-timeout -d 'Time the destination may stay silent while an instance is sent, and the most its whole answer may take [default: 60s]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand store" -l store-retries -d 'Retries of an instance within one run, after "out of resources" or no answer (a study whose requests go unanswered twice in a row is given up), and of an association the destination is too busy to accept [default: 3]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l config -d 'JSON config file; flags beat environment, environment beats the file' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l cloud -d 'DICOMweb base URL of the cloud archive, e.g. https://cloud.example.org/dicom-web' -r
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l user -d 'HTTP Basic user name (the password comes from RETRIEVER_PASSWORD, --password-file or the config file)' -r
@@ -132,8 +132,8 @@ complete -c retriever -n "__fish_retriever_using_subcommand watch" -l associatio
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l max-pdu -d 'Largest PDU we receive, and send if the destination takes it (4096 to 4194304) [default: 16384]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l dicom-connect-timeout -d 'Time allowed to open the TCP connection to the destination [default: 10s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l acse-timeout -d 'Time allowed for the destination to answer an association or release request [default: 30s]' -r
-complete -c retriever -n "__fish_retriever_using_subcommand watch" -l dimse-timeout -d 'Time the destination may stay silent while an instance is sent or its answer awaited [default: 60s]' -r
-complete -c retriever -n "__fish_retriever_using_subcommand watch" -l store-retries -d 'Retries of an instance within one run, after "out of resources" or no answer, and of an association the destination is too busy to accept [default: 3]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand watch" -l dimse-timeout -d 'Time the destination may stay silent while an instance is sent, and the most its whole answer may take [default: 60s]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand watch" -l store-retries -d 'Retries of an instance within one run, after "out of resources" or no answer (a study whose requests go unanswered twice in a row is given up), and of an association the destination is too busy to accept [default: 3]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l config -d 'JSON config file; flags beat environment, environment beats the file' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l cloud -d 'DICOMweb base URL of the cloud archive, e.g. https://cloud.example.org/dicom-web' -r
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l user -d 'HTTP Basic user name (the password comes from RETRIEVER_PASSWORD, --password-file or the config file)' -r
@@ -177,8 +177,8 @@ complete -c retriever -n "__fish_retriever_using_subcommand echo" -l association
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l max-pdu -d 'Largest PDU we receive, and send if the destination takes it (4096 to 4194304) [default: 16384]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l dicom-connect-timeout -d 'Time allowed to open the TCP connection to the destination [default: 10s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l acse-timeout -d 'Time allowed for the destination to answer an association or release request [default: 30s]' -r
-complete -c retriever -n "__fish_retriever_using_subcommand echo" -l dimse-timeout -d 'Time the destination may stay silent while an instance is sent or its answer awaited [default: 60s]' -r
-complete -c retriever -n "__fish_retriever_using_subcommand echo" -l store-retries -d 'Retries of an instance within one run, after "out of resources" or no answer, and of an association the destination is too busy to accept [default: 3]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand echo" -l dimse-timeout -d 'Time the destination may stay silent while an instance is sent, and the most its whole answer may take [default: 60s]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand echo" -l store-retries -d 'Retries of an instance within one run, after "out of resources" or no answer (a study whose requests go unanswered twice in a row is given up), and of an association the destination is too busy to accept [default: 3]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l config -d 'JSON config file; flags beat environment, environment beats the file' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l cloud -d 'DICOMweb base URL of the cloud archive, e.g. https://cloud.example.org/dicom-web' -r
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l user -d 'HTTP Basic user name (the password comes from RETRIEVER_PASSWORD, --password-file or the config file)' -r
@@ -204,8 +204,8 @@ complete -c retriever -n "__fish_retriever_using_subcommand config" -l associati
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l max-pdu -d 'Largest PDU we receive, and send if the destination takes it (4096 to 4194304) [default: 16384]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l dicom-connect-timeout -d 'Time allowed to open the TCP connection to the destination [default: 10s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l acse-timeout -d 'Time allowed for the destination to answer an association or release request [default: 30s]' -r
-complete -c retriever -n "__fish_retriever_using_subcommand config" -l dimse-timeout -d 'Time the destination may stay silent while an instance is sent or its answer awaited [default: 60s]' -r
-complete -c retriever -n "__fish_retriever_using_subcommand config" -l store-retries -d 'Retries of an instance within one run, after "out of resources" or no answer, and of an association the destination is too busy to accept [default: 3]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand config" -l dimse-timeout -d 'Time the destination may stay silent while an instance is sent, and the most its whole answer may take [default: 60s]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand config" -l store-retries -d 'Retries of an instance within one run, after "out of resources" or no answer (a study whose requests go unanswered twice in a row is given up), and of an association the destination is too busy to accept [default: 3]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l config -d 'JSON config file; flags beat environment, environment beats the file' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l cloud -d 'DICOMweb base URL of the cloud archive, e.g. https://cloud.example.org/dicom-web' -r
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l user -d 'HTTP Basic user name (the password comes from RETRIEVER_PASSWORD, --password-file or the config file)' -r

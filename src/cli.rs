@@ -268,12 +268,14 @@ pub struct DimseArgs {
     #[arg(long, value_name = "DURATION")]
     pub acse_timeout: Option<String>,
 
-    /// Time the destination may stay silent while an instance is sent or its answer awaited [default: 60s]
+    /// Time the destination may stay silent while an instance is sent, and the most its whole answer
+    /// may take [default: 60s]
     #[arg(long, value_name = "DURATION")]
     pub dimse_timeout: Option<String>,
 
-    /// Retries of an instance within one run, after "out of resources" or no answer,
-    /// and of an association the destination is too busy to accept [default: 3]
+    /// Retries of an instance within one run, after "out of resources" or no answer (a study
+    /// whose requests go unanswered twice in a row is given up), and of an association the
+    /// destination is too busy to accept [default: 3]
     #[arg(long, value_name = "N")]
     pub store_retries: Option<u32>,
 

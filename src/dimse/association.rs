@@ -1,23 +1,26 @@
-//! One association with the destination, on dicom-ul's upper layer: connect
-//! and negotiate with our timeouts and TCP_NODELAY, send commands and data
-//! sets as P-DATA fragments no larger than the negotiated PDU size, read
-//! responses, release or abort. The services (echo, store) sit on top.
+//! One association with the destination: connect and negotiate with our
+//! timeouts and TCP_NODELAY, send commands and data sets as P-DATA fragments
+//! no larger than the negotiated PDU size, read responses, release or abort.
+//! dicom-ul encodes the A-ASSOCIATE-RQ and parses the answer; the socket,
+//! every read from it and every deadline are ours (see `pdu.rs`), so that
+//! nothing the destination sends or withholds escapes our bounds. The
+//! services (echo, store) sit on top.
 
 use std::io::{self, Write};
-use std::net::TcpStream;
-use std::time::Duration;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
 
-use dicom_ul::association::client::ClientAssociation;
-use dicom_ul::association::{Association as _, Error as UlError};
 use dicom_ul::pdu::{
-    AbortRQSource, AssociationRJ, AssociationRJResult, AssociationRJServiceProviderPresentationReason,
-    AssociationRJSource, PDataValue, PDataValueType, PresentationContextNegotiated,
+    AssociationAC, AssociationRJ, AssociationRJResult, AssociationRJServiceProviderPresentationReason,
+    AssociationRJSource, AssociationRQ, PresentationContextNegotiated, PresentationContextProposed,
+    PresentationContextResultReason, UserVariableItem,
 };
-use dicom_ul::{ClientAssociationOptions, Pdu};
+use dicom_ul::{IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, Pdu};
 
 use super::command::Command;
 use super::error::{Phase, ScuError};
-use super::{MAX_CONTEXTS, Proposal, ScuOptions};
+use super::pdu::{self, ABORT_PDU, Incoming, MAX_COMMAND, MIN_PEER_PDU, ReadError, ReceiveError};
+use super::{DEFAULT_MAX_PDU, MAX_CONTEXTS, Proposal, ScuOptions};
 use crate::config::check_ae_title;
 
 /// PDU header (type, reserved, length) + PDV header (length, context id,
@@ -29,19 +32,28 @@ const PDU_PDV_HEADER: usize = 12;
 const MIN_OWN_PDU: u32 = 4096;
 const MAX_OWN_PDU: u32 = 4 * 1024 * 1024;
 
+/// The DICOM application context (PS3.7 §A.2.1).
+const APPLICATION_CONTEXT: &str = "1.2.840.10008.3.1.1.1";
+
 /// An established association.
 pub(crate) struct Assoc {
-    inner: Option<ClientAssociation<TcpStream>>,
+    /// The connection, until the association ends.
+    inner: Option<TcpStream>,
+    /// The accepted presentation contexts.
+    contexts: Vec<PresentationContextNegotiated>,
     destination: String,
     /// Largest PDU we send: the peer's maximum, capped by ours.
     send_max_pdu: u32,
+    /// Largest PDU we take: ours, as announced.
+    own_max_pdu: u32,
     acse_timeout: Duration,
     dimse_timeout: Duration,
     next_message_id: u16,
 }
 
 impl Assoc {
-    /// Connects and negotiates the given presentation contexts.
+    /// Connects and negotiates the given presentation contexts, the whole
+    /// answer within the ACSE timeout.
     pub fn open(opts: &ScuOptions, proposals: &[Proposal]) -> Result<Assoc, ScuError> {
         let dest = &opts.destination;
         let destination = dest.to_string();
@@ -56,60 +68,101 @@ impl Assoc {
             check_ae_title(ae).map_err(|e| invalid(format!("{e:#}")))?;
         }
         let own_max_pdu = opts.max_pdu.clamp(MIN_OWN_PDU, MAX_OWN_PDU);
-        let mut options = ClientAssociationOptions::new()
-            .calling_ae_title(opts.calling_ae.trim())
-            .called_ae_title(dest.ae_title.trim())
-            .max_pdu_length(own_max_pdu)
-            .connection_timeout(opts.connect_timeout)
-            // dicom-ul applies these to the socket while negotiating: they
-            // are our ACSE timeout. DIMSE ones are set once established.
-            .read_timeout(opts.acse_timeout)
-            .write_timeout(opts.acse_timeout);
-        for p in proposals {
-            options = options.with_presentation_context(
-                p.sop_class.as_str(),
-                p.transfer_syntaxes.iter().map(String::as_str).collect(),
-            );
-        }
-        let ctx = ErrorContext {
-            destination: &destination,
-            called_ae: &dest.ae_title,
-            calling_ae: &opts.calling_ae,
-            proposals,
-        };
-        let mut inner = options
-            // (host, port) resolves names and parses IPv6 literals unbracketed.
-            .establish((dest.host.as_str(), dest.port))
-            .map_err(|e| ctx.map(e, Phase::Associate, opts.acse_timeout, false))?;
+        let (proposed, request) = association_rq(opts, proposals, own_max_pdu)
+            .map_err(|e| invalid(format!("the association request could not be encoded: {}", chain(&e))))?;
 
+        let mut stream = connect(&dest.host, dest.port, opts.connect_timeout).map_err(|source| ScuError::Connect {
+            destination: destination.clone(),
+            source,
+        })?;
+        let deadline = Instant::now() + opts.acse_timeout;
         // Without TCP_NODELAY every C-STORE waits out a delayed ACK
         // (40 ms on Linux): the small command PDU is sent, then Nagle holds
-        // the first data PDU back until the peer acknowledges it. dicom-ul
-        // does not set it and connects the socket itself, so set it on the
-        // stream it exposes, before any DIMSE traffic. The A-ASSOCIATE-RQ
-        // went out as one write, which Nagle never delays.
-        let stream = inner.inner_stream();
-        let socket_setup = stream
+        // the first data PDU back until the peer acknowledges it.
+        let sent = stream
             .set_nodelay(true)
-            .and_then(|_| stream.set_read_timeout(Some(opts.dimse_timeout)))
+            .and_then(|_| stream.set_write_timeout(Some(opts.acse_timeout)))
+            .and_then(|_| stream.write_all(&request));
+        if let Err(e) = sent {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            return Err(io_error(&destination, e, Phase::Associate, opts.acse_timeout, false));
+        }
+        let fail = |stream: TcpStream, e: ScuError| {
+            abort(stream);
+            Err(e)
+        };
+        let ac = match pdu::read_association_answer(&mut stream, own_max_pdu, deadline) {
+            Ok(Ok(Pdu::AssociationAC(ac))) => ac,
+            Ok(Ok(Pdu::AssociationRJ(rj))) => {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+                let (transient, reason) = rejection(&rj);
+                return Err(ScuError::AssociationRejected {
+                    destination,
+                    called_ae: dest.ae_title.clone(),
+                    calling_ae: opts.calling_ae.clone(),
+                    transient,
+                    reason,
+                });
+            }
+            Ok(Err(Incoming::Abort)) => {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+                return Err(ScuError::Aborted {
+                    destination,
+                    phase: Phase::Associate,
+                    outcome_unknown: false,
+                });
+            }
+            // Only types 2 and 3 are parsed, so this is some other such PDU.
+            Ok(Ok(_)) => {
+                let detail = "an unexpected PDU in answer to A-ASSOCIATE-RQ".to_string();
+                return fail(stream, protocol_error(&destination, detail));
+            }
+            Ok(Err(other)) => {
+                let detail = format!("unexpected {} PDU in answer to A-ASSOCIATE-RQ", pdu::name(&other));
+                return fail(stream, protocol_error(&destination, detail));
+            }
+            Err(e) => {
+                let e = read_error(&destination, e, Phase::Associate, opts.acse_timeout, false);
+                return fail(stream, e);
+            }
+        };
+        let negotiated = match negotiate(ac, &proposed, own_max_pdu) {
+            Ok(n) => n,
+            Err(Refusal::Protocol(detail)) => return fail(stream, protocol_error(&destination, detail)),
+            Err(Refusal::NoContext) => {
+                let proposed = proposals
+                    .iter()
+                    .map(|p| format!("{} in {}", p.sop_class, p.transfer_syntaxes.join("/")))
+                    .collect();
+                return fail(stream, ScuError::NoAcceptedContext { destination, proposed });
+            }
+            Err(Refusal::PduTooSmall(announced)) => {
+                let e = ScuError::PduTooSmall {
+                    destination,
+                    announced,
+                    least: MIN_PEER_PDU,
+                };
+                return fail(stream, e);
+            }
+        };
+        let timeouts = stream
+            .set_read_timeout(Some(opts.dimse_timeout))
             .and_then(|_| stream.set_write_timeout(Some(opts.dimse_timeout)));
-        if let Err(e) = socket_setup {
-            let _ = inner.abort();
-            return Err(ScuError::ConnectionLost {
+        if let Err(e) = timeouts {
+            let e = ScuError::ConnectionLost {
                 destination,
                 phase: Phase::Associate,
                 source: Some(e),
                 outcome_unknown: false,
-            });
+            };
+            return fail(stream, e);
         }
-
-        // dicom-ul turns a peer's 0 ("no limit") into u32::MAX-ish; our own
-        // maximum bounds what we buffer and send.
-        let send_max_pdu = inner.peer_max_pdu_length().min(own_max_pdu);
         Ok(Assoc {
-            inner: Some(inner),
+            inner: Some(stream),
+            contexts: negotiated.contexts,
             destination,
-            send_max_pdu,
+            send_max_pdu: negotiated.send_max_pdu,
+            own_max_pdu,
             acse_timeout: opts.acse_timeout,
             dimse_timeout: opts.dimse_timeout,
             next_message_id: 1,
@@ -119,7 +172,7 @@ impl Assoc {
     /// The accepted presentation contexts (rejected ones are not listed).
     pub fn contexts(&self) -> &[PresentationContextNegotiated] {
         match &self.inner {
-            Some(a) => a.presentation_contexts(),
+            Some(_) => &self.contexts,
             None => &[],
         }
     }
@@ -148,7 +201,7 @@ impl Assoc {
     }
 
     /// The open association, or [`closed`](Self::closed).
-    fn live(&mut self) -> Result<&mut ClientAssociation<TcpStream>, ScuError> {
+    fn live(&mut self) -> Result<&mut TcpStream, ScuError> {
         match self.inner {
             Some(ref mut inner) => Ok(inner),
             None => Err(self.closed()),
@@ -158,23 +211,14 @@ impl Assoc {
     /// Sends a command set, fragmented if it exceeds the PDU size.
     pub fn send_command(&mut self, context_id: u8, command: &Command) -> Result<(), ScuError> {
         let bytes = command.encode();
-        let max_data = self.send_max_pdu as usize - 6;
-        let chunks: Vec<&[u8]> = bytes.chunks(max_data).collect();
+        let chunks: Vec<&[u8]> = bytes.chunks(pdu::pdv_capacity(self.send_max_pdu)).collect();
         let n = chunks.len();
         for (i, chunk) in chunks.into_iter().enumerate() {
-            let pdu = Pdu::PData {
-                data: vec![PDataValue {
-                    presentation_context_id: context_id,
-                    value_type: PDataValueType::Command,
-                    is_last: i + 1 == n,
-                    data: chunk.to_vec(),
-                }],
-            };
+            // Message control header: bit 0 set = command, bit 1 = last.
+            let pdu = pdata_pdu(context_id, if i + 1 == n { 0x03 } else { 0x01 }, chunk);
             let inner = self.live()?;
-            if let Err(e) = inner.send(&pdu) {
-                let err = self.map(e, Phase::Send, self.dimse_timeout, false);
-                self.abort_inner();
-                return Err(err);
+            if let Err(e) = inner.write_all(&pdu) {
+                return Err(self.fail_send(e));
             }
         }
         Ok(())
@@ -184,9 +228,9 @@ impl Assoc {
     /// fragments on `context_id`. Call [`DataWriter::finish`] to send the
     /// last fragment; on any error the caller must abort the association.
     pub fn data_writer(&mut self, context_id: u8) -> Result<DataWriter<'_>, ScuError> {
-        let max_pdu = self.send_max_pdu as usize;
+        let max_pdu = self.send_max_pdu;
         let inner = self.live()?;
-        Ok(DataWriter::new(inner.inner_stream(), context_id, max_pdu))
+        Ok(DataWriter::new(inner, context_id, max_pdu))
     }
 
     /// Starts a request with a data set: the command set, then a writer for
@@ -195,7 +239,7 @@ impl Assoc {
     /// first PDU, so the peer is woken once per small instance, not twice.
     pub fn command_with_data(&mut self, context_id: u8, command: &Command) -> Result<DataWriter<'_>, ScuError> {
         let bytes = command.encode();
-        if bytes.len() + 6 > self.send_max_pdu as usize {
+        if bytes.len() > pdu::pdv_capacity(self.send_max_pdu) {
             self.send_command(context_id, command)?;
             return self.data_writer(context_id);
         }
@@ -211,63 +255,54 @@ impl Assoc {
         err
     }
 
-    /// Waits for one complete command set (a response). `sent` tells whether
+    /// Waits for one complete command set (a response), all of it within
+    /// the DIMSE timeout: a destination that trickles its answer a byte at
+    /// a time does not hold the association past it. `sent` tells whether
     /// a data set was sent in full before, for the error's outcome.
     pub fn receive_command(&mut self, context_id: u8, sent: bool) -> Result<Command, ScuError> {
-        let mut bytes = Vec::new();
-        loop {
-            let inner = self.live()?;
-            // A destination that leaves Nagle's algorithm on (DCMTK does,
-            // unless told otherwise) writes its answer in two pieces and
-            // holds the second until the first is acknowledged; Linux
-            // delays that acknowledgement by up to 40 ms. Acknowledging at
-            // once makes 2,000 small instances take 2 s instead of 90 s.
-            // The kernel clears the flag after use, so it is set each time.
-            #[cfg(target_os = "linux")]
-            let _ = socket2::SockRef::from(&*inner.inner_stream()).set_tcp_quickack(true);
-            let pdu = match inner.receive() {
-                Ok(pdu) => pdu,
-                Err(e) => {
-                    let err = self.map(e, Phase::Response, self.dimse_timeout, sent);
-                    self.abort_inner();
-                    return Err(err);
-                }
-            };
-            match pdu {
-                Pdu::PData { data } => {
-                    for pdv in data {
-                        if pdv.value_type != PDataValueType::Command {
-                            return Err(self.protocol("a data set came where a response command was expected", sent));
-                        }
-                        if pdv.presentation_context_id != context_id {
-                            return Err(self.protocol(
-                                &format!(
-                                    "the response came on presentation context {} instead of {context_id}",
-                                    pdv.presentation_context_id
-                                ),
-                                sent,
-                            ));
-                        }
-                        bytes.extend_from_slice(&pdv.data);
-                        if pdv.is_last {
-                            return Command::decode(&bytes).map_err(|e| self.protocol(&e.to_string(), sent));
-                        }
-                    }
-                }
-                Pdu::AbortRQ { .. } => {
-                    self.drop_inner();
-                    return Err(ScuError::Aborted {
-                        destination: self.destination.clone(),
-                        phase: Phase::Response,
-                        outcome_unknown: sent,
-                    });
-                }
-                other => {
-                    let what = format!("unexpected {} PDU", pdu_name(&other));
-                    return Err(self.protocol(&what, sent));
-                }
+        let idle = self.dimse_timeout;
+        let deadline = Instant::now() + idle;
+        let max_pdu = self.own_max_pdu;
+        let stream = self.live()?;
+        let received = pdu::read_command(stream, context_id, max_pdu, deadline);
+        // Back to the idle timeout for what is sent next.
+        let _ = stream.set_read_timeout(Some(idle));
+        let e = match received {
+            Ok(command) => return Ok(command),
+            Err(e) => e,
+        };
+        let detail = match e {
+            ReceiveError::Read(e) => {
+                let err = self.read_error(e, Phase::Response, self.dimse_timeout, sent);
+                self.abort_inner();
+                return Err(err);
             }
-        }
+            ReceiveError::Aborted => {
+                self.drop_inner();
+                return Err(ScuError::Aborted {
+                    destination: self.destination.clone(),
+                    phase: Phase::Response,
+                    outcome_unknown: sent,
+                });
+            }
+            ReceiveError::DataSet => "a data set came where a response command was expected".to_string(),
+            ReceiveError::WrongContext { got } => {
+                format!("the response came on presentation context {got} instead of {context_id}")
+            }
+            ReceiveError::Endless { got } => format!(
+                "it sent an endless command set: {got} bytes without its last fragment, more than the {} KiB \
+                 a response can take",
+                MAX_COMMAND / 1024
+            ),
+            ReceiveError::Unexpected(name) => format!("unexpected {name} PDU"),
+            ReceiveError::Decode(e) => e.to_string(),
+        };
+        Err(self.protocol(&detail, sent))
+    }
+
+    /// The error for a failed read of the destination's answer.
+    fn read_error(&self, e: ReadError, phase: Phase, timeout: Duration, outcome_unknown: bool) -> ScuError {
+        read_error(&self.destination, e, phase, timeout, outcome_unknown)
     }
 
     /// Aborts the association and builds a protocol error.
@@ -280,43 +315,216 @@ impl Assoc {
         }
     }
 
-    /// A-RELEASE, waiting at most the ACSE timeout for the answer.
+    /// A-RELEASE, waiting at most the ACSE timeout for the whole answer.
     pub fn release(mut self) -> Result<(), ScuError> {
         let Some(mut inner) = self.inner.take() else {
             return Err(self.closed());
         };
-        let _ = inner.inner_stream().set_read_timeout(Some(self.acse_timeout));
-        inner
-            .release()
-            .map_err(|e| self.map(e, Phase::Release, self.acse_timeout, false))
+        const RELEASE_RQ: [u8; 10] = [0x05, 0, 0, 0, 0, 4, 0, 0, 0, 0];
+        let stream = &mut inner;
+        let deadline = Instant::now() + self.acse_timeout;
+        let answer = stream
+            .write_all(&RELEASE_RQ)
+            .map_err(ReadError::Io)
+            .and_then(|_| pdu::read_pdu(stream, self.own_max_pdu, deadline, &mut 0));
+        let result = match answer {
+            Ok(Incoming::ReleaseRp) => Ok(()),
+            Ok(Incoming::Abort) => Err(ScuError::Aborted {
+                destination: self.destination.clone(),
+                phase: Phase::Release,
+                outcome_unknown: false,
+            }),
+            Ok(other) => {
+                let _ = stream.write_all(&ABORT_PDU);
+                Err(ScuError::Protocol {
+                    destination: self.destination.clone(),
+                    detail: format!("unexpected {} PDU in answer to A-RELEASE-RQ", pdu::name(&other)),
+                    outcome_unknown: false,
+                })
+            }
+            Err(e) => {
+                let _ = stream.write_all(&ABORT_PDU);
+                Err(self.read_error(e, Phase::Release, self.acse_timeout, false))
+            }
+        };
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+        result
     }
 
     /// A-ABORT (service user) and close, leaving this handle closed.
     pub fn abort_inner(&mut self) {
-        if let Some(mut inner) = self.inner.take() {
-            let _ = inner.send(&Pdu::AbortRQ {
-                source: AbortRQSource::ServiceUser,
-            });
-            let _ = inner.inner_stream().shutdown(std::net::Shutdown::Both);
+        if let Some(inner) = self.inner.take() {
+            abort(inner);
         }
     }
 
     /// Forgets a connection the peer already ended.
     fn drop_inner(&mut self) {
-        if let Some(mut inner) = self.inner.take() {
-            let _ = inner.inner_stream().shutdown(std::net::Shutdown::Both);
+        if let Some(inner) = self.inner.take() {
+            let _ = inner.shutdown(std::net::Shutdown::Both);
         }
     }
+}
 
-    fn map(&self, e: UlError, phase: Phase, timeout: Duration, outcome_unknown: bool) -> ScuError {
-        let ctx = ErrorContext {
-            destination: &self.destination,
-            called_ae: "",
-            calling_ae: "",
-            proposals: &[],
-        };
-        ctx.map(e, phase, timeout, outcome_unknown)
+/// The error for a failed read of the destination's answer.
+fn read_error(destination: &str, e: ReadError, phase: Phase, timeout: Duration, outcome_unknown: bool) -> ScuError {
+    let destination = destination.to_string();
+    match e {
+        ReadError::TimedOut { got: 0 } => ScuError::Timeout {
+            destination,
+            phase,
+            after: timeout,
+            outcome_unknown,
+        },
+        ReadError::TimedOut { got } => ScuError::TooSlow {
+            destination,
+            phase,
+            within: timeout,
+            got,
+            outcome_unknown,
+        },
+        ReadError::Closed => ScuError::ConnectionLost {
+            destination,
+            phase,
+            source: None,
+            outcome_unknown,
+        },
+        ReadError::Io(e) => io_error(&destination, e, phase, timeout, outcome_unknown),
+        e @ (ReadError::TooLarge { .. } | ReadError::Malformed(_)) => ScuError::Protocol {
+            destination,
+            detail: e.to_string(),
+            outcome_unknown,
+        },
     }
+}
+
+fn protocol_error(destination: &str, detail: String) -> ScuError {
+    ScuError::Protocol {
+        destination: destination.to_string(),
+        detail,
+        outcome_unknown: false,
+    }
+}
+
+/// Our A-ASSOCIATE-RQ, encoded, and the presentation contexts it proposes
+/// (ids 1, 3, 5... in the order of `proposals`).
+fn association_rq(
+    opts: &ScuOptions,
+    proposals: &[Proposal],
+    own_max_pdu: u32,
+) -> Result<(Vec<PresentationContextProposed>, Vec<u8>), dicom_ul::pdu::WriteError> {
+    let proposed: Vec<PresentationContextProposed> = proposals
+        .iter()
+        .enumerate()
+        .map(|(i, p)| PresentationContextProposed {
+            id: (2 * i + 1) as u8,
+            abstract_syntax: uid(&p.sop_class).to_string(),
+            transfer_syntaxes: p.transfer_syntaxes.iter().map(|t| uid(t).to_string()).collect(),
+        })
+        .collect();
+    let rq = Pdu::AssociationRQ(AssociationRQ {
+        protocol_version: 1,
+        calling_ae_title: opts.calling_ae.trim().to_string(),
+        called_ae_title: opts.destination.ae_title.trim().to_string(),
+        application_context_name: APPLICATION_CONTEXT.to_string(),
+        presentation_contexts: proposed.clone(),
+        user_variables: vec![
+            UserVariableItem::MaxLength(own_max_pdu),
+            UserVariableItem::ImplementationClassUID(IMPLEMENTATION_CLASS_UID.to_string()),
+            UserVariableItem::ImplementationVersionName(IMPLEMENTATION_VERSION_NAME.to_string()),
+        ],
+    });
+    let mut request = Vec::new();
+    dicom_ul::write_pdu(&mut request, &rq)?;
+    Ok((proposed, request))
+}
+
+/// Sends A-ABORT and closes.
+fn abort(mut stream: TcpStream) {
+    let _ = stream.write_all(&ABORT_PDU);
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
+/// Opens the TCP connection, trying each address the name resolves to
+/// (`(host, port)` also parses IPv6 literals unbracketed).
+fn connect(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream> {
+    let mut last = io::Error::new(io::ErrorKind::NotFound, format!("`{host}` resolves to no address"));
+    for address in (host, port).to_socket_addrs()? {
+        match TcpStream::connect_timeout(&address, timeout) {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// What was agreed in an A-ASSOCIATE-AC.
+struct Negotiated {
+    contexts: Vec<PresentationContextNegotiated>,
+    send_max_pdu: u32,
+}
+
+/// Why an A-ASSOCIATE-AC does not give a usable association.
+#[derive(Debug, PartialEq, Eq)]
+enum Refusal {
+    Protocol(String),
+    NoContext,
+    PduTooSmall(u32),
+}
+
+/// Checks an A-ASSOCIATE-AC against what was proposed: the contexts
+/// accepted among those proposed (each with its abstract syntax), and the
+/// PDU size to send.
+fn negotiate(
+    ac: AssociationAC,
+    proposed: &[PresentationContextProposed],
+    own_max_pdu: u32,
+) -> Result<Negotiated, Refusal> {
+    // Only version 1 exists; its bit must be set (PS3.8 §9.3.3).
+    if ac.protocol_version & 1 == 0 {
+        return Err(Refusal::Protocol(format!(
+            "the A-ASSOCIATE-AC has protocol version {:#06x}, without version 1",
+            ac.protocol_version
+        )));
+    }
+    let contexts: Vec<PresentationContextNegotiated> = ac
+        .presentation_contexts
+        .into_iter()
+        .filter(|c| c.reason == PresentationContextResultReason::Acceptance)
+        .filter_map(|c| {
+            let p = proposed.iter().find(|p| p.id == c.id)?;
+            // An accepted context names one of the syntaxes we proposed.
+            let ts = uid(&c.transfer_syntax);
+            p.transfer_syntaxes
+                .iter()
+                .any(|t| t == ts)
+                .then(|| PresentationContextNegotiated {
+                    id: c.id,
+                    reason: c.reason,
+                    transfer_syntax: ts.to_string(),
+                    abstract_syntax: p.abstract_syntax.clone(),
+                })
+        })
+        .collect();
+    if contexts.is_empty() {
+        return Err(Refusal::NoContext);
+    }
+    // The Maximum Length item is mandatory; without it assume the common default.
+    let announced = ac
+        .user_variables
+        .iter()
+        .find_map(|v| match v {
+            UserVariableItem::MaxLength(n) => Some(*n),
+            _ => None,
+        })
+        .unwrap_or(DEFAULT_MAX_PDU);
+    let send_max_pdu = pdu::send_max_pdu(announced, own_max_pdu).map_err(Refusal::PduTooSmall)?;
+    Ok(Negotiated { contexts, send_max_pdu })
+}
+
+/// A UID without the padding a peer may leave on it.
+fn uid(s: &str) -> &str {
+    s.trim_end_matches(['\0', ' '])
 }
 
 impl Drop for Assoc {
@@ -340,8 +548,8 @@ pub(crate) struct DataWriter<'a> {
 }
 
 impl<'a> DataWriter<'a> {
-    fn new(stream: &'a mut TcpStream, context_id: u8, max_pdu: usize) -> DataWriter<'a> {
-        let capacity = max_pdu + 6;
+    fn new(stream: &'a mut TcpStream, context_id: u8, max_pdu: u32) -> DataWriter<'a> {
+        let capacity = PDU_PDV_HEADER + pdu::pdv_capacity(max_pdu);
         let mut buf = Vec::with_capacity(capacity);
         buf.extend_from_slice(&pdu_pdv_header(context_id, 0, 0));
         DataWriter {
@@ -418,66 +626,6 @@ fn pdu_pdv_header(context_id: u8, control: u8, data_len: usize) -> [u8; PDU_PDV_
     header
 }
 
-struct ErrorContext<'a> {
-    destination: &'a str,
-    called_ae: &'a str,
-    calling_ae: &'a str,
-    proposals: &'a [Proposal],
-}
-
-impl ErrorContext<'_> {
-    fn map(&self, e: UlError, phase: Phase, timeout: Duration, outcome_unknown: bool) -> ScuError {
-        let destination = self.destination.to_string();
-        match e {
-            UlError::Connect { source, .. } | UlError::ToAddress { source, .. } => {
-                ScuError::Connect { destination, source }
-            }
-            UlError::Rejected { association_rj, .. } => {
-                let (transient, reason) = rejection(&association_rj);
-                ScuError::AssociationRejected {
-                    destination,
-                    called_ae: self.called_ae.to_string(),
-                    calling_ae: self.calling_ae.to_string(),
-                    transient,
-                    reason,
-                }
-            }
-            UlError::NoAcceptedPresentationContexts { .. } => ScuError::NoAcceptedContext {
-                destination,
-                proposed: self
-                    .proposals
-                    .iter()
-                    .map(|p| format!("{} in {}", p.sop_class, p.transfer_syntaxes.join("/")))
-                    .collect(),
-            },
-            UlError::Aborted { .. } => ScuError::Aborted {
-                destination,
-                phase,
-                outcome_unknown,
-            },
-            UlError::UnexpectedPdu { pdu, .. } if matches!(*pdu, Pdu::AbortRQ { .. }) => ScuError::Aborted {
-                destination,
-                phase,
-                outcome_unknown,
-            },
-            UlError::ConnectionClosed { .. } => ScuError::ConnectionLost {
-                destination,
-                phase,
-                source: None,
-                outcome_unknown,
-            },
-            other => match find_io(&other) {
-                Some(io) => io_error(self.destination, io, phase, timeout, outcome_unknown),
-                None => ScuError::Protocol {
-                    destination,
-                    detail: chain(&other),
-                    outcome_unknown,
-                },
-            },
-        }
-    }
-}
-
 fn io_error(destination: &str, e: io::Error, phase: Phase, timeout: Duration, outcome_unknown: bool) -> ScuError {
     let destination = destination.to_string();
     match e.kind() {
@@ -495,18 +643,6 @@ fn io_error(destination: &str, e: io::Error, phase: Phase, timeout: Duration, ou
             outcome_unknown,
         },
     }
-}
-
-/// The first I/O error in an error's chain, copied (io::Error is not Clone).
-fn find_io(e: &(dyn std::error::Error + 'static)) -> Option<io::Error> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(io) = err.downcast_ref::<io::Error>() {
-            return Some(io::Error::new(io.kind(), io.to_string()));
-        }
-        cur = err.source();
-    }
-    None
 }
 
 /// An error and its sources, on one line.
@@ -534,25 +670,125 @@ fn rejection(rj: &AssociationRJ) -> (bool, String) {
     (transient, rj.source.to_string())
 }
 
-fn pdu_name(pdu: &Pdu) -> &'static str {
-    match pdu {
-        Pdu::AssociationRQ(_) => "A-ASSOCIATE-RQ",
-        Pdu::AssociationAC(_) => "A-ASSOCIATE-AC",
-        Pdu::AssociationRJ(_) => "A-ASSOCIATE-RJ",
-        Pdu::PData { .. } => "P-DATA-TF",
-        Pdu::ReleaseRQ => "A-RELEASE-RQ",
-        Pdu::ReleaseRP => "A-RELEASE-RP",
-        Pdu::AbortRQ { .. } => "A-ABORT",
-        Pdu::Unknown { .. } => "unknown",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use dicom_ul::pdu::AssociationRJServiceUserReason;
     use std::io::Read;
     use std::net::TcpListener;
+
+    fn ac(max_pdu: Option<u32>, contexts: &[(u8, u8, &str)]) -> AssociationAC {
+        AssociationAC {
+            protocol_version: 1,
+            calling_ae_title: "RETRIEVER".into(),
+            called_ae_title: "PACS".into(),
+            application_context_name: APPLICATION_CONTEXT.into(),
+            presentation_contexts: contexts
+                .iter()
+                .map(|(id, reason, ts)| dicom_ul::pdu::PresentationContextResult {
+                    id: *id,
+                    reason: match reason {
+                        0 => PresentationContextResultReason::Acceptance,
+                        _ => PresentationContextResultReason::AbstractSyntaxNotSupported,
+                    },
+                    transfer_syntax: ts.to_string(),
+                })
+                .collect(),
+            user_variables: max_pdu.map(UserVariableItem::MaxLength).into_iter().collect(),
+        }
+    }
+
+    fn proposed() -> Vec<PresentationContextProposed> {
+        vec![
+            PresentationContextProposed {
+                id: 1,
+                abstract_syntax: "1.2.840.10008.5.1.4.1.1.7".into(),
+                transfer_syntaxes: vec!["1.2.840.10008.1.2.1".into(), "1.2.840.10008.1.2".into()],
+            },
+            PresentationContextProposed {
+                id: 3,
+                abstract_syntax: "1.2.840.10008.5.1.4.1.1.2".into(),
+                transfer_syntaxes: vec!["1.2.840.10008.1.2".into()],
+            },
+        ]
+    }
+
+    #[test]
+    fn negotiation_checks_sizes_and_contexts() {
+        let ok = [(1, 0, "1.2.840.10008.1.2\0")];
+        let n = negotiate(ac(Some(0), &ok), &proposed(), 16_384).unwrap();
+        assert_eq!(n.send_max_pdu, 16_384, "0 means no limit: ours applies");
+        assert_eq!(n.contexts.len(), 1);
+        assert_eq!(n.contexts[0].abstract_syntax, "1.2.840.10008.5.1.4.1.1.7");
+        assert_eq!(n.contexts[0].transfer_syntax, "1.2.840.10008.1.2");
+        assert_eq!(
+            negotiate(ac(None, &ok), &proposed(), 65_536).unwrap().send_max_pdu,
+            DEFAULT_MAX_PDU
+        );
+        assert_eq!(
+            negotiate(ac(Some(u32::MAX), &ok), &proposed(), 65_536)
+                .unwrap()
+                .send_max_pdu,
+            65_536
+        );
+        for tiny in [1, 5, 6, 7, 100] {
+            assert!(matches!(
+                negotiate(ac(Some(tiny), &ok), &proposed(), 16_384),
+                Err(Refusal::PduTooSmall(n)) if n == tiny
+            ));
+        }
+        // Refused, never proposed, or in a syntax we did not propose: none usable.
+        let none = [
+            (1, 3, "1.2.840.10008.1.2"),
+            (5, 0, "1.2.840.10008.1.2"),
+            (3, 0, "1.2.840.10008.1.2.1"),
+        ];
+        assert!(matches!(
+            negotiate(ac(Some(16_384), &none), &proposed(), 16_384),
+            Err(Refusal::NoContext)
+        ));
+        let mut bad = ac(Some(16_384), &ok);
+        bad.protocol_version = 2;
+        assert!(matches!(negotiate(bad, &proposed(), 16_384), Err(Refusal::Protocol(_))));
+    }
+
+    /// An A-ASSOCIATE-AC, mutated, read as the answer to our request: an
+    /// answer or an error, never a panic.
+    #[test]
+    fn mutated_association_answers_never_panic() {
+        use proptest::prelude::*;
+        struct Bytes<'a>(&'a [u8]);
+        impl Read for Bytes<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                self.0.read(buf)
+            }
+        }
+        impl pdu::Wire for Bytes<'_> {
+            fn set_timeout(&mut self, _: Duration) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut good = Vec::new();
+        let ok = [(1, 0, "1.2.840.10008.1.2"), (3, 0, "1.2.840.10008.1.2")];
+        dicom_ul::write_pdu(&mut good, &Pdu::AssociationAC(ac(Some(16_384), &ok))).unwrap();
+        let far = Instant::now() + Duration::from_secs(3600);
+        proptest!(ProptestConfig::with_cases(3000), |(
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>(), any::<bool>()), 1..6)
+        )| {
+            let mut wire = good.clone();
+            for (at, value, flip) in edits {
+                let at = at % wire.len().max(1);
+                if flip && !wire.is_empty() {
+                    wire[at] ^= value | 1;
+                } else {
+                    wire.truncate(at);
+                }
+            }
+            if let Ok(Ok(Pdu::AssociationAC(ac))) = pdu::read_association_answer(&mut Bytes(&wire), 16_384, far) {
+                let _ = negotiate(ac, &proposed(), 16_384);
+            }
+        });
+    }
 
     #[test]
     fn rejection_classification() {

@@ -74,6 +74,23 @@ pub enum ScuError {
         after: Duration,
         outcome_unknown: bool,
     },
+    /// Bytes came, but the whole answer did not arrive within the timeout:
+    /// the destination trickles (or is overloaded to a crawl).
+    TooSlow {
+        destination: String,
+        phase: Phase,
+        within: Duration,
+        /// Bytes of the answer that did arrive.
+        got: usize,
+        outcome_unknown: bool,
+    },
+    /// The destination announced a maximum PDU length too small to carry
+    /// DICOM messages; we aborted the association.
+    PduTooSmall {
+        destination: String,
+        announced: u32,
+        least: u32,
+    },
     /// The destination broke the protocol (unexpected PDU, undecodable or
     /// mismatched response); we aborted the association.
     Protocol {
@@ -100,6 +117,7 @@ impl ScuError {
             ScuError::Aborted { outcome_unknown, .. }
             | ScuError::ConnectionLost { outcome_unknown, .. }
             | ScuError::Timeout { outcome_unknown, .. }
+            | ScuError::TooSlow { outcome_unknown, .. }
             | ScuError::Protocol { outcome_unknown, .. } => *outcome_unknown,
             _ => false,
         }
@@ -113,13 +131,28 @@ impl ScuError {
             | ScuError::Aborted { .. }
             | ScuError::ConnectionLost { .. }
             | ScuError::Timeout { .. }
+            | ScuError::TooSlow { .. }
             | ScuError::Closed { .. } => true,
             ScuError::AssociationRejected { transient, .. } => *transient,
             ScuError::NoAcceptedContext { .. }
+            | ScuError::PduTooSmall { .. }
             | ScuError::Protocol { .. }
             | ScuError::File { .. }
             | ScuError::InvalidOptions { .. } => false,
         }
+    }
+}
+
+impl ScuError {
+    /// True when the destination stopped answering a request (no answer,
+    /// or not all of it, within the timeout) rather than refusing or
+    /// failing: waiting for it again costs the whole timeout again.
+    pub fn is_stall(&self) -> bool {
+        matches!(
+            self,
+            ScuError::Timeout { phase, .. } | ScuError::TooSlow { phase, .. }
+                if matches!(phase, Phase::Send | Phase::Response)
+        )
     }
 }
 
@@ -212,6 +245,32 @@ impl fmt::Display for ScuError {
                 )?;
                 unknown(f, *outcome_unknown)
             }
+            ScuError::TooSlow {
+                destination,
+                phase,
+                within,
+                got,
+                outcome_unknown,
+            } => {
+                write!(
+                    f,
+                    "{destination} answered too slowly while {phase}: {got} bytes trickled in, \
+                     not a whole answer within {}; association aborted",
+                    humantime::format_duration(*within)
+                )?;
+                unknown(f, *outcome_unknown)
+            }
+            ScuError::PduTooSmall {
+                destination,
+                announced,
+                least,
+            } => write!(
+                f,
+                "{destination} announced a maximum PDU length of {announced} byte{}, too small to carry \
+                 DICOM messages (at least {least}); association aborted: set the destination's maximum \
+                 PDU length to 16384 or more (0 means no limit)",
+                if *announced == 1 { "" } else { "s" }
+            ),
             ScuError::Protocol {
                 destination,
                 detail,

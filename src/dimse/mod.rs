@@ -1,7 +1,9 @@
-//! The DICOM network side: C-ECHO and C-STORE as a service class user, on
-//! dicom-ul's association and PDU layer. DIMSE command sets, message ids,
-//! P-DATA fragmentation, status classification and lossless transfer
-//! syntax conversion are ours.
+//! The DICOM network side: C-ECHO and C-STORE as a service class user.
+//! dicom-ul encodes the A-ASSOCIATE-RQ and parses the answer; the socket,
+//! every read under its size and time bounds (the destination is as
+//! untrusted as the cloud), DIMSE command sets, message ids, P-DATA
+//! fragmentation, status classification and lossless transfer syntax
+//! conversion are ours.
 //!
 //! Nothing here prints, draws progress or exits: every outcome is returned
 //! to the caller, which reports it.
@@ -31,6 +33,7 @@ mod association;
 mod command;
 mod echo;
 mod error;
+mod pdu;
 mod proposal;
 pub mod status;
 mod store;
@@ -80,11 +83,13 @@ pub struct ScuOptions {
     pub max_pdu: u32,
     /// Time allowed to open the TCP connection.
     pub connect_timeout: Duration,
-    /// Time allowed for association negotiation and release answers.
+    /// Time allowed for the whole answer to an association or release
+    /// request.
     pub acse_timeout: Duration,
-    /// Idle time allowed while sending a message or waiting for its
-    /// response (per read or write, not for the whole exchange, so big
-    /// instances are not cut off).
+    /// Idle time allowed while sending a message (per write, not for the
+    /// whole data set, so big instances are not cut off), and the time
+    /// allowed for the whole response once the request is sent (so a
+    /// destination trickling its answer cannot hold the association).
     pub dimse_timeout: Duration,
     /// Also decompress lossy-compressed pixel data (JPEG baseline...) when
     /// the destination does not take it compressed. Off by default, as in

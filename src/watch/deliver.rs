@@ -38,7 +38,7 @@ use crate::dimse::{
 };
 use crate::interrupt::{self, Interrupted};
 use crate::report::{Reporter, WatchEvent};
-use crate::store::{Asked, Store, StoreOptions, StudyState};
+use crate::store::{Asked, Stalls, Store, StoreOptions, StudyState};
 use crate::uid::Uid;
 
 /// An association with nothing to send for this long is released.
@@ -132,8 +132,11 @@ struct Stream {
     reread: bool,
     /// Instances the fetch stored, not looked at yet.
     landed: Vec<Item>,
-    /// Something failed (the manifest, the journal): the closing pass does it all.
+    /// Something failed (the manifest, the journal), or the destination
+    /// stopped answering: the closing pass does it all.
     given_up: bool,
+    /// The destination's unanswered requests for this study.
+    stalls: Stalls,
 }
 
 impl Stream {
@@ -421,6 +424,9 @@ impl Deliverer {
         let open = self.assoc.as_mut().expect("opened above");
         let outcome = open.assoc.store_instance(&item.path, &meta);
         self.last_send = Instant::now();
+        if let (Ok(StoreOutcome::Responded { .. }), Some(stream)) = (&outcome, self.streams.get(&item.study)) {
+            stream.stalls.progress();
+        }
         match outcome {
             Ok(StoreOutcome::Responded { status, .. }) if status.is_delivered() => self.record(&item, &status),
             Ok(StoreOutcome::SopClassNotAccepted { .. } | StoreOutcome::NeedsOtherSyntax { .. }) => {
@@ -435,6 +441,17 @@ impl Deliverer {
                 }
                 if !matches!(e, ScuError::File { .. }) {
                     self.view.info(&format!("instance {}: {e}", item.sop));
+                }
+                let destination = self.opts.scu.destination.to_string();
+                let gave_up = self.streams.get_mut(&item.study).and_then(|s| {
+                    let why = s.stalls.failed(&e, &destination)?;
+                    s.given_up = true;
+                    Some(why)
+                });
+                if let Some(why) = gave_up {
+                    // Not streamed any more: each further try would wait out
+                    // another timeout. The closing pass decides, once due.
+                    self.set_down(why);
                 }
             }
         }

@@ -6,6 +6,7 @@
 //! its stdin). A missing peer skips a test locally and fails it in CI (`CI=true`), see
 //! [`require`].
 
+pub mod hostile_scp;
 pub mod orthanc;
 pub mod proxy;
 pub mod running;
