@@ -8,7 +8,7 @@ pub mod config;
 pub mod dicomweb;
 pub mod dimse;
 pub mod fetch;
-pub mod instance;
+pub mod intake;
 pub mod priors;
 pub mod prune;
 pub mod report;

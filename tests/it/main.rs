@@ -3,11 +3,11 @@
 
 #[macro_use]
 mod common;
+mod bounded_time;
 mod config;
 mod dimse;
 mod docs;
 mod errors;
-mod bounded_time;
 mod fetch;
 mod hostile_cloud;
 mod hostile_listing;
