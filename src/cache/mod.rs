@@ -670,6 +670,33 @@ mod tests {
     }
 
     #[test]
+    fn staged_files_stop_at_the_maximum_size_and_the_free_space_reserve() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = Limits {
+            max_instance_size: 1000,
+            free_space_reserve: 0,
+        };
+        let cache = Cache::open(dir.path()).unwrap().with_limits(limits);
+        let study = cache.lock_study(&uid("1.2.3"), LockMode::Exclusive, || {}).unwrap();
+        let mut staged = study.stage().unwrap();
+        staged.write_all(&[0; 1000]).unwrap();
+        let e = staged.write_all(&[0]).unwrap_err();
+        assert_eq!(TooLarge::in_io(&e), Some(TooLarge { limit: 1000 }));
+        assert_eq!(staged.bytes(), 1000);
+
+        // A disk that would fall below the reserve: refused before anything is written.
+        let full = Cache::open(dir.path()).unwrap().with_limits(Limits {
+            max_instance_size: 1000,
+            free_space_reserve: u64::MAX,
+        });
+        drop(study);
+        let study = full.lock_study(&uid("1.2.3"), LockMode::Exclusive, || {}).unwrap();
+        let e = format!("{:#}", study.stage().unwrap_err());
+        assert!(e.starts_with("the disk holding the cache is full"), "{e}");
+        assert!(e.contains("--cache DIR"), "{e}");
+    }
+
+    #[test]
     fn exclusive_lock_excludes_and_manifest_round_trips() {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::open(dir.path()).unwrap();

@@ -291,4 +291,4 @@ fn check(header: &Header, want: &Expectation) -> Result<Vec<Note>, Refused> {
 pub mod testfile;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

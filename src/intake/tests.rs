@@ -45,6 +45,15 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
+/// Runs `f`, returning what it allocated on this thread (in bytes, frees not subtracted).
+pub(crate) fn allocated_by<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    ALLOCATED.with(|a| a.set(0));
+    COUNTING.with(|c| c.set(true));
+    let result = f();
+    COUNTING.with(|c| c.set(false));
+    (result, ALLOCATED.with(Cell::get))
+}
+
 /// The most the walk may allocate, inflater included, whatever its input.
 const WALK_ALLOCATION_BOUND: usize = 256 * 1024;
 
@@ -52,11 +61,7 @@ const WALK_ALLOCATION_BOUND: usize = 256 * 1024;
 fn walk_bytes(bytes: &[u8]) -> Result<Meta, String> {
     // The dictionary is built once per process, on first use: not the walk's doing.
     let _ = StandardDataDictionary.by_tag(dicom_core::Tag(0x0008, 0x0016));
-    ALLOCATED.with(|a| a.set(0));
-    COUNTING.with(|c| c.set(true));
-    let result = walk::walk(bytes, bytes.len() as u64, 1 << 20);
-    COUNTING.with(|c| c.set(false));
-    let allocated = ALLOCATED.with(Cell::get);
+    let (result, allocated) = allocated_by(|| walk::walk(bytes, bytes.len() as u64, 1 << 20));
     assert!(
         allocated <= WALK_ALLOCATION_BOUND,
         "the walk allocated {allocated} bytes"

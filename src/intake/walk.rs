@@ -369,7 +369,7 @@ fn read_meta<R: Skip>(src: &mut Source<R>) -> Result<Meta, WalkError> {
     let need = |v: Option<String>, name: &str| match v {
         Some(v) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit() || b == b'.') => Ok(v),
         Some(v) if !v.is_empty() => bad(format!(
-            "its file meta group has an invalid {name} `{}`",
+            "the {name} in its file meta group, `{}`, is an invalid UID",
             v.escape_debug()
         )),
         _ => bad(format!("its file meta group has no {name}")),
