@@ -1051,6 +1051,20 @@ mod tests {
     }
 
     #[test]
+    fn sizes_parse_in_both_kinds_of_units() {
+        assert_eq!(parse_size("4GiB").unwrap(), 4 << 30);
+        assert_eq!(parse_size(" 512 MiB ").unwrap(), 512 << 20);
+        assert_eq!(parse_size("2g").unwrap(), 2 << 30);
+        assert_eq!(parse_size("500MB").unwrap(), 500_000_000);
+        assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
+        for bad in ["", "GiB", "4 parsecs", "-1GiB", "1.5GiB", "99999999999TiB"] {
+            let e = parse_size(bad).unwrap_err().to_string();
+            assert!(e.contains("is not a size"), "{bad}: {e}");
+        }
+        assert_eq!(crate::cache::show_size(4 << 30).replace(' ', ""), "4GiB");
+    }
+
+    #[test]
     fn cloud_url_scheme_rule() {
         assert!(parse_cloud_url("https://cloud.example.org/dicom-web/", false).is_ok());
         assert_eq!(
