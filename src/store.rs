@@ -18,7 +18,7 @@
 //! skipped silently: every instance ends up delivered or failed with a
 //! reason, which the summary shows (issue #3).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt::{self, Write as _};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -38,7 +38,7 @@ use crate::dimse::{
 };
 use crate::fetch::copy_part;
 use crate::fetch::{INTERRUPTED, Interrupted};
-use crate::intake::{self, Admitted, Expectation, Patient};
+use crate::intake::{self, Admitted, Expectation, Note, Patient};
 use crate::report::Reporter;
 use crate::uid::Uid;
 
@@ -526,6 +526,7 @@ impl<'a> Store<'a> {
             tally: Mutex::new(Tally::default()),
             stop: AtomicBool::new(false),
             stopped: Mutex::new(None),
+            notes: Mutex::new(BTreeSet::new()),
         };
         self.send_study(&shared, items);
 
@@ -850,7 +851,9 @@ impl<'a> Store<'a> {
         let admitted = intake::admit(staged.path(), &want)?
             .map_err(|refused| anyhow!("the cloud's answer was refused: {refused}"))?;
         for note in admitted.notes() {
-            self.reporter.warn(&note.message(shared.study));
+            if shared.notes.lock().unwrap().insert(*note) {
+                self.reporter.warn(&note.message(shared.study));
+            }
         }
         Ok(Refetched {
             _staged: staged,
@@ -1075,6 +1078,8 @@ struct Shared<'s> {
     tally: Mutex<Tally>,
     stop: AtomicBool,
     stopped: Mutex<Option<String>>,
+    /// The intake gate's notes already shown for this study (each once).
+    notes: Mutex<BTreeSet<Note>>,
 }
 
 impl Shared<'_> {

@@ -126,6 +126,20 @@ fn instance_with(ids: &Ids, body: impl FnOnce(&mut Writer)) -> Vec<u8> {
     testfile::part10(testfile::EXPLICIT_LE, testfile::CT_IMAGE, ids.sop, &w.out)
 }
 
+/// A lossy JPEG instance: never converted here, so a destination that takes only uncompressed
+/// syntaxes makes `store` ask the cloud for it again.
+fn jpeg(ids: &Ids) -> Vec<u8> {
+    let mut w = Writer::new(true, false);
+    testfile::identity(&mut w, ids);
+    testfile::study_series(&mut w, ids);
+    w.header(0x7FE0, 0x0010, "OB", u32::MAX)
+        .item(0)
+        .item(4)
+        .raw(&[0xFF, 0xD8, 0xFF, 0xD9])
+        .sequence_end();
+    testfile::part10(testfile::JPEG_BASELINE, testfile::CT_IMAGE, ids.sop, &w.out)
+}
+
 /// The re-request of an instance for a destination that needs another transfer syntax is
 /// answered with another patient's data set (same UIDs): it is refused, nothing reaches the
 /// destination, and the instance is recorded as not delivered.
@@ -133,19 +147,7 @@ fn instance_with(ids: &Ids, body: impl FnOnce(&mut Writer)) -> Vec<u8> {
 fn a_re_requested_instance_of_another_patient_is_not_sent() {
     require!("orthanc", "python");
     let u = uids(1, 1);
-    // Lossy JPEG is never converted here, so a destination that takes only uncompressed
-    // syntaxes makes `store` ask the cloud for the instance again.
-    let mut w = Writer::new(true, false);
-    let ids = u.ids(0, Some("PAT-RIGHT"));
-    testfile::identity(&mut w, &ids);
-    testfile::study_series(&mut w, &ids);
-    w.header(0x7FE0, 0x0010, "OB", u32::MAX)
-        .item(0)
-        .item(4)
-        .raw(&[0xFF, 0xD8, 0xFF, 0xD9])
-        .sequence_end();
-    let jpeg = testfile::part10(testfile::JPEG_BASELINE, testfile::CT_IMAGE, ids.sop, &w.out);
-    let (_orthanc, proxy) = cloud_with(&[jpeg]);
+    let (_orthanc, proxy) = cloud_with(&[jpeg(&u.ids(0, Some("PAT-RIGHT")))]);
     let cache = temp_cache();
     let (code, _, err) = fetch(&proxy, cache.path(), &u, &[]);
     assert_eq!(code, 0, "{err}");
@@ -377,4 +379,30 @@ fn a_study_without_a_patient_id_is_fetched_with_one_warning() {
     let warning = format!("study `{}` has no Patient ID in the cloud's index", u.study);
     assert_eq!(err.matches(&warning).count(), 1, "{err}");
     assert_eq!(cached(cache.path(), &u), (2, true));
+}
+
+/// Instances asked for again that name an Issuer of Patient ID the study does not: sent, with
+/// one warning for the study.
+#[test]
+fn re_requested_instances_with_a_one_sided_issuer_are_sent_with_one_warning() {
+    require!("orthanc", "python");
+    let u = uids(10, 2);
+    let (_orthanc, proxy) = cloud_with(&[jpeg(&u.ids(0, Some("P10"))), jpeg(&u.ids(1, Some("P10")))]);
+    let cache = temp_cache();
+    let (code, _, err) = fetch(&proxy, cache.path(), &u, &[]);
+    assert_eq!(code, 0, "{err}");
+    for i in 0..2 {
+        let mut ids = u.ids(i, Some("P10"));
+        ids.issuer = Some("HOSP-A");
+        let answer = multipart(&[testfile::instance(testfile::EXPLICIT_LE, &ids)]);
+        proxy.add(Rule::new(answer).path_contains(&format!("/instances/{}", u.sops[i])));
+    }
+    let scp = TestScp::start(&[]);
+    let dest = scp.address("TESTSCP");
+    let (code, _, err) =
+        run(retriever_at(&proxy.dicomweb_url(), cache.path()).args(["store", &u.study, "--to", &dest]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(scp.received_sop_uids(), u.sops.iter().cloned().collect());
+    let warning = format!("instances of study `{}` name an Issuer of Patient ID", u.study);
+    assert_eq!(err.matches(&warning).count(), 1, "{err}");
 }
