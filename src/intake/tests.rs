@@ -251,6 +251,20 @@ fn a_deflated_data_set_that_inflates_past_the_bound_is_refused() {
     assert!(walk_bytes(&garbage).is_err());
 }
 
+/// Nesting hidden in a value the walk skips (an explicit UN of defined length whose tag the
+/// dictionary calls a sequence) must not reach the parser as nesting either.
+#[test]
+fn nesting_inside_a_defined_length_un_does_not_crash_the_parser() {
+    let mut inner = Writer::new(false, false);
+    inner.nested(10_000, true);
+    let file = with_body(|w| {
+        w.element(0x0008, 0x1140, "UN", &inner.out);
+    });
+    let study = Uid::parse(STUDY).unwrap();
+    // Admitted or refused, but the process is still here to say so.
+    let _ = admit_bytes(&file, &expect(&study, Patient::default()));
+}
+
 fn no_series(_: &str) -> Option<String> {
     None
 }

@@ -97,7 +97,7 @@ impl<R: Read> Source<R> {
                 Ok(0) if filled == 0 => return Ok(false),
                 Ok(0) => {
                     return bad(format!(
-                        "it ends in the middle of an element header at byte {}",
+                        "it is truncated: it ends in the middle of an element header at byte {}",
                         self.pos
                     ));
                 }
@@ -117,7 +117,7 @@ impl<R: Read> Source<R> {
             Ok(())
         } else {
             bad(format!(
-                "it ends in the middle of an element header at byte {}",
+                "it is truncated: it ends in the middle of an element header at byte {}",
                 self.pos
             ))
         }
