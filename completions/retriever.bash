@@ -71,7 +71,7 @@ _retriever() {
 
     case "${cmd}" in
         retriever)
-            opts="-q -h -V --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --quiet --help --version fetch ls store watch prune echo config help"
+            opts="-q -h -V --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --help --version fetch ls store watch prune echo config help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -129,6 +129,10 @@ _retriever() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --max-instance-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -137,7 +141,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__config)
-            opts="-q -h --json --priors --prior-years --prior-modality --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --quiet --help"
+            opts="-q -h --json --priors --prior-years --prior-modality --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -231,6 +235,10 @@ _retriever() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --max-instance-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -239,7 +247,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__echo)
-            opts="-q -h --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --quiet --help"
+            opts="-q -h --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -321,6 +329,10 @@ _retriever() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --max-instance-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -329,7 +341,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__fetch)
-            opts="-q -h --explain --dry-run --json --transfer-syntax --store --priors --prior-years --prior-modality --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --quiet --help"
+            opts="-q -h --explain --dry-run --json --transfer-syntax --store --priors --prior-years --prior-modality --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -424,6 +436,10 @@ _retriever() {
                     return 0
                     ;;
                 --retries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-instance-size)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -561,7 +577,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__ls)
-            opts="-q -h --json --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --quiet --help"
+            opts="-q -h --json --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -619,6 +635,10 @@ _retriever() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --max-instance-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -627,7 +647,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__prune)
-            opts="-q -h --older-than --dry-run --include-undelivered --json --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --quiet --help"
+            opts="-q -h --older-than --dry-run --include-undelivered --json --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -689,6 +709,10 @@ _retriever() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --max-instance-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -697,7 +721,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__store)
-            opts="-q -h --json --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --quiet --help"
+            opts="-q -h --json --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -779,6 +803,10 @@ _retriever() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --max-instance-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -787,7 +815,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__watch)
-            opts="-q -h --interval --filter --stable-age --once --json --priors --prior-years --prior-modality --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --quiet --help"
+            opts="-q -h --interval --filter --stable-age --once --json --priors --prior-years --prior-modality --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -890,6 +918,10 @@ _retriever() {
                     return 0
                     ;;
                 --retries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-instance-size)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

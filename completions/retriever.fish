@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_retriever_global_optspecs
-    string join \n config= cloud= user= password-file= token-file= ca-bundle= allow-insecure-http to= calling-ae= cache= jobs= connect-timeout= idle-timeout= retries= q/quiet h/help V/version
+    string join \n config= cloud= user= password-file= token-file= ca-bundle= allow-insecure-http to= calling-ae= cache= jobs= connect-timeout= idle-timeout= retries= max-instance-size= q/quiet h/help V/version
 end
 
 function __fish_retriever_needs_command
@@ -37,6 +37,7 @@ complete -c retriever -n "__fish_retriever_needs_command" -l jobs -d 'Parallel d
 complete -c retriever -n "__fish_retriever_needs_command" -l connect-timeout -d 'Time allowed to connect to the cloud [default: 10s]' -r
 complete -c retriever -n "__fish_retriever_needs_command" -l idle-timeout -d 'Time a transfer may go without receiving any data [default: 60s]' -r
 complete -c retriever -n "__fish_retriever_needs_command" -l retries -d 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]' -r
+complete -c retriever -n "__fish_retriever_needs_command" -l max-instance-size -d 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]' -r
 complete -c retriever -n "__fish_retriever_needs_command" -l allow-insecure-http -d 'Allow plain, unencrypted http:// to a cloud that is not on this machine'
 complete -c retriever -n "__fish_retriever_needs_command" -s q -l quiet -d 'No progress bars, only errors on stderr'
 complete -c retriever -n "__fish_retriever_needs_command" -s h -l help -d 'Print help'
@@ -73,6 +74,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l jobs -d 'P
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l connect-timeout -d 'Time allowed to connect to the cloud [default: 10s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l idle-timeout -d 'Time a transfer may go without receiving any data [default: 60s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l retries -d 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l max-instance-size -d 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l dry-run -l explain -d 'Show which studies would be fetched and why each prior was chosen or passed over, without downloading'
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l json -d 'One JSON object per line on stdout instead of text'
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l store -d 'Then deliver the studies made complete to the destination (--to), as `store` does'
@@ -93,6 +95,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand ls" -l jobs -d 'Para
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -l connect-timeout -d 'Time allowed to connect to the cloud [default: 10s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -l idle-timeout -d 'Time a transfer may go without receiving any data [default: 60s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -l retries -d 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand ls" -l max-instance-size -d 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -l json -d 'One JSON object per line instead of a table'
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -l allow-insecure-http -d 'Allow plain, unencrypted http:// to a cloud that is not on this machine'
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -s q -l quiet -d 'No progress bars, only errors on stderr'
@@ -116,6 +119,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand store" -l jobs -d 'P
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l connect-timeout -d 'Time allowed to connect to the cloud [default: 10s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l idle-timeout -d 'Time a transfer may go without receiving any data [default: 60s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l retries -d 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand store" -l max-instance-size -d 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l json -d 'One JSON object per line on stdout instead of text'
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l decompress-lossy -d 'Decompress lossy JPEG here when the destination does not take it compressed (otherwise the cloud is asked for it in a syntax the destination takes)'
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l allow-insecure-http -d 'Allow plain, unencrypted http:// to a cloud that is not on this machine'
@@ -147,6 +151,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand watch" -l jobs -d 'P
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l connect-timeout -d 'Time allowed to connect to the cloud [default: 10s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l idle-timeout -d 'Time a transfer may go without receiving any data [default: 60s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l retries -d 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand watch" -l max-instance-size -d 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l once -d 'One pass: search once, fetch and deliver what was found, then exit (status 0 only if all of it was delivered)'
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l json -d 'One JSON object per line on stdout for each study delivered, instead of text'
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l decompress-lossy -d 'Decompress lossy JPEG here when the destination does not take it compressed (otherwise the cloud is asked for it in a syntax the destination takes)'
@@ -167,6 +172,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand prune" -l jobs -d 'P
 complete -c retriever -n "__fish_retriever_using_subcommand prune" -l connect-timeout -d 'Time allowed to connect to the cloud [default: 10s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand prune" -l idle-timeout -d 'Time a transfer may go without receiving any data [default: 60s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand prune" -l retries -d 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand prune" -l max-instance-size -d 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand prune" -l dry-run -d 'Print what would be removed, and remove nothing'
 complete -c retriever -n "__fish_retriever_using_subcommand prune" -l include-undelivered -d 'Also remove expired studies that are not delivered to the destination'
 complete -c retriever -n "__fish_retriever_using_subcommand prune" -l json -d 'One JSON object per removed study on stdout instead of text'
@@ -192,6 +198,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand echo" -l jobs -d 'Pa
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l connect-timeout -d 'Time allowed to connect to the cloud [default: 10s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l idle-timeout -d 'Time a transfer may go without receiving any data [default: 60s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l retries -d 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand echo" -l max-instance-size -d 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l decompress-lossy -d 'Decompress lossy JPEG here when the destination does not take it compressed (otherwise the cloud is asked for it in a syntax the destination takes)'
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l allow-insecure-http -d 'Allow plain, unencrypted http:// to a cloud that is not on this machine'
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -s q -l quiet -d 'No progress bars, only errors on stderr'
@@ -219,6 +226,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand config" -l jobs -d '
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l connect-timeout -d 'Time allowed to connect to the cloud [default: 10s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l idle-timeout -d 'Time a transfer may go without receiving any data [default: 60s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l retries -d 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand config" -l max-instance-size -d 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l json -d 'One JSON object (setting -> value, source) instead of a table'
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l decompress-lossy -d 'Decompress lossy JPEG here when the destination does not take it compressed (otherwise the cloud is asked for it in a syntax the destination takes)'
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l allow-insecure-http -d 'Allow plain, unencrypted http:// to a cloud that is not on this machine'

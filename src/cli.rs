@@ -123,6 +123,10 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "N")]
     pub retries: Option<u32>,
 
+    /// Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]
+    #[arg(long, global = true, value_name = "SIZE")]
+    pub max_instance_size: Option<String>,
+
     /// No progress bars, only errors on stderr
     #[arg(short, long, global = true)]
     pub quiet: bool,

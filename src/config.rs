@@ -255,6 +255,32 @@ pub fn check_ae_title(raw: &str) -> Result<String> {
     Ok(ae.to_string())
 }
 
+/// Parses a size such as `4GiB`, `512 MiB`, `500MB` or `1048576` (bytes).
+/// `K`, `M`, `G`, `T` and `KiB`… are powers of 1024; `KB`, `MB`… powers of 1000.
+pub fn parse_size(raw: &str) -> Result<u64> {
+    let text = raw.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let unit = unit.trim();
+    let factor: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        _ => bail!("`{raw}` is not a size; write e.g. 512MiB, 4GiB or a number of bytes"),
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(factor))
+        .with_context(|| format!("`{raw}` is not a size; write e.g. 512MiB, 4GiB or a number of bytes"))
+}
+
 /// Parses a duration such as `90m`, `4h`, `30s`, `2d` or `1h 30m`.
 pub fn parse_duration(raw: &str) -> Result<Duration> {
     humantime::parse_duration(raw.trim())
@@ -281,6 +307,8 @@ pub struct FileConfig {
     pub connect_timeout: Option<String>,
     pub idle_timeout: Option<String>,
     pub retries: Option<u32>,
+    /// The largest single instance taken from the cloud, e.g. "8GiB".
+    pub max_instance_size: Option<String>,
     // Prior studies.
     pub priors: Option<usize>,
     pub prior_years: Option<u32>,
@@ -411,6 +439,8 @@ pub struct Settings {
     pub dicom: DicomSettings,
     pub priors: Rules,
     pub watch: WatchSettings,
+    /// What one instance may take of the cache's disk.
+    pub cache_limits: crate::cache::Limits,
     /// What the person should fix but that does not stop the run, such as
     /// a config file with a password that other users can read.
     pub warnings: Vec<String>,
@@ -473,6 +503,7 @@ impl Settings {
             Some(dir) => dir,
             None => default_cache_dir()?,
         };
+        let cache_limits = cache_limits(&mut layers, &file)?;
         let retention = layers.duration("retention", file.retention.clone(), crate::prune::DEFAULT_RETENTION)?;
         let max_age = layers.duration("max_age", file.max_age.clone(), crate::prune::DEFAULT_MAX_AGE)?;
         Ok(Settings {
@@ -484,6 +515,7 @@ impl Settings {
             dicom,
             priors,
             watch,
+            cache_limits,
             warnings: layers.warnings,
             cloud,
             destination,
@@ -805,6 +837,33 @@ fn cloud_config(l: &mut Layers<'_>, file: &FileConfig) -> Result<CloudConfig> {
     Ok(cloud)
 }
 
+/// The smallest maximum instance size accepted: below this even a small
+/// image would be refused.
+const MIN_INSTANCE_SIZE: u64 = 64 << 10;
+
+fn cache_limits(l: &mut Layers<'_>, file: &FileConfig) -> Result<crate::cache::Limits> {
+    let mut limits = crate::cache::Limits::default();
+    let shown = crate::cache::show_size(limits.max_instance_size).replace(' ', "");
+    let raw = l
+        .pick(
+            "max_instance_size",
+            file.max_instance_size.clone(),
+            Some(shown),
+            show_string,
+        )
+        .unwrap_or_default();
+    let max = parse_size(&raw).with_context(|| format!("in {}", l.origin("max_instance_size")))?;
+    if max < MIN_INSTANCE_SIZE {
+        bail!(
+            "{} must be at least {}, not `{raw}`",
+            l.origin("max_instance_size"),
+            crate::cache::show_size(MIN_INSTANCE_SIZE)
+        );
+    }
+    limits.max_instance_size = max;
+    Ok(limits)
+}
+
 fn resolve_auth(l: &mut Layers<'_>, file: &FileConfig) -> Result<Auth> {
     let user = l.pick("user", file.user.clone(), None, show_string);
     let token = l.secret(
@@ -1015,6 +1074,20 @@ mod tests {
         ] {
             assert!(Destination::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn sizes_parse_in_both_kinds_of_units() {
+        assert_eq!(parse_size("4GiB").unwrap(), 4 << 30);
+        assert_eq!(parse_size(" 512 MiB ").unwrap(), 512 << 20);
+        assert_eq!(parse_size("2g").unwrap(), 2 << 30);
+        assert_eq!(parse_size("500MB").unwrap(), 500_000_000);
+        assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
+        for bad in ["", "GiB", "4 parsecs", "-1GiB", "1.5GiB", "99999999999TiB"] {
+            let e = parse_size(bad).unwrap_err().to_string();
+            assert!(e.contains("is not a size"), "{bad}: {e}");
+        }
+        assert_eq!(crate::cache::show_size(4 << 30).replace(' ', ""), "4GiB");
     }
 
     #[test]

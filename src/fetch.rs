@@ -16,9 +16,11 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use rayon::prelude::*;
 
-use crate::cache::{Cache, Commit, LockMode, Manifest, Role, Staged, StudyEntry, StudyInfo, now_rfc3339};
+use crate::cache::{
+    Cache, Commit, LockMode, Manifest, Role, Staged, StudyEntry, StudyInfo, TooLarge, now_rfc3339, show_size,
+};
 use crate::dicomweb::{self, Client, DicomJson, PartHeaders, Target, tag_name};
-use crate::instance::{self, Expectation};
+use crate::intake::{self, Expectation, Note, Patient};
 use crate::interrupt;
 use crate::priors::{self, Decision, Rules};
 use crate::report::Reporter;
@@ -312,6 +314,8 @@ struct Work {
     expected: OnceLock<BTreeMap<String, String>>,
     reused: usize,
     rejections: Mutex<Vec<String>>,
+    /// The gate's notes already shown for this study (each once).
+    notes: Mutex<BTreeSet<Note>>,
     error: Mutex<Option<anyhow::Error>>,
     transient_error: Mutex<Option<anyhow::Error>>,
 }
@@ -557,6 +561,7 @@ fn prepare(client: &Client, cache: &Cache, planned: Planned, reporter: &dyn Repo
         expected: OnceLock::new(),
         reused: 0,
         rejections: Mutex::new(Vec::new()),
+        notes: Mutex::new(BTreeSet::new()),
         error: Mutex::new(None),
         transient_error: Mutex::new(None),
     };
@@ -850,7 +855,7 @@ fn download(client: &Client, w: &Work, target: &Target, reporter: &dyn Reporter)
     let result = std::thread::scope(|scope| {
         let committer = scope.spawn(|| {
             for (part_no, staged) in parts {
-                if let Err(e) = accept(w, staged, part_no, reporter, &reject) {
+                if let Err(e) = accept(w, target, staged, part_no, reporter, &reject) {
                     w.error.lock().unwrap().get_or_insert(e);
                 }
             }
@@ -860,7 +865,7 @@ fn download(client: &Client, w: &Work, target: &Target, reporter: &dyn Reporter)
             interrupt::check()?;
             part_no += 1;
             let mut staged = w.entry.stage()?;
-            if let Some(why) = copy_part(body, &mut staged)? {
+            if let Some(why) = copy_part(body, &mut staged).with_context(|| format!("part {part_no}"))? {
                 reject(part_no, why);
                 return Ok(());
             }
@@ -895,52 +900,56 @@ fn download(client: &Client, w: &Work, target: &Target, reporter: &dyn Reporter)
     }
 }
 
-/// Syncs a downloaded part, checks it and moves it into place. An error is
-/// returned only when the cache itself failed (disk full, permissions).
+/// Syncs a downloaded part, has the intake gate check it and moves it into
+/// place. An error is returned only when the cache itself failed (disk
+/// full, permissions).
 fn accept(
     w: &Work,
+    target: &Target,
     mut staged: Staged,
     part_no: usize,
     reporter: &dyn Reporter,
     reject: &dyn Fn(usize, String),
 ) -> Result<()> {
     staged.finish()?;
-    let header = match instance::read_header(staged.path()) {
-        Ok(h) => h,
-        Err(e) => {
-            reject(part_no, format!("{e:#}"));
+    let (series, sop) = match target {
+        Target::Study(_) => (None, None),
+        Target::Series(_, series) => (Some(series), None),
+        Target::Instance(_, series, sop) => (Some(series), Some(sop)),
+    };
+    let series_of = |sop: &str| w.expected.get().and_then(|e| e.get(sop).cloned());
+    let info = &w.planned.info;
+    let want = Expectation {
+        study: &w.planned.uid,
+        patient: Patient {
+            id: info.patient_id.as_deref(),
+            issuer: info.issuer_of_patient_id.as_deref(),
+        },
+        series,
+        sop,
+        listed_series: Some(&w.series),
+        series_of: &series_of,
+        max_inflated: w.entry.limits().max_instance_size,
+    };
+    let admitted = match intake::admit(staged.path(), &want)? {
+        Ok(admitted) => admitted,
+        Err(refused) => {
+            reject(part_no, refused.to_string());
             return Ok(());
         }
     };
-    if !w.series.contains(&header.series) {
-        reject(
-            part_no,
-            format!(
-                "instance `{}` is in series `{}`, which the cloud does not list for this study",
-                header.sop_instance, header.series
-            ),
-        );
-        return Ok(());
+    for note in admitted.notes() {
+        if w.notes.lock().unwrap().insert(*note) {
+            reporter.warn(&note.message(&w.planned.uid));
+        }
     }
-    let series_of = |sop: &str| w.expected.get().and_then(|e| e.get(sop).cloned());
-    let want = Expectation {
-        study: &w.planned.uid,
-        patient_id: w.planned.info.patient_id.as_deref(),
-        series_of: &series_of,
-    };
-    if let Err(e) = instance::check(&header, &want) {
-        reject(part_no, format!("instance `{}`: {e:#}", header.sop_instance));
-        return Ok(());
-    }
-    match w.entry.commit(staged, &header.series, &header.sop_instance)? {
-        Commit::Stored { bytes, path } => reporter.instance_stored(&w.planned.uid, &header.sop_instance, &path, bytes),
+    let sop = admitted.header().sop_instance.clone();
+    match w.entry.commit(staged, admitted)? {
+        Commit::Stored { bytes, path } => reporter.instance_stored(&w.planned.uid, &sop, &path, bytes),
         Commit::AlreadyPresent => {}
         Commit::Conflict => reject(
             part_no,
-            format!(
-                "instance `{}` is already in the cache with different bytes; the first copy was kept",
-                header.sop_instance
-            ),
+            format!("instance `{sop}` is already in the cache with different bytes; the first copy was kept"),
         ),
     }
     Ok(())
@@ -956,9 +965,19 @@ fn describe(target: &Target) -> String {
 
 /// Copies a part's body into the staged file, checking early that it is a
 /// DICOM Part-10 file so that garbage is not written out in full. Returns
-/// why the part is not acceptable, if it is not.
-fn copy_part(body: &mut dyn Read, out: &mut Staged) -> Result<Option<String>> {
-    let written = |e: io::Error, out: &Staged| crate::cache::write_error(e, "write", out.path());
+/// why the part is not acceptable, if it is not. A part larger than the
+/// cache's maximum instance size is an error: the rest of the response is
+/// not read, as an endless part would never end.
+pub fn copy_part(body: &mut dyn Read, out: &mut Staged) -> Result<Option<String>> {
+    let written = |e: io::Error, out: &Staged| match TooLarge::in_io(&e) {
+        Some(TooLarge { limit }) => anyhow!(
+            "the cloud sent more than the maximum instance size of {} for one instance, so the rest of this \
+             download was not read; if the cloud holds instances this large, raise --max-instance-size \
+             (`max_instance_size` in the config file), else report it to the cloud archive's administrators",
+            show_size(limit)
+        ),
+        None => crate::cache::write_error(e, "write", out.path()),
+    };
     let mut buf = vec![0u8; 256 * 1024];
     let mut read = |buf: &mut [u8]| loop {
         match body.read(buf) {

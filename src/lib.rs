@@ -8,12 +8,14 @@ pub mod config;
 pub mod dicomweb;
 pub mod dimse;
 pub mod fetch;
-pub mod instance;
+pub mod intake;
 pub mod interrupt;
 pub mod priors;
 pub mod prune;
 pub mod report;
 pub mod store;
+#[cfg(test)]
+mod testalloc;
 pub mod text;
 pub mod ui;
 pub mod uid;

@@ -357,7 +357,6 @@ fn look(cache: &Cache, uid: &Uid, opts: &PruneOptions) -> Result<Option<(Study, 
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
 
     use super::*;
     use crate::cache::{Delivery, DeliveryState, LockMode, StudyInfo};
@@ -399,9 +398,9 @@ mod tests {
             })
             .unwrap();
         for sop in &sops {
-            let mut staged = entry.stage().unwrap();
-            staged.write_all(&[1u8; 500]).unwrap();
-            entry.commit(staged, &uid(&format!("{study}.9")), &uid(sop)).unwrap();
+            entry
+                .put_test_instance(&uid(&format!("{study}.9")), &uid(sop), 1)
+                .unwrap();
         }
     }
 

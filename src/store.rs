@@ -21,9 +21,8 @@
 //! A destination that stops answering is not waited for again and again:
 //! see [`Stalls`], the rule `watch` follows too.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt::{self, Write as _};
-use std::io;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
@@ -40,6 +39,8 @@ use crate::dimse::{
     EXPLICIT_VR_LE, IMPLICIT_VR_LE, InstanceMeta, Phase, Proposal, ScuError, ScuOptions, StatusClass, StoreAssociation,
     StoreOutcome, StoreStatus, proposals_for, split_proposals,
 };
+use crate::fetch::copy_part;
+use crate::intake::{self, Admitted, Expectation, Note, Patient};
 use crate::interrupt::{self, Interrupted};
 use crate::report::Reporter;
 use crate::uid::Uid;
@@ -582,6 +583,7 @@ impl<'a> Store<'a> {
             stop: AtomicBool::new(false),
             stopped: Mutex::new(None),
             stalls: Stalls::default(),
+            notes: Mutex::new(BTreeSet::new()),
         };
         self.send_study(&shared, items);
 
@@ -848,7 +850,7 @@ impl<'a> Store<'a> {
             }
         };
         let note = format!("sent as {} from the cloud", ts_name(ts));
-        match assoc.store_file(staged.path()) {
+        match assoc.store_file(staged.admitted.path()) {
             Ok(StoreOutcome::NeedsOtherSyntax { file_syntax, .. }) => Sent::Failed(format!(
                 "{reason}; the cloud sent it in {}, which the destination does not take either",
                 ts_name(&file_syntax)
@@ -859,26 +861,63 @@ impl<'a> Store<'a> {
     }
 
     /// Retrieves one instance from the cloud in `ts` into the study's tmp
-    /// directory, checked to be the instance asked for.
-    fn retrieve_again(&self, shared: &Shared<'_>, item: &Item, ts: &str) -> Result<Staged> {
+    /// directory, admitted by the intake gate against the same expectation
+    /// as a fetch: the study, series and instance asked for, and the
+    /// study's patient as its manifest records it.
+    fn retrieve_again(&self, shared: &Shared<'_>, item: &Item, ts: &str) -> Result<Refetched> {
         let client = self.client_for(ts)?;
-        let target = Target::Instance(shared.study.clone(), Uid::parse(&item.series)?, Uid::parse(&item.sop)?);
+        let (series, sop) = (Uid::parse(&item.series)?, Uid::parse(&item.sop)?);
+        let target = Target::Instance(shared.study.clone(), series.clone(), sop.clone());
         let mut staged: Option<Staged> = None;
+        let mut not_dicom = None;
         client
             .retrieve(&target, &mut |_headers, body| {
+                if staged.is_some() || not_dicom.is_some() {
+                    anyhow::bail!("the cloud answered with more than the one instance asked for");
+                }
                 let mut part = shared.entry.stage()?;
-                io::copy(body, &mut part).context("failed to stage the instance")?;
-                part.finish()?;
-                staged.get_or_insert(part);
+                match copy_part(body, &mut part)? {
+                    Some(why) => not_dicom = Some(why),
+                    None => {
+                        part.finish()?;
+                        staged = Some(part);
+                    }
+                }
                 Ok(())
             })
-            .map_err(|e| anyhow!(e))?;
-        let staged = staged.context("the cloud answered with no instance")?;
-        let meta = InstanceMeta::read(staged.path())?;
-        if meta.sop_instance != item.sop {
-            anyhow::bail!("the cloud sent instance {} instead", meta.sop_instance);
+            .map_err(|e| anyhow!(e.error))?;
+        if let Some(why) = not_dicom {
+            anyhow::bail!("the cloud's answer was refused: {why}");
         }
-        Ok(staged)
+        let staged = staged.context("the cloud answered with no instance")?;
+        let manifest = shared
+            .entry
+            .manifest()?
+            .context("the study's manifest disappeared from the cache")?;
+        let series_of = |sop: &str| manifest.expected.get(sop).cloned();
+        let want = Expectation {
+            study: shared.study,
+            patient: Patient {
+                id: manifest.study.patient_id.as_deref(),
+                issuer: manifest.study.issuer_of_patient_id.as_deref(),
+            },
+            series: Some(&series),
+            sop: Some(&sop),
+            listed_series: None,
+            series_of: &series_of,
+            max_inflated: shared.entry.limits().max_instance_size,
+        };
+        let admitted = intake::admit(staged.path(), &want)?
+            .map_err(|refused| anyhow!("the cloud's answer was refused: {refused}"))?;
+        for note in admitted.notes() {
+            if shared.notes.lock().unwrap().insert(*note) {
+                self.reporter.warn(&note.message(shared.study));
+            }
+        }
+        Ok(Refetched {
+            _staged: staged,
+            admitted,
+        })
     }
 
     fn client_for(&self, ts: &str) -> Result<Client> {
@@ -1037,6 +1076,14 @@ impl<'a> Store<'a> {
     }
 }
 
+/// An instance asked of the cloud again, admitted by the intake gate: the
+/// only thing besides a cached file that is handed to C-STORE. The staged
+/// file is deleted when this is dropped, after the send.
+struct Refetched {
+    _staged: Staged,
+    admitted: Admitted,
+}
+
 /// The syntax to ask the cloud for, of those the destination accepted:
 /// uncompressed first (every archive can produce it), explicit VR first.
 fn preferred(accepted: &[String]) -> Option<&str> {
@@ -1105,6 +1152,8 @@ struct Shared<'s> {
     stop: AtomicBool,
     stopped: Mutex<Option<String>>,
     stalls: Stalls,
+    /// The intake gate's notes already shown for this study (each once).
+    notes: Mutex<BTreeSet<Note>>,
 }
 
 impl Shared<'_> {

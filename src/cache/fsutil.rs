@@ -78,7 +78,16 @@ pub fn unique_name(stem: &str, ext: &str) -> String {
 /// A failed write of `path` in the cache (`what`: "write", "sync", ...).
 /// A full disk says so, and what to do about it, whichever write found it.
 pub fn write_error(e: io::Error, what: &str, path: &Path) -> anyhow::Error {
-    if e.kind() == io::ErrorKind::StorageFull {
+    if let Some(low) = e.get_ref().and_then(|i| i.downcast_ref::<LowSpace>()) {
+        anyhow!(
+            "the disk holding the cache is full: {} left, and retriever keeps {} free (failed to {what} `{}`); \
+             free space (`retriever prune` removes studies past their retention) or move the cache elsewhere \
+             with --cache DIR",
+            show_size(low.available),
+            show_size(low.reserve),
+            path.display()
+        )
+    } else if e.kind() == io::ErrorKind::StorageFull {
         anyhow!(
             "the disk holding the cache is full (failed to {what} `{}`); free space (`retriever prune` \
              removes studies past their retention) or move the cache elsewhere with --cache DIR",
@@ -87,6 +96,57 @@ pub fn write_error(e: io::Error, what: &str, path: &Path) -> anyhow::Error {
     } else {
         anyhow::Error::new(e).context(format!("failed to {what} `{}`", path.display()))
     }
+}
+
+/// Writing stopped because the disk would fall below the free-space reserve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LowSpace {
+    pub available: u64,
+    pub reserve: u64,
+}
+
+impl std::fmt::Display for LowSpace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} free, less than the {} kept free",
+            show_size(self.available),
+            show_size(self.reserve)
+        )
+    }
+}
+
+impl std::error::Error for LowSpace {}
+
+/// Fails with [`LowSpace`] (as a "storage full" error) when writing `more`
+/// bytes into `dir` would leave less than `reserve` free. A filesystem that
+/// cannot tell its free space is not held against the write.
+pub fn check_free_space(dir: &Path, more: u64, reserve: u64) -> io::Result<()> {
+    let Ok(available) = fs4::available_space(dir) else {
+        return Ok(());
+    };
+    if available.saturating_sub(more) < reserve {
+        return Err(io::Error::new(
+            io::ErrorKind::StorageFull,
+            LowSpace { available, reserve },
+        ));
+    }
+    Ok(())
+}
+
+/// A size for people: `4 GiB`, `512 MiB`, `1.5 GiB`, `300 bytes`.
+pub fn show_size(bytes: u64) -> String {
+    const UNITS: [(u64, &str); 4] = [(1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    for (unit, name) in UNITS {
+        if bytes >= unit {
+            return if bytes.is_multiple_of(unit) {
+                format!("{} {name}", bytes / unit)
+            } else {
+                format!("{:.1} {name}", bytes as f64 / unit as f64)
+            };
+        }
+    }
+    format!("{bytes} bytes")
 }
 
 /// Writes `bytes` to `path` so that readers see either the old content or

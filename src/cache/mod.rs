@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-pub use fsutil::{same_contents, tree_size, write_error};
+pub use fsutil::{LowSpace, same_contents, show_size, tree_size, write_error};
 pub use journal::{Delivery, DeliveryState, Journal, UNSYNCED_MAX};
 
 /// A study's delivery journals: destination key → SOP Instance UID → its last record.
@@ -40,6 +40,7 @@ pub use manifest::{Manifest, Role, StudyInfo, now_rfc3339};
 pub use removal::{Left, Leftover, LeftoverKind, PruneLock, Removal, io_error_in_use, is_in_use};
 pub use watch::WatchLock;
 
+use crate::intake::Admitted;
 use crate::uid::Uid;
 
 const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
@@ -50,6 +51,62 @@ const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
 #[derive(Debug, Clone)]
 pub struct Cache {
     root: PathBuf,
+    limits: Limits,
+}
+
+/// What one instance may take of the disk. Every byte of an instance is
+/// written through a [`Staged`] file, which enforces both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// An instance file past this size is refused while it is written.
+    pub max_instance_size: u64,
+    /// Writing stops when the disk holding the cache would have less free
+    /// than this, so that a study never fills the disk the system and the
+    /// other studies need.
+    pub free_space_reserve: u64,
+}
+
+/// The default [`Limits::max_instance_size`]: larger than any real single
+/// instance (a whole-slide image or a long multi-frame is a few GiB).
+pub const DEFAULT_MAX_INSTANCE_SIZE: u64 = 4 << 30;
+/// The default [`Limits::free_space_reserve`].
+pub const DEFAULT_FREE_SPACE_RESERVE: u64 = 1 << 30;
+/// How often a staged file looks at the free space again while it grows.
+const SPACE_CHECK_EVERY: u64 = 64 << 20;
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_instance_size: DEFAULT_MAX_INSTANCE_SIZE,
+            free_space_reserve: DEFAULT_FREE_SPACE_RESERVE,
+        }
+    }
+}
+
+/// A staged instance grew past [`Limits::max_instance_size`]. Travels inside
+/// the `io::Error` of the write that found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooLarge {
+    pub limit: u64,
+}
+
+impl std::fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the instance is larger than the maximum instance size of {}",
+            show_size(self.limit)
+        )
+    }
+}
+
+impl std::error::Error for TooLarge {}
+
+impl TooLarge {
+    /// The limit, when `e` is the error a [`Staged`] write returns for it.
+    pub fn in_io(e: &io::Error) -> Option<TooLarge> {
+        e.get_ref().and_then(|i| i.downcast_ref::<TooLarge>()).copied()
+    }
 }
 
 /// How a study is locked: exclusively to change its files, shared to read them.
@@ -71,6 +128,7 @@ impl Cache {
     pub fn open(root: &Path) -> Result<Cache> {
         let cache = Cache {
             root: root.to_path_buf(),
+            limits: Limits::default(),
         };
         for dir in [cache.studies_dir(), cache.locks_dir()] {
             fsutil::create_dir_all(&dir)
@@ -82,6 +140,16 @@ impl Cache {
             fsutil::write_atomic(&tag, CACHEDIR_TAG.as_bytes())?;
         }
         Ok(cache)
+    }
+
+    /// The same cache, writing instances within `limits`.
+    pub fn with_limits(mut self, limits: Limits) -> Cache {
+        self.limits = limits;
+        self
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     pub fn root(&self) -> &Path {
@@ -109,6 +177,7 @@ impl Cache {
         Ok(StudyEntry {
             uid: study.clone(),
             dir: self.study_dir(study),
+            limits: self.limits,
             _lock: file,
         })
     }
@@ -120,6 +189,7 @@ impl Cache {
             .map(|file| StudyEntry {
                 uid: study.clone(),
                 dir: self.study_dir(study),
+                limits: self.limits,
                 _lock: file,
             }))
     }
@@ -274,6 +344,7 @@ pub struct Instance {
 pub struct StudyEntry {
     uid: Uid,
     dir: PathBuf,
+    limits: Limits,
     _lock: File,
 }
 
@@ -312,10 +383,18 @@ impl StudyEntry {
         present_in(&self.dir)
     }
 
-    /// A new temporary file for an instance being downloaded.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// A new temporary file for an instance being downloaded, written
+    /// within the cache's [`Limits`]. Fails at once when the disk is
+    /// already below the free-space reserve.
     pub fn stage(&self) -> Result<Staged> {
         let tmp = self.dir.join("tmp");
         fsutil::create_dir_all(&tmp)?;
+        fsutil::check_free_space(&tmp, 0, self.limits.free_space_reserve)
+            .map_err(|e| fsutil::write_error(e, "create a file in", &tmp))?;
         let path = tmp.join(fsutil::unique_name("instance", "part"));
         let file = fsutil::private_options()
             .write(true)
@@ -326,13 +405,24 @@ impl StudyEntry {
             path,
             file: Some(io::BufWriter::with_capacity(256 * 1024, file)),
             bytes: 0,
+            limits: self.limits,
+            next_space_check: SPACE_CHECK_EVERY,
         })
     }
 
-    /// Moves a finished, checked staged file to its final place, unless
-    /// that SOP Instance UID is already stored. Never overwrites.
-    pub fn commit(&self, mut staged: Staged, series: &Uid, sop: &Uid) -> Result<Commit> {
-        staged.finish()?;
+    /// Moves a staged file that the intake gate admitted to its final
+    /// place, unless that SOP Instance UID is already stored. Never
+    /// overwrites. Nothing else puts an instance into the cache.
+    pub fn commit(&self, staged: Staged, admitted: Admitted) -> Result<Commit> {
+        // The gate checked this very file, complete: the same path, synced
+        // before it was read, and not grown since.
+        if admitted.path() != staged.path || staged.file.is_some() || admitted.bytes() != staged.bytes {
+            bail!(
+                "`{}` is not the file the intake gate checked; it was not kept (a bug in retriever)",
+                staged.path.display()
+            );
+        }
+        let (series, sop) = (&admitted.header().series, &admitted.header().sop_instance);
         let dir = self.dir.join("series").join(series.as_str());
         let path = dir.join(format!("{sop}.dcm"));
         if path.exists() {
@@ -396,6 +486,9 @@ pub struct Staged {
     path: PathBuf,
     file: Option<io::BufWriter<File>>,
     bytes: u64,
+    limits: Limits,
+    /// The size at which the free space is looked at again.
+    next_space_check: u64,
 }
 
 impl Staged {
@@ -427,6 +520,15 @@ impl Write for Staged {
             .file
             .as_mut()
             .ok_or_else(|| io::Error::other("staged file already finished"))?;
+        let limit = self.limits.max_instance_size;
+        if self.bytes.saturating_add(buf.len() as u64) > limit {
+            return Err(io::Error::other(TooLarge { limit }));
+        }
+        if self.bytes + buf.len() as u64 >= self.next_space_check {
+            let dir = self.path.parent().unwrap_or(&self.path);
+            fsutil::check_free_space(dir, SPACE_CHECK_EVERY, self.limits.free_space_reserve)?;
+            self.next_space_check += SPACE_CHECK_EVERY;
+        }
         let n = file.write(buf)?;
         self.bytes += n as u64;
         Ok(n)
@@ -444,6 +546,32 @@ impl Drop for Staged {
     fn drop(&mut self) {
         self.file.take();
         let _ = fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+impl StudyEntry {
+    /// Stages a small valid instance of this study, whose pixel data is
+    /// `fill`, and commits it through the intake gate as a download would.
+    pub(crate) fn put_test_instance(&self, series: &Uid, sop: &Uid, fill: u8) -> Result<Commit> {
+        use crate::intake::{self, Expectation, testfile};
+        let ids = testfile::Ids::new(self.uid.as_str(), series.as_str(), sop.as_str(), None);
+        let data_set = testfile::data_set_with_pixels(testfile::EXPLICIT_LE, &ids, &[fill; 1024]);
+        let bytes = testfile::part10(testfile::EXPLICIT_LE, testfile::CT_IMAGE, sop.as_str(), &data_set);
+        let mut staged = self.stage()?;
+        staged.write_all(&bytes)?;
+        staged.finish()?;
+        let want = Expectation {
+            study: &self.uid,
+            patient: Default::default(),
+            series: None,
+            sop: None,
+            listed_series: None,
+            series_of: &|_| None,
+            max_inflated: 1 << 20,
+        };
+        let admitted = intake::admit(staged.path(), &want)?.map_err(anyhow::Error::new)?;
+        self.commit(staged, admitted)
     }
 }
 
@@ -525,33 +653,26 @@ mod tests {
         assert!(dir.path().join("CACHEDIR.TAG").is_file());
         let study = cache.lock_study(&uid("1.2.3"), LockMode::Exclusive, || {}).unwrap();
 
-        let mut a = study.stage().unwrap();
-        a.write_all(b"first").unwrap();
-        assert_eq!(
-            study.commit(a, &uid("1.2.3.4"), &uid("1.2.3.4.5")).unwrap(),
-            Commit::Stored {
-                bytes: 5,
-                path: study.dir.join("series/1.2.3.4/1.2.3.4.5.dcm")
-            }
-        );
+        let stored = study.put_test_instance(&uid("1.2.3.4"), &uid("1.2.3.4.5"), 1).unwrap();
+        let Commit::Stored { bytes, path } = stored else {
+            panic!("not stored: {stored:?}")
+        };
+        assert_eq!(path, study.dir.join("series/1.2.3.4/1.2.3.4.5.dcm"));
+        let first = fs::read(&path).unwrap();
+        assert_eq!(bytes, first.len() as u64);
 
-        let mut same = study.stage().unwrap();
-        same.write_all(b"first").unwrap();
         assert_eq!(
-            study.commit(same, &uid("1.2.3.4"), &uid("1.2.3.4.5")).unwrap(),
+            study.put_test_instance(&uid("1.2.3.4"), &uid("1.2.3.4.5"), 1).unwrap(),
             Commit::AlreadyPresent
         );
-
-        let mut other = study.stage().unwrap();
-        other.write_all(b"other").unwrap();
         assert_eq!(
-            study.commit(other, &uid("1.2.3.4"), &uid("1.2.3.4.5")).unwrap(),
+            study.put_test_instance(&uid("1.2.3.4"), &uid("1.2.3.4.5"), 2).unwrap(),
             Commit::Conflict
         );
 
         let present = study.present().unwrap();
         assert_eq!(present.len(), 1);
-        assert_eq!(fs::read(&present["1.2.3.4.5"].path).unwrap(), b"first");
+        assert_eq!(fs::read(&present["1.2.3.4.5"].path).unwrap(), first);
         // No temporary file is left behind.
         assert_eq!(fs::read_dir(study.dir().join("tmp")).unwrap().count(), 0);
     }
@@ -568,9 +689,7 @@ mod tests {
         fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
         let cache = Cache::open(&root).unwrap();
         let study = cache.lock_study(&uid("1.2.3"), LockMode::Exclusive, || {}).unwrap();
-        let mut staged = study.stage().unwrap();
-        staged.write_all(b"instance").unwrap();
-        study.commit(staged, &uid("1.2.3.4"), &uid("1.2.3.4.5")).unwrap();
+        study.put_test_instance(&uid("1.2.3.4"), &uid("1.2.3.4.5"), 1).unwrap();
         let _staged = study.stage().unwrap();
         study.journal("PACS@host_104").unwrap();
         let mut seen = 0;
@@ -582,6 +701,33 @@ mod tests {
             seen += 1;
         }
         assert!(seen >= 12, "{seen} entries");
+    }
+
+    #[test]
+    fn staged_files_stop_at_the_maximum_size_and_the_free_space_reserve() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = Limits {
+            max_instance_size: 1000,
+            free_space_reserve: 0,
+        };
+        let cache = Cache::open(dir.path()).unwrap().with_limits(limits);
+        let study = cache.lock_study(&uid("1.2.3"), LockMode::Exclusive, || {}).unwrap();
+        let mut staged = study.stage().unwrap();
+        staged.write_all(&[0; 1000]).unwrap();
+        let e = staged.write_all(&[0]).unwrap_err();
+        assert_eq!(TooLarge::in_io(&e), Some(TooLarge { limit: 1000 }));
+        assert_eq!(staged.bytes(), 1000);
+
+        // A disk that would fall below the reserve: refused before anything is written.
+        let full = Cache::open(dir.path()).unwrap().with_limits(Limits {
+            max_instance_size: 1000,
+            free_space_reserve: u64::MAX,
+        });
+        drop(study);
+        let study = full.lock_study(&uid("1.2.3"), LockMode::Exclusive, || {}).unwrap();
+        let e = format!("{:#}", study.stage().unwrap_err());
+        assert!(e.starts_with("the disk holding the cache is full"), "{e}");
+        assert!(e.contains("--cache DIR"), "{e}");
     }
 
     #[test]

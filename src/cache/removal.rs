@@ -420,7 +420,6 @@ fn file_name(path: &Path) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
 
     use super::super::{Manifest, StudyInfo, now_rfc3339};
     use super::*;
@@ -444,10 +443,8 @@ mod tests {
                 expected: [(format!("{study}.1"), format!("{study}.9"))].into(),
             })
             .unwrap();
-        let mut staged = entry.stage().unwrap();
-        staged.write_all(&[7u8; 1000]).unwrap();
         entry
-            .commit(staged, &uid(&format!("{study}.9")), &uid(&format!("{study}.1")))
+            .put_test_instance(&uid(&format!("{study}.9")), &uid(&format!("{study}.1")), 7)
             .unwrap();
     }
 

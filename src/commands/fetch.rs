@@ -35,7 +35,7 @@ pub fn run(settings: &Settings, args: &FetchArgs) -> Result<()> {
         print_plan(&plan, args.json)?;
         return summarize(plan.failures.len(), 0, plan.studies.len(), &plan.failures);
     }
-    let cache = Cache::open(&settings.cache_root)?;
+    let cache = Cache::open(&settings.cache_root)?.with_limits(settings.cache_limits);
     let planned = plan.studies.len();
     let mut stdout = std::io::stdout().lock();
     let mut print_error = None;

@@ -30,7 +30,7 @@ pub fn run(settings: &Settings, args: &StoreArgs) -> Result<()> {
                 .collect::<Result<Vec<_>>>()?,
         ),
     };
-    let cache = Cache::open(&settings.cache_root)?;
+    let cache = Cache::open(&settings.cache_root)?.with_limits(settings.cache_limits);
     let reporter = ui::reporter(settings.quiet);
     let mut store = Store::new(&cache, &opts, settings.cloud().ok().cloned(), &*reporter);
     let mut out = std::io::stdout().lock();

@@ -17,7 +17,7 @@ use crate::watch::{self, DeliveredStudy, WatchConfig};
 pub fn run(settings: &Settings, args: &WatchArgs) -> Result<()> {
     let cloud = settings.cloud()?.clone();
     let store = super::store::store_options(settings)?;
-    let cache = Cache::open(&settings.cache_root)?;
+    let cache = Cache::open(&settings.cache_root)?.with_limits(settings.cache_limits);
     let config = WatchConfig {
         filters: settings.watch.filters.clone(),
         interval: settings.watch.interval,

@@ -1062,4 +1062,109 @@ mod tests {
             }
         }
     }
+
+    /// Random and mutated bodies: the parser never panics, never allocates
+    /// from a length the body declares, and gives back exactly the parts
+    /// sent, or (once mutated) parts that are bytes of the body, or an error.
+    mod props {
+        use super::*;
+        use crate::intake::tests::allocated_by;
+        use proptest::prelude::*;
+
+        /// The parser's own buffer, a header block, and the test's copies of what it read
+        /// (reads of at most 64 bytes, a buffer per part).
+        fn bound(input: usize) -> usize {
+            BUF_SIZE + 2 * MAX_HEADERS + 16 * input + 64 * 1024
+        }
+
+        fn parse(data: &[u8], chunk: usize, read_size: usize) -> Result<Vec<Vec<u8>>, String> {
+            let (result, allocated) = allocated_by(|| parts_of(data, chunk, read_size));
+            assert!(
+                allocated <= bound(data.len()),
+                "{allocated} bytes allocated for {} bytes of input",
+                data.len()
+            );
+            result
+        }
+
+        fn part() -> impl Strategy<Value = Vec<u8>> {
+            let delimiter_like = prop::sample::select(vec![
+                format!("\r\n--{B}").into_bytes(),
+                format!("--{B}--").into_bytes(),
+                b"\r\n--".to_vec(),
+                format!("\r\n--{}", &B[..4]).into_bytes(),
+            ]);
+            prop::collection::vec(
+                prop_oneof![prop::collection::vec(any::<u8>(), 0..300), delimiter_like],
+                0..4,
+            )
+            .prop_map(|pieces| pieces.concat())
+        }
+
+        fn contains(hay: &[u8], needle: &[u8]) -> bool {
+            needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(300))]
+
+            #[test]
+            fn valid_bodies_give_exactly_their_parts(
+                parts in prop::collection::vec(part(), 0..5),
+                sized in any::<bool>(),
+                chunk in 1usize..3000,
+                read_size in 1usize..64,
+            ) {
+                // Without Content-Length, a body holding the delimiter is not a valid body.
+                let delimiter = format!("\r\n--{B}").into_bytes();
+                prop_assume!(sized || !parts.iter().any(|p| contains(p, &delimiter)));
+                let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+                let data = body(B, &refs, sized);
+                prop_assert_eq!(parse(&data, chunk, read_size), Ok(parts));
+            }
+
+            #[test]
+            fn mutated_bodies_give_bytes_that_were_sent_or_an_error(
+                parts in prop::collection::vec(part(), 1..4),
+                sized in any::<bool>(),
+                edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6),
+                cut in prop::option::of(any::<prop::sample::Index>()),
+                lie in prop::option::of(0u64..u64::MAX),
+                chunk in 1usize..3000,
+            ) {
+                let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+                let mut data = body(B, &refs, sized);
+                if let Some(length) = lie {
+                    // A Content-Length that claims anything at all.
+                    let text = String::from_utf8_lossy(&data).into_owned();
+                    if let Some(at) = text.find("Content-Length: ") {
+                        let end = at + text[at..].find("\r\n").unwrap();
+                        let mut lied = data[..at].to_vec();
+                        lied.extend_from_slice(format!("Content-Length: {length}").as_bytes());
+                        lied.extend_from_slice(&data[end..]);
+                        data = lied;
+                    }
+                }
+                for (at, byte) in edits {
+                    let at = at.index(data.len());
+                    data[at] = byte;
+                }
+                if let Some(cut) = cut {
+                    data.truncate(cut.index(data.len()));
+                }
+                if let Ok(got) = parse(&data, chunk, 64) {
+                    let total: usize = got.iter().map(Vec::len).sum();
+                    prop_assert!(total <= data.len());
+                    for p in &got {
+                        prop_assert!(contains(&data, p), "a part that is not in the body");
+                    }
+                }
+            }
+
+            #[test]
+            fn random_bytes_never_panic(data in prop::collection::vec(any::<u8>(), 0..4000), chunk in 1usize..5000) {
+                let _ = parse(&data, chunk, 64);
+            }
+        }
+    }
 }

@@ -333,38 +333,8 @@ pub(crate) const ABORT_PDU: [u8; 10] = [0x07, 0, 0, 0, 0, 4, 0, 0, 0, 0];
 mod tests {
     use super::*;
     use crate::dimse::command::{Command, field};
+    use crate::testalloc::measure;
     use proptest::prelude::*;
-    use std::alloc::{GlobalAlloc, Layout, System};
-    use std::cell::Cell;
-
-    /// Counts, per thread, the largest single allocation, to show that no
-    /// declared length turns into a reservation.
-    struct Largest;
-
-    thread_local! {
-        static LARGEST: Cell<usize> = const { Cell::new(0) };
-    }
-
-    fn note(size: usize) {
-        let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
-    }
-
-    unsafe impl GlobalAlloc for Largest {
-        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            note(layout.size());
-            unsafe { System.alloc(layout) }
-        }
-        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-            unsafe { System.dealloc(ptr, layout) }
-        }
-        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-            note(new_size);
-            unsafe { System.realloc(ptr, layout, new_size) }
-        }
-    }
-
-    #[global_allocator]
-    static ALLOC: Largest = Largest;
 
     /// A reader that ignores timeouts (it never blocks).
     struct Bytes<'a>(&'a [u8]);
@@ -458,12 +428,11 @@ mod tests {
         );
 
         // Within our maximum, but the bytes stop: memory follows what came.
-        LARGEST.with(|l| l.set(0));
         let mut wire = vec![0x04, 0, 0x00, 0x40, 0x00, 0x00];
         wire.extend_from_slice(&[0; 100]);
-        let e = read_pdu(&mut Bytes(&wire), 4 * 1024 * 1024, far(), &mut got).unwrap_err();
+        let (e, allocated) = measure(|| read_pdu(&mut Bytes(&wire), 4 * 1024 * 1024, far(), &mut got).unwrap_err());
         assert!(matches!(e, ReadError::Closed), "{e}");
-        assert!(LARGEST.with(Cell::get) <= 16 * 1024, "{}", LARGEST.with(Cell::get));
+        assert!(allocated.largest <= 16 * 1024, "{allocated:?}");
     }
 
     #[test]
@@ -536,9 +505,8 @@ mod tests {
             } else {
                 mutate(fragments(&rsp.encode(), 1, piece), &edits)
             };
-            LARGEST.with(|l| l.set(0));
-            let got = read_command(&mut Bytes(&wire), 1, max_pdu, far());
-            let largest = LARGEST.with(Cell::get);
+            let (got, allocated) = measure(|| read_command(&mut Bytes(&wire), 1, max_pdu, far()));
+            let largest = allocated.largest;
             prop_assert!(largest <= 2 * (MAX_COMMAND + 16 * 1024), "allocated {} bytes", largest);
             if let Ok(cmd) = got {
                 // An edit may change a value and still decode: then it is a

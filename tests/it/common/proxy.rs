@@ -52,6 +52,12 @@ pub enum Fault {
         cap: Option<usize>,
         warn: bool,
     },
+    /// Answer 200 with these headers and a body that never ends: `start`, then zero bytes
+    /// until the client goes away or the proxy is dropped.
+    Endless {
+        headers: Vec<(String, String)>,
+        start: Vec<u8>,
+    },
 }
 
 impl Fault {
@@ -489,6 +495,23 @@ fn serve(client: TcpStream, shared: &Shared) {
                 continue;
             }
             Fault::Delay(duration) if !sleep_unless_stopped(*duration, shared) => return,
+            Fault::Endless { headers, start } => {
+                let mut response = "HTTP/1.1 200 OK\r\n".to_string();
+                for (k, v) in headers {
+                    response.push_str(&format!("{k}: {v}\r\n"));
+                }
+                response.push_str("Connection: close\r\n\r\n");
+                let zeros = vec![0u8; 64 * 1024];
+                let mut sent = client
+                    .stream
+                    .write_all(response.as_bytes())
+                    .and_then(|()| client.stream.write_all(start));
+                while sent.is_ok() && !shared.stopped() {
+                    sent = client.stream.write_all(&zeros);
+                }
+                let _ = client.stream.shutdown(Shutdown::Both);
+                return;
+            }
             _ => {}
         }
 
