@@ -20,6 +20,7 @@ use crate::cache::{
     Cache, Commit, LockMode, Manifest, Role, Staged, StudyEntry, StudyInfo, TooLarge, now_rfc3339, show_size,
 };
 use crate::dicomweb::{self, Client, DicomJson, PartHeaders, Target, tag_name};
+use crate::intake::walk::{PREAMBLE, preamble_problem};
 use crate::intake::{self, Expectation, Note, Patient};
 use crate::interrupt;
 use crate::priors::{self, Decision, Rules};
@@ -986,17 +987,15 @@ pub fn copy_part(body: &mut dyn Read, out: &mut Staged) -> Result<Option<String>
         }
     };
     let mut filled = 0;
-    while filled < 132 {
+    while filled < PREAMBLE {
         let n = read(&mut buf[filled..])?;
         if n == 0 {
-            return Ok(Some(format!("it is not a DICOM Part-10 file (only {filled} bytes)")));
+            break;
         }
         filled += n;
     }
-    if &buf[128..132] != b"DICM" {
-        return Ok(Some(
-            "it is not a DICOM Part-10 file (no DICM marker at byte 128)".into(),
-        ));
+    if let Some(why) = preamble_problem(&buf[..filled], filled >= PREAMBLE) {
+        return Ok(Some(why.to_string()));
     }
     out.write_all(&buf[..filled]).map_err(|e| written(e, out))?;
     loop {

@@ -231,6 +231,19 @@ impl Encoding {
     }
 }
 
+/// The preamble and the `DICM` marker that open a Part-10 file.
+pub const PREAMBLE: usize = 132;
+
+/// Why the first [`PREAMBLE`] bytes of a file are not the opening of a
+/// Part-10 file (`complete`: all of them came), if they are not. Checked
+/// as the part arrives too, so that garbage is not written out in full.
+pub fn preamble_problem(first: &[u8], complete: bool) -> Option<&'static str> {
+    if !complete || first.len() < PREAMBLE {
+        return Some("it is not a DICOM Part-10 file (it is shorter than the preamble and the DICM marker)");
+    }
+    (&first[128..PREAMBLE] != b"DICM").then_some("it is not a DICOM Part-10 file (no DICM marker at byte 128)")
+}
+
 /// Walks the Part-10 file read from `input`, `len` bytes long. A deflated
 /// data set may inflate to at most `max_inflated` bytes.
 pub fn walk<R: Skip>(input: R, len: u64, max_inflated: u64) -> Result<Meta, WalkError> {
@@ -240,9 +253,10 @@ pub fn walk<R: Skip>(input: R, len: u64, max_inflated: u64) -> Result<Meta, Walk
         len: Some(len),
         scratch: [0; SCRATCH],
     };
-    let mut preamble = [0u8; 132];
-    if !src.read_exact_or_end(&mut preamble)? || &preamble[128..] != b"DICM" {
-        return bad("it is not a DICOM Part-10 file (no DICM marker at byte 128)");
+    let mut preamble = [0u8; PREAMBLE];
+    let read = src.read_exact_or_end(&mut preamble)?;
+    if let Some(why) = preamble_problem(&preamble, read) {
+        return bad(why);
     }
     let meta = read_meta(&mut src)?;
     match meta.transfer_syntax.as_str() {
