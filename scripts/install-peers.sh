@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the peers that retriever's tests run against, if they are missing:
 #   Debian: orthanc, orthanc-dicomweb (the DICOMweb plugin), dcmtk (storescp, echoscu, dcmdump),
-#           openssl (a private certificate authority for the HTTPS tests)
+#           openssl (a private certificate authority for the HTTPS tests),
+#           strace (counts the journal's syncs)
 #   PyPI:   pydicom (>= 3), pynetdicom, dicomweb-client, numpy (test data, DIMSE peers),
 #           pillow (JPEG test instances)
 # Idempotent and quiet when everything is present. The Debian orthanc package starts a system
@@ -22,6 +23,8 @@ if ! dpkg-query -W -f='${Status}' orthanc-dicomweb 2>/dev/null | grep -q 'instal
 fi
 # Certificates for the HTTPS tests.
 command -v openssl >/dev/null || missing_debs+=(openssl)
+# The journal test counts the syncs of a delivery with strace.
+command -v strace >/dev/null || missing_debs+=(strace)
 for tool in storescp echoscu dcmdump; do
     if [ ! -x "/usr/bin/$tool" ]; then
         missing_debs+=(dcmtk)
