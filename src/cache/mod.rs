@@ -18,6 +18,7 @@
 //! exists under its final name only once its bytes are complete, synced and
 //! checked: its presence is the record that it is complete.
 
+mod copy;
 mod fsutil;
 mod journal;
 mod manifest;
@@ -32,6 +33,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+pub use copy::{BodyReadFailed, copy_part};
 pub use fsutil::{LowSpace, same_contents, show_size, tree_size, write_error};
 pub use journal::{Delivery, DeliveryState, Journal, UNSYNCED_MAX};
 
