@@ -155,3 +155,120 @@ impl super::StudyEntry {
         Ok(Some(StudyStatus::new(manifest, present, journals)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::{Cache, Delivery, LockMode, StudyInfo};
+    use crate::uid::Uid;
+
+    fn uid(s: &str) -> Uid {
+        Uid::parse(s).unwrap()
+    }
+
+    fn record(sop: &str, state: DeliveryState) -> Delivery {
+        Delivery {
+            sop: sop.into(),
+            state,
+            status: Some(0),
+            detail: None,
+            at: "2026-11-27T00:00:00Z".into(),
+        }
+    }
+
+    /// A study listing three instances, of which `have` are in the cache.
+    fn study(cache: &Cache, have: usize, complete: bool) -> Uid {
+        let study = uid("1.2.3");
+        let entry = cache.lock_study(&study, LockMode::Exclusive, || {}).unwrap();
+        let sops = ["1.2.3.1", "1.2.3.2", "1.2.3.3"];
+        entry
+            .write_manifest(&Manifest {
+                version: Manifest::VERSION,
+                study: StudyInfo {
+                    study_uid: study.to_string(),
+                    ..Default::default()
+                },
+                roles: vec![],
+                fetched_at: "2026-11-27T00:00:00Z".into(),
+                completed_at: complete.then(|| "2026-11-27T00:00:01Z".into()),
+                expected: sops.iter().map(|s| (s.to_string(), "1.2.3.9".into())).collect(),
+            })
+            .unwrap();
+        for sop in &sops[..have] {
+            entry.put_test_instance(&uid("1.2.3.9"), &uid(sop), 1).unwrap();
+        }
+        // A file the listing does not know is no instance of the study.
+        entry.put_test_instance(&uid("1.2.3.9"), &uid("1.2.3.7"), 1).unwrap();
+        study
+    }
+
+    #[test]
+    fn have_total_and_complete_count_listed_instances_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let s = study(&cache, 2, true);
+        let status = cache.study_status(&s).unwrap().unwrap();
+        assert_eq!((status.have(), status.total()), (2, 3));
+        assert!(!status.is_complete(), "an instance is missing");
+        assert!(status.bytes() > 0);
+
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let s = study(&cache, 3, false);
+        let status = cache.study_status(&s).unwrap().unwrap();
+        assert!(!status.is_complete(), "the fetch did not finish it");
+
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let s = study(&cache, 3, true);
+        let status = cache.study_status(&s).unwrap().unwrap();
+        assert!(status.is_complete() && status.is_deliverable());
+        let mut empty = status.clone();
+        empty.manifest.expected.clear();
+        assert!(empty.is_complete() && !empty.is_deliverable());
+        assert!(cache.study_status(&uid("1.2.4")).unwrap().is_none());
+    }
+
+    #[test]
+    fn counts_per_destination_follow_the_last_record_of_listed_instances() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let s = study(&cache, 3, true);
+        let entry = cache.lock_study(&s, LockMode::Shared, || {}).unwrap();
+        let mut j = entry.journal("A").unwrap();
+        j.record(&record("1.2.3.1", DeliveryState::Failed)).unwrap();
+        j.record(&record("1.2.3.1", DeliveryState::Delivered)).unwrap();
+        j.record(&record("1.2.3.2", DeliveryState::Warning)).unwrap();
+        j.record(&record("1.2.3.3", DeliveryState::Failed)).unwrap();
+        // Not listed: counts for nothing.
+        j.record(&record("1.2.3.7", DeliveryState::Delivered)).unwrap();
+        let mut k = entry.journal("B").unwrap();
+        for sop in ["1.2.3.1", "1.2.3.2", "1.2.3.3"] {
+            k.record(&record(sop, DeliveryState::Delivered)).unwrap();
+        }
+        drop((j, k));
+
+        let status = entry.status().unwrap().unwrap();
+        let a = status.counts("A");
+        assert_eq!(
+            a,
+            DeliveryCounts {
+                delivered: 2,
+                warnings: 1,
+                failed: 1,
+                pending: 0,
+                total: 3
+            }
+        );
+        assert!(!a.is_all_delivered());
+        assert_eq!(status.counts("C").pending, 3, "no journal: nothing tried");
+        assert!(status.is_delivered("A", "1.2.3.1") && !status.is_delivered("A", "1.2.3.3"));
+        assert_eq!(status.delivered_to(None), Some("B".into()));
+        assert_eq!(status.delivered_to(Some("A")), None);
+        let keys: Vec<&str> = status.destinations().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["A", "B"]);
+        // The unlocked snapshot says the same.
+        let snapshot = cache.study_status(&s).unwrap().unwrap();
+        assert_eq!(snapshot.counts("A"), a);
+    }
+}

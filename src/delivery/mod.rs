@@ -200,4 +200,33 @@ mod tests {
                 .contains("a trickle, not a whole answer to C-STORE")
         );
     }
+
+    #[test]
+    fn the_journal_says_delivered_with_a_warning_or_failed_as_the_answer_did() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = crate::cache::Cache::open(dir.path()).unwrap();
+        let study = crate::uid::Uid::parse("1.2.3").unwrap();
+        let mut journal = cache.open_journal(&study, "PACS").unwrap();
+        let ok = StoreStatus::new(0x0000, None);
+        let warned = StoreStatus::new(0xB000, Some("as told".into()));
+        let refused = StoreStatus::new(0xA700, None);
+        record_stored(&mut journal, "1.1", &ok, Some("sent as X".into())).unwrap();
+        record_stored(&mut journal, "1.2", &warned, Some("ignored".into())).unwrap();
+        record(
+            &mut journal,
+            "1.3",
+            DeliveryState::Failed,
+            Some(&refused),
+            Some("full".into()),
+        )
+        .unwrap();
+        let read = journal.read().unwrap();
+        assert_eq!(read["1.1"].state, DeliveryState::Delivered);
+        assert_eq!(read["1.1"].detail.as_deref(), Some("sent as X"));
+        assert_eq!(read["1.2"].state, DeliveryState::Warning);
+        assert_eq!(read["1.2"].status, Some(0xB000));
+        assert_eq!(read["1.2"].detail, Some(warned.to_string()));
+        assert_eq!(read["1.3"].state, DeliveryState::Failed);
+        assert_eq!(read["1.3"].status, Some(0xA700));
+    }
 }
