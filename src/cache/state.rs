@@ -93,6 +93,16 @@ impl StudyStatus {
             .is_some_and(|d| d.state.is_delivered())
     }
 
+    /// The instances recorded as delivered to `destination`, listed or not
+    /// (a study may grow: what was sent stays sent).
+    pub fn delivered(&self, destination: &str) -> impl Iterator<Item = &str> + '_ {
+        self.records(destination)
+            .into_iter()
+            .flatten()
+            .filter(|(_, d)| d.state.is_delivered())
+            .map(|(sop, _)| sop.as_str())
+    }
+
     /// Where the expected instances stand with `destination`.
     pub fn counts(&self, destination: &str) -> DeliveryCounts {
         let mut c = DeliveryCounts {
@@ -263,6 +273,8 @@ mod tests {
         assert!(!a.is_all_delivered());
         assert_eq!(status.counts("C").pending, 3, "no journal: nothing tried");
         assert!(status.is_delivered("A", "1.2.3.1") && !status.is_delivered("A", "1.2.3.3"));
+        let sent: Vec<&str> = status.delivered("A").collect();
+        assert_eq!(sent, ["1.2.3.1", "1.2.3.2", "1.2.3.7"]);
         assert_eq!(status.delivered_to(None), Some("B".into()));
         assert_eq!(status.delivered_to(Some("A")), None);
         let keys: Vec<&str> = status.destinations().map(|(k, _)| k).collect();

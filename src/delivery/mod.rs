@@ -74,7 +74,7 @@ pub const STALLS_TO_GIVE_UP: u32 = 2;
 /// so the second such stall in a row gives the study up. With the default
 /// 60 s DIMSE timeout a dead destination ends a run in about two minutes
 /// instead of one timeout per attempt per instance. Shared by the workers
-/// of a study, and used by `watch` for what it streams.
+/// of a study, and kept per study by the [`Streamer`].
 #[derive(Debug, Default)]
 pub struct Stalls(AtomicU32);
 

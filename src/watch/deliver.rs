@@ -348,13 +348,7 @@ impl Deliverer {
             if !stream.journal_read {
                 let status = status.as_ref().expect("read above");
                 stream.journal_read = true;
-                stream.seen = status
-                    .records(&self.dest_key)
-                    .into_iter()
-                    .flatten()
-                    .filter(|(_, d)| d.state.is_delivered())
-                    .map(|(sop, _)| sop.clone())
-                    .collect();
+                stream.seen = status.delivered(&self.dest_key).map(str::to_string).collect();
                 if !stream.seen.is_empty() {
                     self.view.watch(&WatchEvent::DeliveredBefore {
                         study: study.clone(),
