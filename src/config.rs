@@ -88,6 +88,16 @@ impl CloudConfig {
             transfer_syntax: None,
         }
     }
+
+    /// How delivery asks this cloud for an instance again in a transfer
+    /// syntax the destination takes: a client that asks for that syntax.
+    pub fn in_syntax(self) -> Box<crate::delivery::CloudFor> {
+        Box::new(move |ts: &str| {
+            let mut cfg = self.clone();
+            cfg.transfer_syntax = Some(ts.to_string());
+            crate::dicomweb::Client::new(&cfg)
+        })
+    }
 }
 
 /// Parses the cloud URL and checks the scheme rule: https always, plain http
@@ -405,12 +415,12 @@ pub struct DicomSettings {
 impl Default for DicomSettings {
     fn default() -> DicomSettings {
         DicomSettings {
-            associations: crate::store::DEFAULT_ASSOCIATIONS,
+            associations: crate::delivery::DEFAULT_ASSOCIATIONS,
             max_pdu: crate::dimse::DEFAULT_MAX_PDU,
             connect_timeout: crate::dimse::DEFAULT_CONNECT_TIMEOUT,
             acse_timeout: crate::dimse::DEFAULT_ACSE_TIMEOUT,
             dimse_timeout: crate::dimse::DEFAULT_DIMSE_TIMEOUT,
-            store_retries: crate::store::DEFAULT_RETRIES,
+            store_retries: crate::delivery::DEFAULT_RETRIES,
             decompress_lossy: false,
         }
     }

@@ -115,24 +115,6 @@ pub fn judge(delivered: bool, age: Duration, opts: &PruneOptions) -> Verdict {
     }
 }
 
-/// The destination (journal key) whose journal holds every instance of the
-/// study as delivered: `destination` only, or with `None` any of them.
-pub fn delivered_to(manifest: &Manifest, journals: &Journals, destination: Option<&str>) -> Option<String> {
-    if manifest.expected.is_empty() || !manifest.is_complete() {
-        return None;
-    }
-    journals
-        .iter()
-        .filter(|(key, _)| destination.is_none_or(|d| d == key.as_str()))
-        .find(|(_, records)| {
-            manifest
-                .expected
-                .keys()
-                .all(|sop| records.get(sop).is_some_and(|r| r.state.is_delivered()))
-        })
-        .map(|(key, _)| key.clone())
-}
-
 /// The later of the last fetch (its start, or its completion) and the last
 /// delivery to any destination; `None` when no time in them can be read.
 pub fn last_activity(manifest: &Manifest, journals: &Journals) -> Option<SystemTime> {
@@ -334,14 +316,14 @@ fn fail(summary: &mut Summary, sink: &mut dyn Sink, e: anyhow::Error) {
 
 /// Reads what decides a study's fate; `None` if it is gone.
 fn look(cache: &Cache, uid: &Uid, opts: &PruneOptions) -> Result<Option<(Study, Verdict)>> {
-    let Some(manifest) = cache.read_manifest(uid)? else {
+    let Some(status) = cache.study_status(uid)? else {
         return Ok(None);
     };
-    let journals = cache.journals(uid)?;
     let key = opts.destination.as_ref().map(Destination::key);
-    let delivered_to = delivered_to(&manifest, &journals, key.as_deref());
+    let delivered_to = status.delivered_to(key.as_deref());
+    let manifest = &status.manifest;
     // A manifest whose times cannot be read is as old as the file.
-    let last = last_activity(&manifest, &journals).or_else(|| cache.manifest_modified(uid));
+    let last = last_activity(manifest, &status.journals).or_else(|| cache.manifest_modified(uid));
     let age = last
         .and_then(|t| opts.now.duration_since(t).ok())
         .unwrap_or(Duration::ZERO);
@@ -474,28 +456,29 @@ mod tests {
         let now = SystemTime::now();
         add_study(&cache, "1.1", now - 10 * HOUR);
         deliver(&cache, "1.1", &pacs(), DeliveryState::Failed, now - 9 * HOUR);
-        let journals = |study: &str| -> Journals { cache.journals(&uid(study)).unwrap() };
-        let manifest = cache.read_manifest(&uid("1.1")).unwrap().unwrap();
-        assert_eq!(delivered_to(&manifest, &journals("1.1"), None), None);
+        let status = |study: &str| cache.study_status(&uid(study)).unwrap().unwrap();
+        let s = status("1.1");
+        let manifest = &s.manifest;
+        assert_eq!(s.delivered_to(None), None);
         // A failed attempt is no delivery, and no activity either.
-        let last = last_activity(&manifest, &journals("1.1")).unwrap();
+        let last = last_activity(manifest, &s.journals).unwrap();
         assert_eq!(at(last), at(now - 10 * HOUR));
 
         deliver(&cache, "1.1", &other(), DeliveryState::Warning, now - 2 * HOUR);
-        let j = journals("1.1");
-        assert_eq!(delivered_to(&manifest, &j, None), Some(other().key()));
-        assert_eq!(delivered_to(&manifest, &j, Some(&pacs().key())), None);
-        assert_eq!(delivered_to(&manifest, &j, Some(&other().key())), Some(other().key()));
-        assert_eq!(at(last_activity(&manifest, &j).unwrap()), at(now - 2 * HOUR));
+        let s = status("1.1");
+        assert_eq!(s.delivered_to(None), Some(other().key()));
+        assert_eq!(s.delivered_to(Some(&pacs().key())), None);
+        assert_eq!(s.delivered_to(Some(&other().key())), Some(other().key()));
+        assert_eq!(at(last_activity(&s.manifest, &s.journals).unwrap()), at(now - 2 * HOUR));
 
         // Not complete: never delivered.
-        let mut partial = manifest.clone();
-        partial.completed_at = None;
-        assert_eq!(delivered_to(&partial, &j, None), None);
+        let mut partial = s.clone();
+        partial.manifest.completed_at = None;
+        assert_eq!(partial.delivered_to(None), None);
         // An instance more than the journal knows: not delivered.
-        let mut more = manifest.clone();
-        more.expected.insert("1.1.3".into(), "1.1.9".into());
-        assert_eq!(delivered_to(&more, &j, None), None);
+        let mut more = s.clone();
+        more.manifest.expected.insert("1.1.3".into(), "1.1.9".into());
+        assert_eq!(more.delivered_to(None), None);
         assert_eq!(Destination::label_of_key(&pacs().key()), "PACS@10.0.0.5:104");
     }
 

@@ -42,12 +42,12 @@ pub use filter::{Filter, default_filters, describe};
 
 use crate::cache::{Cache, WatchLock};
 use crate::config::CloudConfig;
+use crate::delivery::StoreOptions;
 use crate::dicomweb::Client;
 use crate::fetch;
 use crate::interrupt::{self, Interrupted};
 use crate::priors::Rules;
 use crate::report::{Reporter, WatchEvent, WatchStatus};
-use crate::store::StoreOptions;
 use crate::uid::Uid;
 use deliver::{Deliverer, Fetched, GroupOutcome, GroupStudy, ToDeliverer};
 use record::{Found, Record, retry_delay};
@@ -659,11 +659,11 @@ impl FetchJob {
         };
         let instances = self
             .cache
-            .read_manifest(&self.current)
+            .study_status(&self.current)
             .ok()
             .flatten()
-            .filter(|m| m.is_complete())
-            .map(|m| m.expected.len());
+            .filter(|s| s.is_complete())
+            .map(|s| s.total());
         let _ = self.to_deliverer.send(ToDeliverer::Finish(Box::new(Fetched {
             current: self.current.clone(),
             label: self.label,

@@ -18,10 +18,12 @@
 //! exists under its final name only once its bytes are complete, synced and
 //! checked: its presence is the record that it is complete.
 
+mod copy;
 mod fsutil;
 mod journal;
 mod manifest;
 mod removal;
+mod state;
 mod watch;
 
 use std::collections::BTreeMap;
@@ -31,6 +33,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+pub use copy::{BodyReadFailed, copy_part};
 pub use fsutil::{LowSpace, same_contents, show_size, tree_size, write_error};
 pub use journal::{Delivery, DeliveryState, Journal, UNSYNCED_MAX};
 
@@ -38,6 +41,7 @@ pub use journal::{Delivery, DeliveryState, Journal, UNSYNCED_MAX};
 pub type Journals = BTreeMap<String, BTreeMap<String, Delivery>>;
 pub use manifest::{Manifest, Role, StudyInfo, now_rfc3339};
 pub use removal::{Left, Leftover, LeftoverKind, PruneLock, Removal, io_error_in_use, is_in_use};
+pub use state::{DeliveryCounts, StudyStatus};
 pub use watch::WatchLock;
 
 use crate::intake::Admitted;
@@ -315,14 +319,7 @@ impl Cache {
     /// Every delivery journal of a study: destination key → the last
     /// record of each instance.
     pub fn journals(&self, study: &Uid) -> Result<Journals> {
-        let dir = self.study_dir(study);
-        journal::destinations(&dir)?
-            .into_iter()
-            .map(|key| {
-                let records = journal::read(&journal::path(&dir, &key))?;
-                Ok((key, records))
-            })
-            .collect()
+        journals_in(&self.study_dir(study))
     }
 
     /// The directory holding a study's files, for showing to the user.
@@ -458,6 +455,11 @@ impl StudyEntry {
 
     /// Opens the delivery journal of this study for `destination` (a
     /// [`crate::config::Destination::key`]), locked against other writers.
+    /// Every delivery journal of this study (see [`Cache::journals`]).
+    pub fn journals(&self) -> Result<Journals> {
+        journals_in(&self.dir)
+    }
+
     pub fn journal(&self, destination: &str) -> Result<Journal> {
         Journal::open(&journal::path(&self.dir, destination))
     }
@@ -597,6 +599,16 @@ fn read_manifest_in(dir: &Path) -> Result<Option<Manifest>> {
         );
     }
     Ok(Some(manifest))
+}
+
+fn journals_in(dir: &Path) -> Result<Journals> {
+    journal::destinations(dir)?
+        .into_iter()
+        .map(|key| {
+            let records = journal::read(&journal::path(dir, &key))?;
+            Ok((key, records))
+        })
+        .collect()
 }
 
 fn present_in(dir: &Path) -> Result<BTreeMap<String, Instance>> {

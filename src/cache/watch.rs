@@ -72,8 +72,9 @@ impl Cache {
 
     /// Opens the delivery journal of `study` for `destination` without
     /// locking the study: for a caller that holds the study's lock through
-    /// its own fetch (`watch` sends instances as they arrive), since a second
-    /// lock on the study from the same process would wait for the first.
+    /// its own fetch (delivery streams instances to the destination as `watch`
+    /// lands them), since a second lock on the study from the same process
+    /// would wait for the first.
     pub fn open_journal(&self, study: &Uid, destination: &str) -> Result<Journal> {
         Journal::open(&journal::path(&self.study_dir(study), destination))
     }

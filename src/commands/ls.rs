@@ -6,9 +6,8 @@ use std::time::SystemTime;
 use anyhow::Result;
 use serde_json::json;
 
-use crate::cache::{Cache, DeliveryState, Manifest, Role};
+use crate::cache::{Cache, DeliveryCounts, Role};
 use crate::config::{Destination, Settings};
-use crate::uid::Uid;
 
 pub fn run(settings: &Settings, json: bool) -> Result<()> {
     let cache = Cache::open(&settings.cache_root)?;
@@ -26,23 +25,17 @@ pub fn run(settings: &Settings, json: bool) -> Result<()> {
         )?;
     }
     for uid in studies {
-        let Some(manifest) = cache.read_manifest(&uid)? else {
+        let Some(status) = cache.study_status(&uid)? else {
             continue;
         };
-        let present = cache.present(&uid)?;
-        let have = manifest
-            .expected
-            .keys()
-            .filter(|sop| present.contains_key(*sop))
-            .count();
-        let total = manifest.expected.len();
-        let bytes: u64 = present.values().map(|i| i.bytes).sum();
+        let (have, total, bytes) = (status.have(), status.total(), status.bytes());
         let busy = cache.is_busy(&uid)?;
-        let state = match (manifest.is_complete() && have == total, busy) {
+        let state = match (status.is_complete(), busy) {
             (true, _) => "complete".to_string(),
             (false, true) => format!("fetching {have}/{total}"),
             (false, false) => format!("partial {have}/{total}"),
         };
+        let manifest = &status.manifest;
         let age = age_of(&manifest.fetched_at);
         let role = if manifest.roles.iter().any(|r| matches!(r, Role::Current { .. })) {
             "current"
@@ -50,7 +43,10 @@ pub fn run(settings: &Settings, json: bool) -> Result<()> {
             "prior"
         };
         let info = &manifest.study;
-        let deliveries = deliveries(&cache, &uid, &manifest)?;
+        let deliveries: Vec<_> = status
+            .destinations()
+            .map(|(key, counts)| (Destination::label_of_key(key), counts))
+            .collect();
         if json {
             let value = json!({
                 "study_uid": uid.as_str(),
@@ -67,8 +63,8 @@ pub fn run(settings: &Settings, json: bool) -> Result<()> {
                 "fetched_at": manifest.fetched_at,
                 "completed_at": manifest.completed_at,
                 "path": cache.study_path(&uid),
-                "deliveries": deliveries.iter().map(|d| json!({
-                    "destination": d.destination,
+                "deliveries": deliveries.iter().map(|(destination, d)| json!({
+                    "destination": destination,
                     "delivered": d.delivered,
                     "warnings": d.warnings,
                     "failed": d.failed,
@@ -102,55 +98,15 @@ pub fn run(settings: &Settings, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// Where a study stands with one destination, from its delivery journal.
-struct DeliveryCounts {
-    destination: String,
-    /// Stored, with or without a warning.
-    delivered: usize,
-    warnings: usize,
-    failed: usize,
-    total: usize,
-}
-
-fn deliveries(cache: &Cache, uid: &Uid, manifest: &Manifest) -> Result<Vec<DeliveryCounts>> {
-    let mut out = Vec::new();
-    for (key, journal) in cache.journals(uid)? {
-        let states = manifest
-            .expected
-            .keys()
-            .filter_map(|sop| journal.get(sop))
-            .map(|d| d.state);
-        let (mut delivered, mut warnings, mut failed) = (0, 0, 0);
-        for state in states {
-            match state {
-                DeliveryState::Delivered => delivered += 1,
-                DeliveryState::Warning => {
-                    delivered += 1;
-                    warnings += 1;
-                }
-                DeliveryState::Failed => failed += 1,
-            }
-        }
-        out.push(DeliveryCounts {
-            destination: Destination::label_of_key(&key),
-            delivered,
-            warnings,
-            failed,
-            total: manifest.expected.len(),
-        });
-    }
-    Ok(out)
-}
-
 /// E.g. `PACS@10.0.0.5:104 12/12`, `PACS@10.0.0.5:104 10/12 (2 failed)`, or `not delivered`.
-fn delivered_column(deliveries: &[DeliveryCounts]) -> String {
+fn delivered_column(deliveries: &[(String, DeliveryCounts)]) -> String {
     if deliveries.is_empty() {
         return "not delivered".into();
     }
     deliveries
         .iter()
-        .map(|d| {
-            let mut s = format!("{} {}/{}", d.destination, d.delivered, d.total);
+        .map(|(destination, d)| {
+            let mut s = format!("{destination} {}/{}", d.delivered, d.total);
             match (d.warnings, d.failed) {
                 (0, 0) => {}
                 (w, 0) => s.push_str(&format!(" ({w} with a warning)")),

@@ -9,10 +9,11 @@ use serde_json::json;
 
 use crate::cache::Cache;
 use crate::cli::StoreArgs;
-use crate::config::Settings;
+use crate::config::{CloudConfig, Settings};
+use crate::delivery::{Asked, Store, StoreOptions, StudyResult, StudyState};
 use crate::dimse::ScuOptions;
 use crate::report::Reporter;
-use crate::store::{Asked, Store, StoreOptions, StudyResult, StudyState, parse_study_line};
+use crate::store::parse_study_line;
 use crate::ui;
 use crate::uid::Uid;
 
@@ -32,7 +33,12 @@ pub fn run(settings: &Settings, args: &StoreArgs) -> Result<()> {
     };
     let cache = Cache::open(&settings.cache_root)?.with_limits(settings.cache_limits);
     let reporter = ui::reporter(settings.quiet);
-    let mut store = Store::new(&cache, &opts, settings.cloud().ok().cloned(), &*reporter);
+    let mut store = Store::new(
+        &cache,
+        &opts,
+        settings.cloud().ok().cloned().map(CloudConfig::in_syntax),
+        &*reporter,
+    );
     let mut out = std::io::stdout().lock();
     let mut input_errors = 0usize;
     let destination = opts.scu.destination.to_string();
@@ -87,7 +93,12 @@ pub fn deliver_fetched(
     reporter: &dyn Reporter,
     studies: &[Uid],
 ) -> Result<()> {
-    let mut store = Store::new(cache, opts, settings.cloud().ok().cloned(), reporter);
+    let mut store = Store::new(
+        cache,
+        opts,
+        settings.cloud().ok().cloned().map(CloudConfig::in_syntax),
+        reporter,
+    );
     let outcome = (|| -> Result<()> {
         for uid in studies {
             store.deliver(uid, Asked::Named)?;

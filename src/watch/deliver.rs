@@ -1,17 +1,15 @@
-//! The destination side of `watch`: one thread that sends instances while
-//! their study is still downloading, then finishes each study with a
-//! `store` pass once its fetch is done.
+//! The destination side of `watch`: one thread that decides when to send.
+//! It hands instances to the delivery engine's [`Streamer`] while their
+//! study is still downloading, then finishes each study with a [`Store`]
+//! pass once its fetch is done.
 //!
 //! Streaming is the fast path. Told by the fetch that an instance of a study
-//! landed in the cache, it sends what is there and not yet delivered over one
-//! association (proposing the SOP classes and transfer syntaxes seen so far,
-//! reopened when a new one appears), and records each success or warning in
-//! the study's delivery journal. Everything else it leaves alone: an instance
-//! the destination refused, answered with a failure status, or did not answer
-//! is sent again by the closing pass, which is [`Store::deliver`] itself with
-//! its conversions, retries and reasons. So a study is delivered by the same
-//! code as `retriever store`, and streaming only makes most of it arrive
-//! earlier.
+//! landed in the cache, it queues what is there and not yet delivered for
+//! the streamer. Everything the streamer leaves (an instance the
+//! destination refused, answered with a failure status, or did not answer)
+//! is sent again by the closing pass, [`Store::deliver`] itself, so a study
+//! is delivered by the same code as `retriever store`, and streaming only
+//! makes most of it arrive earlier.
 //!
 //! One association at a time, released before each closing pass: DCMTK's
 //! `storescp` (and many PACS) serve one association at a time, and a second
@@ -31,14 +29,11 @@ use anyhow::Result;
 
 use super::Msg;
 use super::record::retry_delay;
-use crate::cache::{Cache, Delivery, DeliveryState, Journal, now_rfc3339};
+use crate::cache::Cache;
 use crate::config::CloudConfig;
-use crate::dimse::{
-    InstanceMeta, MAX_CONTEXTS, ScuError, StatusClass, StoreAssociation, StoreOutcome, StoreStatus, proposals_for,
-};
+use crate::delivery::{Asked, Store, StoreOptions, Streamed, Streamer, StudyState};
 use crate::interrupt::{self, Interrupted};
 use crate::report::{Reporter, WatchEvent};
-use crate::store::{Asked, Stalls, Store, StoreOptions, StudyState};
 use crate::uid::Uid;
 
 /// An association with nothing to send for this long is released.
@@ -124,7 +119,6 @@ struct Stream {
     journal_read: bool,
     /// Delivered before, queued or sent: never queued again by this stream.
     seen: HashSet<String>,
-    journal: Option<Journal>,
     sent: usize,
     /// The cache is to be looked at for what it held before the fetch.
     scan: bool,
@@ -135,8 +129,6 @@ struct Stream {
     /// Something failed (the manifest, the journal), or the destination
     /// stopped answering: the closing pass does it all.
     given_up: bool,
-    /// The destination's unanswered requests for this study.
-    stalls: Stalls,
 }
 
 impl Stream {
@@ -151,12 +143,6 @@ struct Item {
     sop: String,
     path: PathBuf,
     bytes: u64,
-}
-
-/// The open association and the (SOP class, transfer syntax) pairs it proposed.
-struct Open {
-    assoc: StoreAssociation,
-    pairs: Vec<(String, String)>,
 }
 
 /// A group waiting for its closing pass.
@@ -187,10 +173,7 @@ pub(super) struct Deliverer {
     outbox: Sender<Msg>,
     streams: HashMap<Uid, Stream>,
     queue: VecDeque<Item>,
-    assoc: Option<Open>,
-    /// Pairs the destination does not take as they are: the closing pass deals with them.
-    refused: HashSet<(String, String)>,
-    last_send: Instant,
+    streamer: Streamer,
     pending: Vec<Pending>,
     down: Option<Down>,
 }
@@ -207,6 +190,7 @@ impl Deliverer {
     ) -> Deliverer {
         Deliverer {
             dest_key: opts.scu.destination.key(),
+            streamer: Streamer::new(cache.clone(), opts.scu.clone()),
             cache,
             opts,
             cloud,
@@ -216,9 +200,6 @@ impl Deliverer {
             outbox,
             streams: HashMap::new(),
             queue: VecDeque::new(),
-            assoc: None,
-            refused: HashSet::new(),
-            last_send: Instant::now(),
             pending: Vec::new(),
             down: None,
         }
@@ -228,9 +209,8 @@ impl Deliverer {
     pub(super) fn run(mut self) -> Result<()> {
         let result = self.work();
         self.release();
-        for (_, stream) in self.streams.drain() {
-            close(stream);
-        }
+        self.streams.clear();
+        self.streamer.finish_all();
         result
     }
 
@@ -275,7 +255,7 @@ impl Deliverer {
                     }
                 }
             }
-            if self.queue.is_empty() && self.assoc.is_some() && self.last_send.elapsed() >= IDLE_RELEASE {
+            if self.queue.is_empty() && self.streamer.is_open() && self.streamer.idle() >= IDLE_RELEASE {
                 self.release();
             }
         }
@@ -309,7 +289,7 @@ impl Deliverer {
                 for uid in &group.all {
                     if let Some(stream) = self.streams.remove(uid) {
                         streamed.insert(uid.clone(), stream.sent);
-                        close(stream);
+                        self.streamer.finish_study(uid);
                     }
                 }
                 self.queue.retain(|item| !group.all.contains(&item.study));
@@ -346,30 +326,29 @@ impl Deliverer {
             if !stream.has_news() {
                 continue;
             }
-            if stream.reread {
-                stream.reread = false;
-                let manifest = match self.cache.read_manifest(study) {
-                    Ok(Some(m)) => m,
+            // One look at the study: its listing, what its journal says was
+            // delivered before, and what it held before the fetch began.
+            let status = if stream.reread || !stream.journal_read {
+                match self.cache.study_status(study) {
+                    Ok(Some(status)) => Some(status),
                     _ => {
                         stream.given_up = true;
                         continue;
                     }
-                };
-                if !manifest.expected.is_empty() {
-                    stream.expected = Some(manifest.expected.into_keys().collect());
+                }
+            } else {
+                None
+            };
+            if std::mem::take(&mut stream.reread) {
+                let status = status.as_ref().expect("read above");
+                if status.total() > 0 {
+                    stream.expected = Some(status.manifest.expected.keys().cloned().collect());
                 }
             }
             if !stream.journal_read {
-                let Ok(done) = self.cache.deliveries(study, &self.dest_key) else {
-                    stream.given_up = true;
-                    continue;
-                };
+                let status = status.as_ref().expect("read above");
                 stream.journal_read = true;
-                stream.seen = done
-                    .into_values()
-                    .filter(|d| d.state.is_delivered())
-                    .map(|d| d.sop)
-                    .collect();
+                stream.seen = status.delivered(&self.dest_key).map(str::to_string).collect();
                 if !stream.seen.is_empty() {
                     self.view.watch(&WatchEvent::DeliveredBefore {
                         study: study.clone(),
@@ -378,15 +357,19 @@ impl Deliverer {
                 }
             }
             let mut found = std::mem::take(&mut stream.landed);
-            if std::mem::take(&mut stream.scan)
-                && let Ok(present) = self.cache.present(study)
-            {
-                found.extend(present.into_iter().map(|(sop, instance)| Item {
-                    study: study.clone(),
-                    sop,
-                    path: instance.path,
-                    bytes: instance.bytes,
-                }));
+            if std::mem::take(&mut stream.scan) {
+                let present = match status {
+                    Some(status) => Ok(status.present),
+                    None => self.cache.present(study),
+                };
+                if let Ok(present) = present {
+                    found.extend(present.into_iter().map(|(sop, instance)| Item {
+                        study: study.clone(),
+                        sop,
+                        path: instance.path,
+                        bytes: instance.bytes,
+                    }));
+                }
             }
             for item in found {
                 let listed = stream.expected.as_ref().is_none_or(|e| e.contains(&item.sop));
@@ -405,133 +388,46 @@ impl Deliverer {
         if self.streams.get(&item.study).is_none_or(|s| s.given_up) {
             return true;
         }
-        // An instance that cannot be read is the closing pass's to report.
-        let Ok(meta) = InstanceMeta::read(&item.path) else {
-            return true;
-        };
-        let pair = (meta.sop_class.clone(), meta.transfer_syntax.clone());
-        if self.refused.contains(&pair) {
-            return true;
+        let attempt = self.streamer.send(&item.study, &item.sop, &item.path);
+        for line in &attempt.info {
+            self.view.info(line);
         }
-        match self.ensure_open(&pair) {
-            Ready::Yes => {}
-            Ready::Skip => return true,
-            Ready::Down => {
+        if attempt.opened {
+            self.up();
+        }
+        match attempt.outcome {
+            Streamed::Stored => {
+                if let Some(stream) = self.streams.get_mut(&item.study) {
+                    stream.sent += 1;
+                }
+                self.view.watch(&WatchEvent::Sent {
+                    study: item.study.clone(),
+                    bytes: item.bytes,
+                });
+            }
+            Streamed::Left | Streamed::NoAnswer { gave_up: None } => {}
+            Streamed::NoAnswer { gave_up: Some(why) } => {
+                if let Some(stream) = self.streams.get_mut(&item.study) {
+                    stream.given_up = true;
+                }
+                // Not streamed any more: each further try would wait out
+                // another timeout. The closing pass decides, once due.
+                self.set_down(why);
+            }
+            Streamed::Unreachable(why) => {
+                self.set_down(why);
                 self.queue.push_front(item);
                 return false;
             }
-        }
-        let open = self.assoc.as_mut().expect("opened above");
-        let outcome = open.assoc.store_instance(&item.path, &meta);
-        self.last_send = Instant::now();
-        if let (Ok(StoreOutcome::Responded { .. }), Some(stream)) = (&outcome, self.streams.get(&item.study)) {
-            stream.stalls.progress();
-        }
-        match outcome {
-            Ok(StoreOutcome::Responded { status, .. }) if status.is_delivered() => self.record(&item, &status),
-            Ok(StoreOutcome::SopClassNotAccepted { .. } | StoreOutcome::NeedsOtherSyntax { .. }) => {
-                self.refused.insert(pair);
-            }
-            // A failure status: the closing pass sends it again and records why.
-            Ok(_) => {}
-            Err(e) => {
-                // No answer, so not delivered: the closing pass sends it again.
-                if !open.assoc.is_usable() {
-                    self.assoc = None;
-                }
-                if !matches!(e, ScuError::File { .. }) {
-                    self.view.info(&format!("instance {}: {e}", item.sop));
-                }
-                let destination = self.opts.scu.destination.to_string();
-                let gave_up = self.streams.get_mut(&item.study).and_then(|s| {
-                    let why = s.stalls.failed(&e, &destination)?;
-                    s.given_up = true;
-                    Some(why)
-                });
-                if let Some(why) = gave_up {
-                    // Not streamed any more: each further try would wait out
-                    // another timeout. The closing pass decides, once due.
-                    self.set_down(why);
+            Streamed::NotRecorded(why) => {
+                // Not recorded, so the closing pass sends it again: at worst a duplicate.
+                self.view.warn(&why);
+                if let Some(stream) = self.streams.get_mut(&item.study) {
+                    stream.given_up = true;
                 }
             }
         }
         true
-    }
-
-    /// Makes sure the open association proposed `pair`, opening a new one
-    /// (with every pair seen so far) if needed.
-    fn ensure_open(&mut self, pair: &(String, String)) -> Ready {
-        if let Some(open) = &self.assoc
-            && open.pairs.contains(pair)
-            && open.assoc.is_usable()
-        {
-            return Ready::Yes;
-        }
-        let mut pairs = self.assoc.as_ref().map(|o| o.pairs.clone()).unwrap_or_default();
-        if !pairs.contains(pair) {
-            pairs.push(pair.clone());
-        }
-        let proposals = proposals_for(pairs.iter().map(|(c, t)| (c.as_str(), t.as_str())));
-        if proposals.len() > MAX_CONTEXTS {
-            self.refused.insert(pair.clone());
-            return Ready::Skip;
-        }
-        self.release();
-        match StoreAssociation::open(&self.opts.scu, &proposals) {
-            Ok(assoc) => {
-                self.assoc = Some(Open { assoc, pairs });
-                self.up();
-                Ready::Yes
-            }
-            Err(ScuError::NoAcceptedContext { .. }) => {
-                self.refused.extend(pairs);
-                Ready::Skip
-            }
-            Err(e) => {
-                self.set_down(e.to_string());
-                Ready::Down
-            }
-        }
-    }
-
-    /// Records a delivered instance in its study's journal.
-    fn record(&mut self, item: &Item, status: &StoreStatus) {
-        let Some(stream) = self.streams.get_mut(&item.study) else {
-            return;
-        };
-        if stream.journal.is_none() {
-            match self.cache.open_journal(&item.study, &self.dest_key) {
-                Ok(j) => stream.journal = Some(j),
-                Err(e) => {
-                    self.view.warn(&format!("{e:#}"));
-                    stream.given_up = true;
-                    return;
-                }
-            }
-        }
-        let warning = status.class != StatusClass::Success;
-        let delivery = Delivery {
-            sop: item.sop.clone(),
-            state: if warning {
-                DeliveryState::Warning
-            } else {
-                DeliveryState::Delivered
-            },
-            status: Some(status.code),
-            detail: warning.then(|| status.to_string()),
-            at: now_rfc3339(),
-        };
-        if let Err(e) = stream.journal.as_mut().expect("opened above").record(&delivery) {
-            // Not recorded, so the closing pass sends it again: at worst a duplicate.
-            self.view.warn(&format!("{e:#}"));
-            stream.given_up = true;
-            return;
-        }
-        stream.sent += 1;
-        self.view.watch(&WatchEvent::Sent {
-            study: item.study.clone(),
-            bytes: item.bytes,
-        });
     }
 
     /// The closing pass of a group: `store` on each study complete in the cache.
@@ -540,7 +436,7 @@ impl Deliverer {
         let side = StoreSide {
             view: Arc::clone(&self.view),
         };
-        let mut store = Store::new(&self.cache, &self.opts, Some(self.cloud.clone()), &side);
+        let mut store = Store::new(&self.cache, &self.opts, Some(self.cloud.clone().in_syntax()), &side);
         let mut results = Vec::new();
         for study in &pending.group.complete {
             // `Found`: a study another process is fetching is passed over
@@ -635,10 +531,7 @@ impl Deliverer {
     }
 
     fn release(&mut self) {
-        if let Some(open) = self.assoc.take()
-            && open.assoc.is_usable()
-            && let Err(e) = open.assoc.release()
-        {
+        if let Err(e) = self.streamer.release() {
             self.view.info(&format!("{e}"));
         }
     }
@@ -669,20 +562,6 @@ fn instances(n: usize) -> String {
         "1 instance".into()
     } else {
         format!("{n} instances")
-    }
-}
-
-enum Ready {
-    Yes,
-    /// Not streamed: the closing pass takes care of it.
-    Skip,
-    /// The destination cannot be reached now.
-    Down,
-}
-
-fn close(mut stream: Stream) {
-    if let Some(journal) = stream.journal.as_mut() {
-        let _ = journal.sync();
     }
 }
 

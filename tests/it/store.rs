@@ -701,3 +701,71 @@ fn killed_mid_study_a_rerun_finishes_the_job() {
         all.len()
     );
 }
+
+/// Instances streamed one by one (as `watch` does) and a `store` run go through one engine and
+/// one journal writer: a warning is recorded as such by either, a failure status is left for
+/// the `store` pass, which sends only that instance, and `ls` then counts every instance
+/// delivered.
+#[test]
+fn streamed_and_stored_instances_share_one_journal() {
+    use retriever::cache::Cache;
+    use retriever::delivery::{Streamed, Streamer};
+    use retriever::dimse::ScuOptions;
+    use retriever::uid::Uid;
+
+    require!("orthanc", "python");
+    let orthanc = Orthanc::shared();
+    let cache_dir = temp_cache();
+    fetch_ok(orthanc, cache_dir.path(), &["ACC1001"]);
+    let study = uid_of("ACC1001");
+    let all = testdata().study("ACC1001").sop_uids();
+    let scp = TestScp::start(&["--statuses", "0xB000,0xC000"]);
+    let dest = scp.address("TESTSCP");
+
+    let cache = Cache::open(cache_dir.path()).unwrap();
+    let uid = Uid::parse(study).unwrap();
+    let mut streamer = Streamer::new(cache.clone(), ScuOptions::new(scp.dest("TESTSCP")));
+    let present = cache.present(&uid).unwrap();
+    let outcomes: Vec<Streamed> = present
+        .iter()
+        .map(|(sop, instance)| streamer.send(&uid, sop, &instance.path).outcome)
+        .collect();
+    streamer.release().unwrap();
+    streamer.finish_all();
+    assert_eq!(outcomes[0], Streamed::Stored, "a warning is delivered");
+    assert_eq!(outcomes[1], Streamed::Left, "a failure is left for the closing pass");
+    assert!(outcomes[2..].iter().all(|o| *o == Streamed::Stored), "{outcomes:?}");
+
+    let key = dest_key(&dest);
+    let status = cache.study_status(&uid).unwrap().unwrap();
+    let counts = status.counts(&key);
+    assert_eq!(
+        (counts.delivered, counts.warnings, counts.failed, counts.pending),
+        (all.len() - 1, 1, 0, 1),
+        "{counts:?}"
+    );
+    let records = journal(cache_dir.path(), study, &dest);
+    let warned = &records[present.keys().next().unwrap()];
+    assert_eq!(state(warned), "warning", "{warned}");
+    assert_eq!(warned["status"].as_u64(), Some(0xB000));
+    assert!(warned["detail"].as_str().unwrap().contains("B000"), "{warned}");
+
+    let (code, _out, err) = store(orthanc, cache_dir.path(), &dest, &[study]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        count(&err, "delivered:"),
+        1,
+        "only the instance that failed is sent again:\n{err}"
+    );
+    assert_eq!(count(&err, "skipped, already delivered:"), all.len() - 1, "{err}");
+    assert_eq!(scp.received_sop_uids(), all);
+
+    let (code, out, err) = run(retriever().arg("--cache").arg(cache_dir.path()).args(["ls", "--json"]));
+    assert_eq!(code, 0, "{err}");
+    let line: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    let delivery = &line["deliveries"][0];
+    assert_eq!(delivery["delivered"].as_u64(), Some(all.len() as u64), "{line}");
+    assert_eq!(delivery["warnings"].as_u64(), Some(1), "{line}");
+    assert_eq!(delivery["failed"].as_u64(), Some(0), "{line}");
+    assert_eq!(delivery["total"].as_u64(), Some(all.len() as u64), "{line}");
+}
