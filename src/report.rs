@@ -119,21 +119,3 @@ pub struct WatchStatus {
     /// When the last search answered, and how many studies it found.
     pub last_poll: Option<(SystemTime, usize)>,
 }
-
-/// Shows nothing but warnings, on stderr: for `--quiet` and for runs
-/// without a terminal.
-pub struct Plain {
-    pub quiet: bool,
-}
-
-impl Reporter for Plain {
-    fn warn(&self, message: &str) {
-        eprintln!("warning: {message}");
-    }
-
-    fn info(&self, message: &str) {
-        if !self.quiet {
-            eprintln!("{message}");
-        }
-    }
-}
