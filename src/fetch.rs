@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
+use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -321,6 +322,53 @@ struct Work {
     transient_error: Mutex<Option<anyhow::Error>>,
 }
 
+/// What the fetch tells its caller about the cache as it fills, for a
+/// caller that acts on it at once (`watch` delivers while it downloads).
+/// Unlike the reporter's progress, these are data: the caller may rely on
+/// every one of them.
+#[derive(Debug, Clone, Copy)]
+pub enum Landed<'a> {
+    /// Work on the study begins: its manifest is written, and when some of
+    /// the study was in the cache already, its listing too.
+    Begun { study: &'a Uid },
+    /// The study's listing of instances is in its manifest now: what it is
+    /// to hold is known exactly.
+    Listed { study: &'a Uid },
+    /// An instance was stored in the cache at `path`, checked by the intake
+    /// gate.
+    Stored {
+        study: &'a Uid,
+        sop: &'a Uid,
+        path: &'a Path,
+        bytes: u64,
+    },
+}
+
+/// How to fetch, and where its outputs go besides the reporter.
+#[derive(Clone, Copy)]
+pub struct FetchOptions<'a> {
+    /// Rounds without progress before a study is given up.
+    pub retries: u32,
+    /// Called as the cache fills (see [`Landed`]), on the download threads.
+    pub on_landed: Option<&'a (dyn Fn(&Landed<'_>) + Sync)>,
+}
+
+impl FetchOptions<'_> {
+    /// A fetch that tells nothing but its progress.
+    pub fn new(retries: u32) -> FetchOptions<'static> {
+        FetchOptions {
+            retries,
+            on_landed: None,
+        }
+    }
+
+    fn landed(&self, event: Landed<'_>) {
+        if let Some(on_landed) = self.on_landed {
+            on_landed(&event);
+        }
+    }
+}
+
 /// Fetches every planned study into the cache. Calls `on_complete` for
 /// each study as soon as it is complete (so callers can print it at once).
 pub fn fetch(
@@ -328,12 +376,12 @@ pub fn fetch(
     cache: &Cache,
     studies: Vec<Planned>,
     jobs: usize,
-    retries: u32,
+    opts: &FetchOptions,
     reporter: &dyn Reporter,
     on_complete: &mut dyn FnMut(&Fetched),
 ) -> Result<Outcome> {
     let pool = download_pool(jobs)?;
-    fetch_in(&pool, client, cache, studies, retries, reporter, on_complete)
+    fetch_in(&pool, client, cache, studies, opts, reporter, on_complete)
 }
 
 /// The threads [`fetch`] downloads with: `jobs` requests at once.
@@ -352,15 +400,16 @@ pub fn fetch_in(
     client: &Client,
     cache: &Cache,
     studies: Vec<Planned>,
-    retries: u32,
+    opts: &FetchOptions,
     reporter: &dyn Reporter,
     on_complete: &mut dyn FnMut(&Fetched),
 ) -> Result<Outcome> {
+    let retries = opts.retries;
     let mut outcome = Outcome::default();
     let mut work = Vec::new();
     for planned in studies {
         interrupt::check()?;
-        match prepare(client, cache, planned.clone(), reporter) {
+        match prepare(client, cache, planned.clone(), opts, reporter) {
             Ok(w) => work.push(w),
             Err(e) if interrupt::is_interrupted(&e) => return Err(e),
             Err(e) => {
@@ -385,8 +434,8 @@ pub fn fetch_in(
                     return;
                 }
                 match task {
-                    Task::List => list(client, &work[*i], reporter),
-                    Task::Get(target) => download(client, &work[*i], target, reporter),
+                    Task::List => list(client, &work[*i], opts, reporter),
+                    Task::Get(target) => download(client, &work[*i], target, opts, reporter),
                 }
             })
         });
@@ -531,7 +580,13 @@ fn missing_count(w: &Work) -> usize {
 /// Finds the study's series in the cloud, locks the study in the cache and
 /// records the manifest. When part of the study is already in the cache,
 /// its instances are listed at once, to know what is missing.
-fn prepare(client: &Client, cache: &Cache, planned: Planned, reporter: &dyn Reporter) -> Result<Work> {
+fn prepare(
+    client: &Client,
+    cache: &Cache,
+    planned: Planned,
+    opts: &FetchOptions,
+    reporter: &dyn Reporter,
+) -> Result<Work> {
     let uid = &planned.uid.clone();
     let (series, series_counts) = list_series(client, uid)?;
     let announced: u64 = series_counts.iter().flatten().sum();
@@ -584,6 +639,9 @@ fn prepare(client: &Client, cache: &Cache, planned: Planned, reporter: &dyn Repo
         }
     );
     reporter.study_started(&work.planned.uid, &label, total, reused as u64);
+    opts.landed(Landed::Begun {
+        study: &work.planned.uid,
+    });
     Ok(Work { reused, ..work })
 }
 
@@ -753,11 +811,12 @@ fn record_expected(w: &Work, expected: BTreeMap<String, String>) -> Result<()> {
 }
 
 /// Lists a study whose series are being downloaded meanwhile.
-fn list(client: &Client, w: &Work, reporter: &dyn Reporter) {
+fn list(client: &Client, w: &Work, opts: &FetchOptions, reporter: &dyn Reporter) {
     let result = list_instances(client, w, reporter).and_then(|expected| {
         let total = expected.len() as u64;
         record_expected(w, expected)?;
         reporter.study_total(&w.planned.uid, total);
+        opts.landed(Landed::Listed { study: &w.planned.uid });
         Ok(())
     });
     if let Err(e) = result {
@@ -842,7 +901,7 @@ impl std::error::Error for BodyReadFailed {}
 /// writes each part to a temporary file and hands it to a second thread,
 /// which syncs it, checks it and moves it into place, so the connection
 /// never waits for the disk.
-fn download(client: &Client, w: &Work, target: &Target, reporter: &dyn Reporter) {
+fn download(client: &Client, w: &Work, target: &Target, opts: &FetchOptions, reporter: &dyn Reporter) {
     let study = &w.planned.uid;
     let reject = |part_no: usize, why: String| {
         let message = format!(
@@ -856,7 +915,7 @@ fn download(client: &Client, w: &Work, target: &Target, reporter: &dyn Reporter)
     let result = std::thread::scope(|scope| {
         let committer = scope.spawn(|| {
             for (part_no, staged) in parts {
-                if let Err(e) = accept(w, target, staged, part_no, reporter, &reject) {
+                if let Err(e) = accept(w, target, staged, part_no, opts, reporter, &reject) {
                     w.error.lock().unwrap().get_or_insert(e);
                 }
             }
@@ -909,6 +968,7 @@ fn accept(
     target: &Target,
     mut staged: Staged,
     part_no: usize,
+    opts: &FetchOptions,
     reporter: &dyn Reporter,
     reject: &dyn Fn(usize, String),
 ) -> Result<()> {
@@ -946,7 +1006,15 @@ fn accept(
     }
     let sop = admitted.header().sop_instance.clone();
     match w.entry.commit(staged, admitted)? {
-        Commit::Stored { bytes, path } => reporter.instance_stored(&w.planned.uid, &sop, &path, bytes),
+        Commit::Stored { bytes, path } => {
+            reporter.instance_done(&w.planned.uid, bytes);
+            opts.landed(Landed::Stored {
+                study: &w.planned.uid,
+                sop: &sop,
+                path: &path,
+                bytes,
+            });
+        }
         Commit::AlreadyPresent => {}
         Commit::Conflict => reject(
             part_no,
@@ -1081,6 +1149,114 @@ mod tests {
         cfg.retries = 0;
         let client = Client::new(&cfg).unwrap();
         (server, client)
+    }
+
+    /// Shows nothing at all.
+    struct Silent;
+
+    impl Reporter for Silent {}
+
+    #[test]
+    fn every_instance_that_lands_is_told_whatever_the_reporter() {
+        use crate::dicomweb::testserver::{closing, head, multipart_content_type, part};
+        use crate::intake::testfile::{EXPLICIT_LE, Ids, instance};
+        const STUDY: &str = "1.2.3";
+        const SERIES: &str = "1.2.3.4";
+        const SOPS: [&str; 2] = ["1.2.3.4.1", "1.2.3.4.2"];
+        let file = |sop: &str| instance(EXPLICIT_LE, &Ids::new(STUDY, SERIES, sop, Some("P1")));
+        let server = TestServer::start(move |_, request| {
+            let ui = |tag: &str, uid: &str| format!(r#""{tag}": {{"vr": "UI", "Value": ["{uid}"]}}"#);
+            let json = |body: String| {
+                vec![Step::Send(response(
+                    "200 OK",
+                    &[("Content-Type", "application/dicom+json")],
+                    body.as_bytes(),
+                ))]
+            };
+            match request.target.split('?').next().unwrap_or_default() {
+                "/dicom-web/studies/1.2.3/series" => json(format!(
+                    r#"[{{{}, {}, "00201209": {{"vr": "IS", "Value": [2]}}}}]"#,
+                    ui("0020000D", STUDY),
+                    ui("0020000E", SERIES)
+                )),
+                "/dicom-web/studies/1.2.3/instances" => {
+                    let listed: Vec<String> = SOPS
+                        .iter()
+                        .map(|sop| {
+                            format!(
+                                "{{{}, {}, {}}}",
+                                ui("0020000D", STUDY),
+                                ui("0020000E", SERIES),
+                                ui("00080018", sop)
+                            )
+                        })
+                        .collect();
+                    json(format!("[{}]", listed.join(",")))
+                }
+                "/dicom-web/studies/1.2.3/series/1.2.3.4" => {
+                    let mut body = head("200 OK", &[("Content-Type", &multipart_content_type())]);
+                    for sop in SOPS {
+                        body.extend(part(&file(sop)));
+                    }
+                    body.extend(closing());
+                    vec![Step::Send(body)]
+                }
+                _ => vec![Step::Send(response("404 Not Found", &[], b""))],
+            }
+        });
+        let mut cfg = CloudConfig::new(server.url("/dicom-web"), Auth::None);
+        cfg.retries = 0;
+        let client = Client::new(&cfg).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let uid = Uid::parse(STUDY).unwrap();
+        let planned = Planned {
+            info: StudyInfo {
+                study_uid: uid.to_string(),
+                patient_id: Some("P1".into()),
+                ..StudyInfo::default()
+            },
+            uid: uid.clone(),
+            role: Role::Current {
+                requested_as: STUDY.into(),
+            },
+            instances: Some(2),
+        };
+        let landed = Mutex::new(Vec::new());
+        let on_landed = |l: &Landed| {
+            landed.lock().unwrap().push(match *l {
+                Landed::Begun { study } => format!("begun {study}"),
+                Landed::Listed { study } => format!("listed {study}"),
+                Landed::Stored {
+                    study,
+                    sop,
+                    path,
+                    bytes,
+                } => {
+                    assert_eq!(std::fs::read(path).unwrap(), file(sop.as_str()), "{sop}");
+                    assert_eq!(bytes, file(sop.as_str()).len() as u64);
+                    format!("stored {study} {sop}")
+                }
+            })
+        };
+        let opts = FetchOptions {
+            retries: 0,
+            on_landed: Some(&on_landed),
+        };
+        let outcome = fetch(&client, &cache, vec![planned], 2, &opts, &Silent, &mut |_| {}).unwrap();
+        assert_eq!(outcome.fetched.len(), 1, "{:?}", outcome.failed);
+        let mut landed = landed.into_inner().unwrap();
+        assert_eq!(landed[0], "begun 1.2.3", "{landed:?}");
+        landed.sort();
+        assert_eq!(
+            landed,
+            [
+                "begun 1.2.3",
+                "listed 1.2.3",
+                "stored 1.2.3 1.2.3.4.1",
+                "stored 1.2.3 1.2.3.4.2"
+            ]
+        );
     }
 
     #[test]

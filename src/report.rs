@@ -2,12 +2,14 @@
 //! progress bars, quiet runs and tests are implementations, and no core
 //! signature mentions a terminal.
 
-use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use crate::uid::Uid;
 
-/// Events from a running command. Every method has a default that does nothing.
+/// Progress of a running command, for the person watching it. Every method
+/// has a default that does nothing, and no code relies on being called: what
+/// the core hands to other code (an instance that landed) goes through the
+/// core's own options, so that any reporter, or none, can be given.
 pub trait Reporter: Send + Sync {
     /// Work on a study begins: `total` instances, `done` of them already in place.
     fn study_started(&self, _study: &Uid, _label: &str, _total: u64, _done: u64) {}
@@ -16,11 +18,6 @@ pub trait Reporter: Send + Sync {
     fn study_total(&self, _study: &Uid, _total: u64) {}
     /// One more instance of `study` is in place (`bytes` long).
     fn instance_done(&self, _study: &Uid, _bytes: u64) {}
-    /// A downloaded instance was stored in the cache at `path`. By default,
-    /// [`instance_done`](Self::instance_done).
-    fn instance_stored(&self, study: &Uid, _sop: &Uid, _path: &Path, bytes: u64) {
-        self.instance_done(study, bytes)
-    }
     /// Work on a study ended; `summary` says how, in a few words.
     fn study_finished(&self, _study: &Uid, _ok: bool, _summary: &str) {}
     /// Something the person should know about even in a quiet run: a

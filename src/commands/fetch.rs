@@ -44,7 +44,7 @@ pub fn run(settings: &Settings, args: &FetchArgs) -> Result<()> {
         &cache,
         plan.studies,
         cloud.jobs,
-        cloud.retries,
+        &fetch::FetchOptions::new(cloud.retries),
         &*reporter,
         &mut |f| {
             reporter.suspend(&mut || match print_fetched(&mut stdout, f, args.json) {
