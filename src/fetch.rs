@@ -162,7 +162,7 @@ fn shown(raw: &str) -> String {
 fn study_info(json: &DicomJson) -> Result<FoundStudy> {
     let uid = json.uid(0x0020_000D)?;
     let info = StudyInfo {
-        study_uid: uid.to_string(),
+        study_uid: uid.clone(),
         accession: json.string(0x0008_0050),
         patient_id: json.string(0x0010_0020),
         issuer_of_patient_id: json.string(0x0010_0021),
@@ -269,7 +269,7 @@ pub fn plan(client: &Client, ids: &[String], rules: &Rules, reporter: &dyn Repor
                     plan.studies.push(Planned {
                         info: d.study.clone(),
                         uid: prior.uid.clone(),
-                        role: Role::Prior { of: uid.to_string() },
+                        role: Role::Prior { of: uid.clone() },
                         instances: prior.instances,
                     });
                 }
@@ -1212,9 +1212,8 @@ mod tests {
         let uid = Uid::parse(STUDY).unwrap();
         let planned = Planned {
             info: StudyInfo {
-                study_uid: uid.to_string(),
                 patient_id: Some("P1".into()),
-                ..StudyInfo::default()
+                ..StudyInfo::new(uid.clone())
             },
             uid: uid.clone(),
             role: Role::Current {

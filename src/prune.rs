@@ -387,9 +387,8 @@ mod tests {
             .write_manifest(&Manifest {
                 version: Manifest::VERSION,
                 study: StudyInfo {
-                    study_uid: study.into(),
                     accession: Some(format!("ACC{}", study.replace('.', ""))),
-                    ..Default::default()
+                    ..StudyInfo::new(uid(study))
                 },
                 roles: vec![],
                 fetched_at: at(fetched),

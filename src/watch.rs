@@ -665,7 +665,7 @@ impl FetchJob {
                         uid: f.planned.uid.clone(),
                         label: study_label(&f.planned.info.accession, &f.planned.uid),
                         accession: f.planned.info.accession.clone(),
-                        role: f.planned.role.to_string(),
+                        role: f.planned.role.clone(),
                     })
                     .collect()
             }

@@ -31,7 +31,7 @@ use anyhow::Result;
 
 use super::Msg;
 use super::record::retry_delay;
-use crate::cache::{Cache, Delivery, DeliveryState, Journal, now_rfc3339};
+use crate::cache::{Cache, Delivery, DeliveryState, Journal, Role, now_rfc3339};
 use crate::config::CloudConfig;
 use crate::dimse::{
     InstanceMeta, MAX_CONTEXTS, ScuError, StatusClass, StoreAssociation, StoreOutcome, StoreStatus, proposals_for,
@@ -86,8 +86,7 @@ pub(super) struct GroupStudy {
     pub uid: Uid,
     pub label: String,
     pub accession: Option<String>,
-    /// `current`, or `prior of UID`.
-    pub role: String,
+    pub role: Role,
 }
 
 /// How the delivery of a group ended.
@@ -105,8 +104,7 @@ pub(super) struct GroupOutcome {
 pub struct DeliveredStudy {
     pub study: Uid,
     pub accession: Option<String>,
-    /// `current`, or `prior of UID`.
-    pub role: String,
+    pub role: Role,
     pub instances: usize,
     /// Sent by this run (the rest was there before).
     pub sent: usize,
