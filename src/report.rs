@@ -1,9 +1,12 @@
 //! What the core tells the person watching: a push-style observer, so that
 //! progress bars, quiet runs and tests are implementations, and no core
-//! signature mentions a terminal.
+//! signature mentions a terminal. One trait for every command, and the
+//! events it carries (those of `watch` and `prune` included); what prints
+//! them lives in `ui`.
 
 use std::time::{Duration, SystemTime};
 
+use crate::cache::Leftover;
 use crate::uid::Uid;
 
 /// Progress of a running command, for the person watching it. Every method
@@ -32,6 +35,8 @@ pub trait Reporter: Send + Sync {
     }
     /// Something `watch` does (see [`WatchEvent`]).
     fn watch(&self, _event: &WatchEvent) {}
+    /// Something `prune` does (see [`PruneEvent`]).
+    fn prune(&self, _event: &PruneEvent) {}
 }
 
 /// What `watch` tells the person watching it: its searches of the cloud,
@@ -115,4 +120,62 @@ pub struct WatchStatus {
     pub failing: usize,
     /// When the last search answered, and how many studies it found.
     pub last_poll: Option<(SystemTime, usize)>,
+}
+
+/// What `prune` tells the person watching it, study by study, as it goes.
+#[derive(Debug)]
+pub enum PruneEvent<'a> {
+    /// A study removed, or in a dry run one that would be.
+    Removed(&'a Removed),
+    /// An expired study that stays, and why.
+    Kept { study: &'a PrunedStudy, why: &'a Kept },
+    /// A leftover of a crashed run, deleted (or in a dry run: to be).
+    Leftover(&'a Leftover),
+    /// Something that failed; the run goes on and ends in an error.
+    Failed(&'a anyhow::Error),
+    /// Something to know that is not a failure (remains that could not be
+    /// deleted yet).
+    Note(&'a str),
+}
+
+/// A study as prune sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrunedStudy {
+    pub uid: Uid,
+    pub accession: Option<String>,
+    /// Since the later of the last fetch and the last delivery.
+    pub age: Duration,
+    /// The destination (journal key) that has all of it; `None`: not delivered.
+    pub delivered_to: Option<String>,
+}
+
+/// Why a study goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Delivered, and older than the retention.
+    Expired,
+    /// Not delivered, older than the retention, and `--include-undelivered`.
+    Undelivered,
+    /// Older than the hard maximum age.
+    MaxAge,
+}
+
+/// Why an expired study stays.
+#[derive(Debug)]
+pub enum Kept {
+    /// Not delivered (see the rules in `prune`).
+    NotDelivered,
+    /// Locked by a running fetch, store or watch.
+    Busy,
+    /// A file of it is open in another program (Windows).
+    InUse(anyhow::Error),
+}
+
+/// A study removed, or in a dry run one that would be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removed {
+    pub study: PrunedStudy,
+    pub reason: Reason,
+    /// Bytes deleted (in a dry run: that would be).
+    pub freed: u64,
 }
