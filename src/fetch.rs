@@ -313,7 +313,7 @@ struct Work {
     /// UID), once known. A study with nothing in the cache yet is listed
     /// while its series download, so the (on some servers slow) listing
     /// costs no time of its own.
-    expected: OnceLock<BTreeMap<String, String>>,
+    expected: OnceLock<BTreeMap<Uid, Uid>>,
     reused: usize,
     rejections: Mutex<Vec<String>>,
     /// The gate's notes already shown for this study (each once).
@@ -572,7 +572,10 @@ fn study_error(w: &Work) -> anyhow::Error {
 fn missing_count(w: &Work) -> usize {
     let present = w.entry.present().unwrap_or_default();
     match w.expected.get() {
-        Some(expected) => expected.keys().filter(|sop| !present.contains_key(*sop)).count(),
+        Some(expected) => expected
+            .keys()
+            .filter(|sop| !present.contains_key(sop.as_str()))
+            .count(),
         None => 0,
     }
 }
@@ -627,7 +630,7 @@ fn prepare(
         let expected = list_instances(client, &work, reporter)?;
         record_expected(&work, expected)?;
         let expected = work.expected.get().expect("just set");
-        let reused = expected.keys().filter(|sop| present.contains_key(*sop)).count();
+        let reused = expected.keys().filter(|sop| present.contains_key(sop.as_str())).count();
         (expected.len() as u64, reused)
     };
     let label = format!(
@@ -689,9 +692,9 @@ fn check_study(json: &DicomJson, study: &Uid, what: &str) -> Result<()> {
 /// listing against the counts the cloud announced: a listing shorter than
 /// its count is not a listing of the whole study, and completing the
 /// study against it would deliver it short.
-fn list_instances(client: &Client, w: &Work, reporter: &dyn Reporter) -> Result<BTreeMap<String, String>> {
+fn list_instances(client: &Client, w: &Work, reporter: &dyn Reporter) -> Result<BTreeMap<Uid, Uid>> {
     let study = &w.planned.uid;
-    let lists: Vec<Result<Vec<(String, String)>>> = w
+    let lists: Vec<Result<Vec<(Uid, Uid)>>> = w
         .series
         .par_iter()
         .zip(w.series_counts.par_iter())
@@ -723,7 +726,7 @@ fn list_series_instances(
     series: &Uid,
     announced: Option<u64>,
     reporter: &dyn Reporter,
-) -> Result<Vec<(String, String)>> {
+) -> Result<Vec<(Uid, Uid)>> {
     let mut out = Vec::new();
     let mut others = 0usize;
     client
@@ -745,7 +748,7 @@ fn list_series_instances(
                 let sop = json
                     .uid(0x0008_0018)
                     .with_context(|| format!("the cloud listed a bad instance in study `{study}`"))?;
-                out.push((sop.to_string(), series.to_string()));
+                out.push((sop, series.clone()));
                 Ok(())
             },
         )
@@ -796,14 +799,18 @@ fn check_count(
 }
 
 /// Keeps the listing and records it in the manifest.
-fn record_expected(w: &Work, expected: BTreeMap<String, String>) -> Result<()> {
+fn record_expected(w: &Work, expected: BTreeMap<Uid, Uid>) -> Result<()> {
     let mut manifest = w
         .entry
         .manifest()?
         .context("the study's manifest disappeared from the cache while it was being fetched")?;
-    if manifest.expected != expected {
+    let listed: BTreeMap<String, String> = expected
+        .iter()
+        .map(|(sop, series)| (sop.to_string(), series.to_string()))
+        .collect();
+    if manifest.expected != listed {
         manifest.completed_at = None;
-        manifest.expected = expected.clone();
+        manifest.expected = listed;
         w.entry.write_manifest(&manifest)?;
     }
     let _ = w.expected.set(expected);
@@ -859,23 +866,22 @@ fn missing_targets(w: &Work) -> Result<Vec<Target>> {
     let Some(expected) = w.expected.get() else {
         return Ok(Vec::new());
     };
-    let mut by_series: BTreeMap<&str, (usize, Vec<&str>)> = BTreeMap::new();
+    let mut by_series: BTreeMap<&Uid, (usize, Vec<&Uid>)> = BTreeMap::new();
     for (sop, series) in expected {
-        let slot = by_series.entry(series.as_str()).or_default();
+        let slot = by_series.entry(series).or_default();
         slot.0 += 1;
-        if !present.contains_key(sop) {
-            slot.1.push(sop.as_str());
+        if !present.contains_key(sop.as_str()) {
+            slot.1.push(sop);
         }
     }
     let study = &w.planned.uid;
     let mut targets = Vec::new();
     for (series, (total, missing)) in by_series {
-        let series = Uid::parse(series)?;
         if missing.len() == total {
-            targets.push(Target::Series(study.clone(), series));
+            targets.push(Target::Series(study.clone(), series.clone()));
         } else {
             for sop in missing {
-                targets.push(Target::Instance(study.clone(), series.clone(), Uid::parse(sop)?));
+                targets.push(Target::Instance(study.clone(), series.clone(), sop.clone()));
             }
         }
     }
@@ -978,7 +984,7 @@ fn accept(
         Target::Series(_, series) => (Some(series), None),
         Target::Instance(_, series, sop) => (Some(series), Some(sop)),
     };
-    let series_of = |sop: &str| w.expected.get().and_then(|e| e.get(sop).cloned());
+    let series_of = |sop: &str| w.expected.get().and_then(|e| e.get(sop).map(Uid::to_string));
     let info = &w.planned.info;
     let want = Expectation {
         study: &w.planned.uid,
@@ -1081,7 +1087,7 @@ fn settle(w: &Work) -> Result<Option<Fetched>> {
     let Some(expected) = w.expected.get() else {
         return Ok(None);
     };
-    if expected.keys().any(|sop| !present.contains_key(sop)) {
+    if expected.keys().any(|sop| !present.contains_key(sop.as_str())) {
         return Ok(None);
     }
     let mut manifest = w
@@ -1097,7 +1103,7 @@ fn settle(w: &Work) -> Result<Option<Fetched>> {
     }
     let bytes = expected
         .keys()
-        .filter_map(|sop| present.get(sop))
+        .filter_map(|sop| present.get(sop.as_str()))
         .map(|i| i.bytes)
         .sum();
     Ok(Some(Fetched {

@@ -56,6 +56,14 @@ impl fmt::Display for Uid {
     }
 }
 
+/// So that maps keyed by `Uid` are looked up with a `&str`: a `Uid`
+/// compares, orders and hashes as its string does.
+impl std::borrow::Borrow<str> for Uid {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl AsRef<str> for Uid {
     fn as_ref(&self) -> &str {
         &self.0
