@@ -7,6 +7,9 @@
 //! are now complete). Downloads that fail transiently are retried in further
 //! rounds that ask only for what is still missing, except that a study whose
 //! downloads stalled twice is given up (see `MAX_STALLS`).
+//!
+//! Progress goes to the reporter; what a caller acts on (each instance as it
+//! lands) goes to the callback in [`FetchOptions`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};

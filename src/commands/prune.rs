@@ -1,5 +1,6 @@
-//! `retriever prune`: expire the cache (rules in [`crate::prune`]). One line
-//! per removed study on stdout, what was kept and why on stderr.
+//! `retriever prune`: expire the cache (rules in [`crate::prune`]), shown as
+//! it goes by [`crate::ui::PrunePrinter`] (one line per removed study on
+//! stdout, what was kept and why on stderr), then the closing summary.
 
 use std::time::SystemTime;
 
