@@ -7,9 +7,13 @@
 //! are now complete). Downloads that fail transiently are retried in further
 //! rounds that ask only for what is still missing, except that a study whose
 //! downloads stalled twice is given up (see `MAX_STALLS`).
+//!
+//! Progress goes to the reporter; what a caller acts on (each instance as it
+//! lands) goes to the callback in [`FetchOptions`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
+use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -160,7 +164,7 @@ fn shown(raw: &str) -> String {
 fn study_info(json: &DicomJson) -> Result<FoundStudy> {
     let uid = json.uid(0x0020_000D)?;
     let info = StudyInfo {
-        study_uid: uid.to_string(),
+        study_uid: uid.clone(),
         accession: json.string(0x0008_0050),
         patient_id: json.string(0x0010_0020),
         issuer_of_patient_id: json.string(0x0010_0021),
@@ -267,7 +271,7 @@ pub fn plan(client: &Client, ids: &[String], rules: &Rules, reporter: &dyn Repor
                     plan.studies.push(Planned {
                         info: d.study.clone(),
                         uid: prior.uid.clone(),
-                        role: Role::Prior { of: uid.to_string() },
+                        role: Role::Prior { of: uid.clone() },
                         instances: prior.instances,
                     });
                 }
@@ -311,13 +315,60 @@ struct Work {
     /// UID), once known. A study with nothing in the cache yet is listed
     /// while its series download, so the (on some servers slow) listing
     /// costs no time of its own.
-    expected: OnceLock<BTreeMap<String, String>>,
+    expected: OnceLock<BTreeMap<Uid, Uid>>,
     reused: usize,
     rejections: Mutex<Vec<String>>,
     /// The gate's notes already shown for this study (each once).
     notes: Mutex<BTreeSet<Note>>,
     error: Mutex<Option<anyhow::Error>>,
     transient_error: Mutex<Option<anyhow::Error>>,
+}
+
+/// What the fetch tells its caller about the cache as it fills, for a
+/// caller that acts on it at once (`watch` delivers while it downloads).
+/// Unlike the reporter's progress, these are data: the caller may rely on
+/// every one of them.
+#[derive(Debug, Clone, Copy)]
+pub enum Landed<'a> {
+    /// Work on the study begins: its manifest is written, and when some of
+    /// the study was in the cache already, its listing too.
+    Begun { study: &'a Uid },
+    /// The study's listing of instances is in its manifest now: what it is
+    /// to hold is known exactly.
+    Listed { study: &'a Uid },
+    /// An instance was stored in the cache at `path`, checked by the intake
+    /// gate.
+    Stored {
+        study: &'a Uid,
+        sop: &'a Uid,
+        path: &'a Path,
+        bytes: u64,
+    },
+}
+
+/// How to fetch, and where its outputs go besides the reporter.
+#[derive(Clone, Copy)]
+pub struct FetchOptions<'a> {
+    /// Rounds without progress before a study is given up.
+    pub retries: u32,
+    /// Called as the cache fills (see [`Landed`]), on the download threads.
+    pub on_landed: Option<&'a (dyn Fn(&Landed<'_>) + Sync)>,
+}
+
+impl FetchOptions<'_> {
+    /// A fetch that tells nothing but its progress.
+    pub fn new(retries: u32) -> FetchOptions<'static> {
+        FetchOptions {
+            retries,
+            on_landed: None,
+        }
+    }
+
+    fn landed(&self, event: Landed<'_>) {
+        if let Some(on_landed) = self.on_landed {
+            on_landed(&event);
+        }
+    }
 }
 
 /// Fetches every planned study into the cache. Calls `on_complete` for
@@ -327,12 +378,12 @@ pub fn fetch(
     cache: &Cache,
     studies: Vec<Planned>,
     jobs: usize,
-    retries: u32,
+    opts: &FetchOptions,
     reporter: &dyn Reporter,
     on_complete: &mut dyn FnMut(&Fetched),
 ) -> Result<Outcome> {
     let pool = download_pool(jobs)?;
-    fetch_in(&pool, client, cache, studies, retries, reporter, on_complete)
+    fetch_in(&pool, client, cache, studies, opts, reporter, on_complete)
 }
 
 /// The threads [`fetch`] downloads with: `jobs` requests at once.
@@ -351,15 +402,16 @@ pub fn fetch_in(
     client: &Client,
     cache: &Cache,
     studies: Vec<Planned>,
-    retries: u32,
+    opts: &FetchOptions,
     reporter: &dyn Reporter,
     on_complete: &mut dyn FnMut(&Fetched),
 ) -> Result<Outcome> {
+    let retries = opts.retries;
     let mut outcome = Outcome::default();
     let mut work = Vec::new();
     for planned in studies {
         interrupt::check()?;
-        match prepare(client, cache, planned.clone(), reporter) {
+        match prepare(client, cache, planned.clone(), opts, reporter) {
             Ok(w) => work.push(w),
             Err(e) if interrupt::is_interrupted(&e) => return Err(e),
             Err(e) => {
@@ -384,8 +436,8 @@ pub fn fetch_in(
                     return;
                 }
                 match task {
-                    Task::List => list(client, &work[*i], reporter),
-                    Task::Get(target) => download(client, &work[*i], target, reporter),
+                    Task::List => list(client, &work[*i], opts, reporter),
+                    Task::Get(target) => download(client, &work[*i], target, opts, reporter),
                 }
             })
         });
@@ -522,7 +574,10 @@ fn study_error(w: &Work) -> anyhow::Error {
 fn missing_count(w: &Work) -> usize {
     let present = w.entry.present().unwrap_or_default();
     match w.expected.get() {
-        Some(expected) => expected.keys().filter(|sop| !present.contains_key(*sop)).count(),
+        Some(expected) => expected
+            .keys()
+            .filter(|sop| !present.contains_key(sop.as_str()))
+            .count(),
         None => 0,
     }
 }
@@ -530,7 +585,13 @@ fn missing_count(w: &Work) -> usize {
 /// Finds the study's series in the cloud, locks the study in the cache and
 /// records the manifest. When part of the study is already in the cache,
 /// its instances are listed at once, to know what is missing.
-fn prepare(client: &Client, cache: &Cache, planned: Planned, reporter: &dyn Reporter) -> Result<Work> {
+fn prepare(
+    client: &Client,
+    cache: &Cache,
+    planned: Planned,
+    opts: &FetchOptions,
+    reporter: &dyn Reporter,
+) -> Result<Work> {
     let uid = &planned.uid.clone();
     let (series, series_counts) = list_series(client, uid)?;
     let announced: u64 = series_counts.iter().flatten().sum();
@@ -571,7 +632,7 @@ fn prepare(client: &Client, cache: &Cache, planned: Planned, reporter: &dyn Repo
         let expected = list_instances(client, &work, reporter)?;
         record_expected(&work, expected)?;
         let expected = work.expected.get().expect("just set");
-        let reused = expected.keys().filter(|sop| present.contains_key(*sop)).count();
+        let reused = expected.keys().filter(|sop| present.contains_key(sop.as_str())).count();
         (expected.len() as u64, reused)
     };
     let label = format!(
@@ -583,6 +644,9 @@ fn prepare(client: &Client, cache: &Cache, planned: Planned, reporter: &dyn Repo
         }
     );
     reporter.study_started(&work.planned.uid, &label, total, reused as u64);
+    opts.landed(Landed::Begun {
+        study: &work.planned.uid,
+    });
     Ok(Work { reused, ..work })
 }
 
@@ -630,9 +694,9 @@ fn check_study(json: &DicomJson, study: &Uid, what: &str) -> Result<()> {
 /// listing against the counts the cloud announced: a listing shorter than
 /// its count is not a listing of the whole study, and completing the
 /// study against it would deliver it short.
-fn list_instances(client: &Client, w: &Work, reporter: &dyn Reporter) -> Result<BTreeMap<String, String>> {
+fn list_instances(client: &Client, w: &Work, reporter: &dyn Reporter) -> Result<BTreeMap<Uid, Uid>> {
     let study = &w.planned.uid;
-    let lists: Vec<Result<Vec<(String, String)>>> = w
+    let lists: Vec<Result<Vec<(Uid, Uid)>>> = w
         .series
         .par_iter()
         .zip(w.series_counts.par_iter())
@@ -664,7 +728,7 @@ fn list_series_instances(
     series: &Uid,
     announced: Option<u64>,
     reporter: &dyn Reporter,
-) -> Result<Vec<(String, String)>> {
+) -> Result<Vec<(Uid, Uid)>> {
     let mut out = Vec::new();
     let mut others = 0usize;
     client
@@ -686,7 +750,7 @@ fn list_series_instances(
                 let sop = json
                     .uid(0x0008_0018)
                     .with_context(|| format!("the cloud listed a bad instance in study `{study}`"))?;
-                out.push((sop.to_string(), series.to_string()));
+                out.push((sop, series.clone()));
                 Ok(())
             },
         )
@@ -737,14 +801,18 @@ fn check_count(
 }
 
 /// Keeps the listing and records it in the manifest.
-fn record_expected(w: &Work, expected: BTreeMap<String, String>) -> Result<()> {
+fn record_expected(w: &Work, expected: BTreeMap<Uid, Uid>) -> Result<()> {
     let mut manifest = w
         .entry
         .manifest()?
         .context("the study's manifest disappeared from the cache while it was being fetched")?;
-    if manifest.expected != expected {
+    let listed: BTreeMap<String, String> = expected
+        .iter()
+        .map(|(sop, series)| (sop.to_string(), series.to_string()))
+        .collect();
+    if manifest.expected != listed {
         manifest.completed_at = None;
-        manifest.expected = expected.clone();
+        manifest.expected = listed;
         w.entry.write_manifest(&manifest)?;
     }
     let _ = w.expected.set(expected);
@@ -752,11 +820,12 @@ fn record_expected(w: &Work, expected: BTreeMap<String, String>) -> Result<()> {
 }
 
 /// Lists a study whose series are being downloaded meanwhile.
-fn list(client: &Client, w: &Work, reporter: &dyn Reporter) {
+fn list(client: &Client, w: &Work, opts: &FetchOptions, reporter: &dyn Reporter) {
     let result = list_instances(client, w, reporter).and_then(|expected| {
         let total = expected.len() as u64;
         record_expected(w, expected)?;
         reporter.study_total(&w.planned.uid, total);
+        opts.landed(Landed::Listed { study: &w.planned.uid });
         Ok(())
     });
     if let Err(e) = result {
@@ -799,23 +868,22 @@ fn missing_targets(w: &Work) -> Result<Vec<Target>> {
     let Some(expected) = w.expected.get() else {
         return Ok(Vec::new());
     };
-    let mut by_series: BTreeMap<&str, (usize, Vec<&str>)> = BTreeMap::new();
+    let mut by_series: BTreeMap<&Uid, (usize, Vec<&Uid>)> = BTreeMap::new();
     for (sop, series) in expected {
-        let slot = by_series.entry(series.as_str()).or_default();
+        let slot = by_series.entry(series).or_default();
         slot.0 += 1;
-        if !present.contains_key(sop) {
-            slot.1.push(sop.as_str());
+        if !present.contains_key(sop.as_str()) {
+            slot.1.push(sop);
         }
     }
     let study = &w.planned.uid;
     let mut targets = Vec::new();
     for (series, (total, missing)) in by_series {
-        let series = Uid::parse(series)?;
         if missing.len() == total {
-            targets.push(Target::Series(study.clone(), series));
+            targets.push(Target::Series(study.clone(), series.clone()));
         } else {
             for sop in missing {
-                targets.push(Target::Instance(study.clone(), series.clone(), Uid::parse(sop)?));
+                targets.push(Target::Instance(study.clone(), series.clone(), sop.clone()));
             }
         }
     }
@@ -828,7 +896,7 @@ fn missing_targets(w: &Work) -> Result<Vec<Target>> {
 /// writes each part to a temporary file and hands it to a second thread,
 /// which syncs it, checks it and moves it into place, so the connection
 /// never waits for the disk.
-fn download(client: &Client, w: &Work, target: &Target, reporter: &dyn Reporter) {
+fn download(client: &Client, w: &Work, target: &Target, opts: &FetchOptions, reporter: &dyn Reporter) {
     let study = &w.planned.uid;
     let reject = |part_no: usize, why: String| {
         let message = format!(
@@ -842,7 +910,7 @@ fn download(client: &Client, w: &Work, target: &Target, reporter: &dyn Reporter)
     let result = std::thread::scope(|scope| {
         let committer = scope.spawn(|| {
             for (part_no, staged) in parts {
-                if let Err(e) = accept(w, target, staged, part_no, reporter, &reject) {
+                if let Err(e) = accept(w, target, staged, part_no, opts, reporter, &reject) {
                     w.error.lock().unwrap().get_or_insert(e);
                 }
             }
@@ -895,6 +963,7 @@ fn accept(
     target: &Target,
     mut staged: Staged,
     part_no: usize,
+    opts: &FetchOptions,
     reporter: &dyn Reporter,
     reject: &dyn Fn(usize, String),
 ) -> Result<()> {
@@ -904,7 +973,7 @@ fn accept(
         Target::Series(_, series) => (Some(series), None),
         Target::Instance(_, series, sop) => (Some(series), Some(sop)),
     };
-    let series_of = |sop: &str| w.expected.get().and_then(|e| e.get(sop).cloned());
+    let series_of = |sop: &str| w.expected.get().and_then(|e| e.get(sop).map(Uid::to_string));
     let info = &w.planned.info;
     let want = Expectation {
         study: &w.planned.uid,
@@ -932,7 +1001,15 @@ fn accept(
     }
     let sop = admitted.header().sop_instance.clone();
     match w.entry.commit(staged, admitted)? {
-        Commit::Stored { bytes, path } => reporter.instance_stored(&w.planned.uid, &sop, &path, bytes),
+        Commit::Stored { bytes, path } => {
+            reporter.instance_done(&w.planned.uid, bytes);
+            opts.landed(Landed::Stored {
+                study: &w.planned.uid,
+                sop: &sop,
+                path: &path,
+                bytes,
+            });
+        }
         Commit::AlreadyPresent => {}
         Commit::Conflict => reject(
             part_no,
@@ -956,7 +1033,7 @@ fn settle(w: &Work) -> Result<Option<Fetched>> {
     let Some(expected) = w.expected.get() else {
         return Ok(None);
     };
-    if expected.keys().any(|sop| !present.contains_key(sop)) {
+    if expected.keys().any(|sop| !present.contains_key(sop.as_str())) {
         return Ok(None);
     }
     let mut manifest = w
@@ -972,7 +1049,7 @@ fn settle(w: &Work) -> Result<Option<Fetched>> {
     }
     let bytes = expected
         .keys()
-        .filter_map(|sop| present.get(sop))
+        .filter_map(|sop| present.get(sop.as_str()))
         .map(|i| i.bytes)
         .sum();
     Ok(Some(Fetched {
@@ -1024,6 +1101,113 @@ mod tests {
         cfg.retries = 0;
         let client = Client::new(&cfg).unwrap();
         (server, client)
+    }
+
+    /// Shows nothing at all.
+    struct Silent;
+
+    impl Reporter for Silent {}
+
+    #[test]
+    fn every_instance_that_lands_is_told_whatever_the_reporter() {
+        use crate::dicomweb::testserver::{closing, head, multipart_content_type, part};
+        use crate::intake::testfile::{EXPLICIT_LE, Ids, instance};
+        const STUDY: &str = "1.2.3";
+        const SERIES: &str = "1.2.3.4";
+        const SOPS: [&str; 2] = ["1.2.3.4.1", "1.2.3.4.2"];
+        let file = |sop: &str| instance(EXPLICIT_LE, &Ids::new(STUDY, SERIES, sop, Some("P1")));
+        let server = TestServer::start(move |_, request| {
+            let ui = |tag: &str, uid: &str| format!(r#""{tag}": {{"vr": "UI", "Value": ["{uid}"]}}"#);
+            let json = |body: String| {
+                vec![Step::Send(response(
+                    "200 OK",
+                    &[("Content-Type", "application/dicom+json")],
+                    body.as_bytes(),
+                ))]
+            };
+            match request.target.split('?').next().unwrap_or_default() {
+                "/dicom-web/studies/1.2.3/series" => json(format!(
+                    r#"[{{{}, {}, "00201209": {{"vr": "IS", "Value": [2]}}}}]"#,
+                    ui("0020000D", STUDY),
+                    ui("0020000E", SERIES)
+                )),
+                "/dicom-web/studies/1.2.3/instances" => {
+                    let listed: Vec<String> = SOPS
+                        .iter()
+                        .map(|sop| {
+                            format!(
+                                "{{{}, {}, {}}}",
+                                ui("0020000D", STUDY),
+                                ui("0020000E", SERIES),
+                                ui("00080018", sop)
+                            )
+                        })
+                        .collect();
+                    json(format!("[{}]", listed.join(",")))
+                }
+                "/dicom-web/studies/1.2.3/series/1.2.3.4" => {
+                    let mut body = head("200 OK", &[("Content-Type", &multipart_content_type())]);
+                    for sop in SOPS {
+                        body.extend(part(&file(sop)));
+                    }
+                    body.extend(closing());
+                    vec![Step::Send(body)]
+                }
+                _ => vec![Step::Send(response("404 Not Found", &[], b""))],
+            }
+        });
+        let mut cfg = CloudConfig::new(server.url("/dicom-web"), Auth::None);
+        cfg.retries = 0;
+        let client = Client::new(&cfg).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let uid = Uid::parse(STUDY).unwrap();
+        let planned = Planned {
+            info: StudyInfo {
+                patient_id: Some("P1".into()),
+                ..StudyInfo::new(uid.clone())
+            },
+            uid: uid.clone(),
+            role: Role::Current {
+                requested_as: STUDY.into(),
+            },
+            instances: Some(2),
+        };
+        let landed = Mutex::new(Vec::new());
+        let on_landed = |l: &Landed| {
+            landed.lock().unwrap().push(match *l {
+                Landed::Begun { study } => format!("begun {study}"),
+                Landed::Listed { study } => format!("listed {study}"),
+                Landed::Stored {
+                    study,
+                    sop,
+                    path,
+                    bytes,
+                } => {
+                    assert_eq!(std::fs::read(path).unwrap(), file(sop.as_str()), "{sop}");
+                    assert_eq!(bytes, file(sop.as_str()).len() as u64);
+                    format!("stored {study} {sop}")
+                }
+            })
+        };
+        let opts = FetchOptions {
+            retries: 0,
+            on_landed: Some(&on_landed),
+        };
+        let outcome = fetch(&client, &cache, vec![planned], 2, &opts, &Silent, &mut |_| {}).unwrap();
+        assert_eq!(outcome.fetched.len(), 1, "{:?}", outcome.failed);
+        let mut landed = landed.into_inner().unwrap();
+        assert_eq!(landed[0], "begun 1.2.3", "{landed:?}");
+        landed.sort();
+        assert_eq!(
+            landed,
+            [
+                "begun 1.2.3",
+                "listed 1.2.3",
+                "stored 1.2.3 1.2.3.4.1",
+                "stored 1.2.3 1.2.3.4.2"
+            ]
+        );
     }
 
     #[test]

@@ -171,12 +171,11 @@ mod tests {
 
     fn study(uid: &str, date: Option<&str>, modality: &str, issuer: Option<&str>) -> StudyInfo {
         StudyInfo {
-            study_uid: uid.into(),
             patient_id: Some("PAT1".into()),
             issuer_of_patient_id: issuer.map(Into::into),
             study_date: date.map(Into::into),
             modalities: vec![modality.into()],
-            ..Default::default()
+            ..StudyInfo::new(crate::uid::Uid::parse(uid).unwrap())
         }
     }
 
@@ -210,7 +209,7 @@ mod tests {
         let reason = |uid: &str| {
             decisions
                 .iter()
-                .find(|d| d.study.study_uid == uid)
+                .find(|d| d.study.study_uid.as_str() == uid)
                 .unwrap()
                 .reason
                 .clone()
@@ -231,7 +230,7 @@ mod tests {
         let chosen: Vec<String> = select(&current, &candidates, &same, "20261127")
             .into_iter()
             .filter(|d| d.chosen)
-            .map(|d| d.study.study_uid)
+            .map(|d| d.study.study_uid.to_string())
             .collect();
         assert_eq!(chosen, ["1.3", "1.6"]);
     }

@@ -28,9 +28,11 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
 
-use crate::cache::{Cache, Journals, Leftover, Manifest, is_in_use};
+use crate::cache::{Cache, Journals, Manifest, is_in_use};
 use crate::config::Destination;
 use crate::interrupt;
+pub use crate::report::{Kept, PrunedStudy as Study, Reason, Removed};
+use crate::report::{PruneEvent, Reporter};
 use crate::uid::Uid;
 
 /// The retention when neither `--older-than` nor the config file says.
@@ -70,17 +72,6 @@ impl PruneOptions {
     }
 }
 
-/// A study as prune sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Study {
-    pub uid: Uid,
-    pub accession: Option<String>,
-    /// Since the later of the last fetch and the last delivery.
-    pub age: Duration,
-    /// The destination (journal key) that has all of it; `None`: not delivered.
-    pub delivered_to: Option<String>,
-}
-
 /// What is to become of a study.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -89,17 +80,6 @@ pub enum Verdict {
     /// Expired but not delivered: kept.
     KeepUndelivered,
     Remove(Reason),
-}
-
-/// Why a study goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    /// Delivered, and older than the retention.
-    Expired,
-    /// Not delivered, older than the retention, and `--include-undelivered`.
-    Undelivered,
-    /// Older than the hard maximum age.
-    MaxAge,
 }
 
 /// The rules, for a study of this age, delivered or not.
@@ -132,40 +112,6 @@ pub fn last_activity(manifest: &Manifest, journals: &Journals) -> Option<SystemT
         .max()
 }
 
-/// Why an expired study stays.
-#[derive(Debug)]
-pub enum Kept {
-    /// Not delivered (see the module's rules).
-    NotDelivered,
-    /// Locked by a running fetch, store or watch.
-    Busy,
-    /// A file of it is open in another program (Windows).
-    InUse(anyhow::Error),
-}
-
-/// A study removed, or in a dry run one that would be.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Removed {
-    pub study: Study,
-    pub reason: Reason,
-    /// Bytes deleted (in a dry run: that would be).
-    pub freed: u64,
-}
-
-/// What the run tells the person watching, as it goes. Every method has a
-/// default that does nothing.
-pub trait Sink {
-    fn removed(&mut self, _removed: &Removed) {}
-    fn kept(&mut self, _study: &Study, _why: &Kept) {}
-    /// A leftover of a crashed run, deleted (or in a dry run: to be).
-    fn leftover(&mut self, _leftover: &Leftover) {}
-    /// Something that failed; the run goes on and ends in an error.
-    fn failed(&mut self, _error: &anyhow::Error) {}
-    /// Something to know that is not a failure (remains that could not be
-    /// deleted yet).
-    fn note(&mut self, _message: &str) {}
-}
-
 /// The run, counted.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Summary {
@@ -194,7 +140,7 @@ impl Summary {
 
 /// Expires the cache, study by study; one failure is reported and the run
 /// goes on. The caller holds the prune lock ([`Cache::try_lock_prune`]).
-pub fn prune(cache: &Cache, opts: &PruneOptions, sink: &mut dyn Sink) -> Result<Summary> {
+pub fn prune(cache: &Cache, opts: &PruneOptions, sink: &dyn Reporter) -> Result<Summary> {
     let mut summary = Summary::default();
     for uid in cache.studies()? {
         // Between studies: each removal is whole, so stopping here leaves
@@ -207,24 +153,24 @@ pub fn prune(cache: &Cache, opts: &PruneOptions, sink: &mut dyn Sink) -> Result<
     for leftover in cache.leftovers(opts.older_than, opts.now)? {
         interrupt::check()?;
         if opts.dry_run {
-            sink.leftover(&leftover);
+            sink.prune(&PruneEvent::Leftover(&leftover));
             summary.leftovers += 1;
             summary.freed += leftover.bytes;
             continue;
         }
         match cache.remove_leftover(&leftover) {
             Ok(true) => {
-                sink.leftover(&leftover);
+                sink.prune(&PruneEvent::Leftover(&leftover));
                 summary.leftovers += 1;
                 summary.freed += leftover.bytes;
             }
             // In use after all: next run.
             Ok(false) => {}
-            Err(e) if is_in_use(&e) => sink.note(&format!(
+            Err(e) if is_in_use(&e) => sink.prune(&PruneEvent::Note(&format!(
                 "{} `{}` is open in another program; a later prune deletes it",
                 leftover.kind,
                 leftover.path.display()
-            )),
+            ))),
             Err(e) => fail(&mut summary, sink, e),
         }
     }
@@ -235,7 +181,7 @@ fn prune_study(
     cache: &Cache,
     uid: &Uid,
     opts: &PruneOptions,
-    sink: &mut dyn Sink,
+    sink: &dyn Reporter,
     summary: &mut Summary,
 ) -> Result<()> {
     // A first look without the lock, so that studies that stay are never
@@ -248,12 +194,18 @@ fn prune_study(
     }
     if verdict == Verdict::KeepUndelivered {
         summary.kept_undelivered += 1;
-        sink.kept(&study, &Kept::NotDelivered);
+        sink.prune(&PruneEvent::Kept {
+            study: &study,
+            why: &Kept::NotDelivered,
+        });
         return Ok(());
     }
     let Some(entry) = cache.try_lock_study(uid)? else {
         summary.busy += 1;
-        sink.kept(&study, &Kept::Busy);
+        sink.prune(&PruneEvent::Kept {
+            study: &study,
+            why: &Kept::Busy,
+        });
         return Ok(());
     };
     // Again under the lock: a fetch or store may have changed the study
@@ -265,7 +217,10 @@ fn prune_study(
         drop(entry);
         if verdict == Verdict::KeepUndelivered {
             summary.kept_undelivered += 1;
-            sink.kept(&study, &Kept::NotDelivered);
+            sink.prune(&PruneEvent::Kept {
+                study: &study,
+                why: &Kept::NotDelivered,
+            });
         }
         return Ok(());
     };
@@ -284,17 +239,20 @@ fn prune_study(
                         left.error
                     );
                     if crate::cache::io_error_in_use(&left.error) {
-                        sink.note(&message);
+                        sink.prune(&PruneEvent::Note(&message));
                     } else {
                         summary.failures.push(message.clone());
-                        sink.failed(&anyhow::anyhow!(message));
+                        sink.prune(&PruneEvent::Failed(&anyhow::anyhow!(message)));
                     }
                 }
                 removal.freed
             }
             Err(e) if is_in_use(&e) => {
                 summary.in_use += 1;
-                sink.kept(&study, &Kept::InUse(e));
+                sink.prune(&PruneEvent::Kept {
+                    study: &study,
+                    why: &Kept::InUse(e),
+                });
                 return Ok(());
             }
             Err(e) => return Err(e),
@@ -305,12 +263,12 @@ fn prune_study(
         summary.removed_undelivered += 1;
     }
     summary.freed += freed;
-    sink.removed(&Removed { study, reason, freed });
+    sink.prune(&PruneEvent::Removed(&Removed { study, reason, freed }));
     Ok(())
 }
 
-fn fail(summary: &mut Summary, sink: &mut dyn Sink, e: anyhow::Error) {
-    sink.failed(&e);
+fn fail(summary: &mut Summary, sink: &dyn Reporter, e: anyhow::Error) {
+    sink.prune(&PruneEvent::Failed(&e));
     summary.failures.push(format!("{e:#}"));
 }
 
@@ -341,6 +299,8 @@ fn look(cache: &Cache, uid: &Uid, opts: &PruneOptions) -> Result<Option<(Study, 
 mod tests {
 
     use super::*;
+    use std::sync::Mutex;
+
     use crate::cache::{Delivery, DeliveryState, LockMode, StudyInfo};
 
     const HOUR: Duration = Duration::from_secs(3600);
@@ -369,9 +329,8 @@ mod tests {
             .write_manifest(&Manifest {
                 version: Manifest::VERSION,
                 study: StudyInfo {
-                    study_uid: study.into(),
                     accession: Some(format!("ACC{}", study.replace('.', ""))),
-                    ..Default::default()
+                    ..StudyInfo::new(uid(study))
                 },
                 roles: vec![],
                 fetched_at: at(fetched),
@@ -404,31 +363,42 @@ mod tests {
     }
 
     #[derive(Default)]
-    struct Collect {
+    struct Collected {
         removed: Vec<(String, Reason)>,
         kept: Vec<(String, &'static str)>,
         leftovers: usize,
         failed: Vec<String>,
     }
 
-    impl Sink for Collect {
-        fn removed(&mut self, removed: &Removed) {
-            self.removed.push((removed.study.uid.to_string(), removed.reason));
+    /// Collects what prune reports.
+    #[derive(Default)]
+    struct Collect(Mutex<Collected>);
+
+    impl Reporter for Collect {
+        fn prune(&self, event: &PruneEvent) {
+            let mut seen = self.0.lock().unwrap();
+            match event {
+                PruneEvent::Removed(removed) => seen.removed.push((removed.study.uid.to_string(), removed.reason)),
+                PruneEvent::Kept { study, why } => {
+                    let why = match why {
+                        Kept::NotDelivered => "not delivered",
+                        Kept::Busy => "busy",
+                        Kept::InUse(_) => "in use",
+                    };
+                    seen.kept.push((study.uid.to_string(), why));
+                }
+                PruneEvent::Leftover(_) => seen.leftovers += 1,
+                PruneEvent::Failed(error) => seen.failed.push(format!("{error:#}")),
+                PruneEvent::Note(_) => {}
+            }
         }
-        fn kept(&mut self, study: &Study, why: &Kept) {
-            let why = match why {
-                Kept::NotDelivered => "not delivered",
-                Kept::Busy => "busy",
-                Kept::InUse(_) => "in use",
-            };
-            self.kept.push((study.uid.to_string(), why));
-        }
-        fn leftover(&mut self, _leftover: &Leftover) {
-            self.leftovers += 1;
-        }
-        fn failed(&mut self, error: &anyhow::Error) {
-            self.failed.push(format!("{error:#}"));
-        }
+    }
+
+    /// Runs prune, and what it reported.
+    fn collect(cache: &Cache, opts: &PruneOptions) -> (Collected, Summary) {
+        let seen = Collect::default();
+        let summary = prune(cache, opts, &seen).unwrap();
+        (seen.0.into_inner().unwrap(), summary)
     }
 
     #[test]
@@ -519,13 +489,11 @@ mod tests {
 
         // A dry run says the same and removes nothing.
         opts.dry_run = true;
-        let mut dry = Collect::default();
-        let dry_summary = prune(&cache, &opts, &mut dry).unwrap();
+        let (dry, dry_summary) = collect(&cache, &opts);
         assert_eq!(cache.studies().unwrap().len(), 7);
 
         opts.dry_run = false;
-        let mut seen = Collect::default();
-        let summary = prune(&cache, &opts, &mut seen).unwrap();
+        let (seen, summary) = collect(&cache, &opts);
         assert_eq!(
             seen.removed,
             vec![("1.1".into(), Reason::Expired), ("1.5".into(), Reason::MaxAge)]
@@ -558,15 +526,13 @@ mod tests {
         // destination configured, the one delivered elsewhere counts as delivered.
         drop(held);
         opts.destination = None;
-        let mut seen = Collect::default();
-        prune(&cache, &opts, &mut seen).unwrap();
+        let (seen, _) = collect(&cache, &opts);
         assert_eq!(
             seen.removed,
             vec![("1.4".into(), Reason::Expired), ("1.6".into(), Reason::Expired)]
         );
         opts.include_undelivered = true;
-        let mut seen = Collect::default();
-        prune(&cache, &opts, &mut seen).unwrap();
+        let (seen, _) = collect(&cache, &opts);
         assert_eq!(
             seen.removed,
             vec![("1.3".into(), Reason::Undelivered), ("1.7".into(), Reason::Undelivered)]
@@ -597,14 +563,12 @@ mod tests {
 
         let mut opts = PruneOptions::new(HOUR, now);
         opts.dry_run = true;
-        let mut seen = Collect::default();
-        let summary = prune(&cache, &opts, &mut seen).unwrap();
+        let (seen, summary) = collect(&cache, &opts);
         assert_eq!((seen.leftovers, summary.freed), (2, 100));
         assert!(dir.path().join("trash/1.2.1.5.removed").exists());
 
         opts.dry_run = false;
-        let mut seen = Collect::default();
-        let summary = prune(&cache, &opts, &mut seen).unwrap();
+        let (seen, summary) = collect(&cache, &opts);
         assert_eq!((seen.leftovers, summary.freed, summary.removed), (2, 100, 0));
         assert!(!dir.path().join("trash/1.2.1.5.removed").exists());
         assert!(!dir.path().join("locks/1.2.lock").exists());

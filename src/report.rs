@@ -1,13 +1,18 @@
 //! What the core tells the person watching: a push-style observer, so that
 //! progress bars, quiet runs and tests are implementations, and no core
-//! signature mentions a terminal.
+//! signature mentions a terminal. One trait for every command, and the
+//! events it carries (those of `watch` and `prune` included); what prints
+//! them lives in `ui`.
 
-use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use crate::cache::Leftover;
 use crate::uid::Uid;
 
-/// Events from a running command. Every method has a default that does nothing.
+/// Progress of a running command, for the person watching it. Every method
+/// has a default that does nothing, and no code relies on being called: what
+/// the core hands to other code (an instance that landed) goes through the
+/// core's own options, so that any reporter, or none, can be given.
 pub trait Reporter: Send + Sync {
     /// Work on a study begins: `total` instances, `done` of them already in place.
     fn study_started(&self, _study: &Uid, _label: &str, _total: u64, _done: u64) {}
@@ -16,11 +21,6 @@ pub trait Reporter: Send + Sync {
     fn study_total(&self, _study: &Uid, _total: u64) {}
     /// One more instance of `study` is in place (`bytes` long).
     fn instance_done(&self, _study: &Uid, _bytes: u64) {}
-    /// A downloaded instance was stored in the cache at `path`. By default,
-    /// [`instance_done`](Self::instance_done).
-    fn instance_stored(&self, study: &Uid, _sop: &Uid, _path: &Path, bytes: u64) {
-        self.instance_done(study, bytes)
-    }
     /// Work on a study ended; `summary` says how, in a few words.
     fn study_finished(&self, _study: &Uid, _ok: bool, _summary: &str) {}
     /// Something the person should know about even in a quiet run: a
@@ -35,6 +35,8 @@ pub trait Reporter: Send + Sync {
     }
     /// Something `watch` does (see [`WatchEvent`]).
     fn watch(&self, _event: &WatchEvent) {}
+    /// Something `prune` does (see [`PruneEvent`]).
+    fn prune(&self, _event: &PruneEvent) {}
 }
 
 /// What `watch` tells the person watching it: its searches of the cloud,
@@ -120,20 +122,60 @@ pub struct WatchStatus {
     pub last_poll: Option<(SystemTime, usize)>,
 }
 
-/// Shows nothing but warnings, on stderr: for `--quiet` and for runs
-/// without a terminal.
-pub struct Plain {
-    pub quiet: bool,
+/// What `prune` tells the person watching it, study by study, as it goes.
+#[derive(Debug)]
+pub enum PruneEvent<'a> {
+    /// A study removed, or in a dry run one that would be.
+    Removed(&'a Removed),
+    /// An expired study that stays, and why.
+    Kept { study: &'a PrunedStudy, why: &'a Kept },
+    /// A leftover of a crashed run, deleted (or in a dry run: to be).
+    Leftover(&'a Leftover),
+    /// Something that failed; the run goes on and ends in an error.
+    Failed(&'a anyhow::Error),
+    /// Something to know that is not a failure (remains that could not be
+    /// deleted yet).
+    Note(&'a str),
 }
 
-impl Reporter for Plain {
-    fn warn(&self, message: &str) {
-        eprintln!("warning: {message}");
-    }
+/// A study as prune sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrunedStudy {
+    pub uid: Uid,
+    pub accession: Option<String>,
+    /// Since the later of the last fetch and the last delivery.
+    pub age: Duration,
+    /// The destination (journal key) that has all of it; `None`: not delivered.
+    pub delivered_to: Option<String>,
+}
 
-    fn info(&self, message: &str) {
-        if !self.quiet {
-            eprintln!("{message}");
-        }
-    }
+/// Why a study goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Delivered, and older than the retention.
+    Expired,
+    /// Not delivered, older than the retention, and `--include-undelivered`.
+    Undelivered,
+    /// Older than the hard maximum age.
+    MaxAge,
+}
+
+/// Why an expired study stays.
+#[derive(Debug)]
+pub enum Kept {
+    /// Not delivered (see the rules in `prune`).
+    NotDelivered,
+    /// Locked by a running fetch, store or watch.
+    Busy,
+    /// A file of it is open in another program (Windows).
+    InUse(anyhow::Error),
+}
+
+/// A study removed, or in a dry run one that would be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removed {
+    pub study: PrunedStudy,
+    pub reason: Reason,
+    /// Bytes deleted (in a dry run: that would be).
+    pub freed: u64,
 }

@@ -56,6 +56,14 @@ impl fmt::Display for Uid {
     }
 }
 
+/// So that maps keyed by `Uid` are looked up with a `&str`: a `Uid`
+/// compares, orders and hashes as its string does.
+impl std::borrow::Borrow<str> for Uid {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl AsRef<str> for Uid {
     fn as_ref(&self) -> &str {
         &self.0
@@ -82,6 +90,23 @@ impl fmt::Display for InvalidUid {
 
 impl std::error::Error for InvalidUid {}
 
+/// Written as the plain string, so that files written with a `Uid` read as
+/// they did when the field was a `String`, and the other way round.
+impl serde::Serialize for Uid {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+/// Read back through [`Uid::parse`]: a file that names an invalid UID is
+/// refused, as the cloud's answer would be.
+impl<'de> serde::Deserialize<'de> for Uid {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Uid, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        Uid::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +132,15 @@ mod tests {
             assert!(Uid::parse(bad).is_err(), "{bad:?} accepted");
         }
         assert!(Uid::parse(&"1.".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn serde_writes_and_reads_the_plain_string_and_refuses_a_bad_one() {
+        let uid = Uid::parse("1.2.3").unwrap();
+        assert_eq!(serde_json::to_string(&uid).unwrap(), r#""1.2.3""#);
+        assert_eq!(serde_json::from_str::<Uid>(r#""1.2.3""#).unwrap(), uid);
+        let e = serde_json::from_str::<Uid>(r#""../1.2""#).unwrap_err().to_string();
+        assert!(e.contains("is not a valid DICOM UID"), "{e}");
     }
 
     #[test]

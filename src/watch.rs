@@ -29,7 +29,6 @@ mod filter;
 mod record;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
@@ -615,7 +614,29 @@ impl FetchJob {
     fn run(self) {
         let side = FetchSide {
             view: Arc::clone(&self.view),
-            deliverer: self.to_deliverer.clone(),
+        };
+        let deliverer = self.to_deliverer.clone();
+        // Each instance goes to the deliverer as it lands, whatever the view.
+        let on_landed = move |landed: &fetch::Landed| {
+            let _ = deliverer.send(match *landed {
+                fetch::Landed::Begun { study } => ToDeliverer::Begin(study.clone()),
+                fetch::Landed::Listed { study } => ToDeliverer::Listed(study.clone()),
+                fetch::Landed::Stored {
+                    study,
+                    sop,
+                    path,
+                    bytes,
+                } => ToDeliverer::Stored {
+                    study: study.clone(),
+                    sop: sop.to_string(),
+                    path: path.to_path_buf(),
+                    bytes,
+                },
+            });
+        };
+        let opts = fetch::FetchOptions {
+            retries: self.retries,
+            on_landed: Some(&on_landed),
         };
         let plan = fetch::plan(&self.client, &[self.current.to_string()], &self.rules, &side);
         let mut failures: Vec<String> = plan.failures.iter().map(|(id, e)| format!("{id}: {e:#}")).collect();
@@ -628,7 +649,7 @@ impl FetchJob {
             &self.client,
             &self.cache,
             plan.studies,
-            self.retries,
+            &opts,
             &side,
             &mut |_| {},
         );
@@ -644,7 +665,7 @@ impl FetchJob {
                         uid: f.planned.uid.clone(),
                         label: study_label(&f.planned.info.accession, &f.planned.uid),
                         accession: f.planned.info.accession.clone(),
-                        role: f.planned.role.to_string(),
+                        role: f.planned.role.clone(),
                     })
                     .collect()
             }
@@ -683,17 +704,9 @@ fn study_label(accession: &Option<String>, uid: &Uid) -> String {
         .map_or_else(|| uid.to_string(), |a| crate::text::escape(&a))
 }
 
-/// What the fetch reports, told to the view, and each landed instance to
-/// the deliverer.
+/// The fetch's progress, told to the watch view in its own words.
 struct FetchSide {
     view: Arc<dyn Reporter>,
-    deliverer: Sender<ToDeliverer>,
-}
-
-impl FetchSide {
-    fn tell(&self, message: ToDeliverer) {
-        let _ = self.deliverer.send(message);
-    }
 }
 
 impl Reporter for FetchSide {
@@ -704,7 +717,6 @@ impl Reporter for FetchSide {
             total,
             present: done,
         });
-        self.tell(ToDeliverer::Begin(study.clone()));
     }
 
     fn study_total(&self, study: &Uid, total: u64) {
@@ -712,19 +724,11 @@ impl Reporter for FetchSide {
             study: study.clone(),
             total,
         });
-        // The listing is in the manifest now: what to stream is known exactly.
-        self.tell(ToDeliverer::Listed(study.clone()));
     }
 
-    fn instance_stored(&self, study: &Uid, sop: &Uid, path: &Path, bytes: u64) {
+    fn instance_done(&self, study: &Uid, bytes: u64) {
         self.view.watch(&WatchEvent::Fetched {
             study: study.clone(),
-            bytes,
-        });
-        self.tell(ToDeliverer::Stored {
-            study: study.clone(),
-            sop: sop.to_string(),
-            path: path.to_path_buf(),
             bytes,
         });
     }

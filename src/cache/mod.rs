@@ -752,10 +752,7 @@ mod tests {
 
         let manifest = Manifest {
             version: Manifest::VERSION,
-            study: StudyInfo {
-                study_uid: "1.2.3".into(),
-                ..Default::default()
-            },
+            study: StudyInfo::new(uid("1.2.3")),
             roles: vec![Role::Current {
                 requested_as: "ACC1".into(),
             }],

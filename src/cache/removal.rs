@@ -433,10 +433,7 @@ mod tests {
         entry
             .write_manifest(&Manifest {
                 version: Manifest::VERSION,
-                study: StudyInfo {
-                    study_uid: study.into(),
-                    ..Default::default()
-                },
+                study: StudyInfo::new(uid(study)),
                 roles: vec![],
                 fetched_at: now_rfc3339(),
                 completed_at: Some(now_rfc3339()),

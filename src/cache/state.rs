@@ -194,10 +194,7 @@ mod tests {
         entry
             .write_manifest(&Manifest {
                 version: Manifest::VERSION,
-                study: StudyInfo {
-                    study_uid: study.to_string(),
-                    ..Default::default()
-                },
+                study: StudyInfo::new(study.clone()),
                 roles: vec![],
                 fetched_at: "2026-11-27T00:00:00Z".into(),
                 completed_at: complete.then(|| "2026-11-27T00:00:01Z".into()),

@@ -44,7 +44,7 @@ pub fn run(settings: &Settings, args: &FetchArgs) -> Result<()> {
         &cache,
         plan.studies,
         cloud.jobs,
-        cloud.retries,
+        &fetch::FetchOptions::new(cloud.retries),
         &*reporter,
         &mut |f| {
             reporter.suspend(&mut || match print_fetched(&mut stdout, f, args.json) {
@@ -102,22 +102,14 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
         .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
-fn role_json(role: &Role) -> (&'static str, Option<&str>) {
-    match role {
-        Role::Current { .. } => ("current", None),
-        Role::Prior { of } => ("prior", Some(of.as_str())),
-    }
-}
-
 fn print_fetched(out: &mut impl Write, f: &Fetched, json: bool) -> Result<()> {
     let info = &f.planned.info;
     if json {
-        let (role, of) = role_json(&f.planned.role);
         let value = json!({
             "study_uid": f.planned.uid.as_str(),
             "accession": info.accession,
-            "role": role,
-            "prior_of": of,
+            "role": f.planned.role.kind(),
+            "prior_of": f.planned.role.prior_of(),
             "patient_id": info.patient_id,
             "issuer_of_patient_id": info.issuer_of_patient_id,
             "study_date": info.study_date,
@@ -202,7 +194,7 @@ fn print_plan(plan: &Plan, json: bool) -> Result<()> {
                     out,
                     "{}  prior    {}  {}  {}  {}  {}",
                     if d.chosen { "fetch" } else { "skip " },
-                    escape(&s.study_uid),
+                    s.study_uid,
                     super::field(s.accession.as_deref()),
                     super::field(s.study_date.as_deref()),
                     escape(&s.modalities.join("/")),

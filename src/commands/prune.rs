@@ -1,16 +1,16 @@
-//! `retriever prune`: expire the cache (rules in [`crate::prune`]). One line
-//! per removed study on stdout, what was kept and why on stderr.
+//! `retriever prune`: expire the cache (rules in [`crate::prune`]), shown as
+//! it goes by [`crate::ui::PrunePrinter`] (one line per removed study on
+//! stdout, what was kept and why on stderr), then the closing summary.
 
-use std::io::Write;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use anyhow::{Result, bail};
-use serde_json::json;
 
-use crate::cache::{Cache, Leftover};
+use crate::cache::Cache;
 use crate::cli::PruneArgs;
-use crate::config::{Destination, Settings};
-use crate::prune::{Kept, PruneOptions, Reason, Removed, Sink, Study, Summary, prune};
+use crate::config::Settings;
+use crate::prune::{PruneOptions, Summary, prune};
+use crate::ui::{self, short};
 
 pub fn run(settings: &Settings, args: &PruneArgs) -> Result<()> {
     let destination = settings.destination_if_given()?.cloned();
@@ -32,15 +32,16 @@ pub fn run(settings: &Settings, args: &PruneArgs) -> Result<()> {
         );
         return Ok(());
     };
-    let mut printer = Printer {
-        out: std::io::stdout().lock(),
+    let view = ui::PruneView {
         json: args.json,
         quiet: settings.quiet,
-        opts: &opts,
-        write_error: None,
+        dry_run: opts.dry_run,
+        max_age: opts.max_age,
+        destination: opts.destination.as_ref().map(ToString::to_string),
     };
-    let summary = prune(&cache, &opts, &mut printer)?;
-    if let Some(e) = printer.write_error {
+    let printer = ui::PrunePrinter::new(std::io::stdout(), view);
+    let summary = prune(&cache, &opts, &printer)?;
+    if let Some(e) = printer.into_write_error() {
         return Err(anyhow::Error::new(e).context("failed to write to standard output"));
     }
     let error = summary.error();
@@ -50,143 +51,6 @@ pub fn run(settings: &Settings, args: &PruneArgs) -> Result<()> {
     match error {
         None => Ok(()),
         Some(e) => bail!("{e}"),
-    }
-}
-
-struct Printer<'a, W: Write> {
-    out: W,
-    json: bool,
-    quiet: bool,
-    opts: &'a PruneOptions,
-    write_error: Option<std::io::Error>,
-}
-
-impl<W: Write> Sink for Printer<'_, W> {
-    fn removed(&mut self, removed: &Removed) {
-        let study = &removed.study;
-        if removed.reason == Reason::MaxAge && study.delivered_to.is_none() {
-            eprintln!(
-                "warning: {} study {} ({}) although it was never delivered{}: it is older than the maximum age of {}",
-                if self.opts.dry_run { "would remove" } else { "removed" },
-                study.uid,
-                accession(study),
-                self.to_destination(),
-                short(self.opts.max_age),
-            );
-        }
-        let line = if self.json {
-            json!({
-                "study_uid": study.uid.as_str(),
-                "accession": study.accession,
-                "age_seconds": study.age.as_secs(),
-                "bytes": removed.freed,
-                "delivered_to": study.delivered_to.as_deref().map(Destination::label_of_key),
-                "reason": match removed.reason {
-                    Reason::Expired => "expired",
-                    Reason::Undelivered => "undelivered",
-                    Reason::MaxAge => "max_age",
-                },
-                "dry_run": self.opts.dry_run,
-            })
-            .to_string()
-        } else {
-            let state = match (&study.delivered_to, removed.reason) {
-                (Some(key), _) => format!("delivered to {}", Destination::label_of_key(key)),
-                (None, Reason::MaxAge) => format!("not delivered, older than {}", short(self.opts.max_age)),
-                (None, _) => "not delivered".to_string(),
-            };
-            format!(
-                "{}\t{}\t{}\t{}\t{state}",
-                study.uid,
-                accession(study),
-                short(study.age),
-                super::human_bytes(removed.freed),
-            )
-        };
-        if self.write_error.is_none()
-            && let Err(e) = writeln!(self.out, "{line}").and_then(|()| self.out.flush())
-        {
-            self.write_error = Some(e);
-        }
-    }
-
-    fn kept(&mut self, study: &Study, why: &Kept) {
-        if self.quiet {
-            return;
-        }
-        let label = format!("{} ({}, {} old)", study.uid, accession(study), short(study.age));
-        match why {
-            Kept::NotDelivered => eprintln!(
-                "kept {label}: not delivered{}; --include-undelivered removes it",
-                self.to_destination()
-            ),
-            Kept::Busy => eprintln!(
-                "skipped {label}: in use by another retriever process (fetch, store or watch); a later prune tries again"
-            ),
-            Kept::InUse(e) => {
-                eprintln!("skipped {label}: a file of it is open in another program ({e:#}); a later prune tries again")
-            }
-        }
-    }
-
-    fn leftover(&mut self, leftover: &Leftover) {
-        if !self.quiet {
-            eprintln!(
-                "{} {} `{}` ({})",
-                if self.opts.dry_run { "would delete" } else { "deleted" },
-                leftover.kind,
-                leftover.path.display(),
-                super::human_bytes(leftover.bytes)
-            );
-        }
-    }
-
-    fn failed(&mut self, error: &anyhow::Error) {
-        eprintln!("error: {error:#}");
-    }
-
-    fn note(&mut self, message: &str) {
-        if !self.quiet {
-            eprintln!("note: {message}");
-        }
-    }
-}
-
-impl<W: Write> Printer<'_, W> {
-    /// ` to PACS@10.0.0.5:104`, or ` to any destination` with none configured.
-    fn to_destination(&self) -> String {
-        match &self.opts.destination {
-            Some(d) => format!(" to {d}"),
-            None => " to any destination".to_string(),
-        }
-    }
-}
-
-fn accession(study: &Study) -> String {
-    super::field(study.accession.as_deref())
-}
-
-/// A duration in its two largest units, as durations are written on the
-/// command line: `4h 12m`, `7d`, `90s` is `1m 30s`, `0s`.
-fn short(d: Duration) -> String {
-    let secs = d.as_secs();
-    let parts = [
-        (secs / 86400, "d"),
-        (secs / 3600 % 24, "h"),
-        (secs / 60 % 60, "m"),
-        (secs % 60, "s"),
-    ];
-    let text: Vec<String> = parts
-        .iter()
-        .skip_while(|(n, _)| *n == 0)
-        .take(2)
-        .filter(|(n, _)| *n > 0)
-        .map(|(n, unit)| format!("{n}{unit}"))
-        .collect();
-    if text.is_empty() {
-        "0s".to_string()
-    } else {
-        text.join(" ")
     }
 }
 
@@ -241,20 +105,4 @@ fn describe(s: &Summary, opts: &PruneOptions) -> String {
         text += &format!("failed: {}\n", s.failures.len());
     }
     text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_read_as_they_are_written() {
-        let s = |secs| short(Duration::from_secs(secs));
-        assert_eq!(s(0), "0s");
-        assert_eq!(s(90), "1m 30s");
-        assert_eq!(s(4 * 3600), "4h");
-        assert_eq!(s(4 * 3600 + 12 * 60 + 5), "4h 12m");
-        assert_eq!(s(7 * 86400), "7d");
-        assert_eq!(s(86400 + 59), "1d");
-    }
 }

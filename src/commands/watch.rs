@@ -50,8 +50,8 @@ fn print_delivered(out: &mut impl Write, d: &DeliveredStudy, destination: &str, 
         let value = json!({
             "study_uid": d.study.as_str(),
             "accession": d.accession,
-            "role": if d.role == "current" { "current" } else { "prior" },
-            "prior_of": d.role.strip_prefix("prior of "),
+            "role": d.role.kind(),
+            "prior_of": d.role.prior_of(),
             "destination": destination,
             "instances": d.instances,
             "sent": d.sent,
@@ -71,4 +71,40 @@ fn print_delivered(out: &mut impl Write, d: &DeliveredStudy, destination: &str, 
         )?;
     }
     out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::Role;
+    use crate::uid::Uid;
+
+    fn line(role: Role) -> serde_json::Value {
+        let d = DeliveredStudy {
+            study: Uid::parse("1.2.3").unwrap(),
+            accession: Some("ACC1".into()),
+            role,
+            instances: 2,
+            sent: 2,
+            warnings: 0,
+        };
+        let mut out = Vec::new();
+        print_delivered(&mut out, &d, "PACS@127.0.0.1:104", true).unwrap();
+        serde_json::from_slice(&out).unwrap()
+    }
+
+    #[test]
+    fn a_json_line_says_the_role_and_which_study_a_prior_is_of() {
+        let prior = line(Role::Prior {
+            of: Uid::parse("1.2.9").unwrap(),
+        });
+        assert_eq!((&prior["role"], &prior["prior_of"]), (&json!("prior"), &json!("1.2.9")));
+        let current = line(Role::Current {
+            requested_as: "ACC1".into(),
+        });
+        assert_eq!(
+            (&current["role"], &current["prior_of"]),
+            (&json!("current"), &serde_json::Value::Null)
+        );
+    }
 }

@@ -1,6 +1,10 @@
-//! Progress bars on a terminal, with indicatif: the only module that knows
-//! about it. One bar per study in flight; `watch` has its own view (`watch`).
+//! Everything that prints progress: bars on a terminal, with indicatif (the
+//! only module that knows about it), plain lines otherwise. One bar per
+//! study in flight; `watch` has its own view (`watch`), `prune` its printer
+//! (`prune`); without a terminal, [`Plain`].
 
+mod plain;
+mod prune;
 mod watch;
 
 use std::collections::HashMap;
@@ -10,9 +14,11 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::report::{Plain, Reporter};
+use crate::report::Reporter;
 use crate::uid::Uid;
 
+pub use plain::Plain;
+pub use prune::{PrunePrinter, PruneView, short};
 pub use watch::{shows_lines, watch_reporter};
 
 /// The reporter for this run: bars when stderr is a terminal and the run is

@@ -29,7 +29,7 @@ use anyhow::Result;
 
 use super::Msg;
 use super::record::retry_delay;
-use crate::cache::Cache;
+use crate::cache::{Cache, Role};
 use crate::config::CloudConfig;
 use crate::delivery::{Asked, Store, StoreOptions, Streamed, Streamer, StudyState};
 use crate::interrupt::{self, Interrupted};
@@ -81,8 +81,7 @@ pub(super) struct GroupStudy {
     pub uid: Uid,
     pub label: String,
     pub accession: Option<String>,
-    /// `current`, or `prior of UID`.
-    pub role: String,
+    pub role: Role,
 }
 
 /// How the delivery of a group ended.
@@ -100,8 +99,7 @@ pub(super) struct GroupOutcome {
 pub struct DeliveredStudy {
     pub study: Uid,
     pub accession: Option<String>,
-    /// `current`, or `prior of UID`.
-    pub role: String,
+    pub role: Role,
     pub instances: usize,
     /// Sent by this run (the rest was there before).
     pub sent: usize,

@@ -1,0 +1,210 @@
+//! What `prune` prints as it goes: one line per study removed on stdout
+//! (tab-separated, or JSON with `--json`), what stays and why on stderr.
+//! The lines on stdout are the command's output (a script reads them); the
+//! rest is progress, hidden by `--quiet` except errors and warnings.
+
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::cache::Leftover;
+use crate::commands::{field, human_bytes};
+use crate::config::Destination;
+use crate::report::{Kept, PruneEvent, PrunedStudy, Reason, Removed, Reporter};
+
+/// What the printer needs to know of the run.
+#[derive(Debug, Clone)]
+pub struct PruneView {
+    /// JSON lines on stdout instead of tab-separated ones.
+    pub json: bool,
+    /// Nothing on stderr but warnings and errors.
+    pub quiet: bool,
+    /// Nothing is removed: say "would".
+    pub dry_run: bool,
+    /// Past this age a study goes even if not delivered.
+    pub max_age: Duration,
+    /// The destination delivery is judged against (`AE@HOST:PORT`); `None`: any.
+    pub destination: Option<String>,
+}
+
+/// The reporter of `prune`.
+pub struct PrunePrinter {
+    out: Mutex<Box<dyn Write + Send>>,
+    opts: PruneView,
+    /// The first failure to write to `out`; after it nothing more is written.
+    write_error: Mutex<Option<std::io::Error>>,
+}
+
+impl PrunePrinter {
+    pub fn new(out: impl Write + Send + 'static, opts: PruneView) -> PrunePrinter {
+        PrunePrinter {
+            out: Mutex::new(Box::new(out)),
+            opts,
+            write_error: Mutex::new(None),
+        }
+    }
+
+    /// Why the lines on stdout stopped, if they did.
+    pub fn into_write_error(self) -> Option<std::io::Error> {
+        self.write_error.into_inner().unwrap()
+    }
+}
+
+impl Reporter for PrunePrinter {
+    fn prune(&self, event: &PruneEvent) {
+        match event {
+            PruneEvent::Removed(removed) => self.removed(removed),
+            PruneEvent::Kept { study, why } => self.kept(study, why),
+            PruneEvent::Leftover(leftover) => self.leftover(leftover),
+            PruneEvent::Failed(error) => self.failed(error),
+            PruneEvent::Note(message) => self.note(message),
+        }
+    }
+}
+
+impl PrunePrinter {
+    fn removed(&self, removed: &Removed) {
+        let study = &removed.study;
+        if removed.reason == Reason::MaxAge && study.delivered_to.is_none() {
+            eprintln!(
+                "warning: {} study {} ({}) although it was never delivered{}: it is older than the maximum age of {}",
+                if self.opts.dry_run { "would remove" } else { "removed" },
+                study.uid,
+                accession(study),
+                self.to_destination(),
+                short(self.opts.max_age),
+            );
+        }
+        let line = if self.opts.json {
+            json!({
+                "study_uid": study.uid.as_str(),
+                "accession": study.accession,
+                "age_seconds": study.age.as_secs(),
+                "bytes": removed.freed,
+                "delivered_to": study.delivered_to.as_deref().map(Destination::label_of_key),
+                "reason": match removed.reason {
+                    Reason::Expired => "expired",
+                    Reason::Undelivered => "undelivered",
+                    Reason::MaxAge => "max_age",
+                },
+                "dry_run": self.opts.dry_run,
+            })
+            .to_string()
+        } else {
+            let state = match (&study.delivered_to, removed.reason) {
+                (Some(key), _) => format!("delivered to {}", Destination::label_of_key(key)),
+                (None, Reason::MaxAge) => format!("not delivered, older than {}", short(self.opts.max_age)),
+                (None, _) => "not delivered".to_string(),
+            };
+            format!(
+                "{}\t{}\t{}\t{}\t{state}",
+                study.uid,
+                accession(study),
+                short(study.age),
+                human_bytes(removed.freed),
+            )
+        };
+        let mut write_error = self.write_error.lock().unwrap();
+        if write_error.is_none() {
+            let mut out = self.out.lock().unwrap();
+            if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+                *write_error = Some(e);
+            }
+        }
+    }
+
+    fn kept(&self, study: &PrunedStudy, why: &Kept) {
+        if self.opts.quiet {
+            return;
+        }
+        let label = format!("{} ({}, {} old)", study.uid, accession(study), short(study.age));
+        match why {
+            Kept::NotDelivered => eprintln!(
+                "kept {label}: not delivered{}; --include-undelivered removes it",
+                self.to_destination()
+            ),
+            Kept::Busy => eprintln!(
+                "skipped {label}: in use by another retriever process (fetch, store or watch); a later prune tries again"
+            ),
+            Kept::InUse(e) => {
+                eprintln!("skipped {label}: a file of it is open in another program ({e:#}); a later prune tries again")
+            }
+        }
+    }
+
+    fn leftover(&self, leftover: &Leftover) {
+        if !self.opts.quiet {
+            eprintln!(
+                "{} {} `{}` ({})",
+                if self.opts.dry_run { "would delete" } else { "deleted" },
+                leftover.kind,
+                leftover.path.display(),
+                human_bytes(leftover.bytes)
+            );
+        }
+    }
+
+    fn failed(&self, error: &anyhow::Error) {
+        eprintln!("error: {error:#}");
+    }
+
+    fn note(&self, message: &str) {
+        if !self.opts.quiet {
+            eprintln!("note: {message}");
+        }
+    }
+
+    /// ` to PACS@10.0.0.5:104`, or ` to any destination` with none configured.
+    fn to_destination(&self) -> String {
+        match &self.opts.destination {
+            Some(d) => format!(" to {d}"),
+            None => " to any destination".to_string(),
+        }
+    }
+}
+
+fn accession(study: &PrunedStudy) -> String {
+    field(study.accession.as_deref())
+}
+
+/// A duration in its two largest units, as durations are written on the
+/// command line: `4h 12m`, `7d`, `90s` is `1m 30s`, `0s`.
+pub fn short(d: Duration) -> String {
+    let secs = d.as_secs();
+    let parts = [
+        (secs / 86400, "d"),
+        (secs / 3600 % 24, "h"),
+        (secs / 60 % 60, "m"),
+        (secs % 60, "s"),
+    ];
+    let text: Vec<String> = parts
+        .iter()
+        .skip_while(|(n, _)| *n == 0)
+        .take(2)
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, unit)| format!("{n}{unit}"))
+        .collect();
+    if text.is_empty() {
+        "0s".to_string()
+    } else {
+        text.join(" ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_they_are_written() {
+        let s = |secs| short(Duration::from_secs(secs));
+        assert_eq!(s(0), "0s");
+        assert_eq!(s(90), "1m 30s");
+        assert_eq!(s(4 * 3600), "4h");
+        assert_eq!(s(4 * 3600 + 12 * 60 + 5), "4h 12m");
+        assert_eq!(s(7 * 86400), "7d");
+        assert_eq!(s(86400 + 59), "1d");
+    }
+}
