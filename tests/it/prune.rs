@@ -13,6 +13,12 @@ use serde_json::Value;
 
 use crate::common::{Orthanc, Storescp, fetch_ok, retriever, retriever_at, run_within, temp_cache, testdata, uid_of};
 
+tests! {
+    prune_removes_delivered_expired_studies_and_says_what_it_keeps: ["orthanc", "storescp"],
+    prune_in_a_loop_never_touches_a_study_in_use_or_undelivered: ["orthanc", "storescp"],
+    a_prune_killed_mid_run_leaves_a_consistent_cache: ["orthanc"],
+}
+
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn run(cmd: &mut Command) -> (i32, String, String) {
@@ -118,9 +124,7 @@ fn copy_dir(from: &Path, to: &Path) {
 /// What prune removes, keeps and says: young studies stay; an expired delivered study goes,
 /// in a dry run only in words; an undelivered one is kept and said, unless
 /// `--include-undelivered`, or past the config file's `max_age`, loudly.
-#[test]
 fn prune_removes_delivered_expired_studies_and_says_what_it_keeps() {
-    require!("orthanc", "storescp");
     let orthanc = Orthanc::shared();
     let cache = temp_cache();
     let scp = Storescp::start("STORESCP");
@@ -209,9 +213,7 @@ fn prune_removes_delivered_expired_studies_and_says_what_it_keeps() {
 /// cache: whatever it removes was delivered, it never removes a study being fetched or
 /// delivered (they would fail) nor one never delivered, and in the end every delivered study
 /// is gone. Then with `--include-undelivered`, only the locks protect a study being fetched.
-#[test]
 fn prune_in_a_loop_never_touches_a_study_in_use_or_undelivered() {
-    require!("orthanc", "storescp");
     let orthanc = Orthanc::shared();
     let cache = temp_cache();
     let scp = Storescp::start("STORESCP");
@@ -314,9 +316,7 @@ fn prune_in_a_loop_never_touches_a_study_in_use_or_undelivered() {
 /// and prunes killed with SIGKILL at various moments: the cache stays consistent (`ls` works,
 /// no half study is visible), a rerun cleans up what they left, and the study can be fetched
 /// again.
-#[test]
 fn a_prune_killed_mid_run_leaves_a_consistent_cache() {
-    require!("orthanc");
     let orthanc = Orthanc::shared();
     let template = temp_cache();
     for accession in ["ACCBIG", "ACC1001", "ACC1002", "ACC2001", "ACC2002"] {

@@ -10,6 +10,16 @@ use crate::common::{
     testdata,
 };
 
+tests! {
+    testdata_is_generated_and_indexed: ["python"],
+    orthanc_serves_every_test_study_over_dicomweb: ["orthanc"],
+    proxy_passes_through_and_injects_faults: ["orthanc"],
+    proxy_reconnects_when_orthanc_closes_an_idle_connection: ["orthanc"],
+    a_fresh_orthanc_can_be_changed_and_goes_away_when_dropped: ["orthanc"],
+    storescp_receives_what_dcmtk_sends: ["python", "storescp", "echoscu", "storescu"],
+    retriever_binary_is_built,
+}
+
 /// One client for the whole binary, so that kept-alive connections are reused.
 fn client() -> &'static reqwest::blocking::Client {
     static CLIENT: std::sync::OnceLock<reqwest::blocking::Client> = std::sync::OnceLock::new();
@@ -61,9 +71,7 @@ fn valid_uid(uid: &str) -> bool {
             .all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()) && (c == "0" || !c.starts_with('0')))
 }
 
-#[test]
 fn testdata_is_generated_and_indexed() {
-    require!("python");
     let data = testdata();
     assert_eq!(data.studies.len(), 10, "9 small studies and the big one");
     let current = data.study("ACC1001");
@@ -103,9 +111,7 @@ fn testdata_is_generated_and_indexed() {
     }
 }
 
-#[test]
 fn orthanc_serves_every_test_study_over_dicomweb() {
-    require!("orthanc");
     let data = testdata();
     let started = Instant::now();
     let orthanc = Orthanc::shared();
@@ -142,9 +148,7 @@ fn orthanc_serves_every_test_study_over_dicomweb() {
     assert_eq!(orthanc.qido("studies?PatientID=PAT001").len(), 7);
 }
 
-#[test]
 fn proxy_passes_through_and_injects_faults() {
-    require!("orthanc");
     let data = testdata();
     let orthanc = Orthanc::shared();
     let proxy = Proxy::to(orthanc);
@@ -244,9 +248,7 @@ fn proxy_passes_through_and_injects_faults() {
     drop(proxy);
 }
 
-#[test]
 fn proxy_reconnects_when_orthanc_closes_an_idle_connection() {
-    require!("orthanc");
     let orthanc = Orthanc::shared();
     let proxy = Proxy::to(orthanc);
     let client = reqwest::blocking::Client::new();
@@ -268,9 +270,7 @@ fn proxy_reconnects_when_orthanc_closes_an_idle_connection() {
     assert!(seen.header("Authorization").is_some_and(|v| v.starts_with("Basic ")));
 }
 
-#[test]
 fn a_fresh_orthanc_can_be_changed_and_goes_away_when_dropped() {
-    require!("orthanc");
     let data = testdata();
     let orthanc = Orthanc::empty();
     let pid = orthanc.pid();
@@ -286,9 +286,7 @@ fn a_fresh_orthanc_can_be_changed_and_goes_away_when_dropped() {
     assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
 }
 
-#[test]
 fn storescp_receives_what_dcmtk_sends() {
-    require!("python", "storescp", "echoscu", "storescu");
     let data = testdata();
     let scp = Storescp::start("DEST");
     assert!(echoscu("DEST", scp.port()), "C-ECHO failed:\n{}", scp.log());
@@ -309,7 +307,6 @@ fn storescp_receives_what_dcmtk_sends() {
     }
 }
 
-#[test]
 fn retriever_binary_is_built() {
     // The CLI is being written; only check that the harness can run the binary.
     let output = output_within(retriever().arg("--help"), Duration::from_secs(20));

@@ -18,6 +18,17 @@ use crate::common::running::{Running, wait_until};
 use crate::common::testscp::TestScp;
 use crate::common::{Orthanc, Storescp, dest_key, free_port, retriever_at, run_within, temp_cache, testdata, uid_of};
 
+tests! {
+    once_delivers_the_study_and_its_priors: ["orthanc", "storescp"],
+    studies_uploaded_while_it_runs_are_delivered_and_ctrl_c_exits_130: ["orthanc", "storescp"],
+    instances_are_delivered_while_their_study_downloads: ["orthanc", "storescp"],
+    a_study_that_grows_is_completed: ["orthanc", "storescp"],
+    a_destination_that_comes_up_late_gets_everything_and_nothing_is_fetched_twice: ["orthanc", "storescp"],
+    a_failing_cloud_is_searched_again_until_it_works: ["orthanc", "storescp"],
+    killed_then_restarted_it_delivers_everything_once: ["orthanc", "python"],
+    soak_hundreds_of_studies_with_flat_memory_and_files: ["orthanc", "storescp"],
+}
+
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn run(cmd: &mut Command) -> (i32, String, String) {
@@ -99,9 +110,7 @@ fn no_temporaries(cache: &Path) {
 
 /// One pass finds the study by a StudyDate window and its Patient ID, fetches it with its
 /// three most recent priors and delivers all four; a second pass sends nothing.
-#[test]
 fn once_delivers_the_study_and_its_priors() {
-    require!("orthanc", "storescp");
     let orthanc = Orthanc::shared();
     let cache = temp_cache();
     let scp = Storescp::start("STORESCP");
@@ -150,9 +159,7 @@ fn once_delivers_the_study_and_its_priors() {
 
 /// Studies uploaded to the cloud while watch runs are delivered with their priors; Ctrl-C
 /// ends it with exit status 130 and everything recorded.
-#[test]
 fn studies_uploaded_while_it_runs_are_delivered_and_ctrl_c_exits_130() {
-    require!("orthanc", "storescp");
     let cloud = Orthanc::empty();
     let cache = temp_cache();
     let scp = Storescp::start("STORESCP");
@@ -196,9 +203,7 @@ fn studies_uploaded_while_it_runs_are_delivered_and_ctrl_c_exits_130() {
 /// Instances go to the destination while their study is still downloading: with every series'
 /// download held up after its first few instances, those instances are at the destination
 /// before the rest of the study has even arrived.
-#[test]
 fn instances_are_delivered_while_their_study_downloads() {
-    require!("orthanc", "storescp");
     let orthanc = Orthanc::shared();
     let proxy = Proxy::to(orthanc);
     let cache = temp_cache();
@@ -239,9 +244,7 @@ fn instances_are_delivered_while_their_study_downloads() {
 }
 
 /// A study that grows between two searches: the new instances are fetched and sent too.
-#[test]
 fn a_study_that_grows_is_completed() {
-    require!("orthanc", "storescp");
     let cloud = Orthanc::empty();
     let cache = temp_cache();
     let scp = Storescp::start("STORESCP");
@@ -295,9 +298,7 @@ fn retrieves(proxy: &Proxy) -> Vec<String> {
 
 /// The destination is down when the studies arrive: they wait in the cache, and are delivered
 /// when it comes up, without being fetched again.
-#[test]
 fn a_destination_that_comes_up_late_gets_everything_and_nothing_is_fetched_twice() {
-    require!("orthanc", "storescp");
     let orthanc = Orthanc::shared();
     let proxy = Proxy::to(orthanc);
     let cache = temp_cache();
@@ -364,9 +365,7 @@ fn a_destination_that_comes_up_late_gets_everything_and_nothing_is_fetched_twice
 
 /// The cloud refuses the login, then answers 503, then works: watch says so, keeps searching,
 /// and delivers.
-#[test]
 fn a_failing_cloud_is_searched_again_until_it_works() {
-    require!("orthanc", "storescp");
     let orthanc = Orthanc::shared();
     let proxy = Proxy::to(orthanc);
     proxy.add(
@@ -414,9 +413,7 @@ fn a_failing_cloud_is_searched_again_until_it_works() {
 
 /// kill -9 in the middle of a delivery, then a restart: everything arrives, and the journal
 /// records no instance as delivered twice.
-#[test]
 fn killed_then_restarted_it_delivers_everything_once() {
-    require!("orthanc", "python");
     let orthanc = Orthanc::shared();
     let cache = temp_cache();
     let scp = TestScp::start(&["--sleep", "0.05"]);
@@ -495,13 +492,11 @@ fn rss_and_fds(pid: u32) -> (u64, usize) {
 
 /// A few hundred studies through one watch: every one delivered; memory and open files
 /// printed at the start and at the end. Opt-in: `RETRIEVER_SOAK=1` (studies: `RETRIEVER_SOAK_N`).
-#[test]
 fn soak_hundreds_of_studies_with_flat_memory_and_files() {
     if std::env::var_os("RETRIEVER_SOAK").is_none() {
         eprintln!("skipping: set RETRIEVER_SOAK=1 to run the soak test");
         return;
     }
-    require!("orthanc", "storescp");
     let n: usize = std::env::var("RETRIEVER_SOAK_N")
         .ok()
         .and_then(|v| v.parse().ok())
