@@ -383,8 +383,9 @@ fn two_processes_fetching_the_same_study_do_not_trample_each_other() {
 fn killed_mid_fetch_a_rerun_completes_the_study() {
     let orthanc = Orthanc::shared();
     let proxy = Proxy::to(orthanc);
-    // Slow every request down so the kill lands mid-study.
-    proxy.add(Rule::new(Fault::Delay(Duration::from_millis(300))).path_contains("/series/"));
+    // Every series download is held up after its first 2 MB (a few instances), so that the
+    // kill lands while the study is in the cache in part.
+    let held = proxy.add(Rule::new(Fault::stall(2 << 20, LIMIT)).path_contains("/series/"));
     let big = testdata().large();
     let cache = temp_cache();
     let mut child = retriever_at(&proxy.dicomweb_url(), cache.path())
@@ -393,9 +394,22 @@ fn killed_mid_fetch_a_rerun_completes_the_study() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(900));
+    let deadline = std::time::Instant::now() + LIMIT;
+    while proxy.hits(held) == 0 || cached_instances(cache.path(), &big.study_uid).is_empty() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the fetch ended before it was killed"
+        );
+        assert!(std::time::Instant::now() < deadline, "no instance reached the cache");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     child.kill().unwrap();
     child.wait().unwrap();
+    let before = cached_instances(cache.path(), &big.study_uid).len();
+    assert!(
+        before < big.num_instances,
+        "the study was complete ({before} instances) when the fetch was killed"
+    );
     proxy.clear();
     let (code, out, err) =
         run(retriever_at(&proxy.dicomweb_url(), cache.path()).args(["fetch", &big.accession, "--priors", "0"]));

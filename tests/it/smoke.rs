@@ -254,8 +254,12 @@ fn proxy_reconnects_when_orthanc_closes_an_idle_connection() {
     let client = reqwest::blocking::Client::new();
     for round in 0..3 {
         if round > 0 {
-            // Longer than Orthanc's keep-alive timeout.
-            std::thread::sleep(Duration::from_millis(1200));
+            // Until Orthanc has timed out the kept-alive connection behind the proxy.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !proxy.upstream_closed_all() {
+                assert!(Instant::now() < deadline, "Orthanc kept its idle connection open");
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
         let response = client
             .get(format!("{}/studies?AccessionNumber=ACC1001", proxy.dicomweb_url()))
@@ -307,8 +311,21 @@ fn storescp_receives_what_dcmtk_sends() {
     }
 }
 
+/// The harness runs the binary, and it is the CLI the tests expect: `--help` succeeds and
+/// names every subcommand it has.
 fn retriever_binary_is_built() {
-    // The CLI is being written; only check that the harness can run the binary.
     let output = output_within(retriever().arg("--help"), Duration::from_secs(20));
-    assert!(output.status.code().is_some());
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "retriever --help failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for command in ["fetch", "store", "watch", "prune", "ls", "echo", "config"] {
+        assert!(
+            help.lines().any(|l| l.split_whitespace().next() == Some(command)),
+            "`{command}` is not in retriever --help:\n{help}"
+        );
+    }
 }

@@ -160,6 +160,20 @@ pub fn is_listening(port: u16) -> bool {
     })
 }
 
+/// Whether a TCP connection from local port `local` to port `remote` on loopback is
+/// established, read from /proc (once the peer has closed it, it is not).
+pub fn is_established(local: u16, remote: u16) -> bool {
+    let (local, remote) = (format!(":{local:04X}"), format!(":{remote:04X}"));
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|file| {
+        std::fs::read_to_string(file).is_ok_and(|text| {
+            text.lines().skip(1).any(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                fields.len() > 3 && fields[1].ends_with(&local) && fields[2].ends_with(&remote) && fields[3] == "01"
+            })
+        })
+    })
+}
+
 // ---------------------------------------------------------------------------------------------
 // Test data
 
