@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use crate::common::proxy::{Fault, Proxy, Rule};
 use crate::common::testscp::TestScp;
-use crate::common::{Orthanc, PASSWORD, Storescp, fetch_ok, retriever, retriever_at, run_within, temp_cache, uid_of};
+use crate::common::{
+    Orthanc, PASSWORD, Storescp, fetch_ok, retriever, retriever_at, run_within, temp_cache, uid_of, wrapped,
+};
 
 tests! {
     #[cfg(unix)] the_cache_is_private_to_its_user_whatever_the_umask: ["orthanc", "storescp"],
@@ -30,22 +32,7 @@ fn run(cmd: &mut Command) -> (i32, String, String) {
 
 /// `cmd` run by `sh` under `umask 022`, the usual default, whatever the test runner's umask.
 fn with_umask_022(cmd: &Command) -> Command {
-    let mut sh = Command::new("sh");
-    sh.args(["-c", "umask 022 && exec \"$0\" \"$@\""])
-        .arg(cmd.get_program())
-        .args(cmd.get_args());
-    copy_env(cmd, &mut sh);
-    sh
-}
-
-/// Gives `to` the environment changes made on `from`.
-fn copy_env(from: &Command, to: &mut Command) {
-    for (key, value) in from.get_envs() {
-        match value {
-            Some(v) => to.env(key, v),
-            None => to.env_remove(key),
-        };
-    }
+    wrapped("sh", &["-c", "umask 022 && exec \"$0\" \"$@\""], cmd)
 }
 
 /// Raw control characters in `text` other than the newlines that end its lines.
@@ -311,23 +298,9 @@ fn an_error_comment_from_the_pacs_is_printed_escaped() {
 /// `cmd` under `strace -f -yy`, which logs to `log` the system calls that write, each with
 /// the file or socket it was made on.
 fn strace(cmd: &Command, log: &Path) -> Command {
-    let mut strace = Command::new("strace");
-    strace
-        .args([
-            "-f",
-            "-qq",
-            "-yy",
-            "-s",
-            "0",
-            "-e",
-            "trace=write,writev,sendto,sendmsg,fdatasync,fsync",
-            "-o",
-        ])
-        .arg(log)
-        .arg(cmd.get_program())
-        .args(cmd.get_args());
-    copy_env(cmd, &mut strace);
-    strace
+    let log = log.to_str().expect("a UTF-8 temporary path");
+    let trace = "trace=write,writev,sendto,sendmsg,fdatasync,fsync";
+    wrapped("strace", &["-f", "-qq", "-yy", "-s", "0", "-e", trace, "-o", log], cmd)
 }
 
 /// What a power cut may resend is bounded: the delivery journal reaches the disk at least

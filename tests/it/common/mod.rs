@@ -379,6 +379,20 @@ pub fn retriever() -> Command {
     cmd
 }
 
+/// `cmd` run by `program ARGS... CMD` (`strace`, say), with the environment `cmd` was given.
+pub fn wrapped(program: &str, args: &[&str], cmd: &Command) -> Command {
+    let mut wrapper = Command::new(program);
+    wrapper.args(args).arg(cmd.get_program()).args(cmd.get_args());
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(v) => wrapper.env(key, v),
+            None => wrapper.env_remove(key),
+        };
+    }
+    wrapper.stdin(Stdio::null());
+    wrapper
+}
+
 /// An empty folder under the target directory (kept between runs, so
 /// nothing is left behind in /tmp).
 fn no_config_dir() -> PathBuf {
