@@ -325,7 +325,10 @@ fn a_destination_that_comes_up_late_gets_everything_and_nothing_is_fetched_twice
     let fetched = retrieves(&proxy);
     assert!(!fetched.is_empty());
     // Some searches go by while it is down.
-    std::thread::sleep(Duration::from_secs(2));
+    let seen = proxy.request_count();
+    wait_until(LIMIT, "two more searches", &mut running, || {
+        proxy.request_count() >= seen + 2
+    });
     let scp = Storescp::start_on("LATE", port);
     let all = sops(&["ACC2001", "ACC2002"]);
     wait_until(LIMIT, "delivery once the destination is up", &mut running, || {
@@ -430,7 +433,6 @@ fn killed_then_restarted_it_delivers_everything_once() {
     wait_until(LIMIT, "the first instances", &mut running, || scp.received().len() >= 8);
     running.child.kill().unwrap(); // SIGKILL
     running.child.wait().unwrap();
-    std::thread::sleep(Duration::from_millis(200));
     assert!(scp.received().len() < big.num_instances, "killed before the end");
 
     let (code, _, err) = run(&mut watch(
