@@ -527,7 +527,7 @@ fn a_kept_alive_connection_closed_by_the_server_is_replaced_at_once() {
     cfg.retries = 0;
     let c = Client::new(&cfg).unwrap();
     assert_eq!(c.studies(&[]).unwrap().len(), 1);
-    std::thread::sleep(Duration::from_millis(400));
+    server.wait_closed(1);
     let again = c.studies(&[]);
     assert_eq!(again.map(|r| r.len()).map_err(|e| format!("{e:#}")), Ok(1));
     assert_eq!(server.requests().len(), 2);
