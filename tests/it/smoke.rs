@@ -233,7 +233,6 @@ fn proxy_passes_through_and_injects_faults() {
 
     // A stalled body: the client's timeout fires, and the proxy lets go when dropped.
     proxy.add(Rule::new(Fault::stall(100, Duration::from_secs(20))).path_contains("ACC1005"));
-    let started = Instant::now();
     let stalled = reqwest::blocking::Client::builder()
         .timeout(Duration::from_millis(700))
         .build()
@@ -242,8 +241,10 @@ fn proxy_passes_through_and_injects_faults() {
         .basic_auth(USER, Some(PASSWORD))
         .send()
         .and_then(|r| r.bytes());
-    assert!(stalled.is_err());
-    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        stalled.as_ref().is_err_and(reqwest::Error::is_timeout),
+        "the client's timeout, not the proxy, ended the stalled body: {stalled:?}"
+    );
     assert!(proxy.request_count() >= 9);
     drop(proxy);
 }
