@@ -79,10 +79,15 @@ impl TestServer {
         TestServer { addr, requests, closed }
     }
 
+    /// How many connections the server has answered and closed so far.
+    pub fn closed(&self) -> usize {
+        self.closed.load(Ordering::SeqCst)
+    }
+
     /// Waits (10 s at most) until the server has answered and closed `n` connections.
     pub fn wait_closed(&self, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while self.closed.load(Ordering::SeqCst) < n {
+        while self.closed() < n {
             assert!(
                 Instant::now() < deadline,
                 "the test server did not close {n} connections"
