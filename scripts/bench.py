@@ -97,6 +97,9 @@ def main():
     parser.add_argument("--many", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", choices=["fetch", "store", "router"], help="run one part only")
+    parser.add_argument("--store-rate", action="store_true",
+                        help="run only the store rate: the --many small instances over one association, "
+                             "retriever store against DCMTK storescu (a Nagle stall shows as 10x slower)")
     args = parser.parse_args()
 
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
@@ -141,6 +144,9 @@ def main():
                                      mode])
             return go
 
+        if args.store_rate:
+            bench_store_rate(args, url, many, work, binary, data)
+            return
         if args.only in (None, "fetch"):
             bench_fetch(args, url, big, small, big_bytes, work, binary, curl, fetch, dwc)
         if args.only in (None, "store"):
@@ -303,6 +309,44 @@ def bench_store(args, url, big, many, work, binary, data):
         print(f"store {n:5d} instances to storescp --fork: 1 assoc {t1:6.3f} s, 4 assoc {t4:6.3f} s "
               f"(speed-up {t1 / t4:4.2f}), peak RSS {rss4:5.1f} MiB")
 
+
+
+def bench_store_rate(args, url, many, work, binary, data):
+    """Small instances over one association, retriever store against DCMTK storescu on the same
+    files and the same storescp: the rate, printed. Timing on a shared machine is noise, so it is
+    measured here and not asserted in the tests; a delayed-ACK stall per C-STORE still shows."""
+    cache = tempfile.mkdtemp(prefix="store-rate-cache-", dir=work)
+    env = dict(os.environ, RETRIEVER_PASSWORD=PASSWORD)
+    base = ["--cloud", url, "--user", USER, "--cache", cache, "--quiet"]
+    run_measured([binary, "fetch", many["accession"], "--priors", "0"] + base, env=env)
+    files = [os.path.join(data, i["path"]) for se in many["series"] for i in se["instances"]]
+    n = many["num_instances"]
+    runs = iter(range(1, 10_000))
+    scp = Storescp(work)
+
+    def received(r):
+        if scp.count() != n:
+            sys.exit(f"bench: storescp received {scp.count()} of {n} instances")
+        return r
+
+    def ours():
+        scp.clear()
+        # A called AE title of its own per run: a fresh delivery journal, so everything is sent.
+        dest = f"DEST{next(runs)}@127.0.0.1:{scp.port}"
+        return received(run_measured([binary, "store", many["study_uid"], "--to", dest, "--associations", "1"]
+                                     + base, env=env))
+
+    def theirs():
+        scp.clear()
+        return received(run_measured([dcmtk("storescu"), "-aet", "RETRIEVER", "-aec", "DEST", "127.0.0.1",
+                                      str(scp.port)] + files, env=dict(os.environ, TCP_NODELAY="1")))
+
+    try:
+        ((t_ours, _, _), _), ((t_theirs, _, _), _) = alternate(args.repeat, ours, theirs)
+    finally:
+        scp.stop()
+    print(f"store rate, {n} instances in one association: retriever {n / t_ours:.0f}/s ({t_ours:.3f} s), "
+          f"DCMTK storescu {n / t_theirs:.0f}/s ({t_theirs:.3f} s)")
 
 
 DWC_MANY = r"""

@@ -2,11 +2,18 @@
 //! connection gets one canned, scripted answer (bytes, pauses, an early
 //! close), so that faults a real server rarely shows on demand (a stall in
 //! the middle of a part, a cut connection) can be produced exactly.
+//!
+//! The integration tests have their own HTTP server, the fault proxy in
+//! `tests/it/common/proxy.rs`, in front of a real Orthanc. The two cannot be one:
+//! unit tests cannot reach code under `tests/`, and the integration binary links
+//! the library built without `cfg(test)`, so sharing would put test code in the
+//! product.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// One request as received.
 #[derive(Debug, Clone)]
@@ -41,7 +48,9 @@ type Handler = dyn Fn(usize, &Recorded) -> Vec<Step> + Send + Sync;
 
 pub struct TestServer {
     pub addr: SocketAddr,
-    pub requests: Arc<Mutex<Vec<Recorded>>>,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+    /// Connections answered and closed.
+    closed: Arc<AtomicUsize>,
 }
 
 impl TestServer {
@@ -52,16 +61,39 @@ impl TestServer {
         let requests: Arc<Mutex<Vec<Recorded>>> = Arc::default();
         let handler: Arc<Handler> = Arc::new(handler);
         let recorded = requests.clone();
+        let closed: Arc<AtomicUsize> = Arc::default();
+        let counted = closed.clone();
         // The threads end with the test process.
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
                 let handler = handler.clone();
                 let recorded = recorded.clone();
-                std::thread::spawn(move || serve(stream, &*handler, &recorded));
+                let counted = counted.clone();
+                std::thread::spawn(move || {
+                    serve(stream, &*handler, &recorded);
+                    counted.fetch_add(1, Ordering::SeqCst);
+                });
             }
         });
-        TestServer { addr, requests }
+        TestServer { addr, requests, closed }
+    }
+
+    /// How many connections the server has answered and closed so far.
+    pub fn closed(&self) -> usize {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Waits (10 s at most) until the server has answered and closed `n` connections.
+    pub fn wait_closed(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.closed() < n {
+            assert!(
+                Instant::now() < deadline,
+                "the test server did not close {n} connections"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     pub fn url(&self, path: &str) -> reqwest::Url {

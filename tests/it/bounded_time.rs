@@ -10,6 +10,14 @@ use crate::common::proxy::{Fault, Proxy, Rule, RuleId};
 use crate::common::running::{Running, wait_until};
 use crate::common::{Orthanc, retriever, retriever_at, run_within, temp_cache, testdata, uid_of};
 
+tests! {
+    a_cloud_that_stops_sending_is_given_up_after_two_stalls: ["orthanc"],
+    ctrl_c_ends_a_retry_after_wait: ["orthanc"],
+    sigterm_ends_a_search_that_waits_for_the_cloud: ["orthanc"],
+    ctrl_c_ends_a_wait_for_a_locked_study: ["orthanc"],
+    ctrl_c_ends_an_echo_the_destination_never_answers,
+}
+
 /// A failure guard for runs that must end: far above what they take, far below the waits they
 /// must not sit out (a `Retry-After` of minutes, a minute's idle timeout).
 const LIMIT: Duration = Duration::from_secs(40);
@@ -49,9 +57,7 @@ fn one_series_study() -> &'static str {
 /// A cloud that stops sending in the middle of a retrieve, before the first part and inside it:
 /// with the default `--retries` the study is given up after the second stall, not after six full
 /// idle timeouts, and the message says what happened and what to do.
-#[test]
 fn a_cloud_that_stops_sending_is_given_up_after_two_stalls() {
-    require!("orthanc");
     let orthanc = Orthanc::shared();
     let accession = one_series_study();
     let study_uid = uid_of(accession);
@@ -84,9 +90,7 @@ fn a_cloud_that_stops_sending_is_given_up_after_two_stalls() {
 }
 
 /// A 503 asking to come back in an hour (honoured up to five minutes): Ctrl-C ends the wait.
-#[test]
 fn ctrl_c_ends_a_retry_after_wait() {
-    require!("orthanc");
     let proxy = Proxy::to(Orthanc::shared());
     let unavailable = proxy.add(Rule::new(Fault::unavailable(3600)));
     let cache = temp_cache();
@@ -102,9 +106,7 @@ fn ctrl_c_ends_a_retry_after_wait() {
 
 /// A search whose answer does not come, head or body: SIGTERM ends it at once, although the
 /// idle timeout is a minute away.
-#[test]
 fn sigterm_ends_a_search_that_waits_for_the_cloud() {
-    require!("orthanc");
     for fault in [Fault::Delay(FOREVER), Fault::stall(0, FOREVER)] {
         let proxy = Proxy::to(Orthanc::shared());
         let search = proxy.add(Rule::new(fault).path_contains("/studies?"));
@@ -123,9 +125,7 @@ fn sigterm_ends_a_search_that_waits_for_the_cloud() {
 }
 
 /// A study another process is fetching (its lock held): the wait for it ends with Ctrl-C.
-#[test]
 fn ctrl_c_ends_a_wait_for_a_locked_study() {
-    require!("orthanc");
     let cache = temp_cache();
     let accession = one_series_study();
     let locks = cache.path().join("locks");
@@ -145,7 +145,6 @@ fn ctrl_c_ends_a_wait_for_a_locked_study() {
 
 /// A destination that takes the TCP connection and never answers the association: Ctrl-C ends
 /// `echo` at once, although the association timeout is minutes away.
-#[test]
 fn ctrl_c_ends_an_echo_the_destination_never_answers() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();

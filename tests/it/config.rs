@@ -9,6 +9,18 @@ use serde_json::Value;
 
 use crate::common::{Storescp, repo_root, retriever, run_within, temp_cache};
 
+tests! {
+    flags_beat_environment_beats_file_beats_defaults,
+    the_table_says_where_each_value_came_from,
+    secrets_are_redacted_everywhere,
+    #[cfg(unix)] a_config_file_others_can_read_is_warned_about,
+    the_example_config_parses_and_shows_every_setting,
+    a_config_file_in_the_default_place_is_used,
+    a_wrong_config_file_is_refused_with_the_reason,
+    config_fails_when_a_setting_is_set_but_wrong,
+    the_file_drives_the_commands: ["storescp"],
+}
+
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs `retriever ARGS` and returns (exit code, stdout, stderr).
@@ -46,7 +58,6 @@ fn setting(config: &Value, key: &str) -> (Value, Value, Value) {
     (s["value"].clone(), s["source"].clone(), s["origin"].clone())
 }
 
-#[test]
 fn flags_beat_environment_beats_file_beats_defaults() {
     let dir = temp_cache();
     let path = write_config(
@@ -90,7 +101,6 @@ fn flags_beat_environment_beats_file_beats_defaults() {
     assert_eq!(s("token"), (Value::Null, Value::Null, Value::Null), "not set");
 }
 
-#[test]
 fn the_table_says_where_each_value_came_from() {
     let dir = temp_cache();
     let path = write_config(
@@ -125,7 +135,6 @@ fn the_table_says_where_each_value_came_from() {
     assert_eq!(line("token"), "token - not set");
 }
 
-#[test]
 fn secrets_are_redacted_everywhere() {
     let dir = temp_cache();
     let token_file = dir.path().join("token.txt");
@@ -195,7 +204,6 @@ fn secrets_are_redacted_everywhere() {
 }
 
 #[cfg(unix)]
-#[test]
 fn a_config_file_others_can_read_is_warned_about() {
     use std::os::unix::fs::PermissionsExt;
     let dir = temp_cache();
@@ -236,7 +244,6 @@ fn a_config_file_others_can_read_is_warned_about() {
     assert!(!stderr.contains("warning"), "{stderr}");
 }
 
-#[test]
 fn the_example_config_parses_and_shows_every_setting() {
     let example = repo_root().join("examples/retriever.json");
     // Its password file is a Windows path that does not exist here; the environment beats it.
@@ -269,7 +276,6 @@ fn the_example_config_parses_and_shows_every_setting() {
     }
 }
 
-#[test]
 fn a_config_file_in_the_default_place_is_used() {
     let home = temp_cache();
     let dir = home.path().join("retriever");
@@ -283,7 +289,6 @@ fn a_config_file_in_the_default_place_is_used() {
     assert_eq!(setting(&config, "calling_ae").1, "config file");
 }
 
-#[test]
 fn a_wrong_config_file_is_refused_with_the_reason() {
     let dir = temp_cache();
     for (json, expect) in [
@@ -313,7 +318,6 @@ fn a_wrong_config_file_is_refused_with_the_reason() {
     );
 }
 
-#[test]
 fn config_fails_when_a_setting_is_set_but_wrong() {
     let (code, stdout, stderr) =
         run(retriever().args(["config", "--cloud", "ftp://cloud.example.org/x", "--to", "PACS"]));
@@ -333,9 +337,7 @@ fn config_fails_when_a_setting_is_set_but_wrong() {
 
 /// Settings from the file reach the commands: `echo` with the destination and calling AE title
 /// only in the config file.
-#[test]
 fn the_file_drives_the_commands() {
-    require!("storescp");
     let scp = Storescp::start("FILEPACS");
     let dir = temp_cache();
     let path = write_config(

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use dicom_dictionary_std::tags;
 use retriever::config::Destination;
@@ -13,6 +13,19 @@ use retriever::dimse::*;
 
 use crate::common::testscp::{TestScp, make_instances};
 use crate::common::{Storescp, dcmtk, free_port, python};
+
+tests! {
+    echo_and_store_to_storescp: ["storescp", "python"],
+    connection_refused_is_clear,
+    storescp_refuses_and_aborts: ["storescp", "python"],
+    statuses_are_classified: ["python"],
+    rejections_are_classified: ["python"],
+    converts_between_implicit_and_explicit: ["python"],
+    rle_is_sent_as_is_or_decompressed: ["storescp", "python"],
+    unsendable_instances_are_reported_not_skipped: ["python"],
+    abort_and_timeout_are_not_delivered: ["python"],
+    lossy_jpeg_decompression_is_opt_in: ["storescp", "python", "pillow"],
+}
 
 const SC: &str = "1.2.840.10008.5.1.4.1.1.7";
 const CT: &str = "1.2.840.10008.5.1.4.1.1.2";
@@ -144,9 +157,7 @@ sys.exit(1 if diffs else 0)
 
 // ---------------------------------------------------------------- tests --
 
-#[test]
 fn echo_and_store_to_storescp() {
-    require!("storescp", "python");
     let dir = tempfile::tempdir().unwrap();
     let mut specs = vec![spec(EXPLICIT_VR_LE); 4];
     specs.push(spec(IMPLICIT_VR_LE));
@@ -187,7 +198,6 @@ fn echo_and_store_to_storescp() {
     }
 }
 
-#[test]
 fn connection_refused_is_clear() {
     let port = free_port();
     let dest = Destination {
@@ -206,9 +216,7 @@ fn connection_refused_is_clear() {
     );
 }
 
-#[test]
 fn storescp_refuses_and_aborts() {
-    require!("storescp", "python");
     let dir = tempfile::tempdir().unwrap();
     let instances = make(dir.path(), &[&spec(EXPLICIT_VR_LE), &spec(EXPLICIT_VR_LE)]);
 
@@ -233,9 +241,7 @@ fn storescp_refuses_and_aborts() {
     assert!(matches!(again, ScuError::Closed { .. }), "{again:?}");
 }
 
-#[test]
 fn statuses_are_classified() {
-    require!("python");
     let dir = tempfile::tempdir().unwrap();
     let specs = vec![spec(EXPLICIT_VR_LE); 7];
     let specs: Vec<&str> = specs.iter().map(String::as_str).collect();
@@ -281,9 +287,7 @@ fn statuses_are_classified() {
     }
 }
 
-#[test]
 fn rejections_are_classified() {
-    require!("python");
     let proposals = [Proposal::new(SC, &[EXPLICIT_VR_LE, IMPLICIT_VR_LE])];
 
     let strict = TestScp::start(&["--require-called-aet", "--ae-title", "PACS"]);
@@ -313,9 +317,7 @@ fn rejections_are_classified() {
     assert!(err.to_string().contains("local limit exceeded"), "{err}");
 }
 
-#[test]
 fn converts_between_implicit_and_explicit() {
-    require!("python");
     let dir = tempfile::tempdir().unwrap();
     let instances = make(dir.path(), &[&spec(EXPLICIT_VR_LE), &spec(IMPLICIT_VR_LE)]);
     let implicit_only = TestScp::start(&["--ts", IMPLICIT_VR_LE]);
@@ -348,9 +350,7 @@ fn converts_between_implicit_and_explicit() {
     }
 }
 
-#[test]
 fn rle_is_sent_as_is_or_decompressed() {
-    require!("storescp", "python");
     let dir = tempfile::tempdir().unwrap();
     let instances = make(
         dir.path(),
@@ -397,9 +397,7 @@ fn rle_is_sent_as_is_or_decompressed() {
     assert_eq!(tail(&got), tail(&sent), "data set bytes unchanged");
 }
 
-#[test]
 fn unsendable_instances_are_reported_not_skipped() {
-    require!("python");
     let dir = tempfile::tempdir().unwrap();
     let ct = |ts: &str| format!(r#"{{"ts": "{ts}", "sop": "{CT}"}}"#);
     let instances = make(
@@ -434,9 +432,7 @@ fn unsendable_instances_are_reported_not_skipped() {
     assert_eq!(peer.received().len(), 2);
 }
 
-#[test]
 fn abort_and_timeout_are_not_delivered() {
-    require!("python");
     let dir = tempfile::tempdir().unwrap();
     let instances = make(dir.path(), &[&spec(EXPLICIT_VR_LE), &spec(EXPLICIT_VR_LE)]);
 
@@ -460,7 +456,6 @@ fn abort_and_timeout_are_not_delivered() {
     let mut o = opts(slow.dest("TESTSCP"));
     o.dimse_timeout = Duration::from_secs(1);
     let mut assoc = StoreAssociation::open(&o, &proposals(&instances)).unwrap();
-    let start = Instant::now();
     let err = assoc.store_file(&instances[0].path).unwrap_err();
     assert!(
         matches!(
@@ -472,57 +467,14 @@ fn abort_and_timeout_are_not_delivered() {
         ),
         "{err:?}"
     );
-    assert!(start.elapsed() < Duration::from_secs(4));
+    // The SCP logs a request when it answers, after its 5 s sleep: it had not answered yet.
+    assert_eq!(slow.requests(), Vec::new(), "the timeout fired only after the answer");
     assert!(!assoc.is_usable());
     eprintln!("timeout: {err}");
 }
 
-/// 300 small instances over one association, against DCMTK storescu on the
-/// same files for comparison. Printed, not asserted: timing on a shared
-/// machine is noise, but a Nagle stall shows as 10× slower.
-#[test]
-fn store_rate() {
-    require!("storescp", "storescu", "python");
-    let scu = dcmtk("storescu").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let specs = vec![spec(EXPLICIT_VR_LE); 300];
-    let specs: Vec<&str> = specs.iter().map(String::as_str).collect();
-    let instances = make(dir.path(), &specs);
-
-    let peer = Storescp::start_with("STORESCP", &["--ignore", "-dhl"]);
-    let start = Instant::now();
-    let mut assoc = StoreAssociation::open(&opts(storescp_dest(&peer)), &proposals(&instances)).unwrap();
-    for inst in &instances {
-        assert!(assoc.store_file(&inst.path).unwrap().is_delivered());
-    }
-    assoc.release().unwrap();
-    let ours = start.elapsed();
-
-    let start = Instant::now();
-    let status = Command::new(&scu)
-        .env("TCP_NODELAY", "1")
-        .args(["-aec", "STORESCP", "-aet", "RETRIEVER", "127.0.0.1"])
-        .arg(peer.port().to_string())
-        .args(instances.iter().map(|i| &i.path))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    let theirs = start.elapsed();
-    assert!(status.success());
-    let rate = |d: Duration| 300.0 / d.as_secs_f64();
-    let line = format!(
-        "store rate, 300 instances in one association: retriever {:.0}/s ({ours:?}), DCMTK storescu {:.0}/s ({theirs:?})",
-        rate(ours),
-        rate(theirs)
-    );
-    eprintln!("{line}");
-}
-
 /// Lossy JPEG is decompressed only with the opt-in, and stays marked lossy.
-#[test]
 fn lossy_jpeg_decompression_is_opt_in() {
-    require!("storescp", "python", "pillow");
     let dir = tempfile::tempdir().unwrap();
     let instances = make(
         dir.path(),

@@ -20,6 +20,13 @@ use crate::common::repo_root;
 use retriever::cli::Cli;
 use retriever::config::FileConfig;
 
+tests! {
+    man_page_is_up_to_date,
+    completions_are_up_to_date,
+    man_page_is_complete_and_renders,
+    every_config_key_is_documented,
+}
+
 const REGENERATE: &str = "UPDATE_DOCS=1 cargo test --test it docs";
 
 /// Descriptions of the config file keys that have no flag of the same name, or whose flag's
@@ -138,12 +145,10 @@ Expire the cache, from a scheduler:
 
     retriever prune --older-than 4h";
 
-#[test]
 fn man_page_is_up_to_date() {
     check("man/retriever.1", &man_page());
 }
 
-#[test]
 fn completions_are_up_to_date() {
     for (shell, file) in [
         (Shell::Bash, "completions/retriever.bash"),
@@ -159,7 +164,6 @@ fn completions_are_up_to_date() {
 
 /// The man page has a section for every subcommand and the sections an administrator looks for,
 /// and renders without warnings.
-#[test]
 fn man_page_is_complete_and_renders() {
     let page = man_page();
     let cli = Cli::command();
@@ -190,7 +194,6 @@ fn man_page_is_complete_and_renders() {
 }
 
 /// Every config file key is in the man page and the README, so none is a secret of the code.
-#[test]
 fn every_config_key_is_documented() {
     let page = man_page();
     let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();

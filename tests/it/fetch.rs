@@ -10,6 +10,22 @@ use serde_json::Value;
 use crate::common::proxy::{Fault, Proxy, Rule};
 use crate::common::{Orthanc, TlsFront, cached_instances, ls_json, retriever_at, run_within, temp_cache, testdata};
 
+tests! {
+    fetch_brings_the_study_and_its_three_most_recent_priors: ["orthanc"],
+    dry_run_explains_each_prior_and_downloads_nothing: ["orthanc"],
+    study_uid_works_and_a_rerun_downloads_nothing: ["orthanc"],
+    a_cut_connection_resumes_with_only_what_is_missing: ["orthanc"],
+    busy_cloud_503_and_429_are_retried_honouring_retry_after: ["orthanc"],
+    a_stalled_download_times_out_and_is_retried: ["orthanc"],
+    https_with_a_private_certificate_authority: ["orthanc", "openssl", "python"],
+    refused_credentials_fail_clearly_without_retrying: ["orthanc"],
+    an_instance_of_another_study_is_rejected_and_the_study_not_reported_complete: ["orthanc"],
+    uids_that_could_escape_the_cache_are_rejected: ["orthanc"],
+    an_unknown_accession_fails_with_a_clear_message: ["orthanc"],
+    two_processes_fetching_the_same_study_do_not_trample_each_other: ["orthanc"],
+    killed_mid_fetch_a_rerun_completes_the_study: ["orthanc"],
+}
+
 const LIMIT: Duration = Duration::from_secs(120);
 
 fn run(cmd: &mut std::process::Command) -> (i32, String, String) {
@@ -39,9 +55,7 @@ fn no_temporaries_outside(cache: &Path) {
     }
 }
 
-#[test]
 fn fetch_brings_the_study_and_its_three_most_recent_priors() {
-    require!("orthanc");
     let orthanc = Orthanc::shared();
     let cache = temp_cache();
     let (code, out, err) = run(retriever_at(&orthanc.dicomweb_url(), cache.path()).args(["fetch", "ACC1001"]));
@@ -71,9 +85,7 @@ fn fetch_brings_the_study_and_its_three_most_recent_priors() {
     }
 }
 
-#[test]
 fn dry_run_explains_each_prior_and_downloads_nothing() {
-    require!("orthanc");
     let orthanc = Orthanc::shared();
     let cache = temp_cache();
     let data = testdata();
@@ -103,9 +115,7 @@ fn dry_run_explains_each_prior_and_downloads_nothing() {
     assert!(out.contains("skip") && out.contains("lookback"), "{out}");
 }
 
-#[test]
 fn study_uid_works_and_a_rerun_downloads_nothing() {
-    require!("orthanc");
     let orthanc = Orthanc::shared();
     let proxy = Proxy::to(orthanc);
     let cache = temp_cache();
@@ -144,9 +154,7 @@ fn study_uid_works_and_a_rerun_downloads_nothing() {
     assert_eq!(wado_after, wado_before, "nothing downloaded again");
 }
 
-#[test]
 fn a_cut_connection_resumes_with_only_what_is_missing() {
-    require!("orthanc");
     let orthanc = Orthanc::shared();
     let proxy = Proxy::to(orthanc);
     let big = testdata().large();
@@ -183,9 +191,7 @@ fn a_cut_connection_resumes_with_only_what_is_missing() {
     no_temporaries_outside(cache.path());
 }
 
-#[test]
 fn busy_cloud_503_and_429_are_retried_honouring_retry_after() {
-    require!("orthanc");
     let orthanc = Orthanc::shared();
     let proxy = Proxy::to(orthanc);
     let qido = proxy.add(
@@ -212,9 +218,7 @@ fn busy_cloud_503_and_429_are_retried_honouring_retry_after() {
     assert_study_cached(cache.path(), "ACC2001");
 }
 
-#[test]
 fn a_stalled_download_times_out_and_is_retried() {
-    require!("orthanc");
     let orthanc = Orthanc::shared();
     let proxy = Proxy::to(orthanc);
     let stall = proxy.add(
@@ -239,9 +243,7 @@ fn a_stalled_download_times_out_and_is_retried() {
 /// The cloud over HTTPS with a certificate from a private authority: with that authority's
 /// certificate given (`--ca-bundle`) a study and its priors arrive over several connections at
 /// once; without it, nothing is sent and the error says what to do.
-#[test]
 fn https_with_a_private_certificate_authority() {
-    require!("orthanc", "openssl", "python");
     let orthanc = Orthanc::shared();
     let front = TlsFront::to(orthanc.http_addr());
     let cloud = format!("{}/dicom-web", front.url());
@@ -268,9 +270,7 @@ fn https_with_a_private_certificate_authority() {
     assert!(err.lines().count() <= 3, "one clear error, not a cascade: {err}");
 }
 
-#[test]
 fn refused_credentials_fail_clearly_without_retrying() {
-    require!("orthanc");
     let orthanc = Orthanc::shared();
     let cache = temp_cache();
     let (code, out, err) = run(retriever_at(&orthanc.dicomweb_url(), cache.path())
@@ -283,9 +283,7 @@ fn refused_credentials_fail_clearly_without_retrying() {
     assert!(err.lines().count() <= 3, "one clear error, not a cascade: {err}");
 }
 
-#[test]
 fn an_instance_of_another_study_is_rejected_and_the_study_not_reported_complete() {
-    require!("orthanc");
     let orthanc = Orthanc::shared();
     let proxy = Proxy::to(orthanc);
     let study = testdata().study("ACC2001");
@@ -309,9 +307,7 @@ fn an_instance_of_another_study_is_rejected_and_the_study_not_reported_complete(
     assert!(listed.iter().all(|s| s["state"] != "complete"), "{listed:?}");
 }
 
-#[test]
 fn uids_that_could_escape_the_cache_are_rejected() {
-    require!("orthanc");
     let orthanc = Orthanc::shared();
     let data = testdata();
     let study = data.study("ACC1001");
@@ -355,9 +351,7 @@ fn uids_that_could_escape_the_cache_are_rejected() {
     }
 }
 
-#[test]
 fn an_unknown_accession_fails_with_a_clear_message() {
-    require!("orthanc");
     let orthanc = Orthanc::shared();
     let cache = temp_cache();
     let (code, _, err) = run(retriever_at(&orthanc.dicomweb_url(), cache.path()).args(["fetch", "NOSUCHACC"]));
@@ -365,9 +359,7 @@ fn an_unknown_accession_fails_with_a_clear_message() {
     assert!(err.contains("NOSUCHACC") && err.contains("no study"), "{err}");
 }
 
-#[test]
 fn two_processes_fetching_the_same_study_do_not_trample_each_other() {
-    require!("orthanc");
     let orthanc = Orthanc::shared();
     let cache = temp_cache();
     let big = testdata().large();
@@ -388,13 +380,12 @@ fn two_processes_fetching_the_same_study_do_not_trample_each_other() {
     assert_study_cached(cache.path(), &big.accession);
 }
 
-#[test]
 fn killed_mid_fetch_a_rerun_completes_the_study() {
-    require!("orthanc");
     let orthanc = Orthanc::shared();
     let proxy = Proxy::to(orthanc);
-    // Slow every request down so the kill lands mid-study.
-    proxy.add(Rule::new(Fault::Delay(Duration::from_millis(300))).path_contains("/series/"));
+    // Every series download is held up after its first 2 MB (a few instances), so that the
+    // kill lands while the study is in the cache in part.
+    let held = proxy.add(Rule::new(Fault::stall(2 << 20, LIMIT)).path_contains("/series/"));
     let big = testdata().large();
     let cache = temp_cache();
     let mut child = retriever_at(&proxy.dicomweb_url(), cache.path())
@@ -403,9 +394,22 @@ fn killed_mid_fetch_a_rerun_completes_the_study() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(900));
+    let deadline = std::time::Instant::now() + LIMIT;
+    while proxy.hits(held) == 0 || cached_instances(cache.path(), &big.study_uid).is_empty() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the fetch ended before it was killed"
+        );
+        assert!(std::time::Instant::now() < deadline, "no instance reached the cache");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     child.kill().unwrap();
     child.wait().unwrap();
+    let before = cached_instances(cache.path(), &big.study_uid).len();
+    assert!(
+        before < big.num_instances,
+        "the study was complete ({before} instances) when the fetch was killed"
+    );
     proxy.clear();
     let (code, out, err) =
         run(retriever_at(&proxy.dicomweb_url(), cache.path()).args(["fetch", &big.accession, "--priors", "0"]));

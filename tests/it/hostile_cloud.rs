@@ -19,6 +19,18 @@ mod testfile;
 
 use testfile::{Ids, Writer};
 
+tests! {
+    a_re_requested_instance_of_another_patient_is_not_sent: ["orthanc", "python"],
+    a_tiny_part_declaring_4_gib_is_refused_and_the_router_stays_small: ["orthanc"],
+    a_truncated_instance_is_refused_and_the_study_is_not_complete: ["orthanc"],
+    ten_thousand_nested_sequences_are_refused_without_a_crash: ["orthanc"],
+    an_endless_part_is_cut_at_the_maximum_instance_size: ["orthanc"],
+    an_instance_without_the_studys_patient_id_is_refused: ["orthanc"],
+    a_one_sided_issuer_warns_once_and_a_different_one_is_refused: ["orthanc"],
+    a_study_without_a_patient_id_is_fetched_with_one_warning: ["orthanc"],
+    re_requested_instances_with_a_one_sided_issuer_are_sent_with_one_warning: ["orthanc", "python"],
+}
+
 const LIMIT: Duration = Duration::from_secs(60);
 const BOUNDARY: &str = "hostile-boundary-0123456789";
 
@@ -143,9 +155,7 @@ fn jpeg(ids: &Ids) -> Vec<u8> {
 /// The re-request of an instance for a destination that needs another transfer syntax is
 /// answered with another patient's data set (same UIDs): it is refused, nothing reaches the
 /// destination, and the instance is recorded as not delivered.
-#[test]
 fn a_re_requested_instance_of_another_patient_is_not_sent() {
-    require!("orthanc", "python");
     let u = uids(1, 1);
     let (_orthanc, proxy) = cloud_with(&[jpeg(&u.ids(0, Some("PAT-RIGHT")))]);
     let cache = temp_cache();
@@ -188,9 +198,7 @@ fn a_re_requested_instance_of_another_patient_is_not_sent() {
 
 /// A part of under 1 KiB that declares a value of 4 GiB: refused before any parser sees it. The
 /// process runs with 2 GiB of address space, so reserving the declared length would kill it.
-#[test]
 fn a_tiny_part_declaring_4_gib_is_refused_and_the_router_stays_small() {
-    require!("orthanc");
     let u = uids(2, 1);
     let (_orthanc, proxy) = cloud_with(&[testfile::instance(testfile::EXPLICIT_LE, &u.ids(0, Some("P2")))]);
     let tiny = instance_with(&u.ids(0, Some("P2")), |w| {
@@ -220,9 +228,7 @@ fn a_tiny_part_declaring_4_gib_is_refused_and_the_router_stays_small() {
 
 /// An instance cut short (its pixel data declares more than is there): refused, and the study
 /// is not complete.
-#[test]
 fn a_truncated_instance_is_refused_and_the_study_is_not_complete() {
-    require!("orthanc");
     let u = uids(3, 2);
     let files: Vec<Vec<u8>> = (0..2)
         .map(|i| testfile::instance(testfile::EXPLICIT_LE, &u.ids(i, Some("P3"))))
@@ -240,9 +246,7 @@ fn a_truncated_instance_is_refused_and_the_study_is_not_complete() {
 }
 
 /// Sequences nested 10,000 deep: refused by the walk, no stack overflow.
-#[test]
 fn ten_thousand_nested_sequences_are_refused_without_a_crash() {
-    require!("orthanc");
     let u = uids(4, 1);
     let (_orthanc, proxy) = cloud_with(&[testfile::instance(testfile::EXPLICIT_LE, &u.ids(0, Some("P4")))]);
     let deep = instance_with(&u.ids(0, Some("P4")), |w| {
@@ -257,9 +261,7 @@ fn ten_thousand_nested_sequences_are_refused_without_a_crash() {
 }
 
 /// A part that never ends: cut at --max-instance-size, the download stopped, little written.
-#[test]
 fn an_endless_part_is_cut_at_the_maximum_instance_size() {
-    require!("orthanc");
     let u = uids(5, 1);
     let (_orthanc, proxy) = cloud_with(&[testfile::instance(testfile::EXPLICIT_LE, &u.ids(0, Some("P5")))]);
     let mut start = format!("--{BOUNDARY}\r\nContent-Type: application/dicom\r\n\r\n").into_bytes();
@@ -288,9 +290,7 @@ fn an_endless_part_is_cut_at_the_maximum_instance_size() {
 }
 
 /// The study has a Patient ID and the instance none: refused.
-#[test]
 fn an_instance_without_the_studys_patient_id_is_refused() {
-    require!("orthanc");
     let u = uids(6, 1);
     let (_orthanc, proxy) = cloud_with(&[testfile::instance(testfile::EXPLICIT_LE, &u.ids(0, Some("P6")))]);
     answer_retrieve(
@@ -310,9 +310,7 @@ fn an_instance_without_the_studys_patient_id_is_refused() {
 
 /// An Issuer of Patient ID on one side only: accepted, with one warning naming the study; on
 /// both sides and different: refused.
-#[test]
 fn a_one_sided_issuer_warns_once_and_a_different_one_is_refused() {
-    require!("orthanc");
     let u = uids(7, 3);
     let files: Vec<Vec<u8>> = (0..3)
         .map(|i| testfile::instance(testfile::EXPLICIT_LE, &u.ids(i, Some("P7"))))
@@ -364,9 +362,7 @@ fn a_one_sided_issuer_warns_once_and_a_different_one_is_refused() {
 
 /// A study with no Patient ID in the cloud's index: its instances are taken, with one warning
 /// naming the study.
-#[test]
 fn a_study_without_a_patient_id_is_fetched_with_one_warning() {
-    require!("orthanc");
     let u = uids(9, 2);
     let files: Vec<Vec<u8>> = (0..2)
         .map(|i| testfile::instance(testfile::EXPLICIT_LE, &u.ids(i, None)))
@@ -383,9 +379,7 @@ fn a_study_without_a_patient_id_is_fetched_with_one_warning() {
 
 /// Instances asked for again that name an Issuer of Patient ID the study does not: sent, with
 /// one warning for the study.
-#[test]
 fn re_requested_instances_with_a_one_sided_issuer_are_sent_with_one_warning() {
-    require!("orthanc", "python");
     let u = uids(10, 2);
     let (_orthanc, proxy) = cloud_with(&[jpeg(&u.ids(0, Some("P10"))), jpeg(&u.ids(1, Some("P10")))]);
     let cache = temp_cache();

@@ -13,6 +13,19 @@ use crate::common::{
     Fault, Orthanc, Proxy, Rule, cached_instances, ls_json, retriever_at, run_within, temp_cache, testdata,
 };
 
+tests! {
+    capped_pages_with_the_warning_are_followed_and_the_whole_study_fetched: ["orthanc"],
+    capped_pages_without_the_warning_fall_short_of_the_count_and_the_study_is_not_complete: ["orthanc"],
+    an_ignored_offset_ends_at_once_with_a_clear_error_in_little_memory: ["orthanc"],
+    an_ignored_accession_number_key_fetches_only_the_study_asked_for: ["orthanc"],
+    wildcards_in_an_identifier_are_a_usage_error,
+    an_instance_listing_with_an_instance_of_another_study_is_refused: ["orthanc"],
+    a_series_listing_of_another_study_is_refused: ["orthanc"],
+    instances_of_other_series_in_a_listing_are_left_out_and_the_study_completes: ["orthanc"],
+    an_invalid_uid_among_the_priors_is_skipped_with_a_warning: ["orthanc"],
+    watch_skips_a_study_with_an_invalid_uid_with_a_warning_and_delivers_the_others: ["orthanc", "storescp"],
+}
+
 const LIMIT: Duration = Duration::from_secs(120);
 
 /// `retriever fetch ARGS...` through the proxy: (exit code, stdout, stderr).
@@ -94,9 +107,7 @@ fn run_measuring_memory(cmd: &mut Command) -> (i32, String, u64) {
     (status.code().unwrap_or(-1), reader.join().unwrap_or_default(), peak)
 }
 
-#[test]
 fn capped_pages_with_the_warning_are_followed_and_the_whole_study_fetched() {
-    require!("orthanc");
     let proxy = Proxy::to(Orthanc::shared());
     // Every search and listing: two results per answer, and a Warning that more exist.
     let capped = proxy.add(Rule::new(Fault::cap_results(2, true)).path_contains("?"));
@@ -117,9 +128,7 @@ fn capped_pages_with_the_warning_are_followed_and_the_whole_study_fetched() {
     assert!(proxy.hits(capped) > 0);
 }
 
-#[test]
 fn capped_pages_without_the_warning_fall_short_of_the_count_and_the_study_is_not_complete() {
-    require!("orthanc");
     let proxy = Proxy::to(Orthanc::shared());
     // The instance listings are cut to two results, silently; the series listing still says
     // how many instances each series has (NumberOfSeriesRelatedInstances).
@@ -143,9 +152,7 @@ fn capped_pages_without_the_warning_fall_short_of_the_count_and_the_study_is_not
     }
 }
 
-#[test]
 fn an_ignored_offset_ends_at_once_with_a_clear_error_in_little_memory() {
-    require!("orthanc");
     let proxy = Proxy::to(Orthanc::shared());
     // One result per answer, always "more to come", and `offset` never reaches the server: the
     // same first result comes back for ever.
@@ -172,9 +179,7 @@ fn an_ignored_offset_ends_at_once_with_a_clear_error_in_little_memory() {
     }
 }
 
-#[test]
 fn an_ignored_accession_number_key_fetches_only_the_study_asked_for() {
-    require!("orthanc");
     let proxy = Proxy::to(Orthanc::shared());
     // The server drops the matching key and answers with every study it has.
     let ignored =
@@ -194,7 +199,6 @@ fn an_ignored_accession_number_key_fetches_only_the_study_asked_for() {
     assert_eq!(cached.len(), 1, "{cached:?}");
 }
 
-#[test]
 fn wildcards_in_an_identifier_are_a_usage_error() {
     let cache = temp_cache();
     // No cloud is asked: the identifier is refused before.
@@ -206,9 +210,7 @@ fn wildcards_in_an_identifier_are_a_usage_error() {
     assert!(err.contains("cannot contain wildcards"), "{err}");
 }
 
-#[test]
 fn an_instance_listing_with_an_instance_of_another_study_is_refused() {
-    require!("orthanc");
     let proxy = Proxy::to(Orthanc::shared());
     let study = testdata().study("ACC1002");
     let other = &testdata().study("ACC2002").study_uid;
@@ -229,9 +231,7 @@ fn an_instance_listing_with_an_instance_of_another_study_is_refused() {
     }
 }
 
-#[test]
 fn a_series_listing_of_another_study_is_refused() {
-    require!("orthanc");
     let proxy = Proxy::to(Orthanc::shared());
     let study = testdata().study("ACC1002");
     let other = &testdata().study("ACC2002").study_uid;
@@ -247,9 +247,7 @@ fn a_series_listing_of_another_study_is_refused() {
     );
 }
 
-#[test]
 fn instances_of_other_series_in_a_listing_are_left_out_and_the_study_completes() {
-    require!("orthanc");
     let proxy = Proxy::to(Orthanc::shared());
     // Each series' listing lists the whole study.
     let ignored = proxy.add(Rule::new(Fault::ignore_params(&["SeriesInstanceUID"])).path_contains("/instances?"));
@@ -262,9 +260,7 @@ fn instances_of_other_series_in_a_listing_are_left_out_and_the_study_completes()
     assert!(err.contains("instances of other series"), "{err}");
 }
 
-#[test]
 fn an_invalid_uid_among_the_priors_is_skipped_with_a_warning() {
-    require!("orthanc");
     let proxy = Proxy::to(Orthanc::shared());
     // ACC1003, the second most recent prior, gets a UID with a `/` in the patient's search.
     let bad_of = &testdata().study("ACC1003").study_uid;
@@ -285,9 +281,7 @@ fn an_invalid_uid_among_the_priors_is_skipped_with_a_warning() {
     assert!(warnings[0].contains("skipped"), "{err}");
 }
 
-#[test]
 fn watch_skips_a_study_with_an_invalid_uid_with_a_warning_and_delivers_the_others() {
-    require!("orthanc", "storescp");
     let proxy = Proxy::to(Orthanc::shared());
     let bad_of = &testdata().study("ACC2002").study_uid;
     let bad = format!("{}/{}", &bad_of[..bad_of.len() - 2], &bad_of[bad_of.len() - 1..]);

@@ -12,6 +12,14 @@ use std::time::{Duration, Instant};
 use crate::common::hostile_scp::{HostileScp, Misbehaviour};
 use crate::common::{Orthanc, fetch_ok, retriever_at, temp_cache, uid_of};
 
+tests! {
+    tiny_max_pdu_lengths_are_refused_not_a_crash: ["orthanc"],
+    an_endless_command_set_is_aborted: ["orthanc"],
+    a_trickled_answer_meets_the_deadline: ["orthanc"],
+    a_stalled_destination_is_given_up_after_the_second_stall: ["orthanc"],
+    a_trickled_association_answer_meets_the_deadline: ["orthanc"],
+}
+
 /// Longer than any run should take; the old behaviour (retrying with the whole timeout, or
 /// waiting on a trickle) takes far longer.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -107,9 +115,7 @@ fn assert_failed_cleanly(run: &Run, what: &str, needle: &str) {
 /// A maximum PDU length too small to carry a PDV (1, 5, 6) or merely absurd (100) ends the
 /// association with an error naming the value, in `echo`, `store` and `watch`; 0 means "no
 /// limit" and works.
-#[test]
 fn tiny_max_pdu_lengths_are_refused_not_a_crash() {
-    require!("orthanc");
     let orthanc = Orthanc::shared();
     let cache = temp_cache();
     fetch_ok(orthanc, cache.path(), &["ACC1002"]);
@@ -146,9 +152,7 @@ fn tiny_max_pdu_lengths_are_refused_not_a_crash() {
 
 /// Command fragments that never end are cut off at the command set cap: the association is
 /// aborted, the instances are not delivered, memory stays small.
-#[test]
 fn an_endless_command_set_is_aborted() {
-    require!("orthanc");
     let orthanc = Orthanc::shared();
     let cache = temp_cache();
     fetch_ok(orthanc, cache.path(), &["ACC1002"]);
@@ -164,9 +168,7 @@ fn an_endless_command_set_is_aborted() {
 
 /// An answer trickled a byte at a time never holds the association past the DIMSE timeout,
 /// however short each pause: the whole answer has a deadline.
-#[test]
 fn a_trickled_answer_meets_the_deadline() {
-    require!("orthanc");
     let orthanc = Orthanc::shared();
     let cache = temp_cache();
     fetch_ok(orthanc, cache.path(), &["ACC1002"]);
@@ -182,9 +184,7 @@ fn a_trickled_answer_meets_the_deadline() {
 
 /// A destination that takes the association and never answers C-STORE is given up after the
 /// second stall in a row, whatever the number of retries, with the stall named.
-#[test]
 fn a_stalled_destination_is_given_up_after_the_second_stall() {
-    require!("orthanc");
     let orthanc = Orthanc::shared();
     let cache = temp_cache();
     fetch_ok(orthanc, cache.path(), &["ACC1002"]);
@@ -204,9 +204,7 @@ fn a_stalled_destination_is_given_up_after_the_second_stall() {
 
 /// An association answer trickled a byte at a time meets the ACSE timeout as a whole, in `echo`
 /// and `store`.
-#[test]
 fn a_trickled_association_answer_meets_the_deadline() {
-    require!("orthanc");
     let orthanc = Orthanc::shared();
     let cache = temp_cache();
     fetch_ok(orthanc, cache.path(), &["ACC1002"]);

@@ -1,5 +1,9 @@
 //! The integration tests: one binary that runs the real `retriever` against
 //! real peers on loopback (Orthanc with DICOMweb, DCMTK, pynetdicom).
+//!
+//! It has its own runner (see `common/harness.rs`) so that a test whose peer is missing says
+//! `ignored`, with the reason; the usual `cargo test` arguments (a name filter, `--exact`,
+//! `--ignored`, `--nocapture`, `--test-threads`, `--list`) work as with the built-in one.
 
 #[macro_use]
 mod common;
@@ -17,3 +21,27 @@ mod prune;
 mod smoke;
 mod store;
 mod watch;
+
+fn main() {
+    let args = libtest_mimic::Arguments::from_args();
+    let trials = [
+        bounded_time::tests(),
+        config::tests(),
+        dimse::tests(),
+        docs::tests(),
+        errors::tests(),
+        fetch::tests(),
+        hostile_cloud::tests(),
+        hostile_listing::tests(),
+        hostile_pacs::tests(),
+        patient_data::tests(),
+        prune::tests(),
+        smoke::tests(),
+        store::tests(),
+        watch::tests(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    libtest_mimic::run(&args, trials).exit()
+}

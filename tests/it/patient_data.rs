@@ -10,7 +10,19 @@ use std::time::Duration;
 
 use crate::common::proxy::{Fault, Proxy, Rule};
 use crate::common::testscp::TestScp;
-use crate::common::{Orthanc, PASSWORD, Storescp, fetch_ok, retriever, retriever_at, run_within, temp_cache, uid_of};
+use crate::common::{
+    Orthanc, PASSWORD, Storescp, fetch_ok, retriever, retriever_at, run_within, temp_cache, uid_of, wrapped,
+};
+
+tests! {
+    #[cfg(unix)] the_cache_is_private_to_its_user_whatever_the_umask: ["orthanc", "storescp"],
+    a_plain_http_cloud_never_goes_through_a_proxy: ["orthanc"],
+    credentials_in_the_cloud_url_are_refused_and_never_echoed,
+    an_error_body_from_the_cloud_is_printed_escaped: ["orthanc"],
+    text_from_the_cloud_cannot_split_a_stdout_line: ["orthanc", "python"],
+    an_error_comment_from_the_pacs_is_printed_escaped: ["orthanc", "python"],
+    delivery_records_reach_the_disk_in_small_groups: ["orthanc", "storescp", "strace"],
+}
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -20,22 +32,7 @@ fn run(cmd: &mut Command) -> (i32, String, String) {
 
 /// `cmd` run by `sh` under `umask 022`, the usual default, whatever the test runner's umask.
 fn with_umask_022(cmd: &Command) -> Command {
-    let mut sh = Command::new("sh");
-    sh.args(["-c", "umask 022 && exec \"$0\" \"$@\""])
-        .arg(cmd.get_program())
-        .args(cmd.get_args());
-    copy_env(cmd, &mut sh);
-    sh
-}
-
-/// Gives `to` the environment changes made on `from`.
-fn copy_env(from: &Command, to: &mut Command) {
-    for (key, value) in from.get_envs() {
-        match value {
-            Some(v) => to.env(key, v),
-            None => to.env_remove(key),
-        };
-    }
+    wrapped("sh", &["-c", "umask 022 && exec \"$0\" \"$@\""], cmd)
 }
 
 /// Raw control characters in `text` other than the newlines that end its lines.
@@ -44,10 +41,8 @@ fn raw_controls(text: &str) -> Vec<char> {
 }
 
 #[cfg(unix)]
-#[test]
 fn the_cache_is_private_to_its_user_whatever_the_umask() {
     use std::os::unix::fs::PermissionsExt;
-    require!("orthanc", "storescp");
     let orthanc = Orthanc::shared();
     let cache = temp_cache();
     // As an older version, or `mkdir`, would have left it.
@@ -136,9 +131,7 @@ impl ProxyTrap {
     }
 }
 
-#[test]
 fn a_plain_http_cloud_never_goes_through_a_proxy() {
-    require!("orthanc");
     let orthanc = Orthanc::shared();
     let trap = ProxyTrap::start();
     let proxy = format!("http://{}", trap.addr);
@@ -156,7 +149,6 @@ fn a_plain_http_cloud_never_goes_through_a_proxy() {
     assert_eq!(code, 0, "fetch failed: {err}");
 }
 
-#[test]
 fn credentials_in_the_cloud_url_are_refused_and_never_echoed() {
     let cache = temp_cache();
     let config = cache.path().join("config.json");
@@ -218,9 +210,7 @@ fn credentials_in_the_cloud_url_are_refused_and_never_echoed() {
     }
 }
 
-#[test]
 fn an_error_body_from_the_cloud_is_printed_escaped() {
-    require!("orthanc");
     let orthanc = Orthanc::shared();
     let proxy = Proxy::to(orthanc);
     proxy.add(Rule::new(Fault::Respond {
@@ -241,9 +231,7 @@ fn an_error_body_from_the_cloud_is_printed_escaped() {
     assert!(err.contains("\\x1b[2J\\x1b]0;owned\\x07bad"), "{err}");
 }
 
-#[test]
 fn text_from_the_cloud_cannot_split_a_stdout_line() {
-    require!("orthanc");
     let orthanc = Orthanc::shared();
     let proxy = Proxy::to(orthanc);
     // The accession number, in the JSON of the study search: "A<TAB>C<NEWLINE>1".
@@ -269,7 +257,6 @@ fn text_from_the_cloud_cannot_split_a_stdout_line() {
     let study: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(study["accession"], "A\tC\n1", "JSON keeps the text as it is");
 
-    require!("python");
     let scp = TestScp::start(&[]);
     let (code, out, err) = run(retriever_at(&orthanc.dicomweb_url(), cache.path()).args([
         "store",
@@ -284,9 +271,7 @@ fn text_from_the_cloud_cannot_split_a_stdout_line() {
     assert_eq!(lines[0].split('\t').count(), 7, "{out:?}");
 }
 
-#[test]
 fn an_error_comment_from_the_pacs_is_printed_escaped() {
-    require!("orthanc", "python");
     let orthanc = Orthanc::shared();
     let cache = temp_cache();
     fetch_ok(orthanc, cache.path(), &["ACC2001"]);
@@ -313,30 +298,14 @@ fn an_error_comment_from_the_pacs_is_printed_escaped() {
 /// `cmd` under `strace -f -yy`, which logs to `log` the system calls that write, each with
 /// the file or socket it was made on.
 fn strace(cmd: &Command, log: &Path) -> Command {
-    let mut strace = Command::new("strace");
-    strace
-        .args([
-            "-f",
-            "-qq",
-            "-yy",
-            "-s",
-            "0",
-            "-e",
-            "trace=write,writev,sendto,sendmsg,fdatasync,fsync",
-            "-o",
-        ])
-        .arg(log)
-        .arg(cmd.get_program())
-        .args(cmd.get_args());
-    copy_env(cmd, &mut strace);
-    strace
+    let log = log.to_str().expect("a UTF-8 temporary path");
+    let trace = "trace=write,writev,sendto,sendmsg,fdatasync,fsync";
+    wrapped("strace", &["-f", "-qq", "-yy", "-s", "0", "-e", trace, "-o", log], cmd)
 }
 
 /// What a power cut may resend is bounded: the delivery journal reaches the disk at least
 /// every `UNSYNCED_MAX` records, and before a study is reported delivered.
-#[test]
 fn delivery_records_reach_the_disk_in_small_groups() {
-    require!("orthanc", "storescp", "strace");
     let orthanc = Orthanc::shared();
     let cache = temp_cache();
     fetch_ok(orthanc, cache.path(), &["ACCBIG"]);

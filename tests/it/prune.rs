@@ -11,7 +11,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{Orthanc, Storescp, fetch_ok, retriever, retriever_at, run_within, temp_cache, testdata, uid_of};
+use crate::common::{
+    Orthanc, Storescp, fetch_ok, retriever, retriever_at, run_within, temp_cache, testdata, uid_of, wrapped,
+};
+
+tests! {
+    prune_removes_delivered_expired_studies_and_says_what_it_keeps: ["orthanc", "storescp"],
+    prune_in_a_loop_never_touches_a_study_in_use_or_undelivered: ["orthanc", "storescp"],
+    a_prune_killed_mid_run_leaves_a_consistent_cache: ["orthanc", "strace"],
+}
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -118,9 +126,7 @@ fn copy_dir(from: &Path, to: &Path) {
 /// What prune removes, keeps and says: young studies stay; an expired delivered study goes,
 /// in a dry run only in words; an undelivered one is kept and said, unless
 /// `--include-undelivered`, or past the config file's `max_age`, loudly.
-#[test]
 fn prune_removes_delivered_expired_studies_and_says_what_it_keeps() {
-    require!("orthanc", "storescp");
     let orthanc = Orthanc::shared();
     let cache = temp_cache();
     let scp = Storescp::start("STORESCP");
@@ -209,9 +215,7 @@ fn prune_removes_delivered_expired_studies_and_says_what_it_keeps() {
 /// cache: whatever it removes was delivered, it never removes a study being fetched or
 /// delivered (they would fail) nor one never delivered, and in the end every delivered study
 /// is gone. Then with `--include-undelivered`, only the locks protect a study being fetched.
-#[test]
 fn prune_in_a_loop_never_touches_a_study_in_use_or_undelivered() {
-    require!("orthanc", "storescp");
     let orthanc = Orthanc::shared();
     let cache = temp_cache();
     let scp = Storescp::start("STORESCP");
@@ -314,9 +318,7 @@ fn prune_in_a_loop_never_touches_a_study_in_use_or_undelivered() {
 /// and prunes killed with SIGKILL at various moments: the cache stays consistent (`ls` works,
 /// no half study is visible), a rerun cleans up what they left, and the study can be fetched
 /// again.
-#[test]
 fn a_prune_killed_mid_run_leaves_a_consistent_cache() {
-    require!("orthanc");
     let orthanc = Orthanc::shared();
     let template = temp_cache();
     for accession in ["ACCBIG", "ACC1001", "ACC1002", "ACC2001", "ACC2002"] {
@@ -385,4 +387,61 @@ fn a_prune_killed_mid_run_leaves_a_consistent_cache() {
         }
     }
     eprintln!("{interrupted} of the killed prunes were caught between two studies");
+
+    // And one kill that lands between two studies for sure: every rename is held up under
+    // strace, and the prune is killed as soon as its first study has left `studies/`.
+    let cache = temp_cache();
+    copy_dir(template.path(), cache.path());
+    let mut prune_cmd = retriever();
+    prune_cmd
+        .arg("--cache")
+        .arg(cache.path())
+        .args(["prune", "--older-than", "0s", "--include-undelivered"]);
+    let slow_renames = "inject=/^rename:delay_exit=200000";
+    let mut tracer = wrapped(
+        "strace",
+        &["-f", "-qq", "-o", "/dev/null", "-e", slow_renames],
+        &prune_cmd,
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let deadline = Instant::now() + LIMIT;
+    while cached_studies(cache.path()).len() == everything.len() {
+        assert!(
+            tracer.try_wait().unwrap().is_none(),
+            "the prune ended before it was killed"
+        );
+        assert!(Instant::now() < deadline, "the prune removed no study");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let prune_pid = traced_child(tracer.id());
+    let killed = Command::new("kill")
+        .args(["-KILL", &prune_pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success(), "kill -KILL {prune_pid} failed");
+    tracer.wait().unwrap();
+    let left = assert_no_half_study(cache.path());
+    assert!(
+        !left.is_empty() && left.len() < everything.len(),
+        "the kill did not land between two studies: {} of {} left",
+        left.len(),
+        everything.len()
+    );
+    let (code, _, err) = prune(cache.path(), &["--older-than", "0s", "--include-undelivered"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(cached_studies(cache.path()), BTreeSet::new());
+    assert_clean(cache.path());
+}
+
+/// The process `strace` runs (its first child).
+fn traced_child(tracer: u32) -> u32 {
+    let children = std::fs::read_to_string(format!("/proc/{tracer}/task/{tracer}/children")).unwrap();
+    children
+        .split_whitespace()
+        .next()
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("strace ({tracer}) runs no process"))
 }

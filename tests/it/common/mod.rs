@@ -3,9 +3,11 @@
 //!
 //! Every peer runs on loopback on a free port and is stopped when its handle is dropped (the
 //! shared Orthanc, held in a static, stops when the test process exits: its supervisor watches
-//! its stdin). A missing peer skips a test locally and fails it in CI (`CI=true`), see
-//! [`require`].
+//! its stdin). A missing peer makes a test `ignored` locally and fails it in CI (`CI=true`), see
+//! [`harness`].
 
+#[macro_use]
+pub mod harness;
 pub mod hostile_scp;
 pub mod orthanc;
 pub mod proxy;
@@ -38,18 +40,6 @@ pub const LARGE_INSTANCES: usize = 40;
 
 pub const ORTHANC_BIN: &str = "/usr/sbin/Orthanc";
 
-/// Skips the calling test (returns from it) unless `require(tool)` holds.
-#[macro_export]
-macro_rules! require {
-    ($($tool:expr),+ $(,)?) => {
-        $(
-            if !$crate::common::require($tool) {
-                return;
-            }
-        )+
-    };
-}
-
 /// The crate's root directory.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -73,12 +63,12 @@ pub fn in_ci() -> bool {
     )
 }
 
-/// Whether a peer the test needs is installed. Known names: `orthanc` (server, DICOMweb
-/// plugin and the Python that loads it), `python` (pydicom, pynetdicom, numpy), `pillow` (JPEG
-/// test instances), `openssl`, `strace` (allowed to trace here), any DCMTK tool
-/// (`storescp`, `echoscu`, `storescu`, `dcmdump`, ...). When it is missing: panics in CI, else
-/// prints why and returns false so the test can skip (see the [`require!`] macro).
-pub fn require(tool: &str) -> bool {
+/// Why a peer a test needs is not usable here, or `None` when it is. Known names: `orthanc`
+/// (server, DICOMweb plugin and the Python that loads it), `python` (pydicom, pynetdicom,
+/// numpy), `pillow` (JPEG test instances), `openssl`, `strace` (allowed to trace here), any
+/// DCMTK tool (`storescp`, `echoscu`, `storescu`, `dcmdump`, ...). Tests declare them in their
+/// module's [`tests!`] block; the runner checks them before the test starts.
+pub fn missing_peer(tool: &str) -> Option<String> {
     static CHECKED: OnceLock<Mutex<HashMap<String, bool>>> = OnceLock::new();
     let checked = CHECKED.get_or_init(Default::default);
     let known = checked.lock().unwrap().get(tool).copied();
@@ -104,17 +94,7 @@ pub fn require(tool: &str) -> bool {
         checked.lock().unwrap().insert(tool.to_owned(), present);
         present
     });
-    if present {
-        return true;
-    }
-    if in_ci() {
-        panic!(
-            "test peer `{tool}` is missing; with CI=true that is a failure, not a skip \
-             (scripts/install-peers.sh installs it)"
-        );
-    }
-    eprintln!("skipping: test peer `{tool}` is missing (scripts/install-peers.sh installs it)");
-    false
+    (!present).then(|| format!("test peer `{tool}` is missing; scripts/install-peers.sh installs it"))
 }
 
 /// The Python interpreter used for the scripts (`PYTHON` overrides `python3` on PATH).
@@ -175,6 +155,20 @@ pub fn is_listening(port: u16) -> bool {
             text.lines().skip(1).any(|line| {
                 let fields: Vec<&str> = line.split_whitespace().collect();
                 fields.len() > 3 && format!("{} ", fields[1]).ends_with(&needle) && fields[3] == "0A"
+            })
+        })
+    })
+}
+
+/// Whether a TCP connection from local port `local` to port `remote` on loopback is
+/// established, read from /proc (once the peer has closed it, it is not).
+pub fn is_established(local: u16, remote: u16) -> bool {
+    let (local, remote) = (format!(":{local:04X}"), format!(":{remote:04X}"));
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|file| {
+        std::fs::read_to_string(file).is_ok_and(|text| {
+            text.lines().skip(1).any(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                fields.len() > 3 && fields[1].ends_with(&local) && fields[2].ends_with(&remote) && fields[3] == "01"
             })
         })
     })
@@ -383,6 +377,20 @@ pub fn retriever() -> Command {
     cmd.env("XDG_CONFIG_HOME", no_config_dir());
     cmd.stdin(Stdio::null());
     cmd
+}
+
+/// `cmd` run by `program ARGS... CMD` (`strace`, say), with the environment `cmd` was given.
+pub fn wrapped(program: &str, args: &[&str], cmd: &Command) -> Command {
+    let mut wrapper = Command::new(program);
+    wrapper.args(args).arg(cmd.get_program()).args(cmd.get_args());
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(v) => wrapper.env(key, v),
+            None => wrapper.env_remove(key),
+        };
+    }
+    wrapper.stdin(Stdio::null());
+    wrapper
 }
 
 /// An empty folder under the target directory (kept between runs, so

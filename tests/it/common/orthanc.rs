@@ -28,7 +28,8 @@ pub fn dicomweb_plugin() -> Option<PathBuf> {
     PLUGINS.iter().map(PathBuf::from).find(|p| p.exists())
 }
 
-/// A running private Orthanc. Call `require!("orthanc")` before starting one.
+/// A running private Orthanc. A test that starts one declares the
+/// `orthanc` peer in its `tests!` block.
 pub struct Orthanc {
     supervisor: Mutex<Child>,
     stdin: Mutex<Option<ChildStdin>>,

@@ -175,6 +175,8 @@ struct Shared {
     upstream: SocketAddr,
     rules: Mutex<Vec<RuleState>>,
     seen: Mutex<Vec<RequestSeen>>,
+    /// Local ports of the upstream connections opened so far.
+    upstream_ports: Mutex<Vec<u16>>,
     next_id: AtomicUsize,
     stop: AtomicBool,
 }
@@ -222,6 +224,7 @@ impl Proxy {
             upstream,
             rules: Mutex::new(Vec::new()),
             seen: Mutex::new(Vec::new()),
+            upstream_ports: Mutex::new(Vec::new()),
             next_id: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
         });
@@ -293,6 +296,14 @@ impl Proxy {
     /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<RequestSeen> {
         self.shared.seen.lock().unwrap().clone()
+    }
+
+    /// Whether the upstream server has closed every connection the proxy opened to it (none
+    /// is established any more, seen in /proc): a kept-alive connection it timed out, say.
+    pub fn upstream_closed_all(&self) -> bool {
+        let upstream = self.shared.upstream.port();
+        let ports = self.shared.upstream_ports.lock().unwrap();
+        !ports.is_empty() && !ports.iter().any(|&port| super::is_established(port, upstream))
     }
 
     /// How many requests were received so far.
@@ -527,7 +538,12 @@ fn serve(client: TcpStream, shared: &Shared) {
             let reused = upstream.is_some();
             if upstream.is_none() {
                 match TcpStream::connect(shared.upstream) {
-                    Ok(s) => upstream = Some(Conn::new(s)),
+                    Ok(s) => {
+                        if let Ok(local) = s.local_addr() {
+                            shared.upstream_ports.lock().unwrap().push(local.port());
+                        }
+                        upstream = Some(Conn::new(s));
+                    }
                     Err(_) => {
                         let _ = client
                             .stream

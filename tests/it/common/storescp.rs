@@ -27,7 +27,8 @@ pub struct Storescp {
 }
 
 impl Storescp {
-    /// `storescp -aet AET` with [`DEFAULT_FLAGS`]. Call `require!("storescp")` first.
+    /// `storescp -aet AET` with [`DEFAULT_FLAGS`]. Its test declares the
+    /// `storescp` peer.
     pub fn start(aet: &str) -> Storescp {
         Storescp::start_with(aet, &DEFAULT_FLAGS)
     }

@@ -20,8 +20,8 @@ pub struct TestScp {
 }
 
 impl TestScp {
-    /// `test_scp.py --port 0 --out DIR --log LOG ARGS...`; waits for it to listen. Call
-    /// `require!("python")` first. The AE title is `TESTSCP` unless `--ae-title` is given.
+    /// `test_scp.py --port 0 --out DIR --log LOG ARGS...`; waits for it to listen. Its test
+    /// declares the `python` peer. The AE title is `TESTSCP` unless `--ae-title` is given.
     pub fn start(args: &[&str]) -> TestScp {
         let dir = tempfile::Builder::new()
             .prefix("retriever-testscp-")

@@ -16,8 +16,8 @@ pub struct TlsFront {
 }
 
 impl TlsFront {
-    /// An HTTPS front for the plain-HTTP server at `upstream`. Call `require!("openssl",
-    /// "python")` first.
+    /// An HTTPS front for the plain-HTTP server at `upstream`. Its test declares
+    /// the `openssl` and `python` peers.
     pub fn to(upstream: SocketAddr) -> TlsFront {
         let dir = tempfile::Builder::new()
             .prefix("retriever-tls-")
