@@ -18,6 +18,7 @@ tests! {
     a_fresh_orthanc_can_be_changed_and_goes_away_when_dropped: ["orthanc"],
     storescp_receives_what_dcmtk_sends: ["python", "storescp", "echoscu", "storescu"],
     retriever_binary_is_built,
+    every_test_is_registered,
 }
 
 /// One client for the whole binary, so that kept-alive connections are reused.
@@ -329,4 +330,31 @@ fn retriever_binary_is_built() {
             "`{command}` is not in retriever --help:\n{help}"
         );
     }
+}
+
+/// This binary runs on its own harness, which runs only what the modules' `tests!` blocks list:
+/// a function marked `#[test]` is compiled out without a word, and would never run. So no file
+/// of this binary may use `#[test]` (or the `require!` of the old harness): register the test in
+/// its module's `tests!` block, with the peers it needs, instead.
+fn every_test_is_registered() {
+    let dir = crate::common::repo_root().join("tests/it");
+    let mut stray = Vec::new();
+    for entry in walkdir::WalkDir::new(&dir) {
+        let entry = entry.unwrap();
+        if entry.path().extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path()).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.trim_start();
+            if code.starts_with("#[test]") || code.starts_with("require!(") {
+                stray.push(format!("{}:{}: {code}", entry.path().display(), n + 1));
+            }
+        }
+    }
+    assert!(
+        stray.is_empty(),
+        "these would never run: list the test in its module's `tests!` block instead:\n{}",
+        stray.join("\n")
+    );
 }

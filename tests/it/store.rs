@@ -34,6 +34,7 @@ tests! {
     no_answer_is_never_delivered: ["orthanc", "storescp"],
     incomplete_and_unknown_studies_are_not_sent: ["orthanc", "storescp"],
     killed_mid_study_a_rerun_finishes_the_job: ["orthanc", "python"],
+    streamed_and_stored_instances_share_one_journal: ["orthanc", "python"],
 }
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -697,14 +698,12 @@ fn killed_mid_study_a_rerun_finishes_the_job() {
 /// one journal writer: a warning is recorded as such by either, a failure status is left for
 /// the `store` pass, which sends only that instance, and `ls` then counts every instance
 /// delivered.
-#[test]
 fn streamed_and_stored_instances_share_one_journal() {
     use retriever::cache::Cache;
     use retriever::delivery::{Streamed, Streamer};
     use retriever::dimse::ScuOptions;
     use retriever::uid::Uid;
 
-    require!("orthanc", "python");
     let orthanc = Orthanc::shared();
     let cache_dir = temp_cache();
     fetch_ok(orthanc, cache_dir.path(), &["ACC1001"]);
