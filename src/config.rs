@@ -695,7 +695,7 @@ impl Layers<'_> {
 
     /// [`Layers::pick`] for a duration (written e.g. `30s`, `5m`), checked.
     fn duration(&mut self, key: &'static str, file: Option<String>, default: Duration) -> Result<Duration> {
-        let shown = short_duration(default);
+        let shown = crate::format::setting_duration(default);
         let raw = self.pick(key, file, Some(shown), show_string).unwrap_or_default();
         parse_duration(&raw).with_context(|| format!("in {}", self.origin(key)))
     }
@@ -775,18 +775,6 @@ impl Layers<'_> {
             None => format!("`{key}` in the config file"),
         }
     }
-}
-
-/// `60s`, `90m`, `4h`, `7d`: the largest unit that gives a whole number of at least 2.
-fn short_duration(d: Duration) -> String {
-    let secs = d.as_secs();
-    if d.subsec_nanos() != 0 {
-        return humantime::format_duration(d).to_string();
-    }
-    [(86_400, "d"), (3_600, "h"), (60, "m")]
-        .into_iter()
-        .find(|(unit, _)| secs.is_multiple_of(*unit) && secs / unit >= 2)
-        .map_or_else(|| format!("{secs}s"), |(unit, name)| format!("{}{name}", secs / unit))
 }
 
 fn show_string<S: AsRef<str>>(s: &S) -> String {

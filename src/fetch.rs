@@ -453,7 +453,7 @@ pub fn fetch_in(
             }
             break;
         }
-        let delay = Duration::from_millis(500u64.saturating_mul(1 << quiet_rounds.min(6)));
+        let delay = crate::backoff::doubled(Duration::from_millis(500), quiet_rounds.min(6), Duration::MAX);
         for w in &work {
             if let Some(e) = w.transient_error.lock().unwrap().take() {
                 reporter.info(&format!(
@@ -488,7 +488,7 @@ fn stall_error(w: &Work, idle_timeout: Duration) -> anyhow::Error {
         "the cloud stopped sending for {} (`--idle-timeout`) twice while downloading study `{study}`{missing}; \
          check the cloud and the network, then run the same command again to resume \
          (a longer `--idle-timeout` helps if the cloud is only slow)",
-        humantime::format_duration(idle_timeout)
+        crate::format::duration(idle_timeout)
     );
     match w.transient_error.lock().unwrap().take() {
         Some(last) => last.context(message),

@@ -40,6 +40,7 @@ use crate::dimse::{
     StoreOutcome, StoreStatus, proposals_for, split_proposals,
 };
 use crate::fetch::copy_part;
+use crate::format::whole_ms;
 use crate::intake::{self, Admitted, Expectation, Note, Patient};
 use crate::interrupt::{self, Interrupted};
 use crate::report::Reporter;
@@ -76,9 +77,7 @@ impl StoreOptions {
     }
 
     fn delay(&self, attempt: u32) -> Duration {
-        self.backoff
-            .saturating_mul(1 << attempt.min(6))
-            .min(Duration::from_secs(30))
+        crate::backoff::doubled(self.backoff, attempt.min(6), Duration::from_secs(30))
     }
 }
 
@@ -131,7 +130,7 @@ fn gave_up(e: &ScuError, destination: &str) -> String {
     format!(
         "{destination} stopped answering ({how} to {request} within {}, {STALLS_TO_GIVE_UP} times in a row); \
          check the destination and run `retriever store` again",
-        humantime::format_duration(within)
+        crate::format::duration(within)
     )
 }
 
@@ -363,7 +362,7 @@ impl fmt::Display for Summary {
         let rate = if secs > 0.0 && sent > 0 {
             format!(
                 "  ({}, {:.0} instances/s)",
-                crate::commands::human_bytes(self.bytes),
+                crate::format::bytes(self.bytes),
                 sent as f64 / secs
             )
         } else {
@@ -1117,11 +1116,6 @@ fn describe_open_error(e: &ScuError) -> String {
         ),
         _ => e.to_string(),
     }
-}
-
-/// A backoff delay for messages: `1s 500ms`, not the nanoseconds of jitter.
-fn whole_ms(delay: Duration) -> humantime::FormattedDuration {
-    humantime::format_duration(Duration::from_millis(delay.as_millis() as u64))
 }
 
 /// One instance to deliver.

@@ -142,7 +142,7 @@ fn print_fetched(out: &mut impl Write, f: &Fetched, json: bool) -> Result<()> {
                 escape(&info.modalities.join("/"))
             },
             f.instances,
-            super::human_bytes(f.bytes),
+            crate::format::bytes(f.bytes),
             f.path.display()
         )?;
     }

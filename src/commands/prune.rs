@@ -2,7 +2,7 @@
 //! per removed study on stdout, what was kept and why on stderr.
 
 use std::io::Write;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use anyhow::{Result, bail};
 use serde_json::json;
@@ -71,7 +71,7 @@ impl<W: Write> Sink for Printer<'_, W> {
                 study.uid,
                 accession(study),
                 self.to_destination(),
-                short(self.opts.max_age),
+                crate::format::two_units(self.opts.max_age),
             );
         }
         let line = if self.json {
@@ -92,15 +92,18 @@ impl<W: Write> Sink for Printer<'_, W> {
         } else {
             let state = match (&study.delivered_to, removed.reason) {
                 (Some(key), _) => format!("delivered to {}", Destination::label_of_key(key)),
-                (None, Reason::MaxAge) => format!("not delivered, older than {}", short(self.opts.max_age)),
+                (None, Reason::MaxAge) => format!(
+                    "not delivered, older than {}",
+                    crate::format::two_units(self.opts.max_age)
+                ),
                 (None, _) => "not delivered".to_string(),
             };
             format!(
                 "{}\t{}\t{}\t{}\t{state}",
                 study.uid,
                 accession(study),
-                short(study.age),
-                super::human_bytes(removed.freed),
+                crate::format::two_units(study.age),
+                crate::format::bytes(removed.freed),
             )
         };
         if self.write_error.is_none()
@@ -114,7 +117,12 @@ impl<W: Write> Sink for Printer<'_, W> {
         if self.quiet {
             return;
         }
-        let label = format!("{} ({}, {} old)", study.uid, accession(study), short(study.age));
+        let label = format!(
+            "{} ({}, {} old)",
+            study.uid,
+            accession(study),
+            crate::format::two_units(study.age)
+        );
         match why {
             Kept::NotDelivered => eprintln!(
                 "kept {label}: not delivered{}; --include-undelivered removes it",
@@ -136,7 +144,7 @@ impl<W: Write> Sink for Printer<'_, W> {
                 if self.opts.dry_run { "would delete" } else { "deleted" },
                 leftover.kind,
                 leftover.path.display(),
-                super::human_bytes(leftover.bytes)
+                crate::format::bytes(leftover.bytes)
             );
         }
     }
@@ -166,30 +174,6 @@ fn accession(study: &Study) -> String {
     super::field(study.accession.as_deref())
 }
 
-/// A duration in its two largest units, as durations are written on the
-/// command line: `4h 12m`, `7d`, `90s` is `1m 30s`, `0s`.
-fn short(d: Duration) -> String {
-    let secs = d.as_secs();
-    let parts = [
-        (secs / 86400, "d"),
-        (secs / 3600 % 24, "h"),
-        (secs / 60 % 60, "m"),
-        (secs % 60, "s"),
-    ];
-    let text: Vec<String> = parts
-        .iter()
-        .skip_while(|(n, _)| *n == 0)
-        .take(2)
-        .filter(|(n, _)| *n > 0)
-        .map(|(n, unit)| format!("{n}{unit}"))
-        .collect();
-    if text.is_empty() {
-        "0s".to_string()
-    } else {
-        text.join(" ")
-    }
-}
-
 /// The closing summary, for stderr.
 fn describe(s: &Summary, opts: &PruneOptions) -> String {
     let plural = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
@@ -205,7 +189,7 @@ fn describe(s: &Summary, opts: &PruneOptions) -> String {
             plural(n, "leftover of an interrupted run", "leftovers of interrupted runs")
         ),
     };
-    let freed = super::human_bytes(s.freed);
+    let freed = crate::format::bytes(s.freed);
     if opts.dry_run {
         text += &format!(
             "dry run: would remove {}{undelivered}{leftovers}, freeing {freed} ({} bytes); nothing was removed\n",
@@ -223,12 +207,12 @@ fn describe(s: &Summary, opts: &PruneOptions) -> String {
         text += &format!(
             "kept {} older than {} but not delivered{} (--include-undelivered removes them; past {} they go anyway)\n",
             plural(s.kept_undelivered, "study", "studies"),
-            short(opts.older_than),
+            crate::format::two_units(opts.older_than),
             match &opts.destination {
                 Some(d) => format!(" to {d}"),
                 None => String::new(),
             },
-            short(opts.max_age),
+            crate::format::two_units(opts.max_age),
         );
     }
     if s.busy + s.in_use > 0 {
@@ -241,20 +225,4 @@ fn describe(s: &Summary, opts: &PruneOptions) -> String {
         text += &format!("failed: {}\n", s.failures.len());
     }
     text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_read_as_they_are_written() {
-        let s = |secs| short(Duration::from_secs(secs));
-        assert_eq!(s(0), "0s");
-        assert_eq!(s(90), "1m 30s");
-        assert_eq!(s(4 * 3600), "4h");
-        assert_eq!(s(4 * 3600 + 12 * 60 + 5), "4h 12m");
-        assert_eq!(s(7 * 86400), "7d");
-        assert_eq!(s(86400 + 59), "1d");
-    }
 }
