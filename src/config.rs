@@ -12,83 +12,11 @@ use clap::{ArgMatches, CommandFactory, ValueEnum};
 use reqwest::Url;
 
 use crate::cli::PriorModality;
+use crate::dicomweb::{
+    Auth, ClientOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_JOBS, DEFAULT_RETRIES,
+};
+use crate::dimse::{Destination, check_ae_title};
 use crate::priors::{ModalityRule, Rules};
-
-/// Parallel downloads from the cloud.
-pub const DEFAULT_JOBS: usize = 4;
-/// Retries of a request after a transient failure.
-pub const DEFAULT_RETRIES: u32 = 5;
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Idle, not whole-transfer: a big study takes as long as it takes.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// How to authenticate to the cloud.
-#[derive(Clone, Default)]
-pub enum Auth {
-    #[default]
-    None,
-    Basic {
-        user: String,
-        password: String,
-    },
-    Bearer {
-        token: String,
-    },
-}
-
-impl fmt::Debug for Auth {
-    // Secrets never reach a log line, even a debug one.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Auth::None => f.write_str("none"),
-            Auth::Basic { user, .. } => write!(f, "basic (user `{user}`, password redacted)"),
-            Auth::Bearer { .. } => f.write_str("bearer (token redacted)"),
-        }
-    }
-}
-
-/// Everything needed to talk to the DICOMweb cloud.
-#[derive(Debug, Clone)]
-pub struct CloudConfig {
-    /// Base URL of the DICOMweb service, without a trailing slash, e.g.
-    /// `https://cloud.example.org/dicom-web`.
-    pub base: Url,
-    pub auth: Auth,
-    /// Extra PEM bundle of CA certificates trusted besides the system's.
-    pub ca_bundle: Option<PathBuf>,
-    /// Plain http to a non-loopback host was explicitly allowed.
-    pub allow_insecure_http: bool,
-    /// Time allowed to open a TCP + TLS connection.
-    pub connect_timeout: Duration,
-    /// Time allowed without receiving a byte, on any one request.
-    pub idle_timeout: Duration,
-    /// Retries after the first attempt, for transient failures.
-    pub retries: u32,
-    /// First backoff delay; doubled on every retry, with jitter.
-    pub backoff: Duration,
-    /// Parallel WADO-RS requests.
-    pub jobs: usize,
-    /// Transfer syntax to ask for; `None` asks for the original bytes (`*`).
-    pub transfer_syntax: Option<String>,
-}
-
-impl CloudConfig {
-    /// Defaults for everything but the URL and credentials.
-    pub fn new(base: Url, auth: Auth) -> CloudConfig {
-        CloudConfig {
-            base,
-            auth,
-            ca_bundle: None,
-            allow_insecure_http: false,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            idle_timeout: DEFAULT_IDLE_TIMEOUT,
-            retries: DEFAULT_RETRIES,
-            backoff: Duration::from_millis(500),
-            jobs: DEFAULT_JOBS,
-            transfer_syntax: None,
-        }
-    }
-}
 
 /// Parses the cloud URL and checks the scheme rule: https always, plain http
 /// only to a loopback host or with the explicit opt-in.
@@ -171,88 +99,6 @@ pub fn is_loopback(url: &Url) -> bool {
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
     }
-}
-
-/// A DICOM destination written `AE@host:port`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Destination {
-    pub ae_title: String,
-    pub host: String,
-    pub port: u16,
-}
-
-impl Destination {
-    pub fn parse(raw: &str) -> Result<Destination> {
-        let hint = "write the destination as AE@HOST:PORT, e.g. PACS@10.0.0.5:104";
-        let (ae, addr) = raw
-            .split_once('@')
-            .with_context(|| format!("the destination `{raw}` has no AE title; {hint}"))?;
-        let ae_title = check_ae_title(ae).with_context(|| format!("in the destination `{raw}`"))?;
-        let (host, port) = addr
-            .rsplit_once(':')
-            .with_context(|| format!("the destination `{raw}` has no port; {hint}"))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        if host.is_empty() {
-            bail!("the destination `{raw}` has no host; {hint}");
-        }
-        let port: u16 = port.parse().ok().filter(|p| *p != 0).with_context(|| {
-            format!("the destination `{raw}` has port `{port}`, which is not a TCP port number; {hint}")
-        })?;
-        Ok(Destination {
-            ae_title,
-            host: host.to_string(),
-            port,
-        })
-    }
-
-    /// A name for this destination that is safe as a file name in the cache.
-    pub fn key(&self) -> String {
-        let raw = format!("{}@{}_{}", self.ae_title, self.host, self.port);
-        raw.chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || "@._-".contains(c) {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect()
-    }
-
-    /// `PACS@10.0.0.5:104` back from a [`key`](Self::key) `PACS@10.0.0.5_104`
-    /// (characters the key replaced stay replaced).
-    pub fn label_of_key(key: &str) -> String {
-        match key.rsplit_once('_') {
-            Some((host, port)) if port.parse::<u16>().is_ok() => format!("{host}:{port}"),
-            _ => key.to_string(),
-        }
-    }
-}
-
-impl fmt::Display for Destination {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "{}@[{}]:{}", self.ae_title, self.host, self.port)
-        } else {
-            write!(f, "{}@{}:{}", self.ae_title, self.host, self.port)
-        }
-    }
-}
-
-/// Checks an AE title (PS3.5: 1 to 16 characters of the default repertoire,
-/// no backslash or control characters, not all spaces).
-pub fn check_ae_title(raw: &str) -> Result<String> {
-    let ae = raw.trim();
-    if ae.is_empty() {
-        bail!("the AE title is empty");
-    }
-    if ae.len() > 16 {
-        bail!("the AE title `{ae}` is longer than 16 characters");
-    }
-    if !ae.chars().all(|c| c.is_ascii() && !c.is_ascii_control() && c != '\\') {
-        bail!("the AE title `{ae}` contains characters not allowed in an AE title");
-    }
-    Ok(ae.to_string())
 }
 
 /// Parses a size such as `4GiB`, `512 MiB`, `500MB` or `1048576` (bytes).
@@ -444,7 +290,7 @@ pub struct Settings {
     /// What the person should fix but that does not stop the run, such as
     /// a config file with a password that other users can read.
     pub warnings: Vec<String>,
-    cloud: Result<CloudConfig, String>,
+    cloud: Result<ClientOptions, String>,
     destination: Option<Result<Destination, String>>,
     entries: Vec<Entry>,
 }
@@ -524,7 +370,7 @@ impl Settings {
     }
 
     /// The cloud settings, or why they are missing or wrong.
-    pub fn cloud(&self) -> Result<&CloudConfig> {
+    pub fn cloud(&self) -> Result<&ClientOptions> {
         self.cloud.as_ref().map_err(|e| anyhow::anyhow!("{e}"))
     }
 
@@ -789,7 +635,7 @@ fn show_display<T: fmt::Display>(v: &T) -> String {
     v.to_string()
 }
 
-fn cloud_config(l: &mut Layers<'_>, file: &FileConfig) -> Result<CloudConfig> {
+fn cloud_config(l: &mut Layers<'_>, file: &FileConfig) -> Result<ClientOptions> {
     // Every setting is looked up (and so shown by `retriever config`)
     // before the first one found wrong ends this.
     let raw = l.pick("cloud", file.cloud.clone(), None, |url: &String| redact_url(url));
@@ -812,7 +658,7 @@ fn cloud_config(l: &mut Layers<'_>, file: &FileConfig) -> Result<CloudConfig> {
         "no cloud archive given: pass --cloud URL or set RETRIEVER_CLOUD (e.g. https://cloud.example.org/dicom-web)",
     )?;
     let base = parse_cloud_url(&raw, insecure)?;
-    let mut cloud = CloudConfig::new(base, auth?);
+    let mut cloud = ClientOptions::new(base, auth?);
     cloud.allow_insecure_http = insecure;
     cloud.ca_bundle = ca_bundle;
     if jobs == 0 || jobs > 64 {
@@ -1044,27 +890,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn destination_parses_and_rejects() {
-        let d = Destination::parse("PACS@10.0.0.5:104").unwrap();
-        assert_eq!(
-            (d.ae_title.as_str(), d.host.as_str(), d.port),
-            ("PACS", "10.0.0.5", 104)
-        );
-        assert_eq!(d.to_string(), "PACS@10.0.0.5:104");
-        assert_eq!(Destination::parse("X@[::1]:11112").unwrap().host, "::1");
-        for bad in [
-            "PACS",
-            "PACS@host",
-            "@host:104",
-            "PACS@host:0",
-            "PACS@:104",
-            "WAYTOOLONGAETITLE1@h:1",
-        ] {
-            assert!(Destination::parse(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
     fn sizes_parse_in_both_kinds_of_units() {
         assert_eq!(parse_size("4GiB").unwrap(), 4 << 30);
         assert_eq!(parse_size(" 512 MiB ").unwrap(), 512 << 20);
@@ -1139,17 +964,6 @@ mod tests {
             redact_url("https://cloud.example.org/dw"),
             "https://cloud.example.org/dw"
         );
-    }
-
-    #[test]
-    fn auth_debug_hides_secrets() {
-        let a = Auth::Basic {
-            user: "u".into(),
-            password: "hunter2".into(),
-        };
-        assert!(!format!("{a:?}").contains("hunter2"));
-        let t = Auth::Bearer { token: "tok123".into() };
-        assert!(!format!("{t:?}").contains("tok123"));
     }
 
     fn settings(args: &[&str]) -> Result<Settings> {

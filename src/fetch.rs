@@ -9,7 +9,7 @@
 //! downloads stalled twice is given up (see `MAX_STALLS`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{self, Read, Write};
+use std::io::Read;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -17,10 +17,9 @@ use anyhow::{Context, Result, anyhow, bail};
 use rayon::prelude::*;
 
 use crate::cache::{
-    Cache, Commit, LockMode, Manifest, Role, Staged, StudyEntry, StudyInfo, TooLarge, now_rfc3339, show_size,
+    BodyReadFailed, Cache, Commit, LockMode, Manifest, Role, Staged, StudyEntry, StudyInfo, copy_part, now_rfc3339,
 };
 use crate::dicomweb::{self, Client, DicomJson, PartHeaders, Target, tag_name};
-use crate::intake::walk::{PREAMBLE, preamble_problem};
 use crate::intake::{self, Expectation, Note, Patient};
 use crate::interrupt;
 use crate::priors::{self, Decision, Rules};
@@ -823,19 +822,6 @@ fn missing_targets(w: &Work) -> Result<Vec<Target>> {
     Ok(targets)
 }
 
-/// A read from the cloud's response failed (cut connection, idle timeout):
-/// transient, unlike an error writing to the cache.
-#[derive(Debug)]
-struct BodyReadFailed(io::Error);
-
-impl std::fmt::Display for BodyReadFailed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "the download was cut short: {}", self.0)
-    }
-}
-
-impl std::error::Error for BodyReadFailed {}
-
 /// Downloads one target and accepts every good part into the cache.
 ///
 /// Reading from the network and making parts durable overlap: this thread
@@ -964,49 +950,6 @@ fn describe(target: &Target) -> String {
     }
 }
 
-/// Copies a part's body into the staged file, checking early that it is a
-/// DICOM Part-10 file so that garbage is not written out in full. Returns
-/// why the part is not acceptable, if it is not. A part larger than the
-/// cache's maximum instance size is an error: the rest of the response is
-/// not read, as an endless part would never end.
-pub fn copy_part(body: &mut dyn Read, out: &mut Staged) -> Result<Option<String>> {
-    let written = |e: io::Error, out: &Staged| match TooLarge::in_io(&e) {
-        Some(TooLarge { limit }) => anyhow!(
-            "the cloud sent more than the maximum instance size of {} for one instance, so the rest of this \
-             download was not read; if the cloud holds instances this large, raise --max-instance-size \
-             (`max_instance_size` in the config file), else report it to the cloud archive's administrators",
-            show_size(limit)
-        ),
-        None => crate::cache::write_error(e, "write", out.path()),
-    };
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut read = |buf: &mut [u8]| loop {
-        match body.read(buf) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            other => return other.map_err(BodyReadFailed),
-        }
-    };
-    let mut filled = 0;
-    while filled < PREAMBLE {
-        let n = read(&mut buf[filled..])?;
-        if n == 0 {
-            break;
-        }
-        filled += n;
-    }
-    if let Some(why) = preamble_problem(&buf[..filled], filled >= PREAMBLE) {
-        return Ok(Some(why.to_string()));
-    }
-    out.write_all(&buf[..filled]).map_err(|e| written(e, out))?;
-    loop {
-        let n = read(&mut buf)?;
-        if n == 0 {
-            return Ok(None);
-        }
-        out.write_all(&buf[..n]).map_err(|e| written(e, out))?;
-    }
-}
-
 /// Checks whether the study is complete; if so records it in the manifest.
 fn settle(w: &Work) -> Result<Option<Fetched>> {
     let present = w.entry.present()?;
@@ -1044,8 +987,8 @@ fn settle(w: &Work) -> Result<Option<Fetched>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Auth, CloudConfig};
     use crate::dicomweb::testserver::{Step, TestServer, response};
+    use crate::dicomweb::{Auth, ClientOptions};
 
     /// Collects warnings.
     #[derive(Default)]
@@ -1077,7 +1020,7 @@ mod tests {
                 body.as_bytes(),
             ))]
         });
-        let mut cfg = CloudConfig::new(server.url("/dicom-web"), Auth::None);
+        let mut cfg = ClientOptions::new(server.url("/dicom-web"), Auth::None);
         cfg.retries = 0;
         let client = Client::new(&cfg).unwrap();
         (server, client)

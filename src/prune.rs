@@ -29,7 +29,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Result;
 
 use crate::cache::{Cache, Journals, Leftover, Manifest, is_in_use};
-use crate::config::Destination;
+use crate::dimse::Destination;
 use crate::interrupt;
 use crate::uid::Uid;
 

@@ -32,14 +32,12 @@ use anyhow::{Context, Result, anyhow};
 use dicom_encoding::TransferSyntaxIndex;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
-use crate::cache::{Cache, Delivery, DeliveryState, Journal, LockMode, Staged, StudyEntry, now_rfc3339};
-use crate::config::{CloudConfig, Destination};
-use crate::dicomweb::{Client, Target};
+use crate::cache::{Cache, Delivery, DeliveryState, Journal, LockMode, Staged, StudyEntry, copy_part, now_rfc3339};
+use crate::dicomweb::{Client, ClientOptions, Target};
 use crate::dimse::{
-    EXPLICIT_VR_LE, IMPLICIT_VR_LE, InstanceMeta, Phase, Proposal, ScuError, ScuOptions, StatusClass, StoreAssociation,
-    StoreOutcome, StoreStatus, proposals_for, split_proposals,
+    Destination, EXPLICIT_VR_LE, IMPLICIT_VR_LE, InstanceMeta, Phase, Proposal, ScuError, ScuOptions, StatusClass,
+    StoreAssociation, StoreOutcome, StoreStatus, proposals_for, split_proposals,
 };
-use crate::fetch::copy_part;
 use crate::format::whole_ms;
 use crate::intake::{self, Admitted, Expectation, Note, Patient};
 use crate::interrupt::{self, Interrupted};
@@ -436,7 +434,7 @@ fn write_groups(f: &mut fmt::Formatter<'_>, problems: &[Problem]) -> fmt::Result
 pub struct Store<'a> {
     cache: &'a Cache,
     opts: &'a StoreOptions,
-    cloud: Option<CloudConfig>,
+    cloud: Option<ClientOptions>,
     reporter: &'a dyn Reporter,
     dest_key: String,
     clients: Mutex<HashMap<String, Client>>,
@@ -450,7 +448,7 @@ impl<'a> Store<'a> {
     pub fn new(
         cache: &'a Cache,
         opts: &'a StoreOptions,
-        cloud: Option<CloudConfig>,
+        cloud: Option<ClientOptions>,
         reporter: &'a dyn Reporter,
     ) -> Store<'a> {
         let dest: &Destination = &opts.scu.destination;

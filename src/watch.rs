@@ -41,8 +41,8 @@ pub use deliver::DeliveredStudy;
 pub use filter::{Filter, default_filters, describe};
 
 use crate::cache::{Cache, WatchLock};
-use crate::config::CloudConfig;
 use crate::dicomweb::Client;
+use crate::dicomweb::ClientOptions;
 use crate::fetch;
 use crate::interrupt::{self, Interrupted};
 use crate::priors::Rules;
@@ -124,7 +124,7 @@ enum Msg {
 /// is called for each study that is now entirely at the destination.
 pub fn run(
     config: &WatchConfig,
-    cloud: &CloudConfig,
+    cloud: &ClientOptions,
     cache: &Cache,
     store: &StoreOptions,
     view: Arc<dyn Reporter>,

@@ -21,6 +21,7 @@
 mod fsutil;
 mod journal;
 mod manifest;
+mod part;
 mod removal;
 mod watch;
 
@@ -37,6 +38,7 @@ pub use journal::{Delivery, DeliveryState, Journal, UNSYNCED_MAX};
 /// A study's delivery journals: destination key → SOP Instance UID → its last record.
 pub type Journals = BTreeMap<String, BTreeMap<String, Delivery>>;
 pub use manifest::{Manifest, Role, StudyInfo, now_rfc3339};
+pub use part::{BodyReadFailed, copy_part};
 pub use removal::{Left, Leftover, LeftoverKind, PruneLock, Removal, io_error_in_use, is_in_use};
 pub use watch::WatchLock;
 
@@ -307,7 +309,7 @@ impl Cache {
     }
 
     /// What the delivery journal of `study` says about `destination` (a
-    /// [`crate::config::Destination::key`]): the last record of each instance.
+    /// [`crate::dimse::Destination::key`]): the last record of each instance.
     pub fn deliveries(&self, study: &Uid, destination: &str) -> Result<BTreeMap<String, Delivery>> {
         journal::read(&journal::path(&self.study_dir(study), destination))
     }
@@ -457,7 +459,7 @@ impl StudyEntry {
     }
 
     /// Opens the delivery journal of this study for `destination` (a
-    /// [`crate::config::Destination::key`]), locked against other writers.
+    /// [`crate::dimse::Destination::key`]), locked against other writers.
     pub fn journal(&self, destination: &str) -> Result<Journal> {
         Journal::open(&journal::path(&self.dir, destination))
     }

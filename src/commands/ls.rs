@@ -7,7 +7,8 @@ use anyhow::Result;
 use serde_json::json;
 
 use crate::cache::{Cache, DeliveryState, Manifest, Role};
-use crate::config::{Destination, Settings};
+use crate::config::Settings;
+use crate::dimse::Destination;
 use crate::uid::Uid;
 
 pub fn run(settings: &Settings, json: bool) -> Result<()> {

@@ -9,7 +9,8 @@ use serde_json::json;
 
 use crate::cache::{Cache, Leftover};
 use crate::cli::PruneArgs;
-use crate::config::{Destination, Settings};
+use crate::config::Settings;
+use crate::dimse::Destination;
 use crate::prune::{Kept, PruneOptions, Reason, Removed, Sink, Study, Summary, prune};
 
 pub fn run(settings: &Settings, args: &PruneArgs) -> Result<()> {

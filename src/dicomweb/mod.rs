@@ -10,6 +10,7 @@ mod client;
 mod http;
 mod json;
 mod multipart;
+mod options;
 mod query;
 mod retry;
 
@@ -23,6 +24,9 @@ pub(crate) mod testserver;
 use std::fmt;
 
 pub use client::Client;
+pub use options::{
+    Auth, ClientOptions, DEFAULT_BACKOFF, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_JOBS, DEFAULT_RETRIES,
+};
 
 /// True when `e` comes from the cloud refusing the login (HTTP 401 or 403).
 pub fn is_login_refused(e: &anyhow::Error) -> bool {

@@ -10,7 +10,7 @@
 //!
 //! ```no_run
 //! # use retriever::dimse::*;
-//! # fn run(dest: retriever::config::Destination, files: &[std::path::PathBuf]) -> Result<(), ScuError> {
+//! # fn run(dest: retriever::dimse::Destination, files: &[std::path::PathBuf]) -> Result<(), ScuError> {
 //! let opts = ScuOptions::new(dest);
 //! let metas: Vec<InstanceMeta> = files.iter().map(|f| InstanceMeta::read(f)).collect::<Result<_, _>>()?;
 //! let proposals = proposals_for(metas.iter().map(|m| (m.sop_class.as_str(), m.transfer_syntax.as_str())));
@@ -31,6 +31,7 @@
 
 mod association;
 mod command;
+mod destination;
 mod echo;
 mod error;
 mod pdu;
@@ -41,8 +42,7 @@ mod transcode;
 
 use std::time::Duration;
 
-use crate::config::Destination;
-
+pub use destination::{AeTitleError, Destination, DestinationError, check_ae_title};
 pub use echo::{EchoReport, echo};
 pub use error::{Phase, ScuError};
 pub use proposal::{MAX_CONTEXTS, Proposal, proposals_for, split_proposals};

@@ -32,7 +32,7 @@ use anyhow::Result;
 use super::Msg;
 use super::record::retry_delay;
 use crate::cache::{Cache, Delivery, DeliveryState, Journal, now_rfc3339};
-use crate::config::CloudConfig;
+use crate::dicomweb::ClientOptions;
 use crate::dimse::{
     InstanceMeta, MAX_CONTEXTS, ScuError, StatusClass, StoreAssociation, StoreOutcome, StoreStatus, proposals_for,
 };
@@ -178,7 +178,7 @@ pub(super) struct Deliverer {
     cache: Cache,
     opts: StoreOptions,
     /// For instances the destination takes only in another syntax.
-    cloud: CloudConfig,
+    cloud: ClientOptions,
     view: Arc<dyn Reporter>,
     dest_key: String,
     /// `--once`: a closing pass is made once, whatever the destination's state.
@@ -199,7 +199,7 @@ impl Deliverer {
     pub(super) fn new(
         cache: Cache,
         opts: StoreOptions,
-        cloud: CloudConfig,
+        cloud: ClientOptions,
         view: Arc<dyn Reporter>,
         once: bool,
         inbox: Receiver<ToDeliverer>,
