@@ -11,12 +11,14 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, ValueEnum};
 use reqwest::Url;
 
-use crate::cli::PriorModality;
+use crate::cli::{MAX_JOBS, MIN_INSTANCE_SIZE, PriorModality};
 use crate::dicomweb::{
     Auth, ClientOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_JOBS, DEFAULT_RETRIES,
 };
 use crate::dimse::{Destination, check_ae_title};
+use crate::format::{parse_duration, parse_size, setting_duration as format_setting_duration};
 use crate::priors::{ModalityRule, Rules};
+use crate::watch::Filter;
 
 /// Parses the cloud URL and checks the scheme rule: https always, plain http
 /// only to a loopback host or with the explicit opt-in.
@@ -101,38 +103,6 @@ pub fn is_loopback(url: &Url) -> bool {
     }
 }
 
-/// Parses a size such as `4GiB`, `512 MiB`, `500MB` or `1048576` (bytes).
-/// `K`, `M`, `G`, `T` and `KiB`… are powers of 1024; `KB`, `MB`… powers of 1000.
-pub fn parse_size(raw: &str) -> Result<u64> {
-    let text = raw.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let unit = unit.trim();
-    let factor: u64 = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" => 1 << 10,
-        "m" | "mib" => 1 << 20,
-        "g" | "gib" => 1 << 30,
-        "t" | "tib" => 1 << 40,
-        "kb" => 1_000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        "tb" => 1_000_000_000_000,
-        _ => bail!("`{raw}` is not a size; write e.g. 512MiB, 4GiB or a number of bytes"),
-    };
-    number
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(factor))
-        .with_context(|| format!("`{raw}` is not a size; write e.g. 512MiB, 4GiB or a number of bytes"))
-}
-
-/// Parses a duration such as `90m`, `4h`, `30s`, `2d` or `1h 30m`.
-pub fn parse_duration(raw: &str) -> Result<Duration> {
-    humantime::parse_duration(raw.trim())
-        .with_context(|| format!("`{raw}` is not a duration; write e.g. 30s, 90m, 4h or 7d"))
-}
-
 /// The config file, as an administrator writes it: JSON, every key optional,
 /// each named after its long flag (`--prior-years` is `prior_years`). Flags
 /// and environment variables take precedence over it. Unknown keys are
@@ -193,6 +163,36 @@ impl FileConfig {
     /// of a file holding one.
     pub fn holds_secret(&self) -> bool {
         self.password.is_some() || self.token.is_some()
+    }
+}
+
+/// A setting found wrong, kept until a command needs it (`ls` needs no
+/// cloud, `fetch` no destination): its error, with the whole chain of causes.
+#[derive(Debug, Clone)]
+struct Wrong(std::sync::Arc<anyhow::Error>);
+
+impl From<anyhow::Error> for Wrong {
+    fn from(e: anyhow::Error) -> Wrong {
+        Wrong(std::sync::Arc::new(e))
+    }
+}
+
+impl Wrong {
+    /// The error again, for the caller's `?`; its causes stay its sources.
+    fn error(&self) -> anyhow::Error {
+        anyhow::Error::new(self.clone())
+    }
+}
+
+impl fmt::Display for Wrong {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+impl std::error::Error for Wrong {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
     }
 }
 
@@ -290,8 +290,8 @@ pub struct Settings {
     /// What the person should fix but that does not stop the run, such as
     /// a config file with a password that other users can read.
     pub warnings: Vec<String>,
-    cloud: Result<ClientOptions, String>,
-    destination: Option<Result<Destination, String>>,
+    cloud: Result<ClientOptions, Wrong>,
+    destination: Option<Result<Destination, Wrong>>,
     entries: Vec<Entry>,
 }
 
@@ -328,11 +328,13 @@ impl Settings {
                 path.display()
             ));
         }
-        let cloud = cloud_config(&mut layers, &file).map_err(|e| format!("{e:#}"));
+        let cloud = cloud_config(&mut layers, &file).map_err(Wrong::from);
         let priors = prior_rules(&mut layers, &file)?;
-        let destination = layers
-            .pick("to", file.to.clone(), None, show_string)
-            .map(|raw| Destination::parse(&raw).map_err(|e| format!("{e:#}")));
+        // A wrong destination matters only to the commands that deliver.
+        let destination = match layers.file_value("to", file.to.clone(), Destination::parse) {
+            Ok(file_to) => layers.pick("to", file_to, None, show_display).map(Ok),
+            Err(e) => Some(Err(Wrong::from(e))),
+        };
         let calling_ae = layers
             .pick(
                 "calling_ae",
@@ -371,14 +373,14 @@ impl Settings {
 
     /// The cloud settings, or why they are missing or wrong.
     pub fn cloud(&self) -> Result<&ClientOptions> {
-        self.cloud.as_ref().map_err(|e| anyhow::anyhow!("{e}"))
+        self.cloud.as_ref().map_err(Wrong::error)
     }
 
     /// The destination, or why it is missing or wrong.
     pub fn destination(&self) -> Result<&Destination> {
         match &self.destination {
             Some(Ok(d)) => Ok(d),
-            Some(Err(e)) => Err(anyhow::anyhow!("{e}")),
+            Some(Err(e)) => Err(e.error()),
             None => bail!("no destination given: pass --to AE@HOST:PORT or set RETRIEVER_DEST"),
         }
     }
@@ -388,7 +390,7 @@ impl Settings {
     pub fn destination_if_given(&self) -> Result<Option<&Destination>> {
         match &self.destination {
             Some(Ok(d)) => Ok(Some(d)),
-            Some(Err(e)) => Err(anyhow::anyhow!("{e}")),
+            Some(Err(e)) => Err(e.error()),
             None => Ok(None),
         }
     }
@@ -540,10 +542,37 @@ impl Layers<'_> {
     }
 
     /// [`Layers::pick`] for a duration (written e.g. `30s`, `5m`), checked.
+    /// A flag was checked by clap; the config file's text is checked here.
     fn duration(&mut self, key: &'static str, file: Option<String>, default: Duration) -> Result<Duration> {
-        let shown = crate::format::setting_duration(default);
-        let raw = self.pick(key, file, Some(shown), show_string).unwrap_or_default();
-        parse_duration(&raw).with_context(|| format!("in {}", self.origin(key)))
+        let file = self.file_value(key, file, parse_duration)?;
+        Ok(self.pick_or(key, file, default, |d| format_setting_duration(*d)))
+    }
+
+    /// The config file's text for `key`, read by `parse`, unless a flag or
+    /// the environment overrides it (then it is not looked at). A text that
+    /// does not read is an error naming the key and the file, and is shown
+    /// as written by `retriever config`.
+    fn file_value<T: Clone + Send + Sync + 'static, E: std::error::Error + Send + Sync + 'static>(
+        &mut self,
+        key: &'static str,
+        file: Option<String>,
+        parse: impl Fn(&str) -> Result<T, E>,
+    ) -> Result<Option<T>> {
+        let Some(raw) = file.filter(|_| self.given::<T>(key).is_none()) else {
+            return Ok(None);
+        };
+        match parse(&raw) {
+            Ok(value) => Ok(Some(value)),
+            Err(e) => {
+                self.entries.push(Entry {
+                    key,
+                    value: Some(raw),
+                    source: Source::ConfigFile,
+                    origin: None,
+                });
+                Err(anyhow::Error::new(e).context(format!("in {}", self.in_file(key))))
+            }
+        }
     }
 
     /// A secret: the environment variable `env`, else the file named by the
@@ -661,7 +690,7 @@ fn cloud_config(l: &mut Layers<'_>, file: &FileConfig) -> Result<ClientOptions> 
     let mut cloud = ClientOptions::new(base, auth?);
     cloud.allow_insecure_http = insecure;
     cloud.ca_bundle = ca_bundle;
-    if jobs == 0 || jobs > 64 {
+    if jobs == 0 || jobs as u64 > MAX_JOBS {
         bail!("{} must be between 1 and 64, not {jobs}", l.origin("jobs"));
     }
     cloud.jobs = jobs;
@@ -671,27 +700,17 @@ fn cloud_config(l: &mut Layers<'_>, file: &FileConfig) -> Result<ClientOptions> 
     Ok(cloud)
 }
 
-/// The smallest maximum instance size accepted: below this even a small
-/// image would be refused.
-const MIN_INSTANCE_SIZE: u64 = 64 << 10;
-
 fn cache_limits(l: &mut Layers<'_>, file: &FileConfig) -> Result<crate::cache::Limits> {
     let mut limits = crate::cache::Limits::default();
-    let shown = crate::cache::show_size(limits.max_instance_size).replace(' ', "");
-    let raw = l
-        .pick(
-            "max_instance_size",
-            file.max_instance_size.clone(),
-            Some(shown),
-            show_string,
-        )
-        .unwrap_or_default();
-    let max = parse_size(&raw).with_context(|| format!("in {}", l.origin("max_instance_size")))?;
+    let from_file = l.file_value("max_instance_size", file.max_instance_size.clone(), parse_size)?;
+    let show = |size: &u64| crate::cache::show_size(*size).replace(' ', "");
+    let max = l.pick_or("max_instance_size", from_file, limits.max_instance_size, show);
     if max < MIN_INSTANCE_SIZE {
         bail!(
-            "{} must be at least {}, not `{raw}`",
+            "{} must be at least {}, not `{}`",
             l.origin("max_instance_size"),
-            crate::cache::show_size(MIN_INSTANCE_SIZE)
+            crate::cache::show_size(MIN_INSTANCE_SIZE),
+            show(&max)
         );
     }
     limits.max_instance_size = max;
@@ -778,7 +797,7 @@ pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_STABLE_AGE: Duration = Duration::from_secs(60);
 
 fn watch_settings(l: &mut Layers<'_>, file: &FileConfig) -> Result<WatchSettings> {
-    use crate::watch::{Filter, default_filters, describe};
+    use crate::watch::{default_filters, describe};
     let interval = l.duration("watch_interval", file.watch_interval.clone(), DEFAULT_WATCH_INTERVAL)?;
     if interval.is_zero() {
         bail!("{} must be longer than 0s", l.origin("watch_interval"));
@@ -786,19 +805,14 @@ fn watch_settings(l: &mut Layers<'_>, file: &FileConfig) -> Result<WatchSettings
     let stable_age = l.duration("stable_age", file.stable_age.clone(), DEFAULT_STABLE_AGE)?;
     // `--filter` replaces the config file's `watch_filter` as a whole: what
     // the command line says is what is searched for.
-    let flags: Option<Vec<String>> = l
+    // clap has checked each `--filter`.
+    let flags: Option<Vec<Filter>> = l
         .matches
         .subcommand()
-        .and_then(|(_, m)| m.try_get_many::<String>("watch_filter").ok().flatten())
+        .and_then(|(_, m)| m.try_get_many::<Filter>("watch_filter").ok().flatten())
         .map(|values| values.cloned().collect());
     let (filters, source, origin) = match (flags, &file.watch_filter) {
-        (Some(raw), _) => {
-            let filters = raw
-                .iter()
-                .map(|r| Filter::parse_flag(r).context("in --filter"))
-                .collect::<Result<Vec<_>>>()?;
-            (filters, Source::Flag, Some("--filter".to_string()))
-        }
+        (Some(filters), _) => (filters, Source::Flag, Some("--filter".to_string())),
         (None, Some(map)) => {
             let place = l.in_file("watch_filter");
             if map.is_empty() {
@@ -888,20 +902,6 @@ pub fn default_cache_dir() -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_parse_in_both_kinds_of_units() {
-        assert_eq!(parse_size("4GiB").unwrap(), 4 << 30);
-        assert_eq!(parse_size(" 512 MiB ").unwrap(), 512 << 20);
-        assert_eq!(parse_size("2g").unwrap(), 2 << 30);
-        assert_eq!(parse_size("500MB").unwrap(), 500_000_000);
-        assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
-        for bad in ["", "GiB", "4 parsecs", "-1GiB", "1.5GiB", "99999999999TiB"] {
-            let e = parse_size(bad).unwrap_err().to_string();
-            assert!(e.contains("is not a size"), "{bad}: {e}");
-        }
-        assert_eq!(crate::cache::show_size(4 << 30).replace(' ', ""), "4GiB");
-    }
 
     #[test]
     fn cloud_url_scheme_rule() {

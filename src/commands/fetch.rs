@@ -17,7 +17,6 @@ use crate::uid::Uid;
 pub fn run(settings: &Settings, args: &FetchArgs) -> Result<()> {
     let mut cloud = settings.cloud()?.clone();
     if let Some(ts) = &args.transfer_syntax {
-        let ts = Uid::parse(ts).context("--transfer-syntax takes a transfer syntax UID, e.g. 1.2.840.10008.1.2.1")?;
         cloud.transfer_syntax = Some(ts.to_string());
     }
     let client = Client::new(&cloud)?;
