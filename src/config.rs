@@ -1,6 +1,10 @@
 //! Typed, validated settings. Raw flags, environment variables and the
 //! config file are turned into these once (see `Settings::resolve`); the
-//! rest of the program never parses strings again.
+//! rest of the program never parses strings again. `config` owns no defaults
+//! of the modules below it: it fills their options (`dicomweb::ClientOptions`,
+//! `dimse::ScuOptions`, `store::StoreOptions`, `watch::Filter`...) and checks
+//! the values that come from the environment and the config file (`cli`
+//! checks the flags).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -15,9 +19,10 @@ use crate::cli::{MAX_JOBS, MIN_INSTANCE_SIZE, PriorModality};
 use crate::dicomweb::{
     Auth, ClientOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_JOBS, DEFAULT_RETRIES,
 };
-use crate::dimse::{Destination, check_ae_title};
+use crate::dimse::{Destination, ScuOptions, check_ae_title};
 use crate::format::{parse_duration, parse_size, setting_duration as format_setting_duration};
 use crate::priors::{ModalityRule, Rules};
+use crate::store::StoreOptions;
 use crate::watch::Filter;
 
 /// Parses the cloud URL and checks the scheme rule: https always, plain http
@@ -262,15 +267,6 @@ impl Default for DicomSettings {
     }
 }
 
-/// The prior rules when nothing else is said: 3 priors, 5 years back, any modality.
-pub fn default_prior_rules() -> Rules {
-    Rules {
-        count: 3,
-        years: 5,
-        modality: ModalityRule::Any,
-    }
-}
-
 /// Settings shared by every subcommand, merged from flags, environment and
 /// the config file, and checked.
 #[derive(Debug, Clone)]
@@ -393,6 +389,28 @@ impl Settings {
             Some(Err(e)) => Err(e.error()),
             None => Ok(None),
         }
+    }
+
+    /// The association settings for the destination: the DICOM flags (see
+    /// `cli::DimseArgs`), as merged with the environment and the config file.
+    pub fn scu_options(&self) -> Result<ScuOptions> {
+        let dicom = &self.dicom;
+        let mut opts = ScuOptions::new(self.destination()?.clone());
+        opts.calling_ae = self.calling_ae.clone();
+        opts.max_pdu = dicom.max_pdu;
+        opts.decompress_lossy = dicom.decompress_lossy;
+        opts.connect_timeout = dicom.connect_timeout;
+        opts.acse_timeout = dicom.acse_timeout;
+        opts.dimse_timeout = dicom.dimse_timeout;
+        Ok(opts)
+    }
+
+    /// [`Settings::scu_options`] plus how many associations and retries.
+    pub fn store_options(&self) -> Result<StoreOptions> {
+        let mut opts = StoreOptions::new(self.scu_options()?);
+        opts.associations = usize::from(self.dicom.associations);
+        opts.retries = self.dicom.store_retries;
+        Ok(opts)
     }
 
     /// Every setting with its value (secrets redacted) and where it came
@@ -749,7 +767,7 @@ fn resolve_auth(l: &mut Layers<'_>, file: &FileConfig) -> Result<Auth> {
 }
 
 fn prior_rules(l: &mut Layers<'_>, file: &FileConfig) -> Result<Rules> {
-    let defaults = default_prior_rules();
+    let defaults = Rules::default();
     let count = l.pick_or("priors", file.priors, defaults.count, show_display);
     let years = l.pick_or("prior_years", file.prior_years, defaults.years, show_display);
     let file_modality = file
@@ -792,17 +810,17 @@ pub struct WatchSettings {
     pub stable_age: Duration,
 }
 
-pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(30);
-/// As Orthanc's `StableAge`.
-pub const DEFAULT_STABLE_AGE: Duration = Duration::from_secs(60);
-
 fn watch_settings(l: &mut Layers<'_>, file: &FileConfig) -> Result<WatchSettings> {
     use crate::watch::{default_filters, describe};
-    let interval = l.duration("watch_interval", file.watch_interval.clone(), DEFAULT_WATCH_INTERVAL)?;
+    let interval = l.duration(
+        "watch_interval",
+        file.watch_interval.clone(),
+        crate::watch::DEFAULT_INTERVAL,
+    )?;
     if interval.is_zero() {
         bail!("{} must be longer than 0s", l.origin("watch_interval"));
     }
-    let stable_age = l.duration("stable_age", file.stable_age.clone(), DEFAULT_STABLE_AGE)?;
+    let stable_age = l.duration("stable_age", file.stable_age.clone(), crate::watch::DEFAULT_STABLE_AGE)?;
     // `--filter` replaces the config file's `watch_filter` as a whole: what
     // the command line says is what is searched for.
     // clap has checked each `--filter`.

@@ -1073,6 +1073,21 @@ impl<'a> Store<'a> {
     }
 }
 
+/// Delivers the studies named, one after the other, handing each result to
+/// `each` (`store` prints it; `fetch --store` printed the studies already).
+/// Stops early only at an error that is not one study's own (Ctrl-C, the
+/// cache, `each`); how each study went is in the store's summary.
+pub fn deliver_named(
+    store: &mut Store<'_>,
+    studies: &[Uid],
+    each: &mut dyn FnMut(&StudyResult) -> Result<()>,
+) -> Result<()> {
+    for uid in studies {
+        each(&store.deliver(uid, Asked::Named)?)?;
+    }
+    Ok(())
+}
+
 /// An instance asked of the cloud again, admitted by the intake gate: the
 /// only thing besides a cached file that is handed to C-STORE. The staged
 /// file is deleted when this is dropped, after the send.

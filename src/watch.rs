@@ -63,6 +63,11 @@ const SAVE_EVERY: Duration = Duration::from_secs(2);
 /// After Ctrl-C, how long in-flight work gets to stop by itself.
 const GRACE: Duration = Duration::from_secs(5);
 
+/// Time between two searches unless configured otherwise.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+/// As Orthanc's `StableAge`.
+pub const DEFAULT_STABLE_AGE: Duration = Duration::from_secs(60);
+
 /// What to watch and how.
 #[derive(Debug, Clone)]
 pub struct WatchConfig {
