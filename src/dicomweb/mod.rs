@@ -1,6 +1,7 @@
 //! The DICOMweb client (PS3.18): QIDO-RS searches and WADO-RS retrieves
 //! against the cloud archive, with its authentication, retries, idle
-//! timeouts and a streaming multipart parser.
+//! timeouts and a streaming multipart parser. It owns its options and their
+//! defaults ([`ClientOptions`], [`Auth`]).
 //!
 //! This module speaks HTTP and nothing else: it hands each retrieved part to
 //! a callback as a reader and never decides where the bytes go, so the cache

@@ -3,7 +3,8 @@
 //! every read under its size and time bounds (the destination is as
 //! untrusted as the cloud), DIMSE command sets, message ids, P-DATA
 //! fragmentation, status classification and lossless transfer syntax
-//! conversion are ours.
+//! conversion are ours. It owns its options and their defaults
+//! ([`ScuOptions`], [`Destination`] with the AE-title rules).
 //!
 //! Nothing here prints, draws progress or exits: every outcome is returned
 //! to the caller, which reports it.
