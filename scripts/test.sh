@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run) and as a developer can on a fresh machine:
-# installs the test peers if missing, then format check, clippy, and every test.
+# installs the test peers if missing, then format check, clippy, the layers check, and every test.
 # Exits non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +15,9 @@ cargo fmt --all -- --check
 
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
+
+step "layers (scripts/layers.py): modules only import lower ones"
+python3 scripts/layers.py src
 
 step "cargo test"
 cargo test --locked

@@ -1,9 +1,24 @@
-//! The command-line interface: clap definitions only. Values are checked and
-//! turned into typed settings in `config`; nothing here has behaviour.
+//! The command-line interface: clap definitions, and the value parsers that
+//! check each flag as it is read, so that a wrong flag is a usage error
+//! (exit status 2) whatever the subcommand. `config` merges the typed values
+//! with the environment and the config file.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
+use clap::builder::RangedU64ValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::dimse::{Destination, check_ae_title};
+use crate::format::{parse_duration, parse_size};
+use crate::uid::Uid;
+use crate::watch::Filter;
+
+/// The smallest maximum instance size accepted: below this even a small
+/// image would be refused.
+pub const MIN_INSTANCE_SIZE: u64 = 64 << 10;
+/// Parallel downloads from the cloud, at most.
+pub const MAX_JOBS: u64 = 64;
 
 const AFTER_HELP: &str = "\
 Secrets are never taken from the command line alone: set RETRIEVER_PASSWORD or
@@ -96,11 +111,11 @@ pub struct GlobalArgs {
     pub allow_insecure_http: bool,
 
     /// The DICOM destination, e.g. PACS@10.0.0.5:104
-    #[arg(long, global = true, env = "RETRIEVER_DEST", value_name = "AE@HOST:PORT")]
-    pub to: Option<String>,
+    #[arg(long, global = true, env = "RETRIEVER_DEST", value_name = "AE@HOST:PORT", value_parser = Destination::parse)]
+    pub to: Option<Destination>,
 
     /// Our AE title, as the destination sees it [default: RETRIEVER]
-    #[arg(long, global = true, env = "RETRIEVER_CALLING_AE", value_name = "TITLE")]
+    #[arg(long, global = true, env = "RETRIEVER_CALLING_AE", value_name = "TITLE", value_parser = check_ae_title)]
     pub calling_ae: Option<String>,
 
     /// The cache directory [default: the platform's local cache folder]
@@ -108,24 +123,25 @@ pub struct GlobalArgs {
     pub cache: Option<PathBuf>,
 
     /// Parallel downloads from the cloud [default: 4]
-    #[arg(long, global = true, env = "RETRIEVER_JOBS", value_name = "N")]
+    #[arg(long, global = true, env = "RETRIEVER_JOBS", value_name = "N",
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=MAX_JOBS))]
     pub jobs: Option<usize>,
 
     /// Time allowed to connect to the cloud [default: 10s]
-    #[arg(long, global = true, value_name = "DURATION")]
-    pub connect_timeout: Option<String>,
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    pub connect_timeout: Option<Duration>,
 
     /// Time a transfer may go without receiving any data [default: 60s]
-    #[arg(long, global = true, value_name = "DURATION")]
-    pub idle_timeout: Option<String>,
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    pub idle_timeout: Option<Duration>,
 
     /// Retries after a transient failure (connection lost, 5xx, 429) [default: 5]
     #[arg(long, global = true, value_name = "N")]
     pub retries: Option<u32>,
 
     /// Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]
-    #[arg(long, global = true, value_name = "SIZE")]
-    pub max_instance_size: Option<String>,
+    #[arg(long, global = true, value_name = "SIZE", value_parser = instance_size)]
+    pub max_instance_size: Option<u64>,
 
     /// No progress bars, only errors on stderr
     #[arg(short, long, global = true)]
@@ -176,8 +192,8 @@ pub struct FetchArgs {
     pub json: bool,
 
     /// Ask the cloud for this transfer syntax (UID) instead of the original bytes
-    #[arg(long, value_name = "UID")]
-    pub transfer_syntax: Option<String>,
+    #[arg(long, value_name = "UID", value_parser = transfer_syntax)]
+    pub transfer_syntax: Option<Uid>,
 
     /// Then deliver the studies made complete to the destination (--to), as `store` does
     #[arg(long)]
@@ -206,6 +222,38 @@ fn study_identifier(id: &str) -> Result<String, String> {
         ));
     }
     Ok(id.to_string())
+}
+
+/// `--max-instance-size`: a size, and not so small that every image is refused.
+fn instance_size(raw: &str) -> Result<u64, String> {
+    let size = parse_size(raw).map_err(|e| e.to_string())?;
+    if size < MIN_INSTANCE_SIZE {
+        return Err(format!(
+            "the maximum instance size must be at least {}, not `{raw}`",
+            crate::cache::show_size(MIN_INSTANCE_SIZE)
+        ));
+    }
+    Ok(size)
+}
+
+/// `--interval`: a duration longer than zero (zero would search without a pause).
+fn positive_duration(raw: &str) -> Result<Duration, String> {
+    match parse_duration(raw).map_err(|e| e.to_string())? {
+        d if d.is_zero() => Err(format!("`{raw}` is no time at all; give a duration longer than 0s")),
+        d => Ok(d),
+    }
+}
+
+/// `--filter`: a QIDO-RS matching key and its value, checked as the config
+/// file's `watch_filter` is.
+fn watch_filter(raw: &str) -> Result<Filter, String> {
+    // clap shows one message: the reasons, outermost first, in one line.
+    Filter::parse_flag(raw).map_err(|e| format!("{e:#}"))
+}
+
+/// `--transfer-syntax`: a UID.
+fn transfer_syntax(raw: &str) -> Result<Uid, String> {
+    Uid::parse(raw).map_err(|e| format!("{e}; give a transfer syntax UID, e.g. 1.2.840.10008.1.2.1"))
 }
 
 /// Which prior studies go with a study (`fetch`, `watch`). The defaults are
@@ -265,17 +313,17 @@ pub struct DimseArgs {
     pub max_pdu: Option<u32>,
 
     /// Time allowed to open the TCP connection to the destination [default: 10s]
-    #[arg(long, value_name = "DURATION")]
-    pub dicom_connect_timeout: Option<String>,
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub dicom_connect_timeout: Option<Duration>,
 
     /// Time allowed for the destination to answer an association or release request [default: 30s]
-    #[arg(long, value_name = "DURATION")]
-    pub acse_timeout: Option<String>,
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub acse_timeout: Option<Duration>,
 
     /// Time the destination may stay silent while an instance is sent, and the most its whole answer
     /// may take [default: 60s]
-    #[arg(long, value_name = "DURATION")]
-    pub dimse_timeout: Option<String>,
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub dimse_timeout: Option<Duration>,
 
     /// Retries of an instance within one run, after "out of resources" or no answer (a study
     /// whose requests go unanswered twice in a row is given up), and of an association the
@@ -294,19 +342,19 @@ pub struct DimseArgs {
 #[derive(Debug, Args)]
 pub struct WatchArgs {
     /// Time between two searches of the cloud [default: 30s]
-    #[arg(long = "interval", id = "watch_interval", value_name = "DURATION")]
-    pub interval: Option<String>,
+    #[arg(long = "interval", id = "watch_interval", value_name = "DURATION", value_parser = positive_duration)]
+    pub interval: Option<Duration>,
 
     /// The studies to route: a QIDO-RS matching key and value, e.g. ModalitiesInStudy=CT or
     /// "StudyDate=last 24 hours"; repeat for several; replaces watch_filter of the config file
     /// [default: "StudyDate=last 24 hours"]
-    #[arg(long = "filter", id = "watch_filter", value_name = "KEY=VALUE")]
-    pub filters: Vec<String>,
+    #[arg(long = "filter", id = "watch_filter", value_name = "KEY=VALUE", value_parser = watch_filter)]
+    pub filters: Vec<Filter>,
 
     /// A study whose number of instances has not changed for this long is settled, and no
     /// longer looked at for new instances unless the cloud reports a new count [default: 60s]
-    #[arg(long, value_name = "DURATION")]
-    pub stable_age: Option<String>,
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub stable_age: Option<Duration>,
 
     /// One pass: search once, fetch and deliver what was found, then exit (status 0 only if all
     /// of it was delivered)
@@ -339,8 +387,8 @@ pub struct LsArgs {
 pub struct PruneArgs {
     /// Remove studies last fetched or delivered longer ago than this, e.g. 90m, 4h, 2d
     /// [default: "retention" in the config file, else 4h]
-    #[arg(long, id = "retention", value_name = "DURATION")]
-    pub older_than: Option<String>,
+    #[arg(long, id = "retention", value_name = "DURATION", value_parser = parse_duration)]
+    pub older_than: Option<Duration>,
 
     /// Print what would be removed, and remove nothing
     #[arg(long)]

@@ -1,6 +1,10 @@
 //! Typed, validated settings. Raw flags, environment variables and the
 //! config file are turned into these once (see `Settings::resolve`); the
-//! rest of the program never parses strings again.
+//! rest of the program never parses strings again. `config` owns no defaults
+//! of the modules below it: it fills their options (`dicomweb::ClientOptions`,
+//! `dimse::ScuOptions`, `delivery::StoreOptions`, `watch::Filter`...) and checks
+//! the values that come from the environment and the config file (`cli`
+//! checks the flags).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -11,94 +15,15 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, ValueEnum};
 use reqwest::Url;
 
-use crate::cli::PriorModality;
+use crate::cli::{MAX_JOBS, MIN_INSTANCE_SIZE, PriorModality};
+use crate::delivery::StoreOptions;
+use crate::dicomweb::{
+    Auth, ClientOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_JOBS, DEFAULT_RETRIES,
+};
+use crate::dimse::{Destination, ScuOptions, check_ae_title};
+use crate::format::{parse_duration, parse_size, setting_duration as format_setting_duration};
 use crate::priors::{ModalityRule, Rules};
-
-/// Parallel downloads from the cloud.
-pub const DEFAULT_JOBS: usize = 4;
-/// Retries of a request after a transient failure.
-pub const DEFAULT_RETRIES: u32 = 5;
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Idle, not whole-transfer: a big study takes as long as it takes.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// How to authenticate to the cloud.
-#[derive(Clone, Default)]
-pub enum Auth {
-    #[default]
-    None,
-    Basic {
-        user: String,
-        password: String,
-    },
-    Bearer {
-        token: String,
-    },
-}
-
-impl fmt::Debug for Auth {
-    // Secrets never reach a log line, even a debug one.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Auth::None => f.write_str("none"),
-            Auth::Basic { user, .. } => write!(f, "basic (user `{user}`, password redacted)"),
-            Auth::Bearer { .. } => f.write_str("bearer (token redacted)"),
-        }
-    }
-}
-
-/// Everything needed to talk to the DICOMweb cloud.
-#[derive(Debug, Clone)]
-pub struct CloudConfig {
-    /// Base URL of the DICOMweb service, without a trailing slash, e.g.
-    /// `https://cloud.example.org/dicom-web`.
-    pub base: Url,
-    pub auth: Auth,
-    /// Extra PEM bundle of CA certificates trusted besides the system's.
-    pub ca_bundle: Option<PathBuf>,
-    /// Plain http to a non-loopback host was explicitly allowed.
-    pub allow_insecure_http: bool,
-    /// Time allowed to open a TCP + TLS connection.
-    pub connect_timeout: Duration,
-    /// Time allowed without receiving a byte, on any one request.
-    pub idle_timeout: Duration,
-    /// Retries after the first attempt, for transient failures.
-    pub retries: u32,
-    /// First backoff delay; doubled on every retry, with jitter.
-    pub backoff: Duration,
-    /// Parallel WADO-RS requests.
-    pub jobs: usize,
-    /// Transfer syntax to ask for; `None` asks for the original bytes (`*`).
-    pub transfer_syntax: Option<String>,
-}
-
-impl CloudConfig {
-    /// Defaults for everything but the URL and credentials.
-    pub fn new(base: Url, auth: Auth) -> CloudConfig {
-        CloudConfig {
-            base,
-            auth,
-            ca_bundle: None,
-            allow_insecure_http: false,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            idle_timeout: DEFAULT_IDLE_TIMEOUT,
-            retries: DEFAULT_RETRIES,
-            backoff: Duration::from_millis(500),
-            jobs: DEFAULT_JOBS,
-            transfer_syntax: None,
-        }
-    }
-
-    /// How delivery asks this cloud for an instance again in a transfer
-    /// syntax the destination takes: a client that asks for that syntax.
-    pub fn in_syntax(self) -> Box<crate::delivery::CloudFor> {
-        Box::new(move |ts: &str| {
-            let mut cfg = self.clone();
-            cfg.transfer_syntax = Some(ts.to_string());
-            crate::dicomweb::Client::new(&cfg)
-        })
-    }
-}
+use crate::watch::Filter;
 
 /// Parses the cloud URL and checks the scheme rule: https always, plain http
 /// only to a loopback host or with the explicit opt-in.
@@ -183,120 +108,6 @@ pub fn is_loopback(url: &Url) -> bool {
     }
 }
 
-/// A DICOM destination written `AE@host:port`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Destination {
-    pub ae_title: String,
-    pub host: String,
-    pub port: u16,
-}
-
-impl Destination {
-    pub fn parse(raw: &str) -> Result<Destination> {
-        let hint = "write the destination as AE@HOST:PORT, e.g. PACS@10.0.0.5:104";
-        let (ae, addr) = raw
-            .split_once('@')
-            .with_context(|| format!("the destination `{raw}` has no AE title; {hint}"))?;
-        let ae_title = check_ae_title(ae).with_context(|| format!("in the destination `{raw}`"))?;
-        let (host, port) = addr
-            .rsplit_once(':')
-            .with_context(|| format!("the destination `{raw}` has no port; {hint}"))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        if host.is_empty() {
-            bail!("the destination `{raw}` has no host; {hint}");
-        }
-        let port: u16 = port.parse().ok().filter(|p| *p != 0).with_context(|| {
-            format!("the destination `{raw}` has port `{port}`, which is not a TCP port number; {hint}")
-        })?;
-        Ok(Destination {
-            ae_title,
-            host: host.to_string(),
-            port,
-        })
-    }
-
-    /// A name for this destination that is safe as a file name in the cache.
-    pub fn key(&self) -> String {
-        let raw = format!("{}@{}_{}", self.ae_title, self.host, self.port);
-        raw.chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || "@._-".contains(c) {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect()
-    }
-
-    /// `PACS@10.0.0.5:104` back from a [`key`](Self::key) `PACS@10.0.0.5_104`
-    /// (characters the key replaced stay replaced).
-    pub fn label_of_key(key: &str) -> String {
-        match key.rsplit_once('_') {
-            Some((host, port)) if port.parse::<u16>().is_ok() => format!("{host}:{port}"),
-            _ => key.to_string(),
-        }
-    }
-}
-
-impl fmt::Display for Destination {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "{}@[{}]:{}", self.ae_title, self.host, self.port)
-        } else {
-            write!(f, "{}@{}:{}", self.ae_title, self.host, self.port)
-        }
-    }
-}
-
-/// Checks an AE title (PS3.5: 1 to 16 characters of the default repertoire,
-/// no backslash or control characters, not all spaces).
-pub fn check_ae_title(raw: &str) -> Result<String> {
-    let ae = raw.trim();
-    if ae.is_empty() {
-        bail!("the AE title is empty");
-    }
-    if ae.len() > 16 {
-        bail!("the AE title `{ae}` is longer than 16 characters");
-    }
-    if !ae.chars().all(|c| c.is_ascii() && !c.is_ascii_control() && c != '\\') {
-        bail!("the AE title `{ae}` contains characters not allowed in an AE title");
-    }
-    Ok(ae.to_string())
-}
-
-/// Parses a size such as `4GiB`, `512 MiB`, `500MB` or `1048576` (bytes).
-/// `K`, `M`, `G`, `T` and `KiB`… are powers of 1024; `KB`, `MB`… powers of 1000.
-pub fn parse_size(raw: &str) -> Result<u64> {
-    let text = raw.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let unit = unit.trim();
-    let factor: u64 = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" => 1 << 10,
-        "m" | "mib" => 1 << 20,
-        "g" | "gib" => 1 << 30,
-        "t" | "tib" => 1 << 40,
-        "kb" => 1_000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        "tb" => 1_000_000_000_000,
-        _ => bail!("`{raw}` is not a size; write e.g. 512MiB, 4GiB or a number of bytes"),
-    };
-    number
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(factor))
-        .with_context(|| format!("`{raw}` is not a size; write e.g. 512MiB, 4GiB or a number of bytes"))
-}
-
-/// Parses a duration such as `90m`, `4h`, `30s`, `2d` or `1h 30m`.
-pub fn parse_duration(raw: &str) -> Result<Duration> {
-    humantime::parse_duration(raw.trim())
-        .with_context(|| format!("`{raw}` is not a duration; write e.g. 30s, 90m, 4h or 7d"))
-}
-
 /// The config file, as an administrator writes it: JSON, every key optional,
 /// each named after its long flag (`--prior-years` is `prior_years`). Flags
 /// and environment variables take precedence over it. Unknown keys are
@@ -357,6 +168,36 @@ impl FileConfig {
     /// of a file holding one.
     pub fn holds_secret(&self) -> bool {
         self.password.is_some() || self.token.is_some()
+    }
+}
+
+/// A setting found wrong, kept until a command needs it (`ls` needs no
+/// cloud, `fetch` no destination): its error, with the whole chain of causes.
+#[derive(Debug, Clone)]
+struct Wrong(std::sync::Arc<anyhow::Error>);
+
+impl From<anyhow::Error> for Wrong {
+    fn from(e: anyhow::Error) -> Wrong {
+        Wrong(std::sync::Arc::new(e))
+    }
+}
+
+impl Wrong {
+    /// The error again, for the caller's `?`; its causes stay its sources.
+    fn error(&self) -> anyhow::Error {
+        anyhow::Error::new(self.clone())
+    }
+}
+
+impl fmt::Display for Wrong {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+impl std::error::Error for Wrong {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
     }
 }
 
@@ -426,15 +267,6 @@ impl Default for DicomSettings {
     }
 }
 
-/// The prior rules when nothing else is said: 3 priors, 5 years back, any modality.
-pub fn default_prior_rules() -> Rules {
-    Rules {
-        count: 3,
-        years: 5,
-        modality: ModalityRule::Any,
-    }
-}
-
 /// Settings shared by every subcommand, merged from flags, environment and
 /// the config file, and checked.
 #[derive(Debug, Clone)]
@@ -454,8 +286,8 @@ pub struct Settings {
     /// What the person should fix but that does not stop the run, such as
     /// a config file with a password that other users can read.
     pub warnings: Vec<String>,
-    cloud: Result<CloudConfig, String>,
-    destination: Option<Result<Destination, String>>,
+    cloud: Result<ClientOptions, Wrong>,
+    destination: Option<Result<Destination, Wrong>>,
     entries: Vec<Entry>,
 }
 
@@ -492,11 +324,13 @@ impl Settings {
                 path.display()
             ));
         }
-        let cloud = cloud_config(&mut layers, &file).map_err(|e| format!("{e:#}"));
+        let cloud = cloud_config(&mut layers, &file).map_err(Wrong::from);
         let priors = prior_rules(&mut layers, &file)?;
-        let destination = layers
-            .pick("to", file.to.clone(), None, show_string)
-            .map(|raw| Destination::parse(&raw).map_err(|e| format!("{e:#}")));
+        // A wrong destination matters only to the commands that deliver.
+        let destination = match layers.file_value("to", file.to.clone(), Destination::parse) {
+            Ok(file_to) => layers.pick("to", file_to, None, show_display).map(Ok),
+            Err(e) => Some(Err(Wrong::from(e))),
+        };
         let calling_ae = layers
             .pick(
                 "calling_ae",
@@ -534,15 +368,15 @@ impl Settings {
     }
 
     /// The cloud settings, or why they are missing or wrong.
-    pub fn cloud(&self) -> Result<&CloudConfig> {
-        self.cloud.as_ref().map_err(|e| anyhow::anyhow!("{e}"))
+    pub fn cloud(&self) -> Result<&ClientOptions> {
+        self.cloud.as_ref().map_err(Wrong::error)
     }
 
     /// The destination, or why it is missing or wrong.
     pub fn destination(&self) -> Result<&Destination> {
         match &self.destination {
             Some(Ok(d)) => Ok(d),
-            Some(Err(e)) => Err(anyhow::anyhow!("{e}")),
+            Some(Err(e)) => Err(e.error()),
             None => bail!("no destination given: pass --to AE@HOST:PORT or set RETRIEVER_DEST"),
         }
     }
@@ -552,9 +386,31 @@ impl Settings {
     pub fn destination_if_given(&self) -> Result<Option<&Destination>> {
         match &self.destination {
             Some(Ok(d)) => Ok(Some(d)),
-            Some(Err(e)) => Err(anyhow::anyhow!("{e}")),
+            Some(Err(e)) => Err(e.error()),
             None => Ok(None),
         }
+    }
+
+    /// The association settings for the destination: the DICOM flags (see
+    /// `cli::DimseArgs`), as merged with the environment and the config file.
+    pub fn scu_options(&self) -> Result<ScuOptions> {
+        let dicom = &self.dicom;
+        let mut opts = ScuOptions::new(self.destination()?.clone());
+        opts.calling_ae = self.calling_ae.clone();
+        opts.max_pdu = dicom.max_pdu;
+        opts.decompress_lossy = dicom.decompress_lossy;
+        opts.connect_timeout = dicom.connect_timeout;
+        opts.acse_timeout = dicom.acse_timeout;
+        opts.dimse_timeout = dicom.dimse_timeout;
+        Ok(opts)
+    }
+
+    /// [`Settings::scu_options`] plus how many associations and retries.
+    pub fn store_options(&self) -> Result<StoreOptions> {
+        let mut opts = StoreOptions::new(self.scu_options()?);
+        opts.associations = usize::from(self.dicom.associations);
+        opts.retries = self.dicom.store_retries;
+        Ok(opts)
     }
 
     /// Every setting with its value (secrets redacted) and where it came
@@ -704,10 +560,37 @@ impl Layers<'_> {
     }
 
     /// [`Layers::pick`] for a duration (written e.g. `30s`, `5m`), checked.
+    /// A flag was checked by clap; the config file's text is checked here.
     fn duration(&mut self, key: &'static str, file: Option<String>, default: Duration) -> Result<Duration> {
-        let shown = short_duration(default);
-        let raw = self.pick(key, file, Some(shown), show_string).unwrap_or_default();
-        parse_duration(&raw).with_context(|| format!("in {}", self.origin(key)))
+        let file = self.file_value(key, file, parse_duration)?;
+        Ok(self.pick_or(key, file, default, |d| format_setting_duration(*d)))
+    }
+
+    /// The config file's text for `key`, read by `parse`, unless a flag or
+    /// the environment overrides it (then it is not looked at). A text that
+    /// does not read is an error naming the key and the file, and is shown
+    /// as written by `retriever config`.
+    fn file_value<T: Clone + Send + Sync + 'static, E: std::error::Error + Send + Sync + 'static>(
+        &mut self,
+        key: &'static str,
+        file: Option<String>,
+        parse: impl Fn(&str) -> Result<T, E>,
+    ) -> Result<Option<T>> {
+        let Some(raw) = file.filter(|_| self.given::<T>(key).is_none()) else {
+            return Ok(None);
+        };
+        match parse(&raw) {
+            Ok(value) => Ok(Some(value)),
+            Err(e) => {
+                self.entries.push(Entry {
+                    key,
+                    value: Some(raw),
+                    source: Source::ConfigFile,
+                    origin: None,
+                });
+                Err(anyhow::Error::new(e).context(format!("in {}", self.in_file(key))))
+            }
+        }
     }
 
     /// A secret: the environment variable `env`, else the file named by the
@@ -787,18 +670,6 @@ impl Layers<'_> {
     }
 }
 
-/// `60s`, `90m`, `4h`, `7d`: the largest unit that gives a whole number of at least 2.
-fn short_duration(d: Duration) -> String {
-    let secs = d.as_secs();
-    if d.subsec_nanos() != 0 {
-        return humantime::format_duration(d).to_string();
-    }
-    [(86_400, "d"), (3_600, "h"), (60, "m")]
-        .into_iter()
-        .find(|(unit, _)| secs.is_multiple_of(*unit) && secs / unit >= 2)
-        .map_or_else(|| format!("{secs}s"), |(unit, name)| format!("{}{name}", secs / unit))
-}
-
 fn show_string<S: AsRef<str>>(s: &S) -> String {
     s.as_ref().to_string()
 }
@@ -811,7 +682,7 @@ fn show_display<T: fmt::Display>(v: &T) -> String {
     v.to_string()
 }
 
-fn cloud_config(l: &mut Layers<'_>, file: &FileConfig) -> Result<CloudConfig> {
+fn cloud_config(l: &mut Layers<'_>, file: &FileConfig) -> Result<ClientOptions> {
     // Every setting is looked up (and so shown by `retriever config`)
     // before the first one found wrong ends this.
     let raw = l.pick("cloud", file.cloud.clone(), None, |url: &String| redact_url(url));
@@ -834,10 +705,10 @@ fn cloud_config(l: &mut Layers<'_>, file: &FileConfig) -> Result<CloudConfig> {
         "no cloud archive given: pass --cloud URL or set RETRIEVER_CLOUD (e.g. https://cloud.example.org/dicom-web)",
     )?;
     let base = parse_cloud_url(&raw, insecure)?;
-    let mut cloud = CloudConfig::new(base, auth?);
+    let mut cloud = ClientOptions::new(base, auth?);
     cloud.allow_insecure_http = insecure;
     cloud.ca_bundle = ca_bundle;
-    if jobs == 0 || jobs > 64 {
+    if jobs == 0 || jobs as u64 > MAX_JOBS {
         bail!("{} must be between 1 and 64, not {jobs}", l.origin("jobs"));
     }
     cloud.jobs = jobs;
@@ -847,27 +718,17 @@ fn cloud_config(l: &mut Layers<'_>, file: &FileConfig) -> Result<CloudConfig> {
     Ok(cloud)
 }
 
-/// The smallest maximum instance size accepted: below this even a small
-/// image would be refused.
-const MIN_INSTANCE_SIZE: u64 = 64 << 10;
-
 fn cache_limits(l: &mut Layers<'_>, file: &FileConfig) -> Result<crate::cache::Limits> {
     let mut limits = crate::cache::Limits::default();
-    let shown = crate::cache::show_size(limits.max_instance_size).replace(' ', "");
-    let raw = l
-        .pick(
-            "max_instance_size",
-            file.max_instance_size.clone(),
-            Some(shown),
-            show_string,
-        )
-        .unwrap_or_default();
-    let max = parse_size(&raw).with_context(|| format!("in {}", l.origin("max_instance_size")))?;
+    let from_file = l.file_value("max_instance_size", file.max_instance_size.clone(), parse_size)?;
+    let show = |size: &u64| crate::cache::show_size(*size).replace(' ', "");
+    let max = l.pick_or("max_instance_size", from_file, limits.max_instance_size, show);
     if max < MIN_INSTANCE_SIZE {
         bail!(
-            "{} must be at least {}, not `{raw}`",
+            "{} must be at least {}, not `{}`",
             l.origin("max_instance_size"),
-            crate::cache::show_size(MIN_INSTANCE_SIZE)
+            crate::cache::show_size(MIN_INSTANCE_SIZE),
+            show(&max)
         );
     }
     limits.max_instance_size = max;
@@ -906,7 +767,7 @@ fn resolve_auth(l: &mut Layers<'_>, file: &FileConfig) -> Result<Auth> {
 }
 
 fn prior_rules(l: &mut Layers<'_>, file: &FileConfig) -> Result<Rules> {
-    let defaults = default_prior_rules();
+    let defaults = Rules::default();
     let count = l.pick_or("priors", file.priors, defaults.count, show_display);
     let years = l.pick_or("prior_years", file.prior_years, defaults.years, show_display);
     let file_modality = file
@@ -949,32 +810,27 @@ pub struct WatchSettings {
     pub stable_age: Duration,
 }
 
-pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(30);
-/// As Orthanc's `StableAge`.
-pub const DEFAULT_STABLE_AGE: Duration = Duration::from_secs(60);
-
 fn watch_settings(l: &mut Layers<'_>, file: &FileConfig) -> Result<WatchSettings> {
-    use crate::watch::{Filter, default_filters, describe};
-    let interval = l.duration("watch_interval", file.watch_interval.clone(), DEFAULT_WATCH_INTERVAL)?;
+    use crate::watch::{default_filters, describe};
+    let interval = l.duration(
+        "watch_interval",
+        file.watch_interval.clone(),
+        crate::watch::DEFAULT_INTERVAL,
+    )?;
     if interval.is_zero() {
         bail!("{} must be longer than 0s", l.origin("watch_interval"));
     }
-    let stable_age = l.duration("stable_age", file.stable_age.clone(), DEFAULT_STABLE_AGE)?;
+    let stable_age = l.duration("stable_age", file.stable_age.clone(), crate::watch::DEFAULT_STABLE_AGE)?;
     // `--filter` replaces the config file's `watch_filter` as a whole: what
     // the command line says is what is searched for.
-    let flags: Option<Vec<String>> = l
+    // clap has checked each `--filter`.
+    let flags: Option<Vec<Filter>> = l
         .matches
         .subcommand()
-        .and_then(|(_, m)| m.try_get_many::<String>("watch_filter").ok().flatten())
+        .and_then(|(_, m)| m.try_get_many::<Filter>("watch_filter").ok().flatten())
         .map(|values| values.cloned().collect());
     let (filters, source, origin) = match (flags, &file.watch_filter) {
-        (Some(raw), _) => {
-            let filters = raw
-                .iter()
-                .map(|r| Filter::parse_flag(r).context("in --filter"))
-                .collect::<Result<Vec<_>>>()?;
-            (filters, Source::Flag, Some("--filter".to_string()))
-        }
+        (Some(filters), _) => (filters, Source::Flag, Some("--filter".to_string())),
         (None, Some(map)) => {
             let place = l.in_file("watch_filter");
             if map.is_empty() {
@@ -1066,41 +922,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn destination_parses_and_rejects() {
-        let d = Destination::parse("PACS@10.0.0.5:104").unwrap();
-        assert_eq!(
-            (d.ae_title.as_str(), d.host.as_str(), d.port),
-            ("PACS", "10.0.0.5", 104)
-        );
-        assert_eq!(d.to_string(), "PACS@10.0.0.5:104");
-        assert_eq!(Destination::parse("X@[::1]:11112").unwrap().host, "::1");
-        for bad in [
-            "PACS",
-            "PACS@host",
-            "@host:104",
-            "PACS@host:0",
-            "PACS@:104",
-            "WAYTOOLONGAETITLE1@h:1",
-        ] {
-            assert!(Destination::parse(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn sizes_parse_in_both_kinds_of_units() {
-        assert_eq!(parse_size("4GiB").unwrap(), 4 << 30);
-        assert_eq!(parse_size(" 512 MiB ").unwrap(), 512 << 20);
-        assert_eq!(parse_size("2g").unwrap(), 2 << 30);
-        assert_eq!(parse_size("500MB").unwrap(), 500_000_000);
-        assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
-        for bad in ["", "GiB", "4 parsecs", "-1GiB", "1.5GiB", "99999999999TiB"] {
-            let e = parse_size(bad).unwrap_err().to_string();
-            assert!(e.contains("is not a size"), "{bad}: {e}");
-        }
-        assert_eq!(crate::cache::show_size(4 << 30).replace(' ', ""), "4GiB");
-    }
-
-    #[test]
     fn cloud_url_scheme_rule() {
         assert!(parse_cloud_url("https://cloud.example.org/dicom-web/", false).is_ok());
         assert_eq!(
@@ -1161,17 +982,6 @@ mod tests {
             redact_url("https://cloud.example.org/dw"),
             "https://cloud.example.org/dw"
         );
-    }
-
-    #[test]
-    fn auth_debug_hides_secrets() {
-        let a = Auth::Basic {
-            user: "u".into(),
-            password: "hunter2".into(),
-        };
-        assert!(!format!("{a:?}").contains("hunter2"));
-        let t = Auth::Bearer { token: "tok123".into() };
-        assert!(!format!("{t:?}").contains("tok123"));
     }
 
     fn settings(args: &[&str]) -> Result<Settings> {

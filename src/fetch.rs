@@ -504,7 +504,7 @@ pub fn fetch_in(
             }
             break;
         }
-        let delay = Duration::from_millis(500u64.saturating_mul(1 << quiet_rounds.min(6)));
+        let delay = crate::backoff::doubled(Duration::from_millis(500), quiet_rounds.min(6), Duration::MAX);
         for w in &work {
             if let Some(e) = w.transient_error.lock().unwrap().take() {
                 reporter.info(&format!(
@@ -539,7 +539,7 @@ fn stall_error(w: &Work, idle_timeout: Duration) -> anyhow::Error {
         "the cloud stopped sending for {} (`--idle-timeout`) twice while downloading study `{study}`{missing}; \
          check the cloud and the network, then run the same command again to resume \
          (a longer `--idle-timeout` helps if the cloud is only slow)",
-        humantime::format_duration(idle_timeout)
+        crate::format::duration(idle_timeout)
     );
     match w.transient_error.lock().unwrap().take() {
         Some(last) => last.context(message),
@@ -1064,8 +1064,8 @@ fn settle(w: &Work) -> Result<Option<Fetched>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Auth, CloudConfig};
     use crate::dicomweb::testserver::{Step, TestServer, response};
+    use crate::dicomweb::{Auth, ClientOptions};
 
     /// Collects warnings.
     #[derive(Default)]
@@ -1097,7 +1097,7 @@ mod tests {
                 body.as_bytes(),
             ))]
         });
-        let mut cfg = CloudConfig::new(server.url("/dicom-web"), Auth::None);
+        let mut cfg = ClientOptions::new(server.url("/dicom-web"), Auth::None);
         cfg.retries = 0;
         let client = Client::new(&cfg).unwrap();
         (server, client)
@@ -1156,7 +1156,7 @@ mod tests {
                 _ => vec![Step::Send(response("404 Not Found", &[], b""))],
             }
         });
-        let mut cfg = CloudConfig::new(server.url("/dicom-web"), Auth::None);
+        let mut cfg = ClientOptions::new(server.url("/dicom-web"), Auth::None);
         cfg.retries = 0;
         let client = Client::new(&cfg).unwrap();
         let dir = tempfile::tempdir().unwrap();

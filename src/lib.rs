@@ -1,6 +1,7 @@
 //! retriever: pulls imaging studies and their priors from a DICOMweb cloud
 //! archive into a local cache and delivers them to a DICOM destination.
 
+pub mod backoff;
 pub mod cache;
 pub mod cli;
 pub mod commands;
@@ -9,6 +10,7 @@ pub mod delivery;
 pub mod dicomweb;
 pub mod dimse;
 pub mod fetch;
+pub mod format;
 pub mod intake;
 pub mod interrupt;
 pub mod priors;

@@ -18,6 +18,17 @@ pub struct Rules {
     pub modality: ModalityRule,
 }
 
+impl Default for Rules {
+    /// 3 priors, 5 years back, any modality.
+    fn default() -> Rules {
+        Rules {
+            count: 3,
+            years: 5,
+            modality: ModalityRule::Any,
+        }
+    }
+}
+
 /// One candidate and the verdict on it.
 #[derive(Debug, Clone)]
 pub struct Decision {

@@ -29,7 +29,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Result;
 
 use crate::cache::{Cache, Journals, Manifest, is_in_use};
-use crate::config::Destination;
+use crate::dimse::Destination;
 use crate::interrupt;
 pub use crate::report::{Kept, PrunedStudy as Study, Reason, Removed};
 use crate::report::{PruneEvent, Reporter};

@@ -42,6 +42,16 @@ pub fn escape(text: &str) -> String {
     out
 }
 
+/// A field of a line on standard output that came from the cloud: `-` when
+/// absent or empty, else escaped, so that a tab or newline in it can never
+/// split the line (`store -` reads these lines).
+pub fn field(value: Option<&str>) -> String {
+    match value {
+        Some(v) if !v.is_empty() => escape(v),
+        _ => "-".to_string(),
+    }
+}
+
 /// Characters that are not controls but still move or hide text on a
 /// terminal: zero-width ones, the line and paragraph separators, and the
 /// bidirectional overrides that make text read differently than it is.

@@ -40,9 +40,9 @@ pub use deliver::DeliveredStudy;
 pub use filter::{Filter, default_filters, describe};
 
 use crate::cache::{Cache, WatchLock};
-use crate::config::CloudConfig;
 use crate::delivery::StoreOptions;
 use crate::dicomweb::Client;
+use crate::dicomweb::ClientOptions;
 use crate::fetch;
 use crate::interrupt::{self, Interrupted};
 use crate::priors::Rules;
@@ -61,6 +61,11 @@ const MAX_POLL_BACKOFF: Duration = Duration::from_secs(120);
 const SAVE_EVERY: Duration = Duration::from_secs(2);
 /// After Ctrl-C, how long in-flight work gets to stop by itself.
 const GRACE: Duration = Duration::from_secs(5);
+
+/// Time between two searches unless configured otherwise.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+/// As Orthanc's `StableAge`.
+pub const DEFAULT_STABLE_AGE: Duration = Duration::from_secs(60);
 
 /// What to watch and how.
 #[derive(Debug, Clone)]
@@ -123,7 +128,7 @@ enum Msg {
 /// is called for each study that is now entirely at the destination.
 pub fn run(
     config: &WatchConfig,
-    cloud: &CloudConfig,
+    cloud: &ClientOptions,
     cache: &Cache,
     store: &StoreOptions,
     view: Arc<dyn Reporter>,

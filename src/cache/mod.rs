@@ -311,7 +311,7 @@ impl Cache {
     }
 
     /// What the delivery journal of `study` says about `destination` (a
-    /// [`crate::config::Destination::key`]): the last record of each instance.
+    /// [`crate::dimse::Destination::key`]): the last record of each instance.
     pub fn deliveries(&self, study: &Uid, destination: &str) -> Result<BTreeMap<String, Delivery>> {
         journal::read(&journal::path(&self.study_dir(study), destination))
     }
@@ -453,13 +453,13 @@ impl StudyEntry {
         }
     }
 
-    /// Opens the delivery journal of this study for `destination` (a
-    /// [`crate::config::Destination::key`]), locked against other writers.
     /// Every delivery journal of this study (see [`Cache::journals`]).
     pub fn journals(&self) -> Result<Journals> {
         journals_in(&self.dir)
     }
 
+    /// Opens the delivery journal of this study for `destination` (a
+    /// [`crate::dimse::Destination::key`]), locked against other writers.
     pub fn journal(&self, destination: &str) -> Result<Journal> {
         Journal::open(&journal::path(&self.dir, destination))
     }

@@ -10,7 +10,7 @@ use crate::interrupt;
 /// `echo`'s DICOM flags are in `settings.dicom` (merged with the
 /// environment and the config file).
 pub fn run(settings: &Settings) -> Result<()> {
-    let opts = super::store::scu_options(settings)?;
+    let opts = settings.scu_options()?;
     // The association runs on a thread of its own so that Ctrl-C ends the
     // wait for a destination that never answers at once; the association
     // is ours alone, and ends with the process.

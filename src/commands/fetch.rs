@@ -5,9 +5,11 @@ use std::io::Write;
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
+use super::study_line::StudyLine;
 use crate::cache::{Cache, Role};
 use crate::cli::FetchArgs;
 use crate::config::Settings;
+use crate::delivery::{Store, deliver_named};
 use crate::dicomweb::Client;
 use crate::fetch::{self, Fetched, Plan};
 use crate::text::escape;
@@ -17,13 +19,12 @@ use crate::uid::Uid;
 pub fn run(settings: &Settings, args: &FetchArgs) -> Result<()> {
     let mut cloud = settings.cloud()?.clone();
     if let Some(ts) = &args.transfer_syntax {
-        let ts = Uid::parse(ts).context("--transfer-syntax takes a transfer syntax UID, e.g. 1.2.840.10008.1.2.1")?;
         cloud.transfer_syntax = Some(ts.to_string());
     }
     let client = Client::new(&cloud)?;
     // With --store, a missing or wrong destination is found before any download.
     let store = if args.store && !args.dry_run {
-        Some(super::store::store_options(settings)?)
+        Some(settings.store_options()?)
     } else {
         None
     };
@@ -72,7 +73,19 @@ pub fn run(settings: &Settings, args: &FetchArgs) -> Result<()> {
     if complete.is_empty() {
         return fetched;
     }
-    let stored = super::store::deliver_fetched(settings, &opts, &cache, &*reporter, &complete);
+    // Nothing on stdout: fetch printed these studies already.
+    let mut store = Store::new(
+        &cache,
+        &opts,
+        settings
+            .cloud()
+            .ok()
+            .cloned()
+            .map(crate::dicomweb::ClientOptions::in_syntax),
+        &*reporter,
+    );
+    let outcome = deliver_named(&mut store, &complete, &mut |_| Ok(()));
+    let stored = super::finish_delivery(store, outcome, settings.quiet, 0);
     match (fetched, stored) {
         (_, Err(e)) if crate::interrupt::is_interrupted(&e) => Err(e),
         (Ok(()), stored) => stored,
@@ -104,41 +117,24 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 fn print_fetched(out: &mut impl Write, f: &Fetched, json: bool) -> Result<()> {
     let info = &f.planned.info;
-    if json {
-        let value = json!({
-            "study_uid": f.planned.uid.as_str(),
-            "accession": info.accession,
-            "role": f.planned.role.kind(),
-            "prior_of": f.planned.role.prior_of(),
-            "patient_id": info.patient_id,
-            "issuer_of_patient_id": info.issuer_of_patient_id,
-            "study_date": info.study_date,
-            "modalities": info.modalities,
-            "instances": f.instances,
-            "bytes": f.bytes,
-            "path": f.path,
-        });
-        writeln!(out, "{value}")?;
+    let role = &f.planned.role;
+    let modalities = if info.modalities.is_empty() {
+        "-".to_string()
     } else {
-        writeln!(
-            out,
-            "{}\t{}\t{}\t{}\t{}\t{}\t{} instances\t{}\t{}",
-            f.planned.uid,
-            super::field(info.accession.as_deref()),
-            f.planned.role,
-            super::field(info.patient_id.as_deref()),
-            super::field(info.study_date.as_deref()),
-            if info.modalities.is_empty() {
-                "-".to_string()
-            } else {
-                escape(&info.modalities.join("/"))
-            },
-            f.instances,
-            super::human_bytes(f.bytes),
-            f.path.display()
-        )?;
-    }
-    out.flush()?;
+        escape(&info.modalities.join("/"))
+    };
+    StudyLine::new(&f.planned.uid)
+        .cloud("accession", info.accession.as_deref())
+        .with("role", role.kind(), role.to_string())
+        .json_only("prior_of", role.prior_of().map(|uid| uid.as_str()))
+        .cloud("patient_id", info.patient_id.as_deref())
+        .json_only("issuer_of_patient_id", info.issuer_of_patient_id.as_deref())
+        .cloud("study_date", info.study_date.as_deref())
+        .with("modalities", info.modalities.clone(), modalities)
+        .with("instances", f.instances, format!("{} instances", f.instances))
+        .with("bytes", f.bytes, crate::format::bytes(f.bytes))
+        .with("path", f.path.to_string_lossy(), f.path.display().to_string())
+        .write(out, json)?;
     Ok(())
 }
 

@@ -7,7 +7,8 @@ use anyhow::Result;
 use serde_json::json;
 
 use crate::cache::{Cache, DeliveryCounts, Role};
-use crate::config::{Destination, Settings};
+use crate::config::Settings;
+use crate::dimse::Destination;
 
 pub fn run(settings: &Settings, json: bool) -> Result<()> {
     let cache = Cache::open(&settings.cache_root)?;
@@ -83,14 +84,8 @@ pub fn run(settings: &Settings, json: bool) -> Result<()> {
                 crate::text::escape(&info.modalities.join("/")),
                 role,
                 state,
-                super::human_bytes(bytes),
-                age.map(|a| humantime::format_duration(a)
-                    .to_string()
-                    .split(' ')
-                    .take(2)
-                    .collect::<Vec<_>>()
-                    .join(" "))
-                    .unwrap_or_else(|| "-".into()),
+                crate::format::bytes(bytes),
+                age.map(crate::format::two_units).unwrap_or_else(|| "-".into()),
                 delivered_column(&deliveries),
             )?;
         }

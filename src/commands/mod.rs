@@ -1,4 +1,6 @@
-//! One thin module per subcommand: each joins the pieces for its job.
+//! One thin module per subcommand: each turns the settings into options,
+//! calls the core and prints. No command calls another; what two share
+//! (the study lines on stdout, a delivery's closing summary) is here.
 
 pub mod config;
 pub mod echo;
@@ -6,30 +8,39 @@ pub mod fetch;
 pub mod ls;
 pub mod prune;
 pub mod store;
+mod study_line;
 pub mod watch;
 
-/// A field of a line on standard output that came from the cloud: `-` when
-/// absent or empty, else escaped, so that a tab or newline in it can never
-/// split the line (`store -` reads these lines).
-pub fn field(value: Option<&str>) -> String {
-    match value {
-        Some(v) if !v.is_empty() => crate::text::escape(v),
-        _ => "-".to_string(),
-    }
-}
+use anyhow::{Result, bail};
 
-/// Human-readable size, e.g. `157.3 MB`.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit + 1 < UNITS.len() {
-        value /= 1000.0;
-        unit += 1;
+use crate::delivery::Store;
+
+pub use crate::text::field;
+
+/// Prints a delivery's summary on stderr (in a quiet run only when
+/// something went wrong) and turns the run into its final error (`store`,
+/// `fetch --store`).
+pub fn finish_delivery(store: Store<'_>, outcome: Result<()>, quiet: bool, input_errors: usize) -> Result<()> {
+    let summary = store.into_summary();
+    let error = summary.error();
+    let failed = error.is_some() || outcome.is_err() || input_errors > 0;
+    if !quiet || failed {
+        eprint!("{summary}");
+        if summary.studies.is_empty() && outcome.is_ok() {
+            eprintln!("  nothing to deliver: no study asked for, and none complete in the cache");
+        }
     }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
+    outcome?;
+    match (error, input_errors) {
+        (None, 0) => Ok(()),
+        (None, n) => bail!(
+            "{n} line{} of standard input named no study",
+            if n == 1 { "" } else { "s" }
+        ),
+        (Some(e), 0) => bail!("{e}"),
+        (Some(e), n) => bail!(
+            "{e}; {n} line{} of standard input named no study",
+            if n == 1 { "" } else { "s" }
+        ),
     }
 }

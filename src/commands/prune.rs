@@ -10,7 +10,7 @@ use crate::cache::Cache;
 use crate::cli::PruneArgs;
 use crate::config::Settings;
 use crate::prune::{PruneOptions, Summary, prune};
-use crate::ui::{self, short};
+use crate::ui;
 
 pub fn run(settings: &Settings, args: &PruneArgs) -> Result<()> {
     let destination = settings.destination_if_given()?.cloned();
@@ -69,7 +69,7 @@ fn describe(s: &Summary, opts: &PruneOptions) -> String {
             plural(n, "leftover of an interrupted run", "leftovers of interrupted runs")
         ),
     };
-    let freed = super::human_bytes(s.freed);
+    let freed = crate::format::bytes(s.freed);
     if opts.dry_run {
         text += &format!(
             "dry run: would remove {}{undelivered}{leftovers}, freeing {freed} ({} bytes); nothing was removed\n",
@@ -87,12 +87,12 @@ fn describe(s: &Summary, opts: &PruneOptions) -> String {
         text += &format!(
             "kept {} older than {} but not delivered{} (--include-undelivered removes them; past {} they go anyway)\n",
             plural(s.kept_undelivered, "study", "studies"),
-            short(opts.older_than),
+            crate::format::two_units(opts.older_than),
             match &opts.destination {
                 Some(d) => format!(" to {d}"),
                 None => String::new(),
             },
-            short(opts.max_age),
+            crate::format::two_units(opts.max_age),
         );
     }
     if s.busy + s.in_use > 0 {

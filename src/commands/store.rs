@@ -1,24 +1,23 @@
 //! `retriever store`: complete studies from the cache to the DICOM
-//! destination. Also the delivery half of `fetch --store`.
+//! destination: the ones named, read from stdin, or all not yet delivered.
 
 use std::collections::HashSet;
 use std::io::{BufRead, Write};
 
 use anyhow::{Context, Result, bail};
-use serde_json::json;
 
+use super::study_line::StudyLine;
 use crate::cache::Cache;
 use crate::cli::StoreArgs;
-use crate::config::{CloudConfig, Settings};
-use crate::delivery::{Asked, Store, StoreOptions, StudyResult, StudyState};
-use crate::dimse::ScuOptions;
-use crate::report::Reporter;
+use crate::config::Settings;
+use crate::delivery::{Asked, Store, StudyResult, StudyState, deliver_named};
+use crate::dicomweb::ClientOptions;
 use crate::store::parse_study_line;
 use crate::ui;
 use crate::uid::Uid;
 
 pub fn run(settings: &Settings, args: &StoreArgs) -> Result<()> {
-    let opts = store_options(settings)?;
+    let opts = settings.store_options()?;
     let named = match args.studies.as_slice() {
         [] => None,
         [dash] if dash == "-" => Some(Vec::new()),
@@ -36,7 +35,7 @@ pub fn run(settings: &Settings, args: &StoreArgs) -> Result<()> {
     let mut store = Store::new(
         &cache,
         &opts,
-        settings.cloud().ok().cloned().map(CloudConfig::in_syntax),
+        settings.cloud().ok().cloned().map(ClientOptions::in_syntax),
         &*reporter,
     );
     let mut out = std::io::stdout().lock();
@@ -57,11 +56,7 @@ pub fn run(settings: &Settings, args: &StoreArgs) -> Result<()> {
                     print(&store.deliver(&uid, Asked::Found)?)?;
                 }
             }
-            Some(uids) if !uids.is_empty() => {
-                for uid in dedup(uids) {
-                    print(&store.deliver(&uid, Asked::Named)?)?;
-                }
-            }
+            Some(uids) if !uids.is_empty() => deliver_named(&mut store, &dedup(uids), &mut print)?,
             Some(_) => {
                 // Streamed: a study is delivered as soon as its line arrives,
                 // so `fetch | store -` overlaps the two.
@@ -81,58 +76,7 @@ pub fn run(settings: &Settings, args: &StoreArgs) -> Result<()> {
         }
         Ok(())
     })();
-    finish(store, outcome, settings.quiet, input_errors)
-}
-
-/// Delivers studies a `fetch --store` made complete, printing nothing on
-/// stdout (fetch printed them already).
-pub fn deliver_fetched(
-    settings: &Settings,
-    opts: &StoreOptions,
-    cache: &Cache,
-    reporter: &dyn Reporter,
-    studies: &[Uid],
-) -> Result<()> {
-    let mut store = Store::new(
-        cache,
-        opts,
-        settings.cloud().ok().cloned().map(CloudConfig::in_syntax),
-        reporter,
-    );
-    let outcome = (|| -> Result<()> {
-        for uid in studies {
-            store.deliver(uid, Asked::Named)?;
-        }
-        Ok(())
-    })();
-    finish(store, outcome, settings.quiet, 0)
-}
-
-/// Prints the summary on stderr (in a quiet run only when something went
-/// wrong) and turns the run into its final error.
-fn finish(store: Store<'_>, outcome: Result<()>, quiet: bool, input_errors: usize) -> Result<()> {
-    let summary = store.into_summary();
-    let error = summary.error();
-    let failed = error.is_some() || outcome.is_err() || input_errors > 0;
-    if !quiet || failed {
-        eprint!("{summary}");
-        if summary.studies.is_empty() && outcome.is_ok() {
-            eprintln!("  nothing to deliver: no study asked for, and none complete in the cache");
-        }
-    }
-    outcome?;
-    match (error, input_errors) {
-        (None, 0) => Ok(()),
-        (None, n) => bail!(
-            "{n} line{} of standard input named no study",
-            if n == 1 { "" } else { "s" }
-        ),
-        (Some(e), 0) => bail!("{e}"),
-        (Some(e), n) => bail!(
-            "{e}; {n} line{} of standard input named no study",
-            if n == 1 { "" } else { "s" }
-        ),
-    }
+    super::finish_delivery(store, outcome, settings.quiet, input_errors)
 }
 
 fn dedup(uids: Vec<Uid>) -> Vec<Uid> {
@@ -141,52 +85,14 @@ fn dedup(uids: Vec<Uid>) -> Vec<Uid> {
 }
 
 fn print_delivered(out: &mut impl Write, r: &StudyResult, destination: &str, json: bool) -> Result<()> {
-    if json {
-        let value = json!({
-            "study_uid": r.study.as_str(),
-            "accession": r.accession,
-            "destination": destination,
-            "instances": r.total,
-            "delivered": r.delivered,
-            "warnings": r.warnings,
-            "skipped": r.skipped,
-        });
-        writeln!(out, "{value}")?;
-    } else {
-        writeln!(
-            out,
-            "{}\t{}\t{destination}\t{} instances\t{} sent\t{} with a warning\t{} already there",
-            r.study,
-            super::field(r.accession.as_deref()),
-            r.total,
-            r.sent(),
-            r.warnings,
-            r.skipped,
-        )?;
-    }
-    out.flush()?;
+    StudyLine::new(&r.study)
+        .cloud("accession", r.accession.as_deref())
+        .with("destination", destination, destination)
+        .with("instances", r.total, format!("{} instances", r.total))
+        .json_only("delivered", r.delivered)
+        .text_only(format!("{} sent", r.sent()))
+        .with("warnings", r.warnings, format!("{} with a warning", r.warnings))
+        .with("skipped", r.skipped, format!("{} already there", r.skipped))
+        .write(out, json)?;
     Ok(())
-}
-
-/// The association settings for the destination: the DICOM flags (see
-/// `cli::DimseArgs`), as merged with the environment and the config file
-/// into `settings.dicom`.
-pub fn scu_options(settings: &Settings) -> Result<ScuOptions> {
-    let dicom = &settings.dicom;
-    let mut opts = ScuOptions::new(settings.destination()?.clone());
-    opts.calling_ae = settings.calling_ae.clone();
-    opts.max_pdu = dicom.max_pdu;
-    opts.decompress_lossy = dicom.decompress_lossy;
-    opts.connect_timeout = dicom.connect_timeout;
-    opts.acse_timeout = dicom.acse_timeout;
-    opts.dimse_timeout = dicom.dimse_timeout;
-    Ok(opts)
-}
-
-/// [`scu_options`] plus how many associations and retries.
-pub fn store_options(settings: &Settings) -> Result<StoreOptions> {
-    let mut opts = StoreOptions::new(scu_options(settings)?);
-    opts.associations = usize::from(settings.dicom.associations);
-    opts.retries = settings.dicom.store_retries;
-    Ok(opts)
 }

@@ -5,8 +5,8 @@ use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 
 use anyhow::{Result, bail};
-use serde_json::json;
 
+use super::study_line::StudyLine;
 use crate::cache::Cache;
 use crate::cli::WatchArgs;
 use crate::config::Settings;
@@ -16,7 +16,7 @@ use crate::watch::{self, DeliveredStudy, WatchConfig};
 
 pub fn run(settings: &Settings, args: &WatchArgs) -> Result<()> {
     let cloud = settings.cloud()?.clone();
-    let store = super::store::store_options(settings)?;
+    let store = settings.store_options()?;
     let cache = Cache::open(&settings.cache_root)?.with_limits(settings.cache_limits);
     let config = WatchConfig {
         filters: settings.watch.filters.clone(),
@@ -46,31 +46,15 @@ pub fn run(settings: &Settings, args: &WatchArgs) -> Result<()> {
 }
 
 fn print_delivered(out: &mut impl Write, d: &DeliveredStudy, destination: &str, json: bool) -> std::io::Result<()> {
-    if json {
-        let value = json!({
-            "study_uid": d.study.as_str(),
-            "accession": d.accession,
-            "role": d.role.kind(),
-            "prior_of": d.role.prior_of(),
-            "destination": destination,
-            "instances": d.instances,
-            "sent": d.sent,
-            "warnings": d.warnings,
-        });
-        writeln!(out, "{value}")?;
-    } else {
-        writeln!(
-            out,
-            "{}\t{}\t{}\t{destination}\t{} instances\t{} sent\t{} with a warning",
-            d.study,
-            super::field(d.accession.as_deref()),
-            d.role,
-            d.instances,
-            d.sent,
-            d.warnings,
-        )?;
-    }
-    out.flush()
+    StudyLine::new(&d.study)
+        .cloud("accession", d.accession.as_deref())
+        .with("role", d.role.kind(), d.role.to_string())
+        .json_only("prior_of", d.role.prior_of().map(|uid| uid.as_str()))
+        .with("destination", destination, destination)
+        .with("instances", d.instances, format!("{} instances", d.instances))
+        .with("sent", d.sent, format!("{} sent", d.sent))
+        .with("warnings", d.warnings, format!("{} with a warning", d.warnings))
+        .write(out, json)
 }
 
 #[cfg(test)]
@@ -78,6 +62,7 @@ mod tests {
     use super::*;
     use crate::cache::Role;
     use crate::uid::Uid;
+    use serde_json::json;
 
     fn line(role: Role) -> serde_json::Value {
         let d = DeliveredStudy {

@@ -26,7 +26,7 @@ use crate::cache::{Delivery, DeliveryState, Journal, now_rfc3339};
 use crate::dimse::{Phase, ScuError, ScuOptions, StatusClass, StoreStatus};
 
 pub use stream::{Attempt, Streamed, Streamer};
-pub use study::{Asked, CloudFor, Problem, Store, StudyResult, StudyState, Summary, ts_name};
+pub use study::{Asked, Problem, Store, StudyResult, StudyState, Summary, deliver_named, ts_name};
 
 /// How to deliver.
 #[derive(Debug, Clone)]
@@ -59,9 +59,7 @@ impl StoreOptions {
     }
 
     fn delay(&self, attempt: u32) -> Duration {
-        self.backoff
-            .saturating_mul(1 << attempt.min(6))
-            .min(Duration::from_secs(30))
+        crate::backoff::doubled(self.backoff, attempt.min(6), Duration::from_secs(30))
     }
 }
 
@@ -114,7 +112,7 @@ fn gave_up(e: &ScuError, destination: &str) -> String {
     format!(
         "{destination} stopped answering ({how} to {request} within {}, {STALLS_TO_GIVE_UP} times in a row); \
          check the destination and run `retriever store` again",
-        humantime::format_duration(within)
+        crate::format::duration(within)
     )
 }
 

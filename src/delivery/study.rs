@@ -33,7 +33,7 @@ use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
 use super::{STALLS_TO_GIVE_UP, Stalls, StoreOptions, record, record_stored};
 use crate::cache::{Cache, DeliveryState, Journal, LockMode, Staged, StudyEntry, copy_part};
-use crate::dicomweb::{Client, Target};
+use crate::dicomweb::{Client, ClientFor, Target};
 use crate::dimse::{
     EXPLICIT_VR_LE, IMPLICIT_VR_LE, InstanceMeta, Proposal, ScuError, StatusClass, StoreAssociation, StoreOutcome,
     StoreStatus, proposals_for, split_proposals,
@@ -42,10 +42,6 @@ use crate::intake::{self, Admitted, Expectation, Note, Patient};
 use crate::interrupt::{self, Interrupted};
 use crate::report::Reporter;
 use crate::uid::Uid;
-
-/// Makes a client that asks the cloud for instances in the given transfer
-/// syntax (`ts`), for instances the destination takes only in that one.
-pub type CloudFor = dyn Fn(&str) -> Result<Client> + Send + Sync;
 
 /// How a study came to be asked for, which decides what a study that is
 /// not complete means: an error when named, a note when the run takes
@@ -275,7 +271,7 @@ impl fmt::Display for Summary {
         let rate = if secs > 0.0 && sent > 0 {
             format!(
                 "  ({}, {:.0} instances/s)",
-                crate::commands::human_bytes(self.bytes),
+                crate::format::bytes(self.bytes),
                 sent as f64 / secs
             )
         } else {
@@ -349,7 +345,7 @@ fn write_groups(f: &mut fmt::Formatter<'_>, problems: &[Problem]) -> fmt::Result
 pub struct Store<'a> {
     cache: &'a Cache,
     opts: &'a StoreOptions,
-    cloud: Option<Box<CloudFor>>,
+    cloud: Option<Box<ClientFor>>,
     reporter: &'a dyn Reporter,
     dest_key: String,
     clients: Mutex<HashMap<String, Client>>,
@@ -363,7 +359,7 @@ impl<'a> Store<'a> {
     pub fn new(
         cache: &'a Cache,
         opts: &'a StoreOptions,
-        cloud: Option<Box<CloudFor>>,
+        cloud: Option<Box<ClientFor>>,
         reporter: &'a dyn Reporter,
     ) -> Store<'a> {
         let dest = &opts.scu.destination;
@@ -696,7 +692,8 @@ impl<'a> Store<'a> {
                         && !interrupt::requested() =>
                 {
                     let delay = self.opts.delay(attempt);
-                    self.reporter.info(&format!("trying again in {}: {e}", whole_ms(delay)));
+                    self.reporter
+                        .info(&format!("trying again in {}: {e}", crate::format::whole_ms(delay)));
                     // Err only says Ctrl-C cut the wait short; the guard above sees it next time.
                     let _ = interrupt::sleep(delay);
                     attempt += 1;
@@ -888,7 +885,7 @@ impl<'a> Store<'a> {
                     self.reporter.info(&format!(
                         "instance {}: {status}; trying again in {}",
                         item.sop,
-                        whole_ms(delay)
+                        crate::format::whole_ms(delay)
                     ));
                     lane.requeue(item.clone(), Some(delay));
                 }
@@ -990,6 +987,21 @@ struct Refetched {
     admitted: Admitted,
 }
 
+/// Delivers the studies named, one after the other, handing each result to
+/// `each` (`store` prints it; `fetch --store` printed the studies already).
+/// Stops early only at an error that is not one study's own (Ctrl-C, the
+/// cache, `each`); how each study went is in the store's summary.
+pub fn deliver_named(
+    store: &mut Store<'_>,
+    studies: &[Uid],
+    each: &mut dyn FnMut(&StudyResult) -> Result<()>,
+) -> Result<()> {
+    for uid in studies {
+        each(&store.deliver(uid, Asked::Named)?)?;
+    }
+    Ok(())
+}
+
 /// The syntax to ask the cloud for, of those the destination accepted:
 /// uncompressed first (every archive can produce it), explicit VR first.
 fn preferred(accepted: &[String]) -> Option<&str> {
@@ -1023,11 +1035,6 @@ fn describe_open_error(e: &ScuError) -> String {
         ),
         _ => e.to_string(),
     }
-}
-
-/// A backoff delay for messages: `1s 500ms`, not the nanoseconds of jitter.
-fn whole_ms(delay: Duration) -> humantime::FormattedDuration {
-    humantime::format_duration(Duration::from_millis(delay.as_millis() as u64))
 }
 
 /// One instance to deliver.

@@ -27,8 +27,8 @@ use super::http::{Lanes, Response, SendError, Settings, find_source};
 use super::json::Identities;
 use super::multipart::{Multipart, MultipartError};
 use super::retry::{backoff, is_transient_status, parse_retry_after};
+use super::{Auth, ClientOptions};
 use super::{DicomJson, PartHeaders, RetrieveError, Target, query};
-use crate::config::{Auth, CloudConfig};
 use crate::interrupt::{self, Interrupted};
 use crate::uid::Uid;
 
@@ -87,7 +87,7 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    pub fn new(cfg: &CloudConfig) -> Result<Client> {
+    pub fn new(cfg: &ClientOptions) -> Result<Client> {
         let base = cfg.base.clone();
         if !base.username().is_empty() || base.password().is_some() {
             // Not printed: the URL itself holds the secret.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::testserver::{BOUNDARY, Step, TestServer, closing, head, multipart_content_type, part, response};
 use super::*;
-use crate::config::{Auth, CloudConfig};
+use crate::dicomweb::{Auth, ClientOptions};
 
 const PASSWORD: &str = "s3cret-Pa55";
 
@@ -48,8 +48,8 @@ impl CollectAll for Client {
     }
 }
 
-fn config(server: &TestServer) -> CloudConfig {
-    let mut cfg = CloudConfig::new(
+fn config(server: &TestServer) -> ClientOptions {
+    let mut cfg = ClientOptions::new(
         server.url("/dicom-web"),
         Auth::Basic {
             user: "alice".into(),
@@ -492,7 +492,7 @@ fn connection_refused_is_transient_and_retried() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let mut cfg = CloudConfig::new(
+    let mut cfg = ClientOptions::new(
         reqwest::Url::parse(&format!("http://127.0.0.1:{port}/dicom-web")).unwrap(),
         Auth::None,
     );
@@ -563,7 +563,7 @@ fn parallel_use_from_many_threads() {
 #[test]
 fn credentials_in_the_url_are_refused_without_showing_them() {
     let url = reqwest::Url::parse("https://bob:hunter2@cloud.example.org/dicom-web").unwrap();
-    let e = Client::new(&CloudConfig::new(url, Auth::None)).unwrap_err();
+    let e = Client::new(&ClientOptions::new(url, Auth::None)).unwrap_err();
     assert!(!format!("{e:#}").contains("hunter2"));
 }
 
@@ -598,7 +598,7 @@ fn a_ca_bundle_with_several_certificates_is_accepted() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cas.pem");
     std::fs::write(&path, TWO_CAS).unwrap();
-    let mut cfg = CloudConfig::new(
+    let mut cfg = ClientOptions::new(
         reqwest::Url::parse("https://cloud.example.org/dicom-web").unwrap(),
         Auth::None,
     );
@@ -610,7 +610,7 @@ fn a_ca_bundle_with_several_certificates_is_accepted() {
 fn a_bad_ca_bundle_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ca.pem");
-    let mut cfg = CloudConfig::new(
+    let mut cfg = ClientOptions::new(
         reqwest::Url::parse("https://cloud.example.org/dicom-web").unwrap(),
         Auth::None,
     );

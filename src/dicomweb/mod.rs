@@ -1,6 +1,7 @@
 //! The DICOMweb client (PS3.18): QIDO-RS searches and WADO-RS retrieves
 //! against the cloud archive, with its authentication, retries, idle
-//! timeouts and a streaming multipart parser.
+//! timeouts and a streaming multipart parser. It owns its options and their
+//! defaults ([`ClientOptions`], [`Auth`]).
 //!
 //! This module speaks HTTP and nothing else: it hands each retrieved part to
 //! a callback as a reader and never decides where the bytes go, so the cache
@@ -10,6 +11,7 @@ mod client;
 mod http;
 mod json;
 mod multipart;
+mod options;
 mod query;
 mod retry;
 
@@ -23,6 +25,10 @@ pub(crate) mod testserver;
 use std::fmt;
 
 pub use client::Client;
+pub use options::{
+    Auth, ClientFor, ClientOptions, DEFAULT_BACKOFF, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_JOBS,
+    DEFAULT_RETRIES,
+};
 
 /// True when `e` comes from the cloud refusing the login (HTTP 401 or 403).
 pub fn is_login_refused(e: &anyhow::Error) -> bool {

@@ -1,12 +1,9 @@
-//! When and how long to wait before trying a request again.
-//!
-//! Exponential backoff with "equal jitter" (half the delay fixed, half
-//! random), so that many routers hit by the same outage do not come back in
-//! lockstep, yet no retry comes back almost at once. A server's `Retry-After`
-//! wins over our own guess, within a cap: a server asking for an hour would
-//! otherwise hang `fetch` without a word.
+//! When and how long to wait before trying a request again: the cloud's
+//! parameters for [`crate::backoff`] (jittered), which statuses are worth
+//! another try, and `Retry-After`. A server's `Retry-After` wins over our own
+//! guess, within a cap: a server asking for an hour would otherwise hang
+//! `fetch` without a word.
 
-use std::hash::{BuildHasher, Hasher, RandomState};
 use std::time::{Duration, SystemTime};
 
 use reqwest::StatusCode;
@@ -25,22 +22,7 @@ pub fn is_transient_status(status: StatusCode) -> bool {
 /// doubled per retry, capped at [`MAX_BACKOFF`], then between half of that
 /// and all of it.
 pub fn backoff(base: Duration, retry: u32) -> Duration {
-    let full = base
-        .saturating_mul(1u32.checked_shl(retry.min(31)).unwrap_or(u32::MAX))
-        .min(MAX_BACKOFF);
-    let half = full / 2;
-    half + half.mul_f64(random_unit())
-}
-
-/// A number in [0, 1). `RandomState` is seeded randomly per process and per
-/// instance by the standard library, which is all the randomness jitter
-/// needs; the clock is mixed in for good measure.
-fn random_unit() -> f64 {
-    let mut h = RandomState::new().build_hasher();
-    if let Ok(d) = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH) {
-        h.write_u128(d.as_nanos());
-    }
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+    crate::backoff::jittered(base, retry, MAX_BACKOFF)
 }
 
 /// Parses a `Retry-After` value: delay-seconds or an HTTP-date (RFC 9110

@@ -20,8 +20,7 @@ use dicom_ul::{IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, Pdu};
 use super::command::Command;
 use super::error::{Phase, ScuError};
 use super::pdu::{self, ABORT_PDU, Incoming, MAX_COMMAND, MIN_PEER_PDU, ReadError, ReceiveError};
-use super::{DEFAULT_MAX_PDU, MAX_CONTEXTS, Proposal, ScuOptions};
-use crate::config::check_ae_title;
+use super::{DEFAULT_MAX_PDU, MAX_CONTEXTS, Proposal, ScuOptions, check_ae_title};
 
 /// PDU header (type, reserved, length) + PDV header (length, context id,
 /// message control header).

@@ -241,7 +241,7 @@ impl fmt::Display for ScuError {
                 write!(
                     f,
                     "{destination} did not answer within {} while {phase}",
-                    humantime::format_duration(*after)
+                    crate::format::duration(*after)
                 )?;
                 unknown(f, *outcome_unknown)
             }
@@ -256,7 +256,7 @@ impl fmt::Display for ScuError {
                     f,
                     "{destination} answered too slowly while {phase}: {got} bytes trickled in, \
                      not a whole answer within {}; association aborted",
-                    humantime::format_duration(*within)
+                    crate::format::duration(*within)
                 )?;
                 unknown(f, *outcome_unknown)
             }

@@ -3,14 +3,15 @@
 //! every read under its size and time bounds (the destination is as
 //! untrusted as the cloud), DIMSE command sets, message ids, P-DATA
 //! fragmentation, status classification and lossless transfer syntax
-//! conversion are ours.
+//! conversion are ours. It owns its options and their defaults
+//! ([`ScuOptions`], [`Destination`] with the AE-title rules).
 //!
 //! Nothing here prints, draws progress or exits: every outcome is returned
 //! to the caller, which reports it.
 //!
 //! ```no_run
 //! # use retriever::dimse::*;
-//! # fn run(dest: retriever::config::Destination, files: &[std::path::PathBuf]) -> Result<(), ScuError> {
+//! # fn run(dest: retriever::dimse::Destination, files: &[std::path::PathBuf]) -> Result<(), ScuError> {
 //! let opts = ScuOptions::new(dest);
 //! let metas: Vec<InstanceMeta> = files.iter().map(|f| InstanceMeta::read(f)).collect::<Result<_, _>>()?;
 //! let proposals = proposals_for(metas.iter().map(|m| (m.sop_class.as_str(), m.transfer_syntax.as_str())));
@@ -31,6 +32,7 @@
 
 mod association;
 mod command;
+mod destination;
 mod echo;
 mod error;
 mod pdu;
@@ -41,8 +43,7 @@ mod transcode;
 
 use std::time::Duration;
 
-use crate::config::Destination;
-
+pub use destination::{AeTitleError, Destination, DestinationError, check_ae_title};
 pub use echo::{EchoReport, echo};
 pub use error::{Phase, ScuError};
 pub use proposal::{MAX_CONTEXTS, Proposal, proposals_for, split_proposals};

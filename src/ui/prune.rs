@@ -10,9 +10,10 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::cache::Leftover;
-use crate::commands::{field, human_bytes};
-use crate::config::Destination;
+use crate::dimse::Destination;
+use crate::format::{self, two_units};
 use crate::report::{Kept, PruneEvent, PrunedStudy, Reason, Removed, Reporter};
+use crate::text::field;
 
 /// What the printer needs to know of the run.
 #[derive(Debug, Clone)]
@@ -74,7 +75,7 @@ impl PrunePrinter {
                 study.uid,
                 accession(study),
                 self.to_destination(),
-                short(self.opts.max_age),
+                two_units(self.opts.max_age),
             );
         }
         let line = if self.opts.json {
@@ -95,15 +96,15 @@ impl PrunePrinter {
         } else {
             let state = match (&study.delivered_to, removed.reason) {
                 (Some(key), _) => format!("delivered to {}", Destination::label_of_key(key)),
-                (None, Reason::MaxAge) => format!("not delivered, older than {}", short(self.opts.max_age)),
+                (None, Reason::MaxAge) => format!("not delivered, older than {}", two_units(self.opts.max_age)),
                 (None, _) => "not delivered".to_string(),
             };
             format!(
                 "{}\t{}\t{}\t{}\t{state}",
                 study.uid,
                 accession(study),
-                short(study.age),
-                human_bytes(removed.freed),
+                two_units(study.age),
+                format::bytes(removed.freed),
             )
         };
         let mut write_error = self.write_error.lock().unwrap();
@@ -119,7 +120,7 @@ impl PrunePrinter {
         if self.opts.quiet {
             return;
         }
-        let label = format!("{} ({}, {} old)", study.uid, accession(study), short(study.age));
+        let label = format!("{} ({}, {} old)", study.uid, accession(study), two_units(study.age));
         match why {
             Kept::NotDelivered => eprintln!(
                 "kept {label}: not delivered{}; --include-undelivered removes it",
@@ -141,7 +142,7 @@ impl PrunePrinter {
                 if self.opts.dry_run { "would delete" } else { "deleted" },
                 leftover.kind,
                 leftover.path.display(),
-                human_bytes(leftover.bytes)
+                format::bytes(leftover.bytes)
             );
         }
     }
@@ -167,44 +168,4 @@ impl PrunePrinter {
 
 fn accession(study: &PrunedStudy) -> String {
     field(study.accession.as_deref())
-}
-
-/// A duration in its two largest units, as durations are written on the
-/// command line: `4h 12m`, `7d`, `90s` is `1m 30s`, `0s`.
-pub fn short(d: Duration) -> String {
-    let secs = d.as_secs();
-    let parts = [
-        (secs / 86400, "d"),
-        (secs / 3600 % 24, "h"),
-        (secs / 60 % 60, "m"),
-        (secs % 60, "s"),
-    ];
-    let text: Vec<String> = parts
-        .iter()
-        .skip_while(|(n, _)| *n == 0)
-        .take(2)
-        .filter(|(n, _)| *n > 0)
-        .map(|(n, unit)| format!("{n}{unit}"))
-        .collect();
-    if text.is_empty() {
-        "0s".to_string()
-    } else {
-        text.join(" ")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_read_as_they_are_written() {
-        let s = |secs| short(Duration::from_secs(secs));
-        assert_eq!(s(0), "0s");
-        assert_eq!(s(90), "1m 30s");
-        assert_eq!(s(4 * 3600), "4h");
-        assert_eq!(s(4 * 3600 + 12 * 60 + 5), "4h 12m");
-        assert_eq!(s(7 * 86400), "7d");
-        assert_eq!(s(86400 + 59), "1d");
-    }
 }

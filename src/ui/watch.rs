@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::format::whole_seconds as short;
 use crate::report::{Reporter, WatchEvent, WatchStatus};
 use crate::uid::Uid;
 
@@ -30,10 +31,6 @@ pub fn watch_reporter(quiet: bool) -> Box<dyn Reporter> {
 /// anything else printed there would tear the lines.
 pub fn shows_lines(quiet: bool) -> bool {
     !quiet && std::io::stderr().is_terminal()
-}
-
-fn short(d: Duration) -> String {
-    humantime::format_duration(Duration::from_secs(d.as_secs().max(1))).to_string()
 }
 
 /// What both views say when the watch begins.
@@ -82,7 +79,7 @@ fn rate(bytes: u64, since: Instant) -> String {
     if secs < 0.5 || bytes == 0 {
         String::new()
     } else {
-        format!(", {}/s", crate::commands::human_bytes((bytes as f64 / secs) as u64))
+        format!(", {}/s", crate::format::bytes((bytes as f64 / secs) as u64))
     }
 }
 

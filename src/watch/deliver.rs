@@ -30,8 +30,8 @@ use anyhow::Result;
 use super::Msg;
 use super::record::retry_delay;
 use crate::cache::{Cache, Role};
-use crate::config::CloudConfig;
 use crate::delivery::{Asked, Store, StoreOptions, Streamed, Streamer, StudyState};
+use crate::dicomweb::ClientOptions;
 use crate::interrupt::{self, Interrupted};
 use crate::report::{Reporter, WatchEvent};
 use crate::uid::Uid;
@@ -162,7 +162,7 @@ pub(super) struct Deliverer {
     cache: Cache,
     opts: StoreOptions,
     /// For instances the destination takes only in another syntax.
-    cloud: CloudConfig,
+    cloud: ClientOptions,
     view: Arc<dyn Reporter>,
     dest_key: String,
     /// `--once`: a closing pass is made once, whatever the destination's state.
@@ -180,7 +180,7 @@ impl Deliverer {
     pub(super) fn new(
         cache: Cache,
         opts: StoreOptions,
-        cloud: CloudConfig,
+        cloud: ClientOptions,
         view: Arc<dyn Reporter>,
         once: bool,
         inbox: Receiver<ToDeliverer>,

@@ -251,8 +251,7 @@ impl Record {
 /// The wait after the `attempts`-th failure in a row: `base` doubled each
 /// time, at most an hour.
 pub fn retry_delay(base: Duration, attempts: u32) -> Duration {
-    base.saturating_mul(1u32 << attempts.saturating_sub(1).min(16))
-        .min(Duration::from_secs(3600))
+    crate::backoff::doubled(base, attempts.saturating_sub(1).min(16), Duration::from_secs(3600))
 }
 
 mod rfc3339 {

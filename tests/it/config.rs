@@ -19,6 +19,8 @@ tests! {
     a_wrong_config_file_is_refused_with_the_reason,
     config_fails_when_a_setting_is_set_but_wrong,
     the_file_drives_the_commands: ["storescp"],
+    every_wrong_flag_is_a_usage_error,
+    wrong_values_in_the_file_name_the_key,
 }
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -319,8 +321,15 @@ fn a_wrong_config_file_is_refused_with_the_reason() {
 }
 
 fn config_fails_when_a_setting_is_set_but_wrong() {
+    // A wrong `--to` is a usage error (see `every_wrong_flag_is_a_usage_error`): here the wrong
+    // destination comes from the config file.
+    let dir = temp_cache();
+    let path = write_config(dir.path(), r#"{"to": "PACS"}"#);
     let (code, stdout, stderr) =
-        run(retriever().args(["config", "--cloud", "ftp://cloud.example.org/x", "--to", "PACS"]));
+        run(retriever()
+            .arg("--config")
+            .arg(&path)
+            .args(["config", "--cloud", "ftp://cloud.example.org/x"]));
     assert_eq!(code, 1, "{stderr}");
     assert!(
         stdout.contains("ftp://cloud.example.org/x"),
@@ -350,4 +359,99 @@ fn the_file_drives_the_commands() {
     let (code, stdout, stderr) = run(retriever().arg("--config").arg(&path).arg("echo"));
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("FILEPACS@127.0.0.1"), "{stdout}");
+}
+
+/// Every flag is checked as it is read, whatever the subcommand: a wrong one is a usage error
+/// (exit status 2, clap's message naming the flag), even when the subcommand does not use it.
+fn every_wrong_flag_is_a_usage_error() {
+    let dir = temp_cache();
+    let cache = dir.path().to_str().unwrap();
+    for (args, expect) in [
+        (&["--connect-timeout", "soon", "ls"][..], "`soon` is not a duration"),
+        (&["ls", "--idle-timeout", "5 parsecs"][..], "is not a duration"),
+        (&["--jobs", "0", "ls"][..], "--jobs"),
+        (&["--jobs", "65", "fetch", "ACC1"][..], "--jobs"),
+        (
+            &["watch", "--interval", "0s", "--to", "PACS@127.0.0.1:104"][..],
+            "longer than 0s",
+        ),
+        (
+            &["watch", "--stable-age", "later", "--to", "PACS@127.0.0.1:104"][..],
+            "not a duration",
+        ),
+        (
+            &["watch", "--filter", "Modality", "--to", "PACS@127.0.0.1:104"][..],
+            "is not KEY=VALUE",
+        ),
+        (&["store", "--to", "PACS@@127.0.0.1:104"][..], "host `@127.0.0.1`"),
+        (&["--to", "PACS", "ls"][..], "has no AE title"),
+        (&["echo", "--to", "PACS@127.0.0.1:http"][..], "not a TCP port number"),
+        (
+            &[
+                "echo",
+                "--to",
+                "PACS@127.0.0.1:104",
+                "--calling-ae",
+                "WAYTOOLONGAETITLE1",
+            ][..],
+            "longer than 16",
+        ),
+        (
+            &["echo", "--to", "PACS@127.0.0.1:104", "--acse-timeout", "ten seconds"][..],
+            "not a duration",
+        ),
+        (&["--max-instance-size", "1k", "ls"][..], "at least 64 KiB"),
+        (&["--max-instance-size", "lots", "ls"][..], "is not a size"),
+        (&["prune", "--older-than", "a while"][..], "is not a duration"),
+        (
+            &["fetch", "ACC1", "--transfer-syntax", "1.2.x"][..],
+            "--transfer-syntax",
+        ),
+    ] {
+        let (code, stdout, stderr) = run(retriever().args(["--cache", cache]).args(args));
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?}: {stdout}");
+        assert!(stderr.contains("invalid value"), "{args:?}: {stderr}");
+        assert!(stderr.contains(expect), "{args:?}: expected `{expect}` in: {stderr}");
+    }
+}
+
+/// The same values from the config file or the environment are checked too, and name where
+/// they came from; a wrong destination fails only the commands that deliver.
+fn wrong_values_in_the_file_name_the_key() {
+    let dir = temp_cache();
+    let cache = dir.path().join("cache");
+    for (json, args, expect) in [
+        (
+            r#"{"connect_timeout": "soon"}"#,
+            &["fetch", "ACC1", "--cloud", "https://cloud.example.org/dw"][..],
+            "`connect_timeout` in the config file",
+        ),
+        (
+            r#"{"jobs": 0}"#,
+            &["fetch", "ACC1", "--cloud", "https://cloud.example.org/dw"][..],
+            "`jobs` in the config file",
+        ),
+        (r#"{"watch_interval": "0s"}"#, &["ls"][..], "must be longer than 0s"),
+        (r#"{"max_instance_size": "1k"}"#, &["ls"][..], "must be at least 64 KiB"),
+        (r#"{"to": "PACS@@127.0.0.1:104"}"#, &["store"][..], "host `@127.0.0.1`"),
+    ] {
+        let path = write_config(dir.path(), json);
+        let (code, _, stderr) = run(retriever()
+            .arg("--config")
+            .arg(&path)
+            .arg("--cache")
+            .arg(&cache)
+            .args(args));
+        assert_eq!(code, 1, "{json}: {stderr}");
+        assert!(stderr.contains(expect), "{json}: expected `{expect}` in: {stderr}");
+    }
+    let path = write_config(dir.path(), r#"{"to": "PACS@@127.0.0.1:104"}"#);
+    let (code, _, stderr) = run(retriever()
+        .arg("--config")
+        .arg(&path)
+        .arg("--cache")
+        .arg(&cache)
+        .arg("ls"));
+    assert_eq!(code, 0, "`ls` delivers nothing: {stderr}");
 }

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use dicom_dictionary_std::tags;
-use retriever::config::Destination;
+use retriever::dimse::Destination;
 use retriever::dimse::*;
 
 use crate::common::testscp::{TestScp, make_instances};

@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use retriever::config::Destination;
+use retriever::dimse::Destination;
 
 use super::{python, repo_root};
 

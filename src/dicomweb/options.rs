@@ -1,0 +1,118 @@
+//! What a [`Client`](super::Client) needs to know about the cloud: its base
+//! URL, the credentials, the TLS trust, and the limits of every request, with
+//! their defaults. `config` fills these from flags, the environment and the
+//! config file.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use reqwest::Url;
+
+/// Parallel downloads from the cloud.
+pub const DEFAULT_JOBS: usize = 4;
+/// Retries of a request after a transient failure.
+pub const DEFAULT_RETRIES: u32 = 5;
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Idle, not whole-transfer: a big study takes as long as it takes.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// First backoff delay of a request's retries.
+pub const DEFAULT_BACKOFF: Duration = Duration::from_millis(500);
+
+/// How to authenticate to the cloud.
+#[derive(Clone, Default)]
+pub enum Auth {
+    #[default]
+    None,
+    Basic {
+        user: String,
+        password: String,
+    },
+    Bearer {
+        token: String,
+    },
+}
+
+impl fmt::Debug for Auth {
+    // Secrets never reach a log line, even a debug one.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Auth::None => f.write_str("none"),
+            Auth::Basic { user, .. } => write!(f, "basic (user `{user}`, password redacted)"),
+            Auth::Bearer { .. } => f.write_str("bearer (token redacted)"),
+        }
+    }
+}
+
+/// Makes a client of the cloud that asks for instances in the transfer
+/// syntax given (see [`ClientOptions::in_syntax`]).
+pub type ClientFor = dyn Fn(&str) -> anyhow::Result<super::Client> + Send + Sync;
+
+/// Everything needed to talk to the DICOMweb cloud.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Base URL of the DICOMweb service, without a trailing slash, e.g.
+    /// `https://cloud.example.org/dicom-web`.
+    pub base: Url,
+    pub auth: Auth,
+    /// Extra PEM bundle of CA certificates trusted besides the system's.
+    pub ca_bundle: Option<PathBuf>,
+    /// Plain http to a non-loopback host was explicitly allowed.
+    pub allow_insecure_http: bool,
+    /// Time allowed to open a TCP + TLS connection.
+    pub connect_timeout: Duration,
+    /// Time allowed without receiving a byte, on any one request.
+    pub idle_timeout: Duration,
+    /// Retries after the first attempt, for transient failures.
+    pub retries: u32,
+    /// First backoff delay; doubled on every retry, with jitter.
+    pub backoff: Duration,
+    /// Parallel WADO-RS requests.
+    pub jobs: usize,
+    /// Transfer syntax to ask for; `None` asks for the original bytes (`*`).
+    pub transfer_syntax: Option<String>,
+}
+
+impl ClientOptions {
+    /// Defaults for everything but the URL and credentials.
+    pub fn new(base: Url, auth: Auth) -> ClientOptions {
+        ClientOptions {
+            base,
+            auth,
+            ca_bundle: None,
+            allow_insecure_http: false,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            retries: DEFAULT_RETRIES,
+            backoff: DEFAULT_BACKOFF,
+            jobs: DEFAULT_JOBS,
+            transfer_syntax: None,
+        }
+    }
+
+    /// How delivery asks this cloud for an instance again in a transfer
+    /// syntax the destination takes: a client that asks for that syntax.
+    pub fn in_syntax(self) -> Box<ClientFor> {
+        Box::new(move |ts: &str| {
+            let mut options = self.clone();
+            options.transfer_syntax = Some(ts.to_string());
+            super::Client::new(&options)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_debug_hides_secrets() {
+        let a = Auth::Basic {
+            user: "u".into(),
+            password: "hunter2".into(),
+        };
+        assert!(!format!("{a:?}").contains("hunter2"));
+        let t = Auth::Bearer { token: "tok123".into() };
+        assert!(!format!("{t:?}").contains("tok123"));
+    }
+}
