@@ -11,6 +11,8 @@ Starts a private Orthanc with DICOMweb on loopback, loads a generated large CT s
           against curl of that URL and of the study's QIDO-RS instance list at the same time
           (what any client that checks the study is complete must wait for), and against the Python dicomweb-client (iter_study streamed to files, and retrieve_study
           written to files); peak RSS of retriever for a small and for the large study.
+          Then the same fetch and curl of the study through a WAN-like link (scripts/wan_proxy.py:
+          20 ms each way, 100 Mbit/s shared by all connections), where a hospital's line is.
   store   retriever store of the cached large study and of a study of M small instances
           (--many, default 2000) against DCMTK storescu (one association, the same files, the
           same storescp writing files to /dev/shm, TCP_NODELAY=1 on both DCMTK sides); runs of
@@ -32,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -96,15 +99,21 @@ def main():
     parser.add_argument("--large", type=int, default=300)
     parser.add_argument("--many", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--only", choices=["fetch", "store", "router"], help="run one part only")
+    parser.add_argument("--only", choices=["fetch", "wan", "store", "router"],
+                        help="run one part only (wan: the WAN-like link part of fetch)")
+    parser.add_argument("--binary", help="the retriever to measure (default: built here with --release)")
+    parser.add_argument("--wan-delay-ms", type=float, default=20.0, help="one-way delay of the WAN link")
+    parser.add_argument("--wan-rate-mbit", type=float, default=100.0, help="rate of the WAN link")
     parser.add_argument("--store-rate", action="store_true",
                         help="run only the store rate: the --many small instances over one association, "
                              "retriever store against DCMTK storescu (a Nagle stall shows as 10x slower)")
     args = parser.parse_args()
 
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
-    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
-    binary = os.path.join(target, "release", "retriever")
+    binary = args.binary
+    if binary is None:
+        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+        target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
+        binary = os.path.join(target, "release", "retriever")
     data = os.path.join(ROOT, "target", f"benchdata-{args.large}")
     subprocess.run([sys.executable, os.path.join(HERE, "gen_testdata.py"), data, "--large", str(args.large),
                     "--many", str(args.many), "--large-priors"], check=True)
@@ -125,11 +134,11 @@ def main():
         print(f"data: {big['num_instances']} instances, {big_bytes / 1e6:.1f} MB (study {big['study_uid']}); "
               f"Orthanc at {url}, best of {args.repeat}")
 
-        def curl():
+        def curl(url=url):
             return run_measured(["curl", "-sf", "-u", f"{USER}:{PASSWORD}", "-H", f"Accept: {ACCEPT}",
                                  "-o", "/dev/null", f"{url}/studies/{big['study_uid']}"])
 
-        def fetch(study):
+        def fetch(study, url=url):
             def go():
                 cache = tempfile.mkdtemp(prefix="cache-", dir=work)
                 env = dict(os.environ, RETRIEVER_PASSWORD=PASSWORD)
@@ -149,6 +158,8 @@ def main():
             return
         if args.only in (None, "fetch"):
             bench_fetch(args, url, big, small, big_bytes, work, binary, curl, fetch, dwc)
+        if args.only in (None, "fetch", "wan"):
+            bench_wan(args, url, big, big_bytes, curl, fetch)
         if args.only in (None, "store"):
             bench_store(args, url, big, many, work, binary, data)
         if args.only in (None, "router"):
@@ -192,6 +203,27 @@ def bench_fetch(args, url, big, small, big_bytes, work, binary, curl, fetch, dwc
     print(f"  fetch speed-up over dicomweb-client streamed  {t_stream / t_fetch:5.2f}   (target >= 3)")
     print(f"  fetch speed-up over dicomweb-client whole     {t_whole / t_fetch:5.2f}")
     print(f"  peak RSS large / small study                  {rss_big / rss_small:5.2f}   (flat: ~1; target < 64 MiB)")
+
+
+def bench_wan(args, url, big, big_bytes, curl, fetch):
+    """fetch and curl of the large study through a WAN-like link: what a hospital's line allows."""
+    upstream = urllib.parse.urlsplit(url)
+    proxy = subprocess.Popen([sys.executable, os.path.join(HERE, "wan_proxy.py"), "--to", upstream.netloc,
+                              "--delay-ms", str(args.wan_delay_ms), "--rate-mbit", str(args.wan_rate_mbit)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(proxy.stdout.readline())
+        wan = upstream._replace(netloc=f"127.0.0.1:{port}").geturl()
+        ((t_curl, _, _), _), ((t_fetch, _, _), rss) = alternate(args.repeat, lambda: curl(wan), fetch(big, wan))
+    finally:
+        proxy.stdin.close()
+        proxy.wait(timeout=30)
+    mb = big_bytes / 1e6
+    link = f"{args.wan_delay_ms:g} ms each way, {args.wan_rate_mbit:g} Mbit/s"
+    print(f"WAN-like link ({link}), best of {args.repeat}:")
+    print(f"curl WADO-RS study -> /dev/null        {t_curl:7.3f} s  {mb / t_curl:7.1f} MB/s")
+    print(f"retriever fetch (large study)          {t_fetch:7.3f} s  {mb / t_fetch:7.1f} MB/s  peak RSS {rss:6.1f} MiB")
+    print(f"  WAN fetch throughput / curl throughput        {t_curl / t_fetch:5.2f}   (target >= 0.95)")
 
 
 def dcmtk(tool):

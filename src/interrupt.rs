@@ -1,21 +1,20 @@
 //! The one cancel token. Ctrl-C and SIGTERM set it (`main` installs the
 //! handler), and every wait of the program ends as soon as it is set: a
 //! pause between retries or rounds ([`sleep`]), a request waiting for the
-//! cloud ([`or_cancelled`], raced on the HTTP runtime), a wait for a lock,
-//! an association with the destination ([`outwait`]). Nothing polls the
-//! flag on a timer: setting it wakes every waiter at once.
+//! cloud and each read of its answer ([`feed`]: the blocking HTTP client
+//! works on a thread of its own), a wait for a lock, an association with the
+//! destination ([`outwait`]). Nothing polls the flag on a timer: setting it
+//! wakes every waiter at once.
 //!
 //! The program has one token ([`cancel`] and the free functions); a
 //! [`Token`] of its own lets a test cancel without stopping everything else
 //! in the same process.
 
+use std::any::Any;
 use std::error::Error as StdError;
-use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 /// The run was stopped by Ctrl-C; `main` turns this into exit status 130.
@@ -33,16 +32,11 @@ impl StdError for Interrupted {}
 /// A flag that, once set, stays set, and wakes whoever waits on it.
 pub struct Token {
     set: AtomicBool,
-    /// Held to check the flag before waiting and to set it, so that no
-    /// wake-up falls between a waiter's check and its wait.
-    gate: Mutex<Wakers>,
+    /// Held to check the flag (or a [`Feed`]) before waiting, and to set
+    /// it (or fill the feed), so that no wake-up falls between a waiter's
+    /// check and its wait.
+    gate: Mutex<()>,
     wake: Condvar,
-}
-
-/// The async tasks waiting in [`Cancelled`], by key.
-struct Wakers {
-    next: u64,
-    tasks: Vec<(u64, Waker)>,
 }
 
 impl Default for Token {
@@ -55,21 +49,15 @@ impl Token {
     pub const fn new() -> Token {
         Token {
             set: AtomicBool::new(false),
-            gate: Mutex::new(Wakers {
-                next: 0,
-                tasks: Vec::new(),
-            }),
+            gate: Mutex::new(()),
             wake: Condvar::new(),
         }
     }
 
     /// Sets the token and wakes every waiter. True if it was set already.
     pub fn cancel(&self) -> bool {
-        let mut gate = self.gate();
+        let _gate = self.gate();
         let was = self.set.swap(true, Ordering::SeqCst);
-        for (_, waker) in gate.tasks.drain(..) {
-            waker.wake();
-        }
         self.wake.notify_all();
         was
     }
@@ -111,92 +99,151 @@ impl Token {
     /// cannot be told to stop (a DICOM association waiting for its peer):
     /// the thread is left behind, and the program is about to end anyway.
     pub fn outwait<T: Send + 'static>(&'static self, work: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
-        let slot = Arc::new(Mutex::new(None));
-        let filled = Arc::clone(&slot);
+        let mut feed = self.feed(move |give| {
+            give.give(work());
+        })?;
+        match feed.take()? {
+            Some(done) => Ok(done),
+            None => unreachable!("the work hands over its result before it ends"),
+        }
+    }
+
+    /// Runs `work` on a thread of its own, which hands values over one at a
+    /// time; the caller takes them with [`Feed::take`], a wait that ends as
+    /// soon as the token is set. For blocking work that yields a stream (an
+    /// HTTP answer, read piece by piece): at most one value waits in the
+    /// feed, so the worker runs only one value ahead of the caller. When the
+    /// caller is gone, [`Give::give`] says so and the work should end; a
+    /// worker stuck in a blocking call is left behind, as in [`Token::outwait`].
+    pub fn feed<T: Send + 'static>(
+        &'static self,
+        work: impl FnOnce(&Give<T>) + Send + 'static,
+    ) -> anyhow::Result<Feed<T>> {
+        let shared = Arc::new(Handover {
+            slot: Mutex::new(Slot {
+                value: None,
+                ended: None,
+                left: false,
+            }),
+            taken: Condvar::new(),
+        });
+        let give = Give {
+            token: self,
+            shared: Arc::clone(&shared),
+        };
         std::thread::Builder::new()
             .name("outwaited".into())
             .spawn(move || {
-                let done = catch_unwind(AssertUnwindSafe(work));
-                *filled.lock().unwrap_or_else(|e| e.into_inner()) = Some(done);
-                let _gate = self.gate();
-                self.wake.notify_all();
+                let ended = catch_unwind(AssertUnwindSafe(|| work(&give)));
+                give.shared.lock().ended = Some(ended);
+                give.token.notify();
             })
             .map_err(|e| anyhow::anyhow!("failed to start a thread: {e}; the computer may be short of threads"))?;
-        let mut gate = self.gate();
-        loop {
-            if let Some(done) = slot.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                return Ok(done.unwrap_or_else(|panic| resume_unwind(panic)));
-            }
-            self.check()?;
-            gate = self.wake.wait(gate).unwrap_or_else(|e| e.into_inner());
-        }
+        Ok(Feed { token: self, shared })
     }
 
-    /// A future that completes once the token is set.
-    pub fn cancelled(&self) -> Cancelled<'_> {
-        Cancelled { token: self, key: None }
-    }
-
-    fn gate(&self) -> MutexGuard<'_, Wakers> {
-        // The waker list stays consistent whatever panicked while holding it.
+    fn gate(&self) -> MutexGuard<'_, ()> {
+        // The gate guards no data, so whatever panicked while holding it left nothing half done.
         self.gate.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Wakes the waiters after something they wait for changed.
+    fn notify(&self) {
+        let _gate = self.gate();
+        self.wake.notify_all();
+    }
 }
 
-/// See [`Token::cancelled`].
-pub struct Cancelled<'a> {
-    token: &'a Token,
-    /// Where this task's waker is in the token's list, once registered.
-    key: Option<u64>,
+/// What a [`Token::feed`] worker and its caller share.
+struct Handover<T> {
+    slot: Mutex<Slot<T>>,
+    /// Signalled when the caller took the value or left.
+    taken: Condvar,
 }
 
-impl Future for Cancelled<'_> {
-    type Output = ();
+struct Slot<T> {
+    value: Option<T>,
+    /// Set when the work has returned (`Ok`) or panicked.
+    ended: Option<Result<(), Box<dyn Any + Send>>>,
+    /// The caller dropped its [`Feed`]: nothing more will be taken.
+    left: bool,
+}
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let token = self.token;
-        let mut gate = token.gate();
-        if token.is_cancelled() {
-            return Poll::Ready(());
+impl<T> Handover<T> {
+    fn lock(&self) -> MutexGuard<'_, Slot<T>> {
+        // Only plain assignments happen under this lock: it cannot be left half done.
+        self.slot.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The worker's end of a [`Token::feed`].
+pub struct Give<T> {
+    token: &'static Token,
+    shared: Arc<Handover<T>>,
+}
+
+impl<T> Give<T> {
+    /// Hands `value` to the caller, first waiting until it took the
+    /// previous one. False when the caller has gone: the work should end.
+    pub fn give(&self, value: T) -> bool {
+        let mut slot = self.shared.lock();
+        while slot.value.is_some() && !slot.left {
+            slot = self.shared.taken.wait(slot).unwrap_or_else(|e| e.into_inner());
         }
-        let registered = self.key.and_then(|key| gate.tasks.iter_mut().find(|(k, _)| *k == key));
-        match registered {
-            Some((_, waker)) => waker.clone_from(cx.waker()),
-            None => {
-                let key = gate.next;
-                gate.next += 1;
-                gate.tasks.push((key, cx.waker().clone()));
-                drop(gate);
-                self.key = Some(key);
+        if slot.left {
+            return false;
+        }
+        slot.value = Some(value);
+        drop(slot);
+        self.token.notify();
+        true
+    }
+}
+
+/// The caller's end of a [`Token::feed`].
+pub struct Feed<T> {
+    token: &'static Token,
+    shared: Arc<Handover<T>>,
+}
+
+impl<T> Feed<T> {
+    /// The next value, waiting for it; `None` once the work has ended (a
+    /// panic in the work is raised here); `Interrupted` as soon as the token
+    /// is set, even if a value is waiting.
+    pub fn take(&mut self) -> Result<Option<T>, Interrupted> {
+        let mut gate = self.token.gate();
+        loop {
+            if self.token.is_cancelled() {
+                return Err(Interrupted);
             }
+            let mut slot = self.shared.lock();
+            if let Some(value) = slot.value.take() {
+                drop(slot);
+                self.shared.taken.notify_one();
+                return Ok(Some(value));
+            }
+            match slot.ended.take() {
+                Some(Err(panic)) => resume_unwind(panic),
+                Some(Ok(())) => {
+                    slot.ended = Some(Ok(()));
+                    return Ok(None);
+                }
+                None => {}
+            }
+            drop(slot);
+            gate = self.token.wake.wait(gate).unwrap_or_else(|e| e.into_inner());
         }
-        Poll::Pending
     }
 }
 
-impl Drop for Cancelled<'_> {
+impl<T> Drop for Feed<T> {
     fn drop(&mut self) {
-        if let Some(key) = self.key {
-            self.token.gate().tasks.retain(|(k, _)| *k != key);
-        }
+        let mut slot = self.shared.lock();
+        slot.left = true;
+        slot.value = None;
+        drop(slot);
+        self.shared.taken.notify_one();
     }
-}
-
-/// Runs `work` to its end, unless `token` is set first.
-pub async fn or_cancelled_by<F: Future>(token: &Token, work: F) -> Result<F::Output, Interrupted> {
-    let mut work = pin!(work);
-    let mut cancelled = token.cancelled();
-    std::future::poll_fn(|cx| {
-        // The work first: a body chunk that is already there costs no lock.
-        if let Poll::Ready(out) = work.as_mut().poll(cx) {
-            return Poll::Ready(Ok(out));
-        }
-        match Pin::new(&mut cancelled).poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(Interrupted)),
-            Poll::Pending => Poll::Pending,
-        }
-    })
-    .await
 }
 
 static TOKEN: Token = Token::new();
@@ -226,9 +273,9 @@ pub fn outwait<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> 
     TOKEN.outwait(work)
 }
 
-/// [`or_cancelled_by`] the program's token.
-pub async fn or_cancelled<F: Future>(work: F) -> Result<F::Output, Interrupted> {
-    or_cancelled_by(&TOKEN, work).await
+/// [`Token::feed`] on the program's token.
+pub fn feed<T: Send + 'static>(work: impl FnOnce(&Give<T>) + Send + 'static) -> anyhow::Result<Feed<T>> {
+    TOKEN.feed(work)
 }
 
 /// True when `e` is, or was caused by, Ctrl-C.
@@ -258,8 +305,6 @@ fn is_cause(e: &(dyn StdError + 'static)) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::task::Wake;
-
     use super::*;
 
     #[test]
@@ -299,34 +344,66 @@ mod tests {
         drop(hold);
     }
 
-    struct Flag(AtomicBool);
-
-    impl Wake for Flag {
-        fn wake(self: Arc<Self>) {
-            self.0.store(true, Ordering::SeqCst);
-        }
+    #[test]
+    fn a_feed_hands_over_in_order_and_ends() {
+        static TOKEN: Token = Token::new();
+        let mut feed = TOKEN
+            .feed(|give| {
+                for n in 0..100 {
+                    assert!(give.give(n));
+                }
+            })
+            .unwrap();
+        let got: Vec<i32> = std::iter::from_fn(|| feed.take().unwrap()).collect();
+        assert_eq!(got, (0..100).collect::<Vec<_>>());
+        assert!(feed.take().unwrap().is_none(), "ended stays ended");
     }
 
     #[test]
-    fn the_future_wakes_its_task_and_forgets_it_when_dropped() {
-        let token = Token::new();
-        let woken = Arc::new(Flag(AtomicBool::new(false)));
-        let waker = Waker::from(Arc::clone(&woken));
-        let mut cx = Context::from_waker(&waker);
+    fn a_feed_tells_the_worker_when_the_caller_has_gone() {
+        static TOKEN: Token = Token::new();
+        let (told, was_told) = std::sync::mpsc::channel();
+        let mut feed = TOKEN
+            .feed(move |give| {
+                let mut n = 0;
+                while give.give(n) {
+                    n += 1;
+                }
+                told.send(n).unwrap();
+            })
+            .unwrap();
+        assert_eq!(feed.take().unwrap(), Some(0));
+        drop(feed);
+        // At most one value was ahead of the caller when it left.
+        assert!(was_told.recv().unwrap() <= 2);
+    }
 
-        let mut dropped = token.cancelled();
-        assert!(Pin::new(&mut dropped).poll(&mut cx).is_pending());
-        drop(dropped);
-        assert!(token.gate().tasks.is_empty());
-
-        let mut waiting = pin!(or_cancelled_by(&token, std::future::pending::<()>()));
-        assert!(waiting.as_mut().poll(&mut cx).is_pending());
-        token.cancel();
-        assert!(woken.0.load(Ordering::SeqCst));
-        assert!(matches!(waiting.as_mut().poll(&mut cx), Poll::Ready(Err(Interrupted))));
-
+    #[test]
+    fn a_feed_wait_ends_when_cancelled() {
+        static TOKEN: Token = Token::new();
+        let (hold, held) = std::sync::mpsc::channel::<()>();
+        let waiting = std::thread::spawn(|| {
+            let mut feed = TOKEN
+                .feed(move |give: &Give<()>| {
+                    let _ = held.recv();
+                    give.give(());
+                })
+                .unwrap();
+            feed.take()
+        });
+        TOKEN.cancel();
+        assert!(matches!(waiting.join().unwrap(), Err(Interrupted)));
+        drop(hold);
         let wrapped = anyhow::Error::new(std::io::Error::other(Interrupted)).context("reading");
         assert!(is_interrupted(&wrapped));
         assert!(!is_interrupted(&anyhow::anyhow!("something else")));
+    }
+
+    #[test]
+    #[should_panic(expected = "the work's own panic")]
+    fn a_panic_in_the_work_is_raised_in_the_caller() {
+        static TOKEN: Token = Token::new();
+        let mut feed = TOKEN.feed(|_: &Give<()>| panic!("the work's own panic")).unwrap();
+        let _ = feed.take();
     }
 }

@@ -3,8 +3,8 @@
 //! failure into a retry or into an error a person can act on.
 //!
 //! Four decisions shape it:
-//! - Answers are read on the thread that asked (see `http.rs`): handing each
-//!   piece of a body between threads cost more than the network did.
+//! - Requests and their answers are read on threads of their own (see
+//!   `http.rs`), so that Ctrl-C ends any wait for the cloud at once.
 //! - Timeouts are idle timeouts ("no byte for N s"), never a deadline for a
 //!   whole transfer: a 400 MB CT over a slow link legitimately takes minutes
 //!   (Weasis #899 died on a 15 s total deadline).
@@ -399,7 +399,6 @@ impl Client {
         });
         sent.map_err(|e| match e {
             SendError::Http(e) => self.reqwest_failure(what, e),
-            SendError::TimedOut => self.io_failure(what, &io::Error::from(io::ErrorKind::TimedOut), None),
             SendError::Interrupted => Failure::callback(Interrupted.into()),
             SendError::Setup(e) => Failure::transient_with(
                 format!(
