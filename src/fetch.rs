@@ -806,13 +806,9 @@ fn record_expected(w: &Work, expected: BTreeMap<Uid, Uid>) -> Result<()> {
         .entry
         .manifest()?
         .context("the study's manifest disappeared from the cache while it was being fetched")?;
-    let listed: BTreeMap<String, String> = expected
-        .iter()
-        .map(|(sop, series)| (sop.to_string(), series.to_string()))
-        .collect();
-    if manifest.expected != listed {
+    if manifest.expected != expected {
         manifest.completed_at = None;
-        manifest.expected = listed;
+        manifest.expected = expected.clone();
         w.entry.write_manifest(&manifest)?;
     }
     let _ = w.expected.set(expected);
@@ -973,7 +969,7 @@ fn accept(
         Target::Series(_, series) => (Some(series), None),
         Target::Instance(_, series, sop) => (Some(series), Some(sop)),
     };
-    let series_of = |sop: &str| w.expected.get().and_then(|e| e.get(sop).map(Uid::to_string));
+    let series_of = |sop: &Uid| w.expected.get().and_then(|e| e.get(sop).cloned());
     let info = &w.planned.info;
     let want = Expectation {
         study: &w.planned.uid,

@@ -335,7 +335,7 @@ mod tests {
                 roles: vec![],
                 fetched_at: at(fetched),
                 completed_at: Some(at(fetched)),
-                expected: sops.iter().map(|s| (s.clone(), format!("{study}.9"))).collect(),
+                expected: sops.iter().map(|s| (uid(s), uid(&format!("{study}.9")))).collect(),
             })
             .unwrap();
         for sop in &sops {
@@ -352,7 +352,7 @@ mod tests {
         for sop in [format!("{study}.1"), format!("{study}.2")] {
             journal
                 .record(&Delivery {
-                    sop,
+                    sop: uid(&sop),
                     state,
                     status: Some(0),
                     detail: None,
@@ -447,7 +447,7 @@ mod tests {
         assert_eq!(partial.delivered_to(None), None);
         // An instance more than the journal knows: not delivered.
         let mut more = s.clone();
-        more.manifest.expected.insert("1.1.3".into(), "1.1.9".into());
+        more.manifest.expected.insert(uid("1.1.3"), uid("1.1.9"));
         assert_eq!(more.delivered_to(None), None);
         assert_eq!(Destination::label_of_key(&pacs().key()), "PACS@10.0.0.5:104");
     }

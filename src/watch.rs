@@ -633,7 +633,7 @@ impl FetchJob {
                     bytes,
                 } => ToDeliverer::Stored {
                     study: study.clone(),
-                    sop: sop.to_string(),
+                    sop: sop.clone(),
                     path: path.to_path_buf(),
                     bytes,
                 },

@@ -23,6 +23,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::uid::Uid;
+
 /// Where an instance stands with a destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -44,7 +46,7 @@ impl DeliveryState {
 /// One line of the journal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delivery {
-    pub sop: String,
+    pub sop: Uid,
     pub state: DeliveryState,
     /// The DIMSE status, when the destination answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -80,22 +82,53 @@ pub(super) fn destinations(study_dir: &Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// The last record of each instance in the journal at `path`.
-pub(super) fn read(path: &Path) -> Result<BTreeMap<String, Delivery>> {
+/// The last record of each instance in the journal at `path`. A line that
+/// is whole but names an invalid UID was not written by retriever: the
+/// journal is refused rather than the line skipped, since skipping it
+/// could forget that an instance was delivered.
+pub(super) fn read(path: &Path) -> Result<BTreeMap<Uid, Delivery>> {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
         Err(e) => return Err(e).with_context(|| format!("failed to read `{}`", path.display())),
     };
     let mut out = BTreeMap::new();
-    for line in BufReader::new(file).lines() {
+    for (n, line) in BufReader::new(file).lines().enumerate() {
         let line = line.with_context(|| format!("failed to read `{}`", path.display()))?;
-        // A line cut short by a crash does not parse and is skipped.
-        if let Ok(record) = serde_json::from_str::<Delivery>(&line) {
-            out.insert(record.sop.clone(), record);
+        match serde_json::from_str::<Delivery>(&line) {
+            Ok(record) => {
+                out.insert(record.sop.clone(), record);
+            }
+            // A line cut short by a crash does not parse and is skipped.
+            Err(_) => {
+                if let Some(bad) = invalid_uid(&line) {
+                    return Err(damaged(path, n + 1, bad));
+                }
+            }
         }
     }
     Ok(out)
+}
+
+/// The UID error of a whole line whose `sop` is not a valid UID; `None`
+/// for a line that does not parse at all (torn by a crash).
+fn invalid_uid(line: &str) -> Option<crate::uid::InvalidUid> {
+    #[derive(Deserialize)]
+    struct Unchecked {
+        sop: String,
+    }
+    let unchecked = serde_json::from_str::<Unchecked>(line).ok()?;
+    Uid::parse(&unchecked.sop).err()
+}
+
+fn damaged(path: &Path, line: usize, bad: crate::uid::InvalidUid) -> anyhow::Error {
+    let study_dir = path.parent().and_then(Path::parent).unwrap_or(path);
+    anyhow::Error::new(bad).context(format!(
+        "the delivery journal `{}` is damaged (line {line}); this cache entry cannot be trusted: \
+         delete the study's directory `{}` and fetch the study again",
+        path.display(),
+        study_dir.display()
+    ))
 }
 
 /// Records appended but not yet synced, at most (see the module's comment).
@@ -149,7 +182,7 @@ impl Journal {
     }
 
     /// The last record of each instance.
-    pub fn read(&self) -> Result<BTreeMap<String, Delivery>> {
+    pub fn read(&self) -> Result<BTreeMap<Uid, Delivery>> {
         read(&self.path)
     }
 
@@ -192,7 +225,7 @@ mod tests {
 
     fn record(sop: &str, state: DeliveryState) -> Delivery {
         Delivery {
-            sop: sop.into(),
+            sop: Uid::parse(sop).unwrap(),
             state,
             status: Some(0),
             detail: None,
@@ -233,5 +266,55 @@ mod tests {
         }
         j.sync().unwrap();
         assert_eq!(j.unsynced, 0);
+    }
+
+    /// Journal lines as the versions before typed UIDs wrote them.
+    const WRITTEN_BEFORE: &str = concat!(
+        r#"{"sop":"1.2.826.0.1.3680043.2.1125.1.1.1","state":"failed","status":42752,"detail":"refused","at":"2026-12-03T10:00:00Z"}"#,
+        "\n",
+        r#"{"sop":"1.2.826.0.1.3680043.2.1125.1.1.1","state":"delivered","status":0,"at":"2026-12-03T10:01:00Z"}"#,
+        "\n",
+        r#"{"sop":"1.2.826.0.1.3680043.2.1125.1.1.2","state":"warning","status":45056,"detail":"coerced","at":"2026-12-03T10:01:00Z"}"#,
+        "\n",
+    );
+
+    #[test]
+    fn a_journal_of_the_previous_version_reads_and_writes_back_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let before = path(dir.path(), "PACS@host_104");
+        fs::create_dir_all(before.parent().unwrap()).unwrap();
+        fs::write(&before, WRITTEN_BEFORE).unwrap();
+        let state = read(&before).unwrap();
+        assert_eq!(state.len(), 2);
+        assert_eq!(
+            state["1.2.826.0.1.3680043.2.1125.1.1.1"].state,
+            DeliveryState::Delivered
+        );
+
+        // Every line, recorded again in order, gives the same bytes.
+        let again = path(dir.path(), "OTHER@host_104");
+        let mut j = Journal::open(&again).unwrap();
+        for line in WRITTEN_BEFORE.lines() {
+            j.record(&serde_json::from_str::<Delivery>(line).unwrap()).unwrap();
+        }
+        drop(j);
+        assert_eq!(fs::read_to_string(&again).unwrap(), WRITTEN_BEFORE);
+    }
+
+    #[test]
+    fn a_journal_naming_an_invalid_uid_is_refused_as_damaged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path(dir.path(), "PACS@host_104");
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let bad = WRITTEN_BEFORE.replace("1.2.826.0.1.3680043.2.1125.1.1.2", "../1.2");
+        fs::write(&path, bad).unwrap();
+        let e = format!("{:#}", read(&path).unwrap_err());
+        assert!(e.starts_with("the delivery journal `"), "{e}");
+        assert!(e.contains("is damaged (line 3)"), "{e}");
+        assert!(e.contains("delete the study's directory"), "{e}");
+        assert!(e.contains("`../1.2` is not a valid DICOM UID"), "{e}");
+        // The same through an open journal, which the delivery reads.
+        let e = format!("{:#}", Journal::open(&path).unwrap().read().unwrap_err());
+        assert!(e.contains("is damaged"), "{e}");
     }
 }

@@ -72,7 +72,7 @@ pub struct Manifest {
     /// When the study was last found complete; `None` while it is not.
     pub completed_at: Option<String>,
     /// The instances the cloud listed: SOP Instance UID → Series Instance UID.
-    pub expected: BTreeMap<String, String>,
+    pub expected: BTreeMap<Uid, Uid>,
 }
 
 impl StudyInfo {

@@ -38,7 +38,7 @@ pub use fsutil::{LowSpace, same_contents, show_size, tree_size, write_error};
 pub use journal::{Delivery, DeliveryState, Journal, UNSYNCED_MAX};
 
 /// A study's delivery journals: destination key → SOP Instance UID → its last record.
-pub type Journals = BTreeMap<String, BTreeMap<String, Delivery>>;
+pub type Journals = BTreeMap<String, BTreeMap<Uid, Delivery>>;
 pub use manifest::{Manifest, Role, StudyInfo, now_rfc3339};
 pub use removal::{Left, Leftover, LeftoverKind, PruneLock, Removal, io_error_in_use, is_in_use};
 pub use state::{DeliveryCounts, StudyStatus};
@@ -306,13 +306,13 @@ impl Cache {
     }
 
     /// The instance files present for `study` (see [`StudyEntry::present`]), read without a lock.
-    pub fn present(&self, study: &Uid) -> Result<BTreeMap<String, Instance>> {
+    pub fn present(&self, study: &Uid) -> Result<BTreeMap<Uid, Instance>> {
         present_in(&self.study_dir(study))
     }
 
     /// What the delivery journal of `study` says about `destination` (a
     /// [`crate::dimse::Destination::key`]): the last record of each instance.
-    pub fn deliveries(&self, study: &Uid, destination: &str) -> Result<BTreeMap<String, Delivery>> {
+    pub fn deliveries(&self, study: &Uid, destination: &str) -> Result<BTreeMap<Uid, Delivery>> {
         journal::read(&journal::path(&self.study_dir(study), destination))
     }
 
@@ -331,7 +331,7 @@ impl Cache {
 /// A complete instance file in the cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instance {
-    pub series: String,
+    pub series: Uid,
     pub path: PathBuf,
     pub bytes: u64,
 }
@@ -376,7 +376,7 @@ impl StudyEntry {
     }
 
     /// Complete instance files, by SOP Instance UID.
-    pub fn present(&self) -> Result<BTreeMap<String, Instance>> {
+    pub fn present(&self) -> Result<BTreeMap<Uid, Instance>> {
         present_in(&self.dir)
     }
 
@@ -586,8 +586,10 @@ fn read_manifest_in(dir: &Path) -> Result<Option<Manifest>> {
     };
     let manifest: Manifest = serde_json::from_slice(&text).with_context(|| {
         format!(
-            "the manifest `{}` is damaged; remove that study's directory and fetch it again",
-            path.display()
+            "the manifest `{}` is damaged; this cache entry cannot be trusted: delete the study's directory `{}` \
+             and fetch the study again",
+            path.display(),
+            dir.display()
         )
     })?;
     if manifest.version != Manifest::VERSION {
@@ -611,7 +613,10 @@ fn journals_in(dir: &Path) -> Result<Journals> {
         .collect()
 }
 
-fn present_in(dir: &Path) -> Result<BTreeMap<String, Instance>> {
+/// Instance files are named by checked UIDs when committed; a directory or
+/// file whose name is not a valid UID was put there by something else and
+/// is no instance of the study.
+fn present_in(dir: &Path) -> Result<BTreeMap<Uid, Instance>> {
     let series_root = dir.join("series");
     let mut out = BTreeMap::new();
     let series_dirs = match fs::read_dir(&series_root) {
@@ -621,7 +626,7 @@ fn present_in(dir: &Path) -> Result<BTreeMap<String, Instance>> {
     };
     for series in series_dirs {
         let series = series.with_context(|| format!("failed to list `{}`", series_root.display()))?;
-        let Some(series_uid) = series.file_name().to_str().map(str::to_string) else {
+        let Some(series_uid) = series.file_name().to_str().and_then(|n| Uid::parse(n).ok()) else {
             continue;
         };
         let files = match fs::read_dir(series.path()) {
@@ -633,12 +638,16 @@ fn present_in(dir: &Path) -> Result<BTreeMap<String, Instance>> {
         for file in files {
             let file = file.with_context(|| format!("failed to list `{}`", series.path().display()))?;
             let name = file.file_name();
-            let Some(sop) = name.to_str().and_then(|n| n.strip_suffix(".dcm")) else {
+            let Some(sop) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".dcm"))
+                .and_then(|n| Uid::parse(n).ok())
+            else {
                 continue;
             };
             let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
             out.insert(
-                sop.to_string(),
+                sop,
                 Instance {
                     series: series_uid.clone(),
                     path: file.path(),
@@ -758,12 +767,104 @@ mod tests {
             }],
             fetched_at: now_rfc3339(),
             completed_at: None,
-            expected: [("1.2.3.4.5".to_string(), "1.2.3.4".to_string())].into(),
+            expected: [(uid("1.2.3.4.5"), uid("1.2.3.4"))].into(),
         };
         held.write_manifest(&manifest).unwrap();
         assert_eq!(cache.read_manifest(&uid("1.2.3")).unwrap(), Some(manifest));
         assert_eq!(cache.studies().unwrap(), vec![uid("1.2.3")]);
         drop(held);
         assert!(cache.try_lock_study(&uid("1.2.3")).unwrap().is_some());
+    }
+
+    /// `manifest.json` as the versions before typed UIDs wrote it, byte for byte.
+    const MANIFEST_WRITTEN_BEFORE: &str = r#"{
+  "version": 1,
+  "study": {
+    "study_uid": "1.2.826.0.1.3680043.2.1125.1",
+    "accession": "ACC1",
+    "patient_id": "PAT1",
+    "issuer_of_patient_id": null,
+    "patient_name": "DOE^JANE",
+    "study_date": "20240101",
+    "study_description": "CT CHEST",
+    "modalities": [
+      "CT"
+    ]
+  },
+  "roles": [
+    {
+      "role": "current",
+      "requested_as": "ACC1"
+    },
+    {
+      "role": "prior",
+      "of": "1.2.826.0.1.3680043.2.1125.9"
+    }
+  ],
+  "fetched_at": "2026-12-03T10:00:00Z",
+  "completed_at": "2026-12-03T10:01:00Z",
+  "expected": {
+    "1.2.826.0.1.3680043.2.1125.1.1.10": "1.2.826.0.1.3680043.2.1125.1.1",
+    "1.2.826.0.1.3680043.2.1125.1.1.2": "1.2.826.0.1.3680043.2.1125.1.1",
+    "1.2.826.0.1.3680043.2.1125.1.2.1": "1.2.826.0.1.3680043.2.1125.1.2"
+  }
+}"#;
+
+    #[test]
+    fn a_manifest_of_the_previous_version_reads_and_writes_back_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let study = uid("1.2.826.0.1.3680043.2.1125.1");
+        let entry = cache.lock_study(&study, LockMode::Exclusive, || {}).unwrap();
+        let path = entry.dir().join("manifest.json");
+        fs::create_dir_all(entry.dir()).unwrap();
+        fs::write(&path, MANIFEST_WRITTEN_BEFORE).unwrap();
+
+        let manifest = entry.manifest().unwrap().unwrap();
+        let series = &manifest.expected[&uid("1.2.826.0.1.3680043.2.1125.1.1.2")];
+        assert_eq!(series, &uid("1.2.826.0.1.3680043.2.1125.1.1"));
+        fs::remove_file(&path).unwrap();
+        entry.write_manifest(&manifest).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), MANIFEST_WRITTEN_BEFORE);
+    }
+
+    #[test]
+    fn a_manifest_naming_an_invalid_uid_is_refused_as_a_damaged_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let study = uid("1.2.826.0.1.3680043.2.1125.1");
+        let study_dir = cache.study_path(&study);
+        fs::create_dir_all(&study_dir).unwrap();
+        for (good, bad) in [
+            ("1.2.826.0.1.3680043.2.1125.1.1.2", "../../x"),
+            ("\"1.2.826.0.1.3680043.2.1125.1.2\"", "\"1.2/3\""),
+        ] {
+            let damaged = MANIFEST_WRITTEN_BEFORE.replace(good, bad);
+            fs::write(study_dir.join("manifest.json"), damaged).unwrap();
+            let e = format!("{:#}", cache.read_manifest(&study).unwrap_err());
+            assert!(e.starts_with("the manifest `"), "{e}");
+            assert!(e.contains("is damaged"), "{e}");
+            let advice = format!("delete the study's directory `{}`", study_dir.display());
+            assert!(e.contains(&advice), "{e}");
+            assert!(e.contains("is not a valid DICOM UID"), "{e}");
+            // Every reader of the study says the same.
+            let e = format!("{:#}", cache.study_status(&study).unwrap_err());
+            assert!(e.contains("is damaged"), "{e}");
+        }
+    }
+
+    #[test]
+    fn files_whose_names_are_not_uids_are_no_instances() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let study = cache.lock_study(&uid("1.2.3"), LockMode::Exclusive, || {}).unwrap();
+        study.put_test_instance(&uid("1.2.3.4"), &uid("1.2.3.4.5"), 1).unwrap();
+        fs::write(study.dir().join("series/1.2.3.4/notes.dcm"), b"x").unwrap();
+        fs::create_dir_all(study.dir().join("series/x.y")).unwrap();
+        fs::write(study.dir().join("series/x.y/1.2.3.4.6.dcm"), b"x").unwrap();
+        let present = study.present().unwrap();
+        let sops: Vec<&str> = present.keys().map(Uid::as_str).collect();
+        assert_eq!(sops, ["1.2.3.4.5"]);
+        assert_eq!(present[&uid("1.2.3.4.5")].series, uid("1.2.3.4"));
     }
 }

@@ -437,7 +437,7 @@ mod tests {
                 roles: vec![],
                 fetched_at: now_rfc3339(),
                 completed_at: Some(now_rfc3339()),
-                expected: [(format!("{study}.1"), format!("{study}.9"))].into(),
+                expected: [(uid(&format!("{study}.1")), uid(&format!("{study}.9")))].into(),
             })
             .unwrap();
         entry

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 
 use super::{DeliveryState, Instance, Journals, Manifest};
+use crate::uid::Uid;
 
 /// A study as its manifest, its instance files and its delivery journals
 /// describe it at one moment.
@@ -16,7 +17,7 @@ use super::{DeliveryState, Instance, Journals, Manifest};
 pub struct StudyStatus {
     pub manifest: Manifest,
     /// The instance files present, listed or not.
-    pub present: BTreeMap<String, Instance>,
+    pub present: BTreeMap<Uid, Instance>,
     /// Every delivery journal of the study.
     pub journals: Journals,
 }
@@ -44,7 +45,7 @@ impl DeliveryCounts {
 }
 
 impl StudyStatus {
-    pub(super) fn new(manifest: Manifest, present: BTreeMap<String, Instance>, journals: Journals) -> StudyStatus {
+    pub(super) fn new(manifest: Manifest, present: BTreeMap<Uid, Instance>, journals: Journals) -> StudyStatus {
         StudyStatus {
             manifest,
             present,
@@ -82,12 +83,12 @@ impl StudyStatus {
     }
 
     /// The last journal record of each instance for `destination` (a destination key).
-    pub fn records(&self, destination: &str) -> Option<&BTreeMap<String, super::Delivery>> {
+    pub fn records(&self, destination: &str) -> Option<&BTreeMap<Uid, super::Delivery>> {
         self.journals.get(destination)
     }
 
     /// Whether `sop` is recorded as delivered to `destination`.
-    pub fn is_delivered(&self, destination: &str, sop: &str) -> bool {
+    pub fn is_delivered(&self, destination: &str, sop: &Uid) -> bool {
         self.records(destination)
             .and_then(|r| r.get(sop))
             .is_some_and(|d| d.state.is_delivered())
@@ -95,12 +96,12 @@ impl StudyStatus {
 
     /// The instances recorded as delivered to `destination`, listed or not
     /// (a study may grow: what was sent stays sent).
-    pub fn delivered(&self, destination: &str) -> impl Iterator<Item = &str> + '_ {
+    pub fn delivered(&self, destination: &str) -> impl Iterator<Item = &Uid> + '_ {
         self.records(destination)
             .into_iter()
             .flatten()
             .filter(|(_, d)| d.state.is_delivered())
-            .map(|(sop, _)| sop.as_str())
+            .map(|(sop, _)| sop)
     }
 
     /// Where the expected instances stand with `destination`.
@@ -144,7 +145,7 @@ impl StudyStatus {
 
 impl super::Cache {
     /// A study's state, read without a lock (a snapshot); `None` when it has no manifest.
-    pub fn study_status(&self, study: &crate::uid::Uid) -> Result<Option<StudyStatus>> {
+    pub fn study_status(&self, study: &Uid) -> Result<Option<StudyStatus>> {
         let Some(manifest) = self.read_manifest(study)? else {
             return Ok(None);
         };
@@ -170,7 +171,6 @@ impl super::StudyEntry {
 mod tests {
     use super::*;
     use crate::cache::{Cache, Delivery, LockMode, StudyInfo};
-    use crate::uid::Uid;
 
     fn uid(s: &str) -> Uid {
         Uid::parse(s).unwrap()
@@ -178,7 +178,7 @@ mod tests {
 
     fn record(sop: &str, state: DeliveryState) -> Delivery {
         Delivery {
-            sop: sop.into(),
+            sop: uid(sop),
             state,
             status: Some(0),
             detail: None,
@@ -198,7 +198,7 @@ mod tests {
                 roles: vec![],
                 fetched_at: "2026-11-27T00:00:00Z".into(),
                 completed_at: complete.then(|| "2026-11-27T00:00:01Z".into()),
-                expected: sops.iter().map(|s| (s.to_string(), "1.2.3.9".into())).collect(),
+                expected: sops.iter().map(|s| (uid(s), uid("1.2.3.9"))).collect(),
             })
             .unwrap();
         for sop in &sops[..have] {
@@ -269,8 +269,8 @@ mod tests {
         );
         assert!(!a.is_all_delivered());
         assert_eq!(status.counts("C").pending, 3, "no journal: nothing tried");
-        assert!(status.is_delivered("A", "1.2.3.1") && !status.is_delivered("A", "1.2.3.3"));
-        let sent: Vec<&str> = status.delivered("A").collect();
+        assert!(status.is_delivered("A", &uid("1.2.3.1")) && !status.is_delivered("A", &uid("1.2.3.3")));
+        let sent: Vec<&str> = status.delivered("A").map(Uid::as_str).collect();
         assert_eq!(sent, ["1.2.3.1", "1.2.3.2", "1.2.3.7"]);
         assert_eq!(status.delivered_to(None), Some("B".into()));
         assert_eq!(status.delivered_to(Some("A")), None);

@@ -24,6 +24,7 @@ use anyhow::Result;
 
 use crate::cache::{Delivery, DeliveryState, Journal, now_rfc3339};
 use crate::dimse::{Phase, ScuError, ScuOptions, StatusClass, StoreStatus};
+use crate::uid::Uid;
 
 pub use stream::{Attempt, Streamed, Streamer};
 pub use study::{Asked, Problem, Store, StudyResult, StudyState, Summary, deliver_named, ts_name};
@@ -121,13 +122,13 @@ fn gave_up(e: &ScuError, destination: &str) -> String {
 /// why it failed, or how it was sent.
 fn record(
     journal: &mut Journal,
-    sop: &str,
+    sop: &Uid,
     state: DeliveryState,
     status: Option<&StoreStatus>,
     detail: Option<String>,
 ) -> Result<()> {
     journal.record(&Delivery {
-        sop: sop.to_string(),
+        sop: sop.clone(),
         state,
         status: status.map(|s| s.code),
         detail,
@@ -137,7 +138,7 @@ fn record(
 
 /// Records an answer that says the instance is stored: a success (with
 /// `note` on how it was sent, if anything) or a warning (with what it means).
-fn record_stored(journal: &mut Journal, sop: &str, status: &StoreStatus, note: Option<String>) -> Result<()> {
+fn record_stored(journal: &mut Journal, sop: &Uid, status: &StoreStatus, note: Option<String>) -> Result<()> {
     if status.class == StatusClass::Success {
         record(journal, sop, DeliveryState::Delivered, Some(status), note)
     } else {
@@ -203,16 +204,17 @@ mod tests {
     fn the_journal_says_delivered_with_a_warning_or_failed_as_the_answer_did() {
         let dir = tempfile::tempdir().unwrap();
         let cache = crate::cache::Cache::open(dir.path()).unwrap();
-        let study = crate::uid::Uid::parse("1.2.3").unwrap();
+        let uid = |s: &str| Uid::parse(s).unwrap();
+        let study = uid("1.2.3");
         let mut journal = cache.open_journal(&study, "PACS").unwrap();
         let ok = StoreStatus::new(0x0000, None);
         let warned = StoreStatus::new(0xB000, Some("as told".into()));
         let refused = StoreStatus::new(0xA700, None);
-        record_stored(&mut journal, "1.1", &ok, Some("sent as X".into())).unwrap();
-        record_stored(&mut journal, "1.2", &warned, Some("ignored".into())).unwrap();
+        record_stored(&mut journal, &uid("1.1"), &ok, Some("sent as X".into())).unwrap();
+        record_stored(&mut journal, &uid("1.2"), &warned, Some("ignored".into())).unwrap();
         record(
             &mut journal,
-            "1.3",
+            &uid("1.3"),
             DeliveryState::Failed,
             Some(&refused),
             Some("full".into()),

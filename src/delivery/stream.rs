@@ -99,7 +99,7 @@ impl Streamer {
     }
 
     /// Sends one instance of `study` that is in the cache at `path`.
-    pub fn send(&mut self, study: &Uid, sop: &str, path: &Path) -> Attempt {
+    pub fn send(&mut self, study: &Uid, sop: &Uid, path: &Path) -> Attempt {
         let mut info = Vec::new();
         let left = |opened| Attempt {
             opened,

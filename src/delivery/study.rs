@@ -131,7 +131,7 @@ impl StudyResult {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     pub study: Uid,
-    pub sop: String,
+    pub sop: Uid,
     /// The destination's status, when it answered.
     pub status: Option<StoreStatus>,
     /// Why, in words, when there is no status (or besides it).
@@ -537,7 +537,7 @@ impl<'a> Store<'a> {
         let mut readable = Vec::with_capacity(items.len());
         for mut item in items {
             match InstanceMeta::read(&item.path) {
-                Ok(meta) if meta.sop_instance == item.sop => {
+                Ok(meta) if meta.sop_instance == item.sop.as_str() => {
                     item.meta = Some(meta);
                     readable.push(item);
                 }
@@ -772,7 +772,7 @@ impl<'a> Store<'a> {
     /// study's patient as its manifest records it.
     fn retrieve_again(&self, shared: &Shared<'_>, item: &Item, ts: &str) -> Result<Refetched> {
         let client = self.client_for(ts)?;
-        let (series, sop) = (Uid::parse(&item.series)?, Uid::parse(&item.sop)?);
+        let (series, sop) = (&item.series, &item.sop);
         let target = Target::Instance(shared.study.clone(), series.clone(), sop.clone());
         let mut staged: Option<Staged> = None;
         let mut not_dicom = None;
@@ -800,15 +800,15 @@ impl<'a> Store<'a> {
             .entry
             .manifest()?
             .context("the study's manifest disappeared from the cache")?;
-        let series_of = |sop: &str| manifest.expected.get(sop).cloned();
+        let series_of = |sop: &Uid| manifest.expected.get(sop).cloned();
         let want = Expectation {
             study: shared.study,
             patient: Patient {
                 id: manifest.study.patient_id.as_deref(),
                 issuer: manifest.study.issuer_of_patient_id.as_deref(),
             },
-            series: Some(&series),
-            sop: Some(&sop),
+            series: Some(series),
+            sop: Some(sop),
             listed_series: None,
             series_of: &series_of,
             max_inflated: shared.entry.limits().max_instance_size,
@@ -961,7 +961,7 @@ impl<'a> Store<'a> {
     fn record(
         &self,
         shared: &Shared<'_>,
-        sop: &str,
+        sop: &Uid,
         state: DeliveryState,
         status: Option<&StoreStatus>,
         detail: Option<String>,
@@ -1040,8 +1040,8 @@ fn describe_open_error(e: &ScuError) -> String {
 /// One instance to deliver.
 #[derive(Debug, Clone)]
 struct Item {
-    sop: String,
-    series: String,
+    sop: Uid,
+    series: Uid,
     path: PathBuf,
     bytes: u64,
     meta: Option<InstanceMeta>,
@@ -1186,7 +1186,7 @@ mod tests {
     fn problem(sop: &str, code: Option<u16>, reason: &str) -> Problem {
         Problem {
             study: uid("1.2.3"),
-            sop: sop.into(),
+            sop: uid(sop),
             status: code.map(|c| StoreStatus::new(c, Some("as told".into()))),
             reason: reason.into(),
         }

@@ -58,7 +58,7 @@ pub struct Expectation<'a> {
     /// The study's series as the cloud lists them, when known.
     pub listed_series: Option<&'a [Uid]>,
     /// The series the cloud listed a SOP Instance UID in, if it did.
-    pub series_of: &'a dyn Fn(&str) -> Option<String>,
+    pub series_of: &'a dyn Fn(&Uid) -> Option<Uid>,
     /// The largest a deflated data set may inflate to.
     pub max_inflated: u64,
 }
@@ -249,8 +249,8 @@ fn check(header: &Header, want: &Expectation) -> Result<Vec<Note>, Refused> {
             header.series
         ));
     }
-    if let Some(series) = (want.series_of)(header.sop_instance.as_str())
-        && series != header.series.as_str()
+    if let Some(series) = (want.series_of)(&header.sop_instance)
+        && series != header.series
     {
         return refuse(format!(
             "it is in series `{}` but the cloud listed it in series `{series}`",

@@ -228,7 +228,7 @@ fn nesting_inside_a_defined_length_un_does_not_crash_the_parser() {
     let _ = admit_bytes(&file, &expect(&study, Patient::default()));
 }
 
-fn no_series(_: &str) -> Option<String> {
+fn no_series(_: &Uid) -> Option<Uid> {
     None
 }
 
@@ -297,7 +297,7 @@ fn the_gate_checks_what_was_asked_for() {
     let mut want = expect(&study, patient);
     want.listed_series = Some(&listed);
     assert!(refused(&want).contains("does not list"));
-    let elsewhere = |_: &str| Some("1.2.3.999".to_string());
+    let elsewhere = |_: &Uid| Uid::parse("1.2.3.999").ok();
     let mut want = expect(&study, patient);
     want.series_of = &elsewhere;
     assert!(refused(&want).contains("listed it in series"));

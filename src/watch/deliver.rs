@@ -53,7 +53,7 @@ pub(super) enum ToDeliverer {
     /// This instance of the study was stored in the cache.
     Stored {
         study: Uid,
-        sop: String,
+        sop: Uid,
         path: PathBuf,
         bytes: u64,
     },
@@ -112,11 +112,11 @@ struct Stream {
     /// The instances its manifest lists, once the fetch has listed them.
     /// Until then every instance that lands is the study's (the fetch lists
     /// first when some of the study was in the cache already).
-    expected: Option<HashSet<String>>,
+    expected: Option<HashSet<Uid>>,
     /// The journal was read: `seen` holds what was delivered before.
     journal_read: bool,
     /// Delivered before, queued or sent: never queued again by this stream.
-    seen: HashSet<String>,
+    seen: HashSet<Uid>,
     sent: usize,
     /// The cache is to be looked at for what it held before the fetch.
     scan: bool,
@@ -138,7 +138,7 @@ impl Stream {
 
 struct Item {
     study: Uid,
-    sop: String,
+    sop: Uid,
     path: PathBuf,
     bytes: u64,
 }
@@ -346,7 +346,7 @@ impl Deliverer {
             if !stream.journal_read {
                 let status = status.as_ref().expect("read above");
                 stream.journal_read = true;
-                stream.seen = status.delivered(&self.dest_key).map(str::to_string).collect();
+                stream.seen = status.delivered(&self.dest_key).cloned().collect();
                 if !stream.seen.is_empty() {
                     self.view.watch(&WatchEvent::DeliveredBefore {
                         study: study.clone(),

@@ -19,6 +19,7 @@ tests! {
     a_destination_that_is_not_there: ["orthanc"],
     a_destination_that_does_not_answer_to_its_ae_title: ["python"],
     a_cache_that_cannot_be_created,
+    a_cache_entry_naming_an_invalid_uid,
     a_full_disk: ["orthanc"],
 }
 
@@ -181,6 +182,61 @@ fn a_cache_that_cannot_be_created() {
             ],
         );
     }
+}
+
+/// A manifest or a delivery journal in the cache that names something other than a UID (a
+/// hand edit, another program, a damaged disk): the entry is refused when read, and the user is
+/// told which one and what to do, rather than its names being trusted.
+fn a_cache_entry_naming_an_invalid_uid() {
+    const STUDY: &str = "1.2.826.0.1.3680043.2.1125.1";
+    let manifest = |sop: &str| {
+        format!(
+            r#"{{"version":1,"study":{{"study_uid":"{STUDY}","accession":"ACC1","patient_id":"P1",
+            "issuer_of_patient_id":null,"patient_name":null,"study_date":null,"study_description":null,
+            "modalities":[]}},"roles":[{{"role":"current","requested_as":"ACC1"}}],
+            "fetched_at":"2026-12-03T10:00:00Z","completed_at":null,"expected":{{"{sop}":"{STUDY}.1"}}}}"#
+        )
+    };
+    let dir = temp_cache();
+    let study = dir.path().join("studies").join(STUDY);
+    std::fs::create_dir_all(study.join("delivered")).unwrap();
+    let ls = || {
+        let mut cmd = retriever();
+        cmd.arg("--cache").arg(dir.path()).arg("ls");
+        cmd
+    };
+
+    std::fs::write(study.join("manifest.json"), manifest("../../x")).unwrap();
+    let stderr = fails_saying(
+        &mut ls(),
+        &[
+            &format!("the manifest `{}` is damaged", study.join("manifest.json").display()),
+            &format!("delete the study's directory `{}`", study.display()),
+            "`../../x` is not a valid DICOM UID",
+        ],
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+
+    std::fs::write(study.join("manifest.json"), manifest(&format!("{STUDY}.1.1"))).unwrap();
+    let journal = study.join("delivered").join("PACS@127.0.0.1_104.jsonl");
+    std::fs::write(
+        &journal,
+        concat!(
+            r#"{"sop":"1.2.826.0.1.3680043.2.1125.1.1.1","state":"delivered","status":0,"at":"2026-12-03T10:01:00Z"}"#,
+            "\n",
+            r#"{"sop":"1.2/3","state":"delivered","status":0,"at":"2026-12-03T10:01:00Z"}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    fails_saying(
+        &mut ls(),
+        &[
+            &format!("the delivery journal `{}` is damaged (line 2)", journal.display()),
+            &format!("delete the study's directory `{}`", study.display()),
+            "`1.2/3` is not a valid DICOM UID",
+        ],
+    );
 }
 
 /// A 1 MiB tmpfs as the cache, and a study of 20 MB.

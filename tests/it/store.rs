@@ -735,7 +735,7 @@ fn streamed_and_stored_instances_share_one_journal() {
         "{counts:?}"
     );
     let records = journal(cache_dir.path(), study, &dest);
-    let warned = &records[present.keys().next().unwrap()];
+    let warned = &records[present.keys().next().unwrap().as_str()];
     assert_eq!(state(warned), "warning", "{warned}");
     assert_eq!(warned["status"].as_u64(), Some(0xB000));
     assert!(warned["detail"].as_str().unwrap().contains("B000"), "{warned}");
