@@ -4,6 +4,7 @@
 //! events it carries (those of `watch` and `prune` included); what prints
 //! them lives in `ui`.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::cache::Leftover;
@@ -39,9 +40,11 @@ pub trait Reporter: Send + Sync {
     fn prune(&self, _event: &PruneEvent) {}
 }
 
-/// What `watch` tells the person watching it: its searches of the cloud,
-/// each study from the first instance fetched to the last one delivered,
-/// and the state of the whole.
+/// What only `watch` knows, told to the person watching it: its searches of
+/// the cloud, how each study and each group ended, the destination's state
+/// and the state of the whole. The progress of its fetches and deliveries
+/// goes through the [`Reporter`] methods, as in any other command (see
+/// [`WatchReporters`]).
 #[derive(Debug, Clone)]
 pub enum WatchEvent {
     /// The watch begins: where it delivers, and the search it repeats.
@@ -62,24 +65,14 @@ pub enum WatchEvent {
         failures: u32,
         retry_in: Duration,
     },
-    /// Work on a study begins (a current study or a prior): `total`
-    /// instances, `present` of them already in the cache.
-    StudyStarted {
-        study: Uid,
-        label: String,
-        total: u64,
-        present: u64,
-    },
-    /// The study's number of instances is now known exactly (`total` in
-    /// [`WatchEvent::StudyStarted`] was an estimate).
-    StudyTotal { study: Uid, total: u64 },
-    /// `sent` instances of the study were delivered before this run.
+    /// Streaming a study to the destination while it downloads begins,
+    /// and its journal says `sent` instances are there already. Only
+    /// `watch` streams; a closing pass, as any delivery, says this with the
+    /// sending side's [`Reporter::study_started`].
     DeliveredBefore { study: Uid, sent: u64 },
-    /// One more instance of the study is in the cache.
-    Fetched { study: Uid, bytes: u64 },
-    /// One more instance of the study is at the destination.
-    Sent { study: Uid, bytes: u64 },
-    /// Work on the study ended for now; `summary` says how.
+    /// Work on a study of a group ended for now, fetch and delivery
+    /// together (a study whose fetch failed: the fetching side's
+    /// [`Reporter::study_finished`] says so); `summary` says how.
     StudyDone {
         study: Uid,
         label: String,
@@ -105,6 +98,20 @@ pub enum WatchEvent {
     DestinationUp,
     /// The state of the whole, after each change.
     Status(WatchStatus),
+}
+
+/// Whom `watch` reports to. It fetches and sends at the same time, and
+/// both sides tell their progress in the same words (`study_started`,
+/// `instance_done`, ...), so each side has a reporter of its own; the
+/// watch's own events ([`WatchEvent`]), warnings and notes may go to either.
+#[derive(Clone)]
+pub struct WatchReporters {
+    /// Hears the fetches: instances landing in the cache.
+    pub fetching: Arc<dyn Reporter>,
+    /// Hears the deliveries: instances arriving at the destination, streamed
+    /// or sent by a closing pass (which sends only studies complete in the
+    /// cache).
+    pub sending: Arc<dyn Reporter>,
 }
 
 /// The overall line of `watch`.

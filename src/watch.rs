@@ -46,7 +46,7 @@ use crate::dicomweb::ClientOptions;
 use crate::fetch;
 use crate::interrupt::{self, Interrupted};
 use crate::priors::Rules;
-use crate::report::{Reporter, WatchEvent, WatchStatus};
+use crate::report::{Reporter, WatchEvent, WatchReporters, WatchStatus};
 use crate::uid::Uid;
 use deliver::{Deliverer, Fetched, GroupOutcome, GroupStudy, ToDeliverer};
 use record::{Found, Record, retry_delay};
@@ -124,14 +124,16 @@ enum Msg {
     Delivered(Box<GroupOutcome>),
 }
 
-/// Runs the router until Ctrl-C (or, with `once`, one pass). `on_delivered`
-/// is called for each study that is now entirely at the destination.
+/// Runs the router until Ctrl-C (or, with `once`, one pass). The fetches
+/// report to `view.fetching`, the deliveries to `view.sending`.
+/// `on_delivered` is called for each study that is now entirely at the
+/// destination.
 pub fn run(
     config: &WatchConfig,
     cloud: &ClientOptions,
     cache: &Cache,
     store: &StoreOptions,
-    view: Arc<dyn Reporter>,
+    view: WatchReporters,
     on_delivered: &mut dyn FnMut(&DeliveredStudy),
 ) -> Result<Summary> {
     let destination = store.scu.destination.to_string();
@@ -152,7 +154,7 @@ pub fn run(
         cache.clone(),
         store.clone(),
         cloud.clone(),
-        Arc::clone(&view),
+        view.sending,
         config.once,
         deliverer_inbox,
         tx.clone(),
@@ -164,11 +166,11 @@ pub fn run(
     let mut router = Router {
         config,
         cache: cache.clone(),
-        view,
         destination,
         dest_key,
         _lock: lock,
         record,
+        view: view.fetching,
         client: Client::new(cloud)?,
         search_client: Client::new(&search_cloud)?,
         pool: Arc::new(fetch::download_pool(cloud.jobs)?),
@@ -203,6 +205,7 @@ struct Flight {
 struct Router<'a> {
     config: &'a WatchConfig,
     cache: Cache,
+    /// The fetching side's reporter, which hears the watch's events too.
     view: Arc<dyn Reporter>,
     destination: String,
     dest_key: String,
@@ -617,9 +620,6 @@ struct FetchJob {
 
 impl FetchJob {
     fn run(self) {
-        let side = FetchSide {
-            view: Arc::clone(&self.view),
-        };
         let deliverer = self.to_deliverer.clone();
         // Each instance goes to the deliverer as it lands, whatever the view.
         let on_landed = move |landed: &fetch::Landed| {
@@ -643,7 +643,7 @@ impl FetchJob {
             retries: self.retries,
             on_landed: Some(&on_landed),
         };
-        let plan = fetch::plan(&self.client, &[self.current.to_string()], &self.rules, &side);
+        let plan = fetch::plan(&self.client, &[self.current.to_string()], &self.rules, &*self.view);
         let mut failures: Vec<String> = plan.failures.iter().map(|(id, e)| format!("{id}: {e:#}")).collect();
         if failures.is_empty() && !plan.studies.iter().any(|p| p.uid == self.current) {
             failures.push("the cloud no longer has it".into());
@@ -655,7 +655,7 @@ impl FetchJob {
             &self.cache,
             plan.studies,
             &opts,
-            &side,
+            &*self.view,
             &mut |_| {},
         );
         let complete = match outcome {
@@ -707,55 +707,6 @@ fn study_label(accession: &Option<String>, uid: &Uid) -> String {
         .clone()
         .filter(|a| !a.trim().is_empty())
         .map_or_else(|| uid.to_string(), |a| crate::text::escape(&a))
-}
-
-/// The fetch's progress, told to the watch view in its own words.
-struct FetchSide {
-    view: Arc<dyn Reporter>,
-}
-
-impl Reporter for FetchSide {
-    fn study_started(&self, study: &Uid, label: &str, total: u64, done: u64) {
-        self.view.watch(&WatchEvent::StudyStarted {
-            study: study.clone(),
-            label: label.to_string(),
-            total,
-            present: done,
-        });
-    }
-
-    fn study_total(&self, study: &Uid, total: u64) {
-        self.view.watch(&WatchEvent::StudyTotal {
-            study: study.clone(),
-            total,
-        });
-    }
-
-    fn instance_done(&self, study: &Uid, bytes: u64) {
-        self.view.watch(&WatchEvent::Fetched {
-            study: study.clone(),
-            bytes,
-        });
-    }
-
-    fn study_finished(&self, study: &Uid, ok: bool, summary: &str) {
-        if !ok {
-            self.view.watch(&WatchEvent::StudyDone {
-                study: study.clone(),
-                label: String::new(),
-                ok: false,
-                summary: format!("fetch {summary}"),
-            });
-        }
-    }
-
-    fn warn(&self, message: &str) {
-        self.view.warn(message);
-    }
-
-    fn info(&self, message: &str) {
-        self.view.info(message);
-    }
 }
 
 /// Gives the memory freed since the last search back to the system.

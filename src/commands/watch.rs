@@ -2,7 +2,6 @@
 //! one line per study delivered on stdout, and for `--once` the exit status.
 
 use std::io::{IsTerminal, Write};
-use std::sync::Arc;
 
 use anyhow::{Result, bail};
 
@@ -10,7 +9,6 @@ use super::study_line::StudyLine;
 use crate::cache::Cache;
 use crate::cli::WatchArgs;
 use crate::config::Settings;
-use crate::report::Reporter;
 use crate::ui;
 use crate::watch::{self, DeliveredStudy, WatchConfig};
 
@@ -25,7 +23,7 @@ pub fn run(settings: &Settings, args: &WatchArgs) -> Result<()> {
         once: args.once,
         rules: settings.priors.clone(),
     };
-    let view: Arc<dyn Reporter> = Arc::from(ui::watch_reporter(settings.quiet));
+    let view = ui::watch_reporter(settings.quiet);
     // The lines on the terminal already show each delivery; printing on the
     // same terminal would tear them.
     let print = !(ui::shows_lines(settings.quiet) && std::io::stdout().is_terminal());

@@ -2,28 +2,29 @@
 //! (fetched / sent / total, rate) under one overall line (studies done,
 //! queue, failures, last search, and the destination or the login when they
 //! fail); without one, a timestamped log line per event that matters.
+//!
+//! The watch fetches and sends at the same time, and both sides report in
+//! the words of [`Reporter`]; the view hears each side through a face of
+//! its own ([`WatchReporters`]), so that an instance done counts as fetched
+//! or as sent according to who said it.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::format::whole_seconds as short;
-use crate::report::{Reporter, WatchEvent, WatchStatus};
+use crate::report::{Reporter, WatchEvent, WatchReporters, WatchStatus};
 use crate::uid::Uid;
 
 /// The view for this run: lines on a terminal unless quiet, else a log.
-pub fn watch_reporter(quiet: bool) -> Box<dyn Reporter> {
+pub fn watch_reporter(quiet: bool) -> WatchReporters {
     if shows_lines(quiet) {
-        Box::new(Lines::new())
+        faces(Arc::new(Lines::new(ProgressDrawTarget::stderr_with_hz(8))))
     } else {
-        Box::new(Log {
-            quiet,
-            labels: Mutex::new(HashMap::new()),
-            search_failing: Mutex::new(false),
-        })
+        faces(Arc::new(Log::new(quiet, Box::new(|line| eprintln!("{line}")))))
     }
 }
 
@@ -31,6 +32,91 @@ pub fn watch_reporter(quiet: bool) -> Box<dyn Reporter> {
 /// anything else printed there would tear the lines.
 pub fn shows_lines(quiet: bool) -> bool {
     !quiet && std::io::stderr().is_terminal()
+}
+
+/// Which side of the watch told the view something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Fetching,
+    Sending,
+}
+
+/// What a view does with what either side tells it.
+trait View: Send + Sync {
+    /// Work on a study begins on `side`: `total` instances, `done` of them
+    /// in the cache already (fetching) or at the destination (sending).
+    fn study_started(&self, side: Side, study: &Uid, label: &str, total: u64, done: u64);
+    fn study_total(&self, study: &Uid, total: u64);
+    fn instance_done(&self, side: Side, study: &Uid, bytes: u64);
+    /// The fetch of a study failed; `summary` says how.
+    fn fetch_failed(&self, study: &Uid, summary: &str);
+    fn warn(&self, message: &str);
+    fn info(&self, message: &str);
+    fn watch(&self, event: &WatchEvent);
+}
+
+/// One side's way in to a view.
+struct Face<V> {
+    view: Arc<V>,
+    side: Side,
+}
+
+impl<V: View> Reporter for Face<V> {
+    fn study_started(&self, study: &Uid, label: &str, total: u64, done: u64) {
+        self.view.study_started(self.side, study, label, total, done);
+    }
+
+    fn study_total(&self, study: &Uid, total: u64) {
+        self.view.study_total(study, total);
+    }
+
+    fn instance_done(&self, study: &Uid, bytes: u64) {
+        self.view.instance_done(self.side, study, bytes);
+    }
+
+    fn study_finished(&self, study: &Uid, ok: bool, summary: &str) {
+        // A failed fetch is news at once. How the rest ends, the fetch and
+        // the delivery together, the deliverer says once the closing pass
+        // is over ([`WatchEvent::StudyDone`]), in the words of the group.
+        if self.side == Side::Fetching && !ok {
+            self.view.fetch_failed(study, summary);
+        }
+    }
+
+    fn warn(&self, message: &str) {
+        self.view.warn(message);
+    }
+
+    fn info(&self, message: &str) {
+        self.view.info(message);
+    }
+
+    fn watch(&self, event: &WatchEvent) {
+        self.view.watch(event);
+    }
+}
+
+fn faces<V: View + 'static>(view: Arc<V>) -> WatchReporters {
+    WatchReporters {
+        fetching: Arc::new(Face {
+            view: Arc::clone(&view),
+            side: Side::Fetching,
+        }),
+        sending: Arc::new(Face {
+            view,
+            side: Side::Sending,
+        }),
+    }
+}
+
+/// What the fetch and the deliverer's closing pass know at the start of a
+/// study: instances in the cache, and at the destination. The closing pass
+/// sends only studies complete in the cache.
+fn counts_at_start(side: Side, total: u64, done: u64) -> (u64, u64) {
+    match side {
+        Side::Fetching => (done, 0),
+        Side::Sending => (total, done),
+    }
 }
 
 /// What both views say when the watch begins.
@@ -128,8 +214,8 @@ struct Lines {
 }
 
 impl Lines {
-    fn new() -> Lines {
-        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(8));
+    fn new(target: ProgressDrawTarget) -> Lines {
+        let multi = MultiProgress::with_draw_target(target);
         let calm = ProgressStyle::with_template("{spinner:.green} {msg}").expect("valid progress template");
         let alarm = ProgressStyle::with_template("{spinner:.red} {msg:.red.bold}").expect("valid progress template");
         let study = ProgressStyle::with_template("  {prefix:20.bold} [{bar:24.cyan/blue}] {msg} ({elapsed})")
@@ -186,9 +272,69 @@ impl Lines {
             line.show();
         }
     }
+
+    /// The study's line ends: `label` said, or the one it started with.
+    fn done(&self, study: &Uid, label: Option<&str>, ok: bool, summary: &str) {
+        let line = self.lines.lock().unwrap().remove(study);
+        let label = match (label, &line) {
+            (Some(label), _) => label.to_string(),
+            (None, Some(l)) => l.label.clone(),
+            (None, None) => study.to_string(),
+        };
+        if let Some(line) = line {
+            line.bar.finish_and_clear();
+            self.multi.remove(&line.bar);
+        }
+        let mark = if ok { "done" } else { "not done" };
+        self.print(format!("  {label}: {mark}: {summary}"));
+    }
 }
 
-impl Reporter for Lines {
+impl View for Lines {
+    fn study_started(&self, side: Side, study: &Uid, label: &str, total: u64, done: u64) {
+        let (fetched, sent) = counts_at_start(side, total, done);
+        let mut lines = self.lines.lock().unwrap();
+        if let Some(line) = lines.get_mut(study) {
+            line.total = total;
+            line.fetched = line.fetched.max(fetched);
+            line.sent = line.sent.max(sent);
+            line.show();
+            return;
+        }
+        let bar = self.multi.add(ProgressBar::new(total));
+        bar.set_style(self.study.clone());
+        bar.set_prefix(label.to_string());
+        let line = Line {
+            bar,
+            label: label.to_string(),
+            total,
+            fetched,
+            sent,
+            bytes: 0,
+            started: Instant::now(),
+        };
+        line.show();
+        lines.insert(study.clone(), line);
+    }
+
+    fn study_total(&self, study: &Uid, total: u64) {
+        self.with_line(study, |l| l.total = total);
+    }
+
+    fn instance_done(&self, side: Side, study: &Uid, bytes: u64) {
+        self.with_line(study, |l| match side {
+            Side::Fetching => {
+                l.fetched += 1;
+                l.bytes += bytes;
+            }
+            Side::Sending => l.sent += 1,
+        });
+    }
+
+    fn fetch_failed(&self, study: &Uid, summary: &str) {
+        self.done(study, None, false, &format!("fetch {summary}"));
+    }
+
     fn warn(&self, message: &str) {
         self.print(format!("warning: {message}"));
     }
@@ -235,60 +381,13 @@ impl Reporter for Lines {
                     ));
                 }
             }
-            WatchEvent::StudyStarted {
-                study,
-                label,
-                total,
-                present,
-            } => {
-                let mut lines = self.lines.lock().unwrap();
-                if let Some(line) = lines.get_mut(study) {
-                    line.total = *total;
-                    line.fetched = line.fetched.max(*present);
-                    line.show();
-                    return;
-                }
-                let bar = self.multi.add(ProgressBar::new(*total));
-                bar.set_style(self.study.clone());
-                bar.set_prefix(label.clone());
-                let line = Line {
-                    bar,
-                    label: label.clone(),
-                    total: *total,
-                    fetched: *present,
-                    sent: 0,
-                    bytes: 0,
-                    started: Instant::now(),
-                };
-                line.show();
-                lines.insert(study.clone(), line);
-            }
-            WatchEvent::StudyTotal { study, total } => self.with_line(study, |l| l.total = *total),
             WatchEvent::DeliveredBefore { study, sent } => self.with_line(study, |l| l.sent = l.sent.max(*sent)),
-            WatchEvent::Fetched { study, bytes } => self.with_line(study, |l| {
-                l.fetched += 1;
-                l.bytes += bytes;
-            }),
-            WatchEvent::Sent { study, .. } => self.with_line(study, |l| l.sent += 1),
             WatchEvent::StudyDone {
                 study,
                 label,
                 ok,
                 summary,
-            } => {
-                let line = self.lines.lock().unwrap().remove(study);
-                let label = match &line {
-                    Some(l) if label.is_empty() => l.label.clone(),
-                    _ if label.is_empty() => study.to_string(),
-                    _ => label.clone(),
-                };
-                if let Some(line) = line {
-                    line.bar.finish_and_clear();
-                    self.multi.remove(&line.bar);
-                }
-                let mark = if *ok { "done" } else { "not done" };
-                self.print(format!("  {label}: {mark}: {summary}"));
-            }
+            } => self.done(study, Some(label.as_str()).filter(|l| !l.is_empty()), *ok, summary),
             WatchEvent::Delivered {
                 label,
                 studies,
@@ -322,13 +421,27 @@ impl Reporter for Lines {
 /// (errors only).
 struct Log {
     quiet: bool,
+    /// Where each line goes (stderr, but for tests).
+    out: Box<dyn Fn(&str) + Send + Sync>,
     labels: Mutex<HashMap<Uid, String>>,
     search_failing: Mutex<bool>,
 }
 
 impl Log {
+    fn new(quiet: bool, out: Box<dyn Fn(&str) + Send + Sync>) -> Log {
+        Log {
+            quiet,
+            out,
+            labels: Mutex::new(HashMap::new()),
+            search_failing: Mutex::new(false),
+        }
+    }
+
     fn line(&self, text: String) {
-        eprintln!("{} {text}", humantime::format_rfc3339_seconds(SystemTime::now()));
+        (self.out)(&format!(
+            "{} {text}",
+            humantime::format_rfc3339_seconds(SystemTime::now())
+        ));
     }
 
     fn note(&self, text: String) {
@@ -336,9 +449,46 @@ impl Log {
             self.line(text);
         }
     }
+
+    /// The study is done with: `label` said, or the one it started with.
+    fn done(&self, study: &Uid, label: Option<&str>, ok: bool, summary: &str) {
+        let known = self.labels.lock().unwrap().remove(study);
+        let label = match label {
+            Some(label) => label.to_string(),
+            None => known.unwrap_or_else(|| study.to_string()),
+        };
+        if ok {
+            self.note(format!("{label}: {summary}"));
+        } else {
+            self.line(format!("warning: {label}: {summary}"));
+        }
+    }
 }
 
-impl Reporter for Log {
+impl View for Log {
+    fn study_started(&self, side: Side, study: &Uid, label: &str, total: u64, done: u64) {
+        let (present, _) = counts_at_start(side, total, done);
+        let mut labels = self.labels.lock().unwrap();
+        if labels.insert(study.clone(), label.to_string()).is_none() && (present < total || total == 0) {
+            drop(labels);
+            if present == 0 {
+                self.note(format!("fetching {label}"));
+            } else {
+                self.note(format!(
+                    "fetching {label}: {present} of {total} instances in the cache already"
+                ));
+            }
+        }
+    }
+
+    fn study_total(&self, _study: &Uid, _total: u64) {}
+
+    fn instance_done(&self, _side: Side, _study: &Uid, _bytes: u64) {}
+
+    fn fetch_failed(&self, study: &Uid, summary: &str) {
+        self.done(study, None, false, &format!("fetch {summary}"));
+    }
+
     fn warn(&self, message: &str) {
         self.line(format!("warning: {message}"));
     }
@@ -382,46 +532,13 @@ impl Reporter for Log {
                     short(*retry_in)
                 ));
             }
-            WatchEvent::StudyStarted {
-                study,
-                label,
-                total,
-                present,
-            } => {
-                let mut labels = self.labels.lock().unwrap();
-                if labels.insert(study.clone(), label.clone()).is_none() && (present < total || *total == 0) {
-                    drop(labels);
-                    if *present == 0 {
-                        self.note(format!("fetching {label}"));
-                    } else {
-                        self.note(format!(
-                            "fetching {label}: {present} of {total} instances in the cache already"
-                        ));
-                    }
-                }
-            }
-            WatchEvent::StudyTotal { .. }
-            | WatchEvent::DeliveredBefore { .. }
-            | WatchEvent::Fetched { .. }
-            | WatchEvent::Sent { .. } => {}
+            WatchEvent::DeliveredBefore { .. } => {}
             WatchEvent::StudyDone {
                 study,
                 label,
                 ok,
                 summary,
-            } => {
-                let known = self.labels.lock().unwrap().remove(study);
-                let label = if label.is_empty() {
-                    known.unwrap_or_else(|| study.to_string())
-                } else {
-                    label.clone()
-                };
-                if *ok {
-                    self.note(format!("{label}: {summary}"));
-                } else {
-                    self.line(format!("warning: {label}: {summary}"));
-                }
-            }
+            } => self.done(study, Some(label.as_str()).filter(|l| !l.is_empty()), *ok, summary),
             WatchEvent::Delivered {
                 label,
                 studies,
@@ -432,5 +549,99 @@ impl Reporter for Log {
             WatchEvent::DestinationUp => self.line("the destination answers again".into()),
             WatchEvent::Status(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uid(s: &str) -> Uid {
+        Uid::parse(s).unwrap()
+    }
+
+    /// (fetched, sent, total) of the study's line.
+    fn counts(view: &Lines, study: &Uid) -> (u64, u64, u64) {
+        let lines = view.lines.lock().unwrap();
+        let line = &lines[study];
+        (line.fetched, line.sent, line.total)
+    }
+
+    #[test]
+    fn an_instance_counts_as_fetched_or_sent_by_the_side_that_says_it() {
+        let view = Arc::new(Lines::new(ProgressDrawTarget::hidden()));
+        let r = faces(Arc::clone(&view));
+        let study = uid("1.2.3");
+        r.fetching.study_started(&study, "ACC1 (current)", 3, 1);
+        r.fetching.instance_done(&study, 10);
+        r.sending.instance_done(&study, 10);
+        r.fetching.study_total(&study, 4);
+        assert_eq!(counts(&view, &study), (2, 1, 4));
+        // The closing pass sends a study complete in the cache, 3 of it there before.
+        r.sending.study_started(&study, "ACC1", 4, 3);
+        assert_eq!(counts(&view, &study), (4, 3, 4));
+        r.sending.instance_done(&study, 10);
+        assert_eq!(counts(&view, &study), (4, 4, 4));
+    }
+
+    #[test]
+    fn a_study_the_closing_pass_takes_up_again_starts_complete_in_the_cache() {
+        let view = Arc::new(Lines::new(ProgressDrawTarget::hidden()));
+        let r = faces(Arc::clone(&view));
+        let study = uid("1.2.3");
+        r.sending.study_started(&study, "ACC1", 5, 2);
+        assert_eq!(counts(&view, &study), (5, 2, 5));
+    }
+
+    fn log() -> (Arc<Mutex<Vec<String>>>, WatchReporters) {
+        let said = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&said);
+        let out = Box::new(move |line: &str| {
+            // Without the time stamp.
+            let text = line.split_once(' ').map_or(line, |(_, text)| text);
+            sink.lock().unwrap().push(text.to_string());
+        });
+        (said, faces(Arc::new(Log::new(false, out))))
+    }
+
+    #[test]
+    fn the_log_says_a_fetch_begins_and_fails_under_the_fetchs_label() {
+        let (said, r) = log();
+        let study = uid("1.2.3");
+        r.fetching.study_started(&study, "ACC1 (current)", 3, 1);
+        r.fetching.instance_done(&study, 10);
+        r.fetching.study_finished(&study, false, "failed");
+        assert_eq!(
+            *said.lock().unwrap(),
+            [
+                "fetching ACC1 (current): 1 of 3 instances in the cache already",
+                "warning: ACC1 (current): fetch failed",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_log_leaves_the_end_of_a_study_to_the_deliverer() {
+        let (said, r) = log();
+        let study = uid("1.2.3");
+        r.fetching.study_started(&study, "ACC1 (current)", 2, 0);
+        r.fetching.study_finished(&study, true, "2 instances");
+        // A closing pass of a study complete in the cache is not a fetch.
+        r.sending.study_started(&study, "ACC1", 2, 0);
+        r.sending.instance_done(&study, 10);
+        r.sending.study_finished(&study, false, "1 delivered, 1 failed");
+        r.sending.watch(&WatchEvent::StudyDone {
+            study: study.clone(),
+            label: "ACC1".into(),
+            ok: false,
+            summary: "1 of 2 instances not delivered".into(),
+        });
+        assert_eq!(
+            *said.lock().unwrap(),
+            [
+                "fetching ACC1 (current)",
+                "warning: ACC1: 1 of 2 instances not delivered"
+            ]
+        );
     }
 }

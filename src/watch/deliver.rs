@@ -163,6 +163,7 @@ pub(super) struct Deliverer {
     opts: StoreOptions,
     /// For instances the destination takes only in another syntax.
     cloud: ClientOptions,
+    /// The sending side's reporter, which hears the watch's events too.
     view: Arc<dyn Reporter>,
     dest_key: String,
     /// `--once`: a closing pass is made once, whatever the destination's state.
@@ -398,10 +399,7 @@ impl Deliverer {
                 if let Some(stream) = self.streams.get_mut(&item.study) {
                     stream.sent += 1;
                 }
-                self.view.watch(&WatchEvent::Sent {
-                    study: item.study.clone(),
-                    bytes: item.bytes,
-                });
+                self.view.instance_done(&item.study, item.bytes);
             }
             Streamed::Left | Streamed::NoAnswer { gave_up: None } => {}
             Streamed::NoAnswer { gave_up: Some(why) } => {
@@ -431,10 +429,12 @@ impl Deliverer {
     /// The closing pass of a group: `store` on each study complete in the cache.
     fn finish(&mut self, mut pending: Pending) -> Result<()> {
         self.release();
-        let side = StoreSide {
-            view: Arc::clone(&self.view),
-        };
-        let mut store = Store::new(&self.cache, &self.opts, Some(self.cloud.clone().in_syntax()), &side);
+        let mut store = Store::new(
+            &self.cache,
+            &self.opts,
+            Some(self.cloud.clone().in_syntax()),
+            &*self.view,
+        );
         let mut results = Vec::new();
         for study in &pending.group.complete {
             // `Found`: a study another process is fetching is passed over
@@ -560,40 +560,5 @@ fn instances(n: usize) -> String {
         "1 instance".into()
     } else {
         format!("{n} instances")
-    }
-}
-
-/// What `store` reports during a closing pass, told to the watch view.
-struct StoreSide {
-    view: Arc<dyn Reporter>,
-}
-
-impl Reporter for StoreSide {
-    fn study_started(&self, study: &Uid, label: &str, total: u64, done: u64) {
-        self.view.watch(&WatchEvent::StudyStarted {
-            study: study.clone(),
-            label: label.to_string(),
-            total,
-            present: total,
-        });
-        self.view.watch(&WatchEvent::DeliveredBefore {
-            study: study.clone(),
-            sent: done,
-        });
-    }
-
-    fn instance_done(&self, study: &Uid, bytes: u64) {
-        self.view.watch(&WatchEvent::Sent {
-            study: study.clone(),
-            bytes,
-        });
-    }
-
-    fn warn(&self, message: &str) {
-        self.view.warn(message);
-    }
-
-    fn info(&self, message: &str) {
-        self.view.info(message);
     }
 }
