@@ -2,7 +2,8 @@
 # Installs the peers that retriever's tests run against, if they are missing:
 #   Debian: orthanc, orthanc-dicomweb (the DICOMweb plugin), dcmtk (storescp, echoscu, dcmdump),
 #           openssl (a private certificate authority for the HTTPS tests),
-#           strace (counts the journal's syncs)
+#           strace (counts the journal's syncs), systemd (systemd-analyze, systemd-sysusers:
+#           checks the service units)
 #   PyPI:   pydicom (>= 3), pynetdicom, dicomweb-client, numpy (test data, DIMSE peers),
 #           pillow (JPEG test instances)
 # Idempotent and quiet when everything is present. The Debian orthanc package starts a system
@@ -25,6 +26,8 @@ fi
 command -v openssl >/dev/null || missing_debs+=(openssl)
 # The journal test counts the syncs of a delivery with strace.
 command -v strace >/dev/null || missing_debs+=(strace)
+# The install tests check the service units with systemd-analyze and systemd-sysusers.
+command -v systemd-analyze >/dev/null || missing_debs+=(systemd)
 for tool in storescp echoscu dcmdump; do
     if [ ! -x "/usr/bin/$tool" ]; then
         missing_debs+=(dcmtk)
