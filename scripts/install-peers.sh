@@ -3,7 +3,7 @@
 #   Debian: orthanc, orthanc-dicomweb (the DICOMweb plugin), dcmtk (storescp, echoscu, dcmdump),
 #           openssl (a private certificate authority for the HTTPS tests),
 #           strace (counts the journal's syncs), systemd (systemd-analyze, systemd-sysusers:
-#           checks the service units)
+#           checks the service units), zip and unzip (the Windows release archive)
 #   PyPI:   pydicom (>= 3), pynetdicom, dicomweb-client, numpy (test data, DIMSE peers),
 #           pillow (JPEG test instances)
 # Idempotent and quiet when everything is present. The Debian orthanc package starts a system
@@ -28,6 +28,9 @@ command -v openssl >/dev/null || missing_debs+=(openssl)
 command -v strace >/dev/null || missing_debs+=(strace)
 # The install tests check the service units with systemd-analyze and systemd-sysusers.
 command -v systemd-analyze >/dev/null || missing_debs+=(systemd)
+# The packaging tests make and read a Windows zip archive.
+command -v zip >/dev/null || missing_debs+=(zip)
+command -v unzip >/dev/null || missing_debs+=(unzip)
 for tool in storescp echoscu dcmdump; do
     if [ ! -x "/usr/bin/$tool" ]; then
         missing_debs+=(dcmtk)

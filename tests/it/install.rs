@@ -1,24 +1,33 @@
-//! The installation: the systemd units and account file of `scripts/systemd/`, checked by
-//! systemd's own tools in a temporary root so that nothing on this machine changes.
+//! The installation: the release archive `scripts/package.sh` makes (built around the program
+//! this test binary was built with, so that no release build runs here), and the systemd units
+//! and account file of `scripts/systemd/`, checked by systemd's own tools in a temporary root
+//! so that nothing on this machine changes.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use crate::common::{repo_root, run_within};
 
 tests! {
+    package_holds_what_an_install_needs,
+    package_for_windows_holds_the_windows_scripts: ["zip", "unzip"],
+    package_refuses_a_program_of_another_version,
     systemd_units_pass_systemd_analyze_verify: ["systemd-analyze"],
     sysusers_file_creates_the_service_account: ["systemd-sysusers"],
     watch_and_prune_units_share_account_cache_and_config,
 }
 
+const VERSION: &str = env!("CARGO_PKG_VERSION");
 const UNITS: &[&str] = &[
     "retriever-watch.service",
     "retriever-prune.service",
     "retriever-prune.timer",
 ];
+
+/// Generous: the script copies a few files and compresses a debug build.
+const PACKAGE_TIME: Duration = Duration::from_secs(180);
 
 fn run(cmd: &mut Command) -> (i32, String, String) {
     run_within(cmd, Duration::from_secs(60))
@@ -29,6 +38,237 @@ fn temp_dir(prefix: &str) -> tempfile::TempDir {
         .prefix(prefix)
         .tempdir()
         .expect("create a temporary directory")
+}
+
+/// This machine's target triple, as `scripts/package.sh` finds it.
+fn host_triple() -> String {
+    let (code, out, err) = run(Command::new("rustc").arg("-vV"));
+    assert_eq!(code, 0, "rustc -vV failed:\n{err}");
+    out.lines()
+        .find_map(|line| line.strip_prefix("host: "))
+        .expect("rustc -vV names the host")
+        .to_owned()
+}
+
+/// `scripts/package.sh --binary BINARY --out OUT`.
+fn package(binary: &Path, out: &Path) -> (i32, String, String) {
+    let mut cmd = Command::new("bash");
+    cmd.arg(repo_root().join("scripts/package.sh"))
+        .arg("--binary")
+        .arg(binary)
+        .arg("--out")
+        .arg(out);
+    run_within(&mut cmd, PACKAGE_TIME)
+}
+
+/// The names of the files in `dir` (not recursive).
+fn file_names(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read `{}`: {e}", dir.display()))
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// The packaged program, with no `RETRIEVER_*` variable and no user config file.
+fn packaged(program: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("RETRIEVER_") {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.env("XDG_CONFIG_HOME", "/nonexistent");
+    cmd
+}
+
+/// The Linux archive for this machine, made around the test's own `retriever`: named for the
+/// version and target, with a checksum that `sha256sum -c` accepts, everything in one
+/// top-level folder, and in it the program (which runs), the man page, every completion,
+/// example config (which the program accepts), systemd file and the README's Install and
+/// Everyday use sections.
+fn package_holds_what_an_install_needs() {
+    let host = host_triple();
+    let out = temp_dir("retriever-package-");
+    let (code, _, err) = package(Path::new(env!("CARGO_BIN_EXE_retriever")), out.path());
+    assert_eq!(code, 0, "scripts/package.sh failed:\n{err}");
+
+    let name = format!("retriever-{VERSION}-{host}");
+    let archive = format!("{name}.tar.gz");
+    assert_eq!(
+        file_names(out.path()),
+        BTreeSet::from([archive.clone(), format!("{archive}.sha256")]),
+        "the output folder should hold the archive and its checksum only"
+    );
+    let (code, sums, err) = run(Command::new("sha256sum")
+        .args(["-c", &format!("{archive}.sha256")])
+        .current_dir(out.path()));
+    assert_eq!(code, 0, "sha256sum -c refused the checksum file:\n{sums}{err}");
+
+    let (code, listing, err) = run(Command::new("tar").arg("-tzf").arg(out.path().join(&archive)));
+    assert_eq!(code, 0, "tar -t failed:\n{err}");
+    let prefix = format!("{name}/");
+    let mut files = BTreeSet::new();
+    for entry in listing.lines() {
+        let inside = entry
+            .strip_prefix(&prefix)
+            .unwrap_or_else(|| panic!("`{entry}` is outside the archive's folder `{prefix}`"));
+        if !inside.is_empty() && !inside.ends_with('/') {
+            files.insert(inside.to_owned());
+        }
+    }
+    let mut expected: BTreeSet<String> = ["retriever", "README.md", "man/retriever.1"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    for (from, to) in [
+        ("completions", "completions"),
+        ("examples", "examples"),
+        ("scripts/systemd", "systemd"),
+    ] {
+        for file in file_names(&repo_root().join(from)) {
+            expected.insert(format!("{to}/{file}"));
+        }
+    }
+    assert_eq!(files, expected, "the archive's files");
+
+    let unpacked = temp_dir("retriever-unpacked-");
+    let (code, _, err) = run(Command::new("tar")
+        .arg("-xzf")
+        .arg(out.path().join(&archive))
+        .arg("-C")
+        .arg(unpacked.path()));
+    assert_eq!(code, 0, "tar -x failed:\n{err}");
+    let root = unpacked.path().join(&name);
+
+    let program = root.join("retriever");
+    let (code, said, err) = run(packaged(&program).arg("--version"));
+    assert_eq!(code, 0, "the packaged program did not run:\n{err}");
+    assert_eq!(said.trim(), format!("retriever {VERSION}"));
+
+    for file in ["man/retriever.1", "systemd/retriever-watch.service"] {
+        let (from, to) = (
+            repo_root().join(file.replace("systemd/", "scripts/systemd/")),
+            root.join(file),
+        );
+        assert!(
+            std::fs::read(&from).unwrap() == std::fs::read(&to).unwrap(),
+            "`{file}` in the archive differs from `{}`",
+            from.display()
+        );
+    }
+
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    for heading in [
+        "## Install",
+        "### Linux: `watch` as a systemd service",
+        "## Everyday use",
+        "### Settings",
+    ] {
+        assert!(
+            readme.lines().any(|line| line == heading),
+            "the packaged README lacks `{heading}`:\n{readme}"
+        );
+    }
+    assert!(
+        !readme.contains("## How the code is laid out"),
+        "the packaged README should hold the Install and Everyday use sections only"
+    );
+
+    // The Linux example names /etc/retriever/password, which is not here: the variable beats
+    // the file, so the rest of the example is what `config` checks.
+    let password = unpacked.path().join("password");
+    std::fs::write(&password, "pw\n").unwrap();
+    set_private(&password);
+    for example in file_names(&root.join("examples")) {
+        let (code, _, err) = run(packaged(&program)
+            .arg("--config")
+            .arg(root.join("examples").join(&example))
+            .arg("config")
+            .env("RETRIEVER_PASSWORD_FILE", &password));
+        assert_eq!(code, 0, "the packaged program refused `examples/{example}`:\n{err}");
+    }
+}
+
+/// Readable by its owner only, as retriever wants a password file.
+fn set_private(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// The Windows archive is a zip with `retriever.exe`, the scripts of `scripts/windows/` and no
+/// systemd units. The program is a stand-in: a Windows build is not made here, and the script
+/// cannot run one to ask its version.
+fn package_for_windows_holds_the_windows_scripts() {
+    let out = temp_dir("retriever-package-");
+    let exe = out.path().join("stand-in.exe");
+    std::fs::write(&exe, b"MZ stand-in").unwrap();
+    let target = "x86_64-pc-windows-gnu";
+    let mut cmd = Command::new("bash");
+    cmd.arg(repo_root().join("scripts/package.sh"))
+        .args(["--target", target, "--binary"])
+        .arg(&exe)
+        .arg("--out")
+        .arg(out.path());
+    let (code, _, err) = run_within(&mut cmd, PACKAGE_TIME);
+    assert_eq!(code, 0, "scripts/package.sh --target {target} failed:\n{err}");
+
+    let name = format!("retriever-{VERSION}-{target}");
+    let archive = out.path().join(format!("{name}.zip"));
+    let (code, listing, err) = run(Command::new("unzip").arg("-Z1").arg(&archive));
+    assert_eq!(code, 0, "unzip -Z1 failed:\n{err}");
+    let files: BTreeSet<&str> = listing
+        .lines()
+        .filter(|entry| !entry.ends_with('/'))
+        .map(|entry| {
+            entry
+                .strip_prefix(&format!("{name}/"))
+                .unwrap_or_else(|| panic!("`{entry}` is outside the archive's folder `{name}/`"))
+        })
+        .collect();
+    assert!(files.contains("retriever.exe"), "no retriever.exe in:\n{listing}");
+    assert!(
+        files.contains("examples/retriever.json"),
+        "no example config in:\n{listing}"
+    );
+    for script in file_names(&repo_root().join("scripts/windows")) {
+        assert!(
+            files.contains(format!("windows/{script}").as_str()),
+            "no windows/{script} in:\n{listing}"
+        );
+    }
+    assert!(
+        !files
+            .iter()
+            .any(|file| file.starts_with("systemd/") || *file == "retriever"),
+        "Linux files in the Windows archive:\n{listing}"
+    );
+    assert!(
+        out.path().join(format!("{name}.zip.sha256")).is_file(),
+        "no checksum file"
+    );
+}
+
+/// A program that is not of this version (a stale build) is not shipped under its name: the
+/// script says so and writes no archive.
+fn package_refuses_a_program_of_another_version() {
+    let out = temp_dir("retriever-package-");
+    let stale = out.path().join("stale-retriever");
+    std::fs::write(&stale, "#!/bin/sh\necho 'retriever 0.0.0-stale'\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&stale, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let (code, _, err) = package(&stale, out.path());
+    assert_ne!(code, 0, "a program of another version was packaged:\n{err}");
+    assert!(
+        err.contains("retriever 0.0.0-stale") && err.contains(&format!("not `retriever {VERSION}`")),
+        "the error should say which version the program is and which it should be:\n{err}"
+    );
+    assert_eq!(
+        file_names(out.path()),
+        BTreeSet::from(["stale-retriever".to_owned()]),
+        "nothing should be written"
+    );
 }
 
 /// Where this machine keeps systemd's own units (sysinit.target and the like, which the
