@@ -3,6 +3,7 @@
 //! study in flight; `watch` has its own view (`watch`), `prune` its printer
 //! (`prune`); without a terminal, [`Plain`].
 
+mod log;
 mod plain;
 mod prune;
 mod watch;
