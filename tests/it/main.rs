@@ -16,6 +16,7 @@ mod fetch;
 mod hostile_cloud;
 mod hostile_listing;
 mod hostile_pacs;
+mod logs;
 mod patient_data;
 mod prune;
 mod smoke;
@@ -34,6 +35,7 @@ fn main() {
         hostile_cloud::tests(),
         hostile_listing::tests(),
         hostile_pacs::tests(),
+        logs::tests(),
         patient_data::tests(),
         prune::tests(),
         smoke::tests(),
