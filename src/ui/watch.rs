@@ -271,9 +271,13 @@ struct Lines {
 impl Lines {
     fn new(target: ProgressDrawTarget) -> Lines {
         let multi = MultiProgress::with_draw_target(target);
-        let calm = ProgressStyle::with_template("{spinner:.green} {msg}").expect("valid progress template");
-        let alarm = ProgressStyle::with_template("{spinner:.red} {msg:.red.bold}").expect("valid progress template");
-        let study = ProgressStyle::with_template("  {prefix:20.bold} [{bar:24.cyan/blue}] {msg} ({elapsed})")
+        // Each line fits the terminal (a wrapped line is not redrawn in
+        // place): the overall line is cut at its end, a study's label is
+        // cut and its bar narrowed, never its counts.
+        let calm = ProgressStyle::with_template("{spinner:.green} {wide_msg}").expect("valid progress template");
+        let alarm =
+            ProgressStyle::with_template("{spinner:.red} {wide_msg:.red.bold}").expect("valid progress template");
+        let study = ProgressStyle::with_template("  {prefix:20!.bold} [{wide_bar:.cyan/blue}] {msg} ({elapsed})")
             .expect("valid progress template")
             .progress_chars("=> ");
         let overall = multi.add(ProgressBar::new_spinner());
