@@ -141,7 +141,6 @@ fn a_down_destination_is_said_once_per_study() {
     let (code, _, err) = run_within(&mut cmd, LIMIT);
     assert_eq!(code, 1, "{err}");
     let (log, last) = err.trim_end().rsplit_once('\n').expect("log lines, then the error");
-    assert_log(log);
     for accession in ["ACC2001", "ACC2002"] {
         assert!(
             !err.contains(&format!("{accession}: {accession}")),
@@ -159,6 +158,7 @@ fn a_down_destination_is_said_once_per_study() {
             .count();
         assert_eq!(grouped, 1, "{accession} said once as a current study:\n{err}");
     }
+    assert_log(log);
     let refused: Vec<&str> = log.lines().filter(|l| l.contains("connection refused")).collect();
     // Once as the destination's state, once per current study as its cause.
     assert_eq!(refused.len(), 3, "{err}");
