@@ -71,7 +71,7 @@ _retriever() {
 
     case "${cmd}" in
         retriever)
-            opts="-q -h -V --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --help --version fetch ls store watch prune echo config help"
+            opts="-q -h -V --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help --version fetch ls store watch prune echo config help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -133,6 +133,10 @@ _retriever() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --log-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -141,7 +145,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__config)
-            opts="-q -h --json --priors --prior-years --prior-modality --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --help"
+            opts="-q -h --json --priors --prior-years --prior-modality --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -239,6 +243,10 @@ _retriever() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --log-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -247,7 +255,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__echo)
-            opts="-q -h --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --help"
+            opts="-q -h --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -333,6 +341,10 @@ _retriever() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --log-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -341,7 +353,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__fetch)
-            opts="-q -h --explain --dry-run --json --transfer-syntax --store --priors --prior-years --prior-modality --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --help"
+            opts="-q -h --explain --dry-run --json --transfer-syntax --store --priors --prior-years --prior-modality --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -440,6 +452,10 @@ _retriever() {
                     return 0
                     ;;
                 --max-instance-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -577,7 +593,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__ls)
-            opts="-q -h --json --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --help"
+            opts="-q -h --json --wide --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -639,6 +655,10 @@ _retriever() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --log-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -647,7 +667,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__prune)
-            opts="-q -h --older-than --dry-run --include-undelivered --json --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --help"
+            opts="-q -h --older-than --dry-run --include-undelivered --json --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -713,6 +733,10 @@ _retriever() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --log-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -721,7 +745,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__store)
-            opts="-q -h --json --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --help"
+            opts="-q -h --json --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -807,6 +831,10 @@ _retriever() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --log-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -815,7 +843,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__watch)
-            opts="-q -h --interval --filter --stable-age --once --json --priors --prior-years --prior-modality --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --help"
+            opts="-q -h --interval --filter --stable-age --once --json --priors --prior-years --prior-modality --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -922,6 +950,10 @@ _retriever() {
                     return 0
                     ;;
                 --max-instance-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_retriever_global_optspecs
-    string join \n config= cloud= user= password-file= token-file= ca-bundle= allow-insecure-http to= calling-ae= cache= jobs= connect-timeout= idle-timeout= retries= max-instance-size= q/quiet h/help V/version
+    string join \n config= cloud= user= password-file= token-file= ca-bundle= allow-insecure-http to= calling-ae= cache= jobs= connect-timeout= idle-timeout= retries= max-instance-size= q/quiet log-file= h/help V/version
 end
 
 function __fish_retriever_needs_command
@@ -38,6 +38,7 @@ complete -c retriever -n "__fish_retriever_needs_command" -l connect-timeout -d 
 complete -c retriever -n "__fish_retriever_needs_command" -l idle-timeout -d 'Time a transfer may go without receiving any data [default: 60s]' -r
 complete -c retriever -n "__fish_retriever_needs_command" -l retries -d 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]' -r
 complete -c retriever -n "__fish_retriever_needs_command" -l max-instance-size -d 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]' -r
+complete -c retriever -n "__fish_retriever_needs_command" -l log-file -d 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept)' -r -F
 complete -c retriever -n "__fish_retriever_needs_command" -l allow-insecure-http -d 'Allow plain, unencrypted http:// to a cloud that is not on this machine'
 complete -c retriever -n "__fish_retriever_needs_command" -s q -l quiet -d 'No progress bars, only errors on stderr'
 complete -c retriever -n "__fish_retriever_needs_command" -s h -l help -d 'Print help'
@@ -75,6 +76,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l connect-ti
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l idle-timeout -d 'Time a transfer may go without receiving any data [default: 60s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l retries -d 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l max-instance-size -d 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l log-file -d 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l dry-run -l explain -d 'Show which studies would be fetched and why each prior was chosen or passed over, without downloading'
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l json -d 'One JSON object per line on stdout instead of text'
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l store -d 'Then deliver the studies made complete to the destination (--to), as `store` does'
@@ -96,7 +98,9 @@ complete -c retriever -n "__fish_retriever_using_subcommand ls" -l connect-timeo
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -l idle-timeout -d 'Time a transfer may go without receiving any data [default: 60s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -l retries -d 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -l max-instance-size -d 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand ls" -l log-file -d 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -l json -d 'One JSON object per line instead of a table'
+complete -c retriever -n "__fish_retriever_using_subcommand ls" -l wide -d 'Every column in full, however wide (the table fits 100 columns otherwise)'
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -l allow-insecure-http -d 'Allow plain, unencrypted http:// to a cloud that is not on this machine'
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -s q -l quiet -d 'No progress bars, only errors on stderr'
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -s h -l help -d 'Print help'
@@ -120,6 +124,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand store" -l connect-ti
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l idle-timeout -d 'Time a transfer may go without receiving any data [default: 60s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l retries -d 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l max-instance-size -d 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand store" -l log-file -d 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l json -d 'One JSON object per line on stdout instead of text'
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l decompress-lossy -d 'Decompress lossy JPEG here when the destination does not take it compressed (otherwise the cloud is asked for it in a syntax the destination takes)'
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l allow-insecure-http -d 'Allow plain, unencrypted http:// to a cloud that is not on this machine'
@@ -152,6 +157,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand watch" -l connect-ti
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l idle-timeout -d 'Time a transfer may go without receiving any data [default: 60s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l retries -d 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l max-instance-size -d 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand watch" -l log-file -d 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l once -d 'One pass: search once, fetch and deliver what was found, then exit (status 0 only if all of it was delivered)'
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l json -d 'One JSON object per line on stdout for each study delivered, instead of text'
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l decompress-lossy -d 'Decompress lossy JPEG here when the destination does not take it compressed (otherwise the cloud is asked for it in a syntax the destination takes)'
@@ -173,6 +179,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand prune" -l connect-ti
 complete -c retriever -n "__fish_retriever_using_subcommand prune" -l idle-timeout -d 'Time a transfer may go without receiving any data [default: 60s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand prune" -l retries -d 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand prune" -l max-instance-size -d 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand prune" -l log-file -d 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand prune" -l dry-run -d 'Print what would be removed, and remove nothing'
 complete -c retriever -n "__fish_retriever_using_subcommand prune" -l include-undelivered -d 'Also remove expired studies that are not delivered to the destination'
 complete -c retriever -n "__fish_retriever_using_subcommand prune" -l json -d 'One JSON object per removed study on stdout instead of text'
@@ -199,6 +206,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand echo" -l connect-tim
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l idle-timeout -d 'Time a transfer may go without receiving any data [default: 60s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l retries -d 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l max-instance-size -d 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand echo" -l log-file -d 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l decompress-lossy -d 'Decompress lossy JPEG here when the destination does not take it compressed (otherwise the cloud is asked for it in a syntax the destination takes)'
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l allow-insecure-http -d 'Allow plain, unencrypted http:// to a cloud that is not on this machine'
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -s q -l quiet -d 'No progress bars, only errors on stderr'
@@ -227,6 +235,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand config" -l connect-t
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l idle-timeout -d 'Time a transfer may go without receiving any data [default: 60s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l retries -d 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l max-instance-size -d 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand config" -l log-file -d 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l json -d 'One JSON object (setting -> value, source) instead of a table'
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l decompress-lossy -d 'Decompress lossy JPEG here when the destination does not take it compressed (otherwise the cloud is asked for it in a syntax the destination takes)'
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l allow-insecure-http -d 'Allow plain, unencrypted http:// to a cloud that is not on this machine'

@@ -146,6 +146,10 @@ pub struct GlobalArgs {
     /// No progress bars, only errors on stderr
     #[arg(short, long, global = true)]
     pub quiet: bool,
+
+    /// Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept)
+    #[arg(long, global = true, env = "RETRIEVER_LOG_FILE", value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -378,6 +382,10 @@ pub struct LsArgs {
     /// One JSON object per line instead of a table
     #[arg(long)]
     pub json: bool,
+
+    /// Every column in full, however wide (the table fits 100 columns otherwise)
+    #[arg(long)]
+    pub wide: bool,
 }
 
 /// `prune`. Its rules: a study goes once it was last fetched or delivered

@@ -155,6 +155,8 @@ pub struct FileConfig {
     pub retention: Option<String>,
     /// Past this age `prune` removes a study even if not delivered, e.g. "7d".
     pub max_age: Option<String>,
+    /// Where `watch` appends its log (rotated by size).
+    pub log_file: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -276,6 +278,8 @@ pub struct Settings {
     pub retention: Duration,
     /// `max_age` in the config file.
     pub max_age: Duration,
+    /// `--log-file`: where `watch` appends its log.
+    pub log_file: Option<PathBuf>,
     pub calling_ae: String,
     pub quiet: bool,
     pub dicom: DicomSettings,
@@ -350,10 +354,12 @@ impl Settings {
         let cache_limits = cache_limits(&mut layers, &file)?;
         let retention = layers.duration("retention", file.retention.clone(), crate::prune::DEFAULT_RETENTION)?;
         let max_age = layers.duration("max_age", file.max_age.clone(), crate::prune::DEFAULT_MAX_AGE)?;
+        let log_file = layers.pick("log_file", file.log_file.clone(), None, show_path);
         Ok(Settings {
             cache_root,
             retention,
             max_age,
+            log_file,
             calling_ae,
             quiet: layers.given::<bool>("quiet").is_some_and(|(quiet, ..)| quiet),
             dicom,

@@ -44,7 +44,7 @@ fn run(cli: &Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
     }
     match &cli.command {
         Command::Fetch(args) => commands::fetch::run(&settings, args),
-        Command::Ls(args) => commands::ls::run(&settings, args.json),
+        Command::Ls(args) => commands::ls::run(&settings, args),
         Command::Store(args) => commands::store::run(&settings, args),
         Command::Prune(args) => commands::prune::run(&settings, args),
         Command::Watch(args) => commands::watch::run(&settings, args),

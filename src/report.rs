@@ -86,8 +86,10 @@ pub enum WatchEvent {
         instances: usize,
     },
     /// A current study (or one of its priors) could not be fetched or
-    /// delivered; it is tried again in `retry_in`.
+    /// delivered; it is tried again in `retry_in`. `error` never names the
+    /// current study: `label` does.
     Failed {
+        study: Uid,
         label: String,
         error: String,
         retry_in: Option<Duration>,

@@ -84,26 +84,43 @@ pub struct WatchConfig {
 pub struct Summary {
     /// Current studies delivered with their priors.
     pub delivered: usize,
-    /// Current studies not delivered: label, why.
-    pub failed: Vec<(String, String)>,
+    /// Current studies not delivered: label, and each cause once.
+    pub failed: Vec<(String, Vec<String>)>,
     /// Why the search failed, if it did.
     pub search_error: Option<String>,
 }
 
 impl Summary {
-    /// The one-line reason the pass failed, or `None`.
+    /// The one-line reason the pass failed, or `None`: how many studies
+    /// failed and the first cause, short, since the log said each study and
+    /// each cause already.
     pub fn error(&self) -> Option<String> {
         let mut parts = Vec::new();
         if let Some(e) = &self.search_error {
-            parts.push(format!("the search of the cloud failed: {e}"));
+            parts.push(format!("the search of the cloud failed: {}", crate::text::escape(e)));
         }
+        let mut causes: Vec<&str> = Vec::new();
+        for cause in self.failed.iter().flat_map(|(_, c)| c) {
+            if !causes.contains(&cause.as_str()) {
+                causes.push(cause);
+            }
+        }
+        let more = match causes.len() {
+            0 | 1 => String::new(),
+            2 => " (1 more cause in the log)".to_string(),
+            n => format!(" ({} more causes in the log)", n - 1),
+        };
+        let first = causes.first().map(|c| format!(": {}", crate::text::escape(c)));
         match self.failed.as_slice() {
             [] => {}
-            [(label, why)] => parts.push(format!("study {label} was not delivered: {why}")),
-            [(label, why), rest @ ..] => parts.push(format!(
-                "{} studies were not delivered (study {label}: {why}; and {} more)",
-                rest.len() + 1,
-                rest.len()
+            [(label, _)] => parts.push(format!(
+                "study {label} was not delivered{}{more}",
+                first.unwrap_or_default()
+            )),
+            many => parts.push(format!(
+                "{} studies were not delivered{}{more}",
+                many.len(),
+                first.unwrap_or_default()
             )),
         }
         (!parts.is_empty()).then(|| parts.join("; "))
@@ -419,8 +436,8 @@ impl Router<'_> {
                 for d in &outcome.delivered {
                     on_delivered(d);
                 }
-                match &outcome.error {
-                    None => {
+                match outcome.causes.is_empty() {
+                    true => {
                         self.record.delivered(&outcome.current, outcome.instances, now);
                         self.summary.delivered += 1;
                         self.view.watch(&WatchEvent::Delivered {
@@ -429,7 +446,7 @@ impl Router<'_> {
                             instances: outcome.delivered.iter().map(|d| d.instances).sum(),
                         });
                     }
-                    Some(error) => self.failed(&outcome.current, &outcome.label, error, now),
+                    false => self.failed(&outcome.current, &outcome.label, &outcome.causes, now),
                 }
             }
         }
@@ -465,21 +482,24 @@ impl Router<'_> {
         for uid in died {
             self.in_flight.remove(&uid);
             self.fetching -= 1;
-            self.failed(&uid, uid.as_str(), "the fetch stopped unexpectedly", now);
+            let causes = ["the fetch stopped unexpectedly".to_string()];
+            self.failed(&uid, uid.as_str(), &causes, now);
         }
     }
 
     /// A current study (with its priors) was not delivered: recorded for a
     /// retry after a backoff, shown, and with `--once` counted in the summary.
-    fn failed(&mut self, uid: &Uid, label: &str, error: &str, now: SystemTime) {
-        let wait = self.record.failed(uid, error, self.config.interval, now);
+    fn failed(&mut self, uid: &Uid, label: &str, causes: &[String], now: SystemTime) {
+        let error = causes.join("; ");
+        let wait = self.record.failed(uid, &error, self.config.interval, now);
         self.view.watch(&WatchEvent::Failed {
+            study: uid.clone(),
             label: label.to_string(),
-            error: error.to_string(),
+            error,
             retry_in: (!self.config.once).then_some(wait),
         });
         if self.config.once {
-            self.summary.failed.push((label.to_string(), error.to_string()));
+            self.summary.failed.push((label.to_string(), causes.to_vec()));
         }
     }
 
@@ -644,7 +664,8 @@ impl FetchJob {
             on_landed: Some(&on_landed),
         };
         let plan = fetch::plan(&self.client, &[self.current.to_string()], &self.rules, &*self.view);
-        let mut failures: Vec<String> = plan.failures.iter().map(|(id, e)| format!("{id}: {e:#}")).collect();
+        // The plan is of the current study alone, which the group's label names.
+        let mut failures: Vec<String> = plan.failures.iter().map(|(_, e)| format!("{e:#}")).collect();
         if failures.is_empty() && !plan.studies.iter().any(|p| p.uid == self.current) {
             failures.push("the cloud no longer has it".into());
         }
@@ -661,7 +682,11 @@ impl FetchJob {
         let complete = match outcome {
             Ok(outcome) => {
                 for (planned, e) in &outcome.failed {
-                    failures.push(format!("{}: {e:#}", study_label(&planned.info.accession, &planned.uid)));
+                    failures.push(if planned.uid == self.current {
+                        format!("{e:#}")
+                    } else {
+                        format!("{}: {e:#}", study_label(&planned.info.accession, &planned.uid))
+                    });
                 }
                 outcome
                     .fetched

@@ -1,4 +1,6 @@
-//! `retriever ls`: what is in the cache, and its state.
+//! `retriever ls`: what is in the cache, and its state. The table fits a
+//! 100-column console (long UIDs shortened in the middle, other long cells
+//! at the end), `--wide` shows every cell in full, `--json` everything.
 
 use std::io::Write;
 use std::time::SystemTime;
@@ -7,10 +9,34 @@ use anyhow::Result;
 use serde_json::json;
 
 use crate::cache::{Cache, DeliveryCounts, Role};
+use crate::cli::LsArgs;
 use crate::config::Settings;
 use crate::dimse::Destination;
 
-pub fn run(settings: &Settings, json: bool) -> Result<()> {
+/// The width the table fits without `--wide`.
+pub const WIDTH: usize = 100;
+
+const HEADERS: [&str; 10] = [
+    "STUDY",
+    "ACCESSION",
+    "PATIENT",
+    "DATE",
+    "MOD",
+    "ROLE",
+    "STATE",
+    "SIZE",
+    "AGE",
+    "DELIVERED",
+];
+/// Right-aligned columns (numbers).
+const RIGHT: [usize; 2] = [7, 8];
+/// How narrow each column may become when the table is cut to [`WIDTH`];
+/// a cell is never cut below its header. The study's UID goes first, down
+/// to its end and its root: `ls --json` and `--wide` have it in full.
+const MIN: [usize; 10] = [11, 9, 7, 8, 3, 7, 8, 4, 3, 12];
+
+pub fn run(settings: &Settings, args: &LsArgs) -> Result<()> {
+    let json = args.json;
     let cache = Cache::open(&settings.cache_root)?;
     let mut out = std::io::stdout().lock();
     let studies = cache.studies()?;
@@ -18,13 +44,7 @@ pub fn run(settings: &Settings, json: bool) -> Result<()> {
         eprintln!("the cache `{}` holds no studies", cache.root().display());
         return Ok(());
     }
-    if !json {
-        writeln!(
-            out,
-            "{:<44} {:<12} {:<12} {:<8} {:<5} {:<8} {:<16} {:>10} {:>9}  DELIVERED",
-            "STUDY", "ACCESSION", "PATIENT", "DATE", "MOD", "ROLE", "STATE", "SIZE", "AGE"
-        )?;
-    }
+    let mut rows: Vec<[String; 10]> = Vec::new();
     for uid in studies {
         let Some(status) = cache.study_status(&uid)? else {
             continue;
@@ -74,23 +94,104 @@ pub fn run(settings: &Settings, json: bool) -> Result<()> {
             });
             writeln!(out, "{value}")?;
         } else {
-            writeln!(
-                out,
-                "{:<44} {:<12} {:<12} {:<8} {:<5} {:<8} {:<16} {:>10} {:>9}  {}",
-                uid.as_str(),
+            rows.push([
+                uid.to_string(),
                 super::field(info.accession.as_deref()),
                 super::field(info.patient_id.as_deref()),
                 super::field(info.study_date.as_deref()),
                 crate::text::escape(&info.modalities.join("/")),
-                role,
+                role.to_string(),
                 state,
                 crate::format::bytes(bytes),
                 age.map(crate::format::two_units).unwrap_or_else(|| "-".into()),
                 delivered_column(&deliveries),
-            )?;
+            ]);
+        }
+    }
+    if !json {
+        for line in table(&rows, (!args.wide).then_some(WIDTH)) {
+            writeln!(out, "{line}")?;
         }
     }
     Ok(())
+}
+
+/// The table's lines, header first: each column as wide as its widest
+/// cell, and with `fit`, the widest columns narrowed until a line fits.
+fn table(rows: &[[String; 10]], fit: Option<usize>) -> Vec<String> {
+    let len = |s: &str| s.chars().count();
+    let mut widths: Vec<usize> = (0..10)
+        .map(|c| {
+            rows.iter()
+                .map(|r| len(&r[c]))
+                .chain([len(HEADERS[c])])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    if let Some(fit) = fit {
+        let floor = |c: usize| MIN[c].max(len(HEADERS[c]));
+        // One space between columns.
+        while widths.iter().sum::<usize>() + widths.len() - 1 > fit {
+            let widest = if widths[0] > floor(0) {
+                Some(0)
+            } else {
+                (1..10)
+                    .filter(|&c| widths[c] > floor(c))
+                    .max_by_key(|&c| (widths[c] - floor(c), c))
+            };
+            let Some(c) = widest else { break };
+            widths[c] -= 1;
+        }
+    }
+    let line = |cells: [&str; 10]| {
+        let shown: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(c, cell)| {
+                let cell = if c == 0 {
+                    middle(cell, widths[c])
+                } else {
+                    end(cell, widths[c])
+                };
+                match (RIGHT.contains(&c), c == 9) {
+                    (true, _) => format!("{cell:>w$}", w = widths[c]),
+                    (false, true) => cell,
+                    (false, false) => format!("{cell:<w$}", w = widths[c]),
+                }
+            })
+            .collect();
+        shown.join(" ")
+    };
+    std::iter::once(line(HEADERS))
+        .chain(rows.iter().map(|r| line(std::array::from_fn(|c| r[c].as_str()))))
+        .collect()
+}
+
+/// `text` in at most `width` characters, cut in the middle: the root and
+/// the end of a UID tell studies apart, `1.2.826.0…4.99`.
+fn middle(text: &str, width: usize) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() <= width || width < 3 {
+        return text.to_string();
+    }
+    // The end tells studies of one root apart: it gets the odd character.
+    let head = (width - 1) / 2;
+    let tail = width - 1 - head;
+    let mut out: String = chars[..head].iter().collect();
+    out.push('…');
+    out.extend(&chars[chars.len() - tail..]);
+    out
+}
+
+/// `text` in at most `width` characters, cut at the end with `…`.
+fn end(text: &str, width: usize) -> String {
+    if text.chars().count() <= width || width < 2 {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(width - 1).collect();
+    out.push('…');
+    out
 }
 
 /// E.g. `PACS@10.0.0.5:104 12/12`, `PACS@10.0.0.5:104 10/12 (2 failed)`, or `not delivered`.
@@ -118,4 +219,37 @@ fn age_of(rfc3339: &str) -> Option<std::time::Duration> {
     let then = humantime::parse_rfc3339(rfc3339).ok()?;
     let age = SystemTime::now().duration_since(then).ok()?;
     Some(std::time::Duration::from_secs(age.as_secs()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(uid: &str, delivered: &str) -> [String; 10] {
+        [
+            uid, "ACC1001", "PAT001", "20261203", "CT", "current", "complete", "1.2 MiB", "3m 2s", delivered,
+        ]
+        .map(String::from)
+    }
+
+    #[test]
+    fn the_table_fits_and_long_uids_are_cut_in_the_middle() {
+        let uid = "1.2.826.0.1.3680043.10.543.1.4.99999999999999999999.12345";
+        let long = "PACS@10.0.0.5:104 12/12, ARCHIVE@archive.hospital.example.org:11112 10/12 (2 failed)";
+        let rows = [row(uid, long), row("1.2.3", "not delivered")];
+        let lines = table(&rows, Some(WIDTH));
+        assert!(lines.iter().all(|l| l.chars().count() <= WIDTH), "{lines:#?}");
+        assert_eq!(lines[1].split(' ').next().unwrap(), "1.2.8…12345", "{lines:#?}");
+        assert!(lines[2].starts_with("1.2.3 "), "{lines:#?}");
+        let wide = table(&rows, None);
+        assert!(wide[1].starts_with(uid) && wide[1].ends_with(long), "{wide:#?}");
+    }
+
+    #[test]
+    fn cutting_keeps_the_ends() {
+        assert_eq!(middle("1.2.826.0.1.3680043.4.99", 14), "1.2.82…43.4.99");
+        assert_eq!(middle("abcdefghij", 5), "ab…ij");
+        assert_eq!(middle("abc", 5), "abc");
+        assert_eq!(end("abcdefghij", 5), "abcd…");
+    }
 }

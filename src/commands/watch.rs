@@ -23,7 +23,7 @@ pub fn run(settings: &Settings, args: &WatchArgs) -> Result<()> {
         once: args.once,
         rules: settings.priors.clone(),
     };
-    let view = ui::watch_reporter(settings.quiet);
+    let view = ui::watch_reporter(settings.quiet, settings.log_file.as_deref())?;
     // The lines on the terminal already show each delivery; printing on the
     // same terminal would tear them.
     let print = !(ui::shows_lines(settings.quiet) && std::io::stdout().is_terminal());

@@ -177,6 +177,21 @@ impl Summary {
             && self.studies.iter().all(StudyResult::is_ok)
     }
 
+    /// Why instances were not delivered, one entry per cause and without
+    /// counts of what was left unsent (a router names each cause once, and
+    /// the counts per study separately): the run stopped, and the failures
+    /// grouped by kind, largest first.
+    pub fn causes(&self) -> Vec<String> {
+        let mut causes = Vec::new();
+        if let Some(why) = &self.stopped {
+            causes.push(format!("delivery to {} stopped: {why}", self.destination));
+        }
+        for (kind, list) in group(&self.failed).iter().take(3) {
+            causes.push(format!("{} × {kind}", list.len()));
+        }
+        causes
+    }
+
     /// The one-line reason the run failed, or `None` if it did not.
     pub fn error(&self) -> Option<String> {
         if self.all_delivered() {

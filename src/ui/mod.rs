@@ -3,6 +3,7 @@
 //! study in flight; `watch` has its own view (`watch`), `prune` its printer
 //! (`prune`); without a terminal, [`Plain`].
 
+mod log;
 mod plain;
 mod prune;
 mod watch;
@@ -39,9 +40,12 @@ struct Bars {
 
 impl Bars {
     fn new() -> Bars {
-        let style = ProgressStyle::with_template("{prefix:.bold} [{bar:28.cyan/blue}] {pos}/{len} {msg} ({elapsed})")
-            .expect("valid progress template")
-            .progress_chars("=> ");
+        // The label is cut and the bar narrowed, never the counts, so that
+        // a line fits the terminal and is redrawn in place, not wrapped.
+        let style =
+            ProgressStyle::with_template("{prefix:24!.bold} [{wide_bar:.cyan/blue}] {pos}/{len} {msg} ({elapsed})")
+                .expect("valid progress template")
+                .progress_chars("=> ");
         Bars {
             multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10)),
             bars: Mutex::new(HashMap::new()),

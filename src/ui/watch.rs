@@ -1,7 +1,8 @@
 //! The view of `watch`: on a terminal, one line per study in flight
 //! (fetched / sent / total, rate) under one overall line (studies done,
 //! queue, failures, last search, and the destination or the login when they
-//! fail); without one, a timestamped log line per event that matters.
+//! fail); without one, or into `--log-file`, a log line per event that
+//! matters (see [`super::log`]).
 //!
 //! The watch fetches and sends at the same time, and both sides report in
 //! the words of [`Reporter`]; the view hears each side through a face of
@@ -10,22 +11,32 @@
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use anyhow::Result;
+
+use super::log::{Level, LogOut, format_line};
 use crate::format::whole_seconds as short;
 use crate::report::{Reporter, WatchEvent, WatchReporters, WatchStatus};
 use crate::uid::Uid;
 
-/// The view for this run: lines on a terminal unless quiet, else a log.
-pub fn watch_reporter(quiet: bool) -> WatchReporters {
-    if shows_lines(quiet) {
-        faces(Arc::new(Lines::new(ProgressDrawTarget::stderr_with_hz(8))))
-    } else {
-        faces(Arc::new(Log::new(quiet, Box::new(|line| eprintln!("{line}")))))
-    }
+/// The view for this run: lines on a terminal unless quiet, else a log on
+/// stderr; with `log_file`, a log there as well (every note, even when quiet).
+pub fn watch_reporter(quiet: bool, log_file: Option<&Path>) -> Result<WatchReporters> {
+    let file = log_file
+        .map(|path| LogOut::file(path).map(|out| Log::new(false, out)))
+        .transpose()?;
+    Ok(match (shows_lines(quiet), file) {
+        (true, None) => faces(Arc::new(Lines::new(ProgressDrawTarget::stderr_with_hz(8)))),
+        (true, Some(file)) => faces(Arc::new(Both(Lines::new(ProgressDrawTarget::stderr_with_hz(8)), file))),
+        (false, None) => faces(Arc::new(Log::new(quiet, LogOut::Stderr))),
+        // No terminal: the file is the log; stderr keeps what goes wrong.
+        (false, Some(file)) => faces(Arc::new(Both(Log::new(true, LogOut::Stderr), file))),
+    })
 }
 
 /// True when [`watch_reporter`] draws on the terminal (stderr), where
@@ -51,7 +62,8 @@ trait View: Send + Sync {
     /// The fetch of a study failed; `summary` says how.
     fn fetch_failed(&self, study: &Uid, summary: &str);
     fn warn(&self, message: &str);
-    fn info(&self, message: &str);
+    /// A progress note from `side`.
+    fn info(&self, side: Side, message: &str);
     fn watch(&self, event: &WatchEvent);
 }
 
@@ -88,11 +100,51 @@ impl<V: View> Reporter for Face<V> {
     }
 
     fn info(&self, message: &str) {
-        self.view.info(message);
+        self.view.info(self.side, message);
     }
 
     fn watch(&self, event: &WatchEvent) {
         self.view.watch(event);
+    }
+}
+
+/// Two views told the same: the terminal's and the log file's.
+struct Both<A, B>(A, B);
+
+impl<A: View, B: View> View for Both<A, B> {
+    fn study_started(&self, side: Side, study: &Uid, label: &str, total: u64, done: u64) {
+        self.0.study_started(side, study, label, total, done);
+        self.1.study_started(side, study, label, total, done);
+    }
+
+    fn study_total(&self, study: &Uid, total: u64) {
+        self.0.study_total(study, total);
+        self.1.study_total(study, total);
+    }
+
+    fn instance_done(&self, side: Side, study: &Uid, bytes: u64) {
+        self.0.instance_done(side, study, bytes);
+        self.1.instance_done(side, study, bytes);
+    }
+
+    fn fetch_failed(&self, study: &Uid, summary: &str) {
+        self.0.fetch_failed(study, summary);
+        self.1.fetch_failed(study, summary);
+    }
+
+    fn warn(&self, message: &str) {
+        self.0.warn(message);
+        self.1.warn(message);
+    }
+
+    fn info(&self, side: Side, message: &str) {
+        self.0.info(side, message);
+        self.1.info(side, message);
+    }
+
+    fn watch(&self, event: &WatchEvent) {
+        self.0.watch(event);
+        self.1.watch(event);
     }
 }
 
@@ -138,18 +190,21 @@ fn delivered(label: &str, studies: usize, instances: usize) -> String {
     )
 }
 
-/// What both views say when a group failed.
+/// What both views say when a group failed (the terminal's with `error: `
+/// before it). `error` never names the study: `label` does.
 fn failed(label: &str, error: &str, retry_in: Option<Duration>) -> String {
     let again = retry_in
         .map(|d| format!("; trying again in {}", short(d)))
         .unwrap_or_default();
-    format!("error: {label}: {error}{again}")
+    format!("{label}: not delivered: {}{again}", crate::text::escape(error))
 }
 
-/// What both views say when the destination cannot be reached.
+/// What both views say when the destination cannot be reached (the
+/// terminal's with `error: ` before it).
 fn destination_down(error: &str, retry_in: Duration) -> String {
     format!(
-        "error: the destination is down: {error}; trying again in {}",
+        "the destination is down: {}; trying again in {}",
+        crate::text::escape(error),
         short(retry_in)
     )
 }
@@ -216,9 +271,13 @@ struct Lines {
 impl Lines {
     fn new(target: ProgressDrawTarget) -> Lines {
         let multi = MultiProgress::with_draw_target(target);
-        let calm = ProgressStyle::with_template("{spinner:.green} {msg}").expect("valid progress template");
-        let alarm = ProgressStyle::with_template("{spinner:.red} {msg:.red.bold}").expect("valid progress template");
-        let study = ProgressStyle::with_template("  {prefix:20.bold} [{bar:24.cyan/blue}] {msg} ({elapsed})")
+        // Each line fits the terminal (a wrapped line is not redrawn in
+        // place): the overall line is cut at its end, a study's label is
+        // cut and its bar narrowed, never its counts.
+        let calm = ProgressStyle::with_template("{spinner:.green} {wide_msg}").expect("valid progress template");
+        let alarm =
+            ProgressStyle::with_template("{spinner:.red} {wide_msg:.red.bold}").expect("valid progress template");
+        let study = ProgressStyle::with_template("  {prefix:20!.bold} [{wide_bar:.cyan/blue}] {msg} ({elapsed})")
             .expect("valid progress template")
             .progress_chars("=> ");
         let overall = multi.add(ProgressBar::new_spinner());
@@ -339,7 +398,7 @@ impl View for Lines {
         self.print(format!("warning: {message}"));
     }
 
-    fn info(&self, message: &str) {
+    fn info(&self, _side: Side, message: &str) {
         self.print(message.to_string());
     }
 
@@ -393,11 +452,13 @@ impl View for Lines {
                 studies,
                 instances,
             } => self.print(delivered(label, *studies, *instances)),
-            WatchEvent::Failed { label, error, retry_in } => self.print(failed(label, error, *retry_in)),
+            WatchEvent::Failed {
+                label, error, retry_in, ..
+            } => self.print(format!("error: {}", failed(label, error, *retry_in))),
             WatchEvent::DestinationDown { error, retry_in } => {
                 let mut state = self.state.lock().unwrap();
                 if state.down.is_none() {
-                    self.print(destination_down(error, *retry_in));
+                    self.print(format!("error: {}", destination_down(error, *retry_in)));
                 }
                 state.down = Some(error.clone());
                 self.redraw(&state);
@@ -417,37 +478,55 @@ impl View for Lines {
     }
 }
 
-/// One timestamped line per event, for a log (no terminal) or `--quiet`
-/// (errors only).
+/// One timestamped line per event with its level, for a log (no terminal,
+/// or `--log-file`) or `--quiet` (warnings and errors only). Each study's
+/// failure is said once per cause, and while the destination is down the
+/// sending side's notes (each retry of the association) are not repeated:
+/// the line that says it is down names the cause, and one says when it is back.
 struct Log {
     quiet: bool,
-    /// Where each line goes (stderr, but for tests).
-    out: Box<dyn Fn(&str) + Send + Sync>,
+    out: LogOut,
     labels: Mutex<HashMap<Uid, String>>,
     search_failing: Mutex<bool>,
+    /// Per study, and per group by its current study (`true`): what its
+    /// last failure said, not said again until it changes.
+    said: Mutex<HashMap<(Uid, bool), String>>,
+    /// Why the destination is down, since it was said.
+    down: Mutex<Option<String>>,
 }
 
 impl Log {
-    fn new(quiet: bool, out: Box<dyn Fn(&str) + Send + Sync>) -> Log {
+    fn new(quiet: bool, out: LogOut) -> Log {
         Log {
             quiet,
             out,
             labels: Mutex::new(HashMap::new()),
             search_failing: Mutex::new(false),
+            said: Mutex::new(HashMap::new()),
+            down: Mutex::new(None),
         }
     }
 
-    fn line(&self, text: String) {
-        (self.out)(&format!(
-            "{} {text}",
-            humantime::format_rfc3339_seconds(SystemTime::now())
-        ));
+    fn line(&self, level: Level, text: String) {
+        self.out.write(&format_line(SystemTime::now(), level, &text));
     }
 
     fn note(&self, text: String) {
         if !self.quiet {
-            self.line(text);
+            self.line(Level::Info, text);
         }
+    }
+
+    /// True the first time `study` fails with `what`, until it changes or
+    /// the study is done.
+    fn news(&self, study: &Uid, group: bool, what: &str) -> bool {
+        let mut said = self.said.lock().unwrap();
+        let key = (study.clone(), group);
+        if said.get(&key).is_some_and(|s| s == what) {
+            return false;
+        }
+        said.insert(key, what.to_string());
+        true
     }
 
     /// The study is done with: `label` said, or the one it started with.
@@ -457,10 +536,15 @@ impl Log {
             Some(label) => label.to_string(),
             None => known.unwrap_or_else(|| study.to_string()),
         };
+        let summary = crate::text::escape(summary);
         if ok {
+            let mut said = self.said.lock().unwrap();
+            said.remove(&(study.clone(), false));
+            said.remove(&(study.clone(), true));
+            drop(said);
             self.note(format!("{label}: {summary}"));
-        } else {
-            self.line(format!("warning: {label}: {summary}"));
+        } else if self.news(study, false, &summary) {
+            self.line(Level::Warn, format!("{label}: {summary}"));
         }
     }
 }
@@ -490,11 +574,14 @@ impl View for Log {
     }
 
     fn warn(&self, message: &str) {
-        self.line(format!("warning: {message}"));
+        self.line(Level::Warn, crate::text::escape(message));
     }
 
-    fn info(&self, message: &str) {
-        self.note(message.to_string());
+    fn info(&self, side: Side, message: &str) {
+        if side == Side::Sending && self.down.lock().unwrap().is_some() {
+            return;
+        }
+        self.note(crate::text::escape(message));
     }
 
     fn watch(&self, event: &WatchEvent) {
@@ -510,7 +597,10 @@ impl View for Log {
             WatchEvent::Polled { found, queued } => {
                 let recovered = std::mem::take(&mut *self.search_failing.lock().unwrap());
                 if recovered {
-                    self.line(format!("the search works again: {found} studies match, {queued} to do"));
+                    self.line(
+                        Level::Info,
+                        format!("the search works again: {found} studies match, {queued} to do"),
+                    );
                 } else if *queued > 0 {
                     self.note(format!("search: {found} studies match, {queued} to do"));
                 }
@@ -523,14 +613,18 @@ impl View for Log {
             } => {
                 *self.search_failing.lock().unwrap() = true;
                 let what = if *auth {
-                    "ERROR: the cloud refuses the login"
+                    "LOGIN ERROR: the cloud refuses the login"
                 } else {
-                    "error: the search failed"
+                    "cloud error: the search failed"
                 };
-                self.line(format!(
-                    "{what} ({failures} in a row), next in {}: {error}",
-                    short(*retry_in)
-                ));
+                self.line(
+                    Level::Error,
+                    format!(
+                        "{what} ({failures} in a row), next in {}: {}",
+                        short(*retry_in),
+                        crate::text::escape(error)
+                    ),
+                );
             }
             WatchEvent::DeliveredBefore { .. } => {}
             WatchEvent::StudyDone {
@@ -544,9 +638,28 @@ impl View for Log {
                 studies,
                 instances,
             } => self.note(delivered(label, *studies, *instances)),
-            WatchEvent::Failed { label, error, retry_in } => self.line(failed(label, error, *retry_in)),
-            WatchEvent::DestinationDown { error, retry_in } => self.line(destination_down(error, *retry_in)),
-            WatchEvent::DestinationUp => self.line("the destination answers again".into()),
+            WatchEvent::Failed {
+                study,
+                label,
+                error,
+                retry_in,
+            } => {
+                // The retry time changes with each attempt; the cause is what is news.
+                if self.news(study, true, error) {
+                    self.line(Level::Error, failed(label, error, *retry_in));
+                }
+            }
+            WatchEvent::DestinationDown { error, retry_in } => {
+                let mut down = self.down.lock().unwrap();
+                if down.as_deref() != Some(error.as_str()) {
+                    self.line(Level::Error, destination_down(error, *retry_in));
+                    *down = Some(error.clone());
+                }
+            }
+            WatchEvent::DestinationUp => {
+                *self.down.lock().unwrap() = None;
+                self.line(Level::Info, "the destination answers again".into());
+            }
             WatchEvent::Status(_) => {}
         }
     }
@@ -601,7 +714,7 @@ mod tests {
             let text = line.split_once(' ').map_or(line, |(_, text)| text);
             sink.lock().unwrap().push(text.to_string());
         });
-        (said, faces(Arc::new(Log::new(false, out))))
+        (said, faces(Arc::new(Log::new(false, LogOut::Collect(out)))))
     }
 
     #[test]
@@ -614,8 +727,8 @@ mod tests {
         assert_eq!(
             *said.lock().unwrap(),
             [
-                "fetching ACC1 (current): 1 of 3 instances in the cache already",
-                "warning: ACC1 (current): fetch failed",
+                "INFO fetching ACC1 (current): 1 of 3 instances in the cache already",
+                "WARN ACC1 (current): fetch failed",
             ]
         );
     }
@@ -639,8 +752,45 @@ mod tests {
         assert_eq!(
             *said.lock().unwrap(),
             [
-                "fetching ACC1 (current)",
-                "warning: ACC1: 1 of 2 instances not delivered"
+                "INFO fetching ACC1 (current)",
+                "WARN ACC1: 1 of 2 instances not delivered"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_log_says_each_failure_once_and_the_down_destination_once() {
+        let (said, r) = log();
+        let (current, prior) = (uid("1.2.3"), uid("1.2.4"));
+        let down = "could not connect to PACS@127.0.0.1:9 (connection refused)";
+        for _ in 0..3 {
+            r.sending.watch(&WatchEvent::DestinationDown {
+                error: down.into(),
+                retry_in: Duration::from_secs(1),
+            });
+            r.sending.info(&format!("trying again in 500ms: {down}"));
+            for (study, label) in [(&current, "ACC1"), (&prior, "ACC0")] {
+                r.sending.watch(&WatchEvent::StudyDone {
+                    study: study.clone(),
+                    label: label.into(),
+                    ok: false,
+                    summary: "2 of 2 instances not delivered".into(),
+                });
+            }
+            r.fetching.watch(&WatchEvent::Failed {
+                study: current.clone(),
+                label: "ACC1".into(),
+                error: format!("delivery to PACS@127.0.0.1:9 stopped: {down}"),
+                retry_in: Some(Duration::from_secs(30)),
+            });
+        }
+        assert_eq!(
+            *said.lock().unwrap(),
+            [
+                format!("ERROR the destination is down: {down}; trying again in 1s"),
+                "WARN ACC1: 2 of 2 instances not delivered".into(),
+                "WARN ACC0: 2 of 2 instances not delivered".into(),
+                format!("ERROR ACC1: not delivered: delivery to PACS@127.0.0.1:9 stopped: {down}; trying again in 30s"),
             ]
         );
     }

@@ -90,8 +90,9 @@ pub(super) struct GroupOutcome {
     pub label: String,
     pub instances: Option<usize>,
     pub delivered: Vec<DeliveredStudy>,
-    /// Why the group is not all delivered.
-    pub error: Option<String>,
+    /// Why the group is not all delivered, each cause once, none naming the
+    /// current study (the group's label says it); empty when it all is.
+    pub causes: Vec<String>,
 }
 
 /// A study now entirely at the destination.
@@ -470,7 +471,8 @@ impl Deliverer {
             return Ok(());
         }
         let group = pending.group;
-        let mut errors = group.failures.clone();
+        let mut causes = group.failures.clone();
+        let store_causes = summary.causes();
         let mut delivered = Vec::new();
         for (study, r) in group.complete.iter().zip(&results) {
             let streamed = pending.streamed.get(&study.uid).copied().unwrap_or(0);
@@ -501,8 +503,15 @@ impl Deliverer {
                 StudyState::Busy => (false, "being fetched by another process".into()),
                 StudyState::Error(e) => (false, e.clone()),
             };
-            if !ok {
-                errors.push(format!("{}: {words}", study.label));
+            // A study left unsent is explained by the delivery's causes,
+            // added once below; any other state is a cause of its own.
+            let explained = r.state == StudyState::NotDelivered && !store_causes.is_empty();
+            if !ok && !explained {
+                causes.push(if study.uid == group.current {
+                    words.clone()
+                } else {
+                    format!("{}: {words}", study.label)
+                });
             }
             self.view.watch(&WatchEvent::StudyDone {
                 study: study.uid.clone(),
@@ -511,18 +520,15 @@ impl Deliverer {
                 summary: words,
             });
         }
-        if let Some(why) = summary
-            .error()
-            .filter(|_| !summary.failed.is_empty() || summary.stopped.is_some())
-        {
-            errors.push(why);
+        if results.iter().any(|r| r.state == StudyState::NotDelivered) {
+            causes.extend(store_causes);
         }
         let outcome = GroupOutcome {
             current: group.current.clone(),
             label: group.label.clone(),
             instances: group.instances,
             delivered,
-            error: (!errors.is_empty()).then(|| errors.join("; ")),
+            causes,
         };
         let _ = self.outbox.send(Msg::Delivered(Box::new(outcome)));
         Ok(())

@@ -17,6 +17,7 @@ mod hostile_cloud;
 mod hostile_listing;
 mod hostile_pacs;
 mod install;
+mod logs;
 mod patient_data;
 mod prune;
 mod smoke;
@@ -36,6 +37,7 @@ fn main() {
         hostile_listing::tests(),
         hostile_pacs::tests(),
         install::tests(),
+        logs::tests(),
         patient_data::tests(),
         prune::tests(),
         smoke::tests(),
