@@ -11,6 +11,7 @@
 //! ROOT/locks/prune.lock                      held by the one `prune` running
 //! ROOT/watch/DEST.json                       what `watch` saw and delivered to DEST (see `watch`)
 //! ROOT/watch/DEST.lock                       held by the one `watch` delivering to DEST
+//! ROOT/watch/DEST.status.json                how that `watch` is doing, for `retriever status`
 //! ```
 //!
 //! Every UID is a checked [`Uid`] before it becomes part of a path, so no
