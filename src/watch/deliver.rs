@@ -541,6 +541,7 @@ impl Deliverer {
             until: Instant::now() + wait,
             attempts,
         });
+        let _ = self.outbox.send(Msg::DestinationDown(why.clone()));
         self.view.watch(&WatchEvent::DestinationDown {
             error: why,
             retry_in: wait,
@@ -549,6 +550,7 @@ impl Deliverer {
 
     fn up(&mut self) {
         if self.down.take().is_some() {
+            let _ = self.outbox.send(Msg::DestinationUp);
             self.view.watch(&WatchEvent::DestinationUp);
         }
     }
