@@ -19,6 +19,7 @@ mod hostile_pacs;
 mod patient_data;
 mod prune;
 mod smoke;
+mod status;
 mod store;
 mod watch;
 
@@ -37,6 +38,7 @@ fn main() {
         patient_data::tests(),
         prune::tests(),
         smoke::tests(),
+        status::tests(),
         store::tests(),
         watch::tests(),
     ]
