@@ -129,6 +129,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand store" -s h -l help 
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l interval -d 'Time between two searches of the cloud [default: 30s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l filter -d 'The studies to route: a QIDO-RS matching key and value, e.g. ModalitiesInStudy=CT or "StudyDate=last 24 hours"; repeat for several; replaces watch_filter of the config file [default: "StudyDate=last 24 hours"]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l stable-age -d 'A study whose number of instances has not changed for this long is settled, and no longer looked at for new instances unless the cloud reports a new count [default: 60s]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand watch" -l metrics-file -d 'Also keep the figures of `retriever status` in this file, in the Prometheus text format (for node_exporter\'s textfile collector: a FILE ending in .prom in its directory)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l priors -d 'How many prior studies of the same patient to fetch with each study [default: 3]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l prior-years -d 'How far back a prior may be, in years [default: 5]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l prior-modality -d 'Which modalities a prior may have [default: any]' -r -f -a "any\t'Any modality'

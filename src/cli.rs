@@ -367,6 +367,11 @@ pub struct WatchArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// Also keep the figures of `retriever status` in this file, in the Prometheus text format
+    /// (for node_exporter's textfile collector: a FILE ending in .prom in its directory)
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
+
     #[command(flatten)]
     pub priors: PriorArgs,
 

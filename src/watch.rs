@@ -33,6 +33,7 @@ mod record;
 pub mod status;
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
@@ -86,6 +87,8 @@ pub struct WatchConfig {
     /// One pass: search once, fetch and deliver what it found, return.
     pub once: bool,
     pub rules: Rules,
+    /// Where to keep the status's figures for Prometheus too (see `status`).
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// How a `--once` pass went (a watch that runs until Ctrl-C returns [`Interrupted`]).
@@ -182,6 +185,7 @@ pub fn run(
         describe(&config.filters),
         config.interval,
         config.once,
+        config.metrics_file.clone(),
     );
     let mut router = Router {
         config,

@@ -10,8 +10,14 @@
 //! write the disk on every search, and a hung one is seen by its old
 //! heartbeat. Every text in it is cut to a bounded length, so the file
 //! stays small however long the router runs.
+//!
+//! With `watch --metrics-file FILE` the same figures go to FILE too, at the
+//! same moments, in the Prometheus text format (for node_exporter's textfile
+//! collector), so that a monitoring system that scrapes can alert on them.
 
 use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
@@ -270,6 +276,100 @@ pub fn judge(status: &Status, running: bool, now: SystemTime, window: Option<Dur
     }
 }
 
+/// The figures of `s` in the Prometheus text format (version 0.0.4).
+/// Times are Unix seconds, 0 for never; no text from a peer goes in it.
+pub fn metrics(s: &Status) -> String {
+    let labels = format!("{{destination=\"{}\"}}", label_value(&s.destination));
+    let secs = |t: Option<SystemTime>| t.map_or(0, |t| t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs());
+    let dest = s.destinations.first();
+    // All gauges: each is a state now, not a count since the start.
+    let figures: [(&str, &str, u64); 15] = [
+        (
+            "up",
+            "1 while the watch runs, 0 once it ended",
+            u64::from(s.ended.is_none()),
+        ),
+        ("start_time_seconds", "when the watch started", secs(Some(s.started_at))),
+        (
+            "heartbeat_time_seconds",
+            "when the watch last wrote its status",
+            secs(Some(s.heartbeat_at)),
+        ),
+        (
+            "search_interval_seconds",
+            "time between two searches of the cloud",
+            s.interval().as_secs(),
+        ),
+        (
+            "last_search_success_time_seconds",
+            "the last search of the cloud that answered",
+            secs(s.search.last_ok_at),
+        ),
+        (
+            "last_search_failure_time_seconds",
+            "the last search of the cloud that failed",
+            secs(s.search.last_failure.as_ref().map(|f| f.at)),
+        ),
+        (
+            "search_failures_in_a_row",
+            "failed searches since the last that answered",
+            u64::from(s.search.failures_in_a_row),
+        ),
+        (
+            "studies_queued",
+            "current studies waiting to be fetched or delivered",
+            s.studies.queued as u64,
+        ),
+        (
+            "studies_in_flight",
+            "current studies being fetched or delivered",
+            s.studies.in_flight as u64,
+        ),
+        (
+            "studies_failing",
+            "current studies whose last attempt failed",
+            s.studies.failing as u64,
+        ),
+        (
+            "studies_delivered_today",
+            "current studies delivered with their priors today (UTC)",
+            s.studies.delivered_today as u64,
+        ),
+        (
+            "studies_failed_today",
+            "current studies that failed at least once today (UTC)",
+            s.studies.failed_today as u64,
+        ),
+        (
+            "destination_down",
+            "1 while the destination cannot be reached or refuses us",
+            u64::from(dest.is_some_and(|d| d.down_since.is_some())),
+        ),
+        (
+            "destination_down_since_seconds",
+            "since when the destination is down, 0 if it is up",
+            secs(dest.and_then(|d| d.down_since)),
+        ),
+        (
+            "last_delivery_time_seconds",
+            "the last study delivered with its priors",
+            secs(dest.and_then(|d| d.last_delivery_at)),
+        ),
+    ];
+    let mut out = String::new();
+    for (name, help, value) in figures {
+        let _ = writeln!(out, "# HELP retriever_watch_{name} {help}");
+        let _ = writeln!(out, "# TYPE retriever_watch_{name} gauge");
+        let _ = writeln!(out, "retriever_watch_{name}{labels} {value}");
+    }
+    out
+}
+
+/// A label value in the Prometheus text format: `\`, `"` and newlines escaped.
+fn label_value(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
 /// A time as the status file writes it.
 pub fn time(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
@@ -303,6 +403,8 @@ fn host_name() -> String {
 pub(super) struct Keeper {
     status: Status,
     name: String,
+    /// Where the figures go for Prometheus too.
+    metrics: Option<PathBuf>,
     /// When it was last written, and what.
     written: Option<(Instant, Status)>,
     /// Something that matters changed: write at once.
@@ -314,7 +416,14 @@ pub(super) struct Keeper {
 }
 
 impl Keeper {
-    pub(super) fn new(name: &str, destination: &str, query: String, interval: Duration, once: bool) -> Keeper {
+    pub(super) fn new(
+        name: &str,
+        destination: &str,
+        query: String,
+        interval: Duration,
+        once: bool,
+        metrics: Option<PathBuf>,
+    ) -> Keeper {
         let now = SystemTime::now();
         Keeper {
             status: Status {
@@ -343,6 +452,7 @@ impl Keeper {
                 ended: None,
             },
             name: name.to_string(),
+            metrics,
             written: None,
             urgent: true,
             delivered_today: HashSet::new(),
@@ -443,7 +553,12 @@ impl Keeper {
         self.status.heartbeat_at = SystemTime::now();
         let written = serde_json::to_vec_pretty(&self.status)
             .context("failed to encode the watch status")
-            .and_then(|bytes| cache.write_watch_status(&self.name, &bytes));
+            .and_then(|bytes| cache.write_watch_status(&self.name, &bytes))
+            .and_then(|()| match &self.metrics {
+                Some(path) => crate::cache::write_atomic_readable(path, metrics(&self.status).as_bytes())
+                    .context("failed to write the metrics file (--metrics-file)"),
+                None => Ok(()),
+            });
         // Tried again at the next heartbeat, not at every turn of the loop.
         self.written = Some((Instant::now(), self.status.clone()));
         self.urgent = false;
@@ -474,6 +589,7 @@ mod tests {
             "StudyDate=today".into(),
             Duration::from_secs(30),
             false,
+            None,
         );
         k.status.started_at = at(0);
         k.status.heartbeat_at = at(0);
@@ -549,10 +665,43 @@ mod tests {
     }
 
     #[test]
+    fn metrics_are_prometheus_text_with_every_figure() {
+        let mut s = status();
+        s.destination = "PA\"CS@h:104".into();
+        s.search.last_ok_at = Some(at(100));
+        s.studies.delivered_today = 7;
+        s.destinations[0].down_since = Some(at(50));
+        let text = metrics(&s);
+        let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(lines.len(), 15, "{text}");
+        for line in &lines {
+            let (name, value) = line.split_once("{destination=\"PA\\\"CS@h:104\"} ").expect(line);
+            assert!(name.starts_with("retriever_watch_"), "{line}");
+            assert!(value.parse::<u64>().is_ok(), "{line}");
+            assert!(text.contains(&format!("# TYPE {name} gauge\n")), "{name}");
+        }
+        assert!(lines.contains(&"retriever_watch_up{destination=\"PA\\\"CS@h:104\"} 1"));
+        assert!(text.contains(&format!(
+            "retriever_watch_last_search_success_time_seconds{{destination=\"PA\\\"CS@h:104\"}} {}\n",
+            T0 + 100
+        )));
+        assert!(text.contains("retriever_watch_studies_delivered_today{destination=\"PA\\\"CS@h:104\"} 7\n"));
+        assert!(text.contains("retriever_watch_destination_down{destination=\"PA\\\"CS@h:104\"} 1\n"));
+        assert!(text.contains("retriever_watch_last_delivery_time_seconds{destination=\"PA\\\"CS@h:104\"} 0\n"));
+    }
+
+    #[test]
     fn news_is_written_at_once_and_a_quiet_search_is_not() {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::open(dir.path()).unwrap();
-        let mut k = Keeper::new("PACS@h_104", "PACS@h:104", "q".into(), Duration::from_secs(1), false);
+        let mut k = Keeper::new(
+            "PACS@h_104",
+            "PACS@h:104",
+            "q".into(),
+            Duration::from_secs(1),
+            false,
+            None,
+        );
         let read = |cache: &Cache| {
             Status::parse(&cache.read_watch_status("PACS@h_104", MAX_BYTES).unwrap().unwrap(), "x").unwrap()
         };

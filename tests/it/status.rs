@@ -83,22 +83,45 @@ fn a_running_watch_that_has_searched_is_working_and_shows_its_figures() {
     let cache = temp_cache();
     let scp = Storescp::start("STORESCP");
     let dest = scp.address();
+    let collector = tempfile::tempdir().unwrap();
+    let metrics = collector.path().join("retriever.prom");
     let mut running = Running::start(watch(
         &orthanc.dicomweb_url(),
         cache.path(),
         &dest,
-        &["--interval", "1s", "--filter", "AccessionNumber=ACC3001"],
+        &[
+            "--interval",
+            "1s",
+            "--filter",
+            "AccessionNumber=ACC3001",
+            "--metrics-file",
+            metrics.to_str().unwrap(),
+        ],
     ));
+    let label = format!("{{destination=\"{dest}\"}}");
+    let delivered = format!("retriever_watch_studies_delivered_today{label} 1\n");
     let mut last = Value::Null;
     wait_until(LIMIT, "a status that shows the study delivered", &mut running, || {
         if !status_file_exists(cache.path()) {
             return false;
         }
         let (code, v) = status_json(cache.path(), &[]);
-        let done = code == 0 && v["studies"]["delivered_today"] == 1;
+        let done = code == 0
+            && v["studies"]["delivered_today"] == 1
+            && std::fs::read_to_string(&metrics).is_ok_and(|m| m.contains(&delivered));
         last = v;
         done
     });
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert!(text.contains(&format!("retriever_watch_up{label} 1\n")), "{text}");
+    assert!(
+        text.contains(&format!("retriever_watch_search_interval_seconds{label} 1\n")),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE retriever_watch_destination_down gauge\n"),
+        "{text}"
+    );
     let v = last;
     assert_eq!(
         v["verdict"],
@@ -124,6 +147,8 @@ fn a_running_watch_that_has_searched_is_working_and_shows_its_figures() {
     let (code, v) = status_json(cache.path(), &[]);
     assert_eq!(code, 1);
     assert_eq!(v["ended"]["how"], "interrupted");
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert!(text.contains(&format!("retriever_watch_up{label} 0\n")), "{text}");
     assert!(
         v["verdict"]["reason"]
             .as_str()
