@@ -50,6 +50,7 @@ Register-ArgumentCompleter -Native -CommandName 'retriever' -ScriptBlock {
             [CompletionResult]::new('prune', 'prune', [CompletionResultType]::ParameterValue, 'Remove studies older than the retention from the cache, and what crashed runs left behind')
             [CompletionResult]::new('echo', 'echo', [CompletionResultType]::ParameterValue, 'Check the DICOM destination with C-ECHO')
             [CompletionResult]::new('config', 'config', [CompletionResultType]::ParameterValue, 'Show the effective configuration and where each value came from (secrets shown as ***)')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Is the router (`watch`) in this cache running and working? Exit status 0 yes, 1 no (for monitoring)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -151,6 +152,7 @@ Register-ArgumentCompleter -Native -CommandName 'retriever' -ScriptBlock {
             [CompletionResult]::new('--interval', '--interval', [CompletionResultType]::ParameterName, 'Time between two searches of the cloud [default: 30s]')
             [CompletionResult]::new('--filter', '--filter', [CompletionResultType]::ParameterName, 'The studies to route: a QIDO-RS matching key and value, e.g. ModalitiesInStudy=CT or "StudyDate=last 24 hours"; repeat for several; replaces watch_filter of the config file [default: "StudyDate=last 24 hours"]')
             [CompletionResult]::new('--stable-age', '--stable-age', [CompletionResultType]::ParameterName, 'A study whose number of instances has not changed for this long is settled, and no longer looked at for new instances unless the cloud reports a new count [default: 60s]')
+            [CompletionResult]::new('--metrics-file', '--metrics-file', [CompletionResultType]::ParameterName, 'Also keep the figures of `retriever status` in this file, in the Prometheus text format (for node_exporter''s textfile collector: a FILE ending in .prom in its directory)')
             [CompletionResult]::new('--priors', '--priors', [CompletionResultType]::ParameterName, 'How many prior studies of the same patient to fetch with each study [default: 3]')
             [CompletionResult]::new('--prior-years', '--prior-years', [CompletionResultType]::ParameterName, 'How far back a prior may be, in years [default: 5]')
             [CompletionResult]::new('--prior-modality', '--prior-modality', [CompletionResultType]::ParameterName, 'Which modalities a prior may have [default: any]')
@@ -276,6 +278,31 @@ Register-ArgumentCompleter -Native -CommandName 'retriever' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
+        'retriever;status' {
+            [CompletionResult]::new('--stale-after', '--stale-after', [CompletionResultType]::ParameterName, 'Call the router not working when no search of the cloud has worked for this long [default: 3 search intervals, at least 1m]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'JSON config file; flags beat environment, environment beats the file')
+            [CompletionResult]::new('--cloud', '--cloud', [CompletionResultType]::ParameterName, 'DICOMweb base URL of the cloud archive, e.g. https://cloud.example.org/dicom-web')
+            [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'HTTP Basic user name (the password comes from RETRIEVER_PASSWORD, --password-file or the config file)')
+            [CompletionResult]::new('--password-file', '--password-file', [CompletionResultType]::ParameterName, 'File holding the HTTP Basic password (first line)')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'File holding a Bearer token (first line)')
+            [CompletionResult]::new('--ca-bundle', '--ca-bundle', [CompletionResultType]::ParameterName, 'Extra CA certificates (PEM) to trust for the cloud, besides the system''s')
+            [CompletionResult]::new('--to', '--to', [CompletionResultType]::ParameterName, 'The DICOM destination, e.g. PACS@10.0.0.5:104')
+            [CompletionResult]::new('--calling-ae', '--calling-ae', [CompletionResultType]::ParameterName, 'Our AE title, as the destination sees it [default: RETRIEVER]')
+            [CompletionResult]::new('--cache', '--cache', [CompletionResultType]::ParameterName, 'The cache directory [default: the platform''s local cache folder]')
+            [CompletionResult]::new('--jobs', '--jobs', [CompletionResultType]::ParameterName, 'Parallel downloads from the cloud [default: 4]')
+            [CompletionResult]::new('--connect-timeout', '--connect-timeout', [CompletionResultType]::ParameterName, 'Time allowed to connect to the cloud [default: 10s]')
+            [CompletionResult]::new('--idle-timeout', '--idle-timeout', [CompletionResultType]::ParameterName, 'Time a transfer may go without receiving any data [default: 60s]')
+            [CompletionResult]::new('--retries', '--retries', [CompletionResultType]::ParameterName, 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]')
+            [CompletionResult]::new('--max-instance-size', '--max-instance-size', [CompletionResultType]::ParameterName, 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]')
+            [CompletionResult]::new('--log-file', '--log-file', [CompletionResultType]::ParameterName, 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'The status file and the verdict, one JSON object per watch, instead of text')
+            [CompletionResult]::new('--allow-insecure-http', '--allow-insecure-http', [CompletionResultType]::ParameterName, 'Allow plain, unencrypted http:// to a cloud that is not on this machine')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'No progress bars, only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'No progress bars, only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
         'retriever;help' {
             [CompletionResult]::new('fetch', 'fetch', [CompletionResultType]::ParameterValue, 'Pull studies and their prior studies from the cloud into the cache')
             [CompletionResult]::new('ls', 'ls', [CompletionResultType]::ParameterValue, 'Show what is in the cache, and its state')
@@ -284,6 +311,7 @@ Register-ArgumentCompleter -Native -CommandName 'retriever' -ScriptBlock {
             [CompletionResult]::new('prune', 'prune', [CompletionResultType]::ParameterValue, 'Remove studies older than the retention from the cache, and what crashed runs left behind')
             [CompletionResult]::new('echo', 'echo', [CompletionResultType]::ParameterValue, 'Check the DICOM destination with C-ECHO')
             [CompletionResult]::new('config', 'config', [CompletionResultType]::ParameterValue, 'Show the effective configuration and where each value came from (secrets shown as ***)')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Is the router (`watch`) in this cache running and working? Exit status 0 yes, 1 no (for monitoring)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -306,6 +334,9 @@ Register-ArgumentCompleter -Native -CommandName 'retriever' -ScriptBlock {
             break
         }
         'retriever;help;config' {
+            break
+        }
+        'retriever;help;status' {
             break
         }
         'retriever;help;help' {

@@ -34,6 +34,9 @@ _retriever() {
             retriever,prune)
                 cmd="retriever__subcmd__prune"
                 ;;
+            retriever,status)
+                cmd="retriever__subcmd__status"
+                ;;
             retriever,store)
                 cmd="retriever__subcmd__store"
                 ;;
@@ -58,6 +61,9 @@ _retriever() {
             retriever__subcmd__help,prune)
                 cmd="retriever__subcmd__help__subcmd__prune"
                 ;;
+            retriever__subcmd__help,status)
+                cmd="retriever__subcmd__help__subcmd__status"
+                ;;
             retriever__subcmd__help,store)
                 cmd="retriever__subcmd__help__subcmd__store"
                 ;;
@@ -71,7 +77,7 @@ _retriever() {
 
     case "${cmd}" in
         retriever)
-            opts="-q -h -V --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help --version fetch ls store watch prune echo config help"
+            opts="-q -h -V --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help --version fetch ls store watch prune echo config status help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -467,7 +473,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__help)
-            opts="fetch ls store watch prune echo config help"
+            opts="fetch ls store watch prune echo config status help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -551,6 +557,20 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__help__subcmd__prune)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        retriever__subcmd__help__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -744,6 +764,84 @@ _retriever() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        retriever__subcmd__status)
+            opts="-q -h --json --stale-after --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --stale-after)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cloud)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca-bundle)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --calling-ae)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jobs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --idle-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --retries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-instance-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         retriever__subcmd__store)
             opts="-q -h --json --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -843,7 +941,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__watch)
-            opts="-q -h --interval --filter --stable-age --once --json --priors --prior-years --prior-modality --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
+            opts="-q -h --interval --filter --stable-age --once --json --metrics-file --priors --prior-years --prior-modality --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -858,6 +956,10 @@ _retriever() {
                     return 0
                     ;;
                 --stable-age)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -50,6 +50,7 @@ complete -c retriever -n "__fish_retriever_needs_command" -f -a "watch" -d 'The 
 complete -c retriever -n "__fish_retriever_needs_command" -f -a "prune" -d 'Remove studies older than the retention from the cache, and what crashed runs left behind'
 complete -c retriever -n "__fish_retriever_needs_command" -f -a "echo" -d 'Check the DICOM destination with C-ECHO'
 complete -c retriever -n "__fish_retriever_needs_command" -f -a "config" -d 'Show the effective configuration and where each value came from (secrets shown as ***)'
+complete -c retriever -n "__fish_retriever_needs_command" -f -a "status" -d 'Is the router (`watch`) in this cache running and working? Exit status 0 yes, 1 no (for monitoring)'
 complete -c retriever -n "__fish_retriever_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l transfer-syntax -d 'Ask the cloud for this transfer syntax (UID) instead of the original bytes' -r
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l priors -d 'How many prior studies of the same patient to fetch with each study [default: 3]' -r
@@ -133,6 +134,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand store" -s h -l help 
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l interval -d 'Time between two searches of the cloud [default: 30s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l filter -d 'The studies to route: a QIDO-RS matching key and value, e.g. ModalitiesInStudy=CT or "StudyDate=last 24 hours"; repeat for several; replaces watch_filter of the config file [default: "StudyDate=last 24 hours"]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l stable-age -d 'A study whose number of instances has not changed for this long is settled, and no longer looked at for new instances unless the cloud reports a new count [default: 60s]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand watch" -l metrics-file -d 'Also keep the figures of `retriever status` in this file, in the Prometheus text format (for node_exporter\'s textfile collector: a FILE ending in .prom in its directory)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l priors -d 'How many prior studies of the same patient to fetch with each study [default: 3]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l prior-years -d 'How far back a prior may be, in years [default: 5]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l prior-modality -d 'Which modalities a prior may have [default: any]' -r -f -a "any\t'Any modality'
@@ -241,11 +243,32 @@ complete -c retriever -n "__fish_retriever_using_subcommand config" -l decompres
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l allow-insecure-http -d 'Allow plain, unencrypted http:// to a cloud that is not on this machine'
 complete -c retriever -n "__fish_retriever_using_subcommand config" -s q -l quiet -d 'No progress bars, only errors on stderr'
 complete -c retriever -n "__fish_retriever_using_subcommand config" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c retriever -n "__fish_retriever_using_subcommand help; and not __fish_seen_subcommand_from fetch ls store watch prune echo config help" -f -a "fetch" -d 'Pull studies and their prior studies from the cloud into the cache'
-complete -c retriever -n "__fish_retriever_using_subcommand help; and not __fish_seen_subcommand_from fetch ls store watch prune echo config help" -f -a "ls" -d 'Show what is in the cache, and its state'
-complete -c retriever -n "__fish_retriever_using_subcommand help; and not __fish_seen_subcommand_from fetch ls store watch prune echo config help" -f -a "store" -d 'Deliver cached studies to the DICOM destination with C-STORE'
-complete -c retriever -n "__fish_retriever_using_subcommand help; and not __fish_seen_subcommand_from fetch ls store watch prune echo config help" -f -a "watch" -d 'The router: search the cloud again and again, fetch each new study with its priors, deliver them'
-complete -c retriever -n "__fish_retriever_using_subcommand help; and not __fish_seen_subcommand_from fetch ls store watch prune echo config help" -f -a "prune" -d 'Remove studies older than the retention from the cache, and what crashed runs left behind'
-complete -c retriever -n "__fish_retriever_using_subcommand help; and not __fish_seen_subcommand_from fetch ls store watch prune echo config help" -f -a "echo" -d 'Check the DICOM destination with C-ECHO'
-complete -c retriever -n "__fish_retriever_using_subcommand help; and not __fish_seen_subcommand_from fetch ls store watch prune echo config help" -f -a "config" -d 'Show the effective configuration and where each value came from (secrets shown as ***)'
-complete -c retriever -n "__fish_retriever_using_subcommand help; and not __fish_seen_subcommand_from fetch ls store watch prune echo config help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c retriever -n "__fish_retriever_using_subcommand status" -l stale-after -d 'Call the router not working when no search of the cloud has worked for this long [default: 3 search intervals, at least 1m]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand status" -l config -d 'JSON config file; flags beat environment, environment beats the file' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand status" -l cloud -d 'DICOMweb base URL of the cloud archive, e.g. https://cloud.example.org/dicom-web' -r
+complete -c retriever -n "__fish_retriever_using_subcommand status" -l user -d 'HTTP Basic user name (the password comes from RETRIEVER_PASSWORD, --password-file or the config file)' -r
+complete -c retriever -n "__fish_retriever_using_subcommand status" -l password-file -d 'File holding the HTTP Basic password (first line)' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand status" -l token-file -d 'File holding a Bearer token (first line)' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand status" -l ca-bundle -d 'Extra CA certificates (PEM) to trust for the cloud, besides the system\'s' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand status" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
+complete -c retriever -n "__fish_retriever_using_subcommand status" -l calling-ae -d 'Our AE title, as the destination sees it [default: RETRIEVER]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand status" -l cache -d 'The cache directory [default: the platform\'s local cache folder]' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand status" -l jobs -d 'Parallel downloads from the cloud [default: 4]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand status" -l connect-timeout -d 'Time allowed to connect to the cloud [default: 10s]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand status" -l idle-timeout -d 'Time a transfer may go without receiving any data [default: 60s]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand status" -l retries -d 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand status" -l max-instance-size -d 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand status" -l log-file -d 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept)' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand status" -l json -d 'The status file and the verdict, one JSON object per watch, instead of text'
+complete -c retriever -n "__fish_retriever_using_subcommand status" -l allow-insecure-http -d 'Allow plain, unencrypted http:// to a cloud that is not on this machine'
+complete -c retriever -n "__fish_retriever_using_subcommand status" -s q -l quiet -d 'No progress bars, only errors on stderr'
+complete -c retriever -n "__fish_retriever_using_subcommand status" -s h -l help -d 'Print help'
+complete -c retriever -n "__fish_retriever_using_subcommand help; and not __fish_seen_subcommand_from fetch ls store watch prune echo config status help" -f -a "fetch" -d 'Pull studies and their prior studies from the cloud into the cache'
+complete -c retriever -n "__fish_retriever_using_subcommand help; and not __fish_seen_subcommand_from fetch ls store watch prune echo config status help" -f -a "ls" -d 'Show what is in the cache, and its state'
+complete -c retriever -n "__fish_retriever_using_subcommand help; and not __fish_seen_subcommand_from fetch ls store watch prune echo config status help" -f -a "store" -d 'Deliver cached studies to the DICOM destination with C-STORE'
+complete -c retriever -n "__fish_retriever_using_subcommand help; and not __fish_seen_subcommand_from fetch ls store watch prune echo config status help" -f -a "watch" -d 'The router: search the cloud again and again, fetch each new study with its priors, deliver them'
+complete -c retriever -n "__fish_retriever_using_subcommand help; and not __fish_seen_subcommand_from fetch ls store watch prune echo config status help" -f -a "prune" -d 'Remove studies older than the retention from the cache, and what crashed runs left behind'
+complete -c retriever -n "__fish_retriever_using_subcommand help; and not __fish_seen_subcommand_from fetch ls store watch prune echo config status help" -f -a "echo" -d 'Check the DICOM destination with C-ECHO'
+complete -c retriever -n "__fish_retriever_using_subcommand help; and not __fish_seen_subcommand_from fetch ls store watch prune echo config status help" -f -a "config" -d 'Show the effective configuration and where each value came from (secrets shown as ***)'
+complete -c retriever -n "__fish_retriever_using_subcommand help; and not __fish_seen_subcommand_from fetch ls store watch prune echo config status help" -f -a "status" -d 'Is the router (`watch`) in this cache running and working? Exit status 0 yes, 1 no (for monitoring)'
+complete -c retriever -n "__fish_retriever_using_subcommand help; and not __fish_seen_subcommand_from fetch ls store watch prune echo config status help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -168,6 +168,8 @@ pub enum Command {
     Echo(EchoArgs),
     /// Show the effective configuration and where each value came from (secrets shown as ***)
     Config(ConfigArgs),
+    /// Is the router (`watch`) in this cache running and working? Exit status 0 yes, 1 no (for monitoring)
+    Status(StatusArgs),
 }
 
 /// Which modalities a prior study may have.
@@ -369,6 +371,11 @@ pub struct WatchArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// Also keep the figures of `retriever status` in this file, in the Prometheus text format
+    /// (for node_exporter's textfile collector: a FILE ending in .prom in its directory)
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
+
     #[command(flatten)]
     pub priors: PriorArgs,
 
@@ -417,6 +424,31 @@ RETRIEVER_DEST or \"to\" in the config file) holds all its instances; with no
 destination configured, when the journal of any destination does. Studies in use
 by a running fetch, store or watch are skipped. Past the maximum age (\"max_age\"
 in the config file, default 7 days) a study is removed even if not delivered.";
+
+const STATUS_AFTER_HELP: &str = "\
+Reads what a running `retriever watch` keeps in the cache; needs no cloud or
+destination. With --to (or RETRIEVER_DEST, or \"to\" in the config file) it
+judges the watch delivering there, else every watch that ran on this cache.
+The router works when its process runs, its heartbeat is recent, a search of the
+cloud has worked within --stale-after, and its destination has not been down for
+longer than that.
+
+Examples:
+  retriever status                              a few lines, and exit status 0 or 1
+  retriever status --json | jq .verdict         the status file and the verdict, as JSON";
+
+#[derive(Debug, Args)]
+#[command(after_help = STATUS_AFTER_HELP)]
+pub struct StatusArgs {
+    /// The status file and the verdict, one JSON object per watch, instead of text
+    #[arg(long)]
+    pub json: bool,
+
+    /// Call the router not working when no search of the cloud has worked for this long
+    /// [default: 3 search intervals, at least 1m]
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
+    pub stale_after: Option<Duration>,
+}
 
 #[derive(Debug, Args)]
 #[command(after_help = CONFIG_AFTER_HELP)]

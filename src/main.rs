@@ -50,5 +50,6 @@ fn run(cli: &Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
         Command::Watch(args) => commands::watch::run(&settings, args),
         Command::Echo(_) => commands::echo::run(&settings),
         Command::Config(args) => commands::config::run(&settings, args),
+        Command::Status(args) => commands::status::run(&settings, args),
     }
 }

@@ -23,12 +23,17 @@
 //! holds the deliveries (not the fetches) until it answers again. Ctrl-C
 //! stops taking up work, lets what is in flight stop at its next instance,
 //! writes the record and returns [`Interrupted`].
+//!
+//! The coordinator also keeps the watch's status in the cache (`status`),
+//! which `retriever status` reads to tell whether the router works.
 
 mod deliver;
 mod filter;
 mod record;
+pub mod status;
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
@@ -61,6 +66,11 @@ const MAX_POLL_BACKOFF: Duration = Duration::from_secs(120);
 const SAVE_EVERY: Duration = Duration::from_secs(2);
 /// After Ctrl-C, how long in-flight work gets to stop by itself.
 const GRACE: Duration = Duration::from_secs(5);
+/// Tries at taking the watch's lock, [`LOCK_PAUSE`] apart, before another
+/// watch is said to hold it: `retriever status` holds it for an instant to
+/// see whether a watch runs.
+const LOCK_TRIES: u32 = 10;
+const LOCK_PAUSE: Duration = Duration::from_millis(100);
 
 /// Time between two searches unless configured otherwise.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
@@ -77,6 +87,8 @@ pub struct WatchConfig {
     /// One pass: search once, fetch and deliver what it found, return.
     pub once: bool,
     pub rules: Rules,
+    /// Where to keep the status's figures for Prometheus too (see `status`).
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// How a `--once` pass went (a watch that runs until Ctrl-C returns [`Interrupted`]).
@@ -139,6 +151,10 @@ enum Msg {
     /// A group's fetch returned (its slot is free).
     Fetched(Uid),
     Delivered(Box<GroupOutcome>),
+    /// The destination cannot be reached or refuses us: why.
+    DestinationDown(String),
+    /// The destination answers again.
+    DestinationUp,
 }
 
 /// Runs the router until Ctrl-C (or, with `once`, one pass). The fetches
@@ -155,7 +171,7 @@ pub fn run(
 ) -> Result<Summary> {
     let destination = store.scu.destination.to_string();
     let dest_key = store.scu.destination.key();
-    let lock = cache.try_lock_watch(&dest_key)?.with_context(|| {
+    let lock = lock_watch(cache, &dest_key)?.with_context(|| {
         format!(
             "another `retriever watch` is already delivering to {destination} from the cache `{}`",
             cache.root().display()
@@ -180,6 +196,14 @@ pub fn run(
         .name("deliver".into())
         .spawn(move || deliverer.run())
         .context("failed to start the delivery thread")?;
+    let status = status::Keeper::new(
+        &dest_key,
+        &destination,
+        describe(&config.filters),
+        config.interval,
+        config.once,
+        config.metrics_file.clone(),
+    );
     let mut router = Router {
         config,
         cache: cache.clone(),
@@ -210,8 +234,20 @@ pub fn run(
         shown: None,
         last_save: Instant::now(),
         summary: Summary::default(),
+        status,
     };
     router.run(on_delivered)
+}
+
+/// Takes the watch's lock, trying again for a moment while it is held (see [`LOCK_TRIES`]).
+fn lock_watch(cache: &Cache, dest_key: &str) -> Result<Option<WatchLock>> {
+    for _ in 1..LOCK_TRIES {
+        if let Some(lock) = cache.try_lock_watch(dest_key)? {
+            return Ok(Some(lock));
+        }
+        std::thread::sleep(LOCK_PAUSE);
+    }
+    cache.try_lock_watch(dest_key)
 }
 
 struct Flight {
@@ -253,6 +289,8 @@ struct Router<'a> {
     shown: Option<WatchStatus>,
     last_save: Instant,
     summary: Summary,
+    /// What `retriever status` reads.
+    status: status::Keeper,
 }
 
 impl Router<'_> {
@@ -267,12 +305,29 @@ impl Router<'_> {
         for uid in self.record.undone() {
             self.enqueue(uid);
         }
+        self.write_status();
         let outcome = self.work(on_delivered);
         let stopped = self.stop(on_delivered);
         self.save();
+        let ended = match (&outcome, &stopped) {
+            (Err(e), _) | (_, Err(e)) if e.is::<Interrupted>() => ("interrupted", None),
+            (Err(e), _) | (_, Err(e)) => ("failed", Some(format!("{e:#}"))),
+            (Ok(()), Ok(())) => ("finished", self.summary.error()),
+        };
+        self.show_status();
+        self.status.ended(ended.0, ended.1);
+        self.write_status();
         outcome?;
         stopped?;
         Ok(std::mem::take(&mut self.summary))
+    }
+
+    fn write_status(&mut self) {
+        if let Some(e) = self.status.write_if_due(&self.cache) {
+            self.view.warn(&format!(
+                "{e:#} (`retriever status` cannot tell how this watch is doing until it is written again)"
+            ));
+        }
     }
 
     fn work(&mut self, on_delivered: &mut dyn FnMut(&DeliveredStudy)) -> Result<()> {
@@ -294,6 +349,7 @@ impl Router<'_> {
             self.reap(on_delivered);
             self.dispatch();
             self.show_status();
+            self.write_status();
             if self.last_save.elapsed() >= SAVE_EVERY && self.record.is_dirty() {
                 self.save();
             }
@@ -400,6 +456,7 @@ impl Router<'_> {
                 trim_heap();
                 self.view.watch(&WatchEvent::Polled { found: count, queued });
                 self.last_poll = Some((now, count));
+                self.status.searched(now, count);
             }
             Msg::Polled(Err(e)) => {
                 self.searching = None;
@@ -409,6 +466,7 @@ impl Router<'_> {
                     .min(MAX_POLL_BACKOFF.max(self.config.interval));
                 self.next_search = Instant::now() + wait;
                 let error = format!("{e:#}");
+                self.status.search_failed(now, &error, self.search_failures);
                 self.view.watch(&WatchEvent::PollFailed {
                     auth: crate::dicomweb::is_login_refused(&e),
                     error: error.clone(),
@@ -439,6 +497,7 @@ impl Router<'_> {
                 match outcome.causes.is_empty() {
                     true => {
                         self.record.delivered(&outcome.current, outcome.instances, now);
+                        self.status.delivered(&outcome.current, now);
                         self.summary.delivered += 1;
                         self.view.watch(&WatchEvent::Delivered {
                             label: outcome.label.clone(),
@@ -449,6 +508,8 @@ impl Router<'_> {
                     false => self.failed(&outcome.current, &outcome.label, &outcome.causes, now),
                 }
             }
+            Msg::DestinationDown(why) => self.status.destination_down(now, &why),
+            Msg::DestinationUp => self.status.destination_up(),
         }
     }
 
@@ -492,6 +553,7 @@ impl Router<'_> {
     fn failed(&mut self, uid: &Uid, label: &str, causes: &[String], now: SystemTime) {
         let error = causes.join("; ");
         let wait = self.record.failed(uid, &error, self.config.interval, now);
+        self.status.failed(uid, now);
         self.view.watch(&WatchEvent::Failed {
             study: uid.clone(),
             label: label.to_string(),
@@ -593,6 +655,7 @@ impl Router<'_> {
                 .count(),
             last_poll: self.last_poll,
         };
+        self.status.figures(status.queued, status.in_flight, status.failing);
         if self.shown.as_ref() != Some(&status) {
             self.view.watch(&WatchEvent::Status(status.clone()));
             self.shown = Some(status);

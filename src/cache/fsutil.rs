@@ -152,11 +152,22 @@ pub fn show_size(bytes: u64) -> String {
 /// Writes `bytes` to `path` so that readers see either the old content or
 /// the new one, never a mix, even after a crash or power cut.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_as(path, bytes, private_options())
+}
+
+/// As [`write_atomic`], for a file outside the cache that another account
+/// reads (a metrics file for a collector): created as the umask allows,
+/// not private. Nothing about a patient may go in it.
+pub fn write_atomic_readable(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_as(path, bytes, OpenOptions::new())
+}
+
+fn write_atomic_as(path: &Path, bytes: &[u8], mut options: OpenOptions) -> Result<()> {
     let dir = path.parent().context("atomic write target has no parent directory")?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(unique_name(name, "tmp"));
     let result = (|| {
-        let mut file = private_options()
+        let mut file = options
             .write(true)
             .create_new(true)
             .open(&tmp)

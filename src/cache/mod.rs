@@ -11,6 +11,7 @@
 //! ROOT/locks/prune.lock                      held by the one `prune` running
 //! ROOT/watch/DEST.json                       what `watch` saw and delivered to DEST (see `watch`)
 //! ROOT/watch/DEST.lock                       held by the one `watch` delivering to DEST
+//! ROOT/watch/DEST.status.json                how that `watch` is doing, for `retriever status`
 //! ```
 //!
 //! Every UID is a checked [`Uid`] before it becomes part of a path, so no
@@ -39,6 +40,7 @@ pub use journal::{Delivery, DeliveryState, Journal, UNSYNCED_MAX};
 
 /// A study's delivery journals: destination key → SOP Instance UID → its last record.
 pub type Journals = BTreeMap<String, BTreeMap<Uid, Delivery>>;
+pub use fsutil::write_atomic_readable;
 pub use manifest::{Manifest, Role, StudyInfo, now_rfc3339};
 pub use removal::{Left, Leftover, LeftoverKind, PruneLock, Removal, io_error_in_use, is_in_use};
 pub use state::{DeliveryCounts, StudyStatus};

@@ -1,14 +1,16 @@
 //! What `watch` keeps in the cache besides studies: its own record of the
 //! studies it has seen and delivered (`ROOT/watch/NAME.json`, replaced
-//! atomically), the lock that lets one `watch` at a time use that record,
-//! and the delivery journal of a study it is fetching itself.
+//! atomically), the status it shows to `retriever status`
+//! (`ROOT/watch/NAME.status.json`, likewise), the lock that lets one `watch`
+//! at a time use that record, and the delivery journal of a study it is
+//! fetching itself.
 //!
 //! The record is kept apart from the studies on purpose: `prune` removes a
 //! delivered study after its retention time while the cloud still lists it,
 //! and the record is what keeps `watch` from fetching and sending it again.
 
 use std::fs::{self, File};
-use std::io;
+use std::io::{self, Read};
 
 use anyhow::{Context, Result, bail};
 
@@ -37,13 +39,13 @@ impl Cache {
         let Some(file) = fsutil::try_lock(&path)? else {
             return Ok(None);
         };
-        let prefix = format!("{name}.json.");
+        let prefixes = [format!("{name}.json."), format!("{name}{STATUS_SUFFIX}.")];
         if let Ok(entries) = fs::read_dir(&dir) {
             for entry in entries.flatten() {
                 let file_name = entry.file_name();
                 let Some(n) = file_name.to_str() else { continue };
                 // `write_atomic` names its temporary `NAME.PID.N.tmp`.
-                if n.starts_with(&prefix) && n.ends_with(".tmp") {
+                if prefixes.iter().any(|p| n.starts_with(p.as_str())) && n.ends_with(".tmp") {
                     let _ = fs::remove_file(entry.path());
                 }
             }
@@ -70,6 +72,85 @@ impl Cache {
         fsutil::write_atomic(&dir.join(format!("{name}.json")), bytes)
     }
 
+    /// Replaces the status of the watch `name` atomically. Call with [`WatchLock`] held.
+    pub fn write_watch_status(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        check_name(name)?;
+        let dir = self.watch_dir();
+        fsutil::create_dir_all(&dir)?;
+        fsutil::write_atomic(&self.watch_status_path(name), bytes)
+    }
+
+    /// The status of the watch `name` as last written, at most `limit`
+    /// bytes of it; `None` if that watch never wrote one.
+    pub fn read_watch_status(&self, name: &str, limit: u64) -> Result<Option<Vec<u8>>> {
+        check_name(name)?;
+        let path = self.watch_status_path(name);
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("failed to read `{}`", path.display())),
+        };
+        let mut bytes = Vec::new();
+        file.take(limit + 1)
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("failed to read `{}`", path.display()))?;
+        if bytes.len() as u64 > limit {
+            bail!(
+                "the watch status `{}` is larger than {limit} bytes, which retriever never writes; remove it \
+                 (the running `retriever watch` writes it again)",
+                path.display()
+            );
+        }
+        Ok(Some(bytes))
+    }
+
+    /// The names of the watches that left a status in this cache, sorted.
+    pub fn watch_statuses(&self) -> Result<Vec<String>> {
+        let dir = self.watch_dir();
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).with_context(|| format!("failed to list `{}`", dir.display())),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.with_context(|| format!("failed to list `{}`", dir.display()))?;
+            let file_name = entry.file_name();
+            let Some(name) = file_name.to_str().and_then(|n| n.strip_suffix(STATUS_SUFFIX)) else {
+                continue;
+            };
+            if check_name(name).is_ok() {
+                names.push(name.to_string());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// True when a `watch` holds the lock of the record `name` right now.
+    ///
+    /// Finding out takes the lock (shared) for an instant when nobody holds
+    /// it; a `watch` starting at that instant tries again before it gives
+    /// up (see `watch::run`). Creates nothing.
+    pub fn is_watch_running(&self, name: &str) -> Result<bool> {
+        check_name(name)?;
+        let path = self.watch_dir().join(format!("{name}.lock"));
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e).with_context(|| format!("failed to open the lock file `{}`", path.display())),
+        };
+        match file.try_lock_shared() {
+            Ok(()) => Ok(false),
+            Err(fs::TryLockError::WouldBlock) => Ok(true),
+            Err(fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("failed to lock `{}`", path.display())),
+        }
+    }
+
+    fn watch_status_path(&self, name: &str) -> std::path::PathBuf {
+        self.watch_dir().join(format!("{name}{STATUS_SUFFIX}"))
+    }
+
     /// Opens the delivery journal of `study` for `destination` without
     /// locking the study: for a caller that holds the study's lock through
     /// its own fetch (delivery streams instances to the destination as `watch`
@@ -79,6 +160,9 @@ impl Cache {
         Journal::open(&journal::path(&self.study_dir(study), destination))
     }
 }
+
+/// How the status file of a watch is named after its record's name.
+const STATUS_SUFFIX: &str = ".status.json";
 
 /// A record name becomes a file name: only what a destination key holds.
 fn check_name(name: &str) -> Result<()> {
@@ -112,5 +196,34 @@ mod tests {
         let _held = cache.try_lock_watch(name).unwrap().expect("free again");
         assert!(!stale.exists());
         assert!(cache.read_watch_record("../x").is_err());
+    }
+
+    #[test]
+    fn status_is_found_bounded_and_its_lock_probed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let name = "PACS@127.0.0.1_104";
+        assert_eq!(cache.watch_statuses().unwrap(), Vec::<String>::new());
+        assert!(!cache.is_watch_running(name).unwrap(), "no lock file: not running");
+        assert!(
+            !dir.path().join("watch").join(format!("{name}.lock")).exists(),
+            "creates nothing"
+        );
+        let held = cache.try_lock_watch(name).unwrap().expect("free");
+        assert!(cache.is_watch_running(name).unwrap());
+        cache.write_watch_status(name, b"{}").unwrap();
+        cache.write_watch_record(name, b"{}").unwrap();
+        assert_eq!(cache.watch_statuses().unwrap(), vec![name.to_string()]);
+        assert_eq!(cache.read_watch_status(name, 2).unwrap().unwrap(), b"{}");
+        let e = cache.read_watch_status(name, 1).unwrap_err();
+        assert!(format!("{e:#}").contains("larger than 1 bytes"), "{e:#}");
+        drop(held);
+        assert!(!cache.is_watch_running(name).unwrap());
+        // The probe let go: a watch can take the lock.
+        let stale = dir.path().join("watch").join(format!("{name}.status.json.77.3.tmp"));
+        fs::write(&stale, b"{").unwrap();
+        let _held = cache.try_lock_watch(name).unwrap().expect("free again");
+        assert!(!stale.exists());
+        assert_eq!(cache.read_watch_status("other", 10).unwrap(), None);
     }
 }

@@ -22,6 +22,7 @@ pub fn run(settings: &Settings, args: &WatchArgs) -> Result<()> {
         stable_age: settings.watch.stable_age,
         once: args.once,
         rules: settings.priors.clone(),
+        metrics_file: args.metrics_file.clone(),
     };
     let view = ui::watch_reporter(settings.quiet, settings.log_file.as_deref())?;
     // The lines on the terminal already show each delivery; printing on the

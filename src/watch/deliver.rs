@@ -547,6 +547,7 @@ impl Deliverer {
             until: Instant::now() + wait,
             attempts,
         });
+        let _ = self.outbox.send(Msg::DestinationDown(why.clone()));
         self.view.watch(&WatchEvent::DestinationDown {
             error: why,
             retry_in: wait,
@@ -555,6 +556,7 @@ impl Deliverer {
 
     fn up(&mut self) {
         if self.down.take().is_some() {
+            let _ = self.outbox.send(Msg::DestinationUp);
             self.view.watch(&WatchEvent::DestinationUp);
         }
     }

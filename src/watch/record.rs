@@ -254,7 +254,7 @@ pub fn retry_delay(base: Duration, attempts: u32) -> Duration {
     crate::backoff::doubled(base, attempts.saturating_sub(1).min(16), Duration::from_secs(3600))
 }
 
-mod rfc3339 {
+pub(super) mod rfc3339 {
     use std::time::SystemTime;
 
     use serde::{Deserialize, Deserializer, Serializer};
@@ -269,7 +269,7 @@ mod rfc3339 {
     }
 }
 
-mod rfc3339_opt {
+pub(super) mod rfc3339_opt {
     use std::time::SystemTime;
 
     use serde::{Deserialize, Deserializer, Serializer};

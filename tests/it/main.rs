@@ -21,6 +21,7 @@ mod logs;
 mod patient_data;
 mod prune;
 mod smoke;
+mod status;
 mod store;
 mod watch;
 
@@ -41,6 +42,7 @@ fn main() {
         patient_data::tests(),
         prune::tests(),
         smoke::tests(),
+        status::tests(),
         store::tests(),
         watch::tests(),
     ]
