@@ -21,6 +21,7 @@ tests! {
     the_file_drives_the_commands: ["storescp"],
     every_wrong_flag_is_a_usage_error,
     wrong_values_in_the_file_name_the_key,
+    windows_paths_with_single_backslashes_are_refused_with_how_to_write_them,
 }
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -454,4 +455,50 @@ fn wrong_values_in_the_file_name_the_key() {
         .arg(&cache)
         .arg("ls"));
     assert_eq!(code, 0, "`ls` delivers nothing: {stderr}");
+}
+
+fn windows_paths_with_single_backslashes_are_refused_with_how_to_write_them() {
+    let dir = temp_cache();
+    // `\r` is a valid JSON escape: this once became a cache directory named
+    // `D:` + carriage return + `etriever-cache`, created without a word.
+    for (json, expect) in [
+        (
+            r#"{"cache": "D:\retriever-cache"}"#,
+            "`cache` is `D:\\retriever-cache`, with the control character",
+        ),
+        (
+            r#"{"cache": "C:\ProgramData\retriever"}"#,
+            "invalid escape at line 1 column 15",
+        ),
+    ] {
+        let path = write_config(dir.path(), json);
+        for sub in ["config", "ls"] {
+            let (code, _, stderr) = run(retriever().current_dir(dir.path()).arg("--config").arg(&path).arg(sub));
+            assert_eq!(code, 1, "{json} {sub}: {stderr}");
+            assert!(
+                stderr.contains(expect),
+                "{json} {sub}: expected `{expect}` in: {stderr}"
+            );
+            assert!(stderr.contains(r#"`"D:/retriever-cache"`"#), "{stderr}");
+            assert!(stderr.contains(r#"`"D:\\retriever-cache"`"#), "{stderr}");
+        }
+        let made: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            made,
+            ["retriever.json"],
+            "nothing but the config file in {}",
+            dir.path().display()
+        );
+    }
+    // Forward slashes and doubled backslashes are what the README shows.
+    let path = write_config(
+        dir.path(),
+        r#"{"cache": "D:/retriever-cache", "ca_bundle": "C:\\ProgramData\\ca.pem"}"#,
+    );
+    let json = config_json(retriever().arg("--config").arg(&path));
+    assert_eq!(json["cache"]["value"], "D:/retriever-cache");
+    assert_eq!(json["ca_bundle"]["value"], "C:\\ProgramData\\ca.pem");
 }
