@@ -22,6 +22,7 @@ tests! {
     every_wrong_flag_is_a_usage_error,
     wrong_values_in_the_file_name_the_key,
     windows_paths_with_single_backslashes_are_refused_with_how_to_write_them,
+    the_proxy_for_the_cloud_is_shown_with_its_credentials_hidden,
 }
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -501,4 +502,56 @@ fn windows_paths_with_single_backslashes_are_refused_with_how_to_write_them() {
     let json = config_json(retriever().arg("--config").arg(&path));
     assert_eq!(json["cache"]["value"], "D:/retriever-cache");
     assert_eq!(json["ca_bundle"]["value"], "C:\\ProgramData\\ca.pem");
+}
+
+fn the_proxy_for_the_cloud_is_shown_with_its_credentials_hidden() {
+    const PROXY_VARIABLES: [&str; 8] = [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "NO_PROXY",
+        "no_proxy",
+    ];
+    let config = |cloud: &str, env: &[(&str, &str)]| {
+        let command = || {
+            let mut cmd = retriever();
+            for var in PROXY_VARIABLES {
+                cmd.env_remove(var);
+            }
+            cmd.envs(env.iter().copied()).args(["--cloud", cloud]);
+            cmd
+        };
+        let (code, stdout, stderr) = run(command().arg("config"));
+        assert_eq!(code, 0, "{stderr}");
+        (stdout, config_json(&mut command())["proxy"].clone())
+    };
+    let cloud = "https://cloud.example.org/dicom-web";
+    let proxy = [("HTTPS_PROXY", "http://router:hunter2@proxy.example.org:3128")];
+    let (table, json) = config(cloud, &proxy);
+    assert_eq!(json["value"], "http://***@proxy.example.org:3128", "{json}");
+    assert_eq!(
+        (&json["source"], &json["origin"]),
+        (&"environment".into(), &"HTTPS_PROXY".into())
+    );
+    assert!(
+        table.lines().any(|l| l.starts_with("proxy ")
+            && l.contains("http://***@proxy.example.org:3128")
+            && l.ends_with("environment HTTPS_PROXY")),
+        "{table}"
+    );
+    assert!(
+        !table.contains("hunter2") && !json.to_string().contains("hunter2"),
+        "{table}"
+    );
+    // The port is shown even where the variable leaves it out.
+    let (_, json) = config(cloud, &[("https_proxy", "proxy.example.org")]);
+    assert_eq!(json["value"], "http://proxy.example.org:80", "{json}");
+    let (_, json) = config(cloud, &[proxy[0], ("NO_PROXY", ".example.org")]);
+    assert_eq!(json["value"], "none", "{json}");
+    assert_eq!(json["source"], Value::Null, "{json}");
+    let (_, json) = config("http://127.0.0.1:1/dicom-web", &[proxy[0], ("HTTP_PROXY", proxy[0].1)]);
+    assert_eq!(json["value"], "none: plain http is never proxied", "{json}");
 }
