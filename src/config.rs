@@ -194,7 +194,7 @@ impl FileConfig {
             if let Some(c) = text.chars().find(|c| c.is_control()) {
                 bail!(
                     "`{key}` is `{}`, with the control character `{}` in it, which is what JSON makes of a \
-                     single backslash before `b`, `f`, `n`, `r`, `t` or `u`; {BACKSLASH_HINT}",
+                     single backslash before `b`, `f`, `n`, `r` or `t`; {BACKSLASH_HINT}",
                     text.escape_default(),
                     c.escape_default()
                 );
