@@ -2,7 +2,9 @@
 # The demo: retriever's main job against local peers, on a fresh Debian machine, in one command.
 #
 #   1. installs the peers when missing (scripts/install-peers.sh: Orthanc with its DICOMweb
-#      plugin, DCMTK, pydicom/pynetdicom) and builds retriever (release);
+#      plugin, DCMTK; pydicom/pynetdicom in a virtual environment, target/venv, never in the
+#      system's Python) and builds retriever (release; the first build takes minutes, and
+#      shows cargo's progress);
 #   2. generates test studies (scripts/gen_testdata.py into target/demodata): patients with a
 #      current study and their prior studies;
 #   3. starts a private Orthanc on 127.0.0.1 as the "cloud" and loads the studies into it;
@@ -19,6 +21,8 @@ ROOT=$(pwd)
 WORK="$ROOT/target/demo"
 DATA="$ROOT/target/demodata"
 BIN="$ROOT/target/release/retriever"
+VENV="$ROOT/target/venv"
+PY="$VENV/bin/python"
 PACS_AET=DEMOPACS
 
 if [ -t 2 ]; then
@@ -37,7 +41,7 @@ cleanup() {
         wait "$storescp_pid" 2>/dev/null || true
     fi
     if [ "$orthanc_started" = true ]; then
-        python3 scripts/orthanc.py stop --workdir "$WORK/orthanc" >/dev/null 2>&1 || true
+        "$PY" scripts/orthanc.py stop --workdir "$WORK/orthanc" >/dev/null 2>&1 || true
     fi
     if [ "$status" -ne 0 ]; then
         log "failed (exit status $status); logs are in $WORK"
@@ -48,7 +52,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 say "1/7 peers and build"
-bash scripts/install-peers.sh
+log "checking the peers (Orthanc, DCMTK; Python packages in $VENV), installing what is missing"
+PEERS_VENV="$VENV" bash scripts/install-peers.sh
 if ! command -v cargo >/dev/null 2>&1; then
     # Debian's own Rust is too old for this crate (edition 2024).
     if [ -x "$HOME/.cargo/bin/cargo" ]; then
@@ -62,30 +67,38 @@ if ! command -v cargo >/dev/null 2>&1; then
         exit 1
     fi
 fi
-cargo build --release --locked --quiet
+# Measured: a cold `cargo build --release` takes 2m45s on a 2-core machine (about 200 s of
+# CPU), plus the download of the crates the first time; a rebuild takes seconds.
+if [ -x "$BIN" ]; then
+    log "compiling retriever (release) if anything changed"
+else
+    log "compiling retriever (release): the first build takes about 3 minutes on 2 cores, more on a"
+    log "slower machine, and downloads the crates it needs first; later runs take seconds"
+fi
+cargo build --release --locked
 log "built $BIN ($("$BIN" --version))"
 
 say "2/7 test studies"
-python3 scripts/gen_testdata.py "$DATA" --large 120
-log "$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(len(d["studies"]), "studies,", sum(s["num_instances"] for s in d["studies"]), "instances")' "$DATA/index.json") in $DATA"
+"$PY" scripts/gen_testdata.py "$DATA" --large 120
+log "$("$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(len(d["studies"]), "studies,", sum(s["num_instances"] for s in d["studies"]), "instances")' "$DATA/index.json") in $DATA"
 
 say "3/7 the cloud: a private Orthanc with DICOMweb on 127.0.0.1"
 rm -rf "$WORK"
 mkdir -p "$WORK/pacs"
-python3 scripts/orthanc.py start --workdir "$WORK/orthanc" --upload "$DATA" >"$WORK/orthanc.json"
+"$PY" scripts/orthanc.py start --workdir "$WORK/orthanc" --upload "$DATA" >"$WORK/orthanc.json"
 orthanc_started=true
-cloud=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["dicomweb_url"])' "$WORK/orthanc.json")
+cloud=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["dicomweb_url"])' "$WORK/orthanc.json")
 log "DICOMweb at $cloud (user retriever), loaded with the studies"
 
 say "4/7 the PACS: DCMTK storescp on 127.0.0.1"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 # /usr/bin: pynetdicom installs a Python `storescp` too, which may come first on PATH.
 # TCP_NODELAY=1: DCMTK otherwise waits for a delayed ACK after every C-STORE.
 TCP_NODELAY=1 /usr/bin/storescp -aet "$PACS_AET" --output-directory "$WORK/pacs" +xa -dhl "$port" \
     >"$WORK/storescp.log" 2>&1 &
 storescp_pid=$!
 for _ in $(seq 100); do
-    if python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$port" 2>/dev/null; then
+    if "$PY" -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$port" 2>/dev/null; then
         break
     fi
     kill -0 "$storescp_pid" 2>/dev/null || { cat "$WORK/storescp.log" >&2; exit 1; }

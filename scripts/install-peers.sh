@@ -80,8 +80,28 @@ if [ ! -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] \
     exit 1
 fi
 
+# PEERS_VENV=DIR (scripts/demo.sh): the Python packages go into a virtual environment at DIR,
+# created if missing, never into the system's Python; run the scripts with DIR/bin/python.
+# Without it (the tests, CI) they go where python3 installs, as before.
+PY=python3
+if [ -n "${PEERS_VENV:-}" ]; then
+    if ! command -v python3 >/dev/null 2>&1; then
+        apt_install python3
+    fi
+    if [ ! -x "$PEERS_VENV/bin/python" ]; then
+        log "creating a Python virtual environment in $PEERS_VENV"
+        # Debian ships `venv` without ensurepip unless python3-venv is installed.
+        if ! python3 -m venv "$PEERS_VENV" >/dev/null 2>&1; then
+            rm -rf "$PEERS_VENV"
+            apt_install python3-venv
+            python3 -m venv "$PEERS_VENV"
+        fi
+    fi
+    PY="$PEERS_VENV/bin/python"
+fi
+
 python_ok() {
-    python3 - <<'EOF' 2>/dev/null
+    "$PY" - <<'EOF' 2>/dev/null
 import pydicom, pynetdicom, dicomweb_client, numpy, PIL
 assert int(pydicom.__version__.split(".")[0]) >= 3
 EOF
@@ -91,14 +111,14 @@ if ! command -v python3 >/dev/null 2>&1; then
     apt_install python3 python3-pip
 fi
 if ! python_ok; then
-    if ! python3 -m pip --version >/dev/null 2>&1; then
+    if ! "$PY" -m pip --version >/dev/null 2>&1; then
         apt_install python3-pip
     fi
     pkgs=("pydicom>=3" pynetdicom dicomweb-client numpy pillow)
-    log "pip install ${pkgs[*]}"
+    log "pip install ${pkgs[*]}${PEERS_VENV:+ into $PEERS_VENV}"
     # Debian's own python3 is "externally managed" (PEP 668); a pyenv or venv python is not.
-    if ! python3 -m pip install -q --disable-pip-version-check "${pkgs[@]}" 2>/tmp/install-peers-pip.$$; then
-        if grep -q externally-managed /tmp/install-peers-pip.$$; then
+    if ! "$PY" -m pip install -q --disable-pip-version-check "${pkgs[@]}" 2>/tmp/install-peers-pip.$$; then
+        if [ -z "${PEERS_VENV:-}" ] && grep -q externally-managed /tmp/install-peers-pip.$$; then
             python3 -m pip install -q --disable-pip-version-check --break-system-packages "${pkgs[@]}"
         else
             cat /tmp/install-peers-pip.$$ >&2
@@ -108,7 +128,7 @@ if ! python_ok; then
     fi
     rm -f /tmp/install-peers-pip.$$
     if ! python_ok; then
-        log "error: python packages still not importable by $(command -v python3)"
+        log "error: python packages still not importable by $(command -v "$PY")"
         exit 1
     fi
 fi

@@ -159,11 +159,50 @@ pub struct FileConfig {
     pub log_file: Option<PathBuf>,
 }
 
+/// How to write a Windows path in the JSON config file.
+const BACKSLASH_HINT: &str = "in JSON a backslash starts an escape: write a Windows path with `/` \
+     (`\"D:/retriever-cache\"`) or with doubled backslashes (`\"D:\\\\retriever-cache\"`)";
+
 impl FileConfig {
     pub fn load(path: &Path) -> Result<FileConfig> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("failed to read the config file `{}`", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("the config file `{}` is not valid", path.display()))
+        let file: FileConfig = serde_json::from_str(&text)
+            .map_err(|e| match e.to_string() {
+                // `"C:\ProgramData"` written with single backslashes, as
+                // Windows shows paths.
+                msg if msg.starts_with("invalid escape") => anyhow::anyhow!("{msg}; {BACKSLASH_HINT}"),
+                _ => anyhow::Error::new(e),
+            })
+            .with_context(|| format!("the config file `{}` is not valid", path.display()))?;
+        file.check_paths()
+            .with_context(|| format!("the config file `{}` is not valid", path.display()))?;
+        Ok(file)
+    }
+
+    /// Refuses a path holding a control character: JSON reads `"D:\retriever"`
+    /// (one backslash) as `D:` + carriage return + `etriever`, which is never
+    /// what was meant and would otherwise create a strange directory silently.
+    fn check_paths(&self) -> Result<()> {
+        let paths = [
+            ("cache", &self.cache),
+            ("ca_bundle", &self.ca_bundle),
+            ("password_file", &self.password_file),
+            ("token_file", &self.token_file),
+        ];
+        for (key, path) in paths {
+            let Some(path) = path else { continue };
+            let text = path.to_string_lossy();
+            if let Some(c) = text.chars().find(|c| c.is_control()) {
+                bail!(
+                    "`{key}` is `{}`, with the control character `{}` in it, which is what JSON makes of a \
+                     single backslash before `b`, `f`, `n`, `r` or `t`; {BACKSLASH_HINT}",
+                    text.escape_default(),
+                    c.escape_default()
+                );
+            }
+        }
+        Ok(())
     }
 
     /// True when the file holds a password or token itself, not the name
@@ -1061,6 +1100,36 @@ mod tests {
         let f = config_file(r#"{"cloud_url": "https://x"}"#);
         let e = settings(&["--config", f.path().to_str().unwrap(), "ls"]).unwrap_err();
         assert!(format!("{e:#}").contains("unknown field `cloud_url`"), "{e:#}");
+    }
+
+    #[test]
+    fn windows_paths_need_slashes_or_doubled_backslashes() {
+        let f = config_file(r#"{"cache": "D:/retriever-cache", "ca_bundle": "C:\\ProgramData\\ca.pem"}"#);
+        let s = settings(&["--config", f.path().to_str().unwrap(), "ls"]).unwrap();
+        assert_eq!(s.cache_root, PathBuf::from("D:/retriever-cache"));
+        // `\r` is a valid JSON escape: a carriage return, silently, before this check.
+        for (json, key) in [
+            (r#"{"cache": "D:\retriever-cache"}"#, "`cache` is `D:\\retriever-cache`"),
+            (r#"{"token_file": "C:\tokens\\t"}"#, "`token_file`"),
+            (r#"{"password_file": "C:\new"}"#, "`password_file`"),
+        ] {
+            let f = config_file(json);
+            let e = format!(
+                "{:#}",
+                settings(&["--config", f.path().to_str().unwrap(), "ls"]).unwrap_err()
+            );
+            assert!(e.contains(key), "{e}");
+            assert!(e.contains("control character"), "{e}");
+            assert!(e.contains(r#"`"D:/retriever-cache"`"#), "{e}");
+            assert!(e.contains(r#"`"D:\\retriever-cache"`"#), "{e}");
+        }
+        let f = config_file(r#"{"cache": "C:\ProgramData\retriever"}"#);
+        let e = format!(
+            "{:#}",
+            settings(&["--config", f.path().to_str().unwrap(), "ls"]).unwrap_err()
+        );
+        assert!(e.contains("invalid escape at line 1 column 15"), "{e}");
+        assert!(e.contains("write a Windows path with `/`"), "{e}");
     }
 
     #[test]

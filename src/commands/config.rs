@@ -10,14 +10,18 @@ use serde_json::json;
 
 use crate::cli::ConfigArgs;
 use crate::config::{Entry, Settings, Source};
+use crate::dicomweb::{Proxy, ProxyOrigin};
 
 pub fn run(settings: &Settings, args: &ConfigArgs) -> Result<()> {
     let entries = settings.entries();
+    // Not a setting of retriever's own, but often why the cloud cannot be
+    // reached from a hospital network.
+    let proxy = settings.cloud().ok().map(|cloud| cloud.proxy());
     let mut out = std::io::stdout().lock();
     if args.json {
-        writeln!(out, "{}", to_json(entries))
+        writeln!(out, "{}", to_json(entries, proxy.as_ref()))
     } else {
-        write_table(&mut out, entries)
+        write_table(&mut out, entries, proxy.as_ref())
     }
     .context("failed to write to standard output")?;
     drop(out);
@@ -50,8 +54,8 @@ pub fn run(settings: &Settings, args: &ConfigArgs) -> Result<()> {
 }
 
 /// `SETTING  VALUE  SOURCE` in aligned columns.
-fn write_table(out: &mut impl Write, entries: &[Entry]) -> std::io::Result<()> {
-    let rows: Vec<[String; 3]> = entries
+fn write_table(out: &mut impl Write, entries: &[Entry], proxy: Option<&Proxy>) -> std::io::Result<()> {
+    let mut rows: Vec<[String; 3]> = entries
         .iter()
         .map(|e| {
             [
@@ -61,6 +65,14 @@ fn write_table(out: &mut impl Write, entries: &[Entry]) -> std::io::Result<()> {
             ]
         })
         .collect();
+    if let Some(proxy) = proxy {
+        let source = match proxy_source(proxy) {
+            Some((source, Some(origin))) => format!("{source} {origin}"),
+            Some((source, None)) => source.to_string(),
+            None => "-".to_string(),
+        };
+        rows.push(["proxy".to_string(), proxy.to_string(), source]);
+    }
     let width = |i: usize| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0).max(7);
     let (w0, w1) = (width(0), width(1));
     writeln!(out, "{:<w0$}  {:<w1$}  SOURCE", "SETTING", "VALUE")?;
@@ -79,8 +91,23 @@ fn source(e: &Entry) -> String {
     }
 }
 
-fn to_json(entries: &[Entry]) -> serde_json::Value {
-    let map = entries
+/// Where the proxy in use is set: (source, origin) as for a setting.
+fn proxy_source(proxy: &Proxy) -> Option<(&'static str, Option<&'static str>)> {
+    match proxy {
+        Proxy::Via {
+            origin: ProxyOrigin::Environment(variable),
+            ..
+        } => Some(("environment", Some(variable))),
+        Proxy::Via {
+            origin: ProxyOrigin::System,
+            ..
+        } => Some(("system proxy settings", None)),
+        Proxy::None | Proxy::NeverForPlainHttp => None,
+    }
+}
+
+fn to_json(entries: &[Entry], proxy: Option<&Proxy>) -> serde_json::Value {
+    let mut map = entries
         .iter()
         .map(|e| {
             let source = match (e.source, &e.value) {
@@ -93,5 +120,12 @@ fn to_json(entries: &[Entry]) -> serde_json::Value {
             )
         })
         .collect::<serde_json::Map<_, _>>();
+    if let Some(proxy) = proxy {
+        let (source, origin) = proxy_source(proxy).unzip();
+        map.insert(
+            "proxy".to_string(),
+            json!({ "value": proxy.to_string(), "source": source, "origin": origin.flatten() }),
+        );
+    }
     serde_json::Value::Object(map)
 }

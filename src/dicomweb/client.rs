@@ -110,7 +110,7 @@ impl Client {
             connect_timeout: cfg.connect_timeout,
             idle_timeout: cfg.idle_timeout,
             certificates,
-            use_proxy: base.scheme() == "https",
+            use_proxy: cfg.may_use_proxy(),
         };
         let origin = base.clone();
         let lanes = Lanes::new(settings, move || redirect_policy(&origin)).with_context(|| match &cfg.ca_bundle {

@@ -27,7 +27,7 @@ use std::fmt;
 pub use client::Client;
 pub use options::{
     Auth, ClientFor, ClientOptions, DEFAULT_BACKOFF, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_JOBS,
-    DEFAULT_RETRIES,
+    DEFAULT_RETRIES, Proxy, ProxyOrigin,
 };
 
 /// True when `e` comes from the cloud refusing the login (HTTP 401 or 403).

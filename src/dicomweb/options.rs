@@ -90,6 +90,49 @@ impl ClientOptions {
         }
     }
 
+    /// Whether requests to the cloud may go through a proxy: never for a
+    /// plain-http cloud, whose proxy would read the credentials and the
+    /// patient data, and could change them.
+    pub fn may_use_proxy(&self) -> bool {
+        self.base.scheme() == "https"
+    }
+
+    /// The proxy requests to the cloud go through, found as reqwest finds
+    /// it (same matcher): `HTTPS_PROXY`, `https_proxy`, `ALL_PROXY`,
+    /// `all_proxy`, else the system's settings (Windows' Internet settings,
+    /// macOS's), unless `NO_PROXY` names the host.
+    pub fn proxy(&self) -> Proxy {
+        if !self.may_use_proxy() {
+            return Proxy::NeverForPlainHttp;
+        }
+        let Ok(uri) = self.base.as_str().parse::<http::Uri>() else {
+            return Proxy::None;
+        };
+        let Some(via) = hyper_util::client::proxy::matcher::Matcher::from_system().intercept(&uri) else {
+            return Proxy::None;
+        };
+        let proxy = via.uri();
+        let scheme = proxy.scheme_str().unwrap_or("http");
+        let port = proxy.port_u16().unwrap_or(match scheme {
+            "https" => 443,
+            s if s.starts_with("socks") => 1080,
+            _ => 80,
+        });
+        let credentials = if via.basic_auth().is_some() || via.raw_auth().is_some() {
+            "***@"
+        } else {
+            ""
+        };
+        let origin = PROXY_VARIABLES
+            .iter()
+            .find(|v| std::env::var_os(v).is_some_and(|value| !value.is_empty()))
+            .map_or(ProxyOrigin::System, |v| ProxyOrigin::Environment(v));
+        Proxy::Via {
+            url: format!("{scheme}://{credentials}{}:{port}", proxy.host().unwrap_or_default()),
+            origin,
+        }
+    }
+
     /// How delivery asks this cloud for an instance again in a transfer
     /// syntax the destination takes: a client that asks for that syntax.
     pub fn in_syntax(self) -> Box<ClientFor> {
@@ -98,6 +141,40 @@ impl ClientOptions {
             options.transfer_syntax = Some(ts.to_string());
             super::Client::new(&options)
         })
+    }
+}
+
+/// The variables that name the proxy of an https request, in the order
+/// reqwest reads them.
+const PROXY_VARIABLES: [&str; 4] = ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"];
+
+/// The proxy requests to the cloud go through (see [`ClientOptions::proxy`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Proxy {
+    /// The cloud is plain http, which is never proxied.
+    NeverForPlainHttp,
+    /// None is set, or `NO_PROXY` names the cloud's host.
+    None,
+    /// `scheme://host:port`, credentials shown as `***`.
+    Via { url: String, origin: ProxyOrigin },
+}
+
+/// Where the proxy in use is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyOrigin {
+    /// This environment variable.
+    Environment(&'static str),
+    /// The system's proxy settings (Windows' Internet settings, macOS's).
+    System,
+}
+
+impl fmt::Display for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Proxy::NeverForPlainHttp => f.write_str("none: plain http is never proxied"),
+            Proxy::None => f.write_str("none"),
+            Proxy::Via { url, .. } => f.write_str(url),
+        }
     }
 }
 

@@ -21,6 +21,8 @@ tests! {
     the_file_drives_the_commands: ["storescp"],
     every_wrong_flag_is_a_usage_error,
     wrong_values_in_the_file_name_the_key,
+    windows_paths_with_single_backslashes_are_refused_with_how_to_write_them,
+    the_proxy_for_the_cloud_is_shown_with_its_credentials_hidden,
 }
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -454,4 +456,102 @@ fn wrong_values_in_the_file_name_the_key() {
         .arg(&cache)
         .arg("ls"));
     assert_eq!(code, 0, "`ls` delivers nothing: {stderr}");
+}
+
+fn windows_paths_with_single_backslashes_are_refused_with_how_to_write_them() {
+    let dir = temp_cache();
+    // `\r` is a valid JSON escape: this once became a cache directory named
+    // `D:` + carriage return + `etriever-cache`, created without a word.
+    for (json, expect) in [
+        (
+            r#"{"cache": "D:\retriever-cache"}"#,
+            "`cache` is `D:\\retriever-cache`, with the control character",
+        ),
+        (
+            r#"{"cache": "C:\ProgramData\retriever"}"#,
+            "invalid escape at line 1 column 15",
+        ),
+    ] {
+        let path = write_config(dir.path(), json);
+        for sub in ["config", "ls"] {
+            let (code, _, stderr) = run(retriever().current_dir(dir.path()).arg("--config").arg(&path).arg(sub));
+            assert_eq!(code, 1, "{json} {sub}: {stderr}");
+            assert!(
+                stderr.contains(expect),
+                "{json} {sub}: expected `{expect}` in: {stderr}"
+            );
+            assert!(stderr.contains(r#"`"D:/retriever-cache"`"#), "{stderr}");
+            assert!(stderr.contains(r#"`"D:\\retriever-cache"`"#), "{stderr}");
+        }
+        let made: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            made,
+            ["retriever.json"],
+            "nothing but the config file in {}",
+            dir.path().display()
+        );
+    }
+    // Forward slashes and doubled backslashes are what the README shows.
+    let path = write_config(
+        dir.path(),
+        r#"{"cache": "D:/retriever-cache", "ca_bundle": "C:\\ProgramData\\ca.pem"}"#,
+    );
+    let json = config_json(retriever().arg("--config").arg(&path));
+    assert_eq!(json["cache"]["value"], "D:/retriever-cache");
+    assert_eq!(json["ca_bundle"]["value"], "C:\\ProgramData\\ca.pem");
+}
+
+fn the_proxy_for_the_cloud_is_shown_with_its_credentials_hidden() {
+    const PROXY_VARIABLES: [&str; 8] = [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "NO_PROXY",
+        "no_proxy",
+    ];
+    let config = |cloud: &str, env: &[(&str, &str)]| {
+        let command = || {
+            let mut cmd = retriever();
+            for var in PROXY_VARIABLES {
+                cmd.env_remove(var);
+            }
+            cmd.envs(env.iter().copied()).args(["--cloud", cloud]);
+            cmd
+        };
+        let (code, stdout, stderr) = run(command().arg("config"));
+        assert_eq!(code, 0, "{stderr}");
+        (stdout, config_json(&mut command())["proxy"].clone())
+    };
+    let cloud = "https://cloud.example.org/dicom-web";
+    let proxy = [("HTTPS_PROXY", "http://router:hunter2@proxy.example.org:3128")];
+    let (table, json) = config(cloud, &proxy);
+    assert_eq!(json["value"], "http://***@proxy.example.org:3128", "{json}");
+    assert_eq!(
+        (&json["source"], &json["origin"]),
+        (&"environment".into(), &"HTTPS_PROXY".into())
+    );
+    assert!(
+        table.lines().any(|l| l.starts_with("proxy ")
+            && l.contains("http://***@proxy.example.org:3128")
+            && l.ends_with("environment HTTPS_PROXY")),
+        "{table}"
+    );
+    assert!(
+        !table.contains("hunter2") && !json.to_string().contains("hunter2"),
+        "{table}"
+    );
+    // The port is shown even where the variable leaves it out.
+    let (_, json) = config(cloud, &[("https_proxy", "proxy.example.org")]);
+    assert_eq!(json["value"], "http://proxy.example.org:80", "{json}");
+    let (_, json) = config(cloud, &[proxy[0], ("NO_PROXY", ".example.org")]);
+    assert_eq!(json["value"], "none", "{json}");
+    assert_eq!(json["source"], Value::Null, "{json}");
+    let (_, json) = config("http://127.0.0.1:1/dicom-web", &[proxy[0], ("HTTP_PROXY", proxy[0].1)]);
+    assert_eq!(json["value"], "none: plain http is never proxied", "{json}");
 }

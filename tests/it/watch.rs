@@ -4,8 +4,9 @@
 //! growing study is completed, a destination that comes up late or a cloud that fails for a
 //! while change nothing in the end, Ctrl-C exits 130 with the state recorded, and `kill -9`
 //! followed by a restart delivers everything with nothing recorded twice. A soak test
-//! routes a few hundred studies (`RETRIEVER_SOAK_N`) and checks that memory and open files stay
-//! flat.
+//! routes hundreds of studies (`RETRIEVER_SOAK_N`) through a kill -9, a destination restart and
+//! a cloud restart, and checks that every instance arrives, resends are bounded, and memory, open
+//! files and threads stay flat.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use serde_json::Value;
 
 use crate::common::proxy::{Fault, Proxy, Rule};
 use crate::common::running::{Running, wait_until};
+use crate::common::storescp::DEFAULT_FLAGS;
 use crate::common::testscp::TestScp;
 use crate::common::{Orthanc, Storescp, dest_key, free_port, retriever_at, run_within, temp_cache, testdata, uid_of};
 
@@ -483,86 +485,195 @@ fn soak_studies(dir: &Path, n: usize) -> Vec<PathBuf> {
         .collect()
 }
 
-/// (resident memory in kB, open file descriptors) of a process.
-fn rss_and_fds(pid: u32) -> (u64, usize) {
+/// What a process holds, sampled from /proc.
+#[derive(Debug, Clone, Copy)]
+struct Usage {
+    rss_kb: u64,
+    fds: usize,
+    threads: usize,
+}
+
+fn usage(pid: u32) -> Usage {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count())
         .unwrap_or(0);
-    (rss, fds)
+    Usage {
+        rss_kb: field("VmRSS:"),
+        fds,
+        threads: field("Threads:") as usize,
+    }
 }
 
-/// Many studies through one watch: every one delivered; memory and open files measured when
-/// the first batch is delivered, when all are, and after a few more searches over the whole set,
-/// when nothing may grow any more. `RETRIEVER_SOAK_N` studies, default 300 (about 25 s here,
-/// which fits a CI run).
+/// Reads a number from the environment (the soak's size and length), else `default`.
+fn env_number(name: &str, default: usize) -> usize {
+    match std::env::var(name) {
+        Ok(v) => v.parse().unwrap_or_else(|_| panic!("{name}={v} is not a number")),
+        Err(_) => default,
+    }
+}
+
+/// Many studies through the router while everything around it fails once: studies arrive in
+/// waves; after the second wave `watch` is killed with SIGKILL and started again; a third of
+/// the way through the destination is killed and restarted; two thirds of the way through the
+/// cloud restarts (Orthanc's `/tools/reset`: its HTTP server and plugins start again, its
+/// storage stays). In the end every instance is at the destination, and one sent twice only
+/// where it was in flight at the kill or the destination's restart; the restarted watch's
+/// memory, open files and threads, measured once it has caught up and again after a few more
+/// searches over the whole set, did not grow with the number of studies.
+///
+/// `RETRIEVER_SOAK_N` studies (default 1000: 40 s to a minute here, about 2 minutes on a slower
+/// CI runner); `RETRIEVER_SOAK_SECONDS` spreads the waves over that long, pacing them by the
+/// watch's searches (`scripts/soak.sh` runs an hour). The series of samples is printed on
+/// stderr for a paced run.
 fn soak_hundreds_of_studies_with_flat_memory_and_files() {
-    let n: usize = std::env::var("RETRIEVER_SOAK_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
+    let n = env_number("RETRIEVER_SOAK_N", 1000);
+    let seconds = env_number("RETRIEVER_SOAK_SECONDS", 0);
+    // Associations the watch opens (the default): each can have one C-STORE in flight.
+    const ASSOCIATIONS: usize = 2;
     let files = tempfile::tempdir().unwrap();
     let made = soak_studies(files.path(), n);
+    let expected: BTreeSet<String> = (0..n)
+        .map(|i| format!("1.2.826.0.1.3680043.10.543.77.{i}.1.1"))
+        .collect();
     let cloud = Orthanc::empty();
     // In front of the cloud to count the watch's searches.
     let proxy = Proxy::to(&cloud);
     let cache = temp_cache();
-    let scp = Storescp::start("STORESCP");
+    // Every C-STORE the destination takes, one line each, across its restart: resends show.
+    let receptions = files.path().join("receptions.log");
+    let exec = format!("echo #f >> {}", receptions.display());
+    let mut scp = Storescp::start_with("STORESCP", &[&DEFAULT_FLAGS[..], &["-xcr", &exec]].concat());
     let dest = scp.address();
-    let mut running = Running::start(watch(
-        &proxy.dicomweb_url(),
-        cache.path(),
-        &dest,
-        &["--interval", "1s", "--filter", "AccessionNumber=SOAK*", "--priors", "0"],
-    ));
+    let start_watch = || {
+        Running::start(watch(
+            &proxy.dicomweb_url(),
+            cache.path(),
+            &dest,
+            &["--interval", "1s", "--filter", "AccessionNumber=SOAK*", "--priors", "0"],
+        ))
+    };
+    let mut running = start_watch();
     let batch = 20.min(n);
-    for path in &made[..batch] {
-        cloud.upload_file(path);
-    }
-    wait_until(LIMIT, "the first batch", &mut running, || scp.received().len() >= batch);
-    let start = rss_and_fds(running.pid());
+    let waves: Vec<&[PathBuf]> = made.chunks(batch).collect();
+    // Searches to wait for between waves, so that they span RETRIEVER_SOAK_SECONDS.
+    let searches_per_wave = seconds / waves.len().max(1);
+    let wave_limit = LIMIT + Duration::from_secs(3 * searches_per_wave as u64);
     let began = Instant::now();
-    let mut uploaded = batch;
-    for chunk in made[batch..].chunks(batch) {
-        for path in chunk {
+    let mut series = Vec::new();
+    let mut baseline = None;
+    let mut uploaded = 0;
+    for (k, wave) in waves.iter().enumerate() {
+        for path in *wave {
             cloud.upload_file(path);
         }
-        // The next batch goes up once the watch is at most one batch behind.
-        wait_until(LIMIT, "the watch to keep up", &mut running, || {
+        uploaded += wave.len();
+        match k {
+            // Killed in the middle of the second wave, then started again on the same cache.
+            1 => {
+                wait_until(LIMIT, "the second wave to begin", &mut running, || {
+                    scp.received().len() > batch
+                });
+                running.child.kill().unwrap(); // SIGKILL
+                running.child.wait().unwrap();
+                running = start_watch();
+            }
+            k if k == waves.len() / 3 => scp.restart(),
+            k if k == 2 * waves.len() / 3 => {
+                cloud.post("/tools/reset", Vec::new(), "text/plain");
+                wait_until(LIMIT, "the cloud to be back", &mut running, || {
+                    let url = format!("{}/system", cloud.http_url());
+                    reqwest::blocking::Client::new()
+                        .get(url)
+                        .basic_auth(crate::common::USER, Some(crate::common::PASSWORD))
+                        .send()
+                        .is_ok_and(|r| r.status().is_success())
+                });
+            }
+            _ => {}
+        }
+        // The next wave goes up once the watch is at most one wave behind.
+        wait_until(wave_limit, "the watch to keep up", &mut running, || {
             scp.received().len() + batch >= uploaded
         });
-        uploaded += chunk.len();
+        let searches = proxy.request_count();
+        wait_until(wave_limit, "the pace of the soak", &mut running, || {
+            proxy.request_count() >= searches + searches_per_wave
+        });
+        let now = usage(running.pid());
+        let log = std::fs::metadata(running.stderr_path()).map_or(0, |m| m.len());
+        series.push((began.elapsed(), uploaded, scp.received().len(), now, log));
+        // Measured first once the restarted watch has caught up with two waves after its start.
+        if k >= 3 && baseline.is_none() {
+            baseline = Some(now);
+        }
     }
     wait_until(Duration::from_secs(600), "every study delivered", &mut running, || {
         scp.received().len() >= n
     });
-    let delivered = rss_and_fds(running.pid());
-    let took = began.elapsed();
     // More searches over the whole set, all delivered: nothing may grow now.
     let searches = proxy.request_count();
     wait_until(LIMIT, "five more searches", &mut running, || {
         proxy.request_count() >= searches + 5
     });
-    let end = rss_and_fds(running.pid());
+    let end = usage(running.pid());
+    let log = std::fs::metadata(running.stderr_path()).map_or(0, |m| m.len());
+    series.push((began.elapsed(), uploaded, scp.received().len(), end, log));
+    let start = baseline.unwrap_or(end);
     eprintln!(
-        "soak: {n} studies in {:.1} s; watch RSS {} kB -> {} kB when all were delivered -> {} kB five \
-         searches later; open files {} -> {} -> {}",
-        took.as_secs_f64(),
-        start.0,
-        delivered.0,
-        end.0,
-        start.1,
-        delivered.1,
-        end.1
+        "soak: {n} studies in {:.1} s; the restarted watch once caught up -> at the end: RSS {} -> {} kB, \
+         open files {} -> {}, threads {} -> {}; {log} bytes of log",
+        began.elapsed().as_secs_f64(),
+        start.rss_kb,
+        end.rss_kb,
+        start.fds,
+        end.fds,
+        start.threads,
+        end.threads
     );
+    // The whole series for the long soak (scripts/soak.sh), or when asked.
+    let show_series = seconds > 0 || std::env::var_os("RETRIEVER_TEST_VERBOSE").is_some();
+    if show_series {
+        eprintln!("soak:   seconds  uploaded  delivered  rss_kB  fds  threads  log_bytes");
+    }
+    for (at, up, delivered, u, log) in series.iter().filter(|_| show_series) {
+        eprintln!(
+            "soak: {:>9.1} {up:>9} {delivered:>10} {:>7} {:>4} {:>8} {log:>10}",
+            at.as_secs_f64(),
+            u.rss_kb,
+            u.fds,
+            u.threads
+        );
+    }
     assert_eq!(running.interrupt(), 130);
-    assert_eq!(scp.received().len(), n);
-    assert!(end.1 <= start.1 + 8, "open files grew: {start:?} -> {end:?}");
-    assert!(end.0 <= start.0 + 32 * 1024, "memory grew: {start:?} -> {end:?}");
+    assert_eq!(scp.received_sop_uids(), expected, "every instance at the destination");
+    let lines = std::fs::read_to_string(&receptions).unwrap_or_default();
+    let mut seen = BTreeMap::<&str, usize>::new();
+    for line in lines.lines() {
+        *seen.entry(line.trim()).or_default() += 1;
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, k)| **k > 1).collect();
+    let resent: usize = twice.iter().map(|(_, k)| *k - 1).sum();
+    eprintln!(
+        "soak: {} C-STOREs received, {resent} of them resent: {twice:?}",
+        lines.lines().count()
+    );
+    assert!(
+        resent <= 2 * ASSOCIATIONS,
+        "{resent} instances sent again: more than were in flight at the kill and the destination's restart: {twice:?}"
+    );
+    assert!(end.fds <= start.fds + 8, "open files grew: {start:?} -> {end:?}");
+    assert!(end.threads <= start.threads + 8, "threads grew: {start:?} -> {end:?}");
+    assert!(
+        end.rss_kb <= start.rss_kb + 32 * 1024,
+        "memory grew: {start:?} -> {end:?}"
+    );
 }

@@ -22,6 +22,7 @@ pub struct Storescp {
     child: Child,
     port: u16,
     aet: String,
+    flags: Vec<String>,
     dir: tempfile::TempDir,
     log: PathBuf,
 }
@@ -54,15 +55,45 @@ impl Storescp {
     }
 
     fn launch(aet: &str, flags: &[&str], port: u16) -> Result<Storescp, String> {
-        let program = dcmtk("storescp").expect("DCMTK storescp is not installed");
         let dir = tempfile::Builder::new()
             .prefix("retriever-storescp-")
             .tempdir()
             .expect("create a directory for storescp");
-        let received = dir.path().join("received");
-        std::fs::create_dir(&received).expect("create storescp's output directory");
+        std::fs::create_dir(dir.path().join("received")).expect("create storescp's output directory");
         let log = dir.path().join("storescp.log");
-        let log_file = std::fs::File::create(&log).expect("create storescp.log");
+        let child = Storescp::spawn(aet, flags, port, dir.path())?;
+        Ok(Storescp {
+            child,
+            port,
+            aet: aet.to_owned(),
+            flags: flags.iter().map(|f| f.to_string()).collect(),
+            dir,
+            log,
+        })
+    }
+
+    /// Stops this storescp (SIGKILL, as a crash or a power cut would) and starts it again on
+    /// the same port with the same flags, writing into the same directory: what it received
+    /// before stays in [`Storescp::received`].
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let flags: Vec<&str> = self.flags.iter().map(String::as_str).collect();
+        self.child = Storescp::spawn(&self.aet, &flags, self.port, self.dir.path())
+            .unwrap_or_else(|e| panic!("could not restart storescp: {e}"));
+    }
+
+    /// Starts storescp writing into `dir`/received, its output appended to `dir`/storescp.log,
+    /// and waits until it listens.
+    fn spawn(aet: &str, flags: &[&str], port: u16, dir: &Path) -> Result<Child, String> {
+        let program = dcmtk("storescp").expect("DCMTK storescp is not installed");
+        let received = dir.join("received");
+        let log = dir.join("storescp.log");
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("open storescp.log");
         let mut child = Command::new(&program)
             .env("TCP_NODELAY", "1")
             .arg("-aet")
@@ -85,13 +116,7 @@ impl Storescp {
                 ));
             }
             if is_listening(port) {
-                return Ok(Storescp {
-                    child,
-                    port,
-                    aet: aet.to_owned(),
-                    dir,
-                    log,
-                });
+                return Ok(child);
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
