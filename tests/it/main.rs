@@ -18,6 +18,7 @@ mod hostile_listing;
 mod hostile_pacs;
 mod patient_data;
 mod prune;
+mod service;
 mod smoke;
 mod store;
 mod watch;
@@ -36,6 +37,7 @@ fn main() {
         hostile_pacs::tests(),
         patient_data::tests(),
         prune::tests(),
+        service::tests(),
         smoke::tests(),
         store::tests(),
         watch::tests(),

@@ -1,0 +1,149 @@
+//! `retriever service`: the router as a Windows service. Turns the flags
+//! into the [`crate::service::ServicePlan`] and hands it to the Windows layer
+//! ([`crate::service`]); `service run` runs the same code as `watch`. On
+//! other platforms every action ends with [`NotOnThisPlatform`].
+
+use anyhow::Result;
+
+use crate::cli::{GlobalArgs, ServiceArgs};
+use crate::config::Settings;
+#[cfg(not(windows))]
+use crate::service::NotOnThisPlatform;
+
+/// Where a password for a service account that needs one is read from:
+/// never the command line, which other users can read.
+pub const PASSWORD_VARIABLE: &str = "RETRIEVER_SERVICE_PASSWORD";
+
+#[cfg(not(windows))]
+pub fn run(_settings: &Settings, _global: &GlobalArgs, _args: &ServiceArgs) -> Result<()> {
+    Err(NotOnThisPlatform.into())
+}
+
+#[cfg(windows)]
+pub fn run(settings: &Settings, global: &GlobalArgs, args: &ServiceArgs) -> Result<()> {
+    use crate::cli::ServiceAction;
+    use crate::service::windows;
+    match &args.action {
+        ServiceAction::Install(a) => install(settings, global, a),
+        ServiceAction::Uninstall(a) => {
+            windows::uninstall(&a.name)?;
+            eprintln!(
+                "removed the service `{}`; its cache, config and log files are left as they are",
+                a.name
+            );
+            Ok(())
+        }
+        ServiceAction::Start(a) => {
+            windows::start(&a.name)?;
+            eprintln!(
+                "the service `{}` runs; see `retriever status` and `sc query {}`",
+                a.name, a.name
+            );
+            Ok(())
+        }
+        ServiceAction::Stop(a) => {
+            windows::stop(&a.name)?;
+            eprintln!("the service `{}` has stopped", a.name);
+            Ok(())
+        }
+        ServiceAction::Run(a) => {
+            let settings = settings.clone();
+            windows::run(&a.name.name, a.log_file.as_deref(), move || {
+                super::watch::run(&settings, &service_watch_args())
+            })
+        }
+    }
+}
+
+/// `watch` as the service runs it: its settings all come from the config
+/// file and the command line registered at install.
+#[cfg(windows)]
+fn service_watch_args() -> crate::cli::WatchArgs {
+    use crate::cli::{DimseArgs, PriorArgs, WatchArgs};
+    WatchArgs {
+        interval: None,
+        filters: Vec::new(),
+        stable_age: None,
+        once: false,
+        json: false,
+        priors: PriorArgs {
+            priors: None,
+            prior_years: None,
+            prior_modality: None,
+        },
+        dimse: DimseArgs {
+            associations: None,
+            max_pdu: None,
+            dicom_connect_timeout: None,
+            acse_timeout: None,
+            dimse_timeout: None,
+            store_retries: None,
+            decompress_lossy: false,
+        },
+    }
+}
+
+#[cfg(windows)]
+fn install(settings: &Settings, global: &GlobalArgs, args: &crate::cli::ServiceInstallArgs) -> Result<()> {
+    use anyhow::Context;
+    use std::path::PathBuf;
+
+    use crate::config::Source;
+    use crate::service::{InstallRequest, ServicePlan, windows};
+
+    let program_data = std::env::var_os("ProgramData")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .context("the environment variable `ProgramData` is not set; run from a normal Windows prompt")?;
+    let executable = std::env::current_exe().context("failed to find the path of retriever.exe")?;
+    let cwd = std::env::current_dir().context("failed to read the current folder")?;
+    // A cache named in the config file stays the service's cache; only
+    // without one does the service get its own under %ProgramData%.
+    let cache_in_file = settings
+        .entries()
+        .iter()
+        .any(|e| e.key == "cache" && e.source == Source::ConfigFile);
+    let request = InstallRequest {
+        name: Some(args.name.name.clone()),
+        config: global.config.clone(),
+        cache: global
+            .cache
+            .clone()
+            .or_else(|| cache_in_file.then(|| settings.cache_root.clone())),
+        log_file: args.log_file.clone(),
+        account: args.account.clone(),
+    };
+    let plan = ServicePlan::new(&request, &executable, &program_data, &cwd);
+    let password = match std::env::var_os(PASSWORD_VARIABLE).filter(|p| !p.is_empty()) {
+        Some(p) => Some(p),
+        None if plan.account.needs_password() => anyhow::bail!(
+            "the account `{}` needs its password: set {PASSWORD_VARIABLE} (it is never taken from the command line), \
+             or use an account Windows keeps the password of, e.g. --account \"NT SERVICE\\{}\"",
+            plan.account,
+            plan.name
+        ),
+        None => None,
+    };
+    windows::install(&plan, password)?;
+    eprintln!(
+        "installed the service `{}` ({}), as {}",
+        plan.name, plan.display_name, plan.account
+    );
+    eprintln!("  runs:   {}", plan.command_line());
+    eprintln!("  starts: with Windows (delayed); restarted 10s, 1m, then 5m after a failure");
+    if !plan.config.is_file() {
+        eprintln!(
+            "  next:   write the config file `{}` (see the README), then",
+            plan.config.display()
+        );
+    }
+    eprintln!(
+        "  next:   give {} the right to modify `{}` and the log's folder, e.g. icacls \"{}\" /grant \"{}:(OI)(CI)M\"",
+        plan.account,
+        plan.cache.display(),
+        plan.cache.display(),
+        plan.account
+    );
+    eprintln!("  then:   retriever service start --name {}", plan.name);
+    Ok(())
+}
