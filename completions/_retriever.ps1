@@ -299,7 +299,7 @@ Register-ArgumentCompleter -Native -CommandName 'retriever' -ScriptBlock {
         'retriever;service;install' {
             [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'The service''s name')
             [CompletionResult]::new('--account', '--account', [CompletionResultType]::ParameterName, 'The account the service runs as: LocalService, NetworkService, LocalSystem, a virtual account (\"NT SERVICE\\retriever\"), or a user whose password is in RETRIEVER_SERVICE_PASSWORD [default: LocalService]')
-            [CompletionResult]::new('--log-file', '--log-file', [CompletionResultType]::ParameterName, 'File the service''s output is appended to [default: %ProgramData%\retriever\NAME.log]')
+            [CompletionResult]::new('--log-file', '--log-file', [CompletionResultType]::ParameterName, 'File the service''s output is appended to [default: %ProgramData%\retriever\log\NAME.log]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'JSON config file; flags beat environment, environment beats the file')
             [CompletionResult]::new('--cloud', '--cloud', [CompletionResultType]::ParameterName, 'DICOMweb base URL of the cloud archive, e.g. https://cloud.example.org/dicom-web')
             [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'HTTP Basic user name (the password comes from RETRIEVER_PASSWORD, --password-file or the config file)')

@@ -481,7 +481,7 @@ pub struct ServiceInstallArgs {
     #[arg(long, value_name = "ACCOUNT", value_parser = crate::service::Account::parse)]
     pub account: Option<crate::service::Account>,
 
-    /// File the service's output is appended to [default: %ProgramData%\retriever\NAME.log]
+    /// File the service's output is appended to [default: %ProgramData%\retriever\log\NAME.log]
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
 }

@@ -131,19 +131,42 @@ fn install(settings: &Settings, global: &GlobalArgs, args: &crate::cli::ServiceI
     );
     eprintln!("  runs:   {}", plan.command_line());
     eprintln!("  starts: with Windows (delayed); restarted 10s, 1m, then 5m after a failure");
+    // The account must be able to write the cache and the log; Windows
+    // gives a new folder under %ProgramData% only read rights to most accounts.
+    for dir in [Some(plan.cache.as_path()), plan.log_file.parent()]
+        .into_iter()
+        .flatten()
+    {
+        std::fs::create_dir_all(dir).with_context(|| format!("failed to create the folder `{}`", dir.display()))?;
+        let Some(args) = plan.account.grant_args(dir) else {
+            continue;
+        };
+        let granted = std::process::Command::new("icacls")
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        let shown = args
+            .iter()
+            .map(|a| crate::service::quote_arg(&a.to_string_lossy()))
+            .collect::<Vec<_>>()
+            .join(" ");
+        if granted {
+            eprintln!("  rights: {} may modify `{}`", plan.account, dir.display());
+        } else {
+            eprintln!(
+                "warning: could not give {} the right to modify `{}`; run: icacls {shown}",
+                plan.account,
+                dir.display()
+            );
+        }
+    }
     if !plan.config.is_file() {
         eprintln!(
             "  next:   write the config file `{}` (see the README), then",
             plan.config.display()
         );
     }
-    eprintln!(
-        "  next:   give {} the right to modify `{}` and the log's folder, e.g. icacls \"{}\" /grant \"{}:(OI)(CI)M\"",
-        plan.account,
-        plan.cache.display(),
-        plan.cache.display(),
-        plan.account
-    );
     eprintln!("  then:   retriever service start --name {}", plan.name);
     Ok(())
 }

@@ -94,6 +94,30 @@ impl Account {
         }
     }
 
+    /// The account as `icacls /grant` takes it: the built-in service
+    /// accounts by their SIDs, which are the same in every language of
+    /// Windows (their names are not); `None` for LocalSystem, which may
+    /// write everywhere already.
+    pub fn acl_name(&self) -> Option<String> {
+        match self {
+            Account::LocalService => Some("*S-1-5-19".into()),
+            Account::NetworkService => Some("*S-1-5-20".into()),
+            Account::LocalSystem => None,
+            Account::Named(name) => Some(name.clone()),
+        }
+    }
+
+    /// The arguments of `icacls` that let the account create and change
+    /// files in `dir` and below it.
+    pub fn grant_args(&self, dir: &Path) -> Option<Vec<OsString>> {
+        let who = self.acl_name()?;
+        Some(vec![
+            dir.as_os_str().to_owned(),
+            "/grant".into(),
+            format!("{who}:(OI)(CI)M").into(),
+        ])
+    }
+
     /// True for the accounts Windows keeps the password of itself: the
     /// built-in ones, virtual accounts and managed service accounts.
     pub fn needs_password(&self) -> bool {
@@ -175,7 +199,7 @@ impl ServicePlan {
         };
         let config = full(&request.config, home.join("config.json"));
         let cache = full(&request.cache, home.join("cache"));
-        let log_file = full(&request.log_file, home.join(format!("{name}.log")));
+        let log_file = full(&request.log_file, home.join("log").join(format!("{name}.log")));
         let arguments = [
             "service".into(),
             "run".into(),
@@ -327,7 +351,7 @@ mod tests {
         });
         let home = Path::new(r"C:\ProgramData").join("retriever");
         assert_eq!(p.config, home.join("config.json"));
-        assert_eq!(p.log_file, home.join("retriever.log"));
+        assert_eq!(p.log_file, home.join("log").join("retriever.log"));
         assert_eq!(p.cache, Path::new(r"C:\Users\admin").join("cache"));
         assert!(p.arguments.contains(&p.cache.clone().into_os_string()));
     }
@@ -381,6 +405,29 @@ mod tests {
         assert!(!Account::parse(r"HOSPITAL\router$").unwrap().needs_password());
         assert!(Account::parse(r".\retriever").unwrap().needs_password());
         assert!(Account::parse(" ").is_err());
+    }
+
+    #[test]
+    fn the_account_is_given_the_right_to_modify_a_folder_by_a_name_any_windows_knows() {
+        let dir = Path::new(r"D:\study cache");
+        let args = |a: Account| {
+            a.grant_args(dir)
+                .map(|v| v.into_iter().map(|s| s.into_string().unwrap()).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            args(Account::LocalService),
+            Some(vec![
+                r"D:\study cache".to_string(),
+                "/grant".into(),
+                "*S-1-5-19:(OI)(CI)M".into()
+            ])
+        );
+        assert_eq!(args(Account::NetworkService).unwrap()[2], "*S-1-5-20:(OI)(CI)M");
+        assert_eq!(
+            args(Account::parse(r"NT SERVICE\retriever").unwrap()).unwrap()[2],
+            r"NT SERVICE\retriever:(OI)(CI)M"
+        );
+        assert_eq!(args(Account::LocalSystem), None);
     }
 
     #[test]

@@ -185,7 +185,7 @@ pub fn start(name: &str) -> Result<()> {
         ),
         other => bail!(
             "the service `{name}` stopped as it started ({other:?}, exit code {}); see its log file \
-             (`--log-file` of the install, by default %ProgramData%\\retriever\\{name}.log)",
+             (`--log-file` of the install, by default %ProgramData%\\retriever\\log\\{name}.log)",
             exit_code_text(&status.exit_code)
         ),
     }
