@@ -35,7 +35,7 @@ Register-ArgumentCompleter -Native -CommandName 'retriever' -ScriptBlock {
             [CompletionResult]::new('--idle-timeout', '--idle-timeout', [CompletionResultType]::ParameterName, 'Time a transfer may go without receiving any data [default: 60s]')
             [CompletionResult]::new('--retries', '--retries', [CompletionResultType]::ParameterName, 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]')
             [CompletionResult]::new('--max-instance-size', '--max-instance-size', [CompletionResultType]::ParameterName, 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]')
-            [CompletionResult]::new('--log-file', '--log-file', [CompletionResultType]::ParameterName, 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept)')
+            [CompletionResult]::new('--log-file', '--log-file', [CompletionResultType]::ParameterName, 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept); for `service install`, the service''s log [default: %ProgramData%\retriever\log\NAME.log]')
             [CompletionResult]::new('--allow-insecure-http', '--allow-insecure-http', [CompletionResultType]::ParameterName, 'Allow plain, unencrypted http:// to a cloud that is not on this machine')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'No progress bars, only errors on stderr')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'No progress bars, only errors on stderr')
@@ -51,6 +51,7 @@ Register-ArgumentCompleter -Native -CommandName 'retriever' -ScriptBlock {
             [CompletionResult]::new('echo', 'echo', [CompletionResultType]::ParameterValue, 'Check the DICOM destination with C-ECHO')
             [CompletionResult]::new('config', 'config', [CompletionResultType]::ParameterValue, 'Show the effective configuration and where each value came from (secrets shown as ***)')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Is the router (`watch`) in this cache running and working? Exit status 0 yes, 1 no (for monitoring)')
+            [CompletionResult]::new('service', 'service', [CompletionResultType]::ParameterValue, 'Run the router (`watch`) as a Windows service: install, uninstall, start, stop')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -79,7 +80,7 @@ Register-ArgumentCompleter -Native -CommandName 'retriever' -ScriptBlock {
             [CompletionResult]::new('--idle-timeout', '--idle-timeout', [CompletionResultType]::ParameterName, 'Time a transfer may go without receiving any data [default: 60s]')
             [CompletionResult]::new('--retries', '--retries', [CompletionResultType]::ParameterName, 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]')
             [CompletionResult]::new('--max-instance-size', '--max-instance-size', [CompletionResultType]::ParameterName, 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]')
-            [CompletionResult]::new('--log-file', '--log-file', [CompletionResultType]::ParameterName, 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept)')
+            [CompletionResult]::new('--log-file', '--log-file', [CompletionResultType]::ParameterName, 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept); for `service install`, the service''s log [default: %ProgramData%\retriever\log\NAME.log]')
             [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Show which studies would be fetched and why each prior was chosen or passed over, without downloading')
             [CompletionResult]::new('--explain', '--explain', [CompletionResultType]::ParameterName, 'Show which studies would be fetched and why each prior was chosen or passed over, without downloading')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'One JSON object per line on stdout instead of text')
@@ -107,7 +108,7 @@ Register-ArgumentCompleter -Native -CommandName 'retriever' -ScriptBlock {
             [CompletionResult]::new('--idle-timeout', '--idle-timeout', [CompletionResultType]::ParameterName, 'Time a transfer may go without receiving any data [default: 60s]')
             [CompletionResult]::new('--retries', '--retries', [CompletionResultType]::ParameterName, 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]')
             [CompletionResult]::new('--max-instance-size', '--max-instance-size', [CompletionResultType]::ParameterName, 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]')
-            [CompletionResult]::new('--log-file', '--log-file', [CompletionResultType]::ParameterName, 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept)')
+            [CompletionResult]::new('--log-file', '--log-file', [CompletionResultType]::ParameterName, 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept); for `service install`, the service''s log [default: %ProgramData%\retriever\log\NAME.log]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'One JSON object per line instead of a table')
             [CompletionResult]::new('--wide', '--wide', [CompletionResultType]::ParameterName, 'Every column in full, however wide (the table fits 100 columns otherwise)')
             [CompletionResult]::new('--allow-insecure-http', '--allow-insecure-http', [CompletionResultType]::ParameterName, 'Allow plain, unencrypted http:// to a cloud that is not on this machine')
@@ -138,7 +139,7 @@ Register-ArgumentCompleter -Native -CommandName 'retriever' -ScriptBlock {
             [CompletionResult]::new('--idle-timeout', '--idle-timeout', [CompletionResultType]::ParameterName, 'Time a transfer may go without receiving any data [default: 60s]')
             [CompletionResult]::new('--retries', '--retries', [CompletionResultType]::ParameterName, 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]')
             [CompletionResult]::new('--max-instance-size', '--max-instance-size', [CompletionResultType]::ParameterName, 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]')
-            [CompletionResult]::new('--log-file', '--log-file', [CompletionResultType]::ParameterName, 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept)')
+            [CompletionResult]::new('--log-file', '--log-file', [CompletionResultType]::ParameterName, 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept); for `service install`, the service''s log [default: %ProgramData%\retriever\log\NAME.log]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'One JSON object per line on stdout instead of text')
             [CompletionResult]::new('--decompress-lossy', '--decompress-lossy', [CompletionResultType]::ParameterName, 'Decompress lossy JPEG here when the destination does not take it compressed (otherwise the cloud is asked for it in a syntax the destination takes)')
             [CompletionResult]::new('--allow-insecure-http', '--allow-insecure-http', [CompletionResultType]::ParameterName, 'Allow plain, unencrypted http:// to a cloud that is not on this machine')
@@ -176,7 +177,7 @@ Register-ArgumentCompleter -Native -CommandName 'retriever' -ScriptBlock {
             [CompletionResult]::new('--idle-timeout', '--idle-timeout', [CompletionResultType]::ParameterName, 'Time a transfer may go without receiving any data [default: 60s]')
             [CompletionResult]::new('--retries', '--retries', [CompletionResultType]::ParameterName, 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]')
             [CompletionResult]::new('--max-instance-size', '--max-instance-size', [CompletionResultType]::ParameterName, 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]')
-            [CompletionResult]::new('--log-file', '--log-file', [CompletionResultType]::ParameterName, 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept)')
+            [CompletionResult]::new('--log-file', '--log-file', [CompletionResultType]::ParameterName, 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept); for `service install`, the service''s log [default: %ProgramData%\retriever\log\NAME.log]')
             [CompletionResult]::new('--once', '--once', [CompletionResultType]::ParameterName, 'One pass: search once, fetch and deliver what was found, then exit (status 0 only if all of it was delivered)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'One JSON object per line on stdout for each study delivered, instead of text')
             [CompletionResult]::new('--decompress-lossy', '--decompress-lossy', [CompletionResultType]::ParameterName, 'Decompress lossy JPEG here when the destination does not take it compressed (otherwise the cloud is asked for it in a syntax the destination takes)')
@@ -203,7 +204,7 @@ Register-ArgumentCompleter -Native -CommandName 'retriever' -ScriptBlock {
             [CompletionResult]::new('--idle-timeout', '--idle-timeout', [CompletionResultType]::ParameterName, 'Time a transfer may go without receiving any data [default: 60s]')
             [CompletionResult]::new('--retries', '--retries', [CompletionResultType]::ParameterName, 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]')
             [CompletionResult]::new('--max-instance-size', '--max-instance-size', [CompletionResultType]::ParameterName, 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]')
-            [CompletionResult]::new('--log-file', '--log-file', [CompletionResultType]::ParameterName, 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept)')
+            [CompletionResult]::new('--log-file', '--log-file', [CompletionResultType]::ParameterName, 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept); for `service install`, the service''s log [default: %ProgramData%\retriever\log\NAME.log]')
             [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Print what would be removed, and remove nothing')
             [CompletionResult]::new('--include-undelivered', '--include-undelivered', [CompletionResultType]::ParameterName, 'Also remove expired studies that are not delivered to the destination')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'One JSON object per removed study on stdout instead of text')
@@ -235,7 +236,7 @@ Register-ArgumentCompleter -Native -CommandName 'retriever' -ScriptBlock {
             [CompletionResult]::new('--idle-timeout', '--idle-timeout', [CompletionResultType]::ParameterName, 'Time a transfer may go without receiving any data [default: 60s]')
             [CompletionResult]::new('--retries', '--retries', [CompletionResultType]::ParameterName, 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]')
             [CompletionResult]::new('--max-instance-size', '--max-instance-size', [CompletionResultType]::ParameterName, 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]')
-            [CompletionResult]::new('--log-file', '--log-file', [CompletionResultType]::ParameterName, 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept)')
+            [CompletionResult]::new('--log-file', '--log-file', [CompletionResultType]::ParameterName, 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept); for `service install`, the service''s log [default: %ProgramData%\retriever\log\NAME.log]')
             [CompletionResult]::new('--decompress-lossy', '--decompress-lossy', [CompletionResultType]::ParameterName, 'Decompress lossy JPEG here when the destination does not take it compressed (otherwise the cloud is asked for it in a syntax the destination takes)')
             [CompletionResult]::new('--allow-insecure-http', '--allow-insecure-http', [CompletionResultType]::ParameterName, 'Allow plain, unencrypted http:// to a cloud that is not on this machine')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'No progress bars, only errors on stderr')
@@ -268,7 +269,7 @@ Register-ArgumentCompleter -Native -CommandName 'retriever' -ScriptBlock {
             [CompletionResult]::new('--idle-timeout', '--idle-timeout', [CompletionResultType]::ParameterName, 'Time a transfer may go without receiving any data [default: 60s]')
             [CompletionResult]::new('--retries', '--retries', [CompletionResultType]::ParameterName, 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]')
             [CompletionResult]::new('--max-instance-size', '--max-instance-size', [CompletionResultType]::ParameterName, 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]')
-            [CompletionResult]::new('--log-file', '--log-file', [CompletionResultType]::ParameterName, 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept)')
+            [CompletionResult]::new('--log-file', '--log-file', [CompletionResultType]::ParameterName, 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept); for `service install`, the service''s log [default: %ProgramData%\retriever\log\NAME.log]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'One JSON object (setting -> value, source) instead of a table')
             [CompletionResult]::new('--decompress-lossy', '--decompress-lossy', [CompletionResultType]::ParameterName, 'Decompress lossy JPEG here when the destination does not take it compressed (otherwise the cloud is asked for it in a syntax the destination takes)')
             [CompletionResult]::new('--allow-insecure-http', '--allow-insecure-http', [CompletionResultType]::ParameterName, 'Allow plain, unencrypted http:// to a cloud that is not on this machine')
@@ -294,13 +295,190 @@ Register-ArgumentCompleter -Native -CommandName 'retriever' -ScriptBlock {
             [CompletionResult]::new('--idle-timeout', '--idle-timeout', [CompletionResultType]::ParameterName, 'Time a transfer may go without receiving any data [default: 60s]')
             [CompletionResult]::new('--retries', '--retries', [CompletionResultType]::ParameterName, 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]')
             [CompletionResult]::new('--max-instance-size', '--max-instance-size', [CompletionResultType]::ParameterName, 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]')
-            [CompletionResult]::new('--log-file', '--log-file', [CompletionResultType]::ParameterName, 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept)')
+            [CompletionResult]::new('--log-file', '--log-file', [CompletionResultType]::ParameterName, 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept); for `service install`, the service''s log [default: %ProgramData%\retriever\log\NAME.log]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'The status file and the verdict, one JSON object per watch, instead of text')
             [CompletionResult]::new('--allow-insecure-http', '--allow-insecure-http', [CompletionResultType]::ParameterName, 'Allow plain, unencrypted http:// to a cloud that is not on this machine')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'No progress bars, only errors on stderr')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'No progress bars, only errors on stderr')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'retriever;service' {
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'JSON config file; flags beat environment, environment beats the file')
+            [CompletionResult]::new('--cloud', '--cloud', [CompletionResultType]::ParameterName, 'DICOMweb base URL of the cloud archive, e.g. https://cloud.example.org/dicom-web')
+            [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'HTTP Basic user name (the password comes from RETRIEVER_PASSWORD, --password-file or the config file)')
+            [CompletionResult]::new('--password-file', '--password-file', [CompletionResultType]::ParameterName, 'File holding the HTTP Basic password (first line)')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'File holding a Bearer token (first line)')
+            [CompletionResult]::new('--ca-bundle', '--ca-bundle', [CompletionResultType]::ParameterName, 'Extra CA certificates (PEM) to trust for the cloud, besides the system''s')
+            [CompletionResult]::new('--to', '--to', [CompletionResultType]::ParameterName, 'The DICOM destination, e.g. PACS@10.0.0.5:104')
+            [CompletionResult]::new('--calling-ae', '--calling-ae', [CompletionResultType]::ParameterName, 'Our AE title, as the destination sees it [default: RETRIEVER]')
+            [CompletionResult]::new('--cache', '--cache', [CompletionResultType]::ParameterName, 'The cache directory [default: the platform''s local cache folder]')
+            [CompletionResult]::new('--jobs', '--jobs', [CompletionResultType]::ParameterName, 'Parallel downloads from the cloud [default: 4]')
+            [CompletionResult]::new('--connect-timeout', '--connect-timeout', [CompletionResultType]::ParameterName, 'Time allowed to connect to the cloud [default: 10s]')
+            [CompletionResult]::new('--idle-timeout', '--idle-timeout', [CompletionResultType]::ParameterName, 'Time a transfer may go without receiving any data [default: 60s]')
+            [CompletionResult]::new('--retries', '--retries', [CompletionResultType]::ParameterName, 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]')
+            [CompletionResult]::new('--max-instance-size', '--max-instance-size', [CompletionResultType]::ParameterName, 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]')
+            [CompletionResult]::new('--log-file', '--log-file', [CompletionResultType]::ParameterName, 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept); for `service install`, the service''s log [default: %ProgramData%\retriever\log\NAME.log]')
+            [CompletionResult]::new('--allow-insecure-http', '--allow-insecure-http', [CompletionResultType]::ParameterName, 'Allow plain, unencrypted http:// to a cloud that is not on this machine')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'No progress bars, only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'No progress bars, only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('install', 'install', [CompletionResultType]::ParameterValue, 'Register the service: starts with Windows (delayed), restarted after a failure; --config and --cache are passed to it [default: %ProgramData%\retriever\config.json and ...\cache]')
+            [CompletionResult]::new('uninstall', 'uninstall', [CompletionResultType]::ParameterValue, 'Stop the service if it runs, and remove it')
+            [CompletionResult]::new('start', 'start', [CompletionResultType]::ParameterValue, 'Start the service')
+            [CompletionResult]::new('stop', 'stop', [CompletionResultType]::ParameterValue, 'Stop the service; it finishes or abandons what is in flight, as after Ctrl-C')
+            [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'The service itself, as the Service Control Manager starts it (not run by hand: use `watch`)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'retriever;service;install' {
+            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'The service''s name')
+            [CompletionResult]::new('--account', '--account', [CompletionResultType]::ParameterName, 'The account the service runs as: LocalService, NetworkService, LocalSystem, a virtual account (\"NT SERVICE\\retriever\"), or a user whose password is in RETRIEVER_SERVICE_PASSWORD [default: LocalService]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'JSON config file; flags beat environment, environment beats the file')
+            [CompletionResult]::new('--cloud', '--cloud', [CompletionResultType]::ParameterName, 'DICOMweb base URL of the cloud archive, e.g. https://cloud.example.org/dicom-web')
+            [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'HTTP Basic user name (the password comes from RETRIEVER_PASSWORD, --password-file or the config file)')
+            [CompletionResult]::new('--password-file', '--password-file', [CompletionResultType]::ParameterName, 'File holding the HTTP Basic password (first line)')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'File holding a Bearer token (first line)')
+            [CompletionResult]::new('--ca-bundle', '--ca-bundle', [CompletionResultType]::ParameterName, 'Extra CA certificates (PEM) to trust for the cloud, besides the system''s')
+            [CompletionResult]::new('--to', '--to', [CompletionResultType]::ParameterName, 'The DICOM destination, e.g. PACS@10.0.0.5:104')
+            [CompletionResult]::new('--calling-ae', '--calling-ae', [CompletionResultType]::ParameterName, 'Our AE title, as the destination sees it [default: RETRIEVER]')
+            [CompletionResult]::new('--cache', '--cache', [CompletionResultType]::ParameterName, 'The cache directory [default: the platform''s local cache folder]')
+            [CompletionResult]::new('--jobs', '--jobs', [CompletionResultType]::ParameterName, 'Parallel downloads from the cloud [default: 4]')
+            [CompletionResult]::new('--connect-timeout', '--connect-timeout', [CompletionResultType]::ParameterName, 'Time allowed to connect to the cloud [default: 10s]')
+            [CompletionResult]::new('--idle-timeout', '--idle-timeout', [CompletionResultType]::ParameterName, 'Time a transfer may go without receiving any data [default: 60s]')
+            [CompletionResult]::new('--retries', '--retries', [CompletionResultType]::ParameterName, 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]')
+            [CompletionResult]::new('--max-instance-size', '--max-instance-size', [CompletionResultType]::ParameterName, 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]')
+            [CompletionResult]::new('--log-file', '--log-file', [CompletionResultType]::ParameterName, 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept); for `service install`, the service''s log [default: %ProgramData%\retriever\log\NAME.log]')
+            [CompletionResult]::new('--allow-insecure-http', '--allow-insecure-http', [CompletionResultType]::ParameterName, 'Allow plain, unencrypted http:// to a cloud that is not on this machine')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'No progress bars, only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'No progress bars, only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'retriever;service;uninstall' {
+            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'The service''s name')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'JSON config file; flags beat environment, environment beats the file')
+            [CompletionResult]::new('--cloud', '--cloud', [CompletionResultType]::ParameterName, 'DICOMweb base URL of the cloud archive, e.g. https://cloud.example.org/dicom-web')
+            [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'HTTP Basic user name (the password comes from RETRIEVER_PASSWORD, --password-file or the config file)')
+            [CompletionResult]::new('--password-file', '--password-file', [CompletionResultType]::ParameterName, 'File holding the HTTP Basic password (first line)')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'File holding a Bearer token (first line)')
+            [CompletionResult]::new('--ca-bundle', '--ca-bundle', [CompletionResultType]::ParameterName, 'Extra CA certificates (PEM) to trust for the cloud, besides the system''s')
+            [CompletionResult]::new('--to', '--to', [CompletionResultType]::ParameterName, 'The DICOM destination, e.g. PACS@10.0.0.5:104')
+            [CompletionResult]::new('--calling-ae', '--calling-ae', [CompletionResultType]::ParameterName, 'Our AE title, as the destination sees it [default: RETRIEVER]')
+            [CompletionResult]::new('--cache', '--cache', [CompletionResultType]::ParameterName, 'The cache directory [default: the platform''s local cache folder]')
+            [CompletionResult]::new('--jobs', '--jobs', [CompletionResultType]::ParameterName, 'Parallel downloads from the cloud [default: 4]')
+            [CompletionResult]::new('--connect-timeout', '--connect-timeout', [CompletionResultType]::ParameterName, 'Time allowed to connect to the cloud [default: 10s]')
+            [CompletionResult]::new('--idle-timeout', '--idle-timeout', [CompletionResultType]::ParameterName, 'Time a transfer may go without receiving any data [default: 60s]')
+            [CompletionResult]::new('--retries', '--retries', [CompletionResultType]::ParameterName, 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]')
+            [CompletionResult]::new('--max-instance-size', '--max-instance-size', [CompletionResultType]::ParameterName, 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]')
+            [CompletionResult]::new('--log-file', '--log-file', [CompletionResultType]::ParameterName, 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept); for `service install`, the service''s log [default: %ProgramData%\retriever\log\NAME.log]')
+            [CompletionResult]::new('--allow-insecure-http', '--allow-insecure-http', [CompletionResultType]::ParameterName, 'Allow plain, unencrypted http:// to a cloud that is not on this machine')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'No progress bars, only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'No progress bars, only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'retriever;service;start' {
+            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'The service''s name')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'JSON config file; flags beat environment, environment beats the file')
+            [CompletionResult]::new('--cloud', '--cloud', [CompletionResultType]::ParameterName, 'DICOMweb base URL of the cloud archive, e.g. https://cloud.example.org/dicom-web')
+            [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'HTTP Basic user name (the password comes from RETRIEVER_PASSWORD, --password-file or the config file)')
+            [CompletionResult]::new('--password-file', '--password-file', [CompletionResultType]::ParameterName, 'File holding the HTTP Basic password (first line)')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'File holding a Bearer token (first line)')
+            [CompletionResult]::new('--ca-bundle', '--ca-bundle', [CompletionResultType]::ParameterName, 'Extra CA certificates (PEM) to trust for the cloud, besides the system''s')
+            [CompletionResult]::new('--to', '--to', [CompletionResultType]::ParameterName, 'The DICOM destination, e.g. PACS@10.0.0.5:104')
+            [CompletionResult]::new('--calling-ae', '--calling-ae', [CompletionResultType]::ParameterName, 'Our AE title, as the destination sees it [default: RETRIEVER]')
+            [CompletionResult]::new('--cache', '--cache', [CompletionResultType]::ParameterName, 'The cache directory [default: the platform''s local cache folder]')
+            [CompletionResult]::new('--jobs', '--jobs', [CompletionResultType]::ParameterName, 'Parallel downloads from the cloud [default: 4]')
+            [CompletionResult]::new('--connect-timeout', '--connect-timeout', [CompletionResultType]::ParameterName, 'Time allowed to connect to the cloud [default: 10s]')
+            [CompletionResult]::new('--idle-timeout', '--idle-timeout', [CompletionResultType]::ParameterName, 'Time a transfer may go without receiving any data [default: 60s]')
+            [CompletionResult]::new('--retries', '--retries', [CompletionResultType]::ParameterName, 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]')
+            [CompletionResult]::new('--max-instance-size', '--max-instance-size', [CompletionResultType]::ParameterName, 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]')
+            [CompletionResult]::new('--log-file', '--log-file', [CompletionResultType]::ParameterName, 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept); for `service install`, the service''s log [default: %ProgramData%\retriever\log\NAME.log]')
+            [CompletionResult]::new('--allow-insecure-http', '--allow-insecure-http', [CompletionResultType]::ParameterName, 'Allow plain, unencrypted http:// to a cloud that is not on this machine')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'No progress bars, only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'No progress bars, only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'retriever;service;stop' {
+            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'The service''s name')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'JSON config file; flags beat environment, environment beats the file')
+            [CompletionResult]::new('--cloud', '--cloud', [CompletionResultType]::ParameterName, 'DICOMweb base URL of the cloud archive, e.g. https://cloud.example.org/dicom-web')
+            [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'HTTP Basic user name (the password comes from RETRIEVER_PASSWORD, --password-file or the config file)')
+            [CompletionResult]::new('--password-file', '--password-file', [CompletionResultType]::ParameterName, 'File holding the HTTP Basic password (first line)')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'File holding a Bearer token (first line)')
+            [CompletionResult]::new('--ca-bundle', '--ca-bundle', [CompletionResultType]::ParameterName, 'Extra CA certificates (PEM) to trust for the cloud, besides the system''s')
+            [CompletionResult]::new('--to', '--to', [CompletionResultType]::ParameterName, 'The DICOM destination, e.g. PACS@10.0.0.5:104')
+            [CompletionResult]::new('--calling-ae', '--calling-ae', [CompletionResultType]::ParameterName, 'Our AE title, as the destination sees it [default: RETRIEVER]')
+            [CompletionResult]::new('--cache', '--cache', [CompletionResultType]::ParameterName, 'The cache directory [default: the platform''s local cache folder]')
+            [CompletionResult]::new('--jobs', '--jobs', [CompletionResultType]::ParameterName, 'Parallel downloads from the cloud [default: 4]')
+            [CompletionResult]::new('--connect-timeout', '--connect-timeout', [CompletionResultType]::ParameterName, 'Time allowed to connect to the cloud [default: 10s]')
+            [CompletionResult]::new('--idle-timeout', '--idle-timeout', [CompletionResultType]::ParameterName, 'Time a transfer may go without receiving any data [default: 60s]')
+            [CompletionResult]::new('--retries', '--retries', [CompletionResultType]::ParameterName, 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]')
+            [CompletionResult]::new('--max-instance-size', '--max-instance-size', [CompletionResultType]::ParameterName, 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]')
+            [CompletionResult]::new('--log-file', '--log-file', [CompletionResultType]::ParameterName, 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept); for `service install`, the service''s log [default: %ProgramData%\retriever\log\NAME.log]')
+            [CompletionResult]::new('--allow-insecure-http', '--allow-insecure-http', [CompletionResultType]::ParameterName, 'Allow plain, unencrypted http:// to a cloud that is not on this machine')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'No progress bars, only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'No progress bars, only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'retriever;service;run' {
+            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'The service''s name')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'JSON config file; flags beat environment, environment beats the file')
+            [CompletionResult]::new('--cloud', '--cloud', [CompletionResultType]::ParameterName, 'DICOMweb base URL of the cloud archive, e.g. https://cloud.example.org/dicom-web')
+            [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'HTTP Basic user name (the password comes from RETRIEVER_PASSWORD, --password-file or the config file)')
+            [CompletionResult]::new('--password-file', '--password-file', [CompletionResultType]::ParameterName, 'File holding the HTTP Basic password (first line)')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'File holding a Bearer token (first line)')
+            [CompletionResult]::new('--ca-bundle', '--ca-bundle', [CompletionResultType]::ParameterName, 'Extra CA certificates (PEM) to trust for the cloud, besides the system''s')
+            [CompletionResult]::new('--to', '--to', [CompletionResultType]::ParameterName, 'The DICOM destination, e.g. PACS@10.0.0.5:104')
+            [CompletionResult]::new('--calling-ae', '--calling-ae', [CompletionResultType]::ParameterName, 'Our AE title, as the destination sees it [default: RETRIEVER]')
+            [CompletionResult]::new('--cache', '--cache', [CompletionResultType]::ParameterName, 'The cache directory [default: the platform''s local cache folder]')
+            [CompletionResult]::new('--jobs', '--jobs', [CompletionResultType]::ParameterName, 'Parallel downloads from the cloud [default: 4]')
+            [CompletionResult]::new('--connect-timeout', '--connect-timeout', [CompletionResultType]::ParameterName, 'Time allowed to connect to the cloud [default: 10s]')
+            [CompletionResult]::new('--idle-timeout', '--idle-timeout', [CompletionResultType]::ParameterName, 'Time a transfer may go without receiving any data [default: 60s]')
+            [CompletionResult]::new('--retries', '--retries', [CompletionResultType]::ParameterName, 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]')
+            [CompletionResult]::new('--max-instance-size', '--max-instance-size', [CompletionResultType]::ParameterName, 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]')
+            [CompletionResult]::new('--log-file', '--log-file', [CompletionResultType]::ParameterName, 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept); for `service install`, the service''s log [default: %ProgramData%\retriever\log\NAME.log]')
+            [CompletionResult]::new('--allow-insecure-http', '--allow-insecure-http', [CompletionResultType]::ParameterName, 'Allow plain, unencrypted http:// to a cloud that is not on this machine')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'No progress bars, only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'No progress bars, only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'retriever;service;help' {
+            [CompletionResult]::new('install', 'install', [CompletionResultType]::ParameterValue, 'Register the service: starts with Windows (delayed), restarted after a failure; --config and --cache are passed to it [default: %ProgramData%\retriever\config.json and ...\cache]')
+            [CompletionResult]::new('uninstall', 'uninstall', [CompletionResultType]::ParameterValue, 'Stop the service if it runs, and remove it')
+            [CompletionResult]::new('start', 'start', [CompletionResultType]::ParameterValue, 'Start the service')
+            [CompletionResult]::new('stop', 'stop', [CompletionResultType]::ParameterValue, 'Stop the service; it finishes or abandons what is in flight, as after Ctrl-C')
+            [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'The service itself, as the Service Control Manager starts it (not run by hand: use `watch`)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'retriever;service;help;install' {
+            break
+        }
+        'retriever;service;help;uninstall' {
+            break
+        }
+        'retriever;service;help;start' {
+            break
+        }
+        'retriever;service;help;stop' {
+            break
+        }
+        'retriever;service;help;run' {
+            break
+        }
+        'retriever;service;help;help' {
             break
         }
         'retriever;help' {
@@ -312,6 +490,7 @@ Register-ArgumentCompleter -Native -CommandName 'retriever' -ScriptBlock {
             [CompletionResult]::new('echo', 'echo', [CompletionResultType]::ParameterValue, 'Check the DICOM destination with C-ECHO')
             [CompletionResult]::new('config', 'config', [CompletionResultType]::ParameterValue, 'Show the effective configuration and where each value came from (secrets shown as ***)')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Is the router (`watch`) in this cache running and working? Exit status 0 yes, 1 no (for monitoring)')
+            [CompletionResult]::new('service', 'service', [CompletionResultType]::ParameterValue, 'Run the router (`watch`) as a Windows service: install, uninstall, start, stop')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -337,6 +516,29 @@ Register-ArgumentCompleter -Native -CommandName 'retriever' -ScriptBlock {
             break
         }
         'retriever;help;status' {
+            break
+        }
+        'retriever;help;service' {
+            [CompletionResult]::new('install', 'install', [CompletionResultType]::ParameterValue, 'Register the service: starts with Windows (delayed), restarted after a failure; --config and --cache are passed to it [default: %ProgramData%\retriever\config.json and ...\cache]')
+            [CompletionResult]::new('uninstall', 'uninstall', [CompletionResultType]::ParameterValue, 'Stop the service if it runs, and remove it')
+            [CompletionResult]::new('start', 'start', [CompletionResultType]::ParameterValue, 'Start the service')
+            [CompletionResult]::new('stop', 'stop', [CompletionResultType]::ParameterValue, 'Stop the service; it finishes or abandons what is in flight, as after Ctrl-C')
+            [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'The service itself, as the Service Control Manager starts it (not run by hand: use `watch`)')
+            break
+        }
+        'retriever;help;service;install' {
+            break
+        }
+        'retriever;help;service;uninstall' {
+            break
+        }
+        'retriever;help;service;start' {
+            break
+        }
+        'retriever;help;service;stop' {
+            break
+        }
+        'retriever;help;service;run' {
             break
         }
         'retriever;help;help' {

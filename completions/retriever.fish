@@ -38,7 +38,7 @@ complete -c retriever -n "__fish_retriever_needs_command" -l connect-timeout -d 
 complete -c retriever -n "__fish_retriever_needs_command" -l idle-timeout -d 'Time a transfer may go without receiving any data [default: 60s]' -r
 complete -c retriever -n "__fish_retriever_needs_command" -l retries -d 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]' -r
 complete -c retriever -n "__fish_retriever_needs_command" -l max-instance-size -d 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]' -r
-complete -c retriever -n "__fish_retriever_needs_command" -l log-file -d 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept)' -r -F
+complete -c retriever -n "__fish_retriever_needs_command" -l log-file -d 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept); for `service install`, the service\'s log [default: %ProgramData%\\retriever\\log\\NAME.log]' -r -F
 complete -c retriever -n "__fish_retriever_needs_command" -l allow-insecure-http -d 'Allow plain, unencrypted http:// to a cloud that is not on this machine'
 complete -c retriever -n "__fish_retriever_needs_command" -s q -l quiet -d 'No progress bars, only errors on stderr'
 complete -c retriever -n "__fish_retriever_needs_command" -s h -l help -d 'Print help'
@@ -51,6 +51,7 @@ complete -c retriever -n "__fish_retriever_needs_command" -f -a "prune" -d 'Remo
 complete -c retriever -n "__fish_retriever_needs_command" -f -a "echo" -d 'Check the DICOM destination with C-ECHO'
 complete -c retriever -n "__fish_retriever_needs_command" -f -a "config" -d 'Show the effective configuration and where each value came from (secrets shown as ***)'
 complete -c retriever -n "__fish_retriever_needs_command" -f -a "status" -d 'Is the router (`watch`) in this cache running and working? Exit status 0 yes, 1 no (for monitoring)'
+complete -c retriever -n "__fish_retriever_needs_command" -f -a "service" -d 'Run the router (`watch`) as a Windows service: install, uninstall, start, stop'
 complete -c retriever -n "__fish_retriever_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l transfer-syntax -d 'Ask the cloud for this transfer syntax (UID) instead of the original bytes' -r
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l priors -d 'How many prior studies of the same patient to fetch with each study [default: 3]' -r
@@ -77,7 +78,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l connect-ti
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l idle-timeout -d 'Time a transfer may go without receiving any data [default: 60s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l retries -d 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l max-instance-size -d 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]' -r
-complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l log-file -d 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept)' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l log-file -d 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept); for `service install`, the service\'s log [default: %ProgramData%\\retriever\\log\\NAME.log]' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l dry-run -l explain -d 'Show which studies would be fetched and why each prior was chosen or passed over, without downloading'
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l json -d 'One JSON object per line on stdout instead of text'
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l store -d 'Then deliver the studies made complete to the destination (--to), as `store` does'
@@ -99,7 +100,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand ls" -l connect-timeo
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -l idle-timeout -d 'Time a transfer may go without receiving any data [default: 60s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -l retries -d 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -l max-instance-size -d 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]' -r
-complete -c retriever -n "__fish_retriever_using_subcommand ls" -l log-file -d 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept)' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand ls" -l log-file -d 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept); for `service install`, the service\'s log [default: %ProgramData%\\retriever\\log\\NAME.log]' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -l json -d 'One JSON object per line instead of a table'
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -l wide -d 'Every column in full, however wide (the table fits 100 columns otherwise)'
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -l allow-insecure-http -d 'Allow plain, unencrypted http:// to a cloud that is not on this machine'
@@ -125,7 +126,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand store" -l connect-ti
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l idle-timeout -d 'Time a transfer may go without receiving any data [default: 60s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l retries -d 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l max-instance-size -d 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]' -r
-complete -c retriever -n "__fish_retriever_using_subcommand store" -l log-file -d 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept)' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand store" -l log-file -d 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept); for `service install`, the service\'s log [default: %ProgramData%\\retriever\\log\\NAME.log]' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l json -d 'One JSON object per line on stdout instead of text'
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l decompress-lossy -d 'Decompress lossy JPEG here when the destination does not take it compressed (otherwise the cloud is asked for it in a syntax the destination takes)'
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l allow-insecure-http -d 'Allow plain, unencrypted http:// to a cloud that is not on this machine'
@@ -159,7 +160,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand watch" -l connect-ti
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l idle-timeout -d 'Time a transfer may go without receiving any data [default: 60s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l retries -d 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l max-instance-size -d 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]' -r
-complete -c retriever -n "__fish_retriever_using_subcommand watch" -l log-file -d 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept)' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand watch" -l log-file -d 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept); for `service install`, the service\'s log [default: %ProgramData%\\retriever\\log\\NAME.log]' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l once -d 'One pass: search once, fetch and deliver what was found, then exit (status 0 only if all of it was delivered)'
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l json -d 'One JSON object per line on stdout for each study delivered, instead of text'
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l decompress-lossy -d 'Decompress lossy JPEG here when the destination does not take it compressed (otherwise the cloud is asked for it in a syntax the destination takes)'
@@ -181,7 +182,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand prune" -l connect-ti
 complete -c retriever -n "__fish_retriever_using_subcommand prune" -l idle-timeout -d 'Time a transfer may go without receiving any data [default: 60s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand prune" -l retries -d 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand prune" -l max-instance-size -d 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]' -r
-complete -c retriever -n "__fish_retriever_using_subcommand prune" -l log-file -d 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept)' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand prune" -l log-file -d 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept); for `service install`, the service\'s log [default: %ProgramData%\\retriever\\log\\NAME.log]' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand prune" -l dry-run -d 'Print what would be removed, and remove nothing'
 complete -c retriever -n "__fish_retriever_using_subcommand prune" -l include-undelivered -d 'Also remove expired studies that are not delivered to the destination'
 complete -c retriever -n "__fish_retriever_using_subcommand prune" -l json -d 'One JSON object per removed study on stdout instead of text'
@@ -208,7 +209,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand echo" -l connect-tim
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l idle-timeout -d 'Time a transfer may go without receiving any data [default: 60s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l retries -d 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l max-instance-size -d 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]' -r
-complete -c retriever -n "__fish_retriever_using_subcommand echo" -l log-file -d 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept)' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand echo" -l log-file -d 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept); for `service install`, the service\'s log [default: %ProgramData%\\retriever\\log\\NAME.log]' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l decompress-lossy -d 'Decompress lossy JPEG here when the destination does not take it compressed (otherwise the cloud is asked for it in a syntax the destination takes)'
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l allow-insecure-http -d 'Allow plain, unencrypted http:// to a cloud that is not on this machine'
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -s q -l quiet -d 'No progress bars, only errors on stderr'
@@ -237,7 +238,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand config" -l connect-t
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l idle-timeout -d 'Time a transfer may go without receiving any data [default: 60s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l retries -d 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l max-instance-size -d 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]' -r
-complete -c retriever -n "__fish_retriever_using_subcommand config" -l log-file -d 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept)' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand config" -l log-file -d 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept); for `service install`, the service\'s log [default: %ProgramData%\\retriever\\log\\NAME.log]' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l json -d 'One JSON object (setting -> value, source) instead of a table'
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l decompress-lossy -d 'Decompress lossy JPEG here when the destination does not take it compressed (otherwise the cloud is asked for it in a syntax the destination takes)'
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l allow-insecure-http -d 'Allow plain, unencrypted http:// to a cloud that is not on this machine'
@@ -258,17 +259,149 @@ complete -c retriever -n "__fish_retriever_using_subcommand status" -l connect-t
 complete -c retriever -n "__fish_retriever_using_subcommand status" -l idle-timeout -d 'Time a transfer may go without receiving any data [default: 60s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand status" -l retries -d 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand status" -l max-instance-size -d 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]' -r
-complete -c retriever -n "__fish_retriever_using_subcommand status" -l log-file -d 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept)' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand status" -l log-file -d 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept); for `service install`, the service\'s log [default: %ProgramData%\\retriever\\log\\NAME.log]' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand status" -l json -d 'The status file and the verdict, one JSON object per watch, instead of text'
 complete -c retriever -n "__fish_retriever_using_subcommand status" -l allow-insecure-http -d 'Allow plain, unencrypted http:// to a cloud that is not on this machine'
 complete -c retriever -n "__fish_retriever_using_subcommand status" -s q -l quiet -d 'No progress bars, only errors on stderr'
 complete -c retriever -n "__fish_retriever_using_subcommand status" -s h -l help -d 'Print help'
-complete -c retriever -n "__fish_retriever_using_subcommand help; and not __fish_seen_subcommand_from fetch ls store watch prune echo config status help" -f -a "fetch" -d 'Pull studies and their prior studies from the cloud into the cache'
-complete -c retriever -n "__fish_retriever_using_subcommand help; and not __fish_seen_subcommand_from fetch ls store watch prune echo config status help" -f -a "ls" -d 'Show what is in the cache, and its state'
-complete -c retriever -n "__fish_retriever_using_subcommand help; and not __fish_seen_subcommand_from fetch ls store watch prune echo config status help" -f -a "store" -d 'Deliver cached studies to the DICOM destination with C-STORE'
-complete -c retriever -n "__fish_retriever_using_subcommand help; and not __fish_seen_subcommand_from fetch ls store watch prune echo config status help" -f -a "watch" -d 'The router: search the cloud again and again, fetch each new study with its priors, deliver them'
-complete -c retriever -n "__fish_retriever_using_subcommand help; and not __fish_seen_subcommand_from fetch ls store watch prune echo config status help" -f -a "prune" -d 'Remove studies older than the retention from the cache, and what crashed runs left behind'
-complete -c retriever -n "__fish_retriever_using_subcommand help; and not __fish_seen_subcommand_from fetch ls store watch prune echo config status help" -f -a "echo" -d 'Check the DICOM destination with C-ECHO'
-complete -c retriever -n "__fish_retriever_using_subcommand help; and not __fish_seen_subcommand_from fetch ls store watch prune echo config status help" -f -a "config" -d 'Show the effective configuration and where each value came from (secrets shown as ***)'
-complete -c retriever -n "__fish_retriever_using_subcommand help; and not __fish_seen_subcommand_from fetch ls store watch prune echo config status help" -f -a "status" -d 'Is the router (`watch`) in this cache running and working? Exit status 0 yes, 1 no (for monitoring)'
-complete -c retriever -n "__fish_retriever_using_subcommand help; and not __fish_seen_subcommand_from fetch ls store watch prune echo config status help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l config -d 'JSON config file; flags beat environment, environment beats the file' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l cloud -d 'DICOMweb base URL of the cloud archive, e.g. https://cloud.example.org/dicom-web' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l user -d 'HTTP Basic user name (the password comes from RETRIEVER_PASSWORD, --password-file or the config file)' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l password-file -d 'File holding the HTTP Basic password (first line)' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l token-file -d 'File holding a Bearer token (first line)' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l ca-bundle -d 'Extra CA certificates (PEM) to trust for the cloud, besides the system\'s' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l calling-ae -d 'Our AE title, as the destination sees it [default: RETRIEVER]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l cache -d 'The cache directory [default: the platform\'s local cache folder]' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l jobs -d 'Parallel downloads from the cloud [default: 4]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l connect-timeout -d 'Time allowed to connect to the cloud [default: 10s]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l idle-timeout -d 'Time a transfer may go without receiving any data [default: 60s]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l retries -d 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l max-instance-size -d 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l log-file -d 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept); for `service install`, the service\'s log [default: %ProgramData%\\retriever\\log\\NAME.log]' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l allow-insecure-http -d 'Allow plain, unencrypted http:// to a cloud that is not on this machine'
+complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -s q -l quiet -d 'No progress bars, only errors on stderr'
+complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -s h -l help -d 'Print help'
+complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -f -a "install" -d 'Register the service: starts with Windows (delayed), restarted after a failure; --config and --cache are passed to it [default: %ProgramData%\\retriever\\config.json and ...\\cache]'
+complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -f -a "uninstall" -d 'Stop the service if it runs, and remove it'
+complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -f -a "start" -d 'Start the service'
+complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -f -a "stop" -d 'Stop the service; it finishes or abandons what is in flight, as after Ctrl-C'
+complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -f -a "run" -d 'The service itself, as the Service Control Manager starts it (not run by hand: use `watch`)'
+complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l name -d 'The service\'s name' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l account -d 'The account the service runs as: LocalService, NetworkService, LocalSystem, a virtual account (\\"NT SERVICE\\\\retriever\\"), or a user whose password is in RETRIEVER_SERVICE_PASSWORD [default: LocalService]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l config -d 'JSON config file; flags beat environment, environment beats the file' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l cloud -d 'DICOMweb base URL of the cloud archive, e.g. https://cloud.example.org/dicom-web' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l user -d 'HTTP Basic user name (the password comes from RETRIEVER_PASSWORD, --password-file or the config file)' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l password-file -d 'File holding the HTTP Basic password (first line)' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l token-file -d 'File holding a Bearer token (first line)' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l ca-bundle -d 'Extra CA certificates (PEM) to trust for the cloud, besides the system\'s' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l calling-ae -d 'Our AE title, as the destination sees it [default: RETRIEVER]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l cache -d 'The cache directory [default: the platform\'s local cache folder]' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l jobs -d 'Parallel downloads from the cloud [default: 4]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l connect-timeout -d 'Time allowed to connect to the cloud [default: 10s]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l idle-timeout -d 'Time a transfer may go without receiving any data [default: 60s]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l retries -d 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l max-instance-size -d 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l log-file -d 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept); for `service install`, the service\'s log [default: %ProgramData%\\retriever\\log\\NAME.log]' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l allow-insecure-http -d 'Allow plain, unencrypted http:// to a cloud that is not on this machine'
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -s q -l quiet -d 'No progress bars, only errors on stderr'
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -s h -l help -d 'Print help'
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l name -d 'The service\'s name' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l config -d 'JSON config file; flags beat environment, environment beats the file' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l cloud -d 'DICOMweb base URL of the cloud archive, e.g. https://cloud.example.org/dicom-web' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l user -d 'HTTP Basic user name (the password comes from RETRIEVER_PASSWORD, --password-file or the config file)' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l password-file -d 'File holding the HTTP Basic password (first line)' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l token-file -d 'File holding a Bearer token (first line)' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l ca-bundle -d 'Extra CA certificates (PEM) to trust for the cloud, besides the system\'s' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l calling-ae -d 'Our AE title, as the destination sees it [default: RETRIEVER]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l cache -d 'The cache directory [default: the platform\'s local cache folder]' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l jobs -d 'Parallel downloads from the cloud [default: 4]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l connect-timeout -d 'Time allowed to connect to the cloud [default: 10s]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l idle-timeout -d 'Time a transfer may go without receiving any data [default: 60s]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l retries -d 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l max-instance-size -d 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l log-file -d 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept); for `service install`, the service\'s log [default: %ProgramData%\\retriever\\log\\NAME.log]' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l allow-insecure-http -d 'Allow plain, unencrypted http:// to a cloud that is not on this machine'
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -s q -l quiet -d 'No progress bars, only errors on stderr'
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -s h -l help -d 'Print help'
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l name -d 'The service\'s name' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l config -d 'JSON config file; flags beat environment, environment beats the file' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l cloud -d 'DICOMweb base URL of the cloud archive, e.g. https://cloud.example.org/dicom-web' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l user -d 'HTTP Basic user name (the password comes from RETRIEVER_PASSWORD, --password-file or the config file)' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l password-file -d 'File holding the HTTP Basic password (first line)' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l token-file -d 'File holding a Bearer token (first line)' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l ca-bundle -d 'Extra CA certificates (PEM) to trust for the cloud, besides the system\'s' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l calling-ae -d 'Our AE title, as the destination sees it [default: RETRIEVER]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l cache -d 'The cache directory [default: the platform\'s local cache folder]' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l jobs -d 'Parallel downloads from the cloud [default: 4]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l connect-timeout -d 'Time allowed to connect to the cloud [default: 10s]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l idle-timeout -d 'Time a transfer may go without receiving any data [default: 60s]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l retries -d 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l max-instance-size -d 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l log-file -d 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept); for `service install`, the service\'s log [default: %ProgramData%\\retriever\\log\\NAME.log]' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l allow-insecure-http -d 'Allow plain, unencrypted http:// to a cloud that is not on this machine'
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -s q -l quiet -d 'No progress bars, only errors on stderr'
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -s h -l help -d 'Print help'
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l name -d 'The service\'s name' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l config -d 'JSON config file; flags beat environment, environment beats the file' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l cloud -d 'DICOMweb base URL of the cloud archive, e.g. https://cloud.example.org/dicom-web' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l user -d 'HTTP Basic user name (the password comes from RETRIEVER_PASSWORD, --password-file or the config file)' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l password-file -d 'File holding the HTTP Basic password (first line)' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l token-file -d 'File holding a Bearer token (first line)' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l ca-bundle -d 'Extra CA certificates (PEM) to trust for the cloud, besides the system\'s' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l calling-ae -d 'Our AE title, as the destination sees it [default: RETRIEVER]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l cache -d 'The cache directory [default: the platform\'s local cache folder]' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l jobs -d 'Parallel downloads from the cloud [default: 4]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l connect-timeout -d 'Time allowed to connect to the cloud [default: 10s]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l idle-timeout -d 'Time a transfer may go without receiving any data [default: 60s]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l retries -d 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l max-instance-size -d 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l log-file -d 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept); for `service install`, the service\'s log [default: %ProgramData%\\retriever\\log\\NAME.log]' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l allow-insecure-http -d 'Allow plain, unencrypted http:// to a cloud that is not on this machine'
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -s q -l quiet -d 'No progress bars, only errors on stderr'
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -s h -l help -d 'Print help'
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l name -d 'The service\'s name' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l config -d 'JSON config file; flags beat environment, environment beats the file' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l cloud -d 'DICOMweb base URL of the cloud archive, e.g. https://cloud.example.org/dicom-web' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l user -d 'HTTP Basic user name (the password comes from RETRIEVER_PASSWORD, --password-file or the config file)' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l password-file -d 'File holding the HTTP Basic password (first line)' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l token-file -d 'File holding a Bearer token (first line)' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l ca-bundle -d 'Extra CA certificates (PEM) to trust for the cloud, besides the system\'s' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l calling-ae -d 'Our AE title, as the destination sees it [default: RETRIEVER]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l cache -d 'The cache directory [default: the platform\'s local cache folder]' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l jobs -d 'Parallel downloads from the cloud [default: 4]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l connect-timeout -d 'Time allowed to connect to the cloud [default: 10s]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l idle-timeout -d 'Time a transfer may go without receiving any data [default: 60s]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l retries -d 'Retries after a transient failure (connection lost, 5xx, 429) [default: 5]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l max-instance-size -d 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l log-file -d 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept); for `service install`, the service\'s log [default: %ProgramData%\\retriever\\log\\NAME.log]' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l allow-insecure-http -d 'Allow plain, unencrypted http:// to a cloud that is not on this machine'
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -s q -l quiet -d 'No progress bars, only errors on stderr'
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -s h -l help -d 'Print help'
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from help" -f -a "install" -d 'Register the service: starts with Windows (delayed), restarted after a failure; --config and --cache are passed to it [default: %ProgramData%\\retriever\\config.json and ...\\cache]'
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from help" -f -a "uninstall" -d 'Stop the service if it runs, and remove it'
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from help" -f -a "start" -d 'Start the service'
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from help" -f -a "stop" -d 'Stop the service; it finishes or abandons what is in flight, as after Ctrl-C'
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from help" -f -a "run" -d 'The service itself, as the Service Control Manager starts it (not run by hand: use `watch`)'
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c retriever -n "__fish_retriever_using_subcommand help; and not __fish_seen_subcommand_from fetch ls store watch prune echo config status service help" -f -a "fetch" -d 'Pull studies and their prior studies from the cloud into the cache'
+complete -c retriever -n "__fish_retriever_using_subcommand help; and not __fish_seen_subcommand_from fetch ls store watch prune echo config status service help" -f -a "ls" -d 'Show what is in the cache, and its state'
+complete -c retriever -n "__fish_retriever_using_subcommand help; and not __fish_seen_subcommand_from fetch ls store watch prune echo config status service help" -f -a "store" -d 'Deliver cached studies to the DICOM destination with C-STORE'
+complete -c retriever -n "__fish_retriever_using_subcommand help; and not __fish_seen_subcommand_from fetch ls store watch prune echo config status service help" -f -a "watch" -d 'The router: search the cloud again and again, fetch each new study with its priors, deliver them'
+complete -c retriever -n "__fish_retriever_using_subcommand help; and not __fish_seen_subcommand_from fetch ls store watch prune echo config status service help" -f -a "prune" -d 'Remove studies older than the retention from the cache, and what crashed runs left behind'
+complete -c retriever -n "__fish_retriever_using_subcommand help; and not __fish_seen_subcommand_from fetch ls store watch prune echo config status service help" -f -a "echo" -d 'Check the DICOM destination with C-ECHO'
+complete -c retriever -n "__fish_retriever_using_subcommand help; and not __fish_seen_subcommand_from fetch ls store watch prune echo config status service help" -f -a "config" -d 'Show the effective configuration and where each value came from (secrets shown as ***)'
+complete -c retriever -n "__fish_retriever_using_subcommand help; and not __fish_seen_subcommand_from fetch ls store watch prune echo config status service help" -f -a "status" -d 'Is the router (`watch`) in this cache running and working? Exit status 0 yes, 1 no (for monitoring)'
+complete -c retriever -n "__fish_retriever_using_subcommand help; and not __fish_seen_subcommand_from fetch ls store watch prune echo config status service help" -f -a "service" -d 'Run the router (`watch`) as a Windows service: install, uninstall, start, stop'
+complete -c retriever -n "__fish_retriever_using_subcommand help; and not __fish_seen_subcommand_from fetch ls store watch prune echo config status service help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c retriever -n "__fish_retriever_using_subcommand help; and __fish_seen_subcommand_from service" -f -a "install" -d 'Register the service: starts with Windows (delayed), restarted after a failure; --config and --cache are passed to it [default: %ProgramData%\\retriever\\config.json and ...\\cache]'
+complete -c retriever -n "__fish_retriever_using_subcommand help; and __fish_seen_subcommand_from service" -f -a "uninstall" -d 'Stop the service if it runs, and remove it'
+complete -c retriever -n "__fish_retriever_using_subcommand help; and __fish_seen_subcommand_from service" -f -a "start" -d 'Start the service'
+complete -c retriever -n "__fish_retriever_using_subcommand help; and __fish_seen_subcommand_from service" -f -a "stop" -d 'Stop the service; it finishes or abandons what is in flight, as after Ctrl-C'
+complete -c retriever -n "__fish_retriever_using_subcommand help; and __fish_seen_subcommand_from service" -f -a "run" -d 'The service itself, as the Service Control Manager starts it (not run by hand: use `watch`)'

@@ -147,7 +147,8 @@ pub struct GlobalArgs {
     #[arg(short, long, global = true)]
     pub quiet: bool,
 
-    /// Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept)
+    /// Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept);
+    /// for `service install`, the service's log [default: %ProgramData%\retriever\log\NAME.log]
     #[arg(long, global = true, env = "RETRIEVER_LOG_FILE", value_name = "FILE")]
     pub log_file: Option<PathBuf>,
 }
@@ -170,6 +171,8 @@ pub enum Command {
     Config(ConfigArgs),
     /// Is the router (`watch`) in this cache running and working? Exit status 0 yes, 1 no (for monitoring)
     Status(StatusArgs),
+    /// Run the router (`watch`) as a Windows service: install, uninstall, start, stop
+    Service(ServiceArgs),
 }
 
 /// Which modalities a prior study may have.
@@ -463,6 +466,85 @@ pub struct ConfigArgs {
 
     #[command(flatten)]
     pub dimse: DimseArgs,
+}
+
+const SERVICE_AFTER_HELP: &str = "\
+Windows only (elsewhere the command says so and exits with status 2; on Linux use
+the systemd unit scripts/systemd/retriever-watch.service). Run from an elevated
+prompt (\"Run as administrator\").
+
+Examples:
+  retriever service install                     config, cache and log under %ProgramData%\\retriever
+  retriever service install --config D:\\retriever\\config.json --cache D:\\retriever-cache
+  retriever service start
+  sc query retriever                            its state, as Windows sees it
+  retriever service stop
+  retriever service uninstall";
+
+/// `service`: the router as a Windows service.
+#[derive(Debug, Args)]
+#[command(after_help = SERVICE_AFTER_HELP)]
+pub struct ServiceArgs {
+    #[command(subcommand)]
+    pub action: ServiceAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceAction {
+    /// Register the service: starts with Windows (delayed), restarted after a failure; --config and
+    /// --cache are passed to it [default: %ProgramData%\retriever\config.json and ...\cache]
+    Install(ServiceInstallArgs),
+    /// Stop the service if it runs, and remove it
+    Uninstall(ServiceNameArgs),
+    /// Start the service
+    Start(ServiceNameArgs),
+    /// Stop the service; it finishes or abandons what is in flight, as after Ctrl-C
+    Stop(ServiceNameArgs),
+    /// The service itself, as the Service Control Manager starts it (not run by hand: use `watch`)
+    Run(ServiceRunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceNameArgs {
+    /// The service's name
+    #[arg(long, value_name = "NAME", default_value = crate::service::DEFAULT_NAME, value_parser = service_name)]
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceInstallArgs {
+    #[command(flatten)]
+    pub name: ServiceNameArgs,
+
+    /// The account the service runs as: LocalService, NetworkService, LocalSystem, a virtual account
+    /// (\"NT SERVICE\\retriever\"), or a user whose password is in RETRIEVER_SERVICE_PASSWORD
+    /// [default: LocalService]
+    #[arg(long, value_name = "ACCOUNT", value_parser = crate::service::Account::parse)]
+    pub account: Option<crate::service::Account>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceRunArgs {
+    #[command(flatten)]
+    pub name: ServiceNameArgs,
+}
+
+/// `--name` of a service: what the Service Control Manager accepts, and
+/// what can be typed in `sc query NAME` without quotes.
+fn service_name(raw: &str) -> Result<String, String> {
+    let ok = !raw.is_empty()
+        && raw.len() <= 256
+        && raw
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(raw.to_string())
+    } else {
+        Err(format!(
+            "`{}` is not a usable service name; use letters, digits, `-`, `_` and `.` only, e.g. retriever-ct",
+            raw.escape_debug()
+        ))
+    }
 }
 
 #[cfg(test)]

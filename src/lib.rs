@@ -16,6 +16,7 @@ pub mod interrupt;
 pub mod priors;
 pub mod prune;
 pub mod report;
+pub mod service;
 pub mod store;
 #[cfg(test)]
 mod testalloc;

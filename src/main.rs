@@ -26,6 +26,10 @@ fn main() -> ExitCode {
     });
     match run(&cli, &matches) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<retriever::service::NotOnThisPlatform>() => {
+            eprintln!("retriever: {e:#}");
+            ExitCode::from(2)
+        }
         Err(e) if interrupt::is_interrupted(&e) => {
             eprintln!("retriever: {e:#}");
             ExitCode::from(130)
@@ -51,5 +55,6 @@ fn run(cli: &Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
         Command::Echo(_) => commands::echo::run(&settings),
         Command::Config(args) => commands::config::run(&settings, args),
         Command::Status(args) => commands::status::run(&settings, args),
+        Command::Service(args) => commands::service::run(&settings, &cli.global, args),
     }
 }

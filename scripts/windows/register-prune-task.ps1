@@ -51,6 +51,14 @@
     File that each run's output is appended to (the studies removed, and what was
     kept and why). Default: %LOCALAPPDATA%\retriever-prune.log. Pass "" for no log.
 
+.PARAMETER ForService
+    Prune the cache of the Windows service that `retriever service install`
+    registered with its defaults: the cache %ProgramData%\retriever\cache, the
+    config file %ProgramData%\retriever\config.json and the log
+    %ProgramData%\retriever\log\prune.log (unless -CacheDir, -ConfigFile or
+    -LogFile say otherwise), run as NT AUTHORITY\LocalService, the service's
+    account, which may modify that cache. Needs an elevated PowerShell.
+
 .PARAMETER TaskName
     Name of the task in Task Scheduler. Default: "retriever prune".
 
@@ -68,6 +76,10 @@
     .\register-prune-task.ps1 -IntervalMinutes 15 -CacheDir D:\retriever-cache -OlderThan 2h
 
 .EXAMPLE
+    .\register-prune-task.ps1 -ForService
+    The cache of the service `retriever service install` registered.
+
+.EXAMPLE
     .\register-prune-task.ps1 -Unregister
 #>
 [CmdletBinding(SupportsShouldProcess = $true)]
@@ -82,6 +94,7 @@ param(
     [string] $LogFile = (Join-Path $env:LOCALAPPDATA 'retriever-prune.log'),
     [string] $TaskName = 'retriever prune',
     [switch] $OnlyWhenLoggedOn,
+    [switch] $ForService,
     [switch] $Unregister
 )
 
@@ -98,6 +111,16 @@ if ($Unregister) {
         Write-Host "There is no task '$TaskName'."
     }
     return
+}
+
+# The service's cache, config and log, where `retriever service install` puts
+# them by default; what was given explicitly stays.
+if ($ForService) {
+    if ($OnlyWhenLoggedOn) { throw '-ForService runs the task as the service account: leave out -OnlyWhenLoggedOn' }
+    $serviceHome = Join-Path $env:ProgramData 'retriever'
+    if (-not $CacheDir) { $CacheDir = Join-Path $serviceHome 'cache' }
+    if (-not $ConfigFile) { $ConfigFile = Join-Path $serviceHome 'config.json' }
+    if (-not $PSBoundParameters.ContainsKey('LogFile')) { $LogFile = Join-Path $serviceHome 'log\prune.log' }
 }
 
 # retriever.exe: as given, else from PATH. The task gets the full path, since it
@@ -160,8 +183,14 @@ $settings = New-ScheduledTaskSettingsSet `
 
 # The current account. S4U: runs whether it is logged on or not, without a
 # stored password (and without network credentials, which prune does not need).
-$user = [System.Security.Principal.WindowsIdentity]::GetCurrent().Name
-$logonType = if ($OnlyWhenLoggedOn) { 'Interactive' } else { 'S4U' }
+# With -ForService, the service's account (ServiceAccount: no password at all).
+if ($ForService) {
+    $user = 'NT AUTHORITY\LOCALSERVICE'
+    $logonType = 'ServiceAccount'
+} else {
+    $user = [System.Security.Principal.WindowsIdentity]::GetCurrent().Name
+    $logonType = if ($OnlyWhenLoggedOn) { 'Interactive' } else { 'S4U' }
+}
 $principal = New-ScheduledTaskPrincipal -UserId $user -LogonType $logonType -RunLevel Limited
 
 $description = "Expires the retriever study cache: removes delivered studies older than the " +

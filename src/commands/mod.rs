@@ -7,6 +7,7 @@ pub mod echo;
 pub mod fetch;
 pub mod ls;
 pub mod prune;
+pub mod service;
 pub mod status;
 pub mod store;
 mod study_line;

@@ -20,6 +20,7 @@ mod install;
 mod logs;
 mod patient_data;
 mod prune;
+mod service;
 mod smoke;
 mod status;
 mod store;
@@ -41,6 +42,7 @@ fn main() {
         logs::tests(),
         patient_data::tests(),
         prune::tests(),
+        service::tests(),
         smoke::tests(),
         status::tests(),
         store::tests(),
