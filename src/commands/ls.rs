@@ -194,7 +194,9 @@ fn end(text: &str, width: usize) -> String {
     out
 }
 
-/// E.g. `PACS@10.0.0.5:104 12/12`, `PACS@10.0.0.5:104 10/12 (2 failed)`, or `not delivered`.
+/// E.g. `12/12 PACS@10.0.0.5:104`, `10/12 (2 failed) PACS@10.0.0.5:104`, or
+/// `not delivered`. The counts come first: when the table is cut to fit,
+/// the end of the destination goes, never how much of the study arrived.
 fn delivered_column(deliveries: &[(String, DeliveryCounts)]) -> String {
     if deliveries.is_empty() {
         return "not delivered".into();
@@ -202,13 +204,15 @@ fn delivered_column(deliveries: &[(String, DeliveryCounts)]) -> String {
     deliveries
         .iter()
         .map(|(destination, d)| {
-            let mut s = format!("{destination} {}/{}", d.delivered, d.total);
+            let mut s = format!("{}/{}", d.delivered, d.total);
             match (d.warnings, d.failed) {
                 (0, 0) => {}
                 (w, 0) => s.push_str(&format!(" ({w} with a warning)")),
                 (0, f) => s.push_str(&format!(" ({f} failed)")),
                 (w, f) => s.push_str(&format!(" ({w} with a warning, {f} failed)")),
             }
+            s.push(' ');
+            s.push_str(destination);
             s
         })
         .collect::<Vec<_>>()
@@ -235,7 +239,7 @@ mod tests {
     #[test]
     fn the_table_fits_and_long_uids_are_cut_in_the_middle() {
         let uid = "1.2.826.0.1.3680043.10.543.1.4.99999999999999999999.12345";
-        let long = "PACS@10.0.0.5:104 12/12, ARCHIVE@archive.hospital.example.org:11112 10/12 (2 failed)";
+        let long = "12/12 PACS@10.0.0.5:104, 10/12 (2 failed) ARCHIVE@archive.hospital.example.org:11112";
         let rows = [row(uid, long), row("1.2.3", "not delivered")];
         let lines = table(&rows, Some(WIDTH));
         assert!(lines.iter().all(|l| l.chars().count() <= WIDTH), "{lines:#?}");
@@ -243,6 +247,22 @@ mod tests {
         assert!(lines[2].starts_with("1.2.3 "), "{lines:#?}");
         let wide = table(&rows, None);
         assert!(wide[1].starts_with(uid) && wide[1].ends_with(long), "{wide:#?}");
+    }
+
+    /// How much of a study arrived is what the column is for: cutting the
+    /// table to fit takes the end of the destination, never the count.
+    #[test]
+    fn a_cut_delivery_column_keeps_its_count() {
+        let counts = DeliveryCounts {
+            total: 120,
+            delivered: 120,
+            ..DeliveryCounts::default()
+        };
+        let cell = delivered_column(&[("DEMOPACS@127.0.0.1:51261".to_string(), counts)]);
+        let uid = "1.2.826.0.1.3680043.10.543.1.4.99999999999999999999.12345";
+        let lines = table(&[row(uid, &cell)], Some(WIDTH));
+        assert!(lines[1].chars().count() <= WIDTH, "{lines:#?}");
+        assert!(lines[1].contains(" 120/120 DEMOPACS"), "{lines:#?}");
     }
 
     #[test]

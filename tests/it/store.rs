@@ -233,7 +233,7 @@ fn store_delivers_byte_for_byte_and_a_second_run_sends_nothing() {
         );
     }
     let (_, table, _) = run(retriever().arg("--cache").arg(cache.path()).arg("ls"));
-    assert!(table.contains(&format!("{dest} 5/5")), "{table}");
+    assert!(table.contains(&format!("5/5 {dest}")), "{table}");
 }
 
 /// `fetch | store -` (text and JSON lines) and `fetch --store`.
