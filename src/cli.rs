@@ -239,7 +239,7 @@ fn instance_size(raw: &str) -> Result<u64, String> {
     if size < MIN_INSTANCE_SIZE {
         return Err(format!(
             "the maximum instance size must be at least {}, not `{raw}`",
-            crate::cache::show_size(MIN_INSTANCE_SIZE)
+            crate::format::binary_size(MIN_INSTANCE_SIZE)
         ));
     }
     Ok(size)

@@ -766,13 +766,13 @@ fn cloud_config(l: &mut Layers<'_>, file: &FileConfig) -> Result<ClientOptions> 
 fn cache_limits(l: &mut Layers<'_>, file: &FileConfig) -> Result<crate::cache::Limits> {
     let mut limits = crate::cache::Limits::default();
     let from_file = l.file_value("max_instance_size", file.max_instance_size.clone(), parse_size)?;
-    let show = |size: &u64| crate::cache::show_size(*size).replace(' ', "");
+    let show = |size: &u64| crate::format::binary_size(*size).replace(' ', "");
     let max = l.pick_or("max_instance_size", from_file, limits.max_instance_size, show);
     if max < MIN_INSTANCE_SIZE {
         bail!(
             "{} must be at least {}, not `{}`",
             l.origin("max_instance_size"),
-            crate::cache::show_size(MIN_INSTANCE_SIZE),
+            crate::format::binary_size(MIN_INSTANCE_SIZE),
             show(&max)
         );
     }

@@ -69,6 +69,22 @@ pub fn bytes(bytes: u64) -> String {
     }
 }
 
+/// A size in binary units, as a size setting is written (`4GiB` is shown
+/// `4 GiB`): `512 MiB`, `1.5 GiB`, `300 bytes`. For limits and free space.
+pub fn binary_size(bytes: u64) -> String {
+    const UNITS: [(u64, &str); 4] = [(1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    for (unit, name) in UNITS {
+        if bytes >= unit {
+            return if bytes.is_multiple_of(unit) {
+                format!("{} {name}", bytes / unit)
+            } else {
+                format!("{:.1} {name}", bytes as f64 / unit as f64)
+            };
+        }
+    }
+    format!("{bytes} bytes")
+}
+
 /// A duration in full, e.g. `1m 30s 250ms`.
 pub fn duration(d: Duration) -> String {
     humantime::format_duration(d).to_string()
@@ -157,7 +173,7 @@ mod tests {
             assert!(e.contains("is not a size"), "{bad}: {e}");
         }
         assert_eq!(parse_duration(" 1h 30m ").unwrap(), Duration::from_secs(5400));
-        assert_eq!(crate::cache::show_size(4 << 30).replace(' ', ""), "4GiB");
+        assert_eq!(binary_size(4 << 30).replace(' ', ""), "4GiB");
         assert!(
             parse_duration("soon")
                 .unwrap_err()

@@ -8,7 +8,7 @@ use std::io::{self, Read, Write};
 
 use anyhow::{Result, anyhow};
 
-use super::{Staged, TooLarge, show_size};
+use super::{Staged, TooLarge};
 use crate::intake::walk::{PREAMBLE, preamble_problem};
 
 /// A read from the cloud's response failed (cut connection, idle timeout):
@@ -35,7 +35,7 @@ pub fn copy_part(body: &mut dyn Read, out: &mut Staged) -> Result<Option<String>
             "the cloud sent more than the maximum instance size of {} for one instance, so the rest of this \
              download was not read; if the cloud holds instances this large, raise --max-instance-size \
              (`max_instance_size` in the config file), else report it to the cloud archive's administrators",
-            show_size(limit)
+            crate::format::binary_size(limit)
         ),
         None => crate::cache::write_error(e, "write", out.path()),
     };

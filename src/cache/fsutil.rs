@@ -83,8 +83,8 @@ pub fn write_error(e: io::Error, what: &str, path: &Path) -> anyhow::Error {
             "the disk holding the cache is full: {} left, and retriever keeps {} free (failed to {what} `{}`); \
              free space (`retriever prune` removes studies past their retention) or move the cache elsewhere \
              with --cache DIR",
-            show_size(low.available),
-            show_size(low.reserve),
+            crate::format::binary_size(low.available),
+            crate::format::binary_size(low.reserve),
             path.display()
         )
     } else if e.kind() == io::ErrorKind::StorageFull {
@@ -110,8 +110,8 @@ impl std::fmt::Display for LowSpace {
         write!(
             f,
             "{} free, less than the {} kept free",
-            show_size(self.available),
-            show_size(self.reserve)
+            crate::format::binary_size(self.available),
+            crate::format::binary_size(self.reserve)
         )
     }
 }
@@ -132,21 +132,6 @@ pub fn check_free_space(dir: &Path, more: u64, reserve: u64) -> io::Result<()> {
         ));
     }
     Ok(())
-}
-
-/// A size for people: `4 GiB`, `512 MiB`, `1.5 GiB`, `300 bytes`.
-pub fn show_size(bytes: u64) -> String {
-    const UNITS: [(u64, &str); 4] = [(1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
-    for (unit, name) in UNITS {
-        if bytes >= unit {
-            return if bytes.is_multiple_of(unit) {
-                format!("{} {name}", bytes / unit)
-            } else {
-                format!("{:.1} {name}", bytes as f64 / unit as f64)
-            };
-        }
-    }
-    format!("{bytes} bytes")
 }
 
 /// Writes `bytes` to `path` so that readers see either the old content or

@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 pub use copy::{BodyReadFailed, copy_part};
-pub use fsutil::{LowSpace, same_contents, show_size, tree_size, write_error};
+pub use fsutil::{LowSpace, same_contents, tree_size, write_error};
 pub use journal::{Delivery, DeliveryState, Journal, UNSYNCED_MAX};
 
 /// A study's delivery journals: destination key → SOP Instance UID → its last record.
@@ -101,7 +101,7 @@ impl std::fmt::Display for TooLarge {
         write!(
             f,
             "the instance is larger than the maximum instance size of {}",
-            show_size(self.limit)
+            crate::format::binary_size(self.limit)
         )
     }
 }
