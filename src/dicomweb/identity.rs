@@ -319,6 +319,27 @@ mod tests {
         assert!(what.contains("refused our client certificate `/etc/me.pem`"), "{what}");
     }
 
+    /// nginx's answer to a request without a certificate: not retried, and a
+    /// refused login to `watch`, with the page's phrase as the cause.
+    #[test]
+    fn the_client_takes_nginx_s_page_for_a_wanted_certificate() {
+        use crate::dicomweb::testserver::{Step, TestServer, response};
+        let page = b"<html>\r\n<head><title>400 No required SSL certificate was sent</title></head>\r\n</html>";
+        let server = TestServer::start(|_, _| vec![Step::Send(response("400 Bad Request", &[], page))]);
+        let mut options = crate::dicomweb::ClientOptions::new(server.url("/dicom-web"), crate::dicomweb::Auth::None);
+        options.backoff = std::time::Duration::from_millis(1);
+        let client = crate::dicomweb::Client::new(&options).unwrap();
+        let e = client.search_studies(&[], &mut |_| Ok(())).unwrap_err();
+        let msg = format!("{e:#}");
+        assert!(msg.contains("asks for a client certificate"), "{msg}");
+        assert!(
+            msg.contains("(400 Bad Request: No required SSL certificate was sent)"),
+            "{msg}"
+        );
+        assert!(crate::dicomweb::is_login_refused(&e));
+        assert_eq!(server.requests().len(), 1);
+    }
+
     fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
         let path = dir.join(name);
         std::fs::write(&path, text).unwrap();

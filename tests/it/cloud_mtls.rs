@@ -22,6 +22,7 @@ tests! {
     the_clouds_own_certificate_is_still_verified: ["orthanc", "openssl", "nginx"],
     a_cloud_that_ends_the_handshake_with_an_alert_says_why: ["openssl"],
     config_shows_the_client_certificate_and_warns_about_a_readable_key: ["openssl"],
+    a_key_that_is_not_the_certificates_is_refused_naming_both: ["openssl"],
 }
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -268,4 +269,29 @@ fn config_shows_the_client_certificate_and_warns_about_a_readable_key() {
             "{err}"
         );
     }
+}
+
+/// Checked before anything is sent: the cloud here is a port nothing listens on.
+fn a_key_that_is_not_the_certificates_is_refused_naming_both() {
+    let pki = Pki::new();
+    let mixed = Issued {
+        cert: pki.ours.cert.clone(),
+        key: pki.stranger.key.clone(),
+    };
+    let cache = temp_cache();
+    let (code, out, err) = fetch(
+        &format!("https://127.0.0.1:{}", free_port()),
+        cache.path(),
+        &pki,
+        Some(&mixed),
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(out.is_empty(), "{out}");
+    let named = format!(
+        "the client key `{}` cannot be used with the client certificate `{}`",
+        mixed.key.display(),
+        mixed.cert.display()
+    );
+    assert!(err.contains(&named), "{err}");
+    assert!(!err.contains("connect"), "nothing was sent: {err}");
 }
