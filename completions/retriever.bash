@@ -134,7 +134,7 @@ _retriever() {
 
     case "${cmd}" in
         retriever)
-            opts="-q -h -V --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help --version fetch ls store watch prune echo config status service help"
+            opts="-q -h -V --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help --version fetch ls store watch prune echo config status service help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -161,6 +161,14 @@ _retriever() {
                     return 0
                     ;;
                 --ca-bundle)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --client-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --client-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -208,7 +216,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__config)
-            opts="-q -h --json --priors --prior-years --prior-modality --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
+            opts="-q -h --json --priors --prior-years --prior-modality --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -274,6 +282,14 @@ _retriever() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --client-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --client-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --to)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -318,7 +334,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__echo)
-            opts="-q -h --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
+            opts="-q -h --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -372,6 +388,14 @@ _retriever() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --client-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --client-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --to)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -416,7 +440,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__fetch)
-            opts="-q -h --explain --dry-run --json --transfer-syntax --store --priors --prior-years --prior-modality --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
+            opts="-q -h --explain --dry-run --json --transfer-syntax --store --priors --prior-years --prior-modality --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -483,6 +507,14 @@ _retriever() {
                     return 0
                     ;;
                 --ca-bundle)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --client-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --client-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -754,7 +786,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__ls)
-            opts="-q -h --json --wide --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
+            opts="-q -h --json --wide --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -781,6 +813,14 @@ _retriever() {
                     return 0
                     ;;
                 --ca-bundle)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --client-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --client-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -828,7 +868,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__prune)
-            opts="-q -h --older-than --dry-run --include-undelivered --json --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
+            opts="-q -h --older-than --dry-run --include-undelivered --json --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -859,6 +899,14 @@ _retriever() {
                     return 0
                     ;;
                 --ca-bundle)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --client-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --client-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -906,7 +954,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__service)
-            opts="-q -h --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help install uninstall start stop run help"
+            opts="-q -h --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help install uninstall start stop run help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -933,6 +981,14 @@ _retriever() {
                     return 0
                     ;;
                 --ca-bundle)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --client-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --client-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1078,7 +1134,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__service__subcmd__install)
-            opts="-q -h --name --account --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
+            opts="-q -h --name --account --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1113,6 +1169,14 @@ _retriever() {
                     return 0
                     ;;
                 --ca-bundle)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --client-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --client-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1160,7 +1224,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__service__subcmd__run)
-            opts="-q -h --name --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
+            opts="-q -h --name --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1191,6 +1255,14 @@ _retriever() {
                     return 0
                     ;;
                 --ca-bundle)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --client-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --client-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1238,7 +1310,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__service__subcmd__start)
-            opts="-q -h --name --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
+            opts="-q -h --name --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1269,6 +1341,14 @@ _retriever() {
                     return 0
                     ;;
                 --ca-bundle)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --client-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --client-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1316,7 +1396,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__service__subcmd__stop)
-            opts="-q -h --name --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
+            opts="-q -h --name --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1347,6 +1427,14 @@ _retriever() {
                     return 0
                     ;;
                 --ca-bundle)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --client-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --client-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1394,7 +1482,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__service__subcmd__uninstall)
-            opts="-q -h --name --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
+            opts="-q -h --name --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1425,6 +1513,14 @@ _retriever() {
                     return 0
                     ;;
                 --ca-bundle)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --client-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --client-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1472,7 +1568,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__status)
-            opts="-q -h --json --stale-after --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
+            opts="-q -h --json --stale-after --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1503,6 +1599,14 @@ _retriever() {
                     return 0
                     ;;
                 --ca-bundle)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --client-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --client-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1550,7 +1654,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__store)
-            opts="-q -h --json --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
+            opts="-q -h --json --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1604,6 +1708,14 @@ _retriever() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --client-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --client-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --to)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1648,7 +1760,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__watch)
-            opts="-q -h --interval --filter --stable-age --once --json --metrics-file --priors --prior-years --prior-modality --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
+            opts="-q -h --interval --filter --stable-age --once --json --metrics-file --priors --prior-years --prior-modality --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1727,6 +1839,14 @@ _retriever() {
                     return 0
                     ;;
                 --ca-bundle)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --client-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --client-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_retriever_global_optspecs
-    string join \n config= cloud= user= password-file= token-file= ca-bundle= allow-insecure-http to= calling-ae= cache= jobs= connect-timeout= idle-timeout= retries= max-instance-size= q/quiet log-file= h/help V/version
+    string join \n config= cloud= user= password-file= token-file= ca-bundle= client-cert= client-key= allow-insecure-http to= calling-ae= cache= jobs= connect-timeout= idle-timeout= retries= max-instance-size= q/quiet log-file= h/help V/version
 end
 
 function __fish_retriever_needs_command
@@ -30,6 +30,8 @@ complete -c retriever -n "__fish_retriever_needs_command" -l user -d 'HTTP Basic
 complete -c retriever -n "__fish_retriever_needs_command" -l password-file -d 'File holding the HTTP Basic password (first line)' -r -F
 complete -c retriever -n "__fish_retriever_needs_command" -l token-file -d 'File holding a Bearer token (first line)' -r -F
 complete -c retriever -n "__fish_retriever_needs_command" -l ca-bundle -d 'Extra CA certificates (PEM) to trust for the cloud, besides the system\'s' -r -F
+complete -c retriever -n "__fish_retriever_needs_command" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
+complete -c retriever -n "__fish_retriever_needs_command" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_needs_command" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
 complete -c retriever -n "__fish_retriever_needs_command" -l calling-ae -d 'Our AE title, as the destination sees it [default: RETRIEVER]' -r
 complete -c retriever -n "__fish_retriever_needs_command" -l cache -d 'The cache directory [default: the platform\'s local cache folder]' -r -F
@@ -70,6 +72,8 @@ complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l user -d 'H
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l password-file -d 'File holding the HTTP Basic password (first line)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l token-file -d 'File holding a Bearer token (first line)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l ca-bundle -d 'Extra CA certificates (PEM) to trust for the cloud, besides the system\'s' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l calling-ae -d 'Our AE title, as the destination sees it [default: RETRIEVER]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l cache -d 'The cache directory [default: the platform\'s local cache folder]' -r -F
@@ -92,6 +96,8 @@ complete -c retriever -n "__fish_retriever_using_subcommand ls" -l user -d 'HTTP
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -l password-file -d 'File holding the HTTP Basic password (first line)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -l token-file -d 'File holding a Bearer token (first line)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -l ca-bundle -d 'Extra CA certificates (PEM) to trust for the cloud, besides the system\'s' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand ls" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand ls" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -l calling-ae -d 'Our AE title, as the destination sees it [default: RETRIEVER]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -l cache -d 'The cache directory [default: the platform\'s local cache folder]' -r -F
@@ -118,6 +124,8 @@ complete -c retriever -n "__fish_retriever_using_subcommand store" -l user -d 'H
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l password-file -d 'File holding the HTTP Basic password (first line)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l token-file -d 'File holding a Bearer token (first line)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l ca-bundle -d 'Extra CA certificates (PEM) to trust for the cloud, besides the system\'s' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand store" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand store" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l calling-ae -d 'Our AE title, as the destination sees it [default: RETRIEVER]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l cache -d 'The cache directory [default: the platform\'s local cache folder]' -r -F
@@ -152,6 +160,8 @@ complete -c retriever -n "__fish_retriever_using_subcommand watch" -l user -d 'H
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l password-file -d 'File holding the HTTP Basic password (first line)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l token-file -d 'File holding a Bearer token (first line)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l ca-bundle -d 'Extra CA certificates (PEM) to trust for the cloud, besides the system\'s' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand watch" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand watch" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l calling-ae -d 'Our AE title, as the destination sees it [default: RETRIEVER]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l cache -d 'The cache directory [default: the platform\'s local cache folder]' -r -F
@@ -174,6 +184,8 @@ complete -c retriever -n "__fish_retriever_using_subcommand prune" -l user -d 'H
 complete -c retriever -n "__fish_retriever_using_subcommand prune" -l password-file -d 'File holding the HTTP Basic password (first line)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand prune" -l token-file -d 'File holding a Bearer token (first line)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand prune" -l ca-bundle -d 'Extra CA certificates (PEM) to trust for the cloud, besides the system\'s' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand prune" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand prune" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand prune" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
 complete -c retriever -n "__fish_retriever_using_subcommand prune" -l calling-ae -d 'Our AE title, as the destination sees it [default: RETRIEVER]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand prune" -l cache -d 'The cache directory [default: the platform\'s local cache folder]' -r -F
@@ -201,6 +213,8 @@ complete -c retriever -n "__fish_retriever_using_subcommand echo" -l user -d 'HT
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l password-file -d 'File holding the HTTP Basic password (first line)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l token-file -d 'File holding a Bearer token (first line)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l ca-bundle -d 'Extra CA certificates (PEM) to trust for the cloud, besides the system\'s' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand echo" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand echo" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l calling-ae -d 'Our AE title, as the destination sees it [default: RETRIEVER]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l cache -d 'The cache directory [default: the platform\'s local cache folder]' -r -F
@@ -230,6 +244,8 @@ complete -c retriever -n "__fish_retriever_using_subcommand config" -l user -d '
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l password-file -d 'File holding the HTTP Basic password (first line)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l token-file -d 'File holding a Bearer token (first line)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l ca-bundle -d 'Extra CA certificates (PEM) to trust for the cloud, besides the system\'s' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand config" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand config" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l calling-ae -d 'Our AE title, as the destination sees it [default: RETRIEVER]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l cache -d 'The cache directory [default: the platform\'s local cache folder]' -r -F
@@ -251,6 +267,8 @@ complete -c retriever -n "__fish_retriever_using_subcommand status" -l user -d '
 complete -c retriever -n "__fish_retriever_using_subcommand status" -l password-file -d 'File holding the HTTP Basic password (first line)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand status" -l token-file -d 'File holding a Bearer token (first line)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand status" -l ca-bundle -d 'Extra CA certificates (PEM) to trust for the cloud, besides the system\'s' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand status" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand status" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand status" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
 complete -c retriever -n "__fish_retriever_using_subcommand status" -l calling-ae -d 'Our AE title, as the destination sees it [default: RETRIEVER]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand status" -l cache -d 'The cache directory [default: the platform\'s local cache folder]' -r -F
@@ -270,6 +288,8 @@ complete -c retriever -n "__fish_retriever_using_subcommand service; and not __f
 complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l password-file -d 'File holding the HTTP Basic password (first line)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l token-file -d 'File holding a Bearer token (first line)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l ca-bundle -d 'Extra CA certificates (PEM) to trust for the cloud, besides the system\'s' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
 complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l calling-ae -d 'Our AE title, as the destination sees it [default: RETRIEVER]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l cache -d 'The cache directory [default: the platform\'s local cache folder]' -r -F
@@ -296,6 +316,8 @@ complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l password-file -d 'File holding the HTTP Basic password (first line)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l token-file -d 'File holding a Bearer token (first line)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l ca-bundle -d 'Extra CA certificates (PEM) to trust for the cloud, besides the system\'s' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l calling-ae -d 'Our AE title, as the destination sees it [default: RETRIEVER]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l cache -d 'The cache directory [default: the platform\'s local cache folder]' -r -F
@@ -315,6 +337,8 @@ complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l password-file -d 'File holding the HTTP Basic password (first line)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l token-file -d 'File holding a Bearer token (first line)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l ca-bundle -d 'Extra CA certificates (PEM) to trust for the cloud, besides the system\'s' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l calling-ae -d 'Our AE title, as the destination sees it [default: RETRIEVER]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l cache -d 'The cache directory [default: the platform\'s local cache folder]' -r -F
@@ -334,6 +358,8 @@ complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l password-file -d 'File holding the HTTP Basic password (first line)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l token-file -d 'File holding a Bearer token (first line)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l ca-bundle -d 'Extra CA certificates (PEM) to trust for the cloud, besides the system\'s' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l calling-ae -d 'Our AE title, as the destination sees it [default: RETRIEVER]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l cache -d 'The cache directory [default: the platform\'s local cache folder]' -r -F
@@ -353,6 +379,8 @@ complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l password-file -d 'File holding the HTTP Basic password (first line)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l token-file -d 'File holding a Bearer token (first line)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l ca-bundle -d 'Extra CA certificates (PEM) to trust for the cloud, besides the system\'s' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l calling-ae -d 'Our AE title, as the destination sees it [default: RETRIEVER]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l cache -d 'The cache directory [default: the platform\'s local cache folder]' -r -F
@@ -372,6 +400,8 @@ complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l password-file -d 'File holding the HTTP Basic password (first line)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l token-file -d 'File holding a Bearer token (first line)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l ca-bundle -d 'Extra CA certificates (PEM) to trust for the cloud, besides the system\'s' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l calling-ae -d 'Our AE title, as the destination sees it [default: RETRIEVER]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l cache -d 'The cache directory [default: the platform\'s local cache folder]' -r -F

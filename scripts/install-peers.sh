@@ -2,12 +2,14 @@
 # Installs the peers that retriever's tests run against, if they are missing:
 #   Debian: orthanc, orthanc-dicomweb (the DICOMweb plugin), dcmtk (storescp, echoscu, dcmdump),
 #           openssl (a private certificate authority for the HTTPS tests),
+#           nginx-light (a cloud front that asks for a client certificate),
 #           strace (counts the journal's syncs), systemd (systemd-analyze, systemd-sysusers:
 #           checks the service units), zip and unzip (the Windows release archive)
 #   PyPI:   pydicom (>= 3), pynetdicom, dicomweb-client, numpy (test data, DIMSE peers),
 #           pillow (JPEG test instances)
 # Idempotent and quiet when everything is present. The Debian orthanc package starts a system
-# service on ports 4242/8042; the tests run private instances, so that service is stopped.
+# service on ports 4242/8042, and nginx one on port 80; the tests run private instances, so
+# those services are stopped.
 set -euo pipefail
 
 log() { echo "install-peers: $*" >&2; }
@@ -24,6 +26,8 @@ if ! dpkg-query -W -f='${Status}' orthanc-dicomweb 2>/dev/null | grep -q 'instal
 fi
 # Certificates for the HTTPS tests.
 command -v openssl >/dev/null || missing_debs+=(openssl)
+# The mutual-TLS tests run their own nginx in front of Orthanc.
+[ -x /usr/sbin/nginx ] || missing_debs+=(nginx-light)
 # The journal test counts the syncs of a delivery with strace.
 command -v strace >/dev/null || missing_debs+=(strace)
 # The install tests check the service units with systemd-analyze and systemd-sysusers.
@@ -73,6 +77,23 @@ stop_system_orthanc() {
     done
 }
 stop_system_orthanc
+
+# Likewise the system nginx the package starts (port 80). The tests' own nginx runs as one
+# process with its own pid file; the system daemon is the one in /run/nginx.pid.
+stop_system_nginx() {
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true
+    elif command -v update-rc.d >/dev/null 2>&1 && [ -x /etc/init.d/nginx ]; then
+        $SUDO update-rc.d nginx disable >/dev/null 2>&1 || true
+    fi
+    local pid
+    pid=$(cat /run/nginx.pid 2>/dev/null || true)
+    if [ -n "$pid" ] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q '^nginx: master process'; then
+        log "stopping the system nginx service (pid $pid)"
+        $SUDO kill "$pid" 2>/dev/null || true
+    fi
+}
+stop_system_nginx
 
 if [ ! -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] \
     && ! dpkg -L orthanc-dicomweb 2>/dev/null | grep -q 'libOrthancDicomWeb\.so'; then

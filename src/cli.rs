@@ -106,6 +106,14 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "RETRIEVER_CA_BUNDLE", value_name = "FILE")]
     pub ca_bundle: Option<PathBuf>,
 
+    /// Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key
+    #[arg(long, global = true, value_name = "FILE", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+
+    /// The private key (PEM, unencrypted) of --client-cert; a file only this account can read
+    #[arg(long, global = true, value_name = "FILE", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+
     /// Allow plain, unencrypted http:// to a cloud that is not on this machine
     #[arg(long, global = true)]
     pub allow_insecure_http: bool,

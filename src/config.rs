@@ -18,7 +18,7 @@ use reqwest::Url;
 use crate::cli::{MAX_JOBS, MIN_INSTANCE_SIZE, PriorModality};
 use crate::delivery::StoreOptions;
 use crate::dicomweb::{
-    Auth, ClientOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_JOBS, DEFAULT_RETRIES,
+    Auth, ClientIdentity, ClientOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_JOBS, DEFAULT_RETRIES,
 };
 use crate::dimse::{Destination, ScuOptions, check_ae_title};
 use crate::format::{parse_duration, parse_size, setting_duration as format_setting_duration};
@@ -123,6 +123,8 @@ pub struct FileConfig {
     pub token: Option<String>,
     pub token_file: Option<PathBuf>,
     pub ca_bundle: Option<PathBuf>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
     pub allow_insecure_http: Option<bool>,
     pub jobs: Option<usize>,
     pub connect_timeout: Option<String>,
@@ -189,6 +191,8 @@ impl FileConfig {
             ("ca_bundle", &self.ca_bundle),
             ("password_file", &self.password_file),
             ("token_file", &self.token_file),
+            ("client_cert", &self.client_cert),
+            ("client_key", &self.client_key),
         ];
         for (key, path) in paths {
             let Some(path) = path else { continue };
@@ -685,14 +689,20 @@ impl Layers<'_> {
         if secret.is_empty() {
             bail!("the {what} file `{}` is empty", path.display());
         }
+        self.warn_if_others_can_read(path, &format!("{what} file"));
+        Ok(secret)
+    }
+
+    /// Warns when users other than the owner can read the file at `path`,
+    /// which holds a secret (`what`: "password file", "client key").
+    fn warn_if_others_can_read(&mut self, path: &Path, what: &str) {
         if let Some(mode) = readable_by_others(path) {
             self.warnings.push(format!(
-                "the {what} file `{}` can be read by other users (mode {mode:03o}); run `chmod 600 {}`",
+                "the {what} `{}` can be read by other users (mode {mode:03o}); run `chmod 600 {}`",
                 path.display(),
                 path.display()
             ));
         }
-        Ok(secret)
     }
 
     /// Where the value of `key` came from, for an error message: `--jobs`,
@@ -741,6 +751,7 @@ fn cloud_config(l: &mut Layers<'_>, file: &FileConfig) -> Result<ClientOptions> 
         .unwrap_or(false);
     let auth = resolve_auth(l, file);
     let ca_bundle = l.pick("ca_bundle", file.ca_bundle.clone(), None, show_path);
+    let client_identity = client_identity(l, file);
     let jobs = l.pick_or("jobs", file.jobs, DEFAULT_JOBS, show_display);
     let connect_timeout = l.duration("connect_timeout", file.connect_timeout.clone(), DEFAULT_CONNECT_TIMEOUT);
     let idle_timeout = l.duration("idle_timeout", file.idle_timeout.clone(), DEFAULT_IDLE_TIMEOUT);
@@ -753,6 +764,7 @@ fn cloud_config(l: &mut Layers<'_>, file: &FileConfig) -> Result<ClientOptions> 
     let mut cloud = ClientOptions::new(base, auth?);
     cloud.allow_insecure_http = insecure;
     cloud.ca_bundle = ca_bundle;
+    cloud.client_identity = client_identity?;
     if jobs == 0 || jobs as u64 > MAX_JOBS {
         bail!("{} must be between 1 and 64, not {jobs}", l.origin("jobs"));
     }
@@ -761,6 +773,28 @@ fn cloud_config(l: &mut Layers<'_>, file: &FileConfig) -> Result<ClientOptions> 
     cloud.idle_timeout = idle_timeout?;
     cloud.retries = retries;
     Ok(cloud)
+}
+
+/// Our client certificate for the cloud: both files or neither. The flags
+/// come in pairs (clap); the config file is checked here.
+fn client_identity(l: &mut Layers<'_>, file: &FileConfig) -> Result<Option<ClientIdentity>> {
+    let cert = l.pick("client_cert", file.client_cert.clone(), None, show_path);
+    let key = l.pick("client_key", file.client_key.clone(), None, show_path);
+    if let Some(key) = &key {
+        l.warn_if_others_can_read(key, "client key");
+    }
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(ClientIdentity { cert, key })),
+        (None, None) => Ok(None),
+        (Some(_), None) => bail!(
+            "{} names a client certificate but no key is given; set `client_key` to the file of its              private key",
+            l.origin("client_cert")
+        ),
+        (None, Some(_)) => bail!(
+            "{} names a client key but no certificate is given; set `client_cert` to the file of the              certificate",
+            l.origin("client_key")
+        ),
+    }
 }
 
 fn cache_limits(l: &mut Layers<'_>, file: &FileConfig) -> Result<crate::cache::Limits> {
@@ -1149,5 +1183,59 @@ mod tests {
         assert!(matches!(&s.cloud().unwrap().auth, Auth::Basic { password, .. } if password == "hunter2"));
         assert_eq!(entry(&s, "password").value.as_deref(), Some(REDACTED));
         assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_client_certificate_comes_with_its_key_and_a_readable_key_is_warned_about() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("me.pem");
+        let key = dir.path().join("me.key");
+        std::fs::write(&cert, "").unwrap();
+        std::fs::write(&key, "").unwrap();
+        let (cert_arg, key_arg) = (cert.to_str().unwrap(), key.to_str().unwrap());
+        let cloud = ["--cloud", "https://x.example.org/dw"];
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+            let s =
+                settings(&[&cloud[..], &["--client-cert", cert_arg, "--client-key", key_arg, "ls"]].concat()).unwrap();
+            assert!(
+                s.warnings
+                    .iter()
+                    .any(|w| w.contains("client key") && w.contains("chmod 600")),
+                "{:?}",
+                s.warnings
+            );
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let s = settings(&[&cloud[..], &["--client-cert", cert_arg, "--client-key", key_arg, "ls"]].concat()).unwrap();
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+        let expected = ClientIdentity {
+            cert: cert.clone(),
+            key: key.clone(),
+        };
+        assert_eq!(s.cloud().unwrap().client_identity.as_ref(), Some(&expected));
+        assert_eq!(entry(&s, "client_cert").value.as_deref(), Some(cert_arg));
+        assert_eq!(entry(&s, "client_key").source, Source::Flag);
+
+        // One flag alone is a usage error naming the other.
+        let e = settings(&[&cloud[..], &["--client-cert", cert_arg, "ls"]].concat()).unwrap_err();
+        let e = e.downcast::<clap::Error>().expect("a clap usage error");
+        assert!(e.to_string().contains("--client-key"), "{e}");
+
+        // The config file: both, or an error naming the one missing.
+        let json = serde_json::json!({"cloud": "https://x.example.org/dw", "client_cert": cert, "client_key": key});
+        let f = config_file(&json.to_string());
+        let s = settings(&["--config", f.path().to_str().unwrap(), "ls"]).unwrap();
+        assert_eq!(s.cloud().unwrap().client_identity.as_ref(), Some(&expected));
+        assert_eq!(entry(&s, "client_key").source, Source::ConfigFile);
+        let f = config_file(&serde_json::json!({"cloud": "https://x.example.org/dw", "client_cert": cert}).to_string());
+        let s = settings(&["--config", f.path().to_str().unwrap(), "ls"]).unwrap();
+        let e = format!("{:#}", s.cloud().unwrap_err());
+        assert!(
+            e.contains("`client_cert` in the config file") && e.contains("`client_key`"),
+            "{e}"
+        );
     }
 }

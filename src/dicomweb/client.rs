@@ -16,6 +16,7 @@
 
 use std::error::Error as StdError;
 use std::io::{self, Read};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -24,6 +25,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, RETRY_AFTER, WARNING};
 use reqwest::{StatusCode, Url, redirect};
 
 use super::http::{Lanes, Response, SendError, Settings, find_source};
+use super::identity::{self, Refusal};
 use super::json::Identities;
 use super::multipart::{Multipart, MultipartError};
 use super::retry::{backoff, is_transient_status, parse_retry_after};
@@ -75,6 +77,8 @@ struct Inner {
     retries: u32,
     backoff: Duration,
     transfer_syntax: Option<String>,
+    /// Our client certificate's file, for the messages about it.
+    client_cert: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Client {
@@ -106,10 +110,12 @@ impl Client {
                 bail!("the CA bundle `{}` contains no PEM certificate", path.display());
             }
         }
+        let identity = cfg.client_identity.as_ref().map(identity::load).transpose()?;
         let settings = Settings {
             connect_timeout: cfg.connect_timeout,
             idle_timeout: cfg.idle_timeout,
             certificates,
+            identity,
             use_proxy: cfg.may_use_proxy(),
         };
         let origin = base.clone();
@@ -127,6 +133,7 @@ impl Client {
                 retries: cfg.retries,
                 backoff: cfg.backoff,
                 transfer_syntax: cfg.transfer_syntax.clone(),
+                client_cert: cfg.client_identity.as_ref().map(|id| id.cert.clone()),
             }),
         })
     }
@@ -450,6 +457,9 @@ impl Client {
             return Err(f);
         }
         let detail = error_body(response);
+        if let Some((refusal, said)) = Refusal::in_answer(status.as_u16(), &detail, self.inner.client_cert.is_some()) {
+            return Err(self.certificate_refused(what, refusal, &format!("{status_text}: {said}")));
+        }
         let detail = if detail.is_empty() {
             String::new()
         } else {
@@ -482,6 +492,9 @@ impl Client {
                 "credentials and patient data go only to the configured cloud; set the cloud URL to the service's real address",
             );
         }
+        if let Some(refusal) = Refusal::in_error(&chain(&e), self.inner.client_cert.is_some()) {
+            return self.certificate_refused(what, refusal, &chain(&e));
+        }
         if e.is_builder() {
             return Failure::permanent(
                 format!("failed to build the request {what} for `{base}`: {}", chain(&e)),
@@ -512,6 +525,18 @@ impl Client {
             );
         }
         self.io_failure(what, &e, None)
+    }
+
+    /// The cloud wants a client certificate, or not ours: not worth a
+    /// retry, the same certificate would be presented again; and a refused
+    /// login to `watch`, like refused credentials.
+    fn certificate_refused(&self, what: &Request, refusal: Refusal, cause: &str) -> Failure {
+        let (message, hint) = refusal.explain(&what.base, &what.to_string(), cause, self.inner.client_cert.as_deref());
+        let failure = Failure::permanent(message, &hint);
+        match refusal {
+            Refusal::Unclear => failure,
+            Refusal::Wanted | Refusal::Refused => failure.login_refused(),
+        }
     }
 
     /// A failure of the connection while waiting for or reading a response.
@@ -881,7 +906,7 @@ fn is_certificate_problem(e: &(dyn StdError + 'static)) -> bool {
 
 /// The messages of an error chain joined by ": ", leaving out the request
 /// URL that reqwest puts in its own message (the error names it already).
-fn chain(e: &(dyn StdError + 'static)) -> String {
+pub(super) fn chain(e: &(dyn StdError + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut current = Some(e);
     while let Some(e) = current {

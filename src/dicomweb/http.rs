@@ -28,7 +28,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use reqwest::blocking::{Client, RequestBuilder};
 use reqwest::header::HeaderMap;
-use reqwest::{Certificate, StatusCode, redirect};
+use reqwest::{Certificate, Identity, StatusCode, redirect};
 
 use crate::interrupt::{self, Feed, Give, Interrupted};
 
@@ -54,6 +54,8 @@ pub(super) struct Settings {
     /// The longest wait for the response head, and for each piece of a body.
     pub idle_timeout: Duration,
     pub certificates: Vec<Certificate>,
+    /// Our client certificate, for a cloud that asks for one.
+    pub identity: Option<Identity>,
     /// Whether the proxy of the environment (`HTTPS_PROXY`, ...) may be
     /// used. Never for a plain-http cloud: the proxy would read the
     /// credentials and the patient data, and could change them.
@@ -113,6 +115,9 @@ impl Lanes {
             .redirect((self.redirect)());
         for cert in &s.certificates {
             builder = builder.add_root_certificate(cert.clone());
+        }
+        if let Some(identity) = &s.identity {
+            builder = builder.identity(identity.clone());
         }
         if !s.use_proxy {
             builder = builder.no_proxy();
@@ -299,6 +304,7 @@ mod tests {
             connect_timeout: Duration::from_secs(2),
             idle_timeout,
             certificates: Vec::new(),
+            identity: None,
             use_proxy: false,
         };
         Lanes::new(settings, redirect::Policy::none).unwrap()

@@ -9,6 +9,7 @@
 
 mod client;
 mod http;
+mod identity;
 mod json;
 mod multipart;
 mod options;
@@ -26,8 +27,8 @@ use std::fmt;
 
 pub use client::Client;
 pub use options::{
-    Auth, ClientFor, ClientOptions, DEFAULT_BACKOFF, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_JOBS,
-    DEFAULT_RETRIES, Proxy, ProxyOrigin,
+    Auth, ClientFor, ClientIdentity, ClientOptions, DEFAULT_BACKOFF, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_JOBS, DEFAULT_RETRIES, Proxy, ProxyOrigin,
 };
 
 /// True when `e` comes from the cloud refusing the login (HTTP 401 or 403).

@@ -1,7 +1,7 @@
 //! What a [`Client`](super::Client) needs to know about the cloud: its base
-//! URL, the credentials, the TLS trust, and the limits of every request, with
-//! their defaults. `config` fills these from flags, the environment and the
-//! config file.
+//! URL, the credentials, the TLS trust, our client certificate, and the
+//! limits of every request, with their defaults. `config` fills these from
+//! flags, the environment and the config file.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -44,6 +44,16 @@ impl fmt::Debug for Auth {
     }
 }
 
+/// Our client certificate and its private key, both PEM files, presented
+/// to a cloud that asks for a certificate in the TLS handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    /// The certificate, and any intermediate certificates after it.
+    pub cert: PathBuf,
+    /// The private key, unencrypted: PKCS#8, PKCS#1 (RSA) or SEC1 (EC).
+    pub key: PathBuf,
+}
+
 /// Makes a client of the cloud that asks for instances in the transfer
 /// syntax given (see [`ClientOptions::in_syntax`]).
 pub type ClientFor = dyn Fn(&str) -> anyhow::Result<super::Client> + Send + Sync;
@@ -57,6 +67,8 @@ pub struct ClientOptions {
     pub auth: Auth,
     /// Extra PEM bundle of CA certificates trusted besides the system's.
     pub ca_bundle: Option<PathBuf>,
+    /// Our certificate, for a cloud that asks for one (mutual TLS).
+    pub client_identity: Option<ClientIdentity>,
     /// Plain http to a non-loopback host was explicitly allowed.
     pub allow_insecure_http: bool,
     /// Time allowed to open a TCP + TLS connection.
@@ -80,6 +92,7 @@ impl ClientOptions {
             base,
             auth,
             ca_bundle: None,
+            client_identity: None,
             allow_insecure_http: false,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,

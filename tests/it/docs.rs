@@ -6,8 +6,8 @@
 //!
 //! The man page is one page for the whole program: the global options, then a section per
 //! subcommand (its synopsis, description, options and examples, all from clap), then the config
-//! file keys (each described by the help of the flag of the same name), environment, files, exit
-//! status and examples.
+//! file keys (each described by the help of the flag of the same name), environment, files,
+//! security, exit status and examples.
 
 use std::process::{Command, Stdio};
 
@@ -112,6 +112,33 @@ const FILES: &[(&str, &str)] = &[
     ),
 ];
 
+const SECURITY: &str = "\
+Every connection is outbound; retriever listens on no port. The cloud hop is HTTPS (TLS 1.2 or \
+1.3), always: plain http:// is refused unless the cloud is on this machine (a loopback address) \
+or --allow-insecure-http is given, and a plain-http cloud never goes through a proxy. The PACS \
+hop is DICOM TLS with --to-tls, never falling back to plain TCP; without it, plain TCP on the \
+hospital LAN.
+
+Verified: the cloud's certificate (chain up to the system's authorities, the built-in Mozilla \
+roots or --ca-bundle; dates; the host name or IP address of the URL), which cannot be turned \
+off; with --to-tls the PACS's certificate the same way (--to-ca; the host of --to, or \
+--to-server-name). Our certificates, when a peer asks for one: --client-cert and --client-key \
+for the cloud (mutual TLS), --to-cert and --to-key for the PACS. A cloud that wants a \
+certificate and gets none, or refuses ours, ends the run at once with an error that says which.
+
+Secrets (the password, a Bearer token, the OAuth2 client secret, the private keys) come from \
+the environment, from a file named by a setting, or from the config file, never from the \
+command line. On Unix a file holding one that other users can read is warned about on every \
+run. They are never shown: retriever config shows ***, and error messages and debug output leave \
+them out. OAuth2 client credentials (oauth_token_url, oauth_client_id, oauth_client_secret or \
+oauth_client_secret_file, oauth_scope, oauth_audience) get short-lived access tokens, renewed \
+before they expire and kept in memory only; token_command runs a command that prints one.
+
+The cache holds patient data at rest, not encrypted by retriever (use an encrypted disk where \
+policy asks for it); on Unix it is private to its account (directories 0700, files 0600). A \
+study is kept 4 hours by default after it was last fetched or delivered (retention), then \
+removed by retriever prune.";
+
 const EXIT_STATUS: &[(&str, &str)] = &[
     ("0", "Everything asked for was done."),
     (
@@ -171,7 +198,14 @@ fn man_page_is_complete_and_renders() {
         let heading = format!(".SH \"RETRIEVER {}\"", sub.get_name().to_uppercase());
         assert!(page.contains(&heading), "no section `{heading}` in the man page");
     }
-    for section in ["CONFIGURATION FILE", "ENVIRONMENT", "FILES", "EXIT STATUS", "EXAMPLES"] {
+    for section in [
+        "CONFIGURATION FILE",
+        "ENVIRONMENT",
+        "FILES",
+        "SECURITY",
+        "EXIT STATUS",
+        "EXAMPLES",
+    ] {
         assert!(
             page.contains(&format!(".SH \"{section}\"")) || page.contains(&format!(".SH {section}")),
             "no {section} section in the man page"
@@ -330,6 +364,9 @@ fn man_page() -> String {
         roff.text([italic(*name)]);
         roff.text([roman(*text)]);
     }
+
+    roff.control("SH", ["SECURITY"]);
+    paragraphs(&mut roff, SECURITY);
 
     roff.control("SH", ["EXIT STATUS"]);
     for (code, text) in EXIT_STATUS {

@@ -34,7 +34,7 @@ fn run(cmd: &mut std::process::Command) -> (i32, String, String) {
 
 /// Asserts that the cache holds exactly the study's instances, byte for byte
 /// what the server was loaded with.
-fn assert_study_cached(cache: &Path, accession: &str) {
+pub(crate) fn assert_study_cached(cache: &Path, accession: &str) {
     let study = testdata().study(accession);
     let cached = cached_instances(cache, &study.study_uid);
     let got: BTreeSet<String> = cached.keys().cloned().collect();

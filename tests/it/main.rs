@@ -8,6 +8,7 @@
 #[macro_use]
 mod common;
 mod bounded_time;
+mod cloud_mtls;
 mod config;
 mod dimse;
 mod docs;
@@ -30,6 +31,7 @@ fn main() {
     let args = libtest_mimic::Arguments::from_args();
     let trials = [
         bounded_time::tests(),
+        cloud_mtls::tests(),
         config::tests(),
         dimse::tests(),
         docs::tests(),

@@ -9,7 +9,9 @@
 #[macro_use]
 pub mod harness;
 pub mod hostile_scp;
+pub mod nginx;
 pub mod orthanc;
+pub mod pki;
 pub mod proxy;
 pub mod running;
 pub mod storescp;
@@ -65,7 +67,7 @@ pub fn in_ci() -> bool {
 
 /// Why a peer a test needs is not usable here, or `None` when it is. Known names: `orthanc`
 /// (server, DICOMweb plugin and the Python that loads it), `python` (pydicom, pynetdicom,
-/// numpy), `pillow` (JPEG test instances), `openssl`, `strace` (allowed to trace here), any
+/// numpy), `pillow` (JPEG test instances), `openssl`, `nginx`, `strace` (allowed to trace here), any
 /// DCMTK tool (`storescp`, `echoscu`, `storescu`, `dcmdump`, ...). Tests declare them in their
 /// module's [`tests!`] block; the runner checks them before the test starts.
 pub fn missing_peer(tool: &str) -> Option<String> {
@@ -83,6 +85,7 @@ pub fn missing_peer(tool: &str) -> Option<String> {
                 .stderr(Stdio::null())
                 .status()
                 .is_ok_and(|s| s.success()),
+            "nginx" => Path::new(nginx::NGINX_BIN).is_file(),
             "strace" => Command::new("strace")
                 .args(["-f", "-qq", "-o", "/dev/null", "true"])
                 .stdout(Stdio::null())

@@ -1,0 +1,297 @@
+//! A cloud that asks for our client certificate (mutual TLS): Orthanc behind a real nginx with
+//! `ssl_verify_client on`, and behind `openssl s_server`, which ends the TLS handshake with an
+//! alert instead of answering as nginx does. With our certificate a study arrives whole;
+//! without one, or with one from an authority the cloud does not trust, the run fails at once
+//! and says which; and the cloud's own certificate is verified all the same.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::nginx::Nginx;
+use crate::common::pki::{Ca, Issued};
+use crate::common::{Orthanc, free_port, is_listening, retriever, retriever_at, run_within, temp_cache, uid_of};
+use crate::fetch::assert_study_cached;
+
+tests! {
+    a_study_comes_whole_from_a_cloud_that_asks_for_our_certificate: ["orthanc", "openssl", "nginx"],
+    without_a_certificate_the_error_says_the_cloud_wants_one: ["orthanc", "openssl", "nginx"],
+    a_certificate_from_another_authority_is_refused_with_a_clear_message: ["orthanc", "openssl", "nginx"],
+    the_clouds_own_certificate_is_still_verified: ["orthanc", "openssl", "nginx"],
+    a_cloud_that_ends_the_handshake_with_an_alert_says_why: ["openssl"],
+    config_shows_the_client_certificate_and_warns_about_a_readable_key: ["openssl"],
+    a_key_that_is_not_the_certificates_is_refused_naming_both: ["openssl"],
+}
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// The certificates of one test: the cloud's (signed by `server_ca`), ours (signed by the
+/// authority the cloud trusts for clients) and a stranger's (signed by another).
+struct Pki {
+    dir: tempfile::TempDir,
+    server_ca: Ca,
+    server: Issued,
+    client_ca: Ca,
+    ours: Issued,
+    stranger: Issued,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = tempfile::Builder::new()
+            .prefix("retriever-mtls-")
+            .tempdir()
+            .expect("create a directory for the certificates");
+        let server_ca = Ca::new(dir.path(), "server-ca");
+        let server = server_ca.server("cloud");
+        let client_ca = Ca::new(dir.path(), "client-ca");
+        let ours = client_ca.client("router");
+        let stranger = Ca::new(dir.path(), "other-ca").client("stranger");
+        Pki {
+            dir,
+            server_ca,
+            server,
+            client_ca,
+            ours,
+            stranger,
+        }
+    }
+
+    /// nginx in front of the shared Orthanc, asking for a certificate from our authority.
+    fn nginx(&self) -> Nginx {
+        Nginx::requiring_client_certificates(Orthanc::shared().http_addr(), &self.server, &self.client_ca.cert())
+    }
+}
+
+/// `retriever fetch ACC2001 --priors 0` from `cloud` with the cloud's authority trusted, and
+/// `identity` as our client certificate.
+fn fetch(cloud: &str, cache: &Path, pki: &Pki, identity: Option<&Issued>) -> (i32, String, String) {
+    let mut cmd = retriever_at(&format!("{cloud}/dicom-web"), cache);
+    cmd.arg("--ca-bundle").arg(pki.server_ca.cert());
+    if let Some(id) = identity {
+        cmd.arg("--client-cert").arg(&id.cert).arg("--client-key").arg(&id.key);
+    }
+    run_within(cmd.args(["fetch", "ACC2001", "--priors", "0"]), LIMIT)
+}
+
+/// Waits until nginx has logged at least one request (it logs after answering, which may be
+/// just after the client has its answer), then returns what it logged.
+fn requests_logged(nginx: &Nginx) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let requests = nginx.requests();
+        if !requests.is_empty() || Instant::now() > deadline {
+            return requests;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn a_study_comes_whole_from_a_cloud_that_asks_for_our_certificate() {
+    let pki = Pki::new();
+    let nginx = pki.nginx();
+    let cache = temp_cache();
+    let (code, out, err) = fetch(&nginx.url(), cache.path(), &pki, Some(&pki.ours));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with(uid_of("ACC2001")), "{out}");
+    assert!(
+        !err.contains("warning"),
+        "openssl writes keys only the owner can read: {err}"
+    );
+    assert_study_cached(cache.path(), "ACC2001");
+    let requests = nginx.requests();
+    assert!(
+        !requests.is_empty() && requests.iter().all(|r| r.starts_with("200 SUCCESS ")),
+        "every request came with our certificate, checked: {requests:?}"
+    );
+}
+
+fn without_a_certificate_the_error_says_the_cloud_wants_one() {
+    let pki = Pki::new();
+    let nginx = pki.nginx();
+    let cache = temp_cache();
+    let (code, out, err) = fetch(&nginx.url(), cache.path(), &pki, None);
+    assert_eq!(code, 1, "{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains("asks for a client certificate") && err.contains("--client-cert") && err.contains("--client-key"),
+        "{err}"
+    );
+    assert!(err.lines().count() <= 3, "one clear error, not a cascade: {err}");
+    // Not retried: the same connection without a certificate would get the same answer.
+    assert_eq!(requests_logged(&nginx).len(), 1, "{:?}", nginx.requests());
+}
+
+fn a_certificate_from_another_authority_is_refused_with_a_clear_message() {
+    let pki = Pki::new();
+    let nginx = pki.nginx();
+    let cache = temp_cache();
+    let (code, out, err) = fetch(&nginx.url(), cache.path(), &pki, Some(&pki.stranger));
+    assert_eq!(code, 1, "{err}");
+    assert!(out.is_empty(), "{out}");
+    let shown = format!("refused our client certificate `{}`", pki.stranger.cert.display());
+    assert!(err.contains(&shown), "{err}");
+    let requests = requests_logged(&nginx);
+    assert_eq!(requests.len(), 1, "not retried: {requests:?}");
+    assert!(requests[0].starts_with("400 FAILED:"), "{requests:?}");
+}
+
+fn the_clouds_own_certificate_is_still_verified() {
+    let pki = Pki::new();
+    let nginx = pki.nginx();
+    let cache = temp_cache();
+    let mut cmd = retriever_at(&format!("{}/dicom-web", nginx.url()), cache.path());
+    cmd.arg("--client-cert")
+        .arg(&pki.ours.cert)
+        .arg("--client-key")
+        .arg(&pki.ours.key)
+        .args(["fetch", "ACC2001", "--priors", "0"]);
+    let (code, out, err) = run_within(&mut cmd, LIMIT);
+    assert_eq!(code, 1, "{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains("presented a certificate that is not trusted") && err.contains("--ca-bundle"),
+        "{err}"
+    );
+    assert!(
+        nginx.requests().is_empty(),
+        "no request was sent: {:?}",
+        nginx.requests()
+    );
+}
+
+/// `openssl s_server` asking for a client certificate from one authority, and failing the
+/// handshake without one (`-verify_return_error`); stopped when dropped.
+struct Handshaker {
+    child: Child,
+    port: u16,
+}
+
+impl Handshaker {
+    fn start(server: &Issued, client_ca: &Path) -> Handshaker {
+        for _ in 0..5 {
+            let port = free_port();
+            let mut child = Command::new("openssl")
+                .args(["s_server", "-quiet", "-www", "-Verify", "1", "-verify_return_error"])
+                .arg("-accept")
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("-cert")
+                .arg(&server.cert)
+                .arg("-key")
+                .arg(&server.key)
+                .arg("-CAfile")
+                .arg(client_ca)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("run openssl s_server");
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !is_listening(port) && child.try_wait().expect("wait for openssl").is_none() {
+                assert!(Instant::now() < deadline, "openssl s_server did not listen on {port}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if is_listening(port) {
+                return Handshaker { child, port };
+            }
+        }
+        panic!("openssl s_server could not start");
+    }
+
+    fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Handshaker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Most TLS servers (Apache, Go, cloud load balancers, OpenSSL's) end the handshake with an
+/// alert, which with TLS 1.3 comes only when the first request is sent.
+fn a_cloud_that_ends_the_handshake_with_an_alert_says_why() {
+    let pki = Pki::new();
+    let cloud = Handshaker::start(&pki.server, &pki.client_ca.cert());
+
+    let cache = temp_cache();
+    let (code, out, err) = fetch(&cloud.url(), cache.path(), &pki, None);
+    assert_eq!(code, 1, "{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains("asks for a client certificate") && err.contains("--client-cert"),
+        "{err}"
+    );
+    assert!(!err.contains("attempts"), "not retried: {err}");
+
+    let (code, _, err) = fetch(&cloud.url(), cache.path(), &pki, Some(&pki.stranger));
+    assert_eq!(code, 1, "{err}");
+    let shown = format!("refused our client certificate `{}`", pki.stranger.cert.display());
+    assert!(err.contains(&shown), "{err}");
+    assert!(!err.contains("attempts"), "not retried: {err}");
+}
+
+fn config_shows_the_client_certificate_and_warns_about_a_readable_key() {
+    let pki = Pki::new();
+    let config = |key: &Path| {
+        let (code, out, err) = run_within(
+            retriever()
+                .arg("--client-cert")
+                .arg(&pki.ours.cert)
+                .arg("--client-key")
+                .arg(key)
+                .args(["config", "--json"]),
+            LIMIT,
+        );
+        assert_eq!(code, 0, "{err}");
+        let json: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"));
+        (json, err)
+    };
+    let (json, err) = config(&pki.ours.key);
+    assert_eq!(json["client_cert"]["value"], pki.ours.cert.display().to_string());
+    assert_eq!(json["client_cert"]["origin"], "--client-cert");
+    assert_eq!(json["client_key"]["value"], pki.ours.key.display().to_string());
+    assert!(!err.contains("warning"), "{err}");
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let readable = pki.dir.path().join("readable.key");
+        std::fs::copy(&pki.ours.key, &readable).unwrap();
+        std::fs::set_permissions(&readable, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let (_, err) = config(&readable);
+        assert!(
+            err.contains("warning: the client key") && err.contains(&format!("chmod 600 {}", readable.display())),
+            "{err}"
+        );
+    }
+}
+
+/// Checked before anything is sent: the cloud here is a port nothing listens on.
+fn a_key_that_is_not_the_certificates_is_refused_naming_both() {
+    let pki = Pki::new();
+    let mixed = Issued {
+        cert: pki.ours.cert.clone(),
+        key: pki.stranger.key.clone(),
+    };
+    let cache = temp_cache();
+    let (code, out, err) = fetch(
+        &format!("https://127.0.0.1:{}", free_port()),
+        cache.path(),
+        &pki,
+        Some(&mixed),
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(out.is_empty(), "{out}");
+    let named = format!(
+        "the client key `{}` cannot be used with the client certificate `{}`",
+        mixed.key.display(),
+        mixed.cert.display()
+    );
+    assert!(err.contains(&named), "{err}");
+    assert!(!err.contains("connect"), "nothing was sent: {err}");
+}
