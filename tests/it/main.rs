@@ -18,6 +18,7 @@ mod hostile_listing;
 mod hostile_pacs;
 mod install;
 mod logs;
+mod oauth;
 mod patient_data;
 mod prune;
 mod service;
@@ -40,6 +41,7 @@ fn main() {
         hostile_pacs::tests(),
         install::tests(),
         logs::tests(),
+        oauth::tests(),
         patient_data::tests(),
         prune::tests(),
         service::tests(),

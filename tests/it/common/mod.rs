@@ -9,6 +9,7 @@
 #[macro_use]
 pub mod harness;
 pub mod hostile_scp;
+pub mod oauth;
 pub mod orthanc;
 pub mod proxy;
 pub mod running;
