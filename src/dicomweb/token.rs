@@ -304,27 +304,50 @@ pub fn renew_after(lifetime: Duration) -> Duration {
 
 // --- OAuth2 ---------------------------------------------------------------
 
-/// One failed request to the token endpoint.
+/// One failed request to the token endpoint: what happened, what to do,
+/// and whether asking again may help.
 struct Attempt {
-    error: anyhow::Error,
-    transient: bool,
+    what: String,
+    hint: &'static str,
+    kind: Kind,
     retry_after: Option<Duration>,
 }
 
+#[derive(PartialEq, Eq)]
+enum Kind {
+    /// May pass: 5xx, 429, no connection.
+    Transient,
+    Permanent,
+    /// The endpoint refused the client: a [`LoginRefused`].
+    Refused,
+    Interrupted,
+}
+
 impl Attempt {
-    fn permanent(error: anyhow::Error) -> Attempt {
+    fn new(kind: Kind, what: String, hint: &'static str) -> Attempt {
         Attempt {
-            error,
-            transient: false,
+            what,
+            hint,
+            kind,
             retry_after: None,
         }
     }
 
-    fn transient(error: anyhow::Error) -> Attempt {
-        Attempt {
-            error,
-            transient: true,
-            retry_after: None,
+    fn interrupted() -> Attempt {
+        Attempt::new(Kind::Interrupted, String::new(), "")
+    }
+
+    fn into_error(self, tries: u32) -> anyhow::Error {
+        let after = if tries > 1 {
+            format!(" after {tries} attempts")
+        } else {
+            String::new()
+        };
+        let message = format!("{}{after}; {}", self.what, self.hint);
+        match self.kind {
+            Kind::Interrupted => Interrupted.into(),
+            Kind::Refused => anyhow::Error::new(LoginRefused(message)),
+            Kind::Transient | Kind::Permanent => anyhow!(message),
         }
     }
 }
@@ -340,15 +363,17 @@ fn request_token(o: &OAuth2, fetch: &Fetch<'_>) -> Result<Issued> {
         tries += 1;
         match request_once(o, lanes) {
             Ok(issued) => return Ok(issued),
-            Err(a) if a.transient && tries <= fetch.retries => {
+            Err(a) if a.kind == Kind::Transient && tries <= fetch.retries => {
                 let wait = a.retry_after.unwrap_or_else(|| backoff(fetch.backoff, tries - 1));
                 interrupt::sleep(wait)?;
             }
-            Err(a) if tries > 1 => return Err(a.error.context(format!("after {tries} attempts"))),
-            Err(a) => return Err(a.error),
+            Err(a) => return Err(a.into_error(tries)),
         }
     }
 }
+
+const CHECK_NETWORK: &str = "check the network, any proxy settings and `oauth_token_url`";
+const CHECK_URL: &str = "check `oauth_token_url`";
 
 fn request_once(o: &OAuth2, lanes: &Lanes) -> Result<Issued, Attempt> {
     let url = &o.token_url;
@@ -378,18 +403,21 @@ fn request_once(o: &OAuth2, lanes: &Lanes) -> Result<Issued, Attempt> {
     });
     let response = match sent {
         Ok(response) => response,
-        Err(SendError::Interrupted) => return Err(Attempt::permanent(Interrupted.into())),
+        Err(SendError::Interrupted) => return Err(Attempt::interrupted()),
         Err(SendError::Setup(e)) => {
-            return Err(Attempt::transient(e.context(format!(
-                "could not set up a connection to the token endpoint `{url}`"
-            ))));
+            return Err(Attempt::new(
+                Kind::Transient,
+                format!("could not set up a connection to the token endpoint `{url}` ({e:#})"),
+                "the computer may be short of threads or open files; try again later",
+            ));
         }
         Err(SendError::Http(e)) => {
             let why = super::client::chain(&e);
-            return Err(Attempt::transient(anyhow!(
-                "could not get an access token from the token endpoint `{url}` ({why}); check the network, \
-                 any proxy settings and `oauth_token_url`"
-            )));
+            return Err(Attempt::new(
+                Kind::Transient,
+                format!("could not get an access token from the token endpoint `{url}` ({why})"),
+                CHECK_NETWORK,
+            ));
         }
     };
     let status = response.status();
@@ -402,47 +430,61 @@ fn request_once(o: &OAuth2, lanes: &Lanes) -> Result<Issued, Attempt> {
     let read = response.take(MAX_ANSWER + 1).read_to_end(&mut body);
     if let Err(e) = read {
         if interrupt::caused(&e) {
-            return Err(Attempt::permanent(Interrupted.into()));
+            return Err(Attempt::interrupted());
         }
-        return Err(Attempt::transient(anyhow!(
-            "the answer of the token endpoint `{url}` broke off ({}); check the network",
-            super::client::chain(&e)
-        )));
+        return Err(Attempt::new(
+            Kind::Transient,
+            format!(
+                "the answer of the token endpoint `{url}` broke off ({})",
+                super::client::chain(&e)
+            ),
+            CHECK_NETWORK,
+        ));
     }
     if body.len() as u64 > MAX_ANSWER {
-        return Err(Attempt::permanent(anyhow!(
-            "the token endpoint `{url}` answered with more than {} KiB; check `oauth_token_url`",
-            MAX_ANSWER / 1024
-        )));
+        return Err(Attempt::new(
+            Kind::Permanent,
+            format!(
+                "the token endpoint `{url}` answered with more than {} KiB",
+                MAX_ANSWER / 1024
+            ),
+            CHECK_URL,
+        ));
     }
     if status.is_success() {
         return parse_answer(&body).map_err(|why| {
-            Attempt::permanent(anyhow!(
-                "the token endpoint `{url}` answered with no usable access token ({why}); check `oauth_token_url`"
-            ))
+            Attempt::new(
+                Kind::Permanent,
+                format!("the token endpoint `{url}` answered with no usable access token ({why})"),
+                CHECK_URL,
+            )
         });
     }
     let said = oauth_error(&body);
     let code = status.as_u16();
     if is_transient_status(status) {
-        let mut a = Attempt::transient(anyhow!(
-            "the token endpoint `{url}` answered HTTP {code}{said}; it may be overloaded or down, try again later"
-        ));
+        let mut a = Attempt::new(
+            Kind::Transient,
+            format!("the token endpoint `{url}` answered HTTP {code}{said}"),
+            "it may be overloaded or down, try again later",
+        );
         a.retry_after = retry_after;
         return Err(a);
     }
     if status == StatusCode::BAD_REQUEST || status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-        let message = format!(
-            "the token endpoint `{url}` refused the client credentials (HTTP {code}{said}); check \
-             `oauth_client_id`, the client secret (`oauth_client_secret`, `oauth_client_secret_file` or \
+        return Err(Attempt::new(
+            Kind::Refused,
+            format!("the token endpoint `{url}` refused the client credentials (HTTP {code}{said})"),
+            "check `oauth_client_id`, the client secret (`oauth_client_secret`, `oauth_client_secret_file` or \
              RETRIEVER_OAUTH_CLIENT_SECRET), `oauth_scope`, `oauth_audience`, and `oauth_client_auth` for a \
-             server that takes the secret only in the form"
-        );
-        return Err(Attempt::permanent(anyhow::Error::new(LoginRefused(message))));
+             server that takes the secret only in the form",
+        ));
     }
-    Err(Attempt::permanent(anyhow!(
-        "the token endpoint `{url}` answered HTTP {code}{said}; check `oauth_token_url`"
-    )))
+    Err(Attempt::new(
+        Kind::Permanent,
+        format!("the token endpoint `{url}` answered HTTP {code}{said}"),
+        CHECK_URL,
+    ))
 }
 
 fn form_encoded(s: &str) -> String {

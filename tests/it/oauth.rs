@@ -20,6 +20,7 @@ tests! {
     a_watch_spanning_many_token_lifetimes_delivers_everything: ["orthanc", "storescp"],
     a_revoked_token_is_renewed_and_the_request_sent_again: ["orthanc"],
     a_wrong_client_secret_fails_naming_the_token_url_and_invalid_client: ["orthanc"],
+    a_token_endpoint_down_for_a_while_is_asked_again: ["orthanc"],
     a_token_command_is_run_again_after_its_lifetime: ["orthanc", "storescp", "python"],
     a_failing_token_command_shows_its_stderr,
     two_ways_to_log_in_are_a_usage_error,
@@ -162,6 +163,43 @@ fn a_wrong_client_secret_fails_naming_the_token_url_and_invalid_client() {
     assert_eq!(endpoint.requests().len(), 1, "a refusal is not retried");
     assert_eq!(cloud.request_count(), 0, "nothing asked of the cloud");
     assert!(cached_instances(cache.path(), uid_of("ACC1001")).is_empty());
+}
+
+/// A token endpoint that is down for a moment (503) is asked again, as the cloud would be; one
+/// that stays down ends the run saying so.
+fn a_token_endpoint_down_for_a_while_is_asked_again() {
+    let endpoint = TokenServer::start(CLIENT_ID, CLIENT_SECRET, Duration::from_secs(60));
+    let cloud = endpoint.cloud(Orthanc::shared());
+    let dir = temp_cache();
+    let config = oauth_config(dir.path(), &endpoint, CLIENT_SECRET);
+    let cache = temp_cache();
+    endpoint.unavailable_for(2);
+    let (code, _, err) = run_within(
+        retriever_with(&config, &cloud.dicomweb_url(), cache.path()).args(["fetch", "ACC1001", "--priors", "0"]),
+        LIMIT,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(endpoint.requests().len(), 3);
+    assert_eq!(endpoint.issued(), 1);
+
+    endpoint.unavailable_for(100);
+    let cache = temp_cache();
+    let (code, _, err) = run_within(
+        retriever_with(&config, &cloud.dicomweb_url(), cache.path())
+            .args(["--retries", "1"])
+            .args(["fetch", "ACC1001", "--priors", "0"]),
+        LIMIT,
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.lines().any(|l| l.contains(&format!(
+            "the token endpoint `{}` answered HTTP 503: temporarily_unavailable after 2 attempts; it may be \
+             overloaded or down",
+            endpoint.url()
+        ))),
+        "{err}"
+    );
+    assert_eq!(endpoint.requests().len(), 5);
 }
 
 /// A token command (here a script that asks the token endpoint) gives the router its tokens,

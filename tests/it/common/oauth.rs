@@ -52,6 +52,8 @@ struct State {
     authorised: AtomicUsize,
     /// The cloud revokes the token of its n-th authorised request (1-based) and refuses it.
     revoke_at: AtomicUsize,
+    /// Token requests still to be answered 503 (with `Retry-After: 0`).
+    unavailable: AtomicUsize,
     stop: AtomicBool,
 }
 
@@ -100,6 +102,7 @@ impl TokenServer {
             refused: AtomicUsize::new(0),
             authorised: AtomicUsize::new(0),
             revoke_at: AtomicUsize::new(0),
+            unavailable: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
         });
         let accept_state = Arc::clone(&state);
@@ -154,6 +157,11 @@ impl TokenServer {
     /// How many requests the cloud of [`TokenServer::cloud`] refused for their token.
     pub fn refused(&self) -> usize {
         self.state.refused.load(Ordering::SeqCst)
+    }
+
+    /// The next `n` token requests are answered 503 Service Unavailable, `Retry-After: 0`.
+    pub fn unavailable_for(&self, n: usize) {
+        self.state.unavailable.store(n, Ordering::SeqCst);
     }
 
     /// The cloud revokes the still-valid token of its `n`-th request from now and refuses it.
@@ -216,7 +224,13 @@ fn answer(mut stream: TcpStream, state: &State) {
         authorization: header(&head, "authorization").map(str::to_owned),
     };
     state.requests.lock().unwrap().push(request.clone());
-    let (status, json) = if !head.starts_with("POST ") || request.field("grant_type") != Some("client_credentials") {
+    let unavailable = state
+        .unavailable
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    let (status, json) = if unavailable {
+        (503, serde_json::json!({"error": "temporarily_unavailable"}))
+    } else if !head.starts_with("POST ") || request.field("grant_type") != Some("client_credentials") {
         (400, serde_json::json!({"error": "unsupported_grant_type"}))
     } else if client_of(&request).as_ref() != Some(&(state.client_id.clone(), state.client_secret.clone())) {
         (
@@ -240,9 +254,10 @@ fn answer(mut stream: TcpStream, state: &State) {
     };
     let body = json.to_string();
     let reason = if status == 200 { "OK" } else { "Error" };
+    let retry_after = if status == 503 { "Retry-After: 0\r\n" } else { "" };
     let response = format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nCache-Control: no-store\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+         {retry_after}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     let _ = stream.write_all(response.as_bytes());
