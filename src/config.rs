@@ -18,7 +18,8 @@ use reqwest::Url;
 use crate::cli::{MAX_JOBS, MIN_INSTANCE_SIZE, PriorModality};
 use crate::delivery::StoreOptions;
 use crate::dicomweb::{
-    Auth, ClientIdentity, ClientOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_JOBS, DEFAULT_RETRIES,
+    Auth, ClientAuth, ClientIdentity, ClientOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_JOBS,
+    DEFAULT_RETRIES, DEFAULT_TOKEN_LIFETIME, OAuth2, TOKEN_COMMAND_TIMEOUT, TokenCommand, TokenOrigin, Tokens,
 };
 use crate::dimse::{Destination, ScuOptions, check_ae_title};
 use crate::format::{parse_duration, parse_size, setting_duration as format_setting_duration};
@@ -28,33 +29,46 @@ use crate::watch::Filter;
 /// Parses the cloud URL and checks the scheme rule: https always, plain http
 /// only to a loopback host or with the explicit opt-in.
 pub fn parse_cloud_url(raw: &str, allow_insecure_http: bool) -> Result<Url> {
-    // What is shown of it, in case a password was written into it.
-    let raw = &redact_url(raw);
-    let mut url = Url::parse(raw.trim()).with_context(|| {
-        format!("the cloud URL `{raw}` is not a valid URL (expected e.g. https://cloud.example.org/dicom-web)")
-    })?;
-    match url.scheme() {
-        "https" => {}
-        "http" if allow_insecure_http || is_loopback(&url) => {}
-        "http" => bail!(
-            "the cloud URL `{raw}` uses plain http, which would send patient data and credentials unencrypted; \
-             use https, or pass --allow-insecure-http if this network path is protected otherwise"
-        ),
-        other => bail!("the cloud URL `{raw}` has scheme `{other}`; use an https:// URL"),
-    }
-    if url.host().is_none() {
-        bail!("the cloud URL `{raw}` has no host name");
-    }
+    let mut url = parse_https_url(
+        "the cloud URL",
+        raw,
+        "https://cloud.example.org/dicom-web",
+        allow_insecure_http,
+    )?;
     if !url.username().is_empty() || url.password().is_some() {
         bail!(
-            "the cloud URL `{raw}` has credentials in it, where other users can read them; give the user \
-             with --user and the password with RETRIEVER_PASSWORD, --password-file or the config file"
+            "the cloud URL `{}` has credentials in it, where other users can read them; give the user \
+             with --user and the password with RETRIEVER_PASSWORD, --password-file or the config file",
+            redact_url(raw)
         );
     }
     let trimmed = url.path().trim_end_matches('/').to_string();
     url.set_path(&trimmed);
     url.set_query(None);
     url.set_fragment(None);
+    Ok(url)
+}
+
+/// Parses `raw` (`what`, e.g. "the cloud URL") and checks the scheme rule
+/// for every URL credentials go to: https always, plain http only to a
+/// loopback host or with the explicit opt-in.
+fn parse_https_url(what: &str, raw: &str, example: &str, allow_insecure_http: bool) -> Result<Url> {
+    // What is shown of it, in case a password was written into it.
+    let raw = &redact_url(raw);
+    let url = Url::parse(raw.trim())
+        .with_context(|| format!("{what} `{raw}` is not a valid URL (expected e.g. {example})"))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if allow_insecure_http || is_loopback(&url) => {}
+        "http" => bail!(
+            "{what} `{raw}` uses plain http, which would send patient data and credentials unencrypted; \
+             use https, or pass --allow-insecure-http if this network path is protected otherwise"
+        ),
+        other => bail!("{what} `{raw}` has scheme `{other}`; use an https:// URL"),
+    }
+    if url.host().is_none() {
+        bail!("{what} `{raw}` has no host name");
+    }
     Ok(url)
 }
 
@@ -125,6 +139,19 @@ pub struct FileConfig {
     pub ca_bundle: Option<PathBuf>,
     pub client_cert: Option<PathBuf>,
     pub client_key: Option<PathBuf>,
+    // OAuth2 client credentials (RFC 6749 §4.4), or a command printing a
+    // token: short-lived access tokens, renewed as they run out.
+    pub oauth_token_url: Option<String>,
+    pub oauth_client_id: Option<String>,
+    pub oauth_client_secret: Option<String>,
+    pub oauth_client_secret_file: Option<PathBuf>,
+    pub oauth_scope: Option<String>,
+    pub oauth_audience: Option<String>,
+    /// `basic` (the default) or `body`: how the client secret is sent.
+    pub oauth_client_auth: Option<String>,
+    pub token_command: Option<String>,
+    /// How long a token printed by `token_command` is used, e.g. "5m".
+    pub token_command_lifetime: Option<String>,
     pub allow_insecure_http: Option<bool>,
     pub jobs: Option<usize>,
     pub connect_timeout: Option<String>,
@@ -193,6 +220,7 @@ impl FileConfig {
             ("token_file", &self.token_file),
             ("client_cert", &self.client_cert),
             ("client_key", &self.client_key),
+            ("oauth_client_secret_file", &self.oauth_client_secret_file),
         ];
         for (key, path) in paths {
             let Some(path) = path else { continue };
@@ -212,7 +240,7 @@ impl FileConfig {
     /// True when the file holds a password or token itself, not the name
     /// of a file holding one.
     pub fn holds_secret(&self) -> bool {
-        self.password.is_some() || self.token.is_some()
+        self.password.is_some() || self.token.is_some() || self.oauth_client_secret.is_some()
     }
 }
 
@@ -230,9 +258,26 @@ impl From<anyhow::Error> for Wrong {
 impl Wrong {
     /// The error again, for the caller's `?`; its causes stay its sources.
     fn error(&self) -> anyhow::Error {
+        // Kept recognisable, for `main`'s exit status.
+        if let Some(usage) = self.0.chain().next().and_then(|e| e.downcast_ref::<UsageError>()) {
+            return anyhow::Error::new(usage.clone());
+        }
         anyhow::Error::new(self.clone())
     }
 }
+
+/// Settings that contradict each other, such as two ways to log in to the
+/// cloud: a usage error (exit status 2), like a wrong flag.
+#[derive(Debug, Clone)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
 
 impl fmt::Display for Wrong {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -642,6 +687,33 @@ impl Layers<'_> {
         }
     }
 
+    /// A setting with an environment variable but no flag: `env`, else the
+    /// config file's `key`.
+    fn env_or_file(&mut self, key: &'static str, env: &str, file: Option<String>) -> Option<String> {
+        let from_env = std::env::var(env).ok().filter(|v| !v.trim().is_empty());
+        let (value, source, origin) = match (from_env, file) {
+            (Some(v), _) => (Some(v), Source::Environment, Some(env.to_string())),
+            (None, Some(v)) => (Some(v), Source::ConfigFile, None),
+            (None, None) => (None, Source::Default, None),
+        };
+        self.entries.push(Entry {
+            key,
+            value: value.clone(),
+            source,
+            origin,
+        });
+        value
+    }
+
+    /// Whether the last entry recorded for `key` has a value.
+    fn entry_set(&self, key: &str) -> bool {
+        self.entries
+            .iter()
+            .rev()
+            .find(|e| e.key == key)
+            .is_some_and(|e| e.value.is_some())
+    }
+
     /// A secret: the environment variable `env`, else the file named by the
     /// clap argument `file_arg` (a flag or its variable), else the config
     /// file's own value, else the file it names. Recorded as [`REDACTED`].
@@ -749,7 +821,7 @@ fn cloud_config(l: &mut Layers<'_>, file: &FileConfig) -> Result<ClientOptions> 
             show_display,
         )
         .unwrap_or(false);
-    let auth = resolve_auth(l, file);
+    let auth = resolve_auth(l, file, insecure);
     let ca_bundle = l.pick("ca_bundle", file.ca_bundle.clone(), None, show_path);
     let client_identity = client_identity(l, file);
     let jobs = l.pick_or("jobs", file.jobs, DEFAULT_JOBS, show_display);
@@ -761,7 +833,15 @@ fn cloud_config(l: &mut Layers<'_>, file: &FileConfig) -> Result<ClientOptions> 
         "no cloud archive given: pass --cloud URL or set RETRIEVER_CLOUD (e.g. https://cloud.example.org/dicom-web)",
     )?;
     let base = parse_cloud_url(&raw, insecure)?;
-    let mut cloud = ClientOptions::new(base, auth?);
+    let auth = auth?;
+    if matches!(auth, Auth::Renewed(_)) && base.scheme() == "http" && !is_loopback(&base) {
+        bail!(
+            "the cloud URL `{}` uses plain http, and an access token from `oauth_token_url` or `token_command` \
+             never goes over plain http but to this computer itself; use an https:// cloud URL",
+            redact_url(&raw)
+        );
+    }
+    let mut cloud = ClientOptions::new(base, auth);
     cloud.allow_insecure_http = insecure;
     cloud.ca_bundle = ca_bundle;
     cloud.client_identity = client_identity?;
@@ -814,7 +894,7 @@ fn cache_limits(l: &mut Layers<'_>, file: &FileConfig) -> Result<crate::cache::L
     Ok(limits)
 }
 
-fn resolve_auth(l: &mut Layers<'_>, file: &FileConfig) -> Result<Auth> {
+fn resolve_auth(l: &mut Layers<'_>, file: &FileConfig, insecure: bool) -> Result<Auth> {
     let user = l.pick("user", file.user.clone(), None, show_string);
     let token = l.secret(
         "token",
@@ -830,6 +910,42 @@ fn resolve_auth(l: &mut Layers<'_>, file: &FileConfig) -> Result<Auth> {
         file.password.as_ref(),
         file.password_file.as_ref(),
     );
+    let oauth = oauth2(l, file, insecure);
+    let command = token_command(l, file);
+    // A user with a static token has always meant the token; every other
+    // pair of ways to log in is a contradiction that would otherwise be
+    // settled silently.
+    let mut given = Vec::new();
+    if user.is_some() {
+        given.push(format!("a user for HTTP Basic ({})", l.origin("user")));
+    }
+    if !matches!(token, Ok(None)) {
+        given.push(format!("a Bearer token ({})", l.origin("token")));
+    }
+    if !matches!(oauth, Ok(None)) {
+        let key = ["oauth_token_url", "oauth_client_id", "oauth_client_secret"]
+            .into_iter()
+            .find(|key| l.entry_set(key))
+            .unwrap_or("oauth_token_url");
+        given.push(format!("OAuth2 ({})", l.origin(key)));
+    }
+    if !matches!(command, Ok(None)) {
+        given.push(format!("a token command ({})", l.origin("token_command")));
+    }
+    let renewed = !matches!(oauth, Ok(None)) || !matches!(command, Ok(None));
+    if renewed && given.len() > 1 {
+        return Err(anyhow::Error::new(UsageError(format!(
+            "two ways to log in to the cloud are set: {} and {}; keep only one",
+            given[..given.len() - 1].join(", "),
+            given[given.len() - 1]
+        ))));
+    }
+    if let Some(oauth) = oauth? {
+        return Ok(Auth::Renewed(Tokens::new(TokenOrigin::OAuth2(oauth))));
+    }
+    if let Some(command) = command? {
+        return Ok(Auth::Renewed(Tokens::new(TokenOrigin::Command(command))));
+    }
     if let Some(token) = token? {
         return Ok(Auth::Bearer { token });
     }
@@ -843,6 +959,115 @@ fn resolve_auth(l: &mut Layers<'_>, file: &FileConfig) -> Result<Auth> {
              or pass --password-file FILE, or put \"password\" in the config file"
         ),
     }
+}
+
+/// The OAuth2 client-credentials settings, if any `oauth_*` key is set.
+fn oauth2(l: &mut Layers<'_>, file: &FileConfig, insecure: bool) -> Result<Option<OAuth2>> {
+    let url = l.env_or_file(
+        "oauth_token_url",
+        "RETRIEVER_OAUTH_TOKEN_URL",
+        file.oauth_token_url.clone(),
+    );
+    let client_id = l.env_or_file(
+        "oauth_client_id",
+        "RETRIEVER_OAUTH_CLIENT_ID",
+        file.oauth_client_id.clone(),
+    );
+    let secret = l.secret(
+        "oauth_client_secret",
+        "RETRIEVER_OAUTH_CLIENT_SECRET",
+        "oauth_client_secret_file",
+        file.oauth_client_secret.as_ref(),
+        file.oauth_client_secret_file.as_ref(),
+    );
+    let scope = l.pick("oauth_scope", file.oauth_scope.clone(), None, show_string);
+    let audience = l.pick("oauth_audience", file.oauth_audience.clone(), None, show_string);
+    let client_auth = l.file_value("oauth_client_auth", file.oauth_client_auth.clone(), |raw| {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "basic" => Ok(ClientAuth::Basic),
+            "body" => Ok(ClientAuth::Body),
+            _ => Err(std::io::Error::other(format!(
+                "`{raw}` is neither \"basic\" nor \"body\""
+            ))),
+        }
+    });
+    let client_auth = client_auth.map(|c| l.pick_or("oauth_client_auth", c, ClientAuth::Basic, show_display));
+    let secret = secret?;
+    if url.is_none() && client_id.is_none() && secret.is_none() && scope.is_none() && audience.is_none() {
+        return Ok(None);
+    }
+    let (Some(url), Some(client_id), Some(client_secret)) = (url, client_id, secret) else {
+        let missing: Vec<&str> = [
+            (
+                l.entry_set("oauth_token_url"),
+                "`oauth_token_url` (or RETRIEVER_OAUTH_TOKEN_URL)",
+            ),
+            (
+                l.entry_set("oauth_client_id"),
+                "`oauth_client_id` (or RETRIEVER_OAUTH_CLIENT_ID)",
+            ),
+            (
+                l.entry_set("oauth_client_secret"),
+                "`oauth_client_secret`, `oauth_client_secret_file` or RETRIEVER_OAUTH_CLIENT_SECRET",
+            ),
+        ]
+        .into_iter()
+        .filter(|(set, _)| !set)
+        .map(|(_, name)| name)
+        .collect();
+        bail!(
+            "OAuth2 is set up only in part: {} missing; the client-credentials grant needs the token URL, the \
+             client id and the client secret",
+            missing.join(" and ")
+        );
+    };
+    let token_url = parse_https_url(
+        &format!("the token URL ({})", l.origin("oauth_token_url")),
+        &url,
+        "https://login.example.org/oauth2/token",
+        insecure,
+    )?;
+    if !token_url.username().is_empty() || token_url.password().is_some() {
+        bail!(
+            "the token URL `{}` has credentials in it; give them as `oauth_client_id` and the client secret",
+            redact_url(&url)
+        );
+    }
+    Ok(Some(OAuth2 {
+        token_url,
+        client_id,
+        client_secret,
+        scope,
+        audience,
+        client_auth: client_auth?,
+    }))
+}
+
+/// The token command's settings, if `token_command` is set.
+fn token_command(l: &mut Layers<'_>, file: &FileConfig) -> Result<Option<TokenCommand>> {
+    let command = l.pick("token_command", file.token_command.clone(), None, show_string);
+    let lifetime = l.duration(
+        "token_command_lifetime",
+        file.token_command_lifetime.clone(),
+        DEFAULT_TOKEN_LIFETIME,
+    )?;
+    let Some(command) = command else {
+        return Ok(None);
+    };
+    if command.trim().is_empty() {
+        bail!(
+            "{} is empty; give the command that prints an access token, or leave it out",
+            l.origin("token_command")
+        );
+    }
+    if lifetime < Duration::from_secs(1) {
+        bail!("{} must be at least 1s", l.origin("token_command_lifetime"));
+    }
+    Ok(Some(TokenCommand {
+        command,
+        lifetime,
+        timeout: TOKEN_COMMAND_TIMEOUT,
+    }))
 }
 
 fn prior_rules(l: &mut Layers<'_>, file: &FileConfig) -> Result<Rules> {
@@ -1164,6 +1389,85 @@ mod tests {
         );
         assert!(e.contains("invalid escape at line 1 column 15"), "{e}");
         assert!(e.contains("write a Windows path with `/`"), "{e}");
+    }
+
+    #[test]
+    fn oauth2_settings_are_checked_and_the_secret_redacted() {
+        let f = config_file(
+            r#"{"cloud": "https://cloud.example.org/dw", "oauth_token_url": "https://login.example.org/t",
+                "oauth_client_id": "router", "oauth_client_secret": "hunter2", "oauth_client_auth": "body",
+                "oauth_audience": "https://cloud.example.org"}"#,
+        );
+        let path = f.path().to_str().unwrap();
+        let s = settings(&["--config", path, "ls"]).unwrap();
+        let Auth::Renewed(tokens) = &s.cloud().unwrap().auth else {
+            panic!("{:?}", s.cloud().unwrap().auth)
+        };
+        let crate::dicomweb::TokenOrigin::OAuth2(o) = tokens.origin() else {
+            panic!("not OAuth2")
+        };
+        assert_eq!(
+            (
+                o.token_url.as_str(),
+                o.client_id.as_str(),
+                o.client_auth,
+                o.scope.as_deref()
+            ),
+            ("https://login.example.org/t", "router", ClientAuth::Body, None)
+        );
+        assert_eq!(entry(&s, "oauth_client_secret").value.as_deref(), Some(REDACTED));
+        assert_eq!(entry(&s, "oauth_client_auth").value.as_deref(), Some("body"));
+        assert!(!format!("{s:?}").contains("hunter2"));
+
+        for (json, says) in [
+            (
+                r#"{"oauth_token_url": "http://login.example.org/t", "oauth_client_id": "c", "oauth_client_secret": "s"}"#,
+                "the token URL (`oauth_token_url` in the config file",
+            ),
+            (
+                r#"{"oauth_client_id": "c"}"#,
+                "`oauth_token_url` (or RETRIEVER_OAUTH_TOKEN_URL) and `oauth_client_secret`",
+            ),
+            (
+                r#"{"oauth_token_url": "https://l/t", "oauth_client_id": "c", "oauth_client_secret": "s", "oauth_client_auth": "post"}"#,
+                "neither \"basic\" nor \"body\"",
+            ),
+            (r#"{"token_command": " "}"#, "`token_command` in the config file"),
+            (
+                r#"{"token_command": "t", "token_command_lifetime": "0s"}"#,
+                "at least 1s",
+            ),
+        ] {
+            let f = config_file(&format!(r#"{{"cloud": "https://cloud.example.org/dw", {}"#, &json[1..]));
+            let s = settings(&["--config", f.path().to_str().unwrap(), "ls"]).unwrap();
+            let e = format!("{:#}", s.cloud().unwrap_err());
+            assert!(e.contains(says), "{json}: {e}");
+        }
+        // An access token goes over plain http only to this computer.
+        let f = config_file(r#"{"token_command": "t", "allow_insecure_http": true}"#);
+        let path = f.path().to_str().unwrap();
+        let s = settings(&["--config", path, "--cloud", "http://cloud.example.org/dw", "ls"]).unwrap();
+        assert!(format!("{:#}", s.cloud().unwrap_err()).contains("never goes over plain http"));
+        let s = settings(&["--config", path, "--cloud", "http://127.0.0.1:8042/dw", "ls"]).unwrap();
+        assert!(matches!(s.cloud().unwrap().auth, Auth::Renewed(_)));
+    }
+
+    #[test]
+    fn two_ways_to_log_in_are_a_usage_error() {
+        let f = config_file(r#"{"cloud": "https://x.example.org/dw", "user": "u", "token_command": "t"}"#);
+        let s = settings(&["--config", f.path().to_str().unwrap(), "ls"]).unwrap();
+        let e = s.cloud().unwrap_err();
+        assert!(e.chain().any(|c| c.is::<UsageError>()), "{e:#}");
+        let e = format!("{e:#}");
+        assert!(
+            e.contains("a user for HTTP Basic (`user` in the config file")
+                && e.contains("a token command (`token_command` in the config file"),
+            "{e}"
+        );
+        // A user with a static token has always meant the token.
+        let f = config_file(r#"{"cloud": "https://x.example.org/dw", "user": "u", "token": "t"}"#);
+        let s = settings(&["--config", f.path().to_str().unwrap(), "ls"]).unwrap();
+        assert!(matches!(s.cloud().unwrap().auth, Auth::Bearer { .. }));
     }
 
     #[test]

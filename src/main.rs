@@ -26,6 +26,10 @@ fn main() -> ExitCode {
     });
     match run(&cli, &matches) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.chain().any(|c| c.is::<retriever::config::UsageError>()) => {
+            eprintln!("retriever: {e:#}");
+            ExitCode::from(2)
+        }
         Err(e) if e.is::<retriever::service::NotOnThisPlatform>() => {
             eprintln!("retriever: {e:#}");
             ExitCode::from(2)

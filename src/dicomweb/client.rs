@@ -29,7 +29,8 @@ use super::identity::{self, Refusal};
 use super::json::Identities;
 use super::multipart::{Multipart, MultipartError};
 use super::retry::{backoff, is_transient_status, parse_retry_after};
-use super::{Auth, ClientOptions};
+use super::token::{Fetch, Lease};
+use super::{Auth, ClientOptions, Tokens};
 use super::{DicomJson, PartHeaders, RetrieveError, Target, query};
 use crate::interrupt::{self, Interrupted};
 use crate::uid::Uid;
@@ -70,6 +71,8 @@ pub struct Client {
 
 struct Inner {
     lanes: Lanes,
+    /// For the OAuth2 token endpoint, when there is one.
+    token_lanes: Option<Lanes>,
     base: Url,
     auth: Auth,
     idle_timeout: Duration,
@@ -118,6 +121,7 @@ impl Client {
             identity,
             use_proxy: cfg.may_use_proxy(),
         };
+        let token_lanes = token_lanes(&cfg.auth, &settings)?;
         let origin = base.clone();
         let lanes = Lanes::new(settings, move || redirect_policy(&origin)).with_context(|| match &cfg.ca_bundle {
             Some(path) => format!("failed to set up HTTPS with the CA bundle `{}`", path.display()),
@@ -126,6 +130,7 @@ impl Client {
         Ok(Client {
             inner: Arc::new(Inner {
                 lanes,
+                token_lanes,
                 base,
                 auth: cfg.auth.clone(),
                 idle_timeout: cfg.idle_timeout,
@@ -395,13 +400,43 @@ impl Client {
         }
     }
 
+    /// Sends the request with the credentials. A renewed token the cloud
+    /// refuses (revoked, or expired early) is renewed once and the request
+    /// sent once more before the refusal counts.
     fn send(&self, what: &Request, accept: &str) -> Result<Response<'_>, Failure> {
+        let Auth::Renewed(tokens) = &self.inner.auth else {
+            return self.send_as(what, accept, None);
+        };
+        let lease = self.lease(tokens)?;
+        let response = self.send_as(what, accept, Some(&lease))?;
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return Ok(response);
+        }
+        drop(response);
+        tokens.refused(&lease);
+        let lease = self.lease(tokens)?;
+        self.send_as(what, accept, Some(&lease))
+    }
+
+    /// A token from `tokens`, renewed if due. Its failures were retried
+    /// already, so they end the request as they are.
+    fn lease(&self, tokens: &Tokens) -> Result<Lease, Failure> {
+        let fetch = Fetch {
+            lanes: self.inner.token_lanes.as_ref(),
+            retries: self.inner.retries,
+            backoff: self.inner.backoff,
+        };
+        tokens.get(&fetch).map_err(Failure::callback)
+    }
+
+    fn send_as(&self, what: &Request, accept: &str, lease: Option<&Lease>) -> Result<Response<'_>, Failure> {
         let sent = self.inner.lanes.get(what.url.clone(), |request| {
             let request = request.header(ACCEPT, accept);
-            match &self.inner.auth {
-                Auth::None => request,
-                Auth::Basic { user, password } => request.basic_auth(user, Some(password)),
-                Auth::Bearer { token } => request.bearer_auth(token),
+            match (&self.inner.auth, lease) {
+                (Auth::Basic { user, password }, _) => request.basic_auth(user, Some(password)),
+                (Auth::Bearer { token }, _) => request.bearer_auth(token),
+                (Auth::Renewed(_), Some(lease)) => request.bearer_auth(&lease.token),
+                (Auth::None | Auth::Renewed(_), _) => request,
             }
         });
         sent.map_err(|e| match e {
@@ -430,6 +465,33 @@ impl Client {
             return Err(Failure::permanent(
                 format!("the cloud at `{base}` asks for credentials (HTTP 401) for {what}, and none were given"),
                 "set RETRIEVER_USER/RETRIEVER_PASSWORD or RETRIEVER_TOKEN",
+            )
+            .login_refused());
+        }
+        if let Auth::Renewed(tokens) = &self.inner.auth
+            && (status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN)
+        {
+            let (renewed, hint) = match tokens.token_url() {
+                Some(_) => (
+                    "an access token from `oauth_token_url`",
+                    "check that the OAuth2 client may read this cloud, and `oauth_scope` and `oauth_audience`",
+                ),
+                None => (
+                    "the access token of `token_command`",
+                    "check that the account the token command logs in with may read this cloud",
+                ),
+            };
+            let again = if status == StatusCode::UNAUTHORIZED {
+                ", also once renewed"
+            } else {
+                ""
+            };
+            return Err(Failure::permanent(
+                format!(
+                    "the cloud at `{base}` refused {renewed} (HTTP {}{again}) for {what}",
+                    status.as_u16()
+                ),
+                hint,
             )
             .login_refused());
         }
@@ -586,6 +648,23 @@ impl Client {
     }
 }
 
+/// The client for the token endpoint of an OAuth2 grant: the cloud's
+/// settings (trust, timeouts), no redirects (the client secret goes only
+/// where configured), and a proxy only for https, as for the cloud.
+fn token_lanes(auth: &Auth, settings: &Settings) -> Result<Option<Lanes>> {
+    let Auth::Renewed(tokens) = auth else {
+        return Ok(None);
+    };
+    let Some(url) = tokens.token_url() else {
+        return Ok(None);
+    };
+    let mut settings = settings.clone();
+    settings.use_proxy = url.scheme() == "https";
+    let lanes = Lanes::new(settings, redirect::Policy::none)
+        .with_context(|| format!("failed to set up the HTTPS client for the token endpoint `{url}`"))?;
+    Ok(Some(lanes))
+}
+
 /// A request, for error messages: `GET /studies/1.2?x=y`, relative to the base.
 struct Request {
     url: Url,
@@ -717,7 +796,7 @@ impl Failure {
 /// or 403), so that callers (watch) can tell it from other failures
 /// without reading the message: [`super::is_login_refused`].
 #[derive(Debug)]
-pub(super) struct LoginRefused(String);
+pub(super) struct LoginRefused(pub(super) String);
 
 impl std::fmt::Display for LoginRefused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -28,7 +28,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use reqwest::blocking::{Client, RequestBuilder};
 use reqwest::header::HeaderMap;
-use reqwest::{Certificate, Identity, StatusCode, redirect};
+use reqwest::{Certificate, Identity, Method, StatusCode, redirect};
 
 use crate::interrupt::{self, Feed, Give, Interrupted};
 
@@ -49,6 +49,7 @@ const POOL_IDLE: Duration = Duration::from_millis(500);
 const PIECE: usize = 256 * 1024;
 
 /// What every client is built from.
+#[derive(Clone)]
 pub(super) struct Settings {
     pub connect_timeout: Duration,
     /// The longest wait for the response head, and for each piece of a body.
@@ -146,8 +147,26 @@ impl Lanes {
         url: reqwest::Url,
         request: impl Fn(RequestBuilder) -> RequestBuilder,
     ) -> Result<Response<'_>, SendError> {
+        self.send(Method::GET, url, request)
+    }
+
+    /// [`Lanes::get`] for a POST (the token endpoint's form).
+    pub fn post(
+        &self,
+        url: reqwest::Url,
+        request: impl Fn(RequestBuilder) -> RequestBuilder,
+    ) -> Result<Response<'_>, SendError> {
+        self.send(Method::POST, url, request)
+    }
+
+    fn send(
+        &self,
+        method: Method,
+        url: reqwest::Url,
+        request: impl Fn(RequestBuilder) -> RequestBuilder,
+    ) -> Result<Response<'_>, SendError> {
         let client = self.take()?;
-        let head = self.start(&client, url, request);
+        let head = self.start(&client, method, url, request);
         match head {
             Ok((status, headers, feed)) => Ok(Response {
                 lanes: self,
@@ -168,10 +187,11 @@ impl Lanes {
     fn start(
         &self,
         client: &Client,
+        method: Method,
         url: reqwest::Url,
         request: impl Fn(RequestBuilder) -> RequestBuilder,
     ) -> Result<(StatusCode, HeaderMap, Feed<Piece>), SendError> {
-        let request = request(client.get(url)).build().map_err(SendError::Http)?;
+        let request = request(client.request(method, url)).build().map_err(SendError::Http)?;
         let client = client.clone();
         let mut feed = interrupt::feed(move |give| answer(&client, request, give)).map_err(SendError::Setup)?;
         match feed.take() {

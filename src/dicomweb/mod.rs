@@ -15,6 +15,7 @@ mod multipart;
 mod options;
 mod query;
 mod retry;
+mod token;
 
 #[cfg(test)]
 mod client_tests;
@@ -29,6 +30,9 @@ pub use client::Client;
 pub use options::{
     Auth, ClientFor, ClientIdentity, ClientOptions, DEFAULT_BACKOFF, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
     DEFAULT_JOBS, DEFAULT_RETRIES, Proxy, ProxyOrigin,
+};
+pub use token::{
+    ClientAuth, DEFAULT_TOKEN_LIFETIME, OAuth2, Origin as TokenOrigin, TOKEN_COMMAND_TIMEOUT, TokenCommand, Tokens,
 };
 
 /// True when `e` comes from the cloud refusing the login (HTTP 401 or 403).

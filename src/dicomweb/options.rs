@@ -31,6 +31,9 @@ pub enum Auth {
     Bearer {
         token: String,
     },
+    /// Short-lived tokens, renewed as they run out or are refused: an
+    /// OAuth2 client-credentials grant or a token command.
+    Renewed(super::Tokens),
 }
 
 impl fmt::Debug for Auth {
@@ -40,6 +43,7 @@ impl fmt::Debug for Auth {
             Auth::None => f.write_str("none"),
             Auth::Basic { user, .. } => write!(f, "basic (user `{user}`, password redacted)"),
             Auth::Bearer { .. } => f.write_str("bearer (token redacted)"),
+            Auth::Renewed(tokens) => fmt::Debug::fmt(tokens, f),
         }
     }
 }
@@ -204,5 +208,17 @@ mod tests {
         assert!(!format!("{a:?}").contains("hunter2"));
         let t = Auth::Bearer { token: "tok123".into() };
         assert!(!format!("{t:?}").contains("tok123"));
+        let o = Auth::Renewed(super::super::Tokens::new(super::super::TokenOrigin::OAuth2(
+            super::super::OAuth2 {
+                token_url: Url::parse("https://login.example.org/token").unwrap(),
+                client_id: "router".into(),
+                client_secret: "hunter2".into(),
+                scope: None,
+                audience: None,
+                client_auth: Default::default(),
+            },
+        )));
+        let shown = format!("{o:?}");
+        assert!(!shown.contains("hunter2") && shown.contains("router"), "{shown}");
     }
 }

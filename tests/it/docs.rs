@@ -42,6 +42,44 @@ const KEY_HELP: &[(&str, &str)] = &[
         "Bearer token, instead of user and password. Prefer token_file or RETRIEVER_TOKEN.",
     ),
     (
+        "oauth_token_url",
+        "OAuth2 token endpoint (client-credentials grant, RFC 6749 4.4), instead of user and password \
+         or token: access tokens are asked for there and renewed before they run out. https, or plain \
+         http to this computer or with allow_insecure_http. Also RETRIEVER_OAUTH_TOKEN_URL.",
+    ),
+    ("oauth_client_id", "OAuth2 client id. Also RETRIEVER_OAUTH_CLIENT_ID."),
+    (
+        "oauth_client_secret",
+        "OAuth2 client secret. Prefer oauth_client_secret_file or RETRIEVER_OAUTH_CLIENT_SECRET.",
+    ),
+    (
+        "oauth_client_secret_file",
+        "File holding the OAuth2 client secret (first line); keep it readable by its owner only.",
+    ),
+    (
+        "oauth_scope",
+        "The scope asked for with each token, if the token endpoint wants one.",
+    ),
+    (
+        "oauth_audience",
+        "The audience asked for with each token, for token endpoints that want one (Auth0, Okta).",
+    ),
+    (
+        "oauth_client_auth",
+        "How the client id and secret go to the token endpoint: \"basic\" (HTTP Basic) or \"body\" \
+         (in the form, for servers that refuse Basic) [default: basic]",
+    ),
+    (
+        "token_command",
+        "A command that prints an access token on one line (e.g. gcloud auth print-access-token), \
+         instead of user and password or token; run by sh -c (cmd /C on Windows), stopped after 60s, and \
+         run again after token_command_lifetime or when the cloud refuses its token.",
+    ),
+    (
+        "token_command_lifetime",
+        "How long a token printed by token_command is used before the command is run again [default: 5m]",
+    ),
+    (
         "retention",
         "How long a study stays in the cache after it was last fetched or delivered; prune \
          --older-than overrides it [default: 4h]",
@@ -67,6 +105,14 @@ const MORE_ENVIRONMENT: &[(&str, &str)] = &[
     (
         "RETRIEVER_TOKEN",
         "A Bearer token itself, used instead of user and password.",
+    ),
+    (
+        "RETRIEVER_OAUTH_TOKEN_URL, RETRIEVER_OAUTH_CLIENT_ID",
+        "The OAuth2 token endpoint and client id (config keys oauth_token_url, oauth_client_id).",
+    ),
+    (
+        "RETRIEVER_OAUTH_CLIENT_SECRET",
+        "The OAuth2 client secret itself (there is no flag for it).",
     ),
     (
         "LOCALAPPDATA, XDG_CACHE_HOME, HOME",

@@ -19,6 +19,7 @@ mod hostile_listing;
 mod hostile_pacs;
 mod install;
 mod logs;
+mod oauth;
 mod patient_data;
 mod prune;
 mod service;
@@ -42,6 +43,7 @@ fn main() {
         hostile_pacs::tests(),
         install::tests(),
         logs::tests(),
+        oauth::tests(),
         patient_data::tests(),
         prune::tests(),
         service::tests(),

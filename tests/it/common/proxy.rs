@@ -147,6 +147,11 @@ impl Rule {
 
 pub type RuleId = usize;
 
+/// Decides on a request's `Authorization` header (if any): `Some(value)` forwards the request
+/// with that header instead, `None` answers 401 with a Bearer challenge. For a cloud that takes
+/// only the access tokens its token endpoint issued (see `oauth.rs`).
+pub type Authoriser = Arc<dyn Fn(Option<&str>) -> Option<String> + Send + Sync>;
+
 /// One request the proxy received.
 #[derive(Clone, Debug)]
 pub struct RequestSeen {
@@ -179,6 +184,7 @@ struct Shared {
     upstream_ports: Mutex<Vec<u16>>,
     next_id: AtomicUsize,
     stop: AtomicBool,
+    authoriser: Mutex<Option<Authoriser>>,
 }
 
 impl Shared {
@@ -227,6 +233,7 @@ impl Proxy {
             upstream_ports: Mutex::new(Vec::new()),
             next_id: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
+            authoriser: Mutex::new(None),
         });
         let accept_shared = Arc::clone(&shared);
         let accept = std::thread::Builder::new()
@@ -275,6 +282,11 @@ impl Proxy {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         self.shared.rules.lock().unwrap().push(RuleState { id, rule, hits: 0 });
         id
+    }
+
+    /// From now on every request must pass `authoriser` (see [`Authoriser`]).
+    pub fn authorise(&self, authoriser: Authoriser) {
+        *self.shared.authoriser.lock().unwrap() = Some(authoriser);
     }
 
     /// Removes every rule: everything passes through again.
@@ -484,6 +496,24 @@ fn serve(client: TcpStream, shared: &Shared) {
         };
         let client_close = head.has_token("connection", "close");
         let fault = shared.choose(&method, &target, &head);
+        let authoriser = shared.authoriser.lock().unwrap().clone();
+        let raw_head = match authoriser.map(|a| a(head.get("authorization"))) {
+            None => raw_head,
+            Some(Some(value)) => with_authorization(&raw_head, &value),
+            Some(None) => {
+                let mut refusal = "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer error=\"invalid_token\"\r\n\
+                                   Content-Length: 0\r\n"
+                    .to_string();
+                if client_close {
+                    refusal.push_str("Connection: close\r\n");
+                }
+                refusal.push_str("\r\n");
+                if client.stream.write_all(refusal.as_bytes()).is_err() || client_close {
+                    return;
+                }
+                continue;
+            }
+        };
 
         match &fault {
             Fault::Respond { status, headers, body } => {
@@ -767,6 +797,19 @@ fn copy_until_close(up: &mut Conn, sink: &mut BodySink, shared: &Shared) -> Resu
             Err(ReadError::Stopped) => return Err(Stop::Close),
         }
     }
+}
+
+/// The request head with its `Authorization` header replaced by (or given) `value`.
+fn with_authorization(raw_head: &[u8], value: &str) -> Vec<u8> {
+    let text = String::from_utf8_lossy(raw_head);
+    let mut lines: Vec<String> = text
+        .trim_end_matches("\r\n")
+        .split("\r\n")
+        .filter(|l| !l.to_ascii_lowercase().starts_with("authorization:"))
+        .map(str::to_owned)
+        .collect();
+    lines.push(format!("Authorization: {value}"));
+    format!("{}\r\n\r\n", lines.join("\r\n")).into_bytes()
 }
 
 /// Sleeps for `duration` in short steps; false if the proxy was stopped meanwhile.
