@@ -9,6 +9,7 @@
 mod common;
 mod bounded_time;
 mod config;
+mod dicom_tls;
 mod dimse;
 mod docs;
 mod errors;
@@ -31,6 +32,7 @@ fn main() {
     let trials = [
         bounded_time::tests(),
         config::tests(),
+        dicom_tls::tests(),
         dimse::tests(),
         docs::tests(),
         errors::tests(),

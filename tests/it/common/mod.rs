@@ -10,6 +10,7 @@
 pub mod harness;
 pub mod hostile_scp;
 pub mod orthanc;
+pub mod pki;
 pub mod proxy;
 pub mod running;
 pub mod storescp;
