@@ -134,7 +134,7 @@ _retriever() {
 
     case "${cmd}" in
         retriever)
-            opts="-q -h -V --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help --version fetch ls store watch prune echo config status service help"
+            opts="-q -h -V --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help --version fetch ls store watch prune echo config status service help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -165,6 +165,22 @@ _retriever() {
                     return 0
                     ;;
                 --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-server-name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -208,7 +224,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__config)
-            opts="-q -h --json --priors --prior-years --prior-modality --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
+            opts="-q -h --json --priors --prior-years --prior-modality --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -278,6 +294,22 @@ _retriever() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --to-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-server-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --calling-ae)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -318,7 +350,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__echo)
-            opts="-q -h --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
+            opts="-q -h --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -376,6 +408,22 @@ _retriever() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --to-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-server-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --calling-ae)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -416,7 +464,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__fetch)
-            opts="-q -h --explain --dry-run --json --transfer-syntax --store --priors --prior-years --prior-modality --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
+            opts="-q -h --explain --dry-run --json --transfer-syntax --store --priors --prior-years --prior-modality --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -487,6 +535,22 @@ _retriever() {
                     return 0
                     ;;
                 --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-server-name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -754,7 +818,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__ls)
-            opts="-q -h --json --wide --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
+            opts="-q -h --json --wide --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -785,6 +849,22 @@ _retriever() {
                     return 0
                     ;;
                 --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-server-name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -828,7 +908,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__prune)
-            opts="-q -h --older-than --dry-run --include-undelivered --json --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
+            opts="-q -h --older-than --dry-run --include-undelivered --json --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -863,6 +943,22 @@ _retriever() {
                     return 0
                     ;;
                 --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-server-name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -906,7 +1002,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__service)
-            opts="-q -h --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help install uninstall start stop run help"
+            opts="-q -h --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help install uninstall start stop run help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -937,6 +1033,22 @@ _retriever() {
                     return 0
                     ;;
                 --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-server-name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1078,7 +1190,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__service__subcmd__install)
-            opts="-q -h --name --account --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
+            opts="-q -h --name --account --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1117,6 +1229,22 @@ _retriever() {
                     return 0
                     ;;
                 --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-server-name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1160,7 +1288,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__service__subcmd__run)
-            opts="-q -h --name --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
+            opts="-q -h --name --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1195,6 +1323,22 @@ _retriever() {
                     return 0
                     ;;
                 --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-server-name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1238,7 +1382,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__service__subcmd__start)
-            opts="-q -h --name --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
+            opts="-q -h --name --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1273,6 +1417,22 @@ _retriever() {
                     return 0
                     ;;
                 --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-server-name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1316,7 +1476,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__service__subcmd__stop)
-            opts="-q -h --name --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
+            opts="-q -h --name --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1351,6 +1511,22 @@ _retriever() {
                     return 0
                     ;;
                 --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-server-name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1394,7 +1570,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__service__subcmd__uninstall)
-            opts="-q -h --name --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
+            opts="-q -h --name --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1429,6 +1605,22 @@ _retriever() {
                     return 0
                     ;;
                 --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-server-name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1472,7 +1664,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__status)
-            opts="-q -h --json --stale-after --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
+            opts="-q -h --json --stale-after --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1507,6 +1699,22 @@ _retriever() {
                     return 0
                     ;;
                 --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-server-name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1550,7 +1758,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__store)
-            opts="-q -h --json --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
+            opts="-q -h --json --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1608,6 +1816,22 @@ _retriever() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --to-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-server-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --calling-ae)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1648,7 +1872,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__watch)
-            opts="-q -h --interval --filter --stable-age --once --json --metrics-file --priors --prior-years --prior-modality --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
+            opts="-q -h --interval --filter --stable-age --once --json --metrics-file --priors --prior-years --prior-modality --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --allow-insecure-http --to --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1731,6 +1955,22 @@ _retriever() {
                     return 0
                     ;;
                 --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-server-name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -961,6 +961,7 @@ fn dicom_settings(l: &mut Layers<'_>, file: &FileConfig) -> Result<DicomSettings
 /// DICOM TLS to the destination when `to_tls` is on: the CAs, the client
 /// certificate and the name to check, read and checked now (`host`, the
 /// destination's, is the name checked unless `to_server_name` gives one).
+/// TLS files given while `to_tls` is set nowhere are refused.
 /// `None` for plain TCP, or when there is no usable destination (whose own
 /// error is reported by the commands that need one).
 fn destination_tls(l: &mut Layers<'_>, file: &FileConfig, host: Option<&str>) -> Result<Option<ClientTls>> {
@@ -979,6 +980,17 @@ fn destination_tls(l: &mut Layers<'_>, file: &FileConfig, host: Option<&str>) ->
             key.display(),
             key.display()
         ));
+    }
+    // Written `false` on purpose (the files kept for later) is off; not
+    // written at all beside files for TLS is taken for a forgotten
+    // `--to-tls`, which would send in the clear what was meant to be
+    // encrypted.
+    let said_off = l
+        .entries
+        .iter()
+        .any(|e| e.key == "to_tls" && e.source != Source::Default);
+    if !on && said_off {
+        return Ok(None);
     }
     if !on {
         let given: Vec<String> = ["to_ca", "to_cert", "to_key", "to_server_name"]

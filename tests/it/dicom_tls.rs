@@ -429,6 +429,7 @@ fn tls_settings_are_shown_and_checked() {
         "{err}"
     );
 
+    // TLS files with `to_tls` set nowhere: a forgotten `--to-tls`, refused.
     let (code, _, err) = run_within(
         retriever().args(["echo", "--to", "PACS@127.0.0.1:11112", "--to-ca", arg(&pki.ca())]),
         LIMIT,
@@ -438,4 +439,12 @@ fn tls_settings_are_shown_and_checked() {
         err.contains("--to-ca is given, but DICOM TLS to the destination is not turned on: add `--to-tls`"),
         "{err}"
     );
+    // Turned off on purpose, the files kept for later: fine.
+    std::fs::write(
+        &config,
+        json!({"to": "PACS@127.0.0.1:11112", "to_tls": false, "to_ca": pki.ca()}).to_string(),
+    )
+    .unwrap();
+    let (code, _, err) = run_within(retriever().args(["--config", conf, "config"]), LIMIT);
+    assert_eq!(code, 0, "{err}");
 }
