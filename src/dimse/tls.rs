@@ -244,9 +244,17 @@ pub(crate) fn handshake(tls: &ClientTls, tcp: TcpStream, deadline: Instant) -> R
         let _ = stream.sock.set_write_timeout(Some(Duration::from_millis(200)));
         while stream.conn.wants_write() && stream.conn.write_tls(&mut stream.sock).is_ok_and(|n| n > 0) {}
         let _ = stream.sock.shutdown(Shutdown::Both);
+        let asked = context.asked.load(Ordering::SeqCst);
         return Err(match e {
             HandshakeError::Io(io) if received == 0 && is_closed(&io) => HandshakeError::Failed(TlsFailure::NotTls {
                 detail: "it closed the connection at our TLS hello".into(),
+            }),
+            // Hung up without an alert after asking for our certificate.
+            HandshakeError::Io(io) if asked && is_closed(&io) => HandshakeError::Failed(match context.have_cert {
+                false => TlsFailure::CertificateRequired,
+                true => TlsFailure::CertificateRefused {
+                    alert: "none, it closed the connection".into(),
+                },
             }),
             other => other,
         });
@@ -464,9 +472,11 @@ impl Stream {
         self.tcp().set_write_timeout(Some(write))
     }
 
-    /// Closes the connection (after TLS's close_notify, best effort).
+    /// Closes the connection (after TLS's close_notify, best effort: a
+    /// destination that stopped reading does not hold us).
     pub(crate) fn close(&mut self) {
         if let Stream::Tls(t) = self {
+            let _ = t.inner.sock.set_write_timeout(Some(Duration::from_millis(200)));
             t.inner.conn.send_close_notify();
             let TlsStream { conn, sock } = &mut t.inner;
             while conn.wants_write() && conn.write_tls(sock).is_ok_and(|n| n > 0) {}
@@ -503,7 +513,9 @@ impl TlsConn {
                 let left = left(deadline).ok_or_else(|| io::Error::from(io::ErrorKind::TimedOut))?;
                 sock.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
             }
-            let n = conn.read_tls(sock)?;
+            // At the end (0 bytes) the reader says so next time round:
+            // Ok(0), or the cut that is mapped to it above.
+            conn.read_tls(sock)?;
             let processed = conn.process_new_packets();
             // An alert or a key update may want an answer.
             while conn.wants_write() && conn.write_tls(sock)? > 0 {}
@@ -512,9 +524,6 @@ impl TlsConn {
                     Some(failure) => io::Error::other(failure),
                     None => io::Error::new(io::ErrorKind::InvalidData, e),
                 });
-            }
-            if n == 0 {
-                return Ok(0);
             }
         }
     }

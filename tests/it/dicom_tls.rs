@@ -10,8 +10,11 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::common::hostile_scp::{HostileScp, Misbehaviour};
 use crate::common::pki::{Issued, Pki, Usage};
-use crate::common::{Orthanc, Storescp, fetch_ok, retriever, retriever_at, run_within, temp_cache, testdata, uid_of};
+use crate::common::{
+    Orthanc, Storescp, TlsFront, fetch_ok, retriever, retriever_at, run_within, temp_cache, testdata, uid_of,
+};
 
 tests! {
     store_echo_and_fetch_store_go_over_tls: ["orthanc", "storescp", "openssl"],
@@ -21,6 +24,7 @@ tests! {
     watch_reports_the_refusal_as_the_destination_down: ["orthanc", "storescp", "openssl"],
     orthanc_with_dicom_tls_receives_what_fetch_stores: ["orthanc", "openssl"],
     tls_settings_are_shown_and_checked: ["openssl"],
+    a_trickled_answer_over_tls_meets_the_deadline: ["orthanc", "openssl", "python"],
 }
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -447,4 +451,30 @@ fn tls_settings_are_shown_and_checked() {
     .unwrap();
     let (code, _, err) = run_within(retriever().args(["--config", conf, "config"]), LIMIT);
     assert_eq!(code, 0, "{err}");
+}
+
+/// A destination behind TLS that trickles its answer to C-STORE a byte at a time (each byte a
+/// TLS record of its own): the DIMSE timeout bounds the whole answer over TLS as over TCP,
+/// and the study is given up after the second such stall.
+fn a_trickled_answer_over_tls_meets_the_deadline() {
+    let orthanc = Orthanc::shared();
+    let cache = temp_cache();
+    fetch_ok(orthanc, cache.path(), &["ACC1002", "--priors", "0"]);
+    let scp = HostileScp::start(Misbehaviour::Trickle(Duration::from_millis(200)));
+    let upstream = scp.address().rsplit_once('@').unwrap().1.parse().unwrap();
+    let front = TlsFront::to(upstream);
+    let port = front.url().rsplit_once(':').unwrap().1.to_string();
+    let dest = format!("HOSTILE@127.0.0.1:{port}");
+    let (code, _, err) = store_tls(
+        orthanc,
+        cache.path(),
+        &dest,
+        &["--to-ca", arg(&front.ca()), "--dimse-timeout", "2s"],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("a trickle, not a whole answer to C-STORE within 2s"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
 }
