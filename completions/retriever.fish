@@ -66,7 +66,7 @@ same\t'At least one modality in common with the current study'"
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l associations -d 'Associations opened in parallel to the destination (1 to 32) [default: 2]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l max-pdu -d 'Largest PDU we receive, and send if the destination takes it (4096 to 4194304) [default: 16384]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l dicom-connect-timeout -d 'Time allowed to open the TCP connection to the destination [default: 10s]' -r
-complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l acse-timeout -d 'Time allowed for the destination to answer an association or release request [default: 30s]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l acse-timeout -d 'Time allowed for the destination to answer an association or release request, and for the TLS handshake with --to-tls [default: 30s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l dimse-timeout -d 'Time the destination may stay silent while an instance is sent, and the most its whole answer may take [default: 60s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l store-retries -d 'Retries of an instance within one run, after "out of resources" or no answer (a study whose requests go unanswered twice in a row is given up), and of an association the destination is too busy to accept [default: 3]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l config -d 'JSON config file; flags beat environment, environment beats the file' -r -F
@@ -124,7 +124,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand ls" -s h -l help -d 
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l associations -d 'Associations opened in parallel to the destination (1 to 32) [default: 2]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l max-pdu -d 'Largest PDU we receive, and send if the destination takes it (4096 to 4194304) [default: 16384]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l dicom-connect-timeout -d 'Time allowed to open the TCP connection to the destination [default: 10s]' -r
-complete -c retriever -n "__fish_retriever_using_subcommand store" -l acse-timeout -d 'Time allowed for the destination to answer an association or release request [default: 30s]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand store" -l acse-timeout -d 'Time allowed for the destination to answer an association or release request, and for the TLS handshake with --to-tls [default: 30s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l dimse-timeout -d 'Time the destination may stay silent while an instance is sent, and the most its whole answer may take [default: 60s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l store-retries -d 'Retries of an instance within one run, after "out of resources" or no answer (a study whose requests go unanswered twice in a row is given up), and of an association the destination is too busy to accept [default: 3]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l config -d 'JSON config file; flags beat environment, environment beats the file' -r -F
@@ -163,7 +163,7 @@ same\t'At least one modality in common with the current study'"
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l associations -d 'Associations opened in parallel to the destination (1 to 32) [default: 2]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l max-pdu -d 'Largest PDU we receive, and send if the destination takes it (4096 to 4194304) [default: 16384]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l dicom-connect-timeout -d 'Time allowed to open the TCP connection to the destination [default: 10s]' -r
-complete -c retriever -n "__fish_retriever_using_subcommand watch" -l acse-timeout -d 'Time allowed for the destination to answer an association or release request [default: 30s]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand watch" -l acse-timeout -d 'Time allowed for the destination to answer an association or release request, and for the TLS handshake with --to-tls [default: 30s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l dimse-timeout -d 'Time the destination may stay silent while an instance is sent, and the most its whole answer may take [default: 60s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l store-retries -d 'Retries of an instance within one run, after "out of resources" or no answer (a study whose requests go unanswered twice in a row is given up), and of an association the destination is too busy to accept [default: 3]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l config -d 'JSON config file; flags beat environment, environment beats the file' -r -F
@@ -222,7 +222,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand prune" -s h -l help 
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l associations -d 'Associations opened in parallel to the destination (1 to 32) [default: 2]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l max-pdu -d 'Largest PDU we receive, and send if the destination takes it (4096 to 4194304) [default: 16384]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l dicom-connect-timeout -d 'Time allowed to open the TCP connection to the destination [default: 10s]' -r
-complete -c retriever -n "__fish_retriever_using_subcommand echo" -l acse-timeout -d 'Time allowed for the destination to answer an association or release request [default: 30s]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand echo" -l acse-timeout -d 'Time allowed for the destination to answer an association or release request, and for the TLS handshake with --to-tls [default: 30s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l dimse-timeout -d 'Time the destination may stay silent while an instance is sent, and the most its whole answer may take [default: 60s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l store-retries -d 'Retries of an instance within one run, after "out of resources" or no answer (a study whose requests go unanswered twice in a row is given up), and of an association the destination is too busy to accept [default: 3]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l config -d 'JSON config file; flags beat environment, environment beats the file' -r -F
@@ -256,7 +256,7 @@ same\t'At least one modality in common with the current study'"
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l associations -d 'Associations opened in parallel to the destination (1 to 32) [default: 2]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l max-pdu -d 'Largest PDU we receive, and send if the destination takes it (4096 to 4194304) [default: 16384]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l dicom-connect-timeout -d 'Time allowed to open the TCP connection to the destination [default: 10s]' -r
-complete -c retriever -n "__fish_retriever_using_subcommand config" -l acse-timeout -d 'Time allowed for the destination to answer an association or release request [default: 30s]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand config" -l acse-timeout -d 'Time allowed for the destination to answer an association or release request, and for the TLS handshake with --to-tls [default: 30s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l dimse-timeout -d 'Time the destination may stay silent while an instance is sent, and the most its whole answer may take [default: 60s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l store-retries -d 'Retries of an instance within one run, after "out of resources" or no answer (a study whose requests go unanswered twice in a row is given up), and of an association the destination is too busy to accept [default: 3]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l config -d 'JSON config file; flags beat environment, environment beats the file' -r -F

@@ -345,7 +345,8 @@ pub struct DimseArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub dicom_connect_timeout: Option<Duration>,
 
-    /// Time allowed for the destination to answer an association or release request [default: 30s]
+    /// Time allowed for the destination to answer an association or release request, and for the TLS
+    /// handshake with --to-tls [default: 30s]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub acse_timeout: Option<Duration>,
 
