@@ -328,8 +328,9 @@ pub enum TlsFailure {
     BadCertificate { detail: String },
     /// It asked for a client certificate and we have none.
     CertificateRequired,
-    /// It refused our client certificate (the alert it sent).
-    CertificateRefused { alert: String },
+    /// It refused our client certificate (how: the alert it sent, or that
+    /// it hung up).
+    CertificateRefused { how: String },
     /// It does not answer our TLS hello with TLS.
     NotTls { detail: String },
     /// Any other failed handshake (no common protocol version or cipher).
@@ -392,10 +393,10 @@ impl TlsFailure {
                 "{destination} asks for a client certificate and we have none: give ours with \
                  `--to-cert` and `--to-key`"
             ),
-            TlsFailure::CertificateRefused { alert } => write!(
+            TlsFailure::CertificateRefused { how } => write!(
                 f,
-                "{destination} refused our client certificate (TLS alert `{alert}`): give one it trusts \
-                 with `--to-cert` and `--to-key`, or have it trust the CA of ours"
+                "{destination} refused our client certificate ({how}): give one it trusts with `--to-cert` \
+                 and `--to-key`, or have it trust the CA of ours"
             ),
             TlsFailure::NotTls { detail } => write!(
                 f,
@@ -514,7 +515,7 @@ mod tests {
             ),
             (
                 TlsFailure::CertificateRefused {
-                    alert: "unknown_ca".into(),
+                    how: "TLS alert `unknown_ca`".into(),
                 },
                 "PACS@10.0.0.5:2762 refused our client certificate (TLS alert `unknown_ca`): give one it trusts \
                  with `--to-cert` and `--to-key`, or have it trust the CA of ours",

@@ -253,7 +253,7 @@ pub(crate) fn handshake(tls: &ClientTls, tcp: TcpStream, deadline: Instant) -> R
             HandshakeError::Io(io) if asked && is_closed(&io) => HandshakeError::Failed(match context.have_cert {
                 false => TlsFailure::CertificateRequired,
                 true => TlsFailure::CertificateRefused {
-                    alert: "none, it closed the connection".into(),
+                    how: "it closed the connection".into(),
                 },
             }),
             other => other,
@@ -370,6 +370,17 @@ pub(crate) fn classify(e: &rustls::Error, asked: bool, have_cert: bool, received
                 not_before: Some(system_time(*not_before)),
                 now: Some(system_time(*time)),
             },
+            CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
+                TlsFailure::BadCertificate {
+                    detail: "it is not made for a TLS server (its extended key usage)".into(),
+                }
+            }
+            CertificateError::Revoked => TlsFailure::BadCertificate {
+                detail: "it is revoked".into(),
+            },
+            CertificateError::BadSignature => TlsFailure::BadCertificate {
+                detail: "its signature is wrong".into(),
+            },
             other => TlsFailure::BadCertificate {
                 detail: format!("{other:?}"),
             },
@@ -392,7 +403,7 @@ pub(crate) fn classify(e: &rustls::Error, asked: bool, have_cert: bool, received
                 AlertDescription::CertificateRequired if !have_cert => TlsFailure::CertificateRequired,
                 _ if about_ours && asked && !have_cert => TlsFailure::CertificateRequired,
                 _ if about_ours && asked => TlsFailure::CertificateRefused {
-                    alert: alert_name(*alert),
+                    how: format!("TLS alert `{}`", alert_name(*alert)),
                 },
                 _ => TlsFailure::Handshake {
                     detail: format!("it sent the alert `{}`", alert_name(*alert)),
@@ -629,13 +640,13 @@ mod tests {
         assert_eq!(
             classify(&alert(AlertDescription::UnknownCA), true, true, 900),
             Some(TlsFailure::CertificateRefused {
-                alert: "unknown_ca".into()
+                how: "TLS alert `unknown_ca`".into()
             })
         );
         assert_eq!(
             classify(&alert(AlertDescription::BadCertificate), true, true, 900),
             Some(TlsFailure::CertificateRefused {
-                alert: "bad_certificate".into()
+                how: "TLS alert `bad_certificate`".into()
             })
         );
         // Never asked: not about our certificate.
