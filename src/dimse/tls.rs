@@ -743,6 +743,107 @@ mod tests {
         }
     }
 
+    /// A test authority, and a server certificate for 127.0.0.1 that it signed (valid from
+    /// 2000 to 2100) with its key: fixed, so that the unit tests need no openssl.
+    const TEST_CA: &str = "\
+-----BEGIN CERTIFICATE-----
+MIIBqDCCAU+gAwIBAgIUX8MIwzqApxHkAw9sqxQkqHyCiAUwCgYIKoZIzj0EAwIw
+ITEfMB0GA1UEAwwWcmV0cmlldmVyIHVuaXQgdGVzdCBDQTAgFw0yNjEyMDMxNjEx
+MjFaGA8yMTI2MTEwOTE2MTEyMVowITEfMB0GA1UEAwwWcmV0cmlldmVyIHVuaXQg
+dGVzdCBDQTBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABExI/pQXtjh+FbB4mlyP
+uGbvsdG1/SovQiYGaVmG4R9jgaKtQEyTaTXJ4GUOlyElJaUCgC894aA04BgtHTPe
+ArmjYzBhMB0GA1UdDgQWBBR7Edkgfj+adCxUQm9BBJInXwFW0TAfBgNVHSMEGDAW
+gBR7Edkgfj+adCxUQm9BBJInXwFW0TAPBgNVHRMBAf8EBTADAQH/MA4GA1UdDwEB
+/wQEAwIBBjAKBggqhkjOPQQDAgNHADBEAiAFbKCBqVrqJI5fEhFuf1NPUkA0MmPx
+nMbfLXh0QKQvzgIgNdoKUDfNAOjLs8NzIWJ4awho+LTZjI9EBaydBX5N+5A=
+-----END CERTIFICATE-----
+";
+    const TEST_SERVER_CERT: &str = "\
+-----BEGIN CERTIFICATE-----
+MIIBrTCCAVKgAwIBAgICEAAwCgYIKoZIzj0EAwIwITEfMB0GA1UEAwwWcmV0cmll
+dmVyIHVuaXQgdGVzdCBDQTAgFw0wMDAxMDEwMDAwMDBaGA8yMTAwMDEwMTAwMDAw
+MFowFDESMBAGA1UEAwwJMTI3LjAuMC4xMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcD
+QgAE+oq3UR1YEh0O25Pp9wHOK4l6l2XcynIioW8Q1WtQR8HK8aaQiTYtPYTRjx+y
+eWevjTQU6IpYtI8UekAKBSjRl6OBhDCBgTAPBgNVHREECDAGhwR/AAABMAkGA1Ud
+EwQCMAAwDgYDVR0PAQH/BAQDAgeAMBMGA1UdJQQMMAoGCCsGAQUFBwMBMB0GA1Ud
+DgQWBBQkviiInjcvZ9+HPgkfFku55DooXDAfBgNVHSMEGDAWgBR7Edkgfj+adCxU
+Qm9BBJInXwFW0TAKBggqhkjOPQQDAgNJADBGAiEAt3Ujf4Lb2M0eDaPfUZLanEW6
+JSlWLTgu/nbJbFdPGRgCIQCwZjTM8nhfOPIo1Zx3e+ZKUdrUA8NyX5ZVbldRyEKK
+Ag==
+-----END CERTIFICATE-----
+";
+    const TEST_SERVER_KEY: &str = "\
+-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgxK2Vekc5+l3ppPdX
+C6yA3sqBBTtMT7HNfX/9zIc+6NihRANCAAT6irdRHVgSHQ7bk+n3Ac4riXqXZdzK
+ciKhbxDVa1BHwcrxppCJNi09hNGPH7J5Z6+NNBToili0jxR6QAoFKNGX
+-----END PRIVATE KEY-----
+";
+
+    /// After the handshake, a destination sends one TLS record a byte at a time: a read
+    /// given a deadline ends at it with a timeout, rather than waiting for the whole record
+    /// (as rustls's own `Read` would, each socket read with the full timeout again).
+    #[test]
+    fn a_trickled_record_does_not_hold_a_read_past_its_deadline() {
+        use super::super::pdu::Wire;
+        use std::net::TcpListener;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, TEST_CA).unwrap();
+        let opts = TlsOptions {
+            ca: Some(ca),
+            ..TlsOptions::default()
+        };
+        let tls = ClientTls::new(&opts, "127.0.0.1").unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let peer = std::thread::spawn(move || {
+            let (mut tcp, _) = listener.accept().unwrap();
+            let chain = CertificateDer::pem_slice_iter(TEST_SERVER_CERT.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+            let key = PrivateKeyDer::from_pem_slice(TEST_SERVER_KEY.as_bytes()).unwrap();
+            let config =
+                rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                    .with_safe_default_protocol_versions()
+                    .unwrap()
+                    .with_no_client_auth()
+                    .with_single_cert(chain, key)
+                    .unwrap();
+            let mut conn = rustls::ServerConnection::new(Arc::new(config)).unwrap();
+            while conn.is_handshaking() {
+                conn.complete_io(&mut tcp).unwrap();
+            }
+            while conn.wants_write() {
+                conn.write_tls(&mut tcp).unwrap();
+            }
+            conn.writer().write_all(&[0x07; 100]).unwrap();
+            let mut record = Vec::new();
+            while conn.wants_write() {
+                conn.write_tls(&mut record).unwrap();
+            }
+            let mut sent = 0;
+            for byte in &record {
+                if tcp.write_all(&[*byte]).is_err() {
+                    break;
+                }
+                sent += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            (sent, record.len())
+        });
+        let tcp = TcpStream::connect(addr).unwrap();
+        let mut stream = handshake(&tls, tcp, Instant::now() + Duration::from_secs(10)).unwrap();
+        stream.set_timeout(Duration::from_millis(300)).unwrap();
+        let mut buf = [0u8; 200];
+        let e = stream.read(&mut buf).unwrap_err();
+        assert!(is_timeout(&e), "{e}");
+        stream.close();
+        drop(stream);
+        let (sent, whole) = peer.join().unwrap();
+        assert!(sent < whole, "the read waited for all {whole} bytes of the record");
+    }
+
     #[test]
     fn alert_names_are_written_as_tls_writes_them() {
         assert_eq!(alert_name(AlertDescription::BadCertificate), "bad_certificate");
