@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_retriever_global_optspecs
-    string join \n config= cloud= user= password-file= token-file= ca-bundle= client-cert= client-key= allow-insecure-http to= calling-ae= cache= jobs= connect-timeout= idle-timeout= retries= max-instance-size= q/quiet log-file= h/help V/version
+    string join \n config= cloud= user= password-file= token-file= ca-bundle= client-cert= client-key= allow-insecure-http to= to-tls to-ca= to-cert= to-key= to-server-name= calling-ae= cache= jobs= connect-timeout= idle-timeout= retries= max-instance-size= q/quiet log-file= h/help V/version
 end
 
 function __fish_retriever_needs_command
@@ -33,6 +33,10 @@ complete -c retriever -n "__fish_retriever_needs_command" -l ca-bundle -d 'Extra
 complete -c retriever -n "__fish_retriever_needs_command" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
 complete -c retriever -n "__fish_retriever_needs_command" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_needs_command" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
+complete -c retriever -n "__fish_retriever_needs_command" -l to-ca -d 'CA certificates (PEM) to trust for the destination\'s TLS certificate, besides the system\'s' -r -F
+complete -c retriever -n "__fish_retriever_needs_command" -l to-cert -d 'Our client certificate (PEM) for a destination that asks for one (with --to-key)' -r -F
+complete -c retriever -n "__fish_retriever_needs_command" -l to-key -d 'The private key (PEM) of --to-cert' -r -F
+complete -c retriever -n "__fish_retriever_needs_command" -l to-server-name -d 'The name the destination\'s TLS certificate must be for [default: the host of --to]' -r
 complete -c retriever -n "__fish_retriever_needs_command" -l calling-ae -d 'Our AE title, as the destination sees it [default: RETRIEVER]' -r
 complete -c retriever -n "__fish_retriever_needs_command" -l cache -d 'The cache directory [default: the platform\'s local cache folder]' -r -F
 complete -c retriever -n "__fish_retriever_needs_command" -l jobs -d 'Parallel downloads from the cloud [default: 4]' -r
@@ -42,6 +46,7 @@ complete -c retriever -n "__fish_retriever_needs_command" -l retries -d 'Retries
 complete -c retriever -n "__fish_retriever_needs_command" -l max-instance-size -d 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]' -r
 complete -c retriever -n "__fish_retriever_needs_command" -l log-file -d 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept); for `service install`, the service\'s log [default: %ProgramData%\\retriever\\log\\NAME.log]' -r -F
 complete -c retriever -n "__fish_retriever_needs_command" -l allow-insecure-http -d 'Allow plain, unencrypted http:// to a cloud that is not on this machine'
+complete -c retriever -n "__fish_retriever_needs_command" -l to-tls -d 'DICOM TLS to the destination (--to); there is never a fallback to plain TCP'
 complete -c retriever -n "__fish_retriever_needs_command" -s q -l quiet -d 'No progress bars, only errors on stderr'
 complete -c retriever -n "__fish_retriever_needs_command" -s h -l help -d 'Print help'
 complete -c retriever -n "__fish_retriever_needs_command" -s V -l version -d 'Print version'
@@ -63,7 +68,7 @@ same\t'At least one modality in common with the current study'"
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l associations -d 'Associations opened in parallel to the destination (1 to 32) [default: 2]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l max-pdu -d 'Largest PDU we receive, and send if the destination takes it (4096 to 4194304) [default: 16384]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l dicom-connect-timeout -d 'Time allowed to open the TCP connection to the destination [default: 10s]' -r
-complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l acse-timeout -d 'Time allowed for the destination to answer an association or release request [default: 30s]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l acse-timeout -d 'Time allowed for the destination to answer an association or release request, and for the TLS handshake with --to-tls [default: 30s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l dimse-timeout -d 'Time the destination may stay silent while an instance is sent, and the most its whole answer may take [default: 60s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l store-retries -d 'Retries of an instance within one run, after "out of resources" or no answer (a study whose requests go unanswered twice in a row is given up), and of an association the destination is too busy to accept [default: 3]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l config -d 'JSON config file; flags beat environment, environment beats the file' -r -F
@@ -75,6 +80,10 @@ complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l ca-bundle 
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
+complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l to-ca -d 'CA certificates (PEM) to trust for the destination\'s TLS certificate, besides the system\'s' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l to-cert -d 'Our client certificate (PEM) for a destination that asks for one (with --to-key)' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l to-key -d 'The private key (PEM) of --to-cert' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l to-server-name -d 'The name the destination\'s TLS certificate must be for [default: the host of --to]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l calling-ae -d 'Our AE title, as the destination sees it [default: RETRIEVER]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l cache -d 'The cache directory [default: the platform\'s local cache folder]' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l jobs -d 'Parallel downloads from the cloud [default: 4]' -r
@@ -88,6 +97,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l json -d 'O
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l store -d 'Then deliver the studies made complete to the destination (--to), as `store` does'
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l decompress-lossy -d 'Decompress lossy JPEG here when the destination does not take it compressed (otherwise the cloud is asked for it in a syntax the destination takes)'
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l allow-insecure-http -d 'Allow plain, unencrypted http:// to a cloud that is not on this machine'
+complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l to-tls -d 'DICOM TLS to the destination (--to); there is never a fallback to plain TCP'
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -s q -l quiet -d 'No progress bars, only errors on stderr'
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -l config -d 'JSON config file; flags beat environment, environment beats the file' -r -F
@@ -99,6 +109,10 @@ complete -c retriever -n "__fish_retriever_using_subcommand ls" -l ca-bundle -d 
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
+complete -c retriever -n "__fish_retriever_using_subcommand ls" -l to-ca -d 'CA certificates (PEM) to trust for the destination\'s TLS certificate, besides the system\'s' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand ls" -l to-cert -d 'Our client certificate (PEM) for a destination that asks for one (with --to-key)' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand ls" -l to-key -d 'The private key (PEM) of --to-cert' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand ls" -l to-server-name -d 'The name the destination\'s TLS certificate must be for [default: the host of --to]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -l calling-ae -d 'Our AE title, as the destination sees it [default: RETRIEVER]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -l cache -d 'The cache directory [default: the platform\'s local cache folder]' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -l jobs -d 'Parallel downloads from the cloud [default: 4]' -r
@@ -110,12 +124,13 @@ complete -c retriever -n "__fish_retriever_using_subcommand ls" -l log-file -d '
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -l json -d 'One JSON object per line instead of a table'
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -l wide -d 'Every column in full, however wide (the table fits 100 columns otherwise)'
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -l allow-insecure-http -d 'Allow plain, unencrypted http:// to a cloud that is not on this machine'
+complete -c retriever -n "__fish_retriever_using_subcommand ls" -l to-tls -d 'DICOM TLS to the destination (--to); there is never a fallback to plain TCP'
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -s q -l quiet -d 'No progress bars, only errors on stderr'
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -s h -l help -d 'Print help'
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l associations -d 'Associations opened in parallel to the destination (1 to 32) [default: 2]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l max-pdu -d 'Largest PDU we receive, and send if the destination takes it (4096 to 4194304) [default: 16384]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l dicom-connect-timeout -d 'Time allowed to open the TCP connection to the destination [default: 10s]' -r
-complete -c retriever -n "__fish_retriever_using_subcommand store" -l acse-timeout -d 'Time allowed for the destination to answer an association or release request [default: 30s]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand store" -l acse-timeout -d 'Time allowed for the destination to answer an association or release request, and for the TLS handshake with --to-tls [default: 30s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l dimse-timeout -d 'Time the destination may stay silent while an instance is sent, and the most its whole answer may take [default: 60s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l store-retries -d 'Retries of an instance within one run, after "out of resources" or no answer (a study whose requests go unanswered twice in a row is given up), and of an association the destination is too busy to accept [default: 3]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l config -d 'JSON config file; flags beat environment, environment beats the file' -r -F
@@ -127,6 +142,10 @@ complete -c retriever -n "__fish_retriever_using_subcommand store" -l ca-bundle 
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
+complete -c retriever -n "__fish_retriever_using_subcommand store" -l to-ca -d 'CA certificates (PEM) to trust for the destination\'s TLS certificate, besides the system\'s' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand store" -l to-cert -d 'Our client certificate (PEM) for a destination that asks for one (with --to-key)' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand store" -l to-key -d 'The private key (PEM) of --to-cert' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand store" -l to-server-name -d 'The name the destination\'s TLS certificate must be for [default: the host of --to]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l calling-ae -d 'Our AE title, as the destination sees it [default: RETRIEVER]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l cache -d 'The cache directory [default: the platform\'s local cache folder]' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l jobs -d 'Parallel downloads from the cloud [default: 4]' -r
@@ -138,6 +157,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand store" -l log-file -
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l json -d 'One JSON object per line on stdout instead of text'
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l decompress-lossy -d 'Decompress lossy JPEG here when the destination does not take it compressed (otherwise the cloud is asked for it in a syntax the destination takes)'
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l allow-insecure-http -d 'Allow plain, unencrypted http:// to a cloud that is not on this machine'
+complete -c retriever -n "__fish_retriever_using_subcommand store" -l to-tls -d 'DICOM TLS to the destination (--to); there is never a fallback to plain TCP'
 complete -c retriever -n "__fish_retriever_using_subcommand store" -s q -l quiet -d 'No progress bars, only errors on stderr'
 complete -c retriever -n "__fish_retriever_using_subcommand store" -s h -l help -d 'Print help'
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l interval -d 'Time between two searches of the cloud [default: 30s]' -r
@@ -151,7 +171,7 @@ same\t'At least one modality in common with the current study'"
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l associations -d 'Associations opened in parallel to the destination (1 to 32) [default: 2]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l max-pdu -d 'Largest PDU we receive, and send if the destination takes it (4096 to 4194304) [default: 16384]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l dicom-connect-timeout -d 'Time allowed to open the TCP connection to the destination [default: 10s]' -r
-complete -c retriever -n "__fish_retriever_using_subcommand watch" -l acse-timeout -d 'Time allowed for the destination to answer an association or release request [default: 30s]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand watch" -l acse-timeout -d 'Time allowed for the destination to answer an association or release request, and for the TLS handshake with --to-tls [default: 30s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l dimse-timeout -d 'Time the destination may stay silent while an instance is sent, and the most its whole answer may take [default: 60s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l store-retries -d 'Retries of an instance within one run, after "out of resources" or no answer (a study whose requests go unanswered twice in a row is given up), and of an association the destination is too busy to accept [default: 3]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l config -d 'JSON config file; flags beat environment, environment beats the file' -r -F
@@ -163,6 +183,10 @@ complete -c retriever -n "__fish_retriever_using_subcommand watch" -l ca-bundle 
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
+complete -c retriever -n "__fish_retriever_using_subcommand watch" -l to-ca -d 'CA certificates (PEM) to trust for the destination\'s TLS certificate, besides the system\'s' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand watch" -l to-cert -d 'Our client certificate (PEM) for a destination that asks for one (with --to-key)' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand watch" -l to-key -d 'The private key (PEM) of --to-cert' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand watch" -l to-server-name -d 'The name the destination\'s TLS certificate must be for [default: the host of --to]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l calling-ae -d 'Our AE title, as the destination sees it [default: RETRIEVER]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l cache -d 'The cache directory [default: the platform\'s local cache folder]' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l jobs -d 'Parallel downloads from the cloud [default: 4]' -r
@@ -175,6 +199,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand watch" -l once -d 'O
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l json -d 'One JSON object per line on stdout for each study delivered, instead of text'
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l decompress-lossy -d 'Decompress lossy JPEG here when the destination does not take it compressed (otherwise the cloud is asked for it in a syntax the destination takes)'
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l allow-insecure-http -d 'Allow plain, unencrypted http:// to a cloud that is not on this machine'
+complete -c retriever -n "__fish_retriever_using_subcommand watch" -l to-tls -d 'DICOM TLS to the destination (--to); there is never a fallback to plain TCP'
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -s q -l quiet -d 'No progress bars, only errors on stderr'
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c retriever -n "__fish_retriever_using_subcommand prune" -l older-than -d 'Remove studies last fetched or delivered longer ago than this, e.g. 90m, 4h, 2d [default: "retention" in the config file, else 4h]' -r
@@ -187,6 +212,10 @@ complete -c retriever -n "__fish_retriever_using_subcommand prune" -l ca-bundle 
 complete -c retriever -n "__fish_retriever_using_subcommand prune" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand prune" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand prune" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
+complete -c retriever -n "__fish_retriever_using_subcommand prune" -l to-ca -d 'CA certificates (PEM) to trust for the destination\'s TLS certificate, besides the system\'s' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand prune" -l to-cert -d 'Our client certificate (PEM) for a destination that asks for one (with --to-key)' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand prune" -l to-key -d 'The private key (PEM) of --to-cert' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand prune" -l to-server-name -d 'The name the destination\'s TLS certificate must be for [default: the host of --to]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand prune" -l calling-ae -d 'Our AE title, as the destination sees it [default: RETRIEVER]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand prune" -l cache -d 'The cache directory [default: the platform\'s local cache folder]' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand prune" -l jobs -d 'Parallel downloads from the cloud [default: 4]' -r
@@ -199,12 +228,13 @@ complete -c retriever -n "__fish_retriever_using_subcommand prune" -l dry-run -d
 complete -c retriever -n "__fish_retriever_using_subcommand prune" -l include-undelivered -d 'Also remove expired studies that are not delivered to the destination'
 complete -c retriever -n "__fish_retriever_using_subcommand prune" -l json -d 'One JSON object per removed study on stdout instead of text'
 complete -c retriever -n "__fish_retriever_using_subcommand prune" -l allow-insecure-http -d 'Allow plain, unencrypted http:// to a cloud that is not on this machine'
+complete -c retriever -n "__fish_retriever_using_subcommand prune" -l to-tls -d 'DICOM TLS to the destination (--to); there is never a fallback to plain TCP'
 complete -c retriever -n "__fish_retriever_using_subcommand prune" -s q -l quiet -d 'No progress bars, only errors on stderr'
 complete -c retriever -n "__fish_retriever_using_subcommand prune" -s h -l help -d 'Print help'
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l associations -d 'Associations opened in parallel to the destination (1 to 32) [default: 2]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l max-pdu -d 'Largest PDU we receive, and send if the destination takes it (4096 to 4194304) [default: 16384]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l dicom-connect-timeout -d 'Time allowed to open the TCP connection to the destination [default: 10s]' -r
-complete -c retriever -n "__fish_retriever_using_subcommand echo" -l acse-timeout -d 'Time allowed for the destination to answer an association or release request [default: 30s]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand echo" -l acse-timeout -d 'Time allowed for the destination to answer an association or release request, and for the TLS handshake with --to-tls [default: 30s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l dimse-timeout -d 'Time the destination may stay silent while an instance is sent, and the most its whole answer may take [default: 60s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l store-retries -d 'Retries of an instance within one run, after "out of resources" or no answer (a study whose requests go unanswered twice in a row is given up), and of an association the destination is too busy to accept [default: 3]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l config -d 'JSON config file; flags beat environment, environment beats the file' -r -F
@@ -216,6 +246,10 @@ complete -c retriever -n "__fish_retriever_using_subcommand echo" -l ca-bundle -
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
+complete -c retriever -n "__fish_retriever_using_subcommand echo" -l to-ca -d 'CA certificates (PEM) to trust for the destination\'s TLS certificate, besides the system\'s' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand echo" -l to-cert -d 'Our client certificate (PEM) for a destination that asks for one (with --to-key)' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand echo" -l to-key -d 'The private key (PEM) of --to-cert' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand echo" -l to-server-name -d 'The name the destination\'s TLS certificate must be for [default: the host of --to]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l calling-ae -d 'Our AE title, as the destination sees it [default: RETRIEVER]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l cache -d 'The cache directory [default: the platform\'s local cache folder]' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l jobs -d 'Parallel downloads from the cloud [default: 4]' -r
@@ -226,6 +260,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand echo" -l max-instanc
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l log-file -d 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept); for `service install`, the service\'s log [default: %ProgramData%\\retriever\\log\\NAME.log]' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l decompress-lossy -d 'Decompress lossy JPEG here when the destination does not take it compressed (otherwise the cloud is asked for it in a syntax the destination takes)'
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l allow-insecure-http -d 'Allow plain, unencrypted http:// to a cloud that is not on this machine'
+complete -c retriever -n "__fish_retriever_using_subcommand echo" -l to-tls -d 'DICOM TLS to the destination (--to); there is never a fallback to plain TCP'
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -s q -l quiet -d 'No progress bars, only errors on stderr'
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -s h -l help -d 'Print help'
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l priors -d 'How many prior studies of the same patient to fetch with each study [default: 3]' -r
@@ -235,7 +270,7 @@ same\t'At least one modality in common with the current study'"
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l associations -d 'Associations opened in parallel to the destination (1 to 32) [default: 2]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l max-pdu -d 'Largest PDU we receive, and send if the destination takes it (4096 to 4194304) [default: 16384]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l dicom-connect-timeout -d 'Time allowed to open the TCP connection to the destination [default: 10s]' -r
-complete -c retriever -n "__fish_retriever_using_subcommand config" -l acse-timeout -d 'Time allowed for the destination to answer an association or release request [default: 30s]' -r
+complete -c retriever -n "__fish_retriever_using_subcommand config" -l acse-timeout -d 'Time allowed for the destination to answer an association or release request, and for the TLS handshake with --to-tls [default: 30s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l dimse-timeout -d 'Time the destination may stay silent while an instance is sent, and the most its whole answer may take [default: 60s]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l store-retries -d 'Retries of an instance within one run, after "out of resources" or no answer (a study whose requests go unanswered twice in a row is given up), and of an association the destination is too busy to accept [default: 3]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l config -d 'JSON config file; flags beat environment, environment beats the file' -r -F
@@ -247,6 +282,10 @@ complete -c retriever -n "__fish_retriever_using_subcommand config" -l ca-bundle
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
+complete -c retriever -n "__fish_retriever_using_subcommand config" -l to-ca -d 'CA certificates (PEM) to trust for the destination\'s TLS certificate, besides the system\'s' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand config" -l to-cert -d 'Our client certificate (PEM) for a destination that asks for one (with --to-key)' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand config" -l to-key -d 'The private key (PEM) of --to-cert' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand config" -l to-server-name -d 'The name the destination\'s TLS certificate must be for [default: the host of --to]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l calling-ae -d 'Our AE title, as the destination sees it [default: RETRIEVER]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l cache -d 'The cache directory [default: the platform\'s local cache folder]' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l jobs -d 'Parallel downloads from the cloud [default: 4]' -r
@@ -258,6 +297,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand config" -l log-file 
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l json -d 'One JSON object (setting -> value, source) instead of a table'
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l decompress-lossy -d 'Decompress lossy JPEG here when the destination does not take it compressed (otherwise the cloud is asked for it in a syntax the destination takes)'
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l allow-insecure-http -d 'Allow plain, unencrypted http:// to a cloud that is not on this machine'
+complete -c retriever -n "__fish_retriever_using_subcommand config" -l to-tls -d 'DICOM TLS to the destination (--to); there is never a fallback to plain TCP'
 complete -c retriever -n "__fish_retriever_using_subcommand config" -s q -l quiet -d 'No progress bars, only errors on stderr'
 complete -c retriever -n "__fish_retriever_using_subcommand config" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c retriever -n "__fish_retriever_using_subcommand status" -l stale-after -d 'Call the router not working when no search of the cloud has worked for this long [default: 3 search intervals, at least 1m]' -r
@@ -270,6 +310,10 @@ complete -c retriever -n "__fish_retriever_using_subcommand status" -l ca-bundle
 complete -c retriever -n "__fish_retriever_using_subcommand status" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand status" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand status" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
+complete -c retriever -n "__fish_retriever_using_subcommand status" -l to-ca -d 'CA certificates (PEM) to trust for the destination\'s TLS certificate, besides the system\'s' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand status" -l to-cert -d 'Our client certificate (PEM) for a destination that asks for one (with --to-key)' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand status" -l to-key -d 'The private key (PEM) of --to-cert' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand status" -l to-server-name -d 'The name the destination\'s TLS certificate must be for [default: the host of --to]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand status" -l calling-ae -d 'Our AE title, as the destination sees it [default: RETRIEVER]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand status" -l cache -d 'The cache directory [default: the platform\'s local cache folder]' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand status" -l jobs -d 'Parallel downloads from the cloud [default: 4]' -r
@@ -280,6 +324,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand status" -l max-insta
 complete -c retriever -n "__fish_retriever_using_subcommand status" -l log-file -d 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept); for `service install`, the service\'s log [default: %ProgramData%\\retriever\\log\\NAME.log]' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand status" -l json -d 'The status file and the verdict, one JSON object per watch, instead of text'
 complete -c retriever -n "__fish_retriever_using_subcommand status" -l allow-insecure-http -d 'Allow plain, unencrypted http:// to a cloud that is not on this machine'
+complete -c retriever -n "__fish_retriever_using_subcommand status" -l to-tls -d 'DICOM TLS to the destination (--to); there is never a fallback to plain TCP'
 complete -c retriever -n "__fish_retriever_using_subcommand status" -s q -l quiet -d 'No progress bars, only errors on stderr'
 complete -c retriever -n "__fish_retriever_using_subcommand status" -s h -l help -d 'Print help'
 complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l config -d 'JSON config file; flags beat environment, environment beats the file' -r -F
@@ -291,6 +336,10 @@ complete -c retriever -n "__fish_retriever_using_subcommand service; and not __f
 complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l to-ca -d 'CA certificates (PEM) to trust for the destination\'s TLS certificate, besides the system\'s' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l to-cert -d 'Our client certificate (PEM) for a destination that asks for one (with --to-key)' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l to-key -d 'The private key (PEM) of --to-cert' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l to-server-name -d 'The name the destination\'s TLS certificate must be for [default: the host of --to]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l calling-ae -d 'Our AE title, as the destination sees it [default: RETRIEVER]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l cache -d 'The cache directory [default: the platform\'s local cache folder]' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l jobs -d 'Parallel downloads from the cloud [default: 4]' -r
@@ -300,6 +349,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand service; and not __f
 complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l max-instance-size -d 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l log-file -d 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept); for `service install`, the service\'s log [default: %ProgramData%\\retriever\\log\\NAME.log]' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l allow-insecure-http -d 'Allow plain, unencrypted http:// to a cloud that is not on this machine'
+complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l to-tls -d 'DICOM TLS to the destination (--to); there is never a fallback to plain TCP'
 complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -s q -l quiet -d 'No progress bars, only errors on stderr'
 complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -s h -l help -d 'Print help'
 complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -f -a "install" -d 'Register the service: starts with Windows (delayed), restarted after a failure; --config and --cache are passed to it [default: %ProgramData%\\retriever\\config.json and ...\\cache]'
@@ -319,6 +369,10 @@ complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l to-ca -d 'CA certificates (PEM) to trust for the destination\'s TLS certificate, besides the system\'s' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l to-cert -d 'Our client certificate (PEM) for a destination that asks for one (with --to-key)' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l to-key -d 'The private key (PEM) of --to-cert' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l to-server-name -d 'The name the destination\'s TLS certificate must be for [default: the host of --to]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l calling-ae -d 'Our AE title, as the destination sees it [default: RETRIEVER]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l cache -d 'The cache directory [default: the platform\'s local cache folder]' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l jobs -d 'Parallel downloads from the cloud [default: 4]' -r
@@ -328,6 +382,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l max-instance-size -d 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l log-file -d 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept); for `service install`, the service\'s log [default: %ProgramData%\\retriever\\log\\NAME.log]' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l allow-insecure-http -d 'Allow plain, unencrypted http:// to a cloud that is not on this machine'
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l to-tls -d 'DICOM TLS to the destination (--to); there is never a fallback to plain TCP'
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -s q -l quiet -d 'No progress bars, only errors on stderr'
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -s h -l help -d 'Print help'
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l name -d 'The service\'s name' -r
@@ -340,6 +395,10 @@ complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l to-ca -d 'CA certificates (PEM) to trust for the destination\'s TLS certificate, besides the system\'s' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l to-cert -d 'Our client certificate (PEM) for a destination that asks for one (with --to-key)' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l to-key -d 'The private key (PEM) of --to-cert' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l to-server-name -d 'The name the destination\'s TLS certificate must be for [default: the host of --to]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l calling-ae -d 'Our AE title, as the destination sees it [default: RETRIEVER]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l cache -d 'The cache directory [default: the platform\'s local cache folder]' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l jobs -d 'Parallel downloads from the cloud [default: 4]' -r
@@ -349,6 +408,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l max-instance-size -d 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l log-file -d 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept); for `service install`, the service\'s log [default: %ProgramData%\\retriever\\log\\NAME.log]' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l allow-insecure-http -d 'Allow plain, unencrypted http:// to a cloud that is not on this machine'
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l to-tls -d 'DICOM TLS to the destination (--to); there is never a fallback to plain TCP'
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -s q -l quiet -d 'No progress bars, only errors on stderr'
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -s h -l help -d 'Print help'
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l name -d 'The service\'s name' -r
@@ -361,6 +421,10 @@ complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l to-ca -d 'CA certificates (PEM) to trust for the destination\'s TLS certificate, besides the system\'s' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l to-cert -d 'Our client certificate (PEM) for a destination that asks for one (with --to-key)' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l to-key -d 'The private key (PEM) of --to-cert' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l to-server-name -d 'The name the destination\'s TLS certificate must be for [default: the host of --to]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l calling-ae -d 'Our AE title, as the destination sees it [default: RETRIEVER]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l cache -d 'The cache directory [default: the platform\'s local cache folder]' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l jobs -d 'Parallel downloads from the cloud [default: 4]' -r
@@ -370,6 +434,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l max-instance-size -d 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l log-file -d 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept); for `service install`, the service\'s log [default: %ProgramData%\\retriever\\log\\NAME.log]' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l allow-insecure-http -d 'Allow plain, unencrypted http:// to a cloud that is not on this machine'
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l to-tls -d 'DICOM TLS to the destination (--to); there is never a fallback to plain TCP'
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -s q -l quiet -d 'No progress bars, only errors on stderr'
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -s h -l help -d 'Print help'
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l name -d 'The service\'s name' -r
@@ -382,6 +447,10 @@ complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l to-ca -d 'CA certificates (PEM) to trust for the destination\'s TLS certificate, besides the system\'s' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l to-cert -d 'Our client certificate (PEM) for a destination that asks for one (with --to-key)' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l to-key -d 'The private key (PEM) of --to-cert' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l to-server-name -d 'The name the destination\'s TLS certificate must be for [default: the host of --to]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l calling-ae -d 'Our AE title, as the destination sees it [default: RETRIEVER]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l cache -d 'The cache directory [default: the platform\'s local cache folder]' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l jobs -d 'Parallel downloads from the cloud [default: 4]' -r
@@ -391,6 +460,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l max-instance-size -d 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l log-file -d 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept); for `service install`, the service\'s log [default: %ProgramData%\\retriever\\log\\NAME.log]' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l allow-insecure-http -d 'Allow plain, unencrypted http:// to a cloud that is not on this machine'
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l to-tls -d 'DICOM TLS to the destination (--to); there is never a fallback to plain TCP'
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -s q -l quiet -d 'No progress bars, only errors on stderr'
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -s h -l help -d 'Print help'
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l name -d 'The service\'s name' -r
@@ -403,6 +473,10 @@ complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l to-ca -d 'CA certificates (PEM) to trust for the destination\'s TLS certificate, besides the system\'s' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l to-cert -d 'Our client certificate (PEM) for a destination that asks for one (with --to-key)' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l to-key -d 'The private key (PEM) of --to-cert' -r -F
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l to-server-name -d 'The name the destination\'s TLS certificate must be for [default: the host of --to]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l calling-ae -d 'Our AE title, as the destination sees it [default: RETRIEVER]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l cache -d 'The cache directory [default: the platform\'s local cache folder]' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l jobs -d 'Parallel downloads from the cloud [default: 4]' -r
@@ -412,6 +486,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l max-instance-size -d 'Largest single instance taken from the cloud, e.g. 512MiB, 8GiB; a larger one is refused [default: 4GiB]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l log-file -d 'Append the log of `watch` to this file, one line per event, rotated at 10 MiB (FILE.1 to FILE.5 kept); for `service install`, the service\'s log [default: %ProgramData%\\retriever\\log\\NAME.log]' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l allow-insecure-http -d 'Allow plain, unencrypted http:// to a cloud that is not on this machine'
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l to-tls -d 'DICOM TLS to the destination (--to); there is never a fallback to plain TCP'
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -s q -l quiet -d 'No progress bars, only errors on stderr'
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -s h -l help -d 'Print help'
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from help" -f -a "install" -d 'Register the service: starts with Windows (delayed), restarted after a failure; --config and --cache are passed to it [default: %ProgramData%\\retriever\\config.json and ...\\cache]'

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the peers that retriever's tests run against, if they are missing:
 #   Debian: orthanc, orthanc-dicomweb (the DICOMweb plugin), dcmtk (storescp, echoscu, dcmdump),
-#           openssl (a private certificate authority for the HTTPS tests),
+#           openssl (a private certificate authority for the HTTPS and DICOM TLS tests),
 #           nginx-light (a cloud front that asks for a client certificate),
 #           strace (counts the journal's syncs), systemd (systemd-analyze, systemd-sysusers:
 #           checks the service units), zip and unzip (the Windows release archive)

@@ -122,6 +122,26 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "RETRIEVER_DEST", value_name = "AE@HOST:PORT", value_parser = Destination::parse)]
     pub to: Option<Destination>,
 
+    /// DICOM TLS to the destination (--to); there is never a fallback to plain TCP
+    #[arg(long, global = true)]
+    pub to_tls: bool,
+
+    /// CA certificates (PEM) to trust for the destination's TLS certificate, besides the system's
+    #[arg(long, global = true, value_name = "FILE")]
+    pub to_ca: Option<PathBuf>,
+
+    /// Our client certificate (PEM) for a destination that asks for one (with --to-key)
+    #[arg(long, global = true, value_name = "FILE", requires = "to_key")]
+    pub to_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --to-cert
+    #[arg(long, global = true, value_name = "FILE", requires = "to_cert")]
+    pub to_key: Option<PathBuf>,
+
+    /// The name the destination's TLS certificate must be for [default: the host of --to]
+    #[arg(long, global = true, value_name = "NAME")]
+    pub to_server_name: Option<String>,
+
     /// Our AE title, as the destination sees it [default: RETRIEVER]
     #[arg(long, global = true, env = "RETRIEVER_CALLING_AE", value_name = "TITLE", value_parser = check_ae_title)]
     pub calling_ae: Option<String>,
@@ -333,7 +353,8 @@ pub struct DimseArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub dicom_connect_timeout: Option<Duration>,
 
-    /// Time allowed for the destination to answer an association or release request [default: 30s]
+    /// Time allowed for the destination to answer an association or release request, and for the TLS
+    /// handshake with --to-tls [default: 30s]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub acse_timeout: Option<Duration>,
 

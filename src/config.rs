@@ -21,7 +21,7 @@ use crate::dicomweb::{
     Auth, ClientAuth, ClientIdentity, ClientOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_JOBS,
     DEFAULT_RETRIES, DEFAULT_TOKEN_LIFETIME, OAuth2, TOKEN_COMMAND_TIMEOUT, TokenCommand, TokenOrigin, Tokens,
 };
-use crate::dimse::{Destination, ScuOptions, check_ae_title};
+use crate::dimse::{ClientTls, Destination, ScuOptions, TlsOptions, check_ae_title};
 use crate::format::{parse_duration, parse_size, setting_duration as format_setting_duration};
 use crate::priors::{ModalityRule, Rules};
 use crate::watch::Filter;
@@ -173,6 +173,12 @@ pub struct FileConfig {
     pub dimse_timeout: Option<String>,
     pub store_retries: Option<u32>,
     pub decompress_lossy: Option<bool>,
+    // DICOM TLS to the destination.
+    pub to_tls: Option<bool>,
+    pub to_ca: Option<PathBuf>,
+    pub to_cert: Option<PathBuf>,
+    pub to_key: Option<PathBuf>,
+    pub to_server_name: Option<String>,
     // `watch`: the search for studies to route, as QIDO-RS matching keys
     // and values, e.g. {"ModalitiesInStudy": "CT", "StudyDate": "last 24 hours"}.
     pub watch_filter: Option<std::collections::BTreeMap<String, String>>,
@@ -221,6 +227,9 @@ impl FileConfig {
             ("client_cert", &self.client_cert),
             ("client_key", &self.client_key),
             ("oauth_client_secret_file", &self.oauth_client_secret_file),
+            ("to_ca", &self.to_ca),
+            ("to_cert", &self.to_cert),
+            ("to_key", &self.to_key),
         ];
         for (key, path) in paths {
             let Some(path) = path else { continue };
@@ -380,6 +389,8 @@ pub struct Settings {
     pub warnings: Vec<String>,
     cloud: Result<ClientOptions, Wrong>,
     destination: Option<Result<Destination, Wrong>>,
+    /// DICOM TLS to the destination; `None` for plain TCP.
+    tls: Result<Option<ClientTls>, Wrong>,
     entries: Vec<Entry>,
 }
 
@@ -423,6 +434,11 @@ impl Settings {
             Ok(file_to) => layers.pick("to", file_to, None, show_display).map(Ok),
             Err(e) => Some(Err(Wrong::from(e))),
         };
+        let host = match &destination {
+            Some(Ok(d)) => Some(d.host.clone()),
+            _ => None,
+        };
+        let tls = destination_tls(&mut layers, &file, host.as_deref()).map_err(Wrong::from);
         let calling_ae = layers
             .pick(
                 "calling_ae",
@@ -457,6 +473,7 @@ impl Settings {
             warnings: layers.warnings,
             cloud,
             destination,
+            tls,
             entries: layers.entries,
         })
     }
@@ -485,11 +502,18 @@ impl Settings {
         }
     }
 
+    /// DICOM TLS to the destination (`None`: plain TCP), or why the TLS
+    /// settings cannot be used.
+    pub fn destination_tls(&self) -> Result<Option<&ClientTls>> {
+        self.tls.as_ref().map(Option::as_ref).map_err(Wrong::error)
+    }
+
     /// The association settings for the destination: the DICOM flags (see
     /// `cli::DimseArgs`), as merged with the environment and the config file.
     pub fn scu_options(&self) -> Result<ScuOptions> {
         let dicom = &self.dicom;
         let mut opts = ScuOptions::new(self.destination()?.clone());
+        opts.tls = self.destination_tls()?.cloned();
         opts.calling_ae = self.calling_ae.clone();
         opts.max_pdu = dicom.max_pdu;
         opts.decompress_lossy = dicom.decompress_lossy;
@@ -1191,6 +1215,71 @@ fn dicom_settings(l: &mut Layers<'_>, file: &FileConfig) -> Result<DicomSettings
         store_retries: l.pick_or("store_retries", file.store_retries, d.store_retries, show_display),
         decompress_lossy: l.pick_or("decompress_lossy", file.decompress_lossy, false, show_display),
     })
+}
+
+/// DICOM TLS to the destination when `to_tls` is on: the CAs, the client
+/// certificate and the name to check, read and checked now (`host`, the
+/// destination's, is the name checked unless `to_server_name` gives one).
+/// TLS files given while `to_tls` is set nowhere are refused.
+/// `None` for plain TCP, or when there is no usable destination (whose own
+/// error is reported by the commands that need one).
+fn destination_tls(l: &mut Layers<'_>, file: &FileConfig, host: Option<&str>) -> Result<Option<ClientTls>> {
+    let on = l.pick_or("to_tls", file.to_tls, false, show_display);
+    let opts = TlsOptions {
+        ca: l.pick("to_ca", file.to_ca.clone(), None, show_path),
+        cert: l.pick("to_cert", file.to_cert.clone(), None, show_path),
+        key: l.pick("to_key", file.to_key.clone(), None, show_path),
+        server_name: l.pick("to_server_name", file.to_server_name.clone(), None, show_string),
+    };
+    if let Some(key) = &opts.key {
+        l.warn_if_others_can_read(key, "TLS key file");
+    }
+    // Written `false` on purpose (the files kept for later) is off; not
+    // written at all beside files for TLS is taken for a forgotten
+    // `--to-tls`, which would send in the clear what was meant to be
+    // encrypted.
+    let said_off = l
+        .entries
+        .iter()
+        .any(|e| e.key == "to_tls" && e.source != Source::Default);
+    if !on && said_off {
+        return Ok(None);
+    }
+    if !on {
+        let given: Vec<String> = ["to_ca", "to_cert", "to_key", "to_server_name"]
+            .into_iter()
+            .filter(|key| l.entries.iter().any(|e| e.key == *key && e.value.is_some()))
+            .map(|key| l.origin(key))
+            .collect();
+        if !given.is_empty() {
+            bail!(
+                "{} {} given, but DICOM TLS to the destination is not turned on: add `--to-tls` \
+                 (or \"to_tls\": true in the config file), or leave {} out",
+                given.join(", "),
+                if given.len() == 1 { "is" } else { "are" },
+                if given.len() == 1 { "it" } else { "them" },
+            );
+        }
+        return Ok(None);
+    }
+    match (&opts.cert, &opts.key) {
+        (Some(_), None) => bail!(
+            "{} gives a client certificate for the destination but no key: give its key with `--to-key` \
+             (or \"to_key\" in the config file)",
+            l.origin("to_cert")
+        ),
+        (None, Some(_)) => bail!(
+            "{} gives a client key for the destination but no certificate: give it with `--to-cert` \
+             (or \"to_cert\" in the config file)",
+            l.origin("to_key")
+        ),
+        _ => {}
+    }
+    let Some(host) = host else {
+        return Ok(None);
+    };
+    let tls = ClientTls::new(&opts, host).context("DICOM TLS to the destination cannot be set up")?;
+    Ok(Some(tls))
 }
 
 /// The permission bits of `path` when users other than its owner may read

@@ -46,6 +46,10 @@ pub fn run(settings: &Settings, args: &ConfigArgs) -> Result<()> {
             eprintln!("note: no destination is set; `store`, `echo` and `watch` need --to or RETRIEVER_DEST");
         }
     }
+    if let Err(e) = settings.destination_tls() {
+        eprintln!("error: {e:#}");
+        wrong += 1;
+    }
     match wrong {
         0 => Ok(()),
         1 => bail!("a setting is wrong (see above)"),

@@ -1,4 +1,5 @@
-//! One association with the destination: connect and negotiate with our
+//! One association with the destination: connect (and run the TLS
+//! handshake when TLS is asked for, see `tls.rs`) and negotiate with our
 //! timeouts and TCP_NODELAY, send commands and data sets as P-DATA fragments
 //! no larger than the negotiated PDU size, read responses, release or abort.
 //! dicom-ul encodes the A-ASSOCIATE-RQ and parses the answer; the socket,
@@ -18,8 +19,9 @@ use dicom_ul::pdu::{
 use dicom_ul::{IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, Pdu};
 
 use super::command::Command;
-use super::error::{Phase, ScuError};
+use super::error::{Phase, ScuError, TlsFailure};
 use super::pdu::{self, ABORT_PDU, Incoming, MAX_COMMAND, MIN_PEER_PDU, ReadError, ReceiveError};
+use super::tls::{self, HandshakeError, Stream};
 use super::{DEFAULT_MAX_PDU, MAX_CONTEXTS, Proposal, ScuOptions, check_ae_title};
 
 /// PDU header (type, reserved, length) + PDV header (length, context id,
@@ -37,7 +39,7 @@ const APPLICATION_CONTEXT: &str = "1.2.840.10008.3.1.1.1";
 /// An established association.
 pub(crate) struct Assoc {
     /// The connection, until the association ends.
-    inner: Option<TcpStream>,
+    inner: Option<Stream>,
     /// The accepted presentation contexts.
     contexts: Vec<PresentationContextNegotiated>,
     destination: String,
@@ -70,30 +72,40 @@ impl Assoc {
         let (proposed, request) = association_rq(opts, proposals, own_max_pdu)
             .map_err(|e| invalid(format!("the association request could not be encoded: {}", chain(&e))))?;
 
-        let mut stream = connect(&dest.host, dest.port, opts.connect_timeout).map_err(|source| ScuError::Connect {
+        let tcp = connect(&dest.host, dest.port, opts.connect_timeout).map_err(|source| ScuError::Connect {
             destination: destination.clone(),
             source,
         })?;
-        let deadline = Instant::now() + opts.acse_timeout;
         // Without TCP_NODELAY every C-STORE waits out a delayed ACK
         // (40 ms on Linux): the small command PDU is sent, then Nagle holds
         // the first data PDU back until the peer acknowledges it.
-        let sent = stream
-            .set_nodelay(true)
-            .and_then(|_| stream.set_write_timeout(Some(opts.acse_timeout)))
-            .and_then(|_| stream.write_all(&request));
-        if let Err(e) = sent {
-            let _ = stream.shutdown(std::net::Shutdown::Both);
+        if let Err(e) = tcp.set_nodelay(true) {
+            let _ = tcp.shutdown(std::net::Shutdown::Both);
             return Err(io_error(&destination, e, Phase::Associate, opts.acse_timeout, false));
         }
-        let fail = |stream: TcpStream, e: ScuError| {
+        // With TLS asked for, TLS or nothing: a failed handshake ends here.
+        let mut stream = match &opts.tls {
+            None => Stream::Plain(tcp),
+            Some(config) => tls::handshake(config, tcp, Instant::now() + opts.acse_timeout)
+                .map_err(|e| handshake_error(&destination, e, opts.acse_timeout))?,
+        };
+        let deadline = Instant::now() + opts.acse_timeout;
+        let sent = stream
+            .tcp()
+            .set_write_timeout(Some(opts.acse_timeout))
+            .and_then(|_| stream.write_all(&request));
+        if let Err(e) = sent {
+            stream.close();
+            return Err(io_error(&destination, e, Phase::Associate, opts.acse_timeout, false));
+        }
+        let fail = |stream: Stream, e: ScuError| {
             abort(stream);
             Err(e)
         };
         let ac = match pdu::read_association_answer(&mut stream, own_max_pdu, deadline) {
             Ok(Ok(Pdu::AssociationAC(ac))) => ac,
             Ok(Ok(Pdu::AssociationRJ(rj))) => {
-                let _ = stream.shutdown(std::net::Shutdown::Both);
+                stream.close();
                 let (transient, reason) = rejection(&rj);
                 return Err(ScuError::AssociationRejected {
                     destination,
@@ -104,7 +116,7 @@ impl Assoc {
                 });
             }
             Ok(Err(Incoming::Abort)) => {
-                let _ = stream.shutdown(std::net::Shutdown::Both);
+                stream.close();
                 return Err(ScuError::Aborted {
                     destination,
                     phase: Phase::Associate,
@@ -144,10 +156,7 @@ impl Assoc {
                 return fail(stream, e);
             }
         };
-        let timeouts = stream
-            .set_read_timeout(Some(opts.dimse_timeout))
-            .and_then(|_| stream.set_write_timeout(Some(opts.dimse_timeout)));
-        if let Err(e) = timeouts {
+        if let Err(e) = stream.set_timeouts(opts.dimse_timeout, opts.dimse_timeout) {
             let e = ScuError::ConnectionLost {
                 destination,
                 phase: Phase::Associate,
@@ -200,7 +209,7 @@ impl Assoc {
     }
 
     /// The open association, or [`closed`](Self::closed).
-    fn live(&mut self) -> Result<&mut TcpStream, ScuError> {
+    fn live(&mut self) -> Result<&mut Stream, ScuError> {
         match self.inner {
             Some(ref mut inner) => Ok(inner),
             None => Err(self.closed()),
@@ -265,7 +274,7 @@ impl Assoc {
         let stream = self.live()?;
         let received = pdu::read_command(stream, context_id, max_pdu, deadline);
         // Back to the idle timeout for what is sent next.
-        let _ = stream.set_read_timeout(Some(idle));
+        let _ = stream.set_timeouts(idle, idle);
         let e = match received {
             Ok(command) => return Ok(command),
             Err(e) => e,
@@ -346,7 +355,7 @@ impl Assoc {
                 Err(self.read_error(e, Phase::Release, self.acse_timeout, false))
             }
         };
-        let _ = stream.shutdown(std::net::Shutdown::Both);
+        stream.close();
         result
     }
 
@@ -359,8 +368,8 @@ impl Assoc {
 
     /// Forgets a connection the peer already ended.
     fn drop_inner(&mut self) {
-        if let Some(inner) = self.inner.take() {
-            let _ = inner.shutdown(std::net::Shutdown::Both);
+        if let Some(mut inner) = self.inner.take() {
+            inner.close();
         }
     }
 }
@@ -439,9 +448,9 @@ fn association_rq(
 }
 
 /// Sends A-ABORT and closes.
-fn abort(mut stream: TcpStream) {
+fn abort(mut stream: Stream) {
     let _ = stream.write_all(&ABORT_PDU);
-    let _ = stream.shutdown(std::net::Shutdown::Both);
+    stream.close();
 }
 
 /// Opens the TCP connection, trying each address the name resolves to
@@ -538,7 +547,7 @@ impl Drop for Assoc {
 /// field), one PDV each. The last PDU is held back until `finish`, so that
 /// the final fragment (marked last) is never empty.
 pub(crate) struct DataWriter<'a> {
-    stream: &'a mut TcpStream,
+    stream: &'a mut Stream,
     /// A command PDU to send in the same write as the first data PDU.
     pending: Vec<u8>,
     buf: Vec<u8>,
@@ -547,7 +556,7 @@ pub(crate) struct DataWriter<'a> {
 }
 
 impl<'a> DataWriter<'a> {
-    fn new(stream: &'a mut TcpStream, context_id: u8, max_pdu: u32) -> DataWriter<'a> {
+    fn new(stream: &'a mut Stream, context_id: u8, max_pdu: u32) -> DataWriter<'a> {
         let capacity = PDU_PDV_HEADER + pdu::pdv_capacity(max_pdu);
         let mut buf = Vec::with_capacity(capacity);
         buf.extend_from_slice(&pdu_pdv_header(context_id, 0, 0));
@@ -627,6 +636,14 @@ fn pdu_pdv_header(context_id: u8, control: u8, data_len: usize) -> [u8; PDU_PDV_
 
 fn io_error(destination: &str, e: io::Error, phase: Phase, timeout: Duration, outcome_unknown: bool) -> ScuError {
     let destination = destination.to_string();
+    // A refusal that TLS 1.3 delivers after the handshake, with the first
+    // answer (our client certificate, checked late): see `tls.rs`.
+    if let Some(failure) = e.get_ref().and_then(|inner| inner.downcast_ref::<TlsFailure>()) {
+        return ScuError::Tls {
+            destination,
+            failure: failure.clone(),
+        };
+    }
     match e.kind() {
         // A socket read timeout is WouldBlock on Unix, TimedOut on Windows.
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ScuError::Timeout {
@@ -641,6 +658,24 @@ fn io_error(destination: &str, e: io::Error, phase: Phase, timeout: Duration, ou
             source: Some(e),
             outcome_unknown,
         },
+    }
+}
+
+/// The error for a TLS handshake that did not complete.
+fn handshake_error(destination: &str, e: HandshakeError, timeout: Duration) -> ScuError {
+    match e {
+        HandshakeError::Failed(failure) => ScuError::Tls {
+            destination: destination.to_string(),
+            failure,
+        },
+        HandshakeError::TimedOut { got } => read_error(
+            destination,
+            ReadError::TimedOut { got },
+            Phase::Handshake,
+            timeout,
+            false,
+        ),
+        HandshakeError::Io(e) => io_error(destination, e, Phase::Handshake, timeout, false),
     }
 }
 
@@ -830,8 +865,9 @@ mod tests {
                 s.read_to_end(&mut all).unwrap();
                 all
             });
-            let mut client = TcpStream::connect(addr).unwrap();
+            let client = TcpStream::connect(addr).unwrap();
             let payload: Vec<u8> = (0..total).map(|i| (i % 251) as u8).collect();
+            let mut client = Stream::Plain(client);
             let mut w = DataWriter::new(&mut client, 3, 1024);
             if command {
                 w.pending = pdata_pdu(3, 0x03, b"command set");

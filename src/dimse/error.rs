@@ -4,11 +4,13 @@
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// When an error happened, for messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
+    /// The TLS handshake, before the association is requested.
+    Handshake,
     /// A-ASSOCIATE negotiation.
     Associate,
     /// Sending a DIMSE request (command or data set).
@@ -22,6 +24,7 @@ pub enum Phase {
 impl fmt::Display for Phase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Phase::Handshake => "negotiating TLS",
             Phase::Associate => "negotiating the association",
             Phase::Send => "sending",
             Phase::Response => "waiting for the response",
@@ -40,6 +43,10 @@ pub enum ScuError {
     /// The TCP connection could not be opened (refused, unreachable, timed
     /// out, host name not resolved).
     Connect { destination: String, source: io::Error },
+    /// TLS with the destination failed a check, or the destination refused
+    /// us or does not speak TLS: nothing was sent, and trying again gives
+    /// the same until someone changes a certificate or a setting.
+    Tls { destination: String, failure: TlsFailure },
     /// The destination answered A-ASSOCIATE-RJ.
     AssociationRejected {
         destination: String,
@@ -135,6 +142,7 @@ impl ScuError {
             | ScuError::Closed { .. } => true,
             ScuError::AssociationRejected { transient, .. } => *transient,
             ScuError::NoAcceptedContext { .. }
+            | ScuError::Tls { .. }
             | ScuError::PduTooSmall { .. }
             | ScuError::Protocol { .. }
             | ScuError::File { .. }
@@ -177,6 +185,7 @@ impl fmt::Display for ScuError {
                     "could not connect to {destination} ({why}); is the destination running and the port right?"
                 )
             }
+            ScuError::Tls { destination, failure } => failure.explain(destination, f),
             ScuError::AssociationRejected {
                 destination,
                 called_ae,
@@ -293,6 +302,124 @@ impl fmt::Display for ScuError {
     }
 }
 
+/// Which TLS check failed, or what the destination refused (see
+/// [`ScuError::Tls`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// Its certificate does not chain to a CA we trust.
+    UnknownCa,
+    /// Its certificate is for other names (`presented`, the first few,
+    /// made printable) than the one checked (`expected`).
+    WrongName {
+        expected: Option<String>,
+        presented: Vec<String>,
+    },
+    /// Its certificate expired (dates when rustls gives them).
+    Expired {
+        not_after: Option<SystemTime>,
+        now: Option<SystemTime>,
+    },
+    /// Its certificate is not valid yet.
+    NotYetValid {
+        not_before: Option<SystemTime>,
+        now: Option<SystemTime>,
+    },
+    /// Its certificate failed another check (signature, purpose, revoked).
+    BadCertificate { detail: String },
+    /// It asked for a client certificate and we have none.
+    CertificateRequired,
+    /// It refused our client certificate (how: the alert it sent, or that
+    /// it hung up).
+    CertificateRefused { how: String },
+    /// It does not answer our TLS hello with TLS.
+    NotTls { detail: String },
+    /// Any other failed handshake (no common protocol version or cipher).
+    Handshake { detail: String },
+}
+
+impl TlsFailure {
+    /// The message for `destination`: what failed and what to do.
+    fn explain(&self, destination: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let cert = format!("the TLS certificate of {destination}");
+        let date = |t: &SystemTime| humantime::format_rfc3339_seconds(*t).to_string();
+        match self {
+            TlsFailure::UnknownCa => write!(
+                f,
+                "{cert} is signed by a CA we do not trust: give its CA with `--to-ca` (a PEM file)"
+            ),
+            TlsFailure::WrongName { expected, presented } => {
+                write!(f, "{cert} is for ")?;
+                if presented.is_empty() {
+                    f.write_str("other names")?;
+                } else {
+                    write!(f, "`{}`", presented.join("`, `"))?;
+                }
+                if let Some(expected) = expected {
+                    write!(f, ", not `{expected}`")?;
+                }
+                f.write_str(
+                    ": give the destination by a name its certificate is for, or the name to check with \
+                     `--to-server-name`",
+                )
+            }
+            TlsFailure::Expired { not_after, now } => {
+                write!(f, "{cert} has expired")?;
+                if let Some(t) = not_after {
+                    write!(f, " (valid until {}", date(t))?;
+                    if let Some(now) = now {
+                        write!(f, ", it is now {}", date(now))?;
+                    }
+                    f.write_str(")")?;
+                }
+                f.write_str(": renew the destination's certificate, or check this machine's clock")
+            }
+            TlsFailure::NotYetValid { not_before, now } => {
+                write!(f, "{cert} is not valid yet")?;
+                if let Some(t) = not_before {
+                    write!(f, " (valid from {}", date(t))?;
+                    if let Some(now) = now {
+                        write!(f, ", it is now {}", date(now))?;
+                    }
+                    f.write_str(")")?;
+                }
+                f.write_str(": check the clocks of this machine and of the destination")
+            }
+            TlsFailure::BadCertificate { detail } => write!(
+                f,
+                "{cert} was refused ({detail}): the destination needs a valid server certificate"
+            ),
+            TlsFailure::CertificateRequired => write!(
+                f,
+                "{destination} asks for a client certificate and we have none: give ours with \
+                 `--to-cert` and `--to-key`"
+            ),
+            TlsFailure::CertificateRefused { how } => write!(
+                f,
+                "{destination} refused our client certificate ({how}): give one it trusts with `--to-cert` \
+                 and `--to-key`, or have it trust the CA of ours"
+            ),
+            TlsFailure::NotTls { detail } => write!(
+                f,
+                "{destination} does not speak TLS on that port ({detail}): check that DICOM TLS is enabled \
+                 there and that the port is its TLS port"
+            ),
+            TlsFailure::Handshake { detail } => write!(
+                f,
+                "the TLS handshake with {destination} failed ({detail}): the destination must offer TLS 1.2 \
+                 or 1.3 with BCP 195 cipher suites; its log says why it refused"
+            ),
+        }
+    }
+}
+
+impl fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.explain("the destination", f)
+    }
+}
+
+impl std::error::Error for TlsFailure {}
+
 impl std::error::Error for ScuError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
@@ -341,5 +468,82 @@ mod tests {
         };
         assert!(e.outcome_unknown());
         assert!(e.to_string().contains("not counted as delivered"), "{e}");
+    }
+
+    #[test]
+    fn tls_failures_are_permanent_and_say_what_to_do() {
+        let tls = |failure| ScuError::Tls {
+            destination: "PACS@10.0.0.5:2762".into(),
+            failure,
+        };
+        let at = |secs| Some(std::time::UNIX_EPOCH + Duration::from_secs(secs));
+        for (failure, says) in [
+            (
+                TlsFailure::UnknownCa,
+                "the TLS certificate of PACS@10.0.0.5:2762 is signed by a CA we do not trust: give its CA \
+                 with `--to-ca` (a PEM file)",
+            ),
+            (
+                TlsFailure::WrongName {
+                    expected: Some("10.0.0.5".into()),
+                    presented: vec!["pacs.example.org".into(), "10.0.0.6".into()],
+                },
+                "the TLS certificate of PACS@10.0.0.5:2762 is for `pacs.example.org`, `10.0.0.6`, not `10.0.0.5`: \
+                 give the destination by a name its certificate is for, or the name to check with \
+                 `--to-server-name`",
+            ),
+            (
+                TlsFailure::Expired {
+                    not_after: at(1_609_459_200),
+                    now: at(1_767_225_600),
+                },
+                "the TLS certificate of PACS@10.0.0.5:2762 has expired (valid until 2021-01-01T00:00:00Z, it is \
+                 now 2026-01-01T00:00:00Z): renew the destination's certificate, or check this machine's clock",
+            ),
+            (
+                TlsFailure::NotYetValid {
+                    not_before: None,
+                    now: None,
+                },
+                "the TLS certificate of PACS@10.0.0.5:2762 is not valid yet: check the clocks of this machine \
+                 and of the destination",
+            ),
+            (
+                TlsFailure::CertificateRequired,
+                "PACS@10.0.0.5:2762 asks for a client certificate and we have none: give ours with `--to-cert` \
+                 and `--to-key`",
+            ),
+            (
+                TlsFailure::CertificateRefused {
+                    how: "TLS alert `unknown_ca`".into(),
+                },
+                "PACS@10.0.0.5:2762 refused our client certificate (TLS alert `unknown_ca`): give one it trusts \
+                 with `--to-cert` and `--to-key`, or have it trust the CA of ours",
+            ),
+            (
+                TlsFailure::NotTls {
+                    detail: "it closed the connection at our TLS hello".into(),
+                },
+                "PACS@10.0.0.5:2762 does not speak TLS on that port (it closed the connection at our TLS hello): \
+                 check that DICOM TLS is enabled there and that the port is its TLS port",
+            ),
+        ] {
+            let e = tls(failure);
+            assert_eq!(e.to_string(), says);
+            assert!(!e.is_transient(), "{e}");
+            assert!(!e.is_stall() && !e.outcome_unknown(), "{e}");
+        }
+        // A handshake that the destination leaves unanswered may pass.
+        let e = ScuError::Timeout {
+            destination: "PACS@10.0.0.5:2762".into(),
+            phase: Phase::Handshake,
+            after: Duration::from_secs(30),
+            outcome_unknown: false,
+        };
+        assert!(e.is_transient() && !e.is_stall());
+        assert_eq!(
+            e.to_string(),
+            "PACS@10.0.0.5:2762 did not answer within 30s while negotiating TLS"
+        );
     }
 }

@@ -3,8 +3,9 @@
 //! every read under its size and time bounds (the destination is as
 //! untrusted as the cloud), DIMSE command sets, message ids, P-DATA
 //! fragmentation, status classification and lossless transfer syntax
-//! conversion are ours. It owns its options and their defaults
-//! ([`ScuOptions`], [`Destination`] with the AE-title rules).
+//! conversion are ours; so is DICOM TLS over that socket (`tls.rs`). It
+//! owns its options and their defaults ([`ScuOptions`], [`Destination`]
+//! with the AE-title rules).
 //!
 //! Nothing here prints, draws progress or exits: every outcome is returned
 //! to the caller, which reports it.
@@ -39,16 +40,18 @@ mod pdu;
 mod proposal;
 pub mod status;
 mod store;
+mod tls;
 mod transcode;
 
 use std::time::Duration;
 
 pub use destination::{AeTitleError, Destination, DestinationError, check_ae_title};
 pub use echo::{EchoReport, echo};
-pub use error::{Phase, ScuError};
+pub use error::{Phase, ScuError, TlsFailure};
 pub use proposal::{MAX_CONTEXTS, Proposal, proposals_for, split_proposals};
 pub use status::{StatusClass, StoreStatus, meaning};
 pub use store::{InstanceMeta, SendPlan, StoreAssociation, StoreOutcome};
+pub use tls::{ClientTls, TlsOptions, TlsSetupError};
 
 /// Verification SOP class (C-ECHO).
 pub const VERIFICATION: &str = "1.2.840.10008.1.1";
@@ -96,11 +99,15 @@ pub struct ScuOptions {
     /// the destination does not take it compressed. Off by default, as in
     /// dcmsend: such instances are reported as needing another syntax.
     pub decompress_lossy: bool,
+    /// DICOM TLS to the destination; `None`: plain TCP. With it, every
+    /// association is TLS or is not opened (no fallback). The handshake
+    /// is bounded by the ACSE timeout.
+    pub tls: Option<ClientTls>,
 }
 
 impl ScuOptions {
     /// Defaults: calling AE `RETRIEVER`, 16 KiB PDUs, 10 s to connect, 30 s
-    /// for ACSE, 60 s idle for DIMSE, no lossy decompression.
+    /// for ACSE, 60 s idle for DIMSE, no lossy decompression, plain TCP.
     pub fn new(destination: Destination) -> ScuOptions {
         ScuOptions {
             calling_ae: DEFAULT_CALLING_AE.to_string(),
@@ -110,6 +117,7 @@ impl ScuOptions {
             acse_timeout: DEFAULT_ACSE_TIMEOUT,
             dimse_timeout: DEFAULT_DIMSE_TIMEOUT,
             decompress_lossy: false,
+            tls: None,
         }
     }
 }

@@ -55,17 +55,22 @@ pub(crate) trait Wire: Read {
 
 impl Wire for TcpStream {
     fn set_timeout(&mut self, timeout: Duration) -> io::Result<()> {
-        // A destination that leaves Nagle's algorithm on (DCMTK does,
-        // unless told otherwise) writes its answer in two pieces and holds
-        // the second until the first is acknowledged; Linux delays that
-        // acknowledgement by up to 40 ms. Acknowledging at once makes 2,000
-        // small instances take 2 s instead of 90 s. The kernel clears the
-        // flag after use, so it is set before every read.
-        #[cfg(target_os = "linux")]
-        let _ = socket2::SockRef::from(&*self).set_tcp_quickack(true);
-        // A zero timeout is refused by the OS API; a millisecond is as good.
-        self.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
+        set_read_timeout(self, timeout)
     }
+}
+
+/// Prepares the socket under a [`Wire`] (plain or TLS) for its next read.
+pub(crate) fn set_read_timeout(socket: &TcpStream, timeout: Duration) -> io::Result<()> {
+    // A destination that leaves Nagle's algorithm on (DCMTK does,
+    // unless told otherwise) writes its answer in two pieces and holds
+    // the second until the first is acknowledged; Linux delays that
+    // acknowledgement by up to 40 ms. Acknowledging at once makes 2,000
+    // small instances take 2 s instead of 90 s. The kernel clears the
+    // flag after use, so it is set before every read.
+    #[cfg(target_os = "linux")]
+    let _ = socket2::SockRef::from(socket).set_tcp_quickack(true);
+    // A zero timeout is refused by the OS API; a millisecond is as good.
+    socket.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
 }
 
 /// One presentation data value of a P-DATA-TF PDU.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::nginx::Nginx;
-use crate::common::pki::{Ca, Issued};
+use crate::common::pki::{Issued, Pki, Usage};
 use crate::common::{Orthanc, free_port, is_listening, retriever, retriever_at, run_within, temp_cache, uid_of};
 use crate::fetch::assert_study_cached;
 
@@ -29,47 +29,51 @@ const LIMIT: Duration = Duration::from_secs(120);
 
 /// The certificates of one test: the cloud's (signed by `server_ca`), ours (signed by the
 /// authority the cloud trusts for clients) and a stranger's (signed by another).
-struct Pki {
+struct Certs {
     dir: tempfile::TempDir,
-    server_ca: Ca,
+    server_ca: Pki,
     server: Issued,
-    client_ca: Ca,
+    client_ca: Pki,
     ours: Issued,
+    // Holds the stranger's files.
+    _other_ca: Pki,
     stranger: Issued,
 }
 
-impl Pki {
-    fn new() -> Pki {
+impl Certs {
+    fn new() -> Certs {
         let dir = tempfile::Builder::new()
             .prefix("retriever-mtls-")
             .tempdir()
-            .expect("create a directory for the certificates");
-        let server_ca = Ca::new(dir.path(), "server-ca");
-        let server = server_ca.server("cloud");
-        let client_ca = Ca::new(dir.path(), "client-ca");
-        let ours = client_ca.client("router");
-        let stranger = Ca::new(dir.path(), "other-ca").client("stranger");
-        Pki {
+            .expect("create a directory for the test's files");
+        let server_ca = Pki::new("retriever test server CA");
+        let server = server_ca.issue("127.0.0.1", Usage::Server);
+        let client_ca = Pki::new("retriever test client CA");
+        let ours = client_ca.issue("router", Usage::Client);
+        let other_ca = Pki::new("retriever test other CA");
+        let stranger = other_ca.issue("stranger", Usage::Client);
+        Certs {
             dir,
             server_ca,
             server,
             client_ca,
             ours,
+            _other_ca: other_ca,
             stranger,
         }
     }
 
     /// nginx in front of the shared Orthanc, asking for a certificate from our authority.
     fn nginx(&self) -> Nginx {
-        Nginx::requiring_client_certificates(Orthanc::shared().http_addr(), &self.server, &self.client_ca.cert())
+        Nginx::requiring_client_certificates(Orthanc::shared().http_addr(), &self.server, &self.client_ca.ca())
     }
 }
 
 /// `retriever fetch ACC2001 --priors 0` from `cloud` with the cloud's authority trusted, and
 /// `identity` as our client certificate.
-fn fetch(cloud: &str, cache: &Path, pki: &Pki, identity: Option<&Issued>) -> (i32, String, String) {
+fn fetch(cloud: &str, cache: &Path, pki: &Certs, identity: Option<&Issued>) -> (i32, String, String) {
     let mut cmd = retriever_at(&format!("{cloud}/dicom-web"), cache);
-    cmd.arg("--ca-bundle").arg(pki.server_ca.cert());
+    cmd.arg("--ca-bundle").arg(pki.server_ca.ca());
     if let Some(id) = identity {
         cmd.arg("--client-cert").arg(&id.cert).arg("--client-key").arg(&id.key);
     }
@@ -90,7 +94,7 @@ fn requests_logged(nginx: &Nginx) -> Vec<String> {
 }
 
 fn a_study_comes_whole_from_a_cloud_that_asks_for_our_certificate() {
-    let pki = Pki::new();
+    let pki = Certs::new();
     let nginx = pki.nginx();
     let cache = temp_cache();
     let (code, out, err) = fetch(&nginx.url(), cache.path(), &pki, Some(&pki.ours));
@@ -109,7 +113,7 @@ fn a_study_comes_whole_from_a_cloud_that_asks_for_our_certificate() {
 }
 
 fn without_a_certificate_the_error_says_the_cloud_wants_one() {
-    let pki = Pki::new();
+    let pki = Certs::new();
     let nginx = pki.nginx();
     let cache = temp_cache();
     let (code, out, err) = fetch(&nginx.url(), cache.path(), &pki, None);
@@ -125,7 +129,7 @@ fn without_a_certificate_the_error_says_the_cloud_wants_one() {
 }
 
 fn a_certificate_from_another_authority_is_refused_with_a_clear_message() {
-    let pki = Pki::new();
+    let pki = Certs::new();
     let nginx = pki.nginx();
     let cache = temp_cache();
     let (code, out, err) = fetch(&nginx.url(), cache.path(), &pki, Some(&pki.stranger));
@@ -139,7 +143,7 @@ fn a_certificate_from_another_authority_is_refused_with_a_clear_message() {
 }
 
 fn the_clouds_own_certificate_is_still_verified() {
-    let pki = Pki::new();
+    let pki = Certs::new();
     let nginx = pki.nginx();
     let cache = temp_cache();
     let mut cmd = retriever_at(&format!("{}/dicom-web", nginx.url()), cache.path());
@@ -215,8 +219,8 @@ impl Drop for Handshaker {
 /// Most TLS servers (Apache, Go, cloud load balancers, OpenSSL's) end the handshake with an
 /// alert, which with TLS 1.3 comes only when the first request is sent.
 fn a_cloud_that_ends_the_handshake_with_an_alert_says_why() {
-    let pki = Pki::new();
-    let cloud = Handshaker::start(&pki.server, &pki.client_ca.cert());
+    let pki = Certs::new();
+    let cloud = Handshaker::start(&pki.server, &pki.client_ca.ca());
 
     let cache = temp_cache();
     let (code, out, err) = fetch(&cloud.url(), cache.path(), &pki, None);
@@ -236,7 +240,7 @@ fn a_cloud_that_ends_the_handshake_with_an_alert_says_why() {
 }
 
 fn config_shows_the_client_certificate_and_warns_about_a_readable_key() {
-    let pki = Pki::new();
+    let pki = Certs::new();
     let config = |key: &Path| {
         let (code, out, err) = run_within(
             retriever()
@@ -273,7 +277,7 @@ fn config_shows_the_client_certificate_and_warns_about_a_readable_key() {
 
 /// Checked before anything is sent: the cloud here is a port nothing listens on.
 fn a_key_that_is_not_the_certificates_is_refused_naming_both() {
-    let pki = Pki::new();
+    let pki = Certs::new();
     let mixed = Issued {
         cert: pki.ours.cert.clone(),
         key: pki.stranger.key.clone(),

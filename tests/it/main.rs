@@ -10,6 +10,7 @@ mod common;
 mod bounded_time;
 mod cloud_mtls;
 mod config;
+mod dicom_tls;
 mod dimse;
 mod docs;
 mod errors;
@@ -34,6 +35,7 @@ fn main() {
         bounded_time::tests(),
         cloud_mtls::tests(),
         config::tests(),
+        dicom_tls::tests(),
         dimse::tests(),
         docs::tests(),
         errors::tests(),

@@ -45,12 +45,19 @@ pub struct Orthanc {
 #[derive(Clone, Debug, Default)]
 pub struct OrthancBuilder {
     load_testdata: bool,
+    config: Option<Value>,
 }
 
 impl OrthancBuilder {
     /// Loads every study of [`testdata`] once started.
     pub fn testdata(mut self) -> Self {
         self.load_testdata = true;
+        self
+    }
+
+    /// Configuration merged over the generated one (`orthanc.py --config-json`), e.g. DICOM TLS.
+    pub fn config(mut self, config: Value) -> Self {
+        self.config = Some(config);
         self
     }
 
@@ -71,6 +78,9 @@ impl OrthancBuilder {
             .arg(format!("{USER}:{PASSWORD}"));
         if self.load_testdata {
             cmd.arg("--upload").arg(&testdata().dir);
+        }
+        if let Some(config) = &self.config {
+            cmd.arg("--config-json").arg(config.to_string());
         }
         let started = Instant::now();
         let mut child = cmd

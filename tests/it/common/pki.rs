@@ -1,119 +1,149 @@
-//! A private certificate authority for the tests that speak TLS, made with `openssl` (tests
-//! using it declare the `openssl` peer): its certificate, and certificates it signs for a server
-//! on 127.0.0.1 or for a client, each with an unencrypted P-256 key, valid for two days. Files
-//! go into a directory the caller owns, named after what they are for.
+//! A private certificate authority, as a hospital runs one, made with `openssl` in a temporary
+//! directory (removed when dropped): its certificate, and server and client certificates it
+//! signs, for a name or an IP address, valid now or within dates of the test's choosing (an
+//! expired one, say). The HTTPS front of the cloud and the DICOM TLS peers use it. A test that
+//! uses it declares the `openssl` peer.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// A new key pair on the P-256 curve, unencrypted, as `openssl req` options.
-const EC_KEY: [&str; 5] = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+/// A certificate authority: `ca.pem` and `ca.key` in its own directory.
+pub struct Pki {
+    dir: tempfile::TempDir,
+    issued: std::cell::Cell<u32>,
+}
 
-/// A certificate authority: `NAME.pem` and `NAME.key` in its directory.
-pub struct Ca {
-    dir: PathBuf,
-    name: String,
+/// What a certificate is for (its extended key usage).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Usage {
+    Server,
+    Client,
 }
 
 /// A certificate and its private key (PEM files).
+#[derive(Clone, Debug)]
 pub struct Issued {
     pub cert: PathBuf,
     pub key: PathBuf,
 }
 
-impl Ca {
-    /// A new authority `CN=retriever test NAME` in `dir`.
-    pub fn new(dir: &Path, name: &str) -> Ca {
-        let (cert, key) = (format!("{name}.pem"), format!("{name}.key"));
+impl Pki {
+    /// A new authority named `CN` (e.g. "retriever test CA"), valid for two days.
+    pub fn new(cn: &str) -> Pki {
+        let dir = tempfile::Builder::new()
+            .prefix("retriever-pki-")
+            .tempdir()
+            .expect("create a directory for the certificates");
         openssl(
-            dir,
+            dir.path(),
             &[
                 &["req", "-x509"][..],
                 &EC_KEY,
-                &["-keyout", &key, "-out", &cert, "-days", "2"],
-                &["-subj", &format!("/CN=retriever test {name}")],
+                &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"],
+                &["-subj", &format!("/CN={cn}")],
                 &["-addext", "basicConstraints=critical,CA:TRUE"],
                 &["-addext", "keyUsage=critical,keyCertSign,cRLSign"],
             ]
             .concat(),
         );
-        Ca {
-            dir: dir.to_path_buf(),
-            name: name.to_owned(),
+        // What `openssl ca` keeps: the certificates it issued, and the next serial number.
+        std::fs::write(dir.path().join("index.txt"), "").expect("write index.txt");
+        std::fs::write(dir.path().join("serial"), "1000\n").expect("write serial");
+        std::fs::write(dir.path().join("ca.cnf"), CA_CONFIG).expect("write ca.cnf");
+        Pki {
+            dir,
+            issued: std::cell::Cell::new(0),
         }
     }
 
-    /// The authority's certificate, to trust.
-    pub fn cert(&self) -> PathBuf {
-        self.dir.join(format!("{}.pem", self.name))
+    /// The authority's certificate (PEM).
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
     }
 
-    /// `NAME.pem`/`NAME.key`: a server certificate for the IP address 127.0.0.1.
-    pub fn server(&self, name: &str) -> Issued {
-        self.issue(
-            name,
-            "127.0.0.1",
-            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-        )
+    /// A certificate for `name` (a host name, or an IP address as an IP SAN), valid for two days.
+    pub fn issue(&self, name: &str, usage: Usage) -> Issued {
+        self.issue_valid(name, usage, None)
     }
 
-    /// `NAME.pem`/`NAME.key`: a client certificate (`CN=NAME`), as a server asking for one
-    /// (mutual TLS) takes it.
-    pub fn client(&self, name: &str) -> Issued {
-        self.issue(name, name, "extendedKeyUsage=clientAuth\n")
+    /// A certificate for `name` valid only between `start` and `end` (`YYYYMMDDHHMMSSZ`), e.g.
+    /// one that expired last year.
+    pub fn issue_between(&self, name: &str, usage: Usage, start: &str, end: &str) -> Issued {
+        self.issue_valid(name, usage, Some((start, end)))
     }
 
-    /// `NAME.pem`/`NAME.key`: a certificate for `CN=COMMON_NAME` with the X.509 v3
-    /// `extensions` (openssl's `-extfile` syntax, one per line) besides those of every end
-    /// entity (not a CA, for signatures).
-    pub fn issue(&self, name: &str, common_name: &str, extensions: &str) -> Issued {
-        let (cert, key, csr, ext) = (
-            format!("{name}.pem"),
-            format!("{name}.key"),
-            format!("{name}.csr"),
-            format!("{name}.ext"),
-        );
+    fn issue_valid(&self, name: &str, usage: Usage, dates: Option<(&str, &str)>) -> Issued {
+        let n = self.issued.get() + 1;
+        self.issued.set(n);
+        let stem = format!("cert{n}");
+        let dir = self.dir.path();
+        let key = format!("{stem}.key");
+        let csr = format!("{stem}.csr");
+        let pem = format!("{stem}.pem");
+        let ext = format!("{stem}.ext");
         openssl(
-            &self.dir,
+            dir,
             &[
                 &["req"][..],
                 &EC_KEY,
-                &["-keyout", &key, "-out", &csr, "-subj", &format!("/CN={common_name}")],
+                &["-keyout", &key, "-out", &csr, "-subj", &format!("/CN={name}")],
             ]
             .concat(),
         );
-        let extensions = format!("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n{extensions}");
-        std::fs::write(self.dir.join(&ext), extensions).expect("write the certificate's extensions");
-        let (ca_cert, ca_key) = (format!("{}.pem", self.name), format!("{}.key", self.name));
-        openssl(
-            &self.dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                &ca_cert,
-                "-CAkey",
-                &ca_key,
-                "-CAcreateserial",
-                "-out",
-                &cert,
-                "-days",
-                "2",
-                "-extfile",
-                &ext,
-            ],
-        );
+        let san = match name.parse::<std::net::IpAddr>() {
+            Ok(_) => format!("IP:{name}"),
+            Err(_) => format!("DNS:{name}"),
+        };
+        let purpose = match usage {
+            Usage::Server => "serverAuth",
+            Usage::Client => "clientAuth",
+        };
+        std::fs::write(
+            dir.join(&ext),
+            format!(
+                "subjectAltName={san}\nbasicConstraints=CA:FALSE\n\
+                 keyUsage=critical,digitalSignature\nextendedKeyUsage={purpose}\n"
+            ),
+        )
+        .expect("write the extensions file");
+        let mut args = vec![
+            "ca", "-batch", "-notext", "-config", "ca.cnf", "-cert", "ca.pem", "-keyfile", "ca.key", "-in", &csr,
+            "-out", &pem, "-extfile", &ext,
+        ];
+        match dates {
+            Some((start, end)) => args.extend(["-startdate", start, "-enddate", end]),
+            None => args.extend(["-days", "2"]),
+        }
+        openssl(dir, &args);
         Issued {
-            cert: self.dir.join(cert),
-            key: self.dir.join(key),
+            cert: dir.join(pem),
+            key: dir.join(key),
         }
     }
 }
 
-/// Runs `openssl ARGS` in `dir`; panics with its stderr when it fails.
-pub fn openssl(dir: &Path, args: &[&str]) {
+/// A P-256 key, unencrypted.
+const EC_KEY: [&str; 5] = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+
+/// The least `openssl ca` needs: where its records are, and no policy on names.
+const CA_CONFIG: &str = "\
+[ca]
+default_ca = test_ca
+
+[test_ca]
+dir = .
+database = index.txt
+new_certs_dir = .
+serial = serial
+default_md = sha256
+policy = any_name
+unique_subject = no
+
+[any_name]
+commonName = supplied
+";
+
+fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
         .args(args)
         .current_dir(dir)

@@ -1,31 +1,28 @@
 //! The cloud behind HTTPS, as a hospital meets it: a private certificate authority made with
-//! `openssl` (see `pki`), a server certificate for 127.0.0.1 signed by it, and `scripts/tls_front.py`
-//! forwarding the decrypted connections to a plain-HTTP server (stopped when dropped).
+//! `openssl` (see `pki.rs`), a server certificate for 127.0.0.1 signed by it, and
+//! `scripts/tls_front.py` forwarding the decrypted connections to a plain-HTTP server (stopped
+//! when dropped).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use super::pki::Ca;
+use super::pki::{Pki, Usage};
 use super::{python, repo_root};
 
 pub struct TlsFront {
     child: Child,
     port: u16,
-    dir: tempfile::TempDir,
+    pki: Pki,
 }
 
 impl TlsFront {
     /// An HTTPS front for the plain-HTTP server at `upstream`. Its test declares
     /// the `openssl` and `python` peers.
     pub fn to(upstream: SocketAddr) -> TlsFront {
-        let dir = tempfile::Builder::new()
-            .prefix("retriever-tls-")
-            .tempdir()
-            .expect("create a directory for the certificates");
-        let ca = Ca::new(dir.path(), "ca");
-        let server = ca.server("server");
+        let pki = Pki::new("retriever test CA");
+        let server = pki.issue("127.0.0.1", Usage::Server);
         let mut child = Command::new(python())
             .arg(repo_root().join("scripts/tls_front.py"))
             .arg("--cert")
@@ -46,7 +43,7 @@ impl TlsFront {
         let state: serde_json::Value = serde_json::from_str(&line)
             .unwrap_or_else(|e| panic!("tls_front.py did not start ({e}): {line:?}; see its stderr above"));
         let port = state["port"].as_u64().expect("port in tls_front.py's line") as u16;
-        TlsFront { child, port, dir }
+        TlsFront { child, port, pki }
     }
 
     /// `https://127.0.0.1:PORT`
@@ -56,7 +53,7 @@ impl TlsFront {
 
     /// The certificate of the authority that signed the server's certificate (PEM).
     pub fn ca(&self) -> PathBuf {
-        self.dir.path().join("ca.pem")
+        self.pki.ca()
     }
 }
 
