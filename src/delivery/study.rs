@@ -870,7 +870,13 @@ impl<'a> Store<'a> {
         match sent {
             Sent::Outcome(StoreOutcome::Responded { status, .. }, note) => match status.class {
                 StatusClass::Success => {
-                    let recorded = record_stored(&mut shared.journal.lock().unwrap(), &item.sop, &status, note);
+                    let recorded = record_stored(
+                        &mut shared.journal.lock().unwrap(),
+                        &item.sop,
+                        &status,
+                        note,
+                        self.opts.scu.coerce.fingerprint(),
+                    );
                     self.recorded(shared, recorded);
                     let mut t = shared.tally.lock().unwrap();
                     t.delivered += 1;
@@ -880,7 +886,13 @@ impl<'a> Store<'a> {
                     lane.done();
                 }
                 StatusClass::Warning => {
-                    let recorded = record_stored(&mut shared.journal.lock().unwrap(), &item.sop, &status, None);
+                    let recorded = record_stored(
+                        &mut shared.journal.lock().unwrap(),
+                        &item.sop,
+                        &status,
+                        None,
+                        self.opts.scu.coerce.fingerprint(),
+                    );
                     self.recorded(shared, recorded);
                     let mut t = shared.tally.lock().unwrap();
                     t.bytes += item.bytes;
