@@ -155,9 +155,12 @@ impl Coercions {
     /// memory, at most [`MAX_HEAD`].
     pub fn coerced_head(&self, path: &Path, data_set_at: u64, transfer_syntax: &str) -> Result<(Vec<u8>, u64), String> {
         if transfer_syntax == DEFLATED_LE {
-            return Err("its data set is deflated, which is re-encoded only whole; \
-                 coercion does not decompress it: fetch it in another transfer syntax"
-                .into());
+            return Err(
+                "its data set is deflated, and coercion re-encodes only data sets it can \
+                 stream past the pixel data: have the cloud send it in another transfer syntax, \
+                 or deliver it without `coerce`"
+                    .into(),
+            );
         }
         let ts = TransferSyntaxRegistry
             .get(transfer_syntax)

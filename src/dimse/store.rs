@@ -40,6 +40,7 @@ impl InstanceMeta {
 fn open_instance(path: &Path) -> Result<(InstanceMeta, BufReader<File>), ScuError> {
     let file_err = |detail: String| ScuError::File {
         path: path.to_path_buf(),
+        doing: "read",
         detail,
     };
     let file = File::open(path).map_err(|e| file_err(e.to_string()))?;
@@ -73,6 +74,7 @@ fn open_instance(path: &Path) -> Result<(InstanceMeta, BufReader<File>), ScuErro
 fn reopen_instance(path: &Path, meta: &InstanceMeta) -> Result<BufReader<File>, ScuError> {
     let file_err = |e: io::Error| ScuError::File {
         path: path.to_path_buf(),
+        doing: "read",
         detail: e.to_string(),
     };
     let mut reader = BufReader::with_capacity(64 * 1024, File::open(path).map_err(file_err)?);
@@ -290,17 +292,18 @@ impl StoreAssociation {
     /// pixel data re-encoded with the rules applied, then the rest of the
     /// file as it is, streamed. Nothing is sent when coercing fails.
     fn coerced(&self, path: &Path, meta: &InstanceMeta, mut reader: BufReader<File>) -> Result<Body, ScuError> {
-        let file_err = |detail: String| ScuError::File {
+        let file_err = |doing, detail: String| ScuError::File {
             path: path.to_path_buf(),
+            doing,
             detail,
         };
         let (head, rest_at) = self
             .coerce
             .coerced_head(path, meta.data_set_at, &meta.transfer_syntax)
-            .map_err(|why| file_err(format!("it could not be coerced: {why}")))?;
+            .map_err(|why| file_err("coerce", format!("{why}; it was not sent")))?;
         reader
             .seek(SeekFrom::Start(rest_at))
-            .map_err(|e| file_err(e.to_string()))?;
+            .map_err(|e| file_err("read", e.to_string()))?;
         Ok(Body::Coerced(head, reader))
     }
 
@@ -328,6 +331,7 @@ impl StoreAssociation {
                 self.assoc.abort_inner();
                 return Err(ScuError::File {
                     path: PathBuf::from(path),
+                    doing: "read",
                     detail: format!("{e} (while sending; the association was aborted)"),
                 });
             }

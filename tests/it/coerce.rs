@@ -296,7 +296,7 @@ fn a_deflated_instance_is_not_sent_and_says_why() {
         .args(["store", uid_of("ACC1004"), "--to", &scp.address()]));
     assert_eq!(code, 1, "{err}");
     assert!(
-        err.contains("could not be coerced") && err.contains("deflated"),
+        err.contains("failed to coerce `") && err.contains("deflated") && err.contains("it was not sent"),
         "{err}"
     );
     assert!(scp.received().is_empty(), "nothing uncoerced went out");
