@@ -144,6 +144,8 @@ impl Coercions {
         for (index, rule) in self.rules.iter().enumerate() {
             apply_rule(rule, obj).map_err(|why| format!("`coerce[{index}]`: {why}"))?;
         }
+        // Group lengths are retired, and a changed value would make them lie.
+        obj.retain(|e| e.tag().1 != 0x0000);
         Ok(())
     }
 
@@ -193,13 +195,23 @@ impl Coercions {
         if head.len() as u64 != head_len {
             return Err("it changed while it was read".into());
         }
-        let mut obj = InMemDicomObject::read_dataset_with_ts(&head[..], ts)
+        // The parser is third-party code fed with outside data; a panic in
+        // it must fail this instance, not the whole run.
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.rewrite(&head, ts)))
+            .map_err(|_| "the DICOM parser crashed on its data set".to_string())??;
+        Ok((out, rest_at))
+    }
+
+    /// Parses a data set that ends where its pixel data would start,
+    /// applies the rules and encodes it again in `ts`.
+    fn rewrite(&self, head: &[u8], ts: &dicom_encoding::TransferSyntax) -> Result<Vec<u8>, String> {
+        let mut obj = InMemDicomObject::read_dataset_with_ts(head, ts)
             .map_err(|e| format!("its data set does not parse: {}", chain(&e)))?;
         self.apply(&mut obj)?;
         let mut out = Vec::with_capacity(head.len() + 256);
         obj.write_dataset_with_ts(&mut out, ts)
             .map_err(|e| format!("its coerced data set could not be encoded: {}", chain(&e)))?;
-        Ok((out, rest_at))
+        Ok(out)
     }
 
     /// The rules as `retriever config` shows them.

@@ -140,7 +140,13 @@ fn instance(ts: &str, pixels: &[u8], encapsulated: bool) -> Vec<u8> {
     let mut ids = Ids::new("1.2.3", "1.2.3.4", SOP, Some("P1"));
     ids.issuer = Some("CLOUD");
     let mut w = Writer::for_syntax(ts);
-    w.text(0x0008, 0x0016, "UI", testfile::CT_IMAGE)
+    let group_length = if w.big_endian {
+        90u32.to_be_bytes()
+    } else {
+        90u32.to_le_bytes()
+    };
+    w.element(0x0008, 0x0000, "UL", &group_length)
+        .text(0x0008, 0x0016, "UI", testfile::CT_IMAGE)
         .text(0x0008, 0x0018, "UI", SOP)
         .text(0x0008, 0x0060, "CS", "CT")
         .text(0x0008, 0x0080, "LO", "CLOUD HOSPITAL")
