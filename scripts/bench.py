@@ -18,6 +18,7 @@ Starts a private Orthanc with DICOMweb on loopback, loads a generated large CT s
           same storescp writing files to /dev/shm, TCP_NODELAY=1 on both DCMTK sides); runs of
           the tools compared alternate; retriever with 1 and
           with 4 associations against storescp --fork; peak RSS of retriever store.
+  coerce  retriever store of the cached large study with no coercion against a PatientID rule.
   router  a current CT (the large study) with 3 priors, all in the cloud: time until every
           instance is at the destination, for `retriever watch --once` against the naive
           sequential route (dicomweb-client iter_study of the study and its priors to files, then
@@ -99,7 +100,7 @@ def main():
     parser.add_argument("--large", type=int, default=300)
     parser.add_argument("--many", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--only", choices=["fetch", "wan", "store", "router"],
+    parser.add_argument("--only", choices=["fetch", "wan", "store", "router", "coerce"],
                         help="run one part only (wan: the WAN-like link part of fetch)")
     parser.add_argument("--binary", help="the retriever to measure (default: built here with --release)")
     parser.add_argument("--wan-delay-ms", type=float, default=20.0, help="one-way delay of the WAN link")
@@ -162,6 +163,8 @@ def main():
             bench_wan(args, url, big, big_bytes, curl, fetch)
         if args.only in (None, "store"):
             bench_store(args, url, big, many, work, binary, data)
+        if args.only in (None, "coerce"):
+            bench_coerce(args, url, big, work, binary)
         if args.only in (None, "router"):
             priors = [s for s in index["studies"] if s["accession"].startswith("ACCBIGP")]
             bench_router(args, url, big, priors, work, binary, data)
@@ -341,6 +344,40 @@ def bench_store(args, url, big, many, work, binary, data):
         print(f"store {n:5d} instances to storescp --fork: 1 assoc {t1:6.3f} s, 4 assoc {t4:6.3f} s "
               f"(speed-up {t1 / t4:4.2f}), peak RSS {rss4:5.1f} MiB")
 
+
+
+def bench_coerce(args, url, big, work, binary):
+    """retriever store of the cached large study with no coercion against a PatientID rule (each
+    instance's data set re-encoded, its pixel data streamed): the rule's cost (target <= 1.3 x)."""
+    cache = tempfile.mkdtemp(prefix="coerce-cache-", dir=work)
+    env = dict(os.environ, RETRIEVER_PASSWORD=PASSWORD)
+    base = ["--cloud", url, "--user", USER, "--cache", cache, "--quiet"]
+    run_measured([binary, "fetch", big["accession"], "--priors", "0"] + base, env=env)
+    rules = os.path.join(work, "coerce.json")
+    with open(rules, "w") as f:
+        json.dump({"coerce": [{"set": "PatientID", "value": "EXT-{value}"}]}, f)
+    runs = iter(range(1, 10_000))
+    scp = Storescp(work)
+
+    def store(config):
+        def go():
+            scp.clear()
+            dest = f"DEST{next(runs)}@127.0.0.1:{scp.port}"
+            r = run_measured([binary] + config + ["store", big["study_uid"], "--to", dest] + base, env=env)
+            if scp.count() != big["num_instances"]:
+                sys.exit(f"bench: storescp received {scp.count()} of {big['num_instances']} instances")
+            return r
+        return go
+
+    try:
+        ((t_plain, _, _), rss_plain), ((t_rule, _, _), rss_rule) = alternate(
+            args.repeat, store([]), store(["--config", rules]))
+    finally:
+        scp.stop()
+    n = big["num_instances"]
+    print(f"coerce {n:5d} instances: no rules {t_plain:6.3f} s (peak RSS {rss_plain:5.1f} MiB)   "
+          f"PatientID rule {t_rule:6.3f} s (peak RSS {rss_rule:5.1f} MiB)   "
+          f"ratio {t_rule / t_plain:4.2f} (target <= 1.3)")
 
 
 def bench_store_rate(args, url, many, work, binary, data):

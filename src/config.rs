@@ -179,6 +179,9 @@ pub struct FileConfig {
     pub to_cert: Option<PathBuf>,
     pub to_key: Option<PathBuf>,
     pub to_server_name: Option<String>,
+    /// Tag coercion: rules applied in order to every instance sent to the
+    /// destination (see `coerce.rs` for their forms).
+    pub coerce: Option<Vec<serde_json::Value>>,
     // `watch`: the search for studies to route, as QIDO-RS matching keys
     // and values, e.g. {"ModalitiesInStudy": "CT", "StudyDate": "last 24 hours"}.
     pub watch_filter: Option<std::collections::BTreeMap<String, String>>,
@@ -350,6 +353,8 @@ pub struct DicomSettings {
     /// Retries of an instance, or of an association, within one run.
     pub store_retries: u32,
     pub decompress_lossy: bool,
+    /// Tag coercion for every instance sent; none by default.
+    pub coerce: crate::coerce::Coercions,
 }
 
 impl Default for DicomSettings {
@@ -362,6 +367,7 @@ impl Default for DicomSettings {
             dimse_timeout: crate::dimse::DEFAULT_DIMSE_TIMEOUT,
             store_retries: crate::delivery::DEFAULT_RETRIES,
             decompress_lossy: false,
+            coerce: crate::coerce::Coercions::default(),
         }
     }
 }
@@ -517,6 +523,7 @@ impl Settings {
         opts.calling_ae = self.calling_ae.clone();
         opts.max_pdu = dicom.max_pdu;
         opts.decompress_lossy = dicom.decompress_lossy;
+        opts.coerce = dicom.coerce.clone();
         opts.connect_timeout = dicom.connect_timeout;
         opts.acse_timeout = dicom.acse_timeout;
         opts.dimse_timeout = dicom.dimse_timeout;
@@ -1214,7 +1221,30 @@ fn dicom_settings(l: &mut Layers<'_>, file: &FileConfig) -> Result<DicomSettings
         dimse_timeout: l.duration("dimse_timeout", file.dimse_timeout.clone(), d.dimse_timeout)?,
         store_retries: l.pick_or("store_retries", file.store_retries, d.store_retries, show_display),
         decompress_lossy: l.pick_or("decompress_lossy", file.decompress_lossy, false, show_display),
+        coerce: coercions(l, file)?,
     })
+}
+
+/// `coerce`: checked now, so that a wrong rule stops every command before
+/// anything is sent, with the rule and the file named.
+fn coercions(l: &mut Layers<'_>, file: &FileConfig) -> Result<crate::coerce::Coercions> {
+    let rules = match &file.coerce {
+        Some(list) => crate::coerce::Coercions::parse(list)
+            .map_err(anyhow::Error::new)
+            .with_context(|| format!("{} is wrong; fix or remove the rule", l.in_file("coerce")))?,
+        None => crate::coerce::Coercions::default(),
+    };
+    l.entries.push(Entry {
+        key: "coerce",
+        value: (!rules.is_empty()).then(|| rules.describe()),
+        source: if file.coerce.is_some() {
+            Source::ConfigFile
+        } else {
+            Source::Default
+        },
+        origin: None,
+    });
+    Ok(rules)
 }
 
 /// DICOM TLS to the destination when `to_tls` is on: the CAs, the client

@@ -4,6 +4,7 @@
 pub mod backoff;
 pub mod cache;
 pub mod cli;
+pub mod coerce;
 pub mod commands;
 pub mod config;
 pub mod delivery;

@@ -357,6 +357,7 @@ mod tests {
                     status: Some(0),
                     detail: None,
                     at: at(when),
+                    coerced: None,
                 })
                 .unwrap();
         }

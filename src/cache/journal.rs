@@ -56,6 +56,10 @@ pub struct Delivery {
     pub detail: Option<String>,
     /// RFC 3339, UTC.
     pub at: String,
+    /// For a delivery: the fingerprint of the coercion rules the copy sent
+    /// was made with; absent when the cached file was sent as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coerced: Option<String>,
 }
 
 pub(super) fn path(study_dir: &Path, destination: &str) -> PathBuf {
@@ -230,6 +234,7 @@ mod tests {
             status: Some(0),
             detail: None,
             at: "2026-11-27T00:00:00Z".into(),
+            coerced: None,
         }
     }
 

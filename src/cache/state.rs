@@ -183,6 +183,7 @@ mod tests {
             status: Some(0),
             detail: None,
             at: "2026-11-27T00:00:00Z".into(),
+            coerced: None,
         }
     }
 

@@ -127,28 +127,44 @@ fn record(
     status: Option<&StoreStatus>,
     detail: Option<String>,
 ) -> Result<()> {
+    record_copy(journal, sop, state, status, detail, None)
+}
+
+/// [`record`], saying which coercion rules (by fingerprint) made the copy
+/// that was delivered, if any.
+fn record_copy(
+    journal: &mut Journal,
+    sop: &Uid,
+    state: DeliveryState,
+    status: Option<&StoreStatus>,
+    detail: Option<String>,
+    coerced: Option<&str>,
+) -> Result<()> {
     journal.record(&Delivery {
         sop: sop.clone(),
         state,
         status: status.map(|s| s.code),
         detail,
         at: now_rfc3339(),
+        coerced: coerced.map(str::to_string),
     })
 }
 
 /// Records an answer that says the instance is stored: a success (with
-/// `note` on how it was sent, if anything) or a warning (with what it means).
-fn record_stored(journal: &mut Journal, sop: &Uid, status: &StoreStatus, note: Option<String>) -> Result<()> {
+/// `note` on how it was sent, if anything) or a warning (with what it
+/// means); `coerced`: the fingerprint of the rules its copy was made with.
+fn record_stored(
+    journal: &mut Journal,
+    sop: &Uid,
+    status: &StoreStatus,
+    note: Option<String>,
+    coerced: Option<&str>,
+) -> Result<()> {
     if status.class == StatusClass::Success {
-        record(journal, sop, DeliveryState::Delivered, Some(status), note)
+        record_copy(journal, sop, DeliveryState::Delivered, Some(status), note, coerced)
     } else {
-        record(
-            journal,
-            sop,
-            DeliveryState::Warning,
-            Some(status),
-            Some(status.to_string()),
-        )
+        let detail = Some(status.to_string());
+        record_copy(journal, sop, DeliveryState::Warning, Some(status), detail, coerced)
     }
 }
 
@@ -210,8 +226,15 @@ mod tests {
         let ok = StoreStatus::new(0x0000, None);
         let warned = StoreStatus::new(0xB000, Some("as told".into()));
         let refused = StoreStatus::new(0xA700, None);
-        record_stored(&mut journal, &uid("1.1"), &ok, Some("sent as X".into())).unwrap();
-        record_stored(&mut journal, &uid("1.2"), &warned, Some("ignored".into())).unwrap();
+        record_stored(&mut journal, &uid("1.1"), &ok, Some("sent as X".into()), None).unwrap();
+        record_stored(
+            &mut journal,
+            &uid("1.2"),
+            &warned,
+            Some("ignored".into()),
+            Some("0123abcd"),
+        )
+        .unwrap();
         record(
             &mut journal,
             &uid("1.3"),
@@ -228,5 +251,8 @@ mod tests {
         assert_eq!(read["1.2"].detail, Some(warned.to_string()));
         assert_eq!(read["1.3"].state, DeliveryState::Failed);
         assert_eq!(read["1.3"].status, Some(0xA700));
+        // Which rules made the copy delivered, when any did.
+        assert_eq!(read["1.1"].coerced, None);
+        assert_eq!(read["1.2"].coerced.as_deref(), Some("0123abcd"));
     }
 }

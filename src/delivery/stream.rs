@@ -147,7 +147,7 @@ impl Streamer {
                         }
                     },
                 };
-                match record_stored(journal, sop, &status, None) {
+                match record_stored(journal, sop, &status, None, self.scu.coerce.fingerprint()) {
                     Ok(()) => Streamed::Stored,
                     Err(e) => Streamed::NotRecorded(format!("{e:#}")),
                 }

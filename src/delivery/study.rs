@@ -867,10 +867,12 @@ impl<'a> Store<'a> {
             }
             _ => {}
         }
+        let coerced = self.opts.scu.coerce.fingerprint();
         match sent {
             Sent::Outcome(StoreOutcome::Responded { status, .. }, note) => match status.class {
                 StatusClass::Success => {
-                    let recorded = record_stored(&mut shared.journal.lock().unwrap(), &item.sop, &status, note);
+                    let recorded =
+                        record_stored(&mut shared.journal.lock().unwrap(), &item.sop, &status, note, coerced);
                     self.recorded(shared, recorded);
                     let mut t = shared.tally.lock().unwrap();
                     t.delivered += 1;
@@ -880,7 +882,8 @@ impl<'a> Store<'a> {
                     lane.done();
                 }
                 StatusClass::Warning => {
-                    let recorded = record_stored(&mut shared.journal.lock().unwrap(), &item.sop, &status, None);
+                    let recorded =
+                        record_stored(&mut shared.journal.lock().unwrap(), &item.sop, &status, None, coerced);
                     self.recorded(shared, recorded);
                     let mut t = shared.tally.lock().unwrap();
                     t.bytes += item.bytes;

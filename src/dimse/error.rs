@@ -105,10 +105,16 @@ pub enum ScuError {
         detail: String,
         outcome_unknown: bool,
     },
-    /// The instance file could not be read. If this happened part way
-    /// through the data set the association was aborted; before anything
-    /// was sent it is still usable.
-    File { path: PathBuf, detail: String },
+    /// The instance file could not be read, or (`doing` says which) its
+    /// coerced copy made. If this happened part way through the data set
+    /// the association was aborted; before anything was sent it is still
+    /// usable.
+    File {
+        path: PathBuf,
+        /// What failed, as in "failed to read": `read` or `coerce`.
+        doing: &'static str,
+        detail: String,
+    },
     /// The association was already closed by an earlier error.
     Closed { destination: String },
     /// The request cannot be made as given (AE title, number of contexts).
@@ -291,8 +297,8 @@ impl fmt::Display for ScuError {
                 )?;
                 unknown(f, *outcome_unknown)
             }
-            ScuError::File { path, detail } => {
-                write!(f, "failed to read `{}`: {detail}", path.display())
+            ScuError::File { path, doing, detail } => {
+                write!(f, "failed to {doing} `{}`: {detail}", path.display())
             }
             ScuError::Closed { destination } => {
                 write!(f, "the association with {destination} is closed after an earlier error")

@@ -103,6 +103,9 @@ pub struct ScuOptions {
     /// association is TLS or is not opened (no fallback). The handshake
     /// is bounded by the ACSE timeout.
     pub tls: Option<ClientTls>,
+    /// Rules applied to every instance sent (none by default: the file's
+    /// bytes go out as they are).
+    pub coerce: crate::coerce::Coercions,
 }
 
 impl ScuOptions {
@@ -118,6 +121,7 @@ impl ScuOptions {
             dimse_timeout: DEFAULT_DIMSE_TIMEOUT,
             decompress_lossy: false,
             tls: None,
+            coerce: crate::coerce::Coercions::default(),
         }
     }
 }

@@ -15,6 +15,7 @@ use super::error::ScuError;
 use super::status::StoreStatus;
 use super::transcode;
 use super::{EXPLICIT_VR_LE, IMPLICIT_VR_LE, Proposal, ScuOptions};
+use crate::coerce::Coercions;
 
 /// What identifies an instance file, from its File Meta Information.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +40,7 @@ impl InstanceMeta {
 fn open_instance(path: &Path) -> Result<(InstanceMeta, BufReader<File>), ScuError> {
     let file_err = |detail: String| ScuError::File {
         path: path.to_path_buf(),
+        doing: "read",
         detail,
     };
     let file = File::open(path).map_err(|e| file_err(e.to_string()))?;
@@ -72,6 +74,7 @@ fn open_instance(path: &Path) -> Result<(InstanceMeta, BufReader<File>), ScuErro
 fn reopen_instance(path: &Path, meta: &InstanceMeta) -> Result<BufReader<File>, ScuError> {
     let file_err = |e: io::Error| ScuError::File {
         path: path.to_path_buf(),
+        doing: "read",
         detail: e.to_string(),
     };
     let mut reader = BufReader::with_capacity(64 * 1024, File::open(path).map_err(file_err)?);
@@ -134,6 +137,7 @@ pub struct StoreAssociation {
     assoc: Assoc,
     proposals: Vec<Proposal>,
     decompress_lossy: bool,
+    coerce: Coercions,
 }
 
 impl StoreAssociation {
@@ -145,6 +149,7 @@ impl StoreAssociation {
             assoc,
             proposals: proposals.to_vec(),
             decompress_lossy: opts.decompress_lossy,
+            coerce: opts.coerce.clone(),
         })
     }
 
@@ -243,7 +248,12 @@ impl StoreAssociation {
     ) -> Result<StoreOutcome, ScuError> {
         match self.plan(&meta.sop_class, &meta.transfer_syntax) {
             SendPlan::AsIs { context_id } => {
-                let status = self.send(context_id, &meta, path, Body::Stream(reader))?;
+                let body = if self.coerce.is_empty() {
+                    Body::Stream(reader)
+                } else {
+                    self.coerced(path, &meta, reader)?
+                };
+                let status = self.send(context_id, &meta, path, body)?;
                 Ok(StoreOutcome::Responded {
                     status,
                     sent_as: meta.transfer_syntax,
@@ -252,7 +262,7 @@ impl StoreAssociation {
             }
             SendPlan::Convert { context_id, to } => {
                 drop(reader);
-                match transcode::convert(path, &meta.transfer_syntax, &to) {
+                match transcode::convert(path, &meta.transfer_syntax, &to, &self.coerce) {
                     Ok(bytes) => {
                         let status = self.send(context_id, &meta, path, Body::Bytes(bytes))?;
                         Ok(StoreOutcome::Responded {
@@ -278,6 +288,25 @@ impl StoreAssociation {
         }
     }
 
+    /// The body of an instance sent with coercions: its data set up to the
+    /// pixel data re-encoded with the rules applied, then the rest of the
+    /// file as it is, streamed. Nothing is sent when coercing fails.
+    fn coerced(&self, path: &Path, meta: &InstanceMeta, mut reader: BufReader<File>) -> Result<Body, ScuError> {
+        let file_err = |doing, detail: String| ScuError::File {
+            path: path.to_path_buf(),
+            doing,
+            detail,
+        };
+        let (head, rest_at) = self
+            .coerce
+            .coerced_head(path, meta.data_set_at, &meta.transfer_syntax)
+            .map_err(|why| file_err("coerce", format!("{why}; it was not sent")))?;
+        reader
+            .seek(SeekFrom::Start(rest_at))
+            .map_err(|e| file_err("read", e.to_string()))?;
+        Ok(Body::Coerced(head, reader))
+    }
+
     fn send(&mut self, context_id: u8, meta: &InstanceMeta, path: &Path, body: Body) -> Result<StoreStatus, ScuError> {
         let message_id = self.assoc.next_message_id();
         let rq = Command::c_store_rq(message_id, &meta.sop_class, &meta.sop_instance);
@@ -286,6 +315,10 @@ impl StoreAssociation {
             let copied = match body {
                 Body::Stream(mut reader) => copy(&mut reader, &mut writer),
                 Body::Bytes(bytes) => writer.write_all(&bytes).map_err(CopyError::Write),
+                Body::Coerced(head, mut rest) => writer
+                    .write_all(&head)
+                    .map_err(CopyError::Write)
+                    .and_then(|()| copy(&mut rest, &mut writer)),
             };
             // The last fragment goes out only if everything before did.
             copied.and_then(|_| writer.finish().map(|_| ()).map_err(CopyError::Write))
@@ -298,6 +331,7 @@ impl StoreAssociation {
                 self.assoc.abort_inner();
                 return Err(ScuError::File {
                     path: PathBuf::from(path),
+                    doing: "read",
                     detail: format!("{e} (while sending; the association was aborted)"),
                 });
             }
@@ -341,6 +375,8 @@ impl StoreAssociation {
 enum Body {
     Stream(BufReader<File>),
     Bytes(Vec<u8>),
+    /// A coerced data set, then the file's pixel data and what follows it.
+    Coerced(Vec<u8>, BufReader<File>),
 }
 
 enum CopyError {

@@ -19,6 +19,7 @@ use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
 use super::association::chain;
 use super::{DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE};
+use crate::coerce::Coercions;
 const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
 const JPEG_BASELINE: &str = "1.2.840.10008.1.2.4.50";
 const JPEG_EXTENDED: &str = "1.2.840.10008.1.2.4.51";
@@ -62,8 +63,9 @@ pub fn can_convert(source: &str, decompress_lossy: bool) -> bool {
 }
 
 /// Reads the instance at `path` and encodes its data set (without the file
-/// meta group) in `target`, one of the uncompressed little endian syntaxes.
-pub fn convert(path: &Path, source: &str, target: &str) -> Result<Vec<u8>, String> {
+/// meta group) in `target`, one of the uncompressed little endian syntaxes,
+/// with `coerce` applied.
+pub fn convert(path: &Path, source: &str, target: &str, coerce: &Coercions) -> Result<Vec<u8>, String> {
     let target_ts = TransferSyntaxRegistry
         .get(target)
         .filter(|_| is_uncompressed_le(target))
@@ -80,6 +82,9 @@ pub fn convert(path: &Path, source: &str, target: &str) -> Result<Vec<u8>, Strin
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decompress(&mut obj, source)))
             .map_err(|_| "the pixel data decoder crashed".to_string())??;
     }
+    coerce
+        .apply(&mut obj)
+        .map_err(|why| format!("it could not be coerced: {why}"))?;
     let mut out = Vec::new();
     obj.write_dataset_with_ts(&mut out, target_ts)
         .map_err(|e| format!("could not encode it in {target}: {}", chain(&e)))?;
@@ -235,7 +240,7 @@ mod tests {
     fn explicit_to_implicit_and_back_keeps_values() {
         let dir = tempfile::tempdir().unwrap();
         let path = sample(dir.path(), EXPLICIT_VR_LE);
-        let implicit = convert(&path, EXPLICIT_VR_LE, IMPLICIT_VR_LE).unwrap();
+        let implicit = convert(&path, EXPLICIT_VR_LE, IMPLICIT_VR_LE, &Coercions::default()).unwrap();
         let back = InMemDicomObject::read_dataset_with_ts(&implicit[..], &entries::IMPLICIT_VR_LITTLE_ENDIAN.erased())
             .unwrap();
         assert_eq!(back.element(tags::PATIENT_NAME).unwrap().to_str().unwrap(), "Doe^Jane");
@@ -255,7 +260,7 @@ mod tests {
         // And implicit → explicit: write the implicit form as a file, convert.
         let dir2 = tempfile::tempdir().unwrap();
         let p2 = sample(dir2.path(), IMPLICIT_VR_LE);
-        let explicit = convert(&p2, IMPLICIT_VR_LE, EXPLICIT_VR_LE).unwrap();
+        let explicit = convert(&p2, IMPLICIT_VR_LE, EXPLICIT_VR_LE, &Coercions::default()).unwrap();
         let back = InMemDicomObject::read_dataset_with_ts(&explicit[..], &entries::EXPLICIT_VR_LITTLE_ENDIAN.erased())
             .unwrap();
         let e = back.element(tags::SMALLEST_IMAGE_PIXEL_VALUE).unwrap();
@@ -268,6 +273,6 @@ mod tests {
     fn refuses_other_targets() {
         let dir = tempfile::tempdir().unwrap();
         let path = sample(dir.path(), EXPLICIT_VR_LE);
-        assert!(convert(&path, EXPLICIT_VR_LE, RLE_LOSSLESS).is_err());
+        assert!(convert(&path, EXPLICIT_VR_LE, RLE_LOSSLESS, &Coercions::default()).is_err());
     }
 }

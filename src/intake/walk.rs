@@ -34,6 +34,7 @@ const UNDEFINED: u32 = 0xFFFF_FFFF;
 const ITEM: Tag = Tag(0xFFFE, 0xE000);
 const ITEM_END: Tag = Tag(0xFFFE, 0xE00D);
 const SEQUENCE_END: Tag = Tag(0xFFFE, 0xE0DD);
+const PIXEL_DATA: Tag = Tag(0x7FE0, 0x0010);
 
 const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
 const EXPLICIT_VR_BE: &str = "1.2.840.10008.1.2.2";
@@ -247,6 +248,15 @@ pub fn preamble_problem(first: &[u8], complete: bool) -> Option<&'static str> {
 /// Walks the Part-10 file read from `input`, `len` bytes long. A deflated
 /// data set may inflate to at most `max_inflated` bytes.
 pub fn walk<R: Skip>(input: R, len: u64, max_inflated: u64) -> Result<Meta, WalkError> {
+    walk_located(input, len, max_inflated).map(|(meta, _)| meta)
+}
+
+/// [`walk`], also saying where the data set's own Pixel Data element
+/// (7FE0,0010) starts in the file, its header included: what comes before
+/// it is the part of an instance that can be re-encoded without touching
+/// the pixels. `None` when the data set has none, or is deflated (its
+/// offsets are then in the inflated stream, not the file).
+pub fn walk_located<R: Skip>(input: R, len: u64, max_inflated: u64) -> Result<(Meta, Option<u64>), WalkError> {
     let mut src = Source {
         inner: input,
         pos: 0,
@@ -259,7 +269,7 @@ pub fn walk<R: Skip>(input: R, len: u64, max_inflated: u64) -> Result<Meta, Walk
         return bad(why);
     }
     let meta = read_meta(&mut src)?;
-    match meta.transfer_syntax.as_str() {
+    match meta.transfer_syntax.clone().as_str() {
         DEFLATED_LE => {
             let rest = len - src.pos;
             let inflater = flate2::read::DeflateDecoder::new(io::Read::take(src.inner, rest));
@@ -276,17 +286,19 @@ pub fn walk<R: Skip>(input: R, len: u64, max_inflated: u64) -> Result<Meta, Walk
                 explicit: true,
                 big_endian: false,
             };
-            walk_data_set(&mut inflated, explicit)?;
+            walk_data_set(&mut inflated, explicit, &mut None)?;
+            Ok((meta, None))
         }
         ts => {
             let encoding = Encoding {
                 explicit: ts != IMPLICIT_VR_LE,
                 big_endian: ts == EXPLICIT_VR_BE,
             };
-            walk_data_set(&mut src, encoding)?;
+            let mut pixel_data_at = None;
+            walk_data_set(&mut src, encoding, &mut pixel_data_at)?;
+            Ok((meta, pixel_data_at))
         }
     }
-    Ok(meta)
 }
 
 /// Inflated data, refused past a bound: a few kilobytes can inflate to gigabytes.
@@ -414,11 +426,15 @@ enum Open {
     Fragments { encoding: Encoding },
 }
 
-fn walk_data_set<R: Skip>(src: &mut Source<R>, top: Encoding) -> Result<(), WalkError> {
+fn walk_data_set<R: Skip>(
+    src: &mut Source<R>,
+    top: Encoding,
+    pixel_data_at: &mut Option<u64>,
+) -> Result<(), WalkError> {
     // Never more than 2 × MAX_DEPTH + 1 entries: a fixed bound, not the file's say.
     let mut stack: Vec<Open> = Vec::with_capacity(2 * MAX_DEPTH + 2);
     let mut depth = 0usize;
-    let result = walk_loop(src, top, &mut stack, &mut depth);
+    let result = walk_loop(src, top, &mut stack, &mut depth, pixel_data_at);
     match result {
         Err(WalkError::Io(e)) if e.get_ref().is_some_and(|i| i.is::<Malformed>()) => {
             let m = e.into_inner().and_then(|i| i.downcast::<Malformed>().ok()).map(|m| *m);
@@ -435,6 +451,7 @@ fn walk_loop<R: Skip>(
     top: Encoding,
     stack: &mut Vec<Open>,
     depth: &mut usize,
+    pixel_data_at: &mut Option<u64>,
 ) -> Result<(), WalkError> {
     loop {
         // Close every defined-length container that ends here.
@@ -509,6 +526,9 @@ fn walk_loop<R: Skip>(
         }
         if matches!(within, Some(Open::Sequence { .. } | Open::Fragments { .. })) {
             return bad(format!("it has element {tag} at byte {at} where only items may be"));
+        }
+        if within.is_none() && tag == PIXEL_DATA && pixel_data_at.is_none() {
+            *pixel_data_at = Some(at);
         }
         let (vr, len) = if encoding.explicit {
             let mut vr = [0u8; 2];

@@ -94,6 +94,13 @@ const KEY_HELP: &[(&str, &str)] = &[
          {\"ModalitiesInStudy\": \"CT\", \"StudyDate\": \"last 24 hours\"}; a date key may be a moving \
          window. watch --filter replaces it [default: {\"StudyDate\": \"last 24 hours\"}]",
     ),
+    (
+        "coerce",
+        "Tag coercion: a list of rules applied in order to every instance sent to the destination, \
+         e.g. [{\"set\": \"IssuerOfPatientID\", \"value\": \"HOSP\"}, {\"set\": \"PatientID\", \"value\": \
+         \"EXT-{value}\"}, {\"map\": \"InstitutionName\", \"values\": {\"A\": \"B\"}}, {\"remove\": \"private\"}]. \
+         The cached file is never changed; a wrong rule stops every command [default: none]",
+    ),
 ];
 
 /// Variables read besides the ones of the flags.

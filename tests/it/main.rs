@@ -9,6 +9,7 @@
 mod common;
 mod bounded_time;
 mod cloud_mtls;
+mod coerce;
 mod config;
 mod dicom_tls;
 mod dimse;
@@ -34,6 +35,7 @@ fn main() {
     let trials = [
         bounded_time::tests(),
         cloud_mtls::tests(),
+        coerce::tests(),
         config::tests(),
         dicom_tls::tests(),
         dimse::tests(),
