@@ -21,7 +21,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use rayon::prelude::*;
 
 use crate::cache::{
-    BodyReadFailed, Cache, Commit, LockMode, Manifest, Role, Staged, StudyEntry, StudyInfo, copy_part, now_rfc3339,
+    BodyReadFailed, Cache, Commit, Durable, LockMode, Manifest, Role, Staged, StudyEntry, StudyInfo, copy_part,
+    now_rfc3339,
 };
 use crate::dicomweb::{self, Client, DicomJson, PartHeaders, Target, tag_name};
 use crate::intake::{self, Expectation, Note, Patient};
@@ -324,6 +325,33 @@ struct Work {
     transient_error: Mutex<Option<anyhow::Error>>,
 }
 
+impl Work {
+    /// What its timings are kept under (see `timings`).
+    fn subject(&self) -> String {
+        format!("fetch of study {}", self.planned.uid)
+    }
+}
+
+/// Tells of the instances a synced batch made durable; a batch that could
+/// not be synced is the study's error (they are checked again on resume).
+fn tell_durable(w: &Work, opts: &FetchOptions, synced: Result<Vec<Durable>>) {
+    match synced {
+        Ok(files) => {
+            for f in &files {
+                opts.landed(Landed::Stored {
+                    study: &w.planned.uid,
+                    sop: &f.sop,
+                    path: &f.path,
+                    bytes: f.bytes,
+                });
+            }
+        }
+        Err(e) => {
+            w.error.lock().unwrap().get_or_insert(e);
+        }
+    }
+}
+
 /// What the fetch tells its caller about the cache as it fills, for a
 /// caller that acts on it at once (`watch` delivers while it downloads).
 /// Unlike the reporter's progress, these are data: the caller may rely on
@@ -337,7 +365,8 @@ pub enum Landed<'a> {
     /// to hold is known exactly.
     Listed { study: &'a Uid },
     /// An instance was stored in the cache at `path`, checked by the intake
-    /// gate.
+    /// gate, and is durable (see `cache::durable`): told once its batch is
+    /// synced, so a power cut cannot take back what was told.
     Stored {
         study: &'a Uid,
         sop: &'a Uid,
@@ -593,7 +622,9 @@ fn prepare(
     reporter: &dyn Reporter,
 ) -> Result<Work> {
     let uid = &planned.uid.clone();
-    let (series, series_counts) = list_series(client, uid)?;
+    let subject = format!("fetch of study {uid}");
+    crate::timings::at(&subject, "start");
+    let (series, series_counts) = crate::timings::time(&subject, "series search", || list_series(client, uid))?;
     let announced: u64 = series_counts.iter().flatten().sum();
     let entry = cache.lock_study(uid, LockMode::Exclusive, || {
         reporter.info(&format!(
@@ -613,6 +644,8 @@ fn prepare(
     manifest.add_role(planned.role.clone());
     manifest.fetched_at = now_rfc3339();
     entry.write_manifest(&manifest)?;
+    recheck(&entry, &planned, &series, &manifest.expected, reporter)?;
+    entry.mark_present_durable()?;
     let present = entry.present()?;
     let work = Work {
         planned,
@@ -629,7 +662,7 @@ fn prepare(
     let (total, reused) = if present.is_empty() {
         (announced, 0)
     } else {
-        let expected = list_instances(client, &work, reporter)?;
+        let expected = crate::timings::time(&subject, "instance listing", || list_instances(client, &work, reporter))?;
         record_expected(&work, expected)?;
         let expected = work.expected.get().expect("just set");
         let reused = expected.keys().filter(|sop| present.contains_key(sop.as_str())).count();
@@ -648,6 +681,42 @@ fn prepare(
         study: &work.planned.uid,
     });
     Ok(Work { reused, ..work })
+}
+
+/// Checks again the instance files a fetch that was cut short (killed, a
+/// power cut) left in place but had not marked durable, and removes those
+/// that do not pass: they are downloaded again, never counted as complete.
+fn recheck(
+    entry: &StudyEntry,
+    planned: &Planned,
+    series: &[Uid],
+    expected: &BTreeMap<Uid, Uid>,
+    reporter: &dyn Reporter,
+) -> Result<()> {
+    let series_of = |sop: &Uid| expected.get(sop).cloned();
+    for (sop, instance) in entry.unmarked()? {
+        let want = Expectation {
+            study: &planned.uid,
+            patient: Patient {
+                id: planned.info.patient_id.as_deref(),
+                issuer: planned.info.issuer_of_patient_id.as_deref(),
+            },
+            series: Some(&instance.series),
+            sop: Some(&sop),
+            listed_series: Some(series),
+            series_of: &series_of,
+            max_inflated: entry.limits().max_instance_size,
+        };
+        if let Err(why) = intake::recheck(&instance.path, &want)? {
+            reporter.info(&format!(
+                "instance `{sop}` of study `{}` did not reach the disk whole before the last fetch stopped \
+                 ({why}); downloading it again",
+                planned.uid
+            ));
+            entry.discard(&instance)?;
+        }
+    }
+    Ok(())
 }
 
 /// The study's series and the instance count the cloud announces for each.
@@ -817,7 +886,8 @@ fn record_expected(w: &Work, expected: BTreeMap<Uid, Uid>) -> Result<()> {
 
 /// Lists a study whose series are being downloaded meanwhile.
 fn list(client: &Client, w: &Work, opts: &FetchOptions, reporter: &dyn Reporter) {
-    let result = list_instances(client, w, reporter).and_then(|expected| {
+    let listed = crate::timings::time(&w.subject(), "instance listing", || list_instances(client, w, reporter));
+    let result = listed.and_then(|expected| {
         let total = expected.len() as u64;
         record_expected(w, expected)?;
         reporter.study_total(&w.planned.uid, total);
@@ -903,6 +973,8 @@ fn download(client: &Client, w: &Work, target: &Target, opts: &FetchOptions, rep
         w.rejections.lock().unwrap().push(message);
     };
     let (to_committer, parts) = std::sync::mpsc::sync_channel::<(usize, Staged)>(8);
+    let subject = w.subject();
+    let started = std::time::Instant::now();
     let result = std::thread::scope(|scope| {
         let committer = scope.spawn(|| {
             for (part_no, staged) in parts {
@@ -914,6 +986,9 @@ fn download(client: &Client, w: &Work, target: &Target, opts: &FetchOptions, rep
         let mut part_no = 0usize;
         let mut on_part = |_headers: &PartHeaders, body: &mut dyn Read| -> Result<()> {
             interrupt::check()?;
+            if part_no == 0 {
+                crate::timings::at(&subject, "first byte");
+            }
             part_no += 1;
             let mut staged = w.entry.stage()?;
             if let Some(why) = copy_part(body, &mut staged).with_context(|| format!("part {part_no}"))? {
@@ -929,6 +1004,9 @@ fn download(client: &Client, w: &Work, target: &Target, opts: &FetchOptions, rep
         let _ = committer.join();
         result
     });
+    crate::timings::add(&subject, "transfer", started.elapsed());
+    // The download's last batch is made durable now, whatever ended it.
+    tell_durable(w, opts, w.entry.sync_batch());
     if let Err(e) = result {
         let transient = e.transient || e.error.chain().any(|c| c.is::<BodyReadFailed>());
         let stalled = dicomweb::is_stalled(&e.error);
@@ -983,7 +1061,7 @@ fn accept(
         series_of: &series_of,
         max_inflated: w.entry.limits().max_instance_size,
     };
-    let admitted = match intake::admit(staged.path(), &want)? {
+    let admitted = match crate::timings::time(&w.subject(), "intake", || intake::admit(staged.path(), &want))? {
         Ok(admitted) => admitted,
         Err(refused) => {
             reject(part_no, refused.to_string());
@@ -997,14 +1075,10 @@ fn accept(
     }
     let sop = admitted.header().sop_instance.clone();
     match w.entry.commit(staged, admitted)? {
-        Commit::Stored { bytes, path } => {
+        Commit::Stored { bytes, .. } => {
             reporter.instance_done(&w.planned.uid, bytes);
-            opts.landed(Landed::Stored {
-                study: &w.planned.uid,
-                sop: &sop,
-                path: &path,
-                bytes,
-            });
+            crate::timings::bytes(&w.subject(), bytes);
+            tell_durable(w, opts, w.entry.sync_due());
         }
         Commit::AlreadyPresent => {}
         Commit::Conflict => reject(
@@ -1036,12 +1110,11 @@ fn settle(w: &Work) -> Result<Option<Fetched>> {
         .entry
         .manifest()?
         .context("the study's manifest disappeared from the cache while it was being fetched")?;
-    if manifest.completed_at.is_none() {
-        // The instance files were synced one by one; their names become
-        // durable here, before the study is recorded complete.
-        w.entry.sync_dirs();
+    if manifest.completed_at.is_none() || w.entry.has_durable_marks()? {
+        // Every batch was synced as its download ended; the names become
+        // durable here too, before the study is recorded complete.
         manifest.completed_at = Some(now_rfc3339());
-        w.entry.write_manifest(&manifest)?;
+        w.entry.write_complete(&manifest)?;
     }
     let bytes = expected
         .keys()
