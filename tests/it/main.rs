@@ -11,6 +11,7 @@ mod bounded_time;
 mod config;
 mod dimse;
 mod docs;
+mod durability;
 mod errors;
 mod fetch;
 mod hostile_cloud;
@@ -33,6 +34,7 @@ fn main() {
         config::tests(),
         dimse::tests(),
         docs::tests(),
+        durability::tests(),
         errors::tests(),
         fetch::tests(),
         hostile_cloud::tests(),
