@@ -4,7 +4,8 @@
 //! The work is done in three steps so that all downloads share one pool of
 //! connections: plan (QIDO: which studies, which instances), download (all
 //! missing instances of all studies, in parallel), and settle (which studies
-//! are now complete). Downloads that fail transiently are retried in further
+//! are now complete). In the first round each study's downloads start as
+//! soon as the study is prepared, while the next one is (see `first_round`). Downloads that fail transiently are retried in further
 //! rounds that ask only for what is still missing, except that a study whose
 //! downloads stalled twice is given up (see `MAX_STALLS`).
 //!
@@ -211,11 +212,13 @@ fn resolve(client: &Client, id: &str, reporter: &dyn Reporter) -> Result<Vec<Fou
 
 /// Resolves every identifier and chooses the priors of each study found.
 pub fn plan(client: &Client, ids: &[String], rules: &Rules, reporter: &dyn Reporter) -> Plan {
+    // The clock of the timings starts with the work, if not before.
+    crate::timings::enabled();
     let mut plan = Plan::default();
     let mut seen = BTreeSet::new();
     let today = priors::today();
     for id in ids {
-        let found = match resolve(client, id, reporter) {
+        let found = match crate::timings::time(&"fetch plan", "study search", || resolve(client, id, reporter)) {
             Ok(found) => found,
             Err(e) => {
                 plan.failures.push((id.clone(), e));
@@ -255,7 +258,10 @@ pub fn plan(client: &Client, ids: &[String], rules: &Rules, reporter: &dyn Repor
                 ));
                 continue;
             };
-            let candidates = match search_by(client, "PatientID", 0x0010_0020, &patient, reporter) {
+            let searched = crate::timings::time(&"fetch plan", "prior search", || {
+                search_by(client, "PatientID", 0x0010_0020, &patient, reporter)
+            });
+            let candidates = match searched {
                 Ok(c) => c,
                 Err(e) => {
                     plan.failures.push((format!("priors of {id}"), e));
@@ -283,6 +289,7 @@ pub fn plan(client: &Client, ids: &[String], rules: &Rules, reporter: &dyn Repor
             });
         }
     }
+    crate::timings::print(&"fetch plan");
     plan
 }
 
@@ -437,39 +444,24 @@ pub fn fetch_in(
 ) -> Result<Outcome> {
     let retries = opts.retries;
     let mut outcome = Outcome::default();
-    let mut work = Vec::new();
-    for planned in studies {
-        interrupt::check()?;
-        match prepare(client, cache, planned.clone(), opts, reporter) {
-            Ok(w) => work.push(w),
-            Err(e) if interrupt::is_interrupted(&e) => return Err(e),
-            Err(e) => {
-                reporter.study_finished(&planned.uid, false, "failed");
-                outcome.failed.push((planned, e));
-            }
-        }
-    }
+    let (mut work, mut before) = first_round(pool, client, cache, studies, opts, reporter, &mut outcome)?;
     let mut round = 0u32;
     let mut quiet_rounds = 0u32;
     // Rounds in which a study's downloads stalled (see `MAX_STALLS`).
     let mut stalled_rounds: BTreeMap<Uid, u32> = BTreeMap::new();
     while !work.is_empty() {
-        let tasks: Vec<(usize, Task)> = work.iter().enumerate().flat_map(|(i, w)| tasks_for(i, w)).collect();
-        let before: usize = work
-            .iter()
-            .map(|w| w.entry.present().map(|p| p.len()).unwrap_or(0))
-            .sum();
-        pool.install(|| {
-            tasks.par_iter().for_each(|(i, task)| {
-                if interrupt::requested() {
-                    return;
-                }
-                match task {
-                    Task::List => list(client, &work[*i], opts, reporter),
-                    Task::Get(target) => download(client, &work[*i], target, opts, reporter),
-                }
-            })
-        });
+        if round > 0 {
+            let tasks: Vec<(usize, Task)> = work.iter().enumerate().flat_map(|(i, w)| tasks_for(i, w)).collect();
+            before = work
+                .iter()
+                .map(|w| w.entry.present().map(|p| p.len()).unwrap_or(0))
+                .sum();
+            pool.install(|| {
+                tasks
+                    .par_iter()
+                    .for_each(|(i, task)| run(client, &work[*i], task, opts, reporter))
+            });
+        }
         interrupt::check()?;
         let after: usize = work
             .iter()
@@ -480,7 +472,12 @@ pub fn fetch_in(
         // have failed, the rest go to another round.
         let mut next = Vec::new();
         for w in work {
-            match settle(&w) {
+            let subject = w.subject();
+            let settled = settle(&w);
+            if !matches!(settled, Ok(None)) {
+                crate::timings::print(&subject);
+            }
+            match settled {
                 Ok(Some(fetched)) => {
                     let summary = format!("{} instances", fetched.instances);
                     reporter.study_finished(&w.planned.uid, true, &summary);
@@ -546,6 +543,66 @@ pub fn fetch_in(
         interrupt::sleep(delay)?;
     }
     Ok(outcome)
+}
+
+/// The first round: each study is prepared on this thread (its searches,
+/// its lock, its manifest; a wait for another process's lock never holds a
+/// download thread), and its downloads start on the pool at once, while the
+/// next study is prepared. So a study's start-up overlaps the transfer of
+/// those before it. Returns the studies prepared, in the order planned, and
+/// how many of their instances were in the cache before.
+fn first_round(
+    pool: &rayon::ThreadPool,
+    client: &Client,
+    cache: &Cache,
+    studies: Vec<Planned>,
+    opts: &FetchOptions,
+    reporter: &dyn Reporter,
+    outcome: &mut Outcome,
+) -> Result<(Vec<Work>, usize)> {
+    let slots: Vec<OnceLock<Work>> = studies.iter().map(|_| OnceLock::new()).collect();
+    let mut before = 0;
+    let mut stopped = None;
+    pool.in_place_scope_fifo(|scope| {
+        for (planned, slot) in studies.into_iter().zip(&slots) {
+            if let Err(e) = interrupt::check() {
+                stopped = Some(e);
+                break;
+            }
+            match prepare(client, cache, planned.clone(), opts, reporter) {
+                Ok(w) => {
+                    before += w.entry.present().map(|p| p.len()).unwrap_or(0);
+                    let w = slot.get_or_init(|| w);
+                    for (_, task) in tasks_for(0, w) {
+                        scope.spawn_fifo(move |_| run(client, w, &task, opts, reporter));
+                    }
+                }
+                Err(e) if interrupt::is_interrupted(&e) => {
+                    stopped = Some(e);
+                    break;
+                }
+                Err(e) => {
+                    reporter.study_finished(&planned.uid, false, "failed");
+                    outcome.failed.push((planned, e));
+                }
+            }
+        }
+    });
+    if let Some(e) = stopped {
+        return Err(e);
+    }
+    Ok((slots.into_iter().filter_map(OnceLock::into_inner).collect(), before))
+}
+
+/// Does one task of a round, unless Ctrl-C was pressed.
+fn run(client: &Client, w: &Work, task: &Task, opts: &FetchOptions, reporter: &dyn Reporter) {
+    if interrupt::requested() {
+        return;
+    }
+    match task {
+        Task::List => list(client, w, opts, reporter),
+        Task::Get(target) => download(client, w, target, opts, reporter),
+    }
 }
 
 /// Rounds in which a study's downloads stalled (the cloud sent nothing for
