@@ -1312,6 +1312,14 @@ mod tests {
                 } => {
                     assert_eq!(std::fs::read(path).unwrap(), file(sop.as_str()), "{sop}");
                     assert_eq!(bytes, file(sop.as_str()).len() as u64);
+                    // Told only once its batch is synced and the manifest says so.
+                    let manifest = std::fs::read(dir.path().join("studies").join(STUDY).join("manifest.json")).unwrap();
+                    let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+                    let durable = manifest["durable"].as_array().cloned().unwrap_or_default();
+                    assert!(
+                        durable.iter().any(|d| d == sop.as_str()),
+                        "{sop} told before it was durable"
+                    );
                     format!("stored {study} {sop}")
                 }
             })
