@@ -190,10 +190,12 @@ pub fn sync_dir(dir: &Path) {
 /// `syncfs(2)` of the filesystem holding `dir`, which writes back the files
 /// and the renames together; elsewhere each file is synced (on Windows
 /// `FlushFileBuffers`, there being nothing better) and then the directories
-/// holding them.
+/// holding them. A single file is synced alone on Linux too: `syncfs` also
+/// waits for whatever other programs wrote, which one file (a study's first,
+/// wanted at the destination at once) should not wait for.
 pub fn sync_files(dir: &Path, files: &[&Path]) -> Result<()> {
     #[cfg(target_os = "linux")]
-    {
+    if files.len() > 1 {
         use std::os::fd::AsRawFd;
         let d = File::open(dir).with_context(|| format!("failed to open `{}`", dir.display()))?;
         // SAFETY: syncfs takes any open file descriptor and touches no memory.
