@@ -22,8 +22,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use rayon::prelude::*;
 
 use crate::cache::{
-    BodyReadFailed, Cache, Commit, Durable, LockMode, Manifest, Role, Staged, StudyEntry, StudyInfo, copy_part,
-    now_rfc3339,
+    BodyReadFailed, Cache, Commit, LockMode, Manifest, Role, Staged, StudyEntry, StudyInfo, copy_part, now_rfc3339,
 };
 use crate::dicomweb::{self, Client, DicomJson, PartHeaders, Target, tag_name};
 use crate::intake::{self, Expectation, Note, Patient};
@@ -339,23 +338,11 @@ impl Work {
     }
 }
 
-/// Tells of the instances a synced batch made durable; a batch that could
-/// not be synced is the study's error (they are checked again on resume).
-fn tell_durable(w: &Work, opts: &FetchOptions, synced: Result<Vec<Durable>>) {
-    match synced {
-        Ok(files) => {
-            for f in &files {
-                opts.landed(Landed::Stored {
-                    study: &w.planned.uid,
-                    sop: &f.sop,
-                    path: &f.path,
-                    bytes: f.bytes,
-                });
-            }
-        }
-        Err(e) => {
-            w.error.lock().unwrap().get_or_insert(e);
-        }
+/// A batch that could not be synced is the study's error (its files are
+/// checked again when the fetch resumes).
+fn synced(w: &Work, result: Result<()>) {
+    if let Err(e) = result {
+        w.error.lock().unwrap().get_or_insert(e);
     }
 }
 
@@ -372,8 +359,9 @@ pub enum Landed<'a> {
     /// to hold is known exactly.
     Listed { study: &'a Uid },
     /// An instance was stored in the cache at `path`, checked by the intake
-    /// gate, and is durable (see `cache::durable`): told once its batch is
-    /// synced, so a power cut cannot take back what was told.
+    /// gate. It is made durable with its batch (see `cache::durable`); a
+    /// copy sent on before that was sent whole, and a power cut meanwhile
+    /// only makes a resumed fetch check the file again.
     Stored {
         study: &'a Uid,
         sop: &'a Uid,
@@ -714,9 +702,8 @@ fn prepare(
     manifest.study = planned.info.clone();
     manifest.add_role(planned.role.clone());
     manifest.fetched_at = now_rfc3339();
-    entry.write_manifest(&manifest)?;
     recheck(&entry, &planned, &series, &manifest.expected, reporter)?;
-    entry.mark_present_durable()?;
+    entry.begin_fetch(&manifest)?;
     let present = entry.present()?;
     let work = Work {
         planned,
@@ -1076,8 +1063,12 @@ fn download(client: &Client, w: &Work, target: &Target, opts: &FetchOptions, rep
         result
     });
     crate::timings::add(&subject, "transfer", started.elapsed());
-    // The download's last batch is made durable now, whatever ended it.
-    tell_durable(w, opts, w.entry.sync_batch());
+    // A series' batch is made durable as it ends; single instances (a
+    // resumed study) are left to the size, age and round-end rules, or
+    // each would cost a sync.
+    if !matches!(target, Target::Instance(..)) {
+        synced(w, w.entry.sync_batch());
+    }
     if let Err(e) = result {
         let transient = e.transient || e.error.chain().any(|c| c.is::<BodyReadFailed>());
         let stalled = dicomweb::is_stalled(&e.error);
@@ -1146,10 +1137,16 @@ fn accept(
     }
     let sop = admitted.header().sop_instance.clone();
     match w.entry.commit(staged, admitted)? {
-        Commit::Stored { bytes, .. } => {
+        Commit::Stored { bytes, path } => {
             reporter.instance_done(&w.planned.uid, bytes);
             crate::timings::bytes(&w.subject(), bytes);
-            tell_durable(w, opts, w.entry.sync_due());
+            opts.landed(Landed::Stored {
+                study: &w.planned.uid,
+                sop: &sop,
+                path: &path,
+                bytes,
+            });
+            synced(w, w.entry.sync_due());
         }
         Commit::AlreadyPresent => {}
         Commit::Conflict => reject(
@@ -1170,6 +1167,8 @@ fn describe(target: &Target) -> String {
 
 /// Checks whether the study is complete; if so records it in the manifest.
 fn settle(w: &Work) -> Result<Option<Fetched>> {
+    // The round's last batch is made durable whether the study is complete or not.
+    w.entry.sync_batch()?;
     let present = w.entry.present()?;
     let Some(expected) = w.expected.get() else {
         return Ok(None);
@@ -1326,14 +1325,6 @@ mod tests {
                 } => {
                     assert_eq!(std::fs::read(path).unwrap(), file(sop.as_str()), "{sop}");
                     assert_eq!(bytes, file(sop.as_str()).len() as u64);
-                    // Told only once its batch is synced and the manifest says so.
-                    let manifest = std::fs::read(dir.path().join("studies").join(STUDY).join("manifest.json")).unwrap();
-                    let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
-                    let durable = manifest["durable"].as_array().cloned().unwrap_or_default();
-                    assert!(
-                        durable.iter().any(|d| d == sop.as_str()),
-                        "{sop} told before it was durable"
-                    );
                     format!("stored {study} {sop}")
                 }
             })

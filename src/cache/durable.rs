@@ -5,10 +5,10 @@
 //! batch costs little more than none.
 //!
 //! A batch is synced when it holds [`BATCH_BYTES`], when its oldest file
-//! has waited [`BATCH_AGE`], when its download ends (a series, an
-//! instance), and at once for a study's first instance, so that a
-//! destination waiting for the study gets its first image without waiting
-//! for a batch to fill.
+//! has waited [`BATCH_AGE`], when a series' download ends, and when a round
+//! of the fetch ends. A file is usable (readable whole, sendable) as soon as
+//! it is in place: only its record as durable waits for the sync, and a
+//! destination that got it from the page cache got it whole.
 //!
 //! The manifest records which instance files are durable (its `durable`
 //! list, written only after their batch was synced; absent once the study
@@ -36,23 +36,13 @@ pub const BATCH_BYTES: u64 = 32 << 20;
 /// A batch is synced once its oldest file has waited this long.
 pub const BATCH_AGE: Duration = Duration::from_millis(200);
 
-/// An instance file in place and now durable: what a fetch may tell others of.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Durable {
-    pub sop: Uid,
-    pub path: PathBuf,
-    pub bytes: u64,
-}
-
-/// What a study's entry keeps of the batch being filled.
+/// What a study's entry keeps of the batch being filled: the instance
+/// files in place and not yet durable.
 #[derive(Debug, Default)]
 pub(super) struct Batch {
-    files: Vec<Durable>,
+    files: Vec<(Uid, PathBuf)>,
     bytes: u64,
     since: Option<Instant>,
-    /// A batch was synced already in this entry's life (the first one is
-    /// synced at its first file).
-    synced_once: bool,
 }
 
 /// The durable marks as the manifest file holds them, next to the fields of
@@ -99,48 +89,39 @@ impl StudyEntry {
         let mut batch = self.group.batch.lock().unwrap();
         batch.since.get_or_insert_with(Instant::now);
         batch.bytes += bytes;
-        batch.files.push(Durable {
-            sop: sop.clone(),
-            path: path.to_path_buf(),
-            bytes,
-        });
+        batch.files.push((sop.clone(), path.to_path_buf()));
     }
 
-    /// Syncs the batch if it is due (see the module's notes); the instances
-    /// it made durable, to be told of now.
-    pub fn sync_due(&self) -> Result<Vec<Durable>> {
+    /// Syncs the batch if it is due (see the module's notes).
+    pub fn sync_due(&self) -> Result<()> {
         let due = {
             let batch = self.group.batch.lock().unwrap();
-            !batch.files.is_empty()
-                && (!batch.synced_once
-                    || batch.bytes >= BATCH_BYTES
-                    || batch.since.is_some_and(|t| t.elapsed() >= BATCH_AGE))
+            batch.bytes >= BATCH_BYTES || batch.since.is_some_and(|t| t.elapsed() >= BATCH_AGE)
         };
-        if due { self.sync_batch() } else { Ok(Vec::new()) }
+        if due { self.sync_batch() } else { Ok(()) }
     }
 
-    /// Syncs whatever the batch holds (a download ended); the instances it
-    /// made durable.
-    pub fn sync_batch(&self) -> Result<Vec<Durable>> {
+    /// Syncs whatever the batch holds (a series' download or a round ended),
+    /// then marks its files durable in the manifest.
+    pub fn sync_batch(&self) -> Result<()> {
         // One batch synced and marked at a time, so that the marks are
         // written in the order the batches became durable.
         let _syncing = self.group.syncing.lock().unwrap();
         let files = {
             let mut batch = self.group.batch.lock().unwrap();
-            batch.synced_once = true;
             batch.bytes = 0;
             batch.since = None;
             std::mem::take(&mut batch.files)
         };
         if files.is_empty() {
-            return Ok(files);
+            return Ok(());
         }
         let started = Instant::now();
-        let paths: Vec<&Path> = files.iter().map(|f| f.path.as_path()).collect();
+        let paths: Vec<&Path> = files.iter().map(|(_, path)| path.as_path()).collect();
         fsutil::sync_files(&self.dir, &paths)?;
-        self.update_marks(|marks| marks.extend(files.iter().map(|f| f.sop.clone())))?;
+        self.update_marks(|marks| marks.extend(files.into_iter().map(|(sop, _)| sop)))?;
         crate::timings::add(&format_args!("fetch of study {}", self.uid), "sync", started.elapsed());
-        Ok(files)
+        Ok(())
     }
 
     /// The instance files present that the manifest does not mark durable:
@@ -162,11 +143,13 @@ impl StudyEntry {
         Ok(read_marks(&self.manifest_path())?.is_some())
     }
 
-    /// Makes every instance file present durable and marks them so: the
-    /// start of a fetch, once the files [`StudyEntry::unmarked`] named were
-    /// checked again (and the bad ones removed). From here on the marks
-    /// follow each batch.
-    pub fn mark_present_durable(&self) -> Result<()> {
+    /// Writes the manifest of a fetch that begins, marking every instance
+    /// file present durable (and syncing those that were not): the files
+    /// [`StudyEntry::unmarked`] named must have been checked again, and the
+    /// bad ones removed. From here on the marks follow each batch, so a
+    /// file renamed into place before its batch is synced is never taken
+    /// for durable.
+    pub fn begin_fetch(&self, manifest: &Manifest) -> Result<()> {
         let _syncing = self.group.syncing.lock().unwrap();
         let present = self.present()?;
         let unmarked = self.unmarked()?;
@@ -174,7 +157,9 @@ impl StudyEntry {
         if !paths.is_empty() {
             fsutil::sync_files(&self.dir, &paths)?;
         }
-        self.update_marks(|marks| *marks = present.into_keys().collect())
+        let marks = present.into_keys().collect();
+        let _writing = self.group.manifest_lock.lock().unwrap();
+        self.write_manifest_with(manifest, Some(&marks))
     }
 
     /// Records the study complete: every instance file is durable (the
@@ -271,27 +256,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::open(dir.path()).unwrap();
         let entry = cache.lock_study(&uid("1.2.3"), LockMode::Exclusive, || {}).unwrap();
-        entry.write_manifest(&manifest("1.2.3")).unwrap();
-        entry.mark_present_durable().unwrap();
+        entry.begin_fetch(&manifest("1.2.3")).unwrap();
         assert!(entry.unmarked().unwrap().is_empty());
 
-        // The first instance of the study is synced at once.
-        assert!(matches!(
-            entry.put_test_instance(&uid("1.2.3.4"), &uid("1.2.3.4.1"), 1).unwrap(),
-            Commit::Stored { .. }
-        ));
+        // In place at once, marked once the batch fills, ages, or ends.
+        for (sop, fill) in [("1.2.3.4.1", 1), ("1.2.3.4.2", 2)] {
+            assert!(matches!(
+                entry.put_test_instance(&uid("1.2.3.4"), &uid(sop), fill).unwrap(),
+                Commit::Stored { .. }
+            ));
+        }
+        entry.sync_due().unwrap();
         let unmarked: Vec<String> = entry.unmarked().unwrap().into_keys().map(|u| u.to_string()).collect();
-        assert_eq!(unmarked, ["1.2.3.4.1"], "in place, not yet marked");
-        let synced = entry.sync_due().unwrap();
-        assert_eq!(synced.len(), 1);
-        assert!(entry.unmarked().unwrap().is_empty());
-
-        // Later ones wait for the batch to fill, age, or end.
-        entry.put_test_instance(&uid("1.2.3.4"), &uid("1.2.3.4.2"), 2).unwrap();
-        assert!(entry.sync_due().unwrap().is_empty(), "a small, young batch is not due");
-        assert_eq!(entry.unmarked().unwrap().len(), 1);
-        let synced = entry.sync_batch().unwrap();
-        assert_eq!(synced[0].sop, uid("1.2.3.4.2"));
+        assert_eq!(unmarked, ["1.2.3.4.1", "1.2.3.4.2"], "a small, young batch is not due");
+        entry.sync_batch().unwrap();
         assert!(entry.unmarked().unwrap().is_empty());
 
         // Other writers of the manifest keep the marks.
@@ -317,7 +295,7 @@ mod tests {
         entry.write_manifest(&manifest("1.2.3")).unwrap();
         entry.put_test_instance(&uid("1.2.3.4"), &uid("1.2.3.4.1"), 1).unwrap();
         assert!(entry.unmarked().unwrap().is_empty());
-        entry.mark_present_durable().unwrap();
+        entry.begin_fetch(&manifest("1.2.3")).unwrap();
         let marks = read_marks(&entry.manifest_path()).unwrap().unwrap();
         assert_eq!(marks, [uid("1.2.3.4.1")].into());
     }

@@ -191,8 +191,8 @@ pub fn sync_dir(dir: &Path) {
 /// and the renames together; elsewhere each file is synced (on Windows
 /// `FlushFileBuffers`, there being nothing better) and then the directories
 /// holding them. A single file is synced alone on Linux too: `syncfs` also
-/// waits for whatever other programs wrote, which one file (a study's first,
-/// wanted at the destination at once) should not wait for.
+/// waits for whatever other programs wrote, which is worth it only when it
+/// saves syncs.
 pub fn sync_files(dir: &Path, files: &[&Path]) -> Result<()> {
     #[cfg(target_os = "linux")]
     if files.len() > 1 {

@@ -39,7 +39,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 pub use copy::{BodyReadFailed, copy_part};
-pub use durable::{BATCH_AGE, BATCH_BYTES, Durable};
+pub use durable::{BATCH_AGE, BATCH_BYTES};
 pub use fsutil::{LowSpace, same_contents, tree_size, write_error};
 pub use journal::{Delivery, DeliveryState, Journal, UNSYNCED_MAX};
 

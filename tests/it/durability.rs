@@ -45,17 +45,31 @@ fn killed_anywhere_no_marked_instance_is_torn_and_torn_unmarked_ones_are_fetched
     let proxy = Proxy::to(orthanc);
     let big = testdata().large();
     let want: BTreeMap<String, Vec<u8>> = big.instances().map(|i| (i.sop_uid.clone(), i.bytes())).collect();
-    let total: usize = want.values().map(Vec::len).sum();
-    let average = total / want.len();
     let mut torn_points = 0;
     let mut marked_points = 0;
-    // Each point: the first series' download is held after `after` bytes, and the fetch is
-    // killed once the instances before that point are in the cache.
-    for k in 1..=8 {
-        let after = k * (total / 3) / 9;
-        let before_stall = (after / average).saturating_sub(1);
+    // Each point: one series' download is held after part of it, the others pass (the
+    // series downloaded before it are whole and marked durable by then, with --jobs 1), and
+    // the fetch is killed once the instances before that part of the series are in place.
+    let points = big
+        .series
+        .iter()
+        .flat_map(|series| [(series, 1, 4), (series, 3, 4)])
+        .enumerate();
+    for (k, (series, num, den)) in points {
+        let size: u64 = series.instances.iter().map(|i| i.size).sum();
+        let after = (size * num / den) as usize;
+        let before_stall = (series.instances.len() as u64 * num / den).saturating_sub(1) as usize;
+        let series_dir = |cache: &Path| {
+            cache
+                .join("studies")
+                .join(&big.study_uid)
+                .join("series")
+                .join(&series.series_uid)
+        };
+        let in_series = |cache: &Path| std::fs::read_dir(series_dir(cache)).map_or(0, |d| d.count());
         let cache = temp_cache();
-        let held = proxy.add(Rule::new(Fault::stall(after, LIMIT)).path_contains("/series/"));
+        let held =
+            proxy.add(Rule::new(Fault::stall(after, LIMIT)).path_contains(&format!("/series/{}", series.series_uid)));
         let mut child = retriever_at(&proxy.dicomweb_url(), cache.path())
             .args(["fetch", &big.accession, "--priors", "0", "--jobs", "1"])
             .stdout(std::process::Stdio::null())
@@ -63,7 +77,7 @@ fn killed_anywhere_no_marked_instance_is_torn_and_torn_unmarked_ones_are_fetched
             .spawn()
             .unwrap();
         let deadline = Instant::now() + LIMIT;
-        while proxy.hits(held) == 0 || cached_instances(cache.path(), &big.study_uid).len() < before_stall {
+        while proxy.hits(held) == 0 || in_series(cache.path()) < before_stall {
             assert!(
                 child.try_wait().unwrap().is_none(),
                 "point {k}: the fetch ended before it was killed"
