@@ -552,9 +552,10 @@ fn first_round(
     let mut before = 0;
     let mut stopped = None;
     pool.in_place_scope_fifo(|scope| {
-        // Each study's listing and first download go first, the rest of its
+        // Each study's first download goes first, its listing and further
         // downloads once every study has begun: so each study's first image
-        // comes early (`watch` sends it on at once), not only the first study's.
+        // comes early (`watch` sends it on at once), not only the first
+        // study's. The round ends when all are done, whatever their order.
         let mut later = Vec::new();
         for (planned, slot) in studies.into_iter().zip(&slots) {
             if let Err(e) = interrupt::check() {
@@ -565,16 +566,12 @@ fn first_round(
                 Ok(w) => {
                     before += w.entry.present().map(|p| p.len()).unwrap_or(0);
                     let w = slot.get_or_init(|| w);
-                    let tasks: Vec<Task> = tasks_for(0, w).into_iter().map(|(_, task)| task).collect();
-                    let first = tasks
-                        .iter()
-                        .position(|t| matches!(t, Task::Get(_)))
-                        .map_or(tasks.len(), |i| i + 1);
-                    let mut tasks = tasks.into_iter();
-                    for task in tasks.by_ref().take(first) {
-                        scope.spawn_fifo(move |_| run(client, w, &task, opts, reporter));
+                    let mut tasks: Vec<Task> = tasks_for(0, w).into_iter().map(|(_, task)| task).collect();
+                    if let Some(at) = tasks.iter().position(|t| matches!(t, Task::Get(_))) {
+                        let first = tasks.remove(at);
+                        scope.spawn_fifo(move |_| run(client, w, &first, opts, reporter));
                     }
-                    later.extend(tasks.map(|task| (w, task)));
+                    later.extend(tasks.into_iter().map(|task| (w, task)));
                 }
                 Err(e) if interrupt::is_interrupted(&e) => {
                     stopped = Some(e);
