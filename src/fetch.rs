@@ -338,14 +338,6 @@ impl Work {
     }
 }
 
-/// A batch that could not be synced is the study's error (its files are
-/// checked again when the fetch resumes).
-fn synced(w: &Work, result: Result<()>) {
-    if let Err(e) = result {
-        w.error.lock().unwrap().get_or_insert(e);
-    }
-}
-
 /// What the fetch tells its caller about the cache as it fills, for a
 /// caller that acts on it at once (`watch` delivers while it downloads).
 /// Unlike the reporter's progress, these are data: the caller may rely on
@@ -1064,7 +1056,7 @@ fn download(client: &Client, w: &Work, target: &Target, opts: &FetchOptions, rep
     // resumed study) are left to the size, age and round-end rules, or
     // each would cost a sync.
     if !matches!(target, Target::Instance(..)) {
-        synced(w, w.entry.sync_batch());
+        w.entry.sync_soon();
     }
     if let Err(e) = result {
         let transient = e.transient || e.error.chain().any(|c| c.is::<BodyReadFailed>());
@@ -1143,7 +1135,7 @@ fn accept(
                 path: &path,
                 bytes,
             });
-            synced(w, w.entry.sync_due());
+            w.entry.sync_due();
         }
         Commit::AlreadyPresent => {}
         Commit::Conflict => reject(

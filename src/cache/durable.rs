@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -92,21 +92,21 @@ impl StudyEntry {
         batch.files.push((sop.clone(), path.to_path_buf()));
     }
 
-    /// Syncs the batch if it is due (see the module's notes).
-    pub fn sync_due(&self) -> Result<()> {
+    /// Hands the batch to the study's syncer if it is due (see the module's
+    /// notes), without waiting for the sync.
+    pub fn sync_due(&self) {
         let due = {
             let batch = self.group.batch.lock().unwrap();
             batch.bytes >= BATCH_BYTES || batch.since.is_some_and(|t| t.elapsed() >= BATCH_AGE)
         };
-        if due { self.sync_batch() } else { Ok(()) }
+        if due {
+            self.sync_soon();
+        }
     }
 
-    /// Syncs whatever the batch holds (a series' download or a round ended),
-    /// then marks its files durable in the manifest.
-    pub fn sync_batch(&self) -> Result<()> {
-        // One batch synced and marked at a time, so that the marks are
-        // written in the order the batches became durable.
-        let _syncing = self.group.syncing.lock().unwrap();
+    /// Hands whatever the batch holds to the study's syncer (a series'
+    /// download ended), without waiting for the sync.
+    pub fn sync_soon(&self) {
         let files = {
             let mut batch = self.group.batch.lock().unwrap();
             batch.bytes = 0;
@@ -114,14 +114,26 @@ impl StudyEntry {
             std::mem::take(&mut batch.files)
         };
         if files.is_empty() {
-            return Ok(());
+            return;
         }
-        let started = Instant::now();
-        let paths: Vec<&Path> = files.iter().map(|(_, path)| path.as_path()).collect();
-        fsutil::sync_files(&self.dir, &paths)?;
-        self.update_marks(|marks| marks.extend(files.into_iter().map(|(sop, _)| sop)))?;
-        crate::timings::add(&format_args!("fetch of study {}", self.uid), "sync", started.elapsed());
-        Ok(())
+        let mut syncer = self.group.syncer.lock().unwrap();
+        let syncer = syncer.get_or_insert_with(|| Syncer::start(self.group.marker.clone()));
+        if let Err(returned) = syncer.to.send(files) {
+            // The syncer stopped at an error: this batch is synced here, and
+            // the error still comes out of `sync_batch`.
+            let _ = self.group.marker.sync_and_mark(returned.0);
+        }
+    }
+
+    /// Syncs whatever the batch holds and waits for every batch handed over
+    /// before to be synced and marked durable (a round ended).
+    pub fn sync_batch(&self) -> Result<()> {
+        self.sync_soon();
+        let syncer = self.group.syncer.lock().unwrap().take();
+        match syncer {
+            Some(syncer) => syncer.finish(),
+            None => Ok(()),
+        }
     }
 
     /// The instance files present that the manifest does not mark durable:
@@ -150,7 +162,7 @@ impl StudyEntry {
     /// file renamed into place before its batch is synced is never taken
     /// for durable.
     pub fn begin_fetch(&self, manifest: &Manifest) -> Result<()> {
-        let _syncing = self.group.syncing.lock().unwrap();
+        self.sync_batch()?;
         let present = self.present()?;
         let unmarked = self.unmarked()?;
         let paths: Vec<&Path> = unmarked.values().map(|i| i.path.as_path()).collect();
@@ -158,63 +170,39 @@ impl StudyEntry {
             fsutil::sync_files(&self.dir, &paths)?;
         }
         let marks = present.into_keys().collect();
-        let _writing = self.group.manifest_lock.lock().unwrap();
-        self.write_manifest_with(manifest, Some(&marks))
+        let marker = &self.group.marker;
+        let _writing = marker.manifest_lock.lock().unwrap();
+        marker.write(manifest, Some(&marks))
     }
 
     /// Records the study complete: every instance file is durable (the
     /// caller synced the last batch), so the marks are dropped and the
     /// manifest reads as any complete study's.
     pub fn write_complete(&self, manifest: &Manifest) -> Result<()> {
-        // Whatever is not durable yet (a batch whose sync failed) is synced
-        // now: the marks go only when nothing is left unmarked.
         self.sync_batch()?;
-        let _syncing = self.group.syncing.lock().unwrap();
+        // Whatever is still not marked (a batch whose sync failed before) is
+        // synced now: the marks go only when nothing is left unmarked.
         let unmarked = self.unmarked()?;
         let paths: Vec<&Path> = unmarked.values().map(|i| i.path.as_path()).collect();
         if !paths.is_empty() {
             fsutil::sync_files(&self.dir, &paths)?;
         }
         self.sync_dirs();
-        let _writing = self.group.manifest_lock.lock().unwrap();
-        self.write_manifest_with(manifest, None)
+        let marker = &self.group.marker;
+        let _writing = marker.manifest_lock.lock().unwrap();
+        marker.write(manifest, None)
     }
 
     /// Writes the manifest, keeping the durable marks it has. Marks that
     /// cannot be read are kept as none at all: every file is then checked
     /// again, never taken as durable.
     pub fn write_manifest(&self, manifest: &Manifest) -> Result<()> {
-        let _writing = self.group.manifest_lock.lock().unwrap();
+        let marker = &self.group.marker;
+        let _writing = marker.manifest_lock.lock().unwrap();
         let marks = read_marks(&self.manifest_path()).unwrap_or_else(|_| Some(BTreeSet::new()));
-        self.write_manifest_with(manifest, marks.as_ref())
+        marker.write(manifest, marks.as_ref())
     }
 
-    fn write_manifest_with(&self, manifest: &Manifest, marks: Option<&BTreeSet<Uid>>) -> Result<()> {
-        fsutil::create_dir_all(&self.dir)?;
-        fsutil::write_atomic(&self.manifest_path(), &encode(manifest, marks)?)
-    }
-
-    fn update_marks(&self, change: impl FnOnce(&mut BTreeSet<Uid>)) -> Result<()> {
-        let _writing = self.group.manifest_lock.lock().unwrap();
-        let manifest = self
-            .manifest()?
-            .context("the study's manifest disappeared from the cache while it was being fetched")?;
-        let mut marks = read_marks(&self.manifest_path())?.unwrap_or_default();
-        change(&mut marks);
-        self.write_manifest_with(&manifest, Some(&marks))
-    }
-}
-
-/// A study's entry: its batch, and the locks that keep the manifest's
-/// read-change-write steps whole across the download threads.
-#[derive(Debug, Default)]
-pub(super) struct GroupCommit {
-    pub(super) batch: Mutex<Batch>,
-    pub(super) syncing: Mutex<()>,
-    pub(super) manifest_lock: Mutex<()>,
-}
-
-impl StudyEntry {
     /// Removes an instance file that a check found empty or torn (see
     /// [`StudyEntry::unmarked`]), so that it is downloaded again.
     pub fn discard(&self, instance: &Instance) -> Result<()> {
@@ -228,6 +216,111 @@ impl StudyEntry {
 
     pub(super) fn manifest_path(&self) -> PathBuf {
         self.dir.join("manifest.json")
+    }
+}
+
+/// A study entry's group commit: the batch being filled, and the thread
+/// that syncs the batches handed to it, so that neither a download nor the
+/// thread moving files into place waits for the disk. The entry waits for
+/// it when dropped, before its lock goes.
+#[derive(Debug)]
+pub(super) struct GroupCommit {
+    batch: Mutex<Batch>,
+    marker: Arc<Marker>,
+    syncer: Mutex<Option<Syncer>>,
+}
+
+impl GroupCommit {
+    pub(super) fn new(dir: PathBuf, study: Uid) -> GroupCommit {
+        GroupCommit {
+            batch: Mutex::new(Batch::default()),
+            marker: Arc::new(Marker {
+                dir,
+                study,
+                manifest_lock: Mutex::new(()),
+            }),
+            syncer: Mutex::new(None),
+        }
+    }
+}
+
+impl Drop for GroupCommit {
+    fn drop(&mut self) {
+        if let Some(syncer) = self.syncer.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = syncer.finish();
+        }
+    }
+}
+
+/// What syncs a batch and marks it durable: the study's directory, and the
+/// lock that keeps the manifest's read-change-write steps whole across the
+/// download threads and the syncer.
+#[derive(Debug)]
+struct Marker {
+    dir: PathBuf,
+    study: Uid,
+    manifest_lock: Mutex<()>,
+}
+
+impl Marker {
+    fn path(&self) -> PathBuf {
+        self.dir.join("manifest.json")
+    }
+
+    /// Writes the manifest file; the caller holds `manifest_lock`.
+    fn write(&self, manifest: &Manifest, marks: Option<&BTreeSet<Uid>>) -> Result<()> {
+        fsutil::create_dir_all(&self.dir)?;
+        fsutil::write_atomic(&self.path(), &encode(manifest, marks)?)
+    }
+
+    fn sync_and_mark(&self, files: Vec<(Uid, PathBuf)>) -> Result<()> {
+        let started = Instant::now();
+        let paths: Vec<&Path> = files.iter().map(|(_, path)| path.as_path()).collect();
+        fsutil::sync_files(&self.dir, &paths)?;
+        let _writing = self.manifest_lock.lock().unwrap();
+        let manifest = super::read_manifest_in(&self.dir)?
+            .context("the study's manifest disappeared from the cache while it was being fetched")?;
+        let mut marks = read_marks(&self.path())?.unwrap_or_default();
+        marks.extend(files.into_iter().map(|(sop, _)| sop));
+        self.write(&manifest, Some(&marks))?;
+        crate::timings::add(
+            &format_args!("fetch of study {}", self.study),
+            "sync in the background",
+            started.elapsed(),
+        );
+        Ok(())
+    }
+}
+
+/// The thread syncing a study's batches, one after the other, in the order
+/// they were handed over, so that the marks follow the order the batches
+/// became durable. After an error it marks nothing more.
+#[derive(Debug)]
+struct Syncer {
+    to: mpsc::Sender<Vec<(Uid, PathBuf)>>,
+    thread: std::thread::JoinHandle<Result<()>>,
+}
+
+impl Syncer {
+    fn start(marker: Arc<Marker>) -> Syncer {
+        let (to, batches) = mpsc::channel::<Vec<(Uid, PathBuf)>>();
+        let thread = std::thread::spawn(move || {
+            for files in batches {
+                marker.sync_and_mark(files)?;
+            }
+            Ok(())
+        });
+        Syncer { to, thread }
+    }
+
+    /// Waits for every batch handed over to be synced and marked.
+    fn finish(self) -> Result<()> {
+        drop(self.to);
+        self.thread.join().unwrap_or_else(|_| {
+            Err(anyhow::anyhow!(
+                "the thread syncing the cache failed (a bug in retriever)"
+            ))
+        })
     }
 }
 
@@ -266,7 +359,7 @@ mod tests {
                 Commit::Stored { .. }
             ));
         }
-        entry.sync_due().unwrap();
+        entry.sync_due();
         let unmarked: Vec<String> = entry.unmarked().unwrap().into_keys().map(|u| u.to_string()).collect();
         assert_eq!(unmarked, ["1.2.3.4.1", "1.2.3.4.2"], "a small, young batch is not due");
         entry.sync_batch().unwrap();

@@ -189,7 +189,7 @@ impl Cache {
             uid: study.clone(),
             dir: self.study_dir(study),
             limits: self.limits,
-            group: Default::default(),
+            group: durable::GroupCommit::new(self.study_dir(study), study.clone()),
             _lock: file,
         })
     }
@@ -202,7 +202,7 @@ impl Cache {
                 uid: study.clone(),
                 dir: self.study_dir(study),
                 limits: self.limits,
-                group: Default::default(),
+                group: durable::GroupCommit::new(self.study_dir(study), study.clone()),
                 _lock: file,
             }))
     }
