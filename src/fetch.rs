@@ -1007,8 +1007,8 @@ fn missing_targets(w: &Work) -> Result<Vec<Target>> {
 ///
 /// Reading from the network and making parts durable overlap: this thread
 /// writes each part to a temporary file and hands it to a second thread,
-/// which syncs it, checks it and moves it into place, so the connection
-/// never waits for the disk.
+/// which checks it and moves it into place (made durable with its batch,
+/// see `cache::durable`), so the connection never waits for the disk.
 fn download(client: &Client, w: &Work, target: &Target, opts: &FetchOptions, reporter: &dyn Reporter) {
     let study = &w.planned.uid;
     let reject = |part_no: usize, why: String| {
@@ -1080,7 +1080,7 @@ fn download(client: &Client, w: &Work, target: &Target, opts: &FetchOptions, rep
     }
 }
 
-/// Syncs a downloaded part, has the intake gate check it and moves it into
+/// Closes a downloaded part, has the intake gate check it and moves it into
 /// place. An error is returned only when the cache itself failed (disk
 /// full, permissions).
 fn accept(

@@ -6,8 +6,9 @@
 //!
 //! A batch is synced when it holds [`BATCH_BYTES`], when its oldest file
 //! has waited [`BATCH_AGE`], when a series' download ends, and when a round
-//! of the fetch ends. A file is usable (readable whole, sendable) as soon as
-//! it is in place: only its record as durable waits for the sync, and a
+//! of the fetch ends, on a thread of the study's own, so that no download
+//! waits for the disk. A file is usable (readable whole, sendable) as soon
+//! as it is in place: only its record as durable waits for the sync, and a
 //! destination that got it from the page cache got it whole.
 //!
 //! The manifest records which instance files are durable (its `durable`
