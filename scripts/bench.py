@@ -22,7 +22,12 @@ Starts a private Orthanc with DICOMweb on loopback, loads a generated large CT s
   router  a current CT (the large study) with 3 priors, all in the cloud: time until every
           instance is at the destination, for `retriever watch --once` against the naive
           sequential route (dicomweb-client iter_study of the study and its priors to files, then
-          one DCMTK storescu of all of them).
+          one DCMTK storescu of all of them); and the time to first image: from the start of
+          `watch --once` (or of `fetch --store` of the large study) to the first instance of each
+          study that storescp wrote (its file's mtime), the median over the router's studies.
+
+With --baseline OLD_BINARY, the fetch and the router are measured for that binary too, in the same
+alternating rounds, and the ratios are given for both, as medians with their spread (min-max).
 
 Prints one line per measurement and the ratios. Speed is measured here, never in the tests.
 """
@@ -68,6 +73,29 @@ def best(k, fn):
     return alternate(k, fn)[0]
 
 
+def rounds(k, *fns):
+    """As alternate, but every run's result: for each fn, the list of k (seconds, RSS, out)."""
+    results = [[] for _ in fns]
+    for _ in range(k):
+        for i, fn in enumerate(fns):
+            results[i].append(fn())
+    return results
+
+
+def spread(values):
+    """'median (min-max)' of a list of numbers."""
+    v = sorted(values)
+    n = len(v)
+    median = v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+    return f"{median:5.2f} ({v[0]:.2f}-{v[-1]:.2f})"
+
+
+def median(values):
+    v = sorted(values)
+    n = len(v)
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+
+
 def alternate(k, *fns):
     """Runs the measurements in turn, k rounds, so that whatever drifts on the machine during a run
     (other load, a destination directory filling up) falls on every tool alike. For each: the
@@ -100,9 +128,11 @@ def main():
     parser.add_argument("--large", type=int, default=300)
     parser.add_argument("--many", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--only", choices=["fetch", "wan", "store", "router", "coerce"],
-                        help="run one part only (wan: the WAN-like link part of fetch)")
+    parser.add_argument("--only", choices=["fetch", "floor", "wan", "store", "router", "coerce"],
+                        help="run one part only (wan: the WAN-like link part of fetch; floor: fetch against "
+                             "the archive's floor, round by round; coerce: store with and without a PatientID rule)")
     parser.add_argument("--binary", help="the retriever to measure (default: built here with --release)")
+    parser.add_argument("--baseline", help="an older retriever to measure alongside, round for round")
     parser.add_argument("--wan-delay-ms", type=float, default=20.0, help="one-way delay of the WAN link")
     parser.add_argument("--wan-rate-mbit", type=float, default=100.0, help="rate of the WAN link")
     parser.add_argument("--store-rate", action="store_true",
@@ -115,6 +145,7 @@ def main():
         subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
         target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
         binary = os.path.join(target, "release", "retriever")
+    args.binary_path = binary
     data = os.path.join(ROOT, "target", f"benchdata-{args.large}")
     subprocess.run([sys.executable, os.path.join(HERE, "gen_testdata.py"), data, "--large", str(args.large),
                     "--many", str(args.many), "--large-priors"], check=True)
@@ -139,7 +170,7 @@ def main():
             return run_measured(["curl", "-sf", "-u", f"{USER}:{PASSWORD}", "-H", f"Accept: {ACCEPT}",
                                  "-o", "/dev/null", f"{url}/studies/{big['study_uid']}"])
 
-        def fetch(study, url=url):
+        def fetch(study, url=url, binary=binary):
             def go():
                 cache = tempfile.mkdtemp(prefix="cache-", dir=work)
                 env = dict(os.environ, RETRIEVER_PASSWORD=PASSWORD)
@@ -159,6 +190,8 @@ def main():
             return
         if args.only in (None, "fetch"):
             bench_fetch(args, url, big, small, big_bytes, work, binary, curl, fetch, dwc)
+        if args.only in (None, "fetch", "floor"):
+            bench_floor(args, url, big, fetch)
         if args.only in (None, "fetch", "wan"):
             bench_wan(args, url, big, big_bytes, curl, fetch)
         if args.only in (None, "store"):
@@ -176,17 +209,7 @@ def main():
 
 def bench_fetch(args, url, big, small, big_bytes, work, binary, curl, fetch, dwc):
     def floor():
-        # What any client that checks a study is complete must at least wait for: the study's
-        # WADO-RS retrieve and its QIDO-RS instance list, asked for at the same time, neither
-        # written anywhere.
-        auth = ["-sf", "-u", f"{USER}:{PASSWORD}", "-o", "/dev/null"]
-        start = time.perf_counter()
-        procs = [subprocess.Popen(["curl"] + auth + ["-H", f"Accept: {ACCEPT}", f"{url}/studies/{big['study_uid']}"]),
-                 subprocess.Popen(["curl"] + auth + [f"{url}/studies/{big['study_uid']}/instances"
-                                                     "?includefield=0020000E"])]
-        if any(p.wait() != 0 for p in procs):
-            sys.exit("bench: curl of the study or of its instance list failed")
-        return time.perf_counter() - start, 0.0, ""
+        return curl_floor(url, big)
 
     ((t_curl, _, _), rss_curl), ((t_floor, _, _), _), ((t_fetch, _, _), rss_big), ((t_stream, _, _), rss_stream) = \
         alternate(args.repeat, curl, floor, fetch(big), dwc("stream"))
@@ -206,6 +229,34 @@ def bench_fetch(args, url, big, small, big_bytes, work, binary, curl, fetch, dwc
     print(f"  fetch speed-up over dicomweb-client streamed  {t_stream / t_fetch:5.2f}   (target >= 3)")
     print(f"  fetch speed-up over dicomweb-client whole     {t_whole / t_fetch:5.2f}")
     print(f"  peak RSS large / small study                  {rss_big / rss_small:5.2f}   (flat: ~1; target < 64 MiB)")
+
+
+def curl_floor(url, study):
+    """The archive's floor for what fetch must do: the study's WADO-RS retrieve and its QIDO-RS instance
+    list, asked for at the same time, neither written anywhere."""
+    auth = ["-sf", "-u", f"{USER}:{PASSWORD}", "-o", "/dev/null"]
+    start = time.perf_counter()
+    procs = [subprocess.Popen(["curl"] + auth + ["-H", f"Accept: {ACCEPT}", f"{url}/studies/{study['study_uid']}"]),
+             subprocess.Popen(["curl"] + auth + [f"{url}/studies/{study['study_uid']}/instances"
+                                                 "?includefield=0020000E"])]
+    if any(p.wait() != 0 for p in procs):
+        sys.exit("bench: curl of the study or of its instance list failed")
+    return time.perf_counter() - start, 0.0, ""
+
+
+def bench_floor(args, url, big, fetch):
+    """fetch of the large study against the archive's floor, round by round (each round: the floor, then
+    each binary), so that the ratio of each round compares runs made under the same load."""
+    binaries = [("retriever", args.binary_path)] + ([("baseline", args.baseline)] if args.baseline else [])
+    fns = [lambda: curl_floor(url, big)] + [fetch(big, binary=b) for _, b in binaries]
+    results = rounds(args.repeat, *fns)
+    floors = [r[0] for r in results[0]]
+    print(f"archive floor (curl retrieve + listing together), {args.repeat} rounds: median {median(floors):.3f} s")
+    for (name, _), runs in zip(binaries, results[1:]):
+        times = [r[0] for r in runs]
+        ratios = [f / t for f, t in zip(floors, times)]
+        print(f"  {name:9s} fetch median {median(times):.3f} s, peak RSS {max(r[1] for r in runs):5.1f} MiB; "
+              f"floor / fetch {spread(ratios)}   (target >= 0.7)")
 
 
 def bench_wan(args, url, big, big_bytes, curl, fetch):
@@ -453,23 +504,71 @@ def bench_router(args, url, big, priors, work, binary, data):
                 sys.exit(f"bench: the naive route delivered {scp.count()} of {total} instances")
             return elapsed, rss, ""
 
-        def watch():
-            scp.clear()
-            cache = tempfile.mkdtemp(prefix="watch-cache-", dir=work)
-            env = dict(os.environ, RETRIEVER_PASSWORD=PASSWORD)
-            r = run_measured([binary, "watch", "--once", "--quiet", "--filter", f"AccessionNumber={big['accession']}",
-                              "--to", f"DEST{next(runs)}@127.0.0.1:{scp.port}", "--cloud", url, "--user", USER,
-                              "--cache", cache], env=env)
-            if scp.count() != total:
-                sys.exit(f"bench: watch delivered {scp.count()} of {total} instances")
-            return r
+        study_of = {i["sop_uid"]: s["study_uid"] for s in studies for se in s["series"] for i in se["instances"]}
 
-        ((t_naive, _, _), _), ((t_watch, _, _), rss) = alternate(args.repeat, naive, watch)
+        def first_images(started):
+            """Seconds from `started` (wall clock) to the first file storescp wrote for each study."""
+            first = {}
+            for name in os.listdir(scp.dir):
+                # storescp names each file MODALITY.SOP_INSTANCE_UID.
+                study = study_of.get(name.split(".", 1)[-1])
+                mtime = os.stat(os.path.join(scp.dir, name)).st_mtime
+                if study is not None and (study not in first or mtime < first[study]):
+                    first[study] = mtime
+            return sorted(t - started for t in first.values())
+
+        def watch(binary):
+            def go():
+                scp.clear()
+                cache = tempfile.mkdtemp(prefix="watch-cache-", dir=work)
+                env = dict(os.environ, RETRIEVER_PASSWORD=PASSWORD)
+                started = time.time()
+                t, rss, _ = run_measured([binary, "watch", "--once", "--quiet", "--filter",
+                                          f"AccessionNumber={big['accession']}",
+                                          "--to", f"DEST{next(runs)}@127.0.0.1:{scp.port}", "--cloud", url,
+                                          "--user", USER, "--cache", cache], env=env)
+                if scp.count() != total:
+                    sys.exit(f"bench: watch delivered {scp.count()} of {total} instances")
+                return t, rss, first_images(started)
+            return go
+
+        def fetch_store(binary):
+            def go():
+                scp.clear()
+                cache = tempfile.mkdtemp(prefix="fetch-store-cache-", dir=work)
+                env = dict(os.environ, RETRIEVER_PASSWORD=PASSWORD)
+                started = time.time()
+                t, rss, _ = run_measured([binary, "fetch", big["accession"], "--priors", "0", "--store", "--quiet",
+                                          "--to", f"DEST{next(runs)}@127.0.0.1:{scp.port}", "--cloud", url,
+                                          "--user", USER, "--cache", cache], env=env)
+                if scp.count() != big["num_instances"]:
+                    sys.exit(f"bench: fetch --store delivered {scp.count()} of {big['num_instances']} instances")
+                return t, rss, first_images(started)
+            return go
+
+        binaries = [("retriever", binary)] + ([("baseline", args.baseline)] if args.baseline else [])
+        fns = [naive]
+        for _, b in binaries:
+            fns += [watch(b), fetch_store(b)]
+        results = rounds(args.repeat, *fns)
     finally:
         scp.stop()
-    print(f"router: current study + {len(priors)} priors, {total} instances: naive route {t_naive:6.3f} s, "
-          f"retriever watch --once {t_watch:6.3f} s (peak RSS {rss:5.1f} MiB)")
-    print(f"  watch time / naive route time                 {t_watch / t_naive:5.2f}   (target <= 0.5)")
+    naive_times = [r[0] for r in results[0]]
+    print(f"router: current study + {len(priors)} priors, {total} instances, {args.repeat} rounds: "
+          f"naive route median {median(naive_times):6.3f} s")
+    for k, (name, _) in enumerate(binaries):
+        watches, stores = results[1 + 2 * k], results[2 + 2 * k]
+        times = [r[0] for r in watches]
+        ratios = [t / n for t, n in zip(times, naive_times)]
+        ttfi = [median(r[2]) for r in watches]
+        first = [r[2][0] for r in watches]
+        store_ttfi = [r[2][0] for r in stores]
+        print(f"  {name:9s} watch --once median {median(times):6.3f} s (peak RSS {max(r[1] for r in watches):5.1f} MiB); "
+              f"watch / naive {spread(ratios)}   (target <= 0.35)")
+        print(f"  {name:9s} time to first image, watch --once: median over the studies {spread(ttfi)} s, "
+              f"first study {spread(first)} s   (target < 1 s)")
+        print(f"  {name:9s} time to first image, fetch --store (large study): {spread(store_ttfi)} s, "
+              f"whole fetch --store median {median([r[0] for r in stores]):6.3f} s")
 
 
 if __name__ == "__main__":

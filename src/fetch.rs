@@ -4,7 +4,8 @@
 //! The work is done in three steps so that all downloads share one pool of
 //! connections: plan (QIDO: which studies, which instances), download (all
 //! missing instances of all studies, in parallel), and settle (which studies
-//! are now complete). Downloads that fail transiently are retried in further
+//! are now complete). In the first round each study's downloads start as
+//! soon as the study is prepared, while the next one is (see `first_round`). Downloads that fail transiently are retried in further
 //! rounds that ask only for what is still missing, except that a study whose
 //! downloads stalled twice is given up (see `MAX_STALLS`).
 //!
@@ -210,11 +211,13 @@ fn resolve(client: &Client, id: &str, reporter: &dyn Reporter) -> Result<Vec<Fou
 
 /// Resolves every identifier and chooses the priors of each study found.
 pub fn plan(client: &Client, ids: &[String], rules: &Rules, reporter: &dyn Reporter) -> Plan {
+    // The clock of the timings starts with the work, if not before.
+    crate::timings::enabled();
     let mut plan = Plan::default();
     let mut seen = BTreeSet::new();
     let today = priors::today();
     for id in ids {
-        let found = match resolve(client, id, reporter) {
+        let found = match crate::timings::time(&"fetch plan", "study search", || resolve(client, id, reporter)) {
             Ok(found) => found,
             Err(e) => {
                 plan.failures.push((id.clone(), e));
@@ -254,7 +257,10 @@ pub fn plan(client: &Client, ids: &[String], rules: &Rules, reporter: &dyn Repor
                 ));
                 continue;
             };
-            let candidates = match search_by(client, "PatientID", 0x0010_0020, &patient, reporter) {
+            let searched = crate::timings::time(&"fetch plan", "prior search", || {
+                search_by(client, "PatientID", 0x0010_0020, &patient, reporter)
+            });
+            let candidates = match searched {
                 Ok(c) => c,
                 Err(e) => {
                     plan.failures.push((format!("priors of {id}"), e));
@@ -282,6 +288,7 @@ pub fn plan(client: &Client, ids: &[String], rules: &Rules, reporter: &dyn Repor
             });
         }
     }
+    crate::timings::print(&"fetch plan");
     plan
 }
 
@@ -324,6 +331,13 @@ struct Work {
     transient_error: Mutex<Option<anyhow::Error>>,
 }
 
+impl Work {
+    /// What its timings are kept under (see `timings`).
+    fn subject(&self) -> String {
+        format!("fetch of study {}", self.planned.uid)
+    }
+}
+
 /// What the fetch tells its caller about the cache as it fills, for a
 /// caller that acts on it at once (`watch` delivers while it downloads).
 /// Unlike the reporter's progress, these are data: the caller may rely on
@@ -337,7 +351,9 @@ pub enum Landed<'a> {
     /// to hold is known exactly.
     Listed { study: &'a Uid },
     /// An instance was stored in the cache at `path`, checked by the intake
-    /// gate.
+    /// gate. It is made durable with its batch (see `cache::durable`); a
+    /// copy sent on before that was sent whole, and a power cut meanwhile
+    /// only makes a resumed fetch check the file again.
     Stored {
         study: &'a Uid,
         sop: &'a Uid,
@@ -408,39 +424,24 @@ pub fn fetch_in(
 ) -> Result<Outcome> {
     let retries = opts.retries;
     let mut outcome = Outcome::default();
-    let mut work = Vec::new();
-    for planned in studies {
-        interrupt::check()?;
-        match prepare(client, cache, planned.clone(), opts, reporter) {
-            Ok(w) => work.push(w),
-            Err(e) if interrupt::is_interrupted(&e) => return Err(e),
-            Err(e) => {
-                reporter.study_finished(&planned.uid, false, "failed");
-                outcome.failed.push((planned, e));
-            }
-        }
-    }
+    let (mut work, mut before) = first_round(pool, client, cache, studies, opts, reporter, &mut outcome)?;
     let mut round = 0u32;
     let mut quiet_rounds = 0u32;
     // Rounds in which a study's downloads stalled (see `MAX_STALLS`).
     let mut stalled_rounds: BTreeMap<Uid, u32> = BTreeMap::new();
     while !work.is_empty() {
-        let tasks: Vec<(usize, Task)> = work.iter().enumerate().flat_map(|(i, w)| tasks_for(i, w)).collect();
-        let before: usize = work
-            .iter()
-            .map(|w| w.entry.present().map(|p| p.len()).unwrap_or(0))
-            .sum();
-        pool.install(|| {
-            tasks.par_iter().for_each(|(i, task)| {
-                if interrupt::requested() {
-                    return;
-                }
-                match task {
-                    Task::List => list(client, &work[*i], opts, reporter),
-                    Task::Get(target) => download(client, &work[*i], target, opts, reporter),
-                }
-            })
-        });
+        if round > 0 {
+            let tasks: Vec<(usize, Task)> = work.iter().enumerate().flat_map(|(i, w)| tasks_for(i, w)).collect();
+            before = work
+                .iter()
+                .map(|w| w.entry.present().map(|p| p.len()).unwrap_or(0))
+                .sum();
+            pool.install(|| {
+                tasks
+                    .par_iter()
+                    .for_each(|(i, task)| run(client, &work[*i], task, opts, reporter))
+            });
+        }
         interrupt::check()?;
         let after: usize = work
             .iter()
@@ -451,7 +452,12 @@ pub fn fetch_in(
         // have failed, the rest go to another round.
         let mut next = Vec::new();
         for w in work {
-            match settle(&w) {
+            let subject = w.subject();
+            let settled = settle(&w);
+            if !matches!(settled, Ok(None)) {
+                crate::timings::print(&subject);
+            }
+            match settled {
                 Ok(Some(fetched)) => {
                     let summary = format!("{} instances", fetched.instances);
                     reporter.study_finished(&w.planned.uid, true, &summary);
@@ -517,6 +523,77 @@ pub fn fetch_in(
         interrupt::sleep(delay)?;
     }
     Ok(outcome)
+}
+
+/// The first round: each study is prepared on this thread (its searches,
+/// its lock, its manifest; a wait for another process's lock never holds a
+/// download thread), and its downloads start on the pool at once, while the
+/// next study is prepared. So a study's start-up overlaps the transfer of
+/// those before it. Returns the studies prepared, in the order planned, and
+/// how many of their instances were in the cache before.
+fn first_round(
+    pool: &rayon::ThreadPool,
+    client: &Client,
+    cache: &Cache,
+    studies: Vec<Planned>,
+    opts: &FetchOptions,
+    reporter: &dyn Reporter,
+    outcome: &mut Outcome,
+) -> Result<(Vec<Work>, usize)> {
+    let slots: Vec<OnceLock<Work>> = studies.iter().map(|_| OnceLock::new()).collect();
+    let mut before = 0;
+    let mut stopped = None;
+    pool.in_place_scope_fifo(|scope| {
+        // Each study's first download goes first, its listing and further
+        // downloads once every study has begun: so each study's first image
+        // comes early (`watch` sends it on at once), not only the first
+        // study's. The round ends when all are done, whatever their order.
+        let mut later = Vec::new();
+        for (planned, slot) in studies.into_iter().zip(&slots) {
+            if let Err(e) = interrupt::check() {
+                stopped = Some(e);
+                break;
+            }
+            match prepare(client, cache, planned.clone(), opts, reporter) {
+                Ok(w) => {
+                    before += w.entry.present().map(|p| p.len()).unwrap_or(0);
+                    let w = slot.get_or_init(|| w);
+                    let mut tasks: Vec<Task> = tasks_for(0, w).into_iter().map(|(_, task)| task).collect();
+                    if let Some(at) = tasks.iter().position(|t| matches!(t, Task::Get(_))) {
+                        let first = tasks.remove(at);
+                        scope.spawn_fifo(move |_| run(client, w, &first, opts, reporter));
+                    }
+                    later.extend(tasks.into_iter().map(|task| (w, task)));
+                }
+                Err(e) if interrupt::is_interrupted(&e) => {
+                    stopped = Some(e);
+                    break;
+                }
+                Err(e) => {
+                    reporter.study_finished(&planned.uid, false, "failed");
+                    outcome.failed.push((planned, e));
+                }
+            }
+        }
+        for (w, task) in later {
+            scope.spawn_fifo(move |_| run(client, w, &task, opts, reporter));
+        }
+    });
+    if let Some(e) = stopped {
+        return Err(e);
+    }
+    Ok((slots.into_iter().filter_map(OnceLock::into_inner).collect(), before))
+}
+
+/// Does one task of a round, unless Ctrl-C was pressed.
+fn run(client: &Client, w: &Work, task: &Task, opts: &FetchOptions, reporter: &dyn Reporter) {
+    if interrupt::requested() {
+        return;
+    }
+    match task {
+        Task::List => list(client, w, opts, reporter),
+        Task::Get(target) => download(client, w, target, opts, reporter),
+    }
 }
 
 /// Rounds in which a study's downloads stalled (the cloud sent nothing for
@@ -593,7 +670,9 @@ fn prepare(
     reporter: &dyn Reporter,
 ) -> Result<Work> {
     let uid = &planned.uid.clone();
-    let (series, series_counts) = list_series(client, uid)?;
+    let subject = format!("fetch of study {uid}");
+    crate::timings::at(&subject, "start");
+    let (series, series_counts) = crate::timings::time(&subject, "series search", || list_series(client, uid))?;
     let announced: u64 = series_counts.iter().flatten().sum();
     let entry = cache.lock_study(uid, LockMode::Exclusive, || {
         reporter.info(&format!(
@@ -612,7 +691,8 @@ fn prepare(
     manifest.study = planned.info.clone();
     manifest.add_role(planned.role.clone());
     manifest.fetched_at = now_rfc3339();
-    entry.write_manifest(&manifest)?;
+    recheck(&entry, &planned, &series, &manifest.expected, reporter)?;
+    entry.begin_fetch(&manifest)?;
     let present = entry.present()?;
     let work = Work {
         planned,
@@ -629,7 +709,7 @@ fn prepare(
     let (total, reused) = if present.is_empty() {
         (announced, 0)
     } else {
-        let expected = list_instances(client, &work, reporter)?;
+        let expected = crate::timings::time(&subject, "instance listing", || list_instances(client, &work, reporter))?;
         record_expected(&work, expected)?;
         let expected = work.expected.get().expect("just set");
         let reused = expected.keys().filter(|sop| present.contains_key(sop.as_str())).count();
@@ -648,6 +728,42 @@ fn prepare(
         study: &work.planned.uid,
     });
     Ok(Work { reused, ..work })
+}
+
+/// Checks again the instance files a fetch that was cut short (killed, a
+/// power cut) left in place but had not marked durable, and removes those
+/// that do not pass: they are downloaded again, never counted as complete.
+fn recheck(
+    entry: &StudyEntry,
+    planned: &Planned,
+    series: &[Uid],
+    expected: &BTreeMap<Uid, Uid>,
+    reporter: &dyn Reporter,
+) -> Result<()> {
+    let series_of = |sop: &Uid| expected.get(sop).cloned();
+    for (sop, instance) in entry.unmarked()? {
+        let want = Expectation {
+            study: &planned.uid,
+            patient: Patient {
+                id: planned.info.patient_id.as_deref(),
+                issuer: planned.info.issuer_of_patient_id.as_deref(),
+            },
+            series: Some(&instance.series),
+            sop: Some(&sop),
+            listed_series: Some(series),
+            series_of: &series_of,
+            max_inflated: entry.limits().max_instance_size,
+        };
+        if let Err(why) = intake::recheck(&instance.path, &want)? {
+            reporter.info(&format!(
+                "instance `{sop}` of study `{}` did not reach the disk whole before the last fetch stopped \
+                 ({why}); downloading it again",
+                planned.uid
+            ));
+            entry.discard(&instance)?;
+        }
+    }
+    Ok(())
 }
 
 /// The study's series and the instance count the cloud announces for each.
@@ -817,7 +933,8 @@ fn record_expected(w: &Work, expected: BTreeMap<Uid, Uid>) -> Result<()> {
 
 /// Lists a study whose series are being downloaded meanwhile.
 fn list(client: &Client, w: &Work, opts: &FetchOptions, reporter: &dyn Reporter) {
-    let result = list_instances(client, w, reporter).and_then(|expected| {
+    let listed = crate::timings::time(&w.subject(), "instance listing", || list_instances(client, w, reporter));
+    let result = listed.and_then(|expected| {
         let total = expected.len() as u64;
         record_expected(w, expected)?;
         reporter.study_total(&w.planned.uid, total);
@@ -890,8 +1007,8 @@ fn missing_targets(w: &Work) -> Result<Vec<Target>> {
 ///
 /// Reading from the network and making parts durable overlap: this thread
 /// writes each part to a temporary file and hands it to a second thread,
-/// which syncs it, checks it and moves it into place, so the connection
-/// never waits for the disk.
+/// which checks it and moves it into place (made durable with its batch,
+/// see `cache::durable`), so the connection never waits for the disk.
 fn download(client: &Client, w: &Work, target: &Target, opts: &FetchOptions, reporter: &dyn Reporter) {
     let study = &w.planned.uid;
     let reject = |part_no: usize, why: String| {
@@ -903,6 +1020,8 @@ fn download(client: &Client, w: &Work, target: &Target, opts: &FetchOptions, rep
         w.rejections.lock().unwrap().push(message);
     };
     let (to_committer, parts) = std::sync::mpsc::sync_channel::<(usize, Staged)>(8);
+    let subject = w.subject();
+    let started = std::time::Instant::now();
     let result = std::thread::scope(|scope| {
         let committer = scope.spawn(|| {
             for (part_no, staged) in parts {
@@ -914,6 +1033,9 @@ fn download(client: &Client, w: &Work, target: &Target, opts: &FetchOptions, rep
         let mut part_no = 0usize;
         let mut on_part = |_headers: &PartHeaders, body: &mut dyn Read| -> Result<()> {
             interrupt::check()?;
+            if part_no == 0 {
+                crate::timings::at(&subject, "first byte");
+            }
             part_no += 1;
             let mut staged = w.entry.stage()?;
             if let Some(why) = copy_part(body, &mut staged).with_context(|| format!("part {part_no}"))? {
@@ -929,6 +1051,13 @@ fn download(client: &Client, w: &Work, target: &Target, opts: &FetchOptions, rep
         let _ = committer.join();
         result
     });
+    crate::timings::add(&subject, "transfer", started.elapsed());
+    // A series' batch is made durable as it ends; single instances (a
+    // resumed study) are left to the size, age and round-end rules, or
+    // each would cost a sync.
+    if !matches!(target, Target::Instance(..)) {
+        w.entry.sync_soon();
+    }
     if let Err(e) = result {
         let transient = e.transient || e.error.chain().any(|c| c.is::<BodyReadFailed>());
         let stalled = dicomweb::is_stalled(&e.error);
@@ -951,7 +1080,7 @@ fn download(client: &Client, w: &Work, target: &Target, opts: &FetchOptions, rep
     }
 }
 
-/// Syncs a downloaded part, has the intake gate check it and moves it into
+/// Closes a downloaded part, has the intake gate check it and moves it into
 /// place. An error is returned only when the cache itself failed (disk
 /// full, permissions).
 fn accept(
@@ -983,7 +1112,7 @@ fn accept(
         series_of: &series_of,
         max_inflated: w.entry.limits().max_instance_size,
     };
-    let admitted = match intake::admit(staged.path(), &want)? {
+    let admitted = match crate::timings::time(&w.subject(), "intake", || intake::admit(staged.path(), &want))? {
         Ok(admitted) => admitted,
         Err(refused) => {
             reject(part_no, refused.to_string());
@@ -999,12 +1128,14 @@ fn accept(
     match w.entry.commit(staged, admitted)? {
         Commit::Stored { bytes, path } => {
             reporter.instance_done(&w.planned.uid, bytes);
+            crate::timings::bytes(&w.subject(), bytes);
             opts.landed(Landed::Stored {
                 study: &w.planned.uid,
                 sop: &sop,
                 path: &path,
                 bytes,
             });
+            w.entry.sync_due();
         }
         Commit::AlreadyPresent => {}
         Commit::Conflict => reject(
@@ -1025,6 +1156,8 @@ fn describe(target: &Target) -> String {
 
 /// Checks whether the study is complete; if so records it in the manifest.
 fn settle(w: &Work) -> Result<Option<Fetched>> {
+    // The round's last batch is made durable whether the study is complete or not.
+    w.entry.sync_batch()?;
     let present = w.entry.present()?;
     let Some(expected) = w.expected.get() else {
         return Ok(None);
@@ -1036,12 +1169,11 @@ fn settle(w: &Work) -> Result<Option<Fetched>> {
         .entry
         .manifest()?
         .context("the study's manifest disappeared from the cache while it was being fetched")?;
-    if manifest.completed_at.is_none() {
-        // The instance files were synced one by one; their names become
-        // durable here, before the study is recorded complete.
-        w.entry.sync_dirs();
+    if manifest.completed_at.is_none() || w.entry.has_durable_marks()? {
+        // Every batch was synced as its download ended; the names become
+        // durable here too, before the study is recorded complete.
         manifest.completed_at = Some(now_rfc3339());
-        w.entry.write_manifest(&manifest)?;
+        w.entry.write_complete(&manifest)?;
     }
     let bytes = expected
         .keys()

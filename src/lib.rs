@@ -22,6 +22,7 @@ pub mod store;
 #[cfg(test)]
 mod testalloc;
 pub mod text;
+pub mod timings;
 pub mod ui;
 pub mod uid;
 pub mod watch;

@@ -185,6 +185,66 @@ pub fn sync_dir(dir: &Path) {
     let _ = dir;
 }
 
+/// Makes the instance files `files`, and their names, durable: one sync
+/// for all of them (group commit, see `durable`). On Linux that is one
+/// `syncfs(2)` of the filesystem holding `dir`, which writes back the files
+/// and the renames together; elsewhere each file is synced (on Windows
+/// `FlushFileBuffers`, there being nothing better) and then the directories
+/// holding them. A single file is synced alone on Linux too: `syncfs` also
+/// waits for whatever other programs wrote, which is worth it only when it
+/// saves syncs.
+pub fn sync_files(dir: &Path, files: &[&Path]) -> Result<()> {
+    #[cfg(target_os = "linux")]
+    if files.len() > 1 {
+        use std::os::fd::AsRawFd;
+        let d = File::open(dir).with_context(|| format!("failed to open `{}`", dir.display()))?;
+        // SAFETY: syncfs takes any open file descriptor and touches no memory.
+        if unsafe { libc::syncfs(d.as_raw_fd()) } == 0 {
+            return Ok(());
+        }
+        // A filesystem that cannot (an old kernel's network mount): file by file.
+    }
+    let mut dirs: Vec<&Path> = Vec::new();
+    for path in files {
+        let mut options = OpenOptions::new();
+        // FlushFileBuffers needs a handle open for writing.
+        options.read(true).write(cfg!(windows));
+        options
+            .open(path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| write_error(e, "sync", path))?;
+        if let Some(parent) = path.parent()
+            && !dirs.contains(&parent)
+        {
+            dirs.push(parent);
+        }
+    }
+    for d in dirs {
+        sync_dir(d);
+        if let Some(series_root) = d.parent() {
+            sync_dir(series_root);
+        }
+    }
+    sync_dir(dir);
+    Ok(())
+}
+
+/// Starts writing `file`'s data back to the disk without waiting for it
+/// (Linux), so that the sync of its batch has less left to do.
+pub fn start_writeback(file: &File) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: sync_file_range takes an open file descriptor and touches
+        // no memory; a failure only leaves the work to the batch's sync.
+        unsafe {
+            libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = file;
+}
+
 /// True when `file` is still the file named `path`: not deleted, nor
 /// replaced by another file of that name, since it was opened. When that
 /// cannot be told, true.

@@ -3,7 +3,8 @@
 //! ```text
 //! ROOT/CACHEDIR.TAG
 //! ROOT/locks/STUDY.lock                      one lock file per study; removed by prune once the study is gone
-//! ROOT/studies/STUDY/manifest.json           what was asked, why, when, which instances are expected
+//! ROOT/studies/STUDY/manifest.json           what was asked, why, when, which instances are expected (and
+//!                                            while it is fetched, which instance files are durable)
 //! ROOT/studies/STUDY/series/SERIES/SOP.dcm   complete, checked instances (renamed into place)
 //! ROOT/studies/STUDY/tmp/*.part              instances being downloaded
 //! ROOT/studies/STUDY/delivered/DEST.jsonl     delivery journal: one line per C-STORE answer
@@ -16,10 +17,13 @@
 //!
 //! Every UID is a checked [`Uid`] before it becomes part of a path, so no
 //! name sent by the cloud can point outside the cache. An instance file
-//! exists under its final name only once its bytes are complete, synced and
-//! checked: its presence is the record that it is complete.
+//! exists under its final name only once its bytes are complete and
+//! checked; it is made durable with the others of its batch (see
+//! `durable`), and until the manifest marks it so, a resumed fetch checks
+//! it again before it counts.
 
 mod copy;
+mod durable;
 mod fsutil;
 mod journal;
 mod manifest;
@@ -35,6 +39,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 pub use copy::{BodyReadFailed, copy_part};
+pub use durable::{BATCH_AGE, BATCH_BYTES};
 pub use fsutil::{LowSpace, same_contents, tree_size, write_error};
 pub use journal::{Delivery, DeliveryState, Journal, UNSYNCED_MAX};
 
@@ -184,6 +189,7 @@ impl Cache {
             uid: study.clone(),
             dir: self.study_dir(study),
             limits: self.limits,
+            group: durable::GroupCommit::new(self.study_dir(study), study.clone()),
             _lock: file,
         })
     }
@@ -196,6 +202,7 @@ impl Cache {
                 uid: study.clone(),
                 dir: self.study_dir(study),
                 limits: self.limits,
+                group: durable::GroupCommit::new(self.study_dir(study), study.clone()),
                 _lock: file,
             }))
     }
@@ -344,6 +351,8 @@ pub struct StudyEntry {
     uid: Uid,
     dir: PathBuf,
     limits: Limits,
+    /// The batch of instance files not yet durable (see `durable`).
+    group: durable::GroupCommit,
     _lock: File,
 }
 
@@ -369,12 +378,6 @@ impl StudyEntry {
 
     pub fn manifest(&self) -> Result<Option<Manifest>> {
         read_manifest_in(&self.dir)
-    }
-
-    pub fn write_manifest(&self, manifest: &Manifest) -> Result<()> {
-        fsutil::create_dir_all(&self.dir)?;
-        let json = serde_json::to_vec_pretty(manifest).context("failed to encode a manifest")?;
-        fsutil::write_atomic(&self.dir.join("manifest.json"), &json)
     }
 
     /// Complete instance files, by SOP Instance UID.
@@ -431,14 +434,17 @@ impl StudyEntry {
         fsutil::create_dir_all(&dir)?;
         // `hard_link` fails if the target exists, so two writers racing on
         // the same instance can never overwrite each other's file.
-        // The directory is synced once for the whole study (`sync_dirs`),
-        // not once per instance: a name lost in a power cut only means that
-        // instance is downloaded again.
+        // The file and its name are made durable with its batch (see
+        // `durable`): a name or bytes lost in a power cut only mean that
+        // instance is checked again, and downloaded again if it is torn.
         match fs::hard_link(&staged.path, &path) {
-            Ok(()) => Ok(Commit::Stored {
-                bytes: staged.bytes,
-                path,
-            }),
+            Ok(()) => {
+                self.enlist(sop, &path, staged.bytes);
+                Ok(Commit::Stored {
+                    bytes: staged.bytes,
+                    path,
+                })
+            }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 let same = same_contents(&staged.path, &path)?;
                 Ok(if same { Commit::AlreadyPresent } else { Commit::Conflict })
@@ -447,6 +453,7 @@ impl StudyEntry {
                 // Filesystems without hard links: a rename is still atomic,
                 // and the lock on the study keeps other writers out.
                 fsutil::rename(&staged.path, &path)?;
+                self.enlist(sop, &path, staged.bytes);
                 Ok(Commit::Stored {
                     bytes: staged.bytes,
                     path,
@@ -504,15 +511,16 @@ impl Staged {
         self.bytes
     }
 
-    /// Flushes and syncs the data to disk; the file can then be read back.
+    /// Writes out what is buffered and closes the file; it can then be read
+    /// back. It is made durable later, with its batch (see `durable`); its
+    /// write-back to the disk starts now, while the next one downloads.
     pub fn finish(&mut self) -> Result<()> {
         if let Some(writer) = self.file.take() {
             let file = writer
                 .into_inner()
                 .map_err(|e| e.into_error())
                 .map_err(|e| fsutil::write_error(e, "write", &self.path))?;
-            file.sync_all()
-                .map_err(|e| fsutil::write_error(e, "sync", &self.path))?;
+            fsutil::start_writeback(&file);
         }
         Ok(())
     }

@@ -114,7 +114,9 @@ impl Streamer {
         if self.refused.contains(&pair) {
             return left(false);
         }
-        let opened = match self.ensure_open(&pair, &mut info) {
+        let subject = format!("streaming of study {study} to {}", self.scu.destination);
+        let ready = crate::timings::time(&subject, "association open", || self.ensure_open(&pair, &mut info));
+        let opened = match ready {
             Ready::Yes { opened } => opened,
             Ready::Skip => return Attempt { info, ..left(false) },
             Ready::Down(why) => {
@@ -126,7 +128,8 @@ impl Streamer {
             }
         };
         let open = self.assoc.as_mut().expect("opened above");
-        let outcome = open.assoc.store_instance(path, &meta);
+        let outcome = crate::timings::time(&subject, "C-STORE", || open.assoc.store_instance(path, &meta));
+        crate::timings::at(&subject, "first C-STORE answer");
         self.last_send = Instant::now();
         let state = self.studies.entry(study.clone()).or_default();
         if let Ok(StoreOutcome::Responded { .. }) = &outcome {
@@ -216,6 +219,7 @@ impl Streamer {
 
     /// Done with `study` here: its journal is synced and unlocked.
     pub fn finish_study(&mut self, study: &Uid) {
+        crate::timings::print(&format_args!("streaming of study {study} to {}", self.scu.destination));
         if let Some(mut state) = self.studies.remove(study)
             && let Some(journal) = state.journal.as_mut()
         {

@@ -377,6 +377,8 @@ impl<'a> Store<'a> {
         cloud: Option<Box<ClientFor>>,
         reporter: &'a dyn Reporter,
     ) -> Store<'a> {
+        // The clock of the timings starts with the work, if not before.
+        crate::timings::enabled();
         let dest = &opts.scu.destination;
         Store {
             cache,
@@ -403,6 +405,7 @@ impl<'a> Store<'a> {
             Ok(r) => r,
             Err(e) => StudyResult::new(study, asked, StudyState::Error(format!("{e:#}"))),
         };
+        crate::timings::print(&self.subject(study));
         let s = &mut self.summary;
         s.skipped += result.skipped;
         s.not_sent += result.not_sent;
@@ -607,7 +610,7 @@ impl<'a> Store<'a> {
             };
             // One association first, so that a destination that is down or
             // refuses us is found out once rather than by every worker at once.
-            let mut first = match self.open(&lane) {
+            let mut first = match self.open(shared, &lane) {
                 Ok(open) => Some(open),
                 Err(e @ ScuError::NoAcceptedContext { .. }) => {
                     *lane.refused.lock().unwrap() = Some(e.to_string());
@@ -645,7 +648,7 @@ impl<'a> Store<'a> {
                     lane.done();
                     continue;
                 }
-                match self.open(lane) {
+                match self.open(shared, lane) {
                     Ok(a) => assoc = Some(a),
                     Err(e @ ScuError::NoAcceptedContext { .. }) => {
                         let why = e.to_string();
@@ -687,11 +690,14 @@ impl<'a> Store<'a> {
     /// Opens an association, retrying with backoff while the failure is
     /// transient (busy, not listening, connection lost) and no other
     /// association of the lane is open.
-    fn open<'l>(&self, lane: &'l Lane<'_>) -> Result<Open<'l>, ScuError> {
+    fn open<'l>(&self, shared: &Shared<'_>, lane: &'l Lane<'_>) -> Result<Open<'l>, ScuError> {
         let mut attempt = 0;
         let stalls = Stalls::default();
         loop {
-            match StoreAssociation::open(&self.opts.scu, lane.group) {
+            let opened = crate::timings::time(&self.subject(shared.study), "association open", || {
+                StoreAssociation::open(&self.opts.scu, lane.group)
+            });
+            match opened {
                 Ok(assoc) => {
                     lane.live.fetch_add(1, Ordering::SeqCst);
                     return Ok(Open {
@@ -725,10 +731,12 @@ impl<'a> Store<'a> {
             .meta
             .as_ref()
             .expect("send_study read every queued instance's meta");
-        let outcome = match assoc.store_instance(&item.path, meta) {
+        let subject = self.subject(shared.study);
+        let outcome = match crate::timings::time(&subject, "C-STORE", || assoc.store_instance(&item.path, meta)) {
             Ok(o) => o,
             Err(e) => return Sent::Error(e),
         };
+        crate::timings::at(&subject, "first C-STORE answer");
         let StoreOutcome::NeedsOtherSyntax {
             file_syntax,
             accepted,
@@ -779,6 +787,11 @@ impl<'a> Store<'a> {
             Ok(o) => Sent::Outcome(o, Some(note)),
             Err(e) => Sent::Error(e),
         }
+    }
+
+    /// What the timings of a study's delivery are kept under (see `timings`).
+    fn subject(&self, study: &Uid) -> String {
+        format!("delivery of study {study} to {}", self.summary.destination)
     }
 
     /// Retrieves one instance from the cloud in `ts` into the study's tmp

@@ -166,6 +166,21 @@ pub fn admit(path: &Path, want: &Expectation) -> Result<Result<Admitted, Refused
     }))
 }
 
+/// Checks again an instance file that was kept but may not have reached
+/// the disk whole: a power cut between its rename into the cache and the
+/// sync of its batch can leave it empty or torn. The same gate as on
+/// arrival, after a look at its size; the inner error says why it no
+/// longer passes (it is then downloaded again).
+pub fn recheck(path: &Path, want: &Expectation) -> Result<Result<(), Refused>> {
+    let bytes = std::fs::metadata(path)
+        .with_context(|| format!("failed to read the size of `{}`", path.display()))?
+        .len();
+    if bytes == 0 {
+        return Ok(Err(Refused("the file is empty".into())));
+    }
+    Ok(admit(path, want)?.map(|_| ()))
+}
+
 /// Reads the identifying header of a file the walk passed, up to the pixel
 /// data, and checks it against the file meta group.
 fn read_header(path: &Path, meta: &walk::Meta) -> Result<Header> {

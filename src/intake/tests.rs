@@ -275,6 +275,33 @@ fn the_gate_admits_a_valid_instance_with_its_header() {
     }
 }
 
+/// What a power cut can leave of a file renamed into place before its
+/// batch was synced: nothing, a part, or the whole of it.
+#[test]
+fn a_kept_file_checked_again_passes_only_when_whole() {
+    let study = Uid::parse(STUDY).unwrap();
+    let want = expect(
+        &study,
+        Patient {
+            id: Some("PAT-1"),
+            issuer: None,
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.dcm");
+    for (ts, file) in valid_files() {
+        std::fs::write(&path, &file).unwrap();
+        assert_eq!(recheck(&path, &want).unwrap(), Ok(()), "{ts}");
+        for cut in [0, 132, file.len() / 2, file.len() - 1] {
+            std::fs::write(&path, &file[..cut]).unwrap();
+            let refused = recheck(&path, &want).unwrap();
+            assert!(refused.is_err(), "{ts}: the first {cut} bytes passed");
+        }
+    }
+    std::fs::write(&path, b"").unwrap();
+    assert_eq!(recheck(&path, &want).unwrap(), Err(Refused("the file is empty".into())));
+}
+
 #[test]
 fn the_gate_checks_what_was_asked_for() {
     let study = Uid::parse(STUDY).unwrap();

@@ -14,6 +14,7 @@ mod config;
 mod dicom_tls;
 mod dimse;
 mod docs;
+mod durability;
 mod errors;
 mod fetch;
 mod hostile_cloud;
@@ -40,6 +41,7 @@ fn main() {
         dicom_tls::tests(),
         dimse::tests(),
         docs::tests(),
+        durability::tests(),
         errors::tests(),
         fetch::tests(),
         hostile_cloud::tests(),
