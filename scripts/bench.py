@@ -18,7 +18,8 @@ Starts a private Orthanc with DICOMweb on loopback, loads a generated large CT s
           same storescp writing files to /dev/shm, TCP_NODELAY=1 on both DCMTK sides); runs of
           the tools compared alternate; retriever with 1 and
           with 4 associations against storescp --fork; peak RSS of retriever store.
-  coerce  retriever store of the cached large study with no coercion against a PatientID rule.
+  coerce  retriever store of the cached large study with no coercion against a PatientID rule,
+          and over plain TCP against DICOM TLS (storescp +tls, a private CA made with openssl).
   router  a current CT (the large study) with 3 priors, all in the cloud: time until every
           instance is at the destination, for `retriever watch --once` against the naive
           sequential route (dicomweb-client iter_study of the study and its priors to files, then
@@ -130,7 +131,7 @@ def main():
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", choices=["fetch", "floor", "wan", "store", "router", "coerce"],
                         help="run one part only (wan: the WAN-like link part of fetch; floor: fetch against "
-                             "the archive's floor, round by round; coerce: store with and without a PatientID rule)")
+                             "the archive's floor, round by round; coerce: store with and without a PatientID rule, and over DICOM TLS)")
     parser.add_argument("--binary", help="the retriever to measure (default: built here with --release)")
     parser.add_argument("--baseline", help="an older retriever to measure alongside, round for round")
     parser.add_argument("--wan-delay-ms", type=float, default=20.0, help="one-way delay of the WAN link")
@@ -298,7 +299,7 @@ def free_port():
 class Storescp:
     """DCMTK storescp writing files, on a free port, TCP_NODELAY on."""
 
-    def __init__(self, work, fork=False):
+    def __init__(self, work, fork=False, tls=None):
         # In memory where possible: the destination's disk is not what is compared, and on ext4
         # (without a journal, as here) creating a file gets slower the more files were deleted
         # recently, so a destination on disk drifts from run to run.
@@ -306,6 +307,9 @@ class Storescp:
         self.dir = tempfile.mkdtemp(prefix="retriever-bench-storescp-", dir=where)
         self.port = free_port()
         flags = ["+xa", "--output-directory", self.dir] + (["--fork"] if fork else [])
+        if tls:
+            # DICOM TLS (BCP 195 profile, DCMTK's default): tls = (key file, certificate file).
+            flags += ["+tls", tls[0], tls[1], "-ic"]
         env = dict(os.environ, TCP_NODELAY="1")
         self.proc = subprocess.Popen([dcmtk("storescp"), "-aet", "DEST"] + flags + [str(self.port)], env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -420,6 +424,7 @@ def bench_coerce(args, url, big, work, binary):
             return r
         return go
 
+    bench_tls(args, big, work, binary, base, env)
     try:
         ((t_plain, _, _), rss_plain), ((t_rule, _, _), rss_rule) = alternate(
             args.repeat, store([]), store(["--config", rules]))
@@ -429,6 +434,47 @@ def bench_coerce(args, url, big, work, binary):
     print(f"coerce {n:5d} instances: no rules {t_plain:6.3f} s (peak RSS {rss_plain:5.1f} MiB)   "
           f"PatientID rule {t_rule:6.3f} s (peak RSS {rss_rule:5.1f} MiB)   "
           f"ratio {t_rule / t_plain:4.2f} (target <= 1.3)")
+
+
+def bench_tls(args, big, work, binary, base, env):
+    """retriever store of the cached large study to the same storescp build over plain TCP and
+    over DICOM TLS with a private CA: what encryption costs on the PACS hop."""
+    pki = tempfile.mkdtemp(prefix="tls-", dir=work)
+    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def openssl(*a):
+        subprocess.run(["openssl", *a], cwd=pki, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    openssl("req", "-x509", *key, "-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=bench CA")
+    openssl("req", *key, "-keyout", "pacs.key", "-out", "pacs.csr", "-subj", "/CN=127.0.0.1")
+    with open(os.path.join(pki, "pacs.ext"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+    openssl("x509", "-req", "-in", "pacs.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "pacs.pem", "-days", "1", "-extfile", "pacs.ext")
+    runs = iter(range(1, 10_000))
+    plain = Storescp(work)
+    secure = Storescp(work, tls=(os.path.join(pki, "pacs.key"), os.path.join(pki, "pacs.pem")))
+
+    def store(scp, extra):
+        def go():
+            scp.clear()
+            dest = f"DEST{next(runs)}@127.0.0.1:{scp.port}"
+            r = run_measured([binary, "store", big["study_uid"], "--to", dest] + extra + base, env=env)
+            if scp.count() != big["num_instances"]:
+                sys.exit(f"bench: storescp received {scp.count()} of {big['num_instances']} instances")
+            return r
+        return go
+
+    try:
+        ((t_plain, _, _), _), ((t_tls, _, _), rss_tls) = alternate(
+            args.repeat, store(plain, []),
+            store(secure, ["--to-tls", "--to-ca", os.path.join(pki, "ca.pem")]))
+    finally:
+        plain.stop()
+        secure.stop()
+    n = big["num_instances"]
+    print(f"store {n:5d} instances: plain TCP {t_plain:6.3f} s   DICOM TLS {t_tls:6.3f} s "
+          f"(peak RSS {rss_tls:5.1f} MiB)   ratio {t_tls / t_plain:4.2f}")
 
 
 def bench_store_rate(args, url, many, work, binary, data):
