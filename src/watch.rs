@@ -350,7 +350,7 @@ impl Router<'_> {
             self.dispatch();
             self.show_status();
             self.write_status();
-            if self.last_save.elapsed() >= SAVE_EVERY && self.record.is_dirty() {
+            if self.last_save.elapsed() >= SAVE_EVERY && self.record.needs_save(SystemTime::now()) {
                 self.save();
             }
             if self.deliverer.as_ref().is_some_and(|d| d.is_finished()) {
@@ -647,12 +647,7 @@ impl Router<'_> {
             delivered: self.summary.delivered,
             queued: self.queue.len(),
             in_flight: self.in_flight.len(),
-            failing: self
-                .record
-                .studies
-                .values()
-                .filter(|s| !s.delivered && s.attempts > 0)
-                .count(),
+            failing: self.record.failing(),
             last_poll: self.last_poll,
         };
         self.status.figures(status.queued, status.in_flight, status.failing);
