@@ -178,6 +178,7 @@ pub fn run(
         )
     })?;
     let record = Record::load(cache, &dest_key)?;
+    limit_arenas();
     // Searches give up sooner than downloads: the next search is the retry.
     let mut search_cloud = cloud.clone();
     search_cloud.retries = search_cloud.retries.min(1);
@@ -812,3 +813,26 @@ fn trim_heap() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn trim_heap() {}
+
+/// Lets glibc's allocator keep two arenas for all the watch's threads.
+///
+/// A router that starts a thread for each study it fetches hands out a new
+/// arena to many of them (up to eight per core), and each keeps its free
+/// memory in pieces that trimming cannot return: over 600 studies the
+/// arenas grew to 46 MB for 3 MB in use, and the resident memory with them
+/// by about 11 kB for each study delivered (issue 16). With two they stay
+/// at 13 MB, and the threads, which mostly wait on the network, hardly
+/// ever wait for one another's allocations.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn limit_arenas() {
+    // SAFETY: mallopt(3) sets a tunable of the allocator under its own lock;
+    // M_ARENA_MAX (-8) only bounds the arenas created from now on.
+    unsafe extern "C" {
+        safe fn mallopt(param: i32, value: i32) -> i32;
+    }
+    const M_ARENA_MAX: i32 = -8;
+    mallopt(M_ARENA_MAX, 2);
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_arenas() {}
