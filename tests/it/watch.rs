@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 
@@ -29,6 +29,10 @@ tests! {
     a_destination_that_comes_up_late_gets_everything_and_nothing_is_fetched_twice: ["orthanc", "storescp"],
     a_failing_cloud_is_searched_again_until_it_works: ["orthanc", "storescp"],
     killed_then_restarted_it_delivers_everything_once: ["orthanc", "python"],
+    killed_just_after_a_delivery_it_does_not_say_delivered_again: ["orthanc", "storescp"],
+    at_rest_it_does_not_rewrite_its_record: ["orthanc", "storescp"],
+    a_destination_back_from_an_outage_gets_its_studies_within_seconds: ["orthanc", "storescp"],
+    a_cloud_back_from_an_outage_is_searched_within_seconds: ["orthanc", "storescp"],
     soak_hundreds_of_studies_with_flat_memory_and_files: ["orthanc", "storescp"],
 }
 
@@ -102,6 +106,35 @@ fn record(cache: &Path, dest: &str) -> BTreeMap<String, Value> {
     };
     let v: Value = serde_json::from_str(&text).unwrap();
     v["studies"].as_object().unwrap().clone().into_iter().collect()
+}
+
+/// The searches the proxy saw (a QIDO-RS study search has a query string, a retrieve has none).
+fn searches(proxy: &Proxy) -> usize {
+    proxy
+        .requests()
+        .iter()
+        .filter(|r| r.target.contains("/studies?"))
+        .count()
+}
+
+/// True when the file (a running watch's stderr) says `what`.
+fn says(path: &Path, what: &str) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|t| t.contains(what))
+}
+
+/// The time stamp of each log line (`2026-12-03T14:39:46Z LEVEL text`) that contains `what`.
+fn stamps(log: &str, what: &str) -> Vec<SystemTime> {
+    log.lines()
+        .filter(|l| l.contains(what))
+        .filter_map(|l| l.split_once(' '))
+        .map(|(stamp, _)| humantime::parse_rfc3339(stamp).unwrap_or_else(|e| panic!("{stamp}: {e}")))
+        .collect()
+}
+
+/// Whole seconds from `from` to the log's stamp `to` (which has whole seconds), at least 0.
+fn log_seconds_after(from: SystemTime, to: SystemTime) -> u64 {
+    let secs = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+    secs(to).saturating_sub(secs(from))
 }
 
 fn no_temporaries(cache: &Path) {
@@ -449,6 +482,15 @@ fn killed_then_restarted_it_delivers_everything_once() {
         &[&args[..], &["--once"]].concat(),
     ));
     assert_eq!(code, 0, "the restart failed:\n{err}");
+    // One line says what the restart took up: the study, and what of it is left to send.
+    let resuming: Vec<&str> = err.lines().filter(|l| l.contains(" resuming: ")).collect();
+    assert_eq!(resuming.len(), 1, "{err}");
+    let left: usize = resuming[0]
+        .split_once("resuming: 1 study in flight, ")
+        .and_then(|(_, rest)| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not the resuming line: {}", resuming[0]));
+    assert!(left < big.num_instances, "{left} of {} left: {err}", big.num_instances);
     assert_eq!(scp.received_sop_uids(), big.sop_uids());
     assert_journaled_once(cache.path(), &dest, &["ACCBIG"]);
     let requests = scp.requests().len();
@@ -459,6 +501,215 @@ fn killed_then_restarted_it_delivers_everything_once() {
     );
     assert_eq!(record(cache.path(), &dest)[uid_of("ACCBIG")]["delivered"], true);
     no_temporaries(cache.path());
+}
+
+/// kill -9 just after the log said a study was delivered, before the watch could record it:
+/// the restart finds it all at the destination, sends nothing, and says so, rather than saying
+/// a second time that it delivered it.
+fn killed_just_after_a_delivery_it_does_not_say_delivered_again() {
+    let cloud = Orthanc::empty();
+    let cache = temp_cache();
+    // Every C-STORE the destination takes, one line each: a resend shows.
+    let files = tempfile::tempdir().unwrap();
+    let receptions = files.path().join("receptions.log");
+    let exec = format!("echo #f >> {}", receptions.display());
+    let scp = Storescp::start_with("STORESCP", &[&DEFAULT_FLAGS[..], &["-xcr", &exec]].concat());
+    let dest = scp.address();
+    let args = ["--filter", "AccessionNumber=ACC3001", "--priors", "0"];
+    upload(&cloud, "ACC3001");
+    let mut running = Running::start(watch(
+        &cloud.dicomweb_url(),
+        cache.path(),
+        &dest,
+        &[&args[..], &["--interval", "1s"]].concat(),
+    ));
+    let stderr = running.stderr_path();
+    wait_until(LIMIT, "the delivery in the log", &mut running, || {
+        says(&stderr, "delivered ACC3001")
+    });
+    running.child.kill().unwrap(); // SIGKILL, within a moment of the line
+    running.child.wait().unwrap();
+    let first = running.stderr();
+
+    let (code, _, err) = run(&mut watch(
+        &cloud.dicomweb_url(),
+        cache.path(),
+        &dest,
+        &[&args[..], &["--once"]].concat(),
+    ));
+    assert_eq!(code, 0, "the restart failed:\n{err}");
+    let both = format!("{first}{err}");
+    assert_eq!(
+        both.matches("delivered ACC3001").count(),
+        1,
+        "one delivery, said once:\n{both}"
+    );
+    let stores = std::fs::read_to_string(&receptions).unwrap_or_default();
+    assert_eq!(stores.lines().count(), sops(&["ACC3001"]).len(), "nothing sent again");
+    assert_eq!(scp.received_sop_uids(), sops(&["ACC3001"]));
+    assert_journaled_once(cache.path(), &dest, &["ACC3001"]);
+    assert_eq!(record(cache.path(), &dest)[uid_of("ACC3001")]["delivered"], true);
+}
+
+/// A router at rest, its study delivered and each search finding it again: its record is not
+/// written again (issue 16: it was rewritten and synced at every search).
+fn at_rest_it_does_not_rewrite_its_record() {
+    use std::os::unix::fs::MetadataExt;
+    let cloud = Orthanc::empty();
+    let proxy = Proxy::to(&cloud);
+    let cache = temp_cache();
+    let scp = Storescp::start("STORESCP");
+    let dest = scp.address();
+    upload(&cloud, "ACC3001");
+    let mut running = Running::start(watch(
+        &proxy.dicomweb_url(),
+        cache.path(),
+        &dest,
+        &[
+            "--interval",
+            "1s",
+            "--filter",
+            "AccessionNumber=ACC3001",
+            "--priors",
+            "0",
+        ],
+    ));
+    wait_until(LIMIT, "the study recorded as delivered", &mut running, || {
+        record(cache.path(), &dest)
+            .get(uid_of("ACC3001"))
+            .is_some_and(|s| s["delivered"] == true)
+    });
+    let path = cache.path().join("watch").join(format!("{}.json", dest_key(&dest)));
+    let identity = |path: &Path| {
+        let m = std::fs::metadata(path).unwrap();
+        (m.ino(), m.mtime(), m.mtime_nsec())
+    };
+    // The search that follows the delivery may still record what it changed; from the next, rest.
+    let seen = searches(&proxy);
+    wait_until(LIMIT, "a search after the delivery", &mut running, || {
+        searches(&proxy) >= seen + 2
+    });
+    let before = identity(&path);
+    let seen = searches(&proxy);
+    // Writes were at most 2 s apart: eight searches, a second apart, leave room for several.
+    wait_until(LIMIT, "eight searches at rest", &mut running, || {
+        searches(&proxy) >= seen + 8
+    });
+    // What the eighth search found is handled by the time the ninth is asked for.
+    wait_until(LIMIT, "one more search", &mut running, || searches(&proxy) >= seen + 9);
+    assert_eq!(
+        identity(&path),
+        before,
+        "the record was written again at rest:\n{}",
+        running.stderr()
+    );
+    assert_eq!(running.interrupt(), 130);
+    assert_eq!(scp.received().len(), sops(&["ACC3001"]).len());
+}
+
+/// The destination stops for a while: the log says once that it is down and once that it is
+/// back, and the study that arrived meanwhile is delivered within a couple of seconds of its
+/// return, by the log's own time stamps (with a backoff, about 10 s more here).
+fn a_destination_back_from_an_outage_gets_its_studies_within_seconds() {
+    let cloud = Orthanc::empty();
+    let proxy = Proxy::to(&cloud);
+    let cache = temp_cache();
+    let mut scp = Storescp::start("STORESCP");
+    let dest = scp.address();
+    upload(&cloud, "ACC3001");
+    let mut running = Running::start(watch(
+        &proxy.dicomweb_url(),
+        cache.path(),
+        &dest,
+        &["--interval", "1s", "--filter", "AccessionNumber=ACC*", "--priors", "0"],
+    ));
+    let stderr = running.stderr_path();
+    wait_until(LIMIT, "the first study delivered", &mut running, || {
+        says(&stderr, "delivered ACC3001")
+    });
+    scp.stop();
+    upload(&cloud, "ACC1002");
+    wait_until(LIMIT, "the destination found down", &mut running, || {
+        says(&stderr, "the destination is down")
+    });
+    // Down for twenty searches (about 20 s): a backoff doubling from 1 s tries again 15 s and
+    // 31 s after the first failure, so the return falls well inside a wait.
+    let seen = searches(&proxy);
+    wait_until(LIMIT, "twenty searches while it is down", &mut running, || {
+        searches(&proxy) >= seen + 20
+    });
+    scp.start_again();
+    let back = SystemTime::now();
+    let all = sops(&["ACC3001", "ACC1002"]);
+    wait_until(LIMIT, "the second study delivered", &mut running, || {
+        scp.received_sop_uids() == all && says(&stderr, "delivered ACC1002")
+    });
+    assert_eq!(running.interrupt(), 130);
+    let log = running.stderr();
+    let delivered = stamps(&log, "delivered ACC1002")[0];
+    assert!(
+        log_seconds_after(back, delivered) <= 2,
+        "delivered {} s after the destination was back:\n{log}",
+        log_seconds_after(back, delivered)
+    );
+    assert_eq!(stamps(&log, "the destination is down").len(), 1, "said once:\n{log}");
+    let up = stamps(&log, "the destination answers again: back after ");
+    assert_eq!(up.len(), 1, "said once:\n{log}");
+    assert_journaled_once(cache.path(), &dest, &["ACC3001", "ACC1002"]);
+}
+
+/// The cloud answers every search with 503 for a while: the log says so once (not at each of
+/// the searches that probe it meanwhile), and once it answers again the study uploaded during the
+/// outage is delivered within a couple of seconds, by the log's own time stamps (with a backoff
+/// it waited up to 16 s more).
+fn a_cloud_back_from_an_outage_is_searched_within_seconds() {
+    let cloud = Orthanc::empty();
+    let proxy = Proxy::to(&cloud);
+    let cache = temp_cache();
+    let scp = Storescp::start("STORESCP");
+    let dest = scp.address();
+    let mut running = Running::start(watch(
+        &proxy.dicomweb_url(),
+        cache.path(),
+        &dest,
+        &[
+            "--interval",
+            "1s",
+            "--filter",
+            "AccessionNumber=ACC*",
+            "--priors",
+            "0",
+            "--retries",
+            "0",
+        ],
+    ));
+    let seen = searches(&proxy);
+    wait_until(LIMIT, "a search that works", &mut running, || searches(&proxy) > seen);
+    let outage = proxy.add(Rule::new(Fault::unavailable(0)).path_contains("/dicom-web/studies?"));
+    upload(&cloud, "ACC3001");
+    // Six failed searches: a backoff from 1 s would have waited 1, 2, 4, 8 and 16 s by then.
+    wait_until(LIMIT, "six failed searches", &mut running, || proxy.hits(outage) >= 6);
+    proxy.clear();
+    let back = SystemTime::now();
+    let stderr = running.stderr_path();
+    wait_until(LIMIT, "the study delivered", &mut running, || {
+        says(&stderr, "delivered ACC3001")
+    });
+    assert_eq!(running.interrupt(), 130);
+    let log = running.stderr();
+    let delivered = stamps(&log, "delivered ACC3001")[0];
+    assert!(
+        log_seconds_after(back, delivered) <= 2,
+        "delivered {} s after the cloud was back:\n{log}",
+        log_seconds_after(back, delivered)
+    );
+    assert_eq!(stamps(&log, "the search failed").len(), 1, "said once:\n{log}");
+    assert_eq!(
+        stamps(&log, "the search works again, the cloud is back after ").len(),
+        1,
+        "{log}"
+    );
+    assert_eq!(scp.received_sop_uids(), sops(&["ACC3001"]));
 }
 
 /// Writes `n` one-instance studies (copies of the first instance of ACC1001 with new UIDs,
