@@ -67,10 +67,11 @@ const MAX_POLL_BACKOFF: Duration = Duration::from_secs(120);
 /// While the cloud does not answer, it is searched again this often (or
 /// every interval, if shorter), so that the watch resumes within a couple of
 /// seconds of its return; with a backoff capped at two minutes it resumed
-/// 16 s after (issue 16). A search the cloud cannot answer is one request,
-/// refused or failed at once; the first that works is the search itself,
-/// with nothing to ask again. Only the first failure of an outage is told.
-const CLOUD_PROBE_EVERY: Duration = Duration::from_secs(2);
+/// 16 s after (issue 16). A search the cloud cannot answer is one request
+/// (made without retries meanwhile), refused or failed at once; the first
+/// that works is the search itself, with nothing to ask again. Only the
+/// first failure of an outage is told.
+const CLOUD_PROBE_EVERY: Duration = Duration::from_secs(1);
 /// The record is written at most this often (and at the end).
 const SAVE_EVERY: Duration = Duration::from_secs(2);
 /// After Ctrl-C, how long in-flight work gets to stop by itself.
@@ -224,6 +225,10 @@ pub fn run(
         view: view.fetching,
         client: Client::new(cloud)?,
         search_client: Client::new(&search_cloud)?,
+        probe_client: Client::new(&ClientOptions {
+            retries: 0,
+            ..search_cloud.clone()
+        })?,
         pool: Arc::new(fetch::download_pool(cloud.jobs)?),
         retries: cloud.retries,
         tx,
@@ -277,6 +282,8 @@ struct Router<'a> {
     record: Record,
     client: Client,
     search_client: Client,
+    /// Searches while the cloud does not answer: one request, no retry (the next probe is one).
+    probe_client: Client,
     pool: Arc<rayon::ThreadPool>,
     retries: u32,
     tx: Sender<Msg>,
@@ -450,7 +457,10 @@ impl Router<'_> {
             .iter()
             .map(|f| (f.key().to_string(), f.value_at(now)))
             .collect();
-        let client = self.search_client.clone();
+        let client = match self.cloud_down {
+            Some((_, false)) => self.probe_client.clone(),
+            _ => self.search_client.clone(),
+        };
         let tx = self.tx.clone();
         // Not joined: a search stuck on a slow cloud must not hold up Ctrl-C.
         let spawned = std::thread::Builder::new().name("search".into()).spawn(move || {
@@ -480,11 +490,12 @@ impl Router<'_> {
                 self.reported.clear();
                 let mut queued = 0;
                 let count = found.len();
+                // Per study found, and so per search at rest: nothing copied unless it is to do.
                 for (uid, f) in found {
-                    self.reported.insert(uid.clone(), f.instances);
-                    if self.record.found(&uid, &f, now, self.config.stable_age) && self.enqueue(uid) {
+                    if self.record.found(&uid, &f, now, self.config.stable_age) && self.enqueue(uid.clone()) {
                         queued += 1;
                     }
+                    self.reported.insert(uid, f.instances);
                 }
                 self.record.forget_old(now);
                 // Written before any of it is taken up, so that a restart
@@ -501,6 +512,8 @@ impl Router<'_> {
                 self.last_poll = Some((now, count));
                 self.status.searched(now, count);
             }
+            // Ctrl-C ended the search: no news about the cloud.
+            Msg::Polled(Err(e)) if e.chain().any(|c| c.is::<Interrupted>()) => self.searching = None,
             Msg::Polled(Err(e)) => {
                 self.searching = None;
                 self.searched = true;
