@@ -108,12 +108,14 @@ fn record(cache: &Path, dest: &str) -> BTreeMap<String, Value> {
     v["studies"].as_object().unwrap().clone().into_iter().collect()
 }
 
-/// The searches the proxy saw (a QIDO-RS study search has a query string, a retrieve has none).
+/// The searches the proxy saw: the first page of each QIDO-RS study search (a retrieve has no
+/// query string, a search of many studies has several pages).
 fn searches(proxy: &Proxy) -> usize {
     proxy
         .requests()
         .iter()
         .filter(|r| r.target.contains("/studies?"))
+        .filter(|r| r.target.ends_with("offset=0") || r.target.contains("offset=0&"))
         .count()
 }
 
@@ -772,19 +774,109 @@ fn env_number(name: &str, default: usize) -> usize {
     }
 }
 
+/// What the watch process has used so far, from /proc: CPU time (all its threads, those that
+/// ended included) and what it wrote.
+#[derive(Debug, Clone, Copy)]
+struct Spent {
+    /// User and system time, in clock ticks (1/100 s on Linux).
+    cpu_ticks: u64,
+    /// Bytes it caused to be written to storage.
+    disk_bytes: u64,
+    /// Bytes it passed to write(2) and the like (files, pipes, sockets).
+    written_bytes: u64,
+}
+
+fn spent(pid: u32) -> Spent {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // After the command name: state is the 3rd field, utime the 14th, stime the 15th.
+    let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split(' ').collect();
+    let tick = |i: usize| fields[i].parse::<u64>().unwrap();
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap();
+    let io_field = |name: &str| {
+        io.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    Spent {
+        cpu_ticks: tick(11) + tick(12),
+        disk_bytes: io_field("write_bytes:"),
+        written_bytes: io_field("wchar:"),
+    }
+}
+
+/// A stretch of rest: every study delivered, the watch searching and finding nothing new.
+#[derive(Debug)]
+struct Rest {
+    /// Studies in the search's window (every one it finds).
+    window: usize,
+    searches: usize,
+    seconds: f64,
+    cpu_ticks: u64,
+    disk_bytes: u64,
+    written_bytes: u64,
+    rss_kb: u64,
+}
+
+/// Measures the watch at rest over `searches` searches (at least one) once everything uploaded
+/// is delivered.
+fn rest(running: &mut Running, proxy: &Proxy, window: usize, searches: usize) -> Rest {
+    let pid = running.pid();
+    // The record of the last deliveries is written within 2 s of them, the status's figures
+    // within 5 s: past that, rest.
+    let seen = self::searches(proxy);
+    wait_until(LIMIT, "six searches after the last delivery", running, || {
+        self::searches(proxy) >= seen + 6
+    });
+    let (before, began, seen) = (spent(pid), Instant::now(), self::searches(proxy));
+    let searches = searches.max(1);
+    wait_until(
+        LIMIT + Duration::from_secs(3 * searches as u64),
+        "searches at rest",
+        running,
+        || self::searches(proxy) >= seen + searches,
+    );
+    let after = spent(pid);
+    Rest {
+        window,
+        searches,
+        seconds: began.elapsed().as_secs_f64(),
+        cpu_ticks: after.cpu_ticks - before.cpu_ticks,
+        disk_bytes: after.disk_bytes - before.disk_bytes,
+        written_bytes: after.written_bytes - before.written_bytes,
+        rss_kb: usage(pid).rss_kb,
+    }
+}
+
+/// How many times each study's log says `delivered LABEL ...`.
+fn deliveries_said(log: &str) -> BTreeMap<String, usize> {
+    let mut said = BTreeMap::new();
+    for line in log.lines() {
+        if let Some((_, rest)) = line.split_once(" INFO delivered ") {
+            let label = rest.split(' ').next().unwrap_or_default();
+            *said.entry(label.to_string()).or_default() += 1;
+        }
+    }
+    said
+}
+
 /// Many studies through the router while everything around it fails once: studies arrive in
 /// waves; after the second wave `watch` is killed with SIGKILL and started again; a third of
-/// the way through the destination is killed and restarted; two thirds of the way through the
-/// cloud restarts (Orthanc's `/tools/reset`: its HTTP server and plugins start again, its
-/// storage stays). In the end every instance is at the destination, and one sent twice only
-/// where it was in flight at the kill or the destination's restart; the restarted watch's
-/// memory, open files and threads, measured once it has caught up and again after a few more
-/// searches over the whole set, did not grow with the number of studies.
+/// the way through the destination stops for a while (a wave arrives meanwhile) and comes
+/// back; two thirds of the way through the cloud answers every request with 503 for a while,
+/// restarting meanwhile (Orthanc's `/tools/reset`: its HTTP server and plugins start again, its
+/// storage stays), and a wave arrives meanwhile. In the end every instance is at the
+/// destination, and one sent twice only where it was in flight at the kill or the
+/// destination's stop; no study is said delivered twice, and the restart said what it took up;
+/// each peer's return was followed by a delivery within a couple of seconds; the restarted
+/// watch's memory, open files and threads, measured once it has caught up and again after a few
+/// more searches over the whole set, did not grow with the number of studies; and at rest it
+/// wrote next to nothing, its record least of all.
 ///
-/// `RETRIEVER_SOAK_N` studies (default 1000: 40 s to a minute here, about 2 minutes on a slower
+/// `RETRIEVER_SOAK_N` studies (default 1000: a minute or two here, about 3 minutes on a slower
 /// CI runner); `RETRIEVER_SOAK_SECONDS` spreads the waves over that long, pacing them by the
-/// watch's searches (`scripts/soak.sh` runs an hour). The series of samples is printed on
-/// stderr for a paced run.
+/// watch's searches, each pause measured as rest, and holds each outage for a minute
+/// (`scripts/soak.sh` runs an hour). The series of samples is printed on stderr for a paced run.
 fn soak_hundreds_of_studies_with_flat_memory_and_files() {
     let n = env_number("RETRIEVER_SOAK_N", 1000);
     let seconds = env_number("RETRIEVER_SOAK_SECONDS", 0);
@@ -796,7 +888,7 @@ fn soak_hundreds_of_studies_with_flat_memory_and_files() {
         .map(|i| format!("1.2.826.0.1.3680043.10.543.77.{i}.1.1"))
         .collect();
     let cloud = Orthanc::empty();
-    // In front of the cloud to count the watch's searches.
+    // In front of the cloud to count the watch's searches, and to take the cloud down.
     let proxy = Proxy::to(&cloud);
     let cache = temp_cache();
     // Every C-STORE the destination takes, one line each, across its restart: resends show.
@@ -818,47 +910,97 @@ fn soak_hundreds_of_studies_with_flat_memory_and_files() {
     // Searches to wait for between waves, so that they span RETRIEVER_SOAK_SECONDS.
     let searches_per_wave = seconds / waves.len().max(1);
     let wave_limit = LIMIT + Duration::from_secs(3 * searches_per_wave as u64);
+    // How long each peer stays down, in the watch's searches (a second apart) or probes.
+    let outage = if seconds > 0 { 60 } else { 5 };
+    // Without pacing, rest is measured after a few waves only, over a few searches.
+    let rest_every = if seconds > 0 { 1 } else { (waves.len() / 5).max(1) };
     let began = Instant::now();
     let mut series = Vec::new();
+    let mut rests = Vec::new();
+    let mut returns: Vec<(&str, Duration)> = Vec::new();
     let mut baseline = None;
     let mut uploaded = 0;
+    let mut killed_log = String::new();
+    let (dest_wave, cloud_wave) = (waves.len() / 3, 2 * waves.len() / 3);
     for (k, wave) in waves.iter().enumerate() {
+        // The peer that is down when the wave arrives, until `outage` searches have failed.
+        let cloud_down = (k == cloud_wave && k != 1)
+            .then(|| proxy.add(Rule::new(Fault::unavailable(0)).path_contains("/dicom-web/")));
+        let dest_down = k == dest_wave && k != 1 && cloud_down.is_none();
+        if dest_down {
+            scp.stop();
+        }
         for path in *wave {
             cloud.upload_file(path);
         }
         uploaded += wave.len();
-        match k {
+        if k == 1 {
             // Killed in the middle of the second wave, then started again on the same cache.
-            1 => {
-                wait_until(LIMIT, "the second wave to begin", &mut running, || {
-                    scp.received().len() > batch
-                });
-                running.child.kill().unwrap(); // SIGKILL
-                running.child.wait().unwrap();
-                running = start_watch();
-            }
-            k if k == waves.len() / 3 => scp.restart(),
-            k if k == 2 * waves.len() / 3 => {
-                cloud.post("/tools/reset", Vec::new(), "text/plain");
-                wait_until(LIMIT, "the cloud to be back", &mut running, || {
-                    let url = format!("{}/system", cloud.http_url());
-                    reqwest::blocking::Client::new()
-                        .get(url)
-                        .basic_auth(crate::common::USER, Some(crate::common::PASSWORD))
-                        .send()
-                        .is_ok_and(|r| r.status().is_success())
-                });
-            }
-            _ => {}
+            wait_until(LIMIT, "the second wave to begin", &mut running, || {
+                scp.received().len() > batch
+            });
+            running.child.kill().unwrap(); // SIGKILL
+            running.child.wait().unwrap();
+            killed_log = running.stderr();
+            running = start_watch();
+        }
+        if dest_down {
+            let stderr = running.stderr_path();
+            wait_until(wave_limit, "the destination found down", &mut running, || {
+                says(&stderr, "the destination is down")
+            });
+            let seen = searches(&proxy);
+            wait_until(wave_limit + LIMIT, "the destination's outage", &mut running, || {
+                searches(&proxy) >= seen + outage
+            });
+            let before = scp.received().len();
+            scp.start_again();
+            let back = Instant::now();
+            wait_until(LIMIT, "a delivery after the destination's return", &mut running, || {
+                scp.received().len() > before
+            });
+            returns.push(("the destination", back.elapsed()));
+        }
+        if let Some(rule) = cloud_down {
+            // It restarts while it is away.
+            cloud.post("/tools/reset", Vec::new(), "text/plain");
+            wait_until(wave_limit + LIMIT, "the cloud's outage", &mut running, || {
+                proxy.hits(rule) >= outage
+            });
+            wait_until(LIMIT, "the cloud to be back", &mut running, || {
+                let url = format!("{}/system", cloud.http_url());
+                reqwest::blocking::Client::new()
+                    .get(url)
+                    .basic_auth(crate::common::USER, Some(crate::common::PASSWORD))
+                    .send()
+                    .is_ok_and(|r| r.status().is_success())
+            });
+            let before = scp.received().len();
+            proxy.clear();
+            let back = Instant::now();
+            wait_until(LIMIT, "a delivery after the cloud's return", &mut running, || {
+                scp.received().len() > before
+            });
+            returns.push(("the cloud", back.elapsed()));
         }
         // The next wave goes up once the watch is at most one wave behind.
         wait_until(wave_limit, "the watch to keep up", &mut running, || {
             scp.received().len() + batch >= uploaded
         });
-        let searches = proxy.request_count();
-        wait_until(wave_limit, "the pace of the soak", &mut running, || {
-            proxy.request_count() >= searches + searches_per_wave
-        });
+        if k % rest_every == 0 || k + 1 == waves.len() {
+            // At rest: everything delivered, then the pace of the soak (a few searches unpaced).
+            wait_until(wave_limit, "every study uploaded delivered", &mut running, || {
+                scp.received().len() >= uploaded
+            });
+            // Six of the wave's searches go to letting the last deliveries be recorded.
+            let measured = searches_per_wave.saturating_sub(6).max(3);
+            rests.push(rest(&mut running, &proxy, uploaded, measured));
+        } else {
+            let searches = proxy.request_count();
+            wait_until(wave_limit, "the pace of the soak", &mut running, || {
+                proxy.request_count() >= searches + searches_per_wave
+            });
+        }
         let now = usage(running.pid());
         let log = std::fs::metadata(running.stderr_path()).map_or(0, |m| m.len());
         series.push((began.elapsed(), uploaded, scp.received().len(), now, log));
@@ -904,6 +1046,35 @@ fn soak_hundreds_of_studies_with_flat_memory_and_files() {
             u.threads
         );
     }
+    // At rest: what it cost, against the studies in the window.
+    eprintln!("soak: at rest: window  searches  seconds  cpu_ms/search  disk_bytes  written_bytes  rss_kB");
+    for r in &rests {
+        eprintln!(
+            "soak: at rest: {:>6} {:>9} {:>8.1} {:>14.1} {:>11} {:>14} {:>7}",
+            r.window,
+            r.searches,
+            r.seconds,
+            r.cpu_ticks as f64 * 10.0 / r.searches as f64,
+            r.disk_bytes,
+            r.written_bytes,
+            r.rss_kb
+        );
+    }
+    let rest_seconds: f64 = rests.iter().map(|r| r.seconds).sum();
+    let rest_searches: usize = rests.iter().map(|r| r.searches).sum();
+    let rest_disk: u64 = rests.iter().map(|r| r.disk_bytes).sum();
+    let per_hour = rest_disk as f64 * 3600.0 / rest_seconds.max(1.0);
+    eprintln!(
+        "soak: at rest: {rest_disk} bytes written to disk in {rest_seconds:.0} s and {rest_searches} searches: \
+         {:.0} kB per idle hour",
+        per_hour / 1000.0
+    );
+    for (peer, after) in &returns {
+        eprintln!(
+            "soak: {peer} back after an outage of {outage} searches: first delivery {:.2} s after its return",
+            after.as_secs_f64()
+        );
+    }
     assert_eq!(running.interrupt(), 130);
     assert_eq!(scp.received_sop_uids(), expected, "every instance at the destination");
     let lines = std::fs::read_to_string(&receptions).unwrap_or_default();
@@ -926,5 +1097,27 @@ fn soak_hundreds_of_studies_with_flat_memory_and_files() {
     assert!(
         end.rss_kb <= start.rss_kb + 32 * 1024,
         "memory grew: {start:?} -> {end:?}"
+    );
+    // The log of both runs says each study delivered once, and the restart what it took up.
+    let restarted_log = running.stderr();
+    let both = format!("{killed_log}{restarted_log}");
+    let said_twice: Vec<_> = deliveries_said(&both).into_iter().filter(|(_, k)| *k > 1).collect();
+    assert!(said_twice.is_empty(), "said delivered more than once: {said_twice:?}");
+    assert!(
+        restarted_log.lines().take(3).any(|l| l.contains(" INFO resuming: ")),
+        "the restart says what it took up:\n{}",
+        restarted_log.lines().take(5).collect::<Vec<_>>().join("\n")
+    );
+    for (peer, after) in &returns {
+        assert!(
+            *after < Duration::from_secs(3),
+            "the first delivery came {after:?} after {peer} was back"
+        );
+    }
+    // At rest the record is not written: what is written is the status's heartbeat (a page a
+    // minute), far less than a page a search.
+    assert!(
+        rest_disk < 4096 * rest_searches as u64,
+        "{rest_disk} bytes written to disk over {rest_searches} searches at rest: {rests:?}"
     );
 }
