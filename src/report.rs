@@ -54,9 +54,18 @@ pub enum WatchEvent {
         interval: Duration,
         once: bool,
     },
+    /// The watch takes up what the last run left undone: `studies` current
+    /// studies, with `instances` of theirs in the cache and not at the
+    /// destination yet.
+    Resuming { studies: usize, instances: u64 },
     /// A search of the cloud answered: `found` studies match it, `queued`
-    /// of them have something to fetch or deliver.
-    Polled { found: usize, queued: usize },
+    /// of them have something to fetch or deliver. `back_after`: the
+    /// searches had been failing for that long.
+    Polled {
+        found: usize,
+        queued: usize,
+        back_after: Option<Duration>,
+    },
     /// A search failed, `failures` times in a row; the next is in `retry_in`.
     /// `auth`: the cloud refused the credentials.
     PollFailed {
@@ -79,11 +88,14 @@ pub enum WatchEvent {
         ok: bool,
         summary: String,
     },
-    /// A current study and its priors are all at the destination.
+    /// A current study and its priors are all at the destination; this
+    /// run sent `sent` of their instances (none: all were there already,
+    /// as after a restart that finds the last run's work done).
     Delivered {
         label: String,
         studies: usize,
         instances: usize,
+        sent: usize,
     },
     /// A current study (or one of its priors) could not be fetched or
     /// delivered; it is tried again in `retry_in`. `error` never names the
@@ -94,10 +106,11 @@ pub enum WatchEvent {
         error: String,
         retry_in: Option<Duration>,
     },
-    /// The destination cannot be reached or refuses us; tried again in `retry_in`.
+    /// The destination cannot be reached or refuses us; it is checked
+    /// again every `retry_in` until it answers.
     DestinationDown { error: String, retry_in: Duration },
-    /// The destination answers again.
-    DestinationUp,
+    /// The destination answers again, after being down for `after`.
+    DestinationUp { after: Duration },
     /// The state of the whole, after each change.
     Status(WatchStatus),
 }

@@ -190,6 +190,30 @@ fn delivered(label: &str, studies: usize, instances: usize) -> String {
     )
 }
 
+/// What both views say when a group is at the destination and this run
+/// sent none of it: the last run did, and stopped before recording it.
+fn delivered_before(label: &str, studies: usize, instances: usize) -> String {
+    let priors = studies.saturating_sub(1);
+    format!(
+        "{label} with {priors} prior{} was at the destination already: {instances} instances, none sent again",
+        if priors == 1 { "" } else { "s" }
+    )
+}
+
+/// What both views say when the watch takes up what the last run left undone.
+fn resuming(studies: usize, instances: u64) -> String {
+    format!(
+        "resuming: {studies} stud{} in flight, {instances} instance{} to send",
+        if studies == 1 { "y" } else { "ies" },
+        if instances == 1 { "" } else { "s" }
+    )
+}
+
+/// What both views say when the destination answers again.
+fn destination_up(after: Duration) -> String {
+    format!("the destination answers again: back after {}", short(after))
+}
+
 /// What both views say when a group failed (the terminal's with `error: `
 /// before it). `error` never names the study: `label` does.
 fn failed(label: &str, error: &str, retry_in: Option<Duration>) -> String {
@@ -415,10 +439,16 @@ impl View for Lines {
                 self.redraw(&state);
                 self.print(started(query, *interval, *once, destination));
             }
-            WatchEvent::Polled { .. } => {
+            WatchEvent::Resuming { studies, instances } => self.print(resuming(*studies, *instances)),
+            WatchEvent::Polled { back_after, .. } => {
                 let mut state = self.state.lock().unwrap();
                 if state.auth.take().is_some() {
                     self.print("the cloud accepts the login again".into());
+                } else if let Some(after) = back_after {
+                    self.print(format!(
+                        "the search works again: the cloud is back after {}",
+                        short(*after)
+                    ));
                 }
                 self.redraw(&state);
             }
@@ -451,6 +481,13 @@ impl View for Lines {
                 label,
                 studies,
                 instances,
+                sent: 0,
+            } => self.print(delivered_before(label, *studies, *instances)),
+            WatchEvent::Delivered {
+                label,
+                studies,
+                instances,
+                ..
             } => self.print(delivered(label, *studies, *instances)),
             WatchEvent::Failed {
                 label, error, retry_in, ..
@@ -463,11 +500,11 @@ impl View for Lines {
                 state.down = Some(error.clone());
                 self.redraw(&state);
             }
-            WatchEvent::DestinationUp => {
+            WatchEvent::DestinationUp { after } => {
                 let mut state = self.state.lock().unwrap();
                 state.down = None;
                 self.redraw(&state);
-                self.print("the destination answers again".into());
+                self.print(destination_up(*after));
             }
             WatchEvent::Status(status) => {
                 let mut state = self.state.lock().unwrap();
@@ -594,12 +631,20 @@ impl View for Log {
             } => {
                 self.note(started(query, *interval, *once, destination));
             }
-            WatchEvent::Polled { found, queued } => {
+            WatchEvent::Resuming { studies, instances } => self.note(resuming(*studies, *instances)),
+            WatchEvent::Polled {
+                found,
+                queued,
+                back_after,
+            } => {
                 let recovered = std::mem::take(&mut *self.search_failing.lock().unwrap());
                 if recovered {
+                    let back = back_after
+                        .map(|d| format!(", the cloud is back after {}", short(d)))
+                        .unwrap_or_default();
                     self.line(
                         Level::Info,
-                        format!("the search works again: {found} studies match, {queued} to do"),
+                        format!("the search works again{back}: {found} studies match, {queued} to do"),
                     );
                 } else if *queued > 0 {
                     self.note(format!("search: {found} studies match, {queued} to do"));
@@ -637,6 +682,13 @@ impl View for Log {
                 label,
                 studies,
                 instances,
+                sent: 0,
+            } => self.note(delivered_before(label, *studies, *instances)),
+            WatchEvent::Delivered {
+                label,
+                studies,
+                instances,
+                ..
             } => self.note(delivered(label, *studies, *instances)),
             WatchEvent::Failed {
                 study,
@@ -656,9 +708,9 @@ impl View for Log {
                     *down = Some(error.clone());
                 }
             }
-            WatchEvent::DestinationUp => {
+            WatchEvent::DestinationUp { after } => {
                 *self.down.lock().unwrap() = None;
-                self.line(Level::Info, "the destination answers again".into());
+                self.line(Level::Info, destination_up(*after));
             }
             WatchEvent::Status(_) => {}
         }
@@ -791,6 +843,53 @@ mod tests {
                 "WARN ACC1: 2 of 2 instances not delivered".into(),
                 "WARN ACC0: 2 of 2 instances not delivered".into(),
                 format!("ERROR ACC1: not delivered: delivery to PACS@127.0.0.1:9 stopped: {down}; trying again in 30s"),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_log_says_an_outage_once_and_its_end_once_with_how_long() {
+        let (said, r) = log();
+        r.fetching.watch(&WatchEvent::Resuming {
+            studies: 3,
+            instances: 12,
+        });
+        r.fetching.watch(&WatchEvent::PollFailed {
+            error: "HTTP 503".into(),
+            auth: false,
+            failures: 1,
+            retry_in: Duration::from_secs(2),
+        });
+        r.fetching.watch(&WatchEvent::Polled {
+            found: 4,
+            queued: 1,
+            back_after: Some(Duration::from_secs(61)),
+        });
+        r.sending.watch(&WatchEvent::DestinationDown {
+            error: "connection refused".into(),
+            retry_in: Duration::from_secs(1),
+        });
+        r.sending.watch(&WatchEvent::DestinationUp {
+            after: Duration::from_secs(60),
+        });
+        for sent in [0, 2] {
+            r.fetching.watch(&WatchEvent::Delivered {
+                label: "ACC1".into(),
+                studies: 2,
+                instances: 5,
+                sent,
+            });
+        }
+        assert_eq!(
+            *said.lock().unwrap(),
+            [
+                "INFO resuming: 3 studies in flight, 12 instances to send",
+                "ERROR cloud error: the search failed (1 in a row), next in 2s: HTTP 503",
+                "INFO the search works again, the cloud is back after 1m 1s: 4 studies match, 1 to do",
+                "ERROR the destination is down: connection refused; trying again in 1s",
+                "INFO the destination answers again: back after 1m",
+                "INFO ACC1 with 1 prior was at the destination already: 5 instances, none sent again",
+                "INFO delivered ACC1 with 1 prior: 5 instances",
             ]
         );
     }

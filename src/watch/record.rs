@@ -7,6 +7,15 @@
 //!
 //! The record forgets a study the search has not found for [`FORGET_AFTER`],
 //! so it stays the size of the search's window, however long `watch` runs.
+//!
+//! It is written only when a study's state changes (found for the first
+//! time, taken up, delivered, failed, forgotten), never because a search
+//! found the same studies again: a router at rest rewrote and synced its
+//! whole record at every search (104 MB an hour with 280 studies in the
+//! window, issue 16). When a study was last seen is kept in memory at every
+//! search and reaches the disk with the next change, or at the latest
+//! [`REFRESH_EVERY`] after a search saw it, so that a restart forgets
+//! nothing much earlier than [`FORGET_AFTER`].
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -19,6 +28,10 @@ use crate::uid::Uid;
 
 /// A study the search has not found for this long is forgotten.
 pub const FORGET_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The longest the `last_seen` times on disk lag behind those in memory
+/// while nothing else changes: a day, so that an idle record is rewritten
+/// once a day whatever the size of the window.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(24 * 3600);
 
 const VERSION: u32 = 1;
 
@@ -70,6 +83,11 @@ impl Seen {
         }
     }
 
+    /// Its last attempt failed, and it is to be tried again.
+    pub fn is_failing(&self) -> bool {
+        !self.delivered && self.attempts > 0
+    }
+
     /// Settled: delivered, and its size has not changed for `stable_age`.
     pub fn is_settled(&self, now: SystemTime, stable_age: Duration) -> bool {
         self.delivered && age(self.changed_at, now) >= stable_age
@@ -104,7 +122,15 @@ pub struct Found {
 #[derive(Debug, Default)]
 pub struct Record {
     pub studies: BTreeMap<Uid, Seen>,
+    /// A study's state changed since the record was last written.
     dirty: bool,
+    /// Only `last_seen` times changed since then (see [`REFRESH_EVERY`]).
+    seen_again: bool,
+    /// When the record was last written or read.
+    synced_at: Option<SystemTime>,
+    /// How many studies [`Seen::is_failing`], kept as they change so that
+    /// showing it costs nothing however large the window.
+    failing: usize,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -131,12 +157,18 @@ impl Record {
         if disk.version != VERSION {
             anyhow::bail!("{}", what());
         }
-        let studies = disk
+        let studies: BTreeMap<Uid, Seen> = disk
             .studies
             .into_iter()
             .filter_map(|(uid, seen)| Uid::parse(&uid).ok().map(|u| (u, seen)))
             .collect();
-        Ok(Record { studies, dirty: false })
+        let failing = studies.values().filter(|s| s.is_failing()).count();
+        Ok(Record {
+            studies,
+            synced_at: Some(SystemTime::now()),
+            failing,
+            ..Record::default()
+        })
     }
 
     pub fn save(&mut self, cache: &Cache, name: &str, destination: &str) -> Result<()> {
@@ -152,50 +184,77 @@ impl Record {
         let bytes = serde_json::to_vec_pretty(&disk).context("failed to encode the watch record")?;
         cache.write_watch_record(name, &bytes)?;
         self.dirty = false;
+        self.seen_again = false;
+        self.synced_at = Some(SystemTime::now());
         Ok(())
     }
 
-    pub fn is_dirty(&self) -> bool {
-        self.dirty
+    /// True when the record is to be written: a study's state changed, or
+    /// the searches saw studies again and the disk has not been told for
+    /// [`REFRESH_EVERY`].
+    pub fn needs_save(&self, now: SystemTime) -> bool {
+        self.dirty || (self.seen_again && self.synced_at.is_none_or(|t| age(t, now) >= REFRESH_EVERY))
+    }
+
+    /// How many studies failed their last attempt and are to be tried again.
+    pub fn failing(&self) -> usize {
+        self.failing
     }
 
     /// Notes that the search found `study` at `now`; true when it has
     /// something to fetch or deliver.
+    ///
+    /// A study found again as it was changes only its `last_seen`, in
+    /// memory: this runs for every study of every search, so it allocates
+    /// nothing then and marks nothing to be written.
     pub fn found(&mut self, study: &Uid, found: &Found, now: SystemTime, stable_age: Duration) -> bool {
-        self.dirty = true;
-        let seen = self.studies.entry(study.clone()).or_insert_with(|| Seen {
-            accession: found.accession.clone(),
-            patient_id: found.patient_id.clone(),
-            issuer_of_patient_id: found.issuer_of_patient_id.clone(),
-            delivered: false,
-            cloud_instances: None,
-            instances: None,
-            first_seen: now,
-            last_seen: now,
-            changed_at: now,
-            delivered_at: None,
-            attempts: 0,
-            next_try: None,
-            error: None,
-        });
-        seen.last_seen = now;
-        if found.patient_id.is_some() {
-            seen.patient_id = found.patient_id.clone();
-            seen.issuer_of_patient_id = found.issuer_of_patient_id.clone();
+        let Some(seen) = self.studies.get_mut(study) else {
+            self.dirty = true;
+            let seen = Seen {
+                accession: found.accession.clone(),
+                patient_id: found.patient_id.clone(),
+                issuer_of_patient_id: found.issuer_of_patient_id.clone(),
+                delivered: false,
+                cloud_instances: None,
+                instances: None,
+                first_seen: now,
+                last_seen: now,
+                changed_at: now,
+                delivered_at: None,
+                attempts: 0,
+                next_try: None,
+                error: None,
+            };
+            let needs_work = seen.needs_work(found.instances, now, stable_age);
+            self.studies.insert(study.clone(), seen);
+            return needs_work;
+        };
+        if seen.last_seen < now {
+            seen.last_seen = now;
+            self.seen_again = true;
         }
-        if found.accession.is_some() {
-            seen.accession = found.accession.clone();
+        if found.patient_id.is_some()
+            && (seen.patient_id != found.patient_id || seen.issuer_of_patient_id != found.issuer_of_patient_id)
+        {
+            seen.patient_id.clone_from(&found.patient_id);
+            seen.issuer_of_patient_id.clone_from(&found.issuer_of_patient_id);
+            self.dirty = true;
+        }
+        if found.accession.is_some() && seen.accession != found.accession {
+            seen.accession.clone_from(&found.accession);
+            self.dirty = true;
         }
         seen.needs_work(found.instances, now, stable_age)
     }
 
     /// Notes that work on `study` begins, with the count the search reported.
     pub fn taken_up(&mut self, study: &Uid, reported: Option<u64>, now: SystemTime) {
-        if let Some(seen) = self.studies.get_mut(study) {
-            if reported.is_some() && reported != seen.cloud_instances {
-                seen.changed_at = now;
-            }
-            seen.cloud_instances = reported.or(seen.cloud_instances);
+        if let Some(seen) = self.studies.get_mut(study)
+            && reported.is_some()
+            && reported != seen.cloud_instances
+        {
+            seen.changed_at = now;
+            seen.cloud_instances = reported;
             self.dirty = true;
         }
     }
@@ -207,6 +266,9 @@ impl Record {
             if instances.is_some() && instances != seen.instances {
                 seen.changed_at = now;
                 seen.instances = instances;
+            }
+            if seen.is_failing() {
+                self.failing -= 1;
             }
             seen.delivered = true;
             seen.delivered_at = Some(now);
@@ -222,6 +284,9 @@ impl Record {
         let Some(seen) = self.studies.get_mut(study) else {
             return base;
         };
+        if !seen.is_failing() {
+            self.failing += 1;
+        }
         seen.delivered = false;
         seen.attempts = seen.attempts.saturating_add(1);
         let wait = retry_delay(base, seen.attempts);
@@ -234,7 +299,13 @@ impl Record {
     /// Forgets the studies the search has not found for [`FORGET_AFTER`].
     pub fn forget_old(&mut self, now: SystemTime) {
         let before = self.studies.len();
-        self.studies.retain(|_, seen| age(seen.last_seen, now) < FORGET_AFTER);
+        let mut failing = 0;
+        self.studies.retain(|_, seen| {
+            let keep = age(seen.last_seen, now) < FORGET_AFTER;
+            failing += usize::from(keep && seen.is_failing());
+            keep
+        });
+        self.failing = failing;
         self.dirty |= self.studies.len() != before;
     }
 
@@ -369,6 +440,47 @@ mod tests {
         assert_eq!(r.studies.keys().collect::<Vec<_>>(), vec![&s]);
     }
 
+    /// A search that finds the same studies again is the router at rest:
+    /// nothing to write, and nothing allocated per study (issue 16: the
+    /// whole record was rewritten and synced at every search).
+    #[test]
+    fn finding_the_same_studies_again_writes_nothing_and_allocates_nothing() {
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_795_816_800);
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let mut r = Record::default();
+        let studies: Vec<Uid> = (0..300).map(|i| uid(&format!("1.2.3.{i}"))).collect();
+        for s in &studies {
+            assert!(r.found(s, &found(Some(3)), t0, MIN));
+            r.taken_up(s, Some(3), t0);
+            r.delivered(s, Some(3), at(1));
+        }
+        r.save(&cache, "PACS@h_104", "PACS@h:104").unwrap();
+        let again = found(Some(3));
+        for poll in 2..20 {
+            let (needs, allocated) =
+                crate::testalloc::measure(|| studies.iter().filter(|s| r.found(s, &again, at(poll * 5), MIN)).count());
+            assert_eq!(needs, 0);
+            assert_eq!(allocated.total, 0, "search {poll} allocated per study");
+            assert!(!r.needs_save(at(poll * 5)), "search {poll} would rewrite the record");
+            assert_eq!(r.failing(), 0);
+        }
+        // Taken up again at the size it had: still nothing to write.
+        r.taken_up(&studies[0], Some(3), at(200));
+        assert!(!r.needs_save(at(200)));
+        // The times it was seen reach the disk once a day at the latest...
+        let later = SystemTime::now() + REFRESH_EVERY;
+        assert!(r.needs_save(later));
+        // ...and with the next change at once, as a change of state does.
+        r.found(&studies[1], &found(Some(3)), at(300), MIN);
+        r.failed(&studies[1], "down", MIN, at(300));
+        assert_eq!(r.failing(), 1);
+        assert!(r.needs_save(at(300)));
+        r.delivered(&studies[1], Some(3), at(310));
+        assert_eq!(r.failing(), 0);
+    }
+
     #[test]
     fn saved_and_loaded_alike() {
         let dir = tempfile::tempdir().unwrap();
@@ -379,9 +491,9 @@ mod tests {
         r.delivered(&uid("1.2.3"), Some(3), now);
         r.found(&uid("1.2.4"), &found(None), now, MIN);
         r.failed(&uid("1.2.4"), "the cloud is down", MIN, now);
-        assert!(r.is_dirty());
+        assert!(r.needs_save(now));
         r.save(&cache, "PACS@h_104", "PACS@h:104").unwrap();
-        assert!(!r.is_dirty());
+        assert!(!r.needs_save(now));
         let back = Record::load(&cache, "PACS@h_104").unwrap();
         assert_eq!(back.studies, r.studies);
         let text = String::from_utf8(cache.read_watch_record("PACS@h_104").unwrap().unwrap()).unwrap();

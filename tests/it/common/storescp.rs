@@ -83,6 +83,18 @@ impl Storescp {
             .unwrap_or_else(|e| panic!("could not restart storescp: {e}"));
     }
 
+    /// Stops this storescp (SIGKILL) and leaves it stopped: its port refuses connections until
+    /// [`Storescp::start_again`].
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts a stopped storescp again, as [`Storescp::restart`] does, and waits until it listens.
+    pub fn start_again(&mut self) {
+        self.restart();
+    }
+
     /// Starts storescp writing into `dir`/received, its output appended to `dir`/storescp.log,
     /// and waits until it listens.
     fn spawn(aet: &str, flags: &[&str], port: u16, dir: &Path) -> Result<Child, String> {
