@@ -1,7 +1,7 @@
 //! Expiring the cache: which studies may go, and taking them out without
 //! ever touching one that is in use or still needed.
 //!
-//! The rules (issue #5):
+//! The rules:
 //!
 //! - A study's age counts from the later of its last fetch and its last
 //!   delivery (to any destination); it expires after the retention

@@ -67,7 +67,7 @@ const MAX_POLL_BACKOFF: Duration = Duration::from_secs(120);
 /// While the cloud does not answer, it is searched again this often (or
 /// every interval, if shorter), so that the watch resumes within a couple of
 /// seconds of its return; with a backoff capped at two minutes it resumed
-/// 16 s after (issue 16). A search the cloud cannot answer is one request
+/// 16 s after. A search the cloud cannot answer is one request
 /// (made without retries meanwhile), refused or failed at once; the first
 /// that works is the search itself, with nothing to ask again. Only the
 /// first failure of an outage is told.
@@ -873,10 +873,9 @@ fn study_label(accession: &Option<String>, uid: &Uid) -> String {
 fn trim_heap() {
     // SAFETY: malloc_trim(3) takes a size, touches only the allocator's own
     // state (under its locks) and is safe to call from any thread.
-    unsafe extern "C" {
-        safe fn malloc_trim(pad: usize) -> i32;
+    unsafe {
+        libc::malloc_trim(0);
     }
-    malloc_trim(0);
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
@@ -888,18 +887,16 @@ fn trim_heap() {}
 /// arena to many of them (up to eight per core), and each keeps its free
 /// memory in pieces that trimming cannot return: over 600 studies the
 /// arenas grew to 46 MB for 3 MB in use, and the resident memory with them
-/// by about 11 kB for each study delivered (issue 16). With two they stay
+/// by about 11 kB for each study delivered. With two they stay
 /// at 13 MB, and the threads, which mostly wait on the network, hardly
 /// ever wait for one another's allocations.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn limit_arenas() {
     // SAFETY: mallopt(3) sets a tunable of the allocator under its own lock;
-    // M_ARENA_MAX (-8) only bounds the arenas created from now on.
-    unsafe extern "C" {
-        safe fn mallopt(param: i32, value: i32) -> i32;
+    // M_ARENA_MAX only bounds the arenas created from now on.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
-    const M_ARENA_MAX: i32 = -8;
-    mallopt(M_ARENA_MAX, 2);
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]

@@ -15,7 +15,7 @@
 //! syntax the destination accepted, staged in the study's tmp directory
 //! (never in the cache as the instance), sent and deleted. Nothing is
 //! skipped silently: every instance ends up delivered or failed with a
-//! reason, which the summary shows (issue #3).
+//! reason, which the summary shows.
 //!
 //! A destination that stops answering is not waited for again and again:
 //! see [`Stalls`], the rule `watch` follows too.

@@ -21,7 +21,7 @@
 //! C-ECHO every [`PROBE_EVERY`] asks whether it is back: cheaper for a PACS
 //! than a C-STORE, and unlike a backoff it lets delivery resume within a
 //! couple of seconds of the destination answering (with a backoff capped at
-//! a minute, it resumed 20 s after, issue 16). The probes say nothing: the
+//! a minute, it resumed 20 s after). The probes say nothing: the
 //! log says once that the destination is down, and once when it is back.
 
 use std::collections::{HashMap, HashSet, VecDeque};

@@ -12,7 +12,7 @@
 //! time, taken up, delivered, failed, forgotten), never because a search
 //! found the same studies again: a router at rest rewrote and synced its
 //! whole record at every search (104 MB an hour with 280 studies in the
-//! window, issue 16). When a study was last seen is kept in memory at every
+//! window). When a study was last seen is kept in memory at every
 //! search and reaches the disk with the next change, or at the latest
 //! [`REFRESH_EVERY`] after a search saw it, so that a restart forgets
 //! nothing much earlier than [`FORGET_AFTER`].
@@ -441,8 +441,8 @@ mod tests {
     }
 
     /// A search that finds the same studies again is the router at rest:
-    /// nothing to write, and nothing allocated per study (issue 16: the
-    /// whole record was rewritten and synced at every search).
+    /// nothing to write, and nothing allocated per study (the whole
+    /// record used to be rewritten and synced at every search).
     #[test]
     fn finding_the_same_studies_again_writes_nothing_and_allocates_nothing() {
         let t0 = UNIX_EPOCH + Duration::from_secs(1_795_816_800);

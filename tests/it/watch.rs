@@ -554,7 +554,7 @@ fn killed_just_after_a_delivery_it_does_not_say_delivered_again() {
 }
 
 /// A router at rest, its study delivered and each search finding it again: its record is not
-/// written again (issue 16: it was rewritten and synced at every search).
+/// written again (it used to be rewritten and synced at every search).
 fn at_rest_it_does_not_rewrite_its_record() {
     use std::os::unix::fs::MetadataExt;
     let cloud = Orthanc::empty();
