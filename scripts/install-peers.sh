@@ -4,7 +4,8 @@
 #           openssl (a private certificate authority for the HTTPS and DICOM TLS tests),
 #           nginx-light (a cloud front that asks for a client certificate),
 #           strace (counts the journal's syncs), systemd (systemd-analyze, systemd-sysusers:
-#           checks the service units), zip and unzip (the Windows release archive)
+#           checks the service units), zip and unzip (the Windows release archive),
+#           groff-base (renders the man page)
 #   PyPI:   pydicom (>= 3), pynetdicom, dicomweb-client, numpy (test data, DIMSE peers),
 #           pillow (JPEG test instances)
 # Idempotent and quiet when everything is present. The Debian orthanc package starts a system
@@ -34,6 +35,8 @@ command -v strace >/dev/null || missing_debs+=(strace)
 command -v systemd-analyze >/dev/null || missing_debs+=(systemd)
 # The packaging tests make and read a Windows zip archive.
 command -v zip >/dev/null || missing_debs+=(zip)
+# The docs test renders the man page with groff.
+command -v groff >/dev/null || missing_debs+=(groff-base)
 command -v unzip >/dev/null || missing_debs+=(unzip)
 for tool in storescp echoscu dcmdump; do
     if [ ! -x "/usr/bin/$tool" ]; then

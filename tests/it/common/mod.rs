@@ -68,7 +68,7 @@ pub fn in_ci() -> bool {
 
 /// Why a peer a test needs is not usable here, or `None` when it is. Known names: `orthanc`
 /// (server, DICOMweb plugin and the Python that loads it), `python` (pydicom, pynetdicom,
-/// numpy), `pillow` (JPEG test instances), `openssl`, `nginx`, `strace` (allowed to trace here), any
+/// numpy), `pillow` (JPEG test instances), `openssl`, `nginx`, `groff` (renders the man page), `strace` (allowed to trace here), any
 /// DCMTK tool (`storescp`, `echoscu`, `storescu`, `dcmdump`, ...). Tests declare them in their
 /// module's [`tests!`] block; the runner checks them before the test starts.
 pub fn missing_peer(tool: &str) -> Option<String> {
@@ -87,6 +87,12 @@ pub fn missing_peer(tool: &str) -> Option<String> {
                 .status()
                 .is_ok_and(|s| s.success()),
             "nginx" => Path::new(nginx::NGINX_BIN).is_file(),
+            "groff" => Command::new("groff")
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success()),
             "strace" => Command::new("strace")
                 .args(["-f", "-qq", "-o", "/dev/null", "true"])
                 .stdout(Stdio::null())
