@@ -538,6 +538,13 @@ impl Settings {
         Ok(opts)
     }
 
+    /// The destinations to deliver to, each with its rules.
+    pub fn routes(&self) -> Result<crate::routing::Routes> {
+        Ok(crate::routing::Routes::new(vec![crate::routing::Route::single(
+            self.store_options()?,
+        )]))
+    }
+
     /// Every setting with its value (secrets redacted) and where it came
     /// from, in the order `retriever config` shows them.
     pub fn entries(&self) -> &[Entry] {

@@ -173,6 +173,7 @@ fn study_info(json: &DicomJson) -> Result<FoundStudy> {
         study_date: json.string(0x0008_0020),
         study_description: json.string(0x0008_1030),
         modalities: json.strings(0x0008_0061),
+        attributes: Default::default(),
     };
     let instances = json.int(0x0020_1208).and_then(|n| u64::try_from(n).ok());
     Ok(FoundStudy { uid, info, instances })

@@ -17,6 +17,7 @@ pub mod interrupt;
 pub mod priors;
 pub mod prune;
 pub mod report;
+pub mod routing;
 pub mod service;
 pub mod store;
 #[cfg(test)]

@@ -59,6 +59,10 @@ pub struct StudyInfo {
     pub study_description: Option<String>,
     #[serde(default)]
     pub modalities: Vec<String>,
+    /// The attributes the routing rules read, as the cloud's study search
+    /// answered them: tag (8 upper-case hex digits) → values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +91,7 @@ impl StudyInfo {
             study_date: None,
             study_description: None,
             modalities: Vec::new(),
+            attributes: BTreeMap::new(),
         }
     }
 }
