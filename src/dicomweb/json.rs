@@ -6,7 +6,7 @@
 //! the shape and strict only about what the rest of the program relies on:
 //! UIDs go through [`Uid::parse`] before anyone can use them in a path.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 
 use anyhow::{Context, Result, anyhow};
@@ -67,22 +67,53 @@ impl DicomJson {
 
 /// The results a search has handed out, by identity: the UID that
 /// identifies a result at its level, or the whole result when it has none.
-/// Kept as 128-bit keyed hashes, so that memory grows by 16 bytes a result
-/// and a server cannot choose UIDs that collide.
+/// Kept as 128-bit keyed hashes, so that memory grows by 24 bytes a result
+/// and a server cannot choose UIDs that collide. Each identity remembers the
+/// pass of the search that last saw it, so that a search started again can
+/// tell the results it has met in this pass from those of the one before.
 #[derive(Default)]
 pub struct Identities {
     keys: (RandomState, RandomState),
-    seen: HashSet<(u64, u64)>,
+    seen: HashMap<Identity, u32>,
+    pass: u32,
+}
+
+/// One result's identity (see [`Identities`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Identity(u64, u64);
+
+/// What a search knew of a result before meeting it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// Nothing: it is new.
+    New,
+    /// Met in an earlier pass (so handed out), not yet in this one.
+    EarlierPass,
+    /// Met already in this pass.
+    ThisPass,
 }
 
 impl Identities {
-    /// Records `json`'s identity; false when it was already recorded.
-    pub fn insert(&mut self, json: &DicomJson, id_tag: u32) -> bool {
+    pub fn identity(&self, json: &DicomJson, id_tag: u32) -> Identity {
         let id = match json.string(id_tag) {
             Some(uid) => format!("uid:{}", uid.trim_end_matches(['\0', ' '])),
             None => format!("json:{}", serde_json::to_string(&json.0).unwrap_or_default()),
         };
-        self.seen.insert((self.keys.0.hash_one(&id), self.keys.1.hash_one(&id)))
+        Identity(self.keys.0.hash_one(&id), self.keys.1.hash_one(&id))
+    }
+
+    /// Records that this pass met `id`, and says what was known of it.
+    pub fn see(&mut self, id: Identity) -> Seen {
+        match self.seen.insert(id, self.pass) {
+            None => Seen::New,
+            Some(pass) if pass == self.pass => Seen::ThisPass,
+            Some(_) => Seen::EarlierPass,
+        }
+    }
+
+    /// Begins a new pass: every result known so far counts as met earlier.
+    pub fn start_again(&mut self) {
+        self.pass += 1;
     }
 
     pub fn len(&self) -> usize {
@@ -173,17 +204,36 @@ mod tests {
     fn identities_are_the_uid_or_the_whole_result() {
         let parse = |s: &str| -> DicomJson { serde_json::from_str(s).unwrap() };
         let mut ids = Identities::default();
-        assert!(ids.insert(&parse(r#"{"0020000D": {"vr": "UI", "Value": ["1.2"]}}"#), 0x0020_000D));
+        let mut insert = |s: &str| {
+            let id = ids.identity(&parse(s), 0x0020_000D);
+            ids.see(id) == Seen::New
+        };
+        assert!(insert(r#"{"0020000D": {"vr": "UI", "Value": ["1.2"]}}"#));
         // The same UID padded, or with other attributes, is the same result.
         let again = r#"{"0020000D": {"vr": "UI", "Value": ["1.2\u0000"]}, "00080050": {"vr": "SH"}}"#;
-        assert!(!ids.insert(&parse(again), 0x0020_000D));
-        assert!(ids.insert(&parse(r#"{"0020000D": {"vr": "UI", "Value": ["1.3"]}}"#), 0x0020_000D));
+        assert!(!insert(again));
+        assert!(insert(r#"{"0020000D": {"vr": "UI", "Value": ["1.3"]}}"#));
         // Without the UID, the whole result identifies it.
         let bare = r#"{"00080050": {"vr": "SH", "Value": ["A"]}}"#;
-        assert!(ids.insert(&parse(bare), 0x0020_000D));
-        assert!(!ids.insert(&parse(bare), 0x0020_000D));
-        assert!(ids.insert(&parse(r#"{"00080050": {"vr": "SH", "Value": ["B"]}}"#), 0x0020_000D));
+        assert!(insert(bare));
+        assert!(!insert(bare));
+        assert!(insert(r#"{"00080050": {"vr": "SH", "Value": ["B"]}}"#));
         assert_eq!(ids.len(), 4);
+    }
+
+    #[test]
+    fn a_pass_started_again_tells_earlier_results_from_its_own() {
+        let parse = |s: &str| -> DicomJson { serde_json::from_str(s).unwrap() };
+        let mut ids = Identities::default();
+        let a = ids.identity(&parse(r#"{"0020000D": {"vr": "UI", "Value": ["1.2"]}}"#), 0x0020_000D);
+        let b = ids.identity(&parse(r#"{"0020000D": {"vr": "UI", "Value": ["1.3"]}}"#), 0x0020_000D);
+        assert_eq!(ids.see(a), Seen::New);
+        assert_eq!(ids.see(a), Seen::ThisPass);
+        ids.start_again();
+        assert_eq!(ids.see(a), Seen::EarlierPass);
+        assert_eq!(ids.see(a), Seen::ThisPass);
+        assert_eq!(ids.see(b), Seen::New);
+        assert_eq!(ids.len(), 2);
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! The QIDO-RS pager against scripted servers that page in the ways real
 //! ones do, or should not: capped pages with and without the `Warning`
 //! that says more results exist, an ignored `offset`, overlapping pages,
-//! and answers that never end.
+//! results that move between pages while they are paged, and answers that
+//! never end.
+
+use std::sync::Mutex;
 
 use super::client_tests::{CollectAll, client, json_page, ok_json};
 use super::testserver::TestServer;
@@ -13,6 +16,19 @@ const MORE: (&str, &str) = (
 
 fn offset(req: &super::testserver::Recorded) -> usize {
     req.param("offset").unwrap().parse().unwrap()
+}
+
+/// A QIDO-RS answer with the studies `1.2.3.{n}` for each `n`, in that order.
+fn json_studies(ns: &[usize]) -> Vec<u8> {
+    let studies: Vec<String> = ns
+        .iter()
+        .map(|n| format!(r#"{{"0020000D": {{"vr": "UI", "Value": ["1.2.3.{n}"]}}}}"#))
+        .collect();
+    format!("[{}]", studies.join(",")).into_bytes()
+}
+
+fn study_uids(found: &[super::DicomJson]) -> Vec<String> {
+    found.iter().map(|j| j.string(0x0020_000D).unwrap()).collect()
 }
 
 #[test]
@@ -69,6 +85,76 @@ fn overlapping_pages_hand_out_each_result_once() {
     let uids: Vec<String> = found.iter().map(|j| j.string(0x0020_000D).unwrap()).collect();
     let want: Vec<String> = (0..8).map(|n| format!("1.2.3.{n}")).collect();
     assert_eq!(uids, want);
+}
+
+#[test]
+fn studies_arriving_while_paged_are_all_handed_out_once_by_starting_again() {
+    // Lists its studies unsorted, three a page; after the second page four
+    // studies arrive and are listed among the first, as Orthanc may list
+    // them. The third page then holds only studies already sent, and the
+    // new ones sit where the pager has been: only starting again finds them.
+    let listing = Mutex::new((0..9).collect::<Vec<usize>>());
+    let server = TestServer::start(move |n, req| {
+        let mut listing = listing.lock().unwrap();
+        if n == 2 {
+            listing.splice(1..1, [10, 11, 12, 13]);
+        }
+        let from = offset(req).min(listing.len());
+        let to = (from + 3).min(listing.len());
+        let more: &[(&str, &str)] = if to < listing.len() { &[MORE] } else { &[] };
+        ok_json(&json_studies(&listing[from..to]), more)
+    });
+    let found = client(&server).studies(&[]).unwrap();
+    let mut got = study_uids(&found);
+    got.sort();
+    let mut want: Vec<String> = (0..9).chain(10..14).map(|n| format!("1.2.3.{n}")).collect();
+    want.sort();
+    assert_eq!(got, want, "every study once");
+    let offsets: Vec<usize> = server.requests().iter().map(offset).collect();
+    assert_eq!(offsets, [0, 3, 6, 0, 3, 6, 9, 12], "one pass again from the start");
+}
+
+#[test]
+fn results_that_keep_moving_while_paged_are_an_error_that_says_so() {
+    // Every pass, the third page holds studies of the first two again.
+    let server = TestServer::start(|_, req| match offset(req) {
+        0 => ok_json(&json_studies(&[0, 1, 2]), &[MORE]),
+        3 => ok_json(&json_studies(&[3, 4, 5]), &[MORE]),
+        _ => ok_json(&json_studies(&[1, 3, 5]), &[MORE]),
+    });
+    let mut handed = Vec::new();
+    let e = client(&server)
+        .search_studies(&[], &mut |j| {
+            handed.push(j.string(0x0020_000D).unwrap());
+            Ok(())
+        })
+        .unwrap_err();
+    let e = format!("{e:#}");
+    assert!(e.contains("keep changing while they are paged"), "{e}");
+    assert!(e.contains("try again"), "{e}");
+    assert!(!e.contains("seems to ignore `offset`"), "{e}");
+    assert!(e.contains("offset=6"), "names the request: {e}");
+    let offsets: Vec<usize> = server.requests().iter().map(offset).collect();
+    assert_eq!(offsets, [0, 3, 6, 0, 3, 6]);
+    let want: Vec<String> = (0..6).map(|n| format!("1.2.3.{n}")).collect();
+    assert_eq!(handed, want, "each result once");
+}
+
+#[test]
+fn an_ignored_offset_is_told_apart_from_results_moving_after_a_start_again() {
+    // Its results move under the pager (the third page), and from then on
+    // it answers every request with the same page: the pass started again
+    // finds the first page repeated, and says that `offset` is ignored.
+    let server = TestServer::start(|n, _| match n {
+        0 => ok_json(&json_studies(&[0, 1, 2]), &[MORE]),
+        1 => ok_json(&json_studies(&[3, 4, 5]), &[MORE]),
+        2 => ok_json(&json_studies(&[1, 2, 3]), &[MORE]),
+        _ => ok_json(&json_studies(&[6, 0, 1]), &[MORE]),
+    });
+    let e = format!("{:#}", client(&server).studies(&[]).unwrap_err());
+    assert!(e.contains("seems to ignore `offset`"), "{e}");
+    let offsets: Vec<usize> = server.requests().iter().map(offset).collect();
+    assert_eq!(offsets, [0, 3, 6, 0, 3]);
 }
 
 #[test]
