@@ -26,7 +26,7 @@ use reqwest::{StatusCode, Url, redirect};
 
 use super::http::{Lanes, Response, SendError, Settings, find_source};
 use super::identity::{self, Refusal};
-use super::json::Identities;
+use super::json::{Identities, Seen};
 use super::multipart::{Multipart, MultipartError};
 use super::retry::{backoff, is_transient_status, parse_retry_after};
 use super::token::{Fetch, Lease};
@@ -268,11 +268,20 @@ impl Client {
     /// A page ends the search when it is shorter than asked (or longer: the
     /// server ignored `limit` and sent all) and no `Warning` says more
     /// results exist; servers that cap pages below the limit say so in that
-    /// header, and are asked on from the results so far. A result is identified by its `id_tag` UID (or, lacking one, by
-    /// all of it): one already handed out is not handed out again, and a
-    /// page with nothing new is an error, since a server that ignores
-    /// `offset` would otherwise be asked forever. Pages and results are
-    /// capped, and only the identities (16 bytes a result) are kept here.
+    /// header, and are asked on from the results so far. A result is
+    /// identified by its `id_tag` UID (or, lacking one, by all of it): one
+    /// already handed out is not handed out again.
+    ///
+    /// A later page with nothing new is one of two things. The same results
+    /// as the first page: the server ignores `offset`, and would be asked
+    /// forever, so that is an error. Other results already met: the listing
+    /// moved under the pager (studies arrive or leave while it pages, and
+    /// servers such as Orthanc list unsorted), so results may also have
+    /// moved onto pages already read and been missed; the search starts
+    /// again once from offset 0, handing out only what is new. Moving again
+    /// is an error, as the listing cannot be completed while it keeps
+    /// changing. Pages and results are capped, and only the identities (24
+    /// bytes a result) are kept here.
     fn search(
         &self,
         path: String,
@@ -282,6 +291,9 @@ impl Client {
     ) -> Result<()> {
         let mut seen = Identities::default();
         let mut offset = 0usize;
+        // The identities on this pass's first page, sorted.
+        let mut first_page = Vec::new();
+        let mut started_again = false;
         for _ in 0..MAX_PAGES {
             let limit = PAGE_LIMIT.to_string();
             let offset_text = offset.to_string();
@@ -291,12 +303,19 @@ impl Client {
             let what = Request::new(&self.inner.base, path.clone(), query::encode(&paged));
             let (page, more) = self.qido_page(&what)?;
             let received = page.len();
-            let mut new = 0usize;
+            let mut ids = Vec::with_capacity(received);
+            let mut new_in_pass = 0usize;
             for result in page {
-                if !seen.insert(&result, id_tag) {
-                    continue;
+                let id = seen.identity(&result, id_tag);
+                ids.push(id);
+                match seen.see(id) {
+                    Seen::ThisPass => continue,
+                    Seen::EarlierPass => {
+                        new_in_pass += 1;
+                        continue;
+                    }
+                    Seen::New => new_in_pass += 1,
                 }
-                new += 1;
                 if seen.len() > MAX_RESULTS {
                     bail!(
                         "the cloud at `{}` answered `GET {path}` with more than {MAX_RESULTS} results; \
@@ -309,13 +328,32 @@ impl Client {
             if received == 0 {
                 return Ok(());
             }
-            if new == 0 {
-                bail!(
-                    "the cloud at `{}` answered {what} with only results it had already sent; it seems to \
-                     ignore `offset`, so the listing cannot be completed; ask the cloud's administrators \
-                     about QIDO-RS paging",
-                    self.inner.base
-                );
+            ids.sort_unstable();
+            ids.dedup();
+            if offset == 0 {
+                first_page = ids;
+            } else if new_in_pass == 0 {
+                if ids == first_page {
+                    bail!(
+                        "the cloud at `{}` answered {what} with the results of the first page again; it seems \
+                         to ignore `offset`, so the listing cannot be completed; ask the cloud's administrators \
+                         about QIDO-RS paging",
+                        self.inner.base
+                    );
+                }
+                if started_again {
+                    bail!(
+                        "the cloud at `{}` answered {what} with only results of earlier pages, also after \
+                         starting the listing again: its results keep changing while they are paged (studies \
+                         arriving or leaving), so the listing cannot be completed now; try again (this is not \
+                         the cloud ignoring `offset`)",
+                        self.inner.base
+                    );
+                }
+                started_again = true;
+                seen.start_again();
+                offset = 0;
+                continue;
             }
             offset += received;
             if received != PAGE_LIMIT && !more {

@@ -5,22 +5,46 @@
 //! Value array that is empty or missing), so the accessors are lenient about
 //! the shape and strict only about what the rest of the program relies on:
 //! UIDs go through [`Uid::parse`] before anyone can use them in a path.
+//!
+//! A `watch` reads every study in its window at every search, so a result
+//! is held in a form that is cheap to build: the attributes in a sorted list,
+//! each `{"vr": .., "Value": [..]}` without an object and two keys of its own
+//! (about half the allocations of a `serde_json::Value`, and half the time to
+//! parse), anything else as sent. It reads and writes as the same JSON object.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::fmt;
 use std::hash::{BuildHasher, RandomState};
 
 use anyhow::{Context, Result, anyhow};
 use dicom_core::Tag;
 use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
 use dicom_dictionary_std::StandardDataDictionary;
+use serde::de::value::SeqAccessDeserializer;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::{Map, Number, Value};
 
 use crate::uid::Uid;
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct DicomJson(Map<String, Value>);
+/// One result: its attributes sorted by key, each key once (the last one
+/// sent, as for any JSON object).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DicomJson(Vec<(String, Element)>);
+
+/// One attribute's JSON.
+#[derive(Debug, Clone, PartialEq)]
+enum Element {
+    /// An object with at most a string `vr` and an array `Value`: nearly
+    /// every attribute.
+    Plain {
+        vr: Option<String>,
+        value: Option<Vec<Value>>,
+    },
+    /// Anything else (`BulkDataURI`, `InlineBinary`, not an object...).
+    Other(Value),
+}
 
 impl DicomJson {
     /// The first value as a string: a person name gives its Alphabetic
@@ -59,30 +83,257 @@ impl DicomJson {
     }
 
     fn values(&self, tag: u32) -> Option<&Vec<Value>> {
-        let key = format!("{tag:08X}");
-        let element = self.0.get(&key).or_else(|| self.0.get(&key.to_ascii_lowercase()))?;
-        element.get("Value")?.as_array()
+        let element = self
+            .get(&hex_key(tag, b"0123456789ABCDEF"))
+            .or_else(|| self.get(&hex_key(tag, b"0123456789abcdef")))?;
+        match element {
+            Element::Plain { value, .. } => value.as_ref(),
+            Element::Other(v) => v.get("Value")?.as_array(),
+        }
+    }
+
+    fn get(&self, key: &[u8; 8]) -> Option<&Element> {
+        let i = self.0.binary_search_by(|(k, _)| k.as_bytes().cmp(key)).ok()?;
+        Some(&self.0[i].1)
+    }
+}
+
+/// `tag` as eight hex digits, without a `String` for each look-up.
+fn hex_key(tag: u32, digits: &[u8; 16]) -> [u8; 8] {
+    std::array::from_fn(|i| digits[(tag >> (28 - 4 * i) & 0xF) as usize])
+}
+
+impl Serialize for DicomJson {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (key, element) in &self.0 {
+            map.serialize_entry(key, element)?;
+        }
+        map.end()
+    }
+}
+
+impl Serialize for Element {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Element::Plain { vr, value } => {
+                // In the order of a JSON object's keys, as before.
+                let mut map = serializer.serialize_map(None)?;
+                if let Some(value) = value {
+                    map.serialize_entry("Value", value)?;
+                }
+                if let Some(vr) = vr {
+                    map.serialize_entry("vr", vr)?;
+                }
+                map.end()
+            }
+            Element::Other(v) => v.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for DicomJson {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Attributes;
+        impl<'de> Visitor<'de> for Attributes {
+            type Value = DicomJson;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_unit<E>(self) -> Result<DicomJson, E> {
+                Ok(DicomJson::default())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<DicomJson, A::Error> {
+                let mut all: Vec<(String, Element)> = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
+                while let Some(entry) = map.next_entry()? {
+                    all.push(entry);
+                }
+                // Clouds send the keys sorted; when one does not, sort, the
+                // last of a repeated key first so that it is the one kept.
+                if !all.windows(2).all(|w| w[0].0 < w[1].0) {
+                    all.reverse();
+                    all.sort_by(|a, b| a.0.cmp(&b.0));
+                    all.dedup_by(|later, kept| later.0 == kept.0);
+                }
+                Ok(DicomJson(all))
+            }
+        }
+        deserializer.deserialize_map(Attributes)
+    }
+}
+
+impl<'de> Deserialize<'de> for Element {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ElementVisitor)
+    }
+}
+
+struct ElementVisitor;
+
+impl<'de> Visitor<'de> for ElementVisitor {
+    type Value = Element;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any valid JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Element, A::Error> {
+        let (mut vr, mut value) = (None, None);
+        while let Some(key) = map.next_key::<Key>()? {
+            let (key, v) = match key {
+                Key::Vr => match map.next_value()? {
+                    Value::String(s) => {
+                        vr = Some(s);
+                        continue;
+                    }
+                    other => ("vr".to_string(), other),
+                },
+                Key::Value => match map.next_value()? {
+                    Value::Array(a) => {
+                        value = Some(a);
+                        continue;
+                    }
+                    other => ("Value".to_string(), other),
+                },
+                Key::Other(key) => {
+                    let v = map.next_value()?;
+                    (key, v)
+                }
+            };
+            // Not a plain attribute: kept whole, as sent.
+            let mut all = Map::new();
+            if let Some(a) = value {
+                all.insert("Value".into(), Value::Array(a));
+            }
+            if let Some(s) = vr {
+                all.insert("vr".into(), Value::String(s));
+            }
+            all.insert(key, v);
+            while let Some((key, v)) = map.next_entry()? {
+                all.insert(key, v);
+            }
+            return Ok(Element::Other(Value::Object(all)));
+        }
+        Ok(Element::Plain { vr, value })
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Element, E> {
+        Ok(Element::Other(Value::Bool(v)))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Element, E> {
+        Ok(Element::Other(Value::Number(v.into())))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Element, E> {
+        Ok(Element::Other(Value::Number(v.into())))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Element, E> {
+        Ok(Element::Other(Number::from_f64(v).map_or(Value::Null, Value::Number)))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Element, E> {
+        Ok(Element::Other(Value::String(v.to_string())))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Element, E> {
+        Ok(Element::Other(Value::String(v)))
+    }
+
+    fn visit_unit<E>(self) -> Result<Element, E> {
+        Ok(Element::Other(Value::Null))
+    }
+
+    fn visit_none<E>(self) -> Result<Element, E> {
+        Ok(Element::Other(Value::Null))
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Element, D::Error> {
+        Value::deserialize(d).map(Element::Other)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Element, A::Error> {
+        Value::deserialize(SeqAccessDeserializer::new(seq)).map(Element::Other)
+    }
+}
+
+/// A key of an attribute's object; the two usual ones need no `String`.
+enum Key {
+    Vr,
+    Value,
+    Other(String),
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
+                Ok(match v {
+                    "vr" => Key::Vr,
+                    "Value" => Key::Value,
+                    _ => Key::Other(v.to_string()),
+                })
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
     }
 }
 
 /// The results a search has handed out, by identity: the UID that
 /// identifies a result at its level, or the whole result when it has none.
-/// Kept as 128-bit keyed hashes, so that memory grows by 16 bytes a result
-/// and a server cannot choose UIDs that collide.
+/// Kept as 128-bit keyed hashes, so that memory grows by 24 bytes a result
+/// and a server cannot choose UIDs that collide. Each identity remembers the
+/// pass of the search that last saw it, so that a search started again can
+/// tell the results it has met in this pass from those of the one before.
 #[derive(Default)]
 pub struct Identities {
     keys: (RandomState, RandomState),
-    seen: HashSet<(u64, u64)>,
+    seen: HashMap<Identity, u32>,
+    pass: u32,
+}
+
+/// One result's identity (see [`Identities`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Identity(u64, u64);
+
+/// What a search knew of a result before meeting it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// Nothing: it is new.
+    New,
+    /// Met in an earlier pass (so handed out), not yet in this one.
+    EarlierPass,
+    /// Met already in this pass.
+    ThisPass,
 }
 
 impl Identities {
-    /// Records `json`'s identity; false when it was already recorded.
-    pub fn insert(&mut self, json: &DicomJson, id_tag: u32) -> bool {
+    pub fn identity(&self, json: &DicomJson, id_tag: u32) -> Identity {
         let id = match json.string(id_tag) {
             Some(uid) => format!("uid:{}", uid.trim_end_matches(['\0', ' '])),
-            None => format!("json:{}", serde_json::to_string(&json.0).unwrap_or_default()),
+            None => format!("json:{}", serde_json::to_string(json).unwrap_or_default()),
         };
-        self.seen.insert((self.keys.0.hash_one(&id), self.keys.1.hash_one(&id)))
+        Identity(self.keys.0.hash_one(&id), self.keys.1.hash_one(&id))
+    }
+
+    /// Records that this pass met `id`, and says what was known of it.
+    pub fn see(&mut self, id: Identity) -> Seen {
+        match self.seen.insert(id, self.pass) {
+            None => Seen::New,
+            Some(pass) if pass == self.pass => Seen::ThisPass,
+            Some(_) => Seen::EarlierPass,
+        }
+    }
+
+    /// Begins a new pass: every result known so far counts as met earlier.
+    pub fn start_again(&mut self) {
+        self.pass += 1;
     }
 
     pub fn len(&self) -> usize {
@@ -173,17 +424,78 @@ mod tests {
     fn identities_are_the_uid_or_the_whole_result() {
         let parse = |s: &str| -> DicomJson { serde_json::from_str(s).unwrap() };
         let mut ids = Identities::default();
-        assert!(ids.insert(&parse(r#"{"0020000D": {"vr": "UI", "Value": ["1.2"]}}"#), 0x0020_000D));
+        let mut insert = |s: &str| {
+            let id = ids.identity(&parse(s), 0x0020_000D);
+            ids.see(id) == Seen::New
+        };
+        assert!(insert(r#"{"0020000D": {"vr": "UI", "Value": ["1.2"]}}"#));
         // The same UID padded, or with other attributes, is the same result.
         let again = r#"{"0020000D": {"vr": "UI", "Value": ["1.2\u0000"]}, "00080050": {"vr": "SH"}}"#;
-        assert!(!ids.insert(&parse(again), 0x0020_000D));
-        assert!(ids.insert(&parse(r#"{"0020000D": {"vr": "UI", "Value": ["1.3"]}}"#), 0x0020_000D));
+        assert!(!insert(again));
+        assert!(insert(r#"{"0020000D": {"vr": "UI", "Value": ["1.3"]}}"#));
         // Without the UID, the whole result identifies it.
         let bare = r#"{"00080050": {"vr": "SH", "Value": ["A"]}}"#;
-        assert!(ids.insert(&parse(bare), 0x0020_000D));
-        assert!(!ids.insert(&parse(bare), 0x0020_000D));
-        assert!(ids.insert(&parse(r#"{"00080050": {"vr": "SH", "Value": ["B"]}}"#), 0x0020_000D));
+        assert!(insert(bare));
+        assert!(!insert(bare));
+        assert!(insert(r#"{"00080050": {"vr": "SH", "Value": ["B"]}}"#));
         assert_eq!(ids.len(), 4);
+    }
+
+    #[test]
+    fn a_pass_started_again_tells_earlier_results_from_its_own() {
+        let parse = |s: &str| -> DicomJson { serde_json::from_str(s).unwrap() };
+        let mut ids = Identities::default();
+        let a = ids.identity(&parse(r#"{"0020000D": {"vr": "UI", "Value": ["1.2"]}}"#), 0x0020_000D);
+        let b = ids.identity(&parse(r#"{"0020000D": {"vr": "UI", "Value": ["1.3"]}}"#), 0x0020_000D);
+        assert_eq!(ids.see(a), Seen::New);
+        assert_eq!(ids.see(a), Seen::ThisPass);
+        ids.start_again();
+        assert_eq!(ids.see(a), Seen::EarlierPass);
+        assert_eq!(ids.see(a), Seen::ThisPass);
+        assert_eq!(ids.see(b), Seen::New);
+        assert_eq!(ids.len(), 2);
+    }
+
+    #[test]
+    fn reads_and_writes_the_json_object_as_sent_whatever_its_shape() {
+        // Unsorted and repeated keys (the last one counts), attributes that
+        // are not `{"vr", "Value"}` or not objects, and odd members.
+        let text = r#"{
+            "00201208": {"vr": "IS", "Value": [3]},
+            "0020000D": {"vr": "UI", "Value": ["1.2.3"]},
+            "00080050": {"Value": ["A"], "vr": "SH", "vr": "LO"},
+            "00080050": {"vr": "SH", "Value": ["B"]},
+            "7FE00010": {"vr": "OB", "BulkDataURI": "http://x/1"},
+            "00100010": {"vr": "PN", "Value": [{"Alphabetic": "DOE^J"}], "InlineBinary": "AA=="},
+            "00080061": {"vr": 5, "Value": ["CT"]},
+            "00080020": {"vr": "DA", "Value": "20240101"},
+            "00081030": "not an object",
+            "00081031": [1, {"a": null}],
+            "00081032": null,
+            "00081033": {},
+            "x-extra": true
+        }"#;
+        let j: DicomJson = serde_json::from_str(text).unwrap();
+        let as_value: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(serde_json::to_value(&j).unwrap(), as_value);
+        assert_eq!(
+            serde_json::to_string(&j).unwrap(),
+            serde_json::to_string(&as_value).unwrap()
+        );
+        assert_eq!(j.string(0x0008_0050).as_deref(), Some("B"));
+        assert_eq!(j.int(0x0020_1208), Some(3));
+        assert_eq!(j.string(0x0010_0010).as_deref(), Some("DOE^J"));
+        assert_eq!(j.strings(0x0008_0061), vec!["CT"]);
+        assert_eq!(j.string(0x0008_0020), None);
+        assert_eq!(j.string(0x0008_1030), None);
+        assert_eq!(j.string(0x7FE0_0010), None);
+        assert!(serde_json::from_str::<DicomJson>("[1]").is_err());
+        assert!(serde_json::from_str::<DicomJson>(r#"{"0020000D": [1,}"#).is_err());
+        // Depth stays bounded by the JSON parser's limit.
+        let deep = format!(r#"{{"00081030": {}{}}}"#, "[".repeat(10_000), "]".repeat(10_000));
+        assert!(serde_json::from_str::<DicomJson>(&deep).is_err());
+        let deep = format!(r#"{{"00081030": {}{}}}"#, r#"{"a":"#.repeat(10_000), "}".repeat(10_000));
+        assert!(serde_json::from_str::<DicomJson>(&deep).is_err());
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! The QIDO-RS pager against scripted servers that page in the ways real
 //! ones do, or should not: capped pages with and without the `Warning`
 //! that says more results exist, an ignored `offset`, overlapping pages,
-//! and answers that never end.
+//! results that move between pages while they are paged, and answers that
+//! never end.
+
+use std::sync::Mutex;
 
 use super::client_tests::{CollectAll, client, json_page, ok_json};
 use super::testserver::TestServer;
@@ -13,6 +16,19 @@ const MORE: (&str, &str) = (
 
 fn offset(req: &super::testserver::Recorded) -> usize {
     req.param("offset").unwrap().parse().unwrap()
+}
+
+/// A QIDO-RS answer with the studies `1.2.3.{n}` for each `n`, in that order.
+fn json_studies(ns: &[usize]) -> Vec<u8> {
+    let studies: Vec<String> = ns
+        .iter()
+        .map(|n| format!(r#"{{"0020000D": {{"vr": "UI", "Value": ["1.2.3.{n}"]}}}}"#))
+        .collect();
+    format!("[{}]", studies.join(",")).into_bytes()
+}
+
+fn study_uids(found: &[super::DicomJson]) -> Vec<String> {
+    found.iter().map(|j| j.string(0x0020_000D).unwrap()).collect()
 }
 
 #[test]
@@ -69,6 +85,76 @@ fn overlapping_pages_hand_out_each_result_once() {
     let uids: Vec<String> = found.iter().map(|j| j.string(0x0020_000D).unwrap()).collect();
     let want: Vec<String> = (0..8).map(|n| format!("1.2.3.{n}")).collect();
     assert_eq!(uids, want);
+}
+
+#[test]
+fn studies_arriving_while_paged_are_all_handed_out_once_by_starting_again() {
+    // Lists its studies unsorted, three a page; after the second page four
+    // studies arrive and are listed among the first, as Orthanc may list
+    // them. The third page then holds only studies already sent, and the
+    // new ones sit where the pager has been: only starting again finds them.
+    let listing = Mutex::new((0..9).collect::<Vec<usize>>());
+    let server = TestServer::start(move |n, req| {
+        let mut listing = listing.lock().unwrap();
+        if n == 2 {
+            listing.splice(1..1, [10, 11, 12, 13]);
+        }
+        let from = offset(req).min(listing.len());
+        let to = (from + 3).min(listing.len());
+        let more: &[(&str, &str)] = if to < listing.len() { &[MORE] } else { &[] };
+        ok_json(&json_studies(&listing[from..to]), more)
+    });
+    let found = client(&server).studies(&[]).unwrap();
+    let mut got = study_uids(&found);
+    got.sort();
+    let mut want: Vec<String> = (0..9).chain(10..14).map(|n| format!("1.2.3.{n}")).collect();
+    want.sort();
+    assert_eq!(got, want, "every study once");
+    let offsets: Vec<usize> = server.requests().iter().map(offset).collect();
+    assert_eq!(offsets, [0, 3, 6, 0, 3, 6, 9, 12], "one pass again from the start");
+}
+
+#[test]
+fn results_that_keep_moving_while_paged_are_an_error_that_says_so() {
+    // Every pass, the third page holds studies of the first two again.
+    let server = TestServer::start(|_, req| match offset(req) {
+        0 => ok_json(&json_studies(&[0, 1, 2]), &[MORE]),
+        3 => ok_json(&json_studies(&[3, 4, 5]), &[MORE]),
+        _ => ok_json(&json_studies(&[1, 3, 5]), &[MORE]),
+    });
+    let mut handed = Vec::new();
+    let e = client(&server)
+        .search_studies(&[], &mut |j| {
+            handed.push(j.string(0x0020_000D).unwrap());
+            Ok(())
+        })
+        .unwrap_err();
+    let e = format!("{e:#}");
+    assert!(e.contains("keep changing while they are paged"), "{e}");
+    assert!(e.contains("try again"), "{e}");
+    assert!(!e.contains("seems to ignore `offset`"), "{e}");
+    assert!(e.contains("offset=6"), "names the request: {e}");
+    let offsets: Vec<usize> = server.requests().iter().map(offset).collect();
+    assert_eq!(offsets, [0, 3, 6, 0, 3, 6]);
+    let want: Vec<String> = (0..6).map(|n| format!("1.2.3.{n}")).collect();
+    assert_eq!(handed, want, "each result once");
+}
+
+#[test]
+fn an_ignored_offset_is_told_apart_from_results_moving_after_a_start_again() {
+    // Its results move under the pager (the third page), and from then on
+    // it answers every request with the same page: the pass started again
+    // finds the first page repeated, and says that `offset` is ignored.
+    let server = TestServer::start(|n, _| match n {
+        0 => ok_json(&json_studies(&[0, 1, 2]), &[MORE]),
+        1 => ok_json(&json_studies(&[3, 4, 5]), &[MORE]),
+        2 => ok_json(&json_studies(&[1, 2, 3]), &[MORE]),
+        _ => ok_json(&json_studies(&[6, 0, 1]), &[MORE]),
+    });
+    let e = format!("{:#}", client(&server).studies(&[]).unwrap_err());
+    assert!(e.contains("seems to ignore `offset`"), "{e}");
+    let offsets: Vec<usize> = server.requests().iter().map(offset).collect();
+    assert_eq!(offsets, [0, 3, 6, 0, 3]);
 }
 
 #[test]
@@ -149,6 +235,119 @@ mod paging {
             let expected = if warn { total } else { cap.min(total) };
             let want: Vec<String> = (0..expected).map(|n| format!("1.2.3.{n}")).collect();
             prop_assert_eq!(got, want);
+        }
+    }
+}
+
+/// What one study search of `watch` costs per study in its window, in a
+/// release build: the answers are pages of 200 studies shaped as Orthanc
+/// 1.10 sends them (tab-indented, with the attributes it adds to the ones
+/// asked for), searched through the watch's own path
+/// (`fetch::search_studies`: the pager, DICOM JSON, the study's record). Run with
+/// `cargo test --release --lib dicomweb::qido_tests::cost -- --ignored --nocapture`.
+#[cfg(target_os = "linux")]
+mod cost {
+    use std::time::Duration;
+
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::dicomweb::DicomJson;
+
+    fn study(n: usize) -> Value {
+        let uid = format!("1.2.826.0.1.3680043.10.543.{n}");
+        let text = |vr: &str, v: &str| json!({"Value": [v], "vr": vr});
+        let name = |v: &str| json!({"Value": [{"Alphabetic": v}], "vr": "PN"});
+        json!({
+            "00080005": text("CS", "ISO_IR 100"),
+            "00080020": text("DA", "20261123"),
+            "00080030": text("TM", "093000"),
+            "00080050": text("SH", &format!("ACC{n}")),
+            "00080061": {"Value": ["CT", "SR"], "vr": "CS"},
+            "00080090": name("REFERRER^ROBIN"),
+            "00081030": text("LO", "CT CHEST WITH CONTRAST"),
+            "00081190": text("UR", &format!("http://127.0.0.1:8042/dicom-web/studies/{uid}")),
+            "00100010": name("ROE^JANE"),
+            "00100020": text("LO", &format!("PAT{n}")),
+            "00100021": text("LO", "HOSP_A"),
+            "00100030": text("DA", "19710923"),
+            "00100040": text("CS", "F"),
+            "0020000D": text("UI", &uid),
+            "00200010": text("SH", "7"),
+            "00201206": {"Value": [3], "vr": "IS"},
+            "00201208": {"Value": [412], "vr": "IS"},
+        })
+    }
+
+    /// Pages of `n` studies, written as Orthanc writes them.
+    fn pages(n: usize) -> Vec<Vec<u8>> {
+        let studies: Vec<Value> = (0..n).map(study).collect();
+        let mut pages: Vec<Vec<u8>> = studies
+            .chunks(200)
+            .map(|chunk| {
+                let mut out = Vec::new();
+                let tabs = serde_json::ser::PrettyFormatter::with_indent(b"\t");
+                let mut ser = serde_json::Serializer::with_formatter(&mut out, tabs);
+                serde::Serialize::serialize(chunk, &mut ser).unwrap();
+                out
+            })
+            .collect();
+        pages.push(b"[]".to_vec());
+        pages
+    }
+
+    /// The CPU time of this process (every thread: the client's readers
+    /// and the test server's too, whose part is small), which a loaded
+    /// machine disturbs less than the time on the clock.
+    fn cpu_time() -> Duration {
+        let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: `t` is a valid timespec for the call to fill in.
+        assert_eq!(
+            unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) },
+            0
+        );
+        Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+    }
+
+    /// The least CPU time of a few runs, per study.
+    fn per_study(n: usize, mut run: impl FnMut()) -> Duration {
+        (0..7)
+            .map(|_| {
+                let start = cpu_time();
+                run();
+                cpu_time() - start
+            })
+            .min()
+            .unwrap()
+            / n as u32
+    }
+
+    #[test]
+    #[ignore]
+    fn of_a_study_search_per_study() {
+        for n in [100, 1000, 5000] {
+            let pages = pages(n);
+            let bytes: usize = pages.iter().map(Vec::len).sum();
+            let parse = per_study(n, || {
+                let parsed: usize = pages
+                    .iter()
+                    .map(|p| serde_json::from_slice::<Vec<DicomJson>>(p).unwrap().len())
+                    .sum();
+                assert_eq!(parsed, n);
+            });
+            let served = pages.clone();
+            let server = TestServer::start(move |_, req| ok_json(&served[offset(req) / 200], &[]));
+            let client = client(&server);
+            let search = per_study(n, || {
+                let found = crate::fetch::search_studies(&client, &[("StudyDate", "20261123-")], &[]).unwrap();
+                assert_eq!(found.studies.len(), n);
+            });
+            println!(
+                "{n:>5} studies ({} KiB of JSON): CPU {:>5.1} µs a study, of which parsing the JSON {:>5.1} µs",
+                bytes >> 10,
+                search.as_secs_f64() * 1e6,
+                parse.as_secs_f64() * 1e6,
+            );
         }
     }
 }
