@@ -545,6 +545,16 @@ impl Settings {
         )]))
     }
 
+    /// [`Settings::routes`], or `None` when no destination is configured:
+    /// `prune` and `ls` work without one, and judge by the routes when
+    /// there are some.
+    pub fn routes_if_given(&self) -> Result<Option<crate::routing::Routes>> {
+        match self.destination_if_given()? {
+            Some(_) => self.routes().map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// Every setting with its value (secrets redacted) and where it came
     /// from, in the order `retriever config` shows them.
     pub fn entries(&self) -> &[Entry] {
