@@ -33,7 +33,7 @@ use anyhow::Result;
 use crate::cache::{Cache, Journals, Manifest, StudyStatus, is_in_use};
 use crate::dimse::Destination;
 use crate::interrupt;
-pub use crate::report::{Delivered, HeldBack, Kept, PrunedStudy as Study, Reason, Removed};
+pub use crate::report::{Delivered, HeldBack, JudgedAgainst, Kept, PrunedStudy as Study, Reason, Removed};
 use crate::report::{PruneEvent, Reporter};
 use crate::routing::Routes;
 use crate::uid::Uid;
@@ -296,6 +296,16 @@ fn look(cache: &Cache, uid: &Uid, opts: &PruneOptions) -> Result<Option<(Study, 
         delivered,
     };
     Ok(Some((study, verdict)))
+}
+
+/// What delivery is judged against: a single `--to` is shown as before
+/// routes existed; named destinations by the rules of each.
+pub fn judged_against(routes: Option<&Routes>) -> JudgedAgainst {
+    match routes.map(|r| r.iter().collect::<Vec<_>>()).as_deref() {
+        None => JudgedAgainst::Any,
+        Some([one]) if one.name == one.store.scu.destination.to_string() => JudgedAgainst::One(one.to_string()),
+        Some(_) => JudgedAgainst::Routed,
+    }
 }
 
 /// Whether the study has reached every destination it is routed to (with

@@ -209,6 +209,29 @@ pub struct HeldBack {
     pub total: usize,
 }
 
+/// What a study must reach to count as delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JudgedAgainst {
+    /// No destination is configured: the journal of any destination.
+    Any,
+    /// The one destination of `--to` (`AE@HOST:PORT`), as before routes.
+    One(String),
+    /// Every destination each study is routed to (its rules decide).
+    Routed,
+}
+
+impl JudgedAgainst {
+    /// `any destination`, `PACS@h:104`, `every destination it is routed to`.
+    pub fn describe(&self, many: bool) -> String {
+        match (self, many) {
+            (JudgedAgainst::Any, _) => "any destination".to_string(),
+            (JudgedAgainst::One(d), _) => d.clone(),
+            (JudgedAgainst::Routed, false) => "every destination it is routed to".to_string(),
+            (JudgedAgainst::Routed, true) => "every destination they are routed to".to_string(),
+        }
+    }
+}
+
 /// Why a study goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {

@@ -9,9 +9,9 @@ use anyhow::{Result, bail};
 use crate::cache::Cache;
 use crate::cli::PruneArgs;
 use crate::config::Settings;
-use crate::prune::{PruneOptions, Summary, prune};
-use crate::routing::Routes;
-use crate::ui::{self, JudgedAgainst};
+use crate::prune::{PruneOptions, Summary, judged_against, prune};
+use crate::report::JudgedAgainst;
+use crate::ui;
 
 pub fn run(settings: &Settings, args: &PruneArgs) -> Result<()> {
     let routes = settings.routes_if_given()?;
@@ -107,14 +107,4 @@ fn describe(s: &Summary, opts: &PruneOptions, against: &JudgedAgainst) -> String
         text += &format!("failed: {}\n", s.failures.len());
     }
     text
-}
-
-/// What delivery is judged against: a single `--to` is shown as before
-/// routes existed; named destinations by the rules of each.
-fn judged_against(routes: Option<&Routes>) -> JudgedAgainst {
-    match routes.map(|r| r.iter().collect::<Vec<_>>()).as_deref() {
-        None => JudgedAgainst::Any,
-        Some([one]) if one.name == one.store.scu.destination.to_string() => JudgedAgainst::One(one.to_string()),
-        Some(_) => JudgedAgainst::Routed,
-    }
 }

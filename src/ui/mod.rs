@@ -19,7 +19,7 @@ use crate::report::Reporter;
 use crate::uid::Uid;
 
 pub use plain::Plain;
-pub use prune::{JudgedAgainst, PrunePrinter, PruneView};
+pub use prune::{PrunePrinter, PruneView};
 pub use watch::{shows_lines, watch_reporter};
 
 /// The reporter for this run: bars when stderr is a terminal and the run is

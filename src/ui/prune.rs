@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::cache::Leftover;
 use crate::format::{self, two_units};
-use crate::report::{Delivered, HeldBack, Kept, PruneEvent, PrunedStudy, Reason, Removed, Reporter};
+use crate::report::{Delivered, HeldBack, JudgedAgainst, Kept, PruneEvent, PrunedStudy, Reason, Removed, Reporter};
 use crate::text::field;
 
 /// What the printer needs to know of the run.
@@ -27,29 +27,6 @@ pub struct PruneView {
     pub max_age: Duration,
     /// What delivery is judged against, for "not delivered to ...".
     pub judged_against: JudgedAgainst,
-}
-
-/// What a study must reach to count as delivered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JudgedAgainst {
-    /// No destination is configured: the journal of any destination.
-    Any,
-    /// The one destination of `--to` (`AE@HOST:PORT`), as before routes.
-    One(String),
-    /// Every destination each study is routed to (its rules decide).
-    Routed,
-}
-
-impl JudgedAgainst {
-    /// `any destination`, `PACS@h:104`, `every destination it is routed to`.
-    pub fn describe(&self, many: bool) -> String {
-        match (self, many) {
-            (JudgedAgainst::Any, _) => "any destination".to_string(),
-            (JudgedAgainst::One(d), _) => d.clone(),
-            (JudgedAgainst::Routed, false) => "every destination it is routed to".to_string(),
-            (JudgedAgainst::Routed, true) => "every destination they are routed to".to_string(),
-        }
-    }
 }
 
 /// The reporter of `prune`.
