@@ -299,11 +299,11 @@ fn look(cache: &Cache, uid: &Uid, opts: &PruneOptions) -> Result<Option<(Study, 
 }
 
 /// What delivery is judged against: a single `--to` is shown as before
-/// routes existed; named destinations by the rules of each.
+/// routes existed; the config file's destinations by the rules of each.
 pub fn judged_against(routes: Option<&Routes>) -> JudgedAgainst {
-    match routes.map(|r| r.iter().collect::<Vec<_>>()).as_deref() {
+    match routes.map(|r| (r.is_configured(), r.iter().collect::<Vec<_>>())) {
         None => JudgedAgainst::Any,
-        Some([one]) if one.name == one.store.scu.destination.to_string() => JudgedAgainst::One(one.to_string()),
+        Some((false, one)) if one.len() == 1 => JudgedAgainst::One(one[0].to_string()),
         Some(_) => JudgedAgainst::Routed,
     }
 }
