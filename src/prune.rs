@@ -686,6 +686,34 @@ mod tests {
     }
 
     #[test]
+    fn a_study_routed_to_one_destination_goes_once_that_one_has_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let now = SystemTime::now();
+        add_study(&cache, "1.1", now - 10 * HOUR);
+        {
+            let entry = cache.lock_study(&uid("1.1"), LockMode::Exclusive, || {}).unwrap();
+            let mut m = entry.manifest().unwrap().unwrap();
+            m.study.modalities = vec!["CT".into()];
+            entry.write_manifest(&m).unwrap();
+        }
+        deliver(&cache, "1.1", &pacs(), DeliveryState::Delivered, now - 9 * HOUR);
+        let mut ws = named("ws", other());
+        ws.when =
+            crate::routing::When::parse(&serde_json::json!({ "modality": "MR" }), "destinations[ws].when").unwrap();
+        let routes = Routes::configured(vec![named("pacs", pacs()), ws]);
+        let status = cache.study_status(&uid("1.1")).unwrap().unwrap();
+        assert_eq!(
+            delivered(&status, Some(&routes)),
+            Delivered::Yes(vec!["pacs (PACS@10.0.0.5:104)".into()])
+        );
+        let mut opts = PruneOptions::new(4 * HOUR, now);
+        opts.routes = Some(routes);
+        let (seen, _) = collect(&cache, &opts);
+        assert_eq!(seen.removed, vec![("1.1".into(), Reason::Expired)]);
+    }
+
+    #[test]
     fn a_study_routed_nowhere_waits_for_no_destination_once_complete() {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::open(dir.path()).unwrap();
