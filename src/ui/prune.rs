@@ -84,7 +84,7 @@ impl PrunePrinter {
                 "age_seconds": study.age.as_secs(),
                 "bytes": removed.freed,
                 "delivered_to": match &study.delivered {
-                    Delivered::Yes(to) => to.first().map(String::as_str),
+                    Delivered::Yes(to) => Some(to.join(", ")),
                     _ => None,
                 },
                 "held_back_by": held_back(&study.delivered).iter().map(|h| json!({

@@ -161,6 +161,15 @@ fn prune_waits_for_every_destination_and_ls_shows_each() {
         format!("delivered to pacs ({a}), workstation ({b})"),
         "{out}"
     );
+    let (code, out, err) = with_config(
+        cache.path(),
+        &config,
+        &["prune", "--older-than", "0s", "--dry-run", "--json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let line: Value = serde_json::from_str(out.trim_end()).unwrap();
+    assert_eq!(line["delivered_to"], format!("pacs ({a}), workstation ({b})"), "{line}");
+    assert_eq!(line["held_back_by"], json!([]), "{line}");
     let (code, out, err) = with_config(cache.path(), &config, &["prune", "--older-than", "0s"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with(uid), "{out}");
