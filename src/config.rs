@@ -615,6 +615,16 @@ impl Settings {
             .map_err(|e| anyhow::Error::new(UsageError(format!("--dest: {e:#}"))))
     }
 
+    /// [`Settings::routes`], or `None` when no destination is configured:
+    /// `prune` and `ls` work without one, and judge by the routes when
+    /// there are some.
+    pub fn routes_if_given(&self) -> Result<Option<crate::routing::Routes>> {
+        match (self.destination_if_given()?, &self.destinations) {
+            (None, None) => Ok(None),
+            _ => self.routes().map(Some),
+        }
+    }
+
     /// Every setting with its value (secrets redacted) and where it came
     /// from, in the order `retriever config` shows them.
     pub fn entries(&self) -> &[Entry] {

@@ -10,12 +10,14 @@
 //!   removed, whatever its age: it is skipped, and said.
 //! - An expired study that is not delivered is kept, and said, unless
 //!   `--include-undelivered`. "Delivered" means that the delivery journal of
-//!   the configured destination (`--to`, `RETRIEVER_DEST`, config `to`)
-//!   holds every instance of the study as delivered (with or without a
-//!   warning). With no destination configured, a study counts as delivered
-//!   when the journal of any destination holds all of it: a prune run by a
-//!   scheduler often has no `--to`, and a study delivered in full somewhere
-//!   has done its job. A study not complete in the cache is never delivered.
+//!   every configured destination the study is routed to (see
+//!   [`crate::routing`]) holds every instance of the study as delivered
+//!   (with or without a warning); a study the rules route nowhere has no
+//!   destination to wait for, and counts as delivered. With no destination
+//!   configured, a study counts as delivered when the journal of any
+//!   destination holds all of it: a prune run by a scheduler often has no
+//!   `--to`, and a study delivered in full somewhere has done its job. A
+//!   study not complete in the cache is never delivered.
 //! - Past the hard maximum age (config `max_age`, 7 days by default) a
 //!   study goes even if it was never delivered, with a warning: patient
 //!   data must not pile up on a disk because a destination is gone.
@@ -28,11 +30,12 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
 
-use crate::cache::{Cache, Journals, Manifest, is_in_use};
+use crate::cache::{Cache, Journals, Manifest, StudyStatus, is_in_use};
 use crate::dimse::Destination;
 use crate::interrupt;
-pub use crate::report::{Kept, PrunedStudy as Study, Reason, Removed};
+pub use crate::report::{Delivered, HeldBack, JudgedAgainst, Kept, PrunedStudy as Study, Reason, Removed};
 use crate::report::{PruneEvent, Reporter};
+use crate::routing::Routes;
 use crate::uid::Uid;
 
 /// The retention when neither `--older-than` nor the config file says.
@@ -49,8 +52,9 @@ pub struct PruneOptions {
     pub max_age: Duration,
     /// Remove expired studies that are not delivered, too.
     pub include_undelivered: bool,
-    /// Delivery is judged against this destination; `None`: any.
-    pub destination: Option<Destination>,
+    /// Delivery is judged against the destinations each study is routed
+    /// to; `None` (no destination configured): against any journal.
+    pub routes: Option<Routes>,
     /// Say what would be removed; remove nothing.
     pub dry_run: bool,
     /// The time ages are measured at.
@@ -65,7 +69,7 @@ impl PruneOptions {
             older_than,
             max_age: DEFAULT_MAX_AGE,
             include_undelivered: false,
-            destination: None,
+            routes: None,
             dry_run: false,
             now,
         }
@@ -259,7 +263,7 @@ fn prune_study(
         }
     };
     summary.removed += 1;
-    if study.delivered_to.is_none() {
+    if !study.delivered.is_done() {
         summary.removed_undelivered += 1;
     }
     summary.freed += freed;
@@ -277,22 +281,75 @@ fn look(cache: &Cache, uid: &Uid, opts: &PruneOptions) -> Result<Option<(Study, 
     let Some(status) = cache.study_status(uid)? else {
         return Ok(None);
     };
-    let key = opts.destination.as_ref().map(Destination::key);
-    let delivered_to = status.delivered_to(key.as_deref());
+    let delivered = delivered(&status, opts.routes.as_ref());
     let manifest = &status.manifest;
     // A manifest whose times cannot be read is as old as the file.
     let last = last_activity(manifest, &status.journals).or_else(|| cache.manifest_modified(uid));
     let age = last
         .and_then(|t| opts.now.duration_since(t).ok())
         .unwrap_or(Duration::ZERO);
-    let verdict = judge(delivered_to.is_some(), age, opts);
+    let verdict = judge(delivered.is_done(), age, opts);
     let study = Study {
         uid: uid.clone(),
         accession: manifest.study.accession.clone().filter(|a| !a.is_empty()),
         age,
-        delivered_to,
+        delivered,
     };
     Ok(Some((study, verdict)))
+}
+
+/// What delivery is judged against: a single `--to` is shown as before
+/// routes existed; the config file's destinations by the rules of each.
+pub fn judged_against(routes: Option<&Routes>) -> JudgedAgainst {
+    match routes.map(|r| (r.is_configured(), r.iter().collect::<Vec<_>>())) {
+        None => JudgedAgainst::Any,
+        Some((false, one)) if one.len() == 1 => JudgedAgainst::One(one[0].to_string()),
+        Some(_) => JudgedAgainst::Routed,
+    }
+}
+
+/// Whether the study has reached every destination it is routed to (with
+/// no routes, any destination), and if not, which hold it back.
+pub fn delivered(status: &StudyStatus, routes: Option<&Routes>) -> Delivered {
+    let Some(routes) = routes else {
+        return match status.delivered_to(None) {
+            Some(key) => Delivered::Yes(vec![Destination::label_of_key(&key)]),
+            None => Delivered::No(Vec::new()),
+        };
+    };
+    let manifest = &status.manifest;
+    let decisions = routes.for_study(&manifest.study, &manifest.roles);
+    let routed: Vec<_> = decisions.iter().filter(|(_, d)| d.routed).map(|(r, _)| *r).collect();
+    // A fetch that never finished may not have listed every instance: no
+    // journal can hold all of the study.
+    let complete = manifest.is_complete();
+    if routed.is_empty() {
+        if complete {
+            let why = decisions
+                .iter()
+                .map(|(r, d)| format!("{}: {}", r.name, d.why))
+                .collect();
+            return Delivered::RoutedNowhere(why);
+        }
+        return Delivered::No(Vec::new());
+    }
+    let held_back: Vec<HeldBack> = routed
+        .iter()
+        .map(|route| (route, status.counts(&route.key())))
+        .filter(|(_, counts)| !complete || !counts.is_all_delivered())
+        .map(|(route, counts)| HeldBack {
+            name: route.name.clone(),
+            to: route.store.scu.destination.to_string(),
+            label: route.to_string(),
+            delivered: counts.delivered,
+            total: counts.total,
+        })
+        .collect();
+    if held_back.is_empty() {
+        Delivered::Yes(routed.iter().map(ToString::to_string).collect())
+    } else {
+        Delivered::No(held_back)
+    }
 }
 
 #[cfg(test)]
@@ -302,6 +359,9 @@ mod tests {
     use std::sync::Mutex;
 
     use crate::cache::{Delivery, DeliveryState, LockMode, StudyInfo};
+    use crate::delivery::StoreOptions;
+    use crate::dimse::ScuOptions;
+    use crate::routing::Route;
 
     const HOUR: Duration = Duration::from_secs(3600);
 
@@ -319,6 +379,17 @@ mod tests {
 
     fn other() -> Destination {
         Destination::parse("VIEWER@10.0.0.6:11112").unwrap()
+    }
+
+    fn store_to(destination: Destination) -> StoreOptions {
+        StoreOptions::new(ScuOptions::new(destination))
+    }
+
+    /// A destination called `name`, taking every study.
+    fn named(name: &str, destination: Destination) -> Route {
+        let mut route = Route::single(store_to(destination));
+        route.name = name.to_string();
+        route
     }
 
     /// A complete study of two instances in `cache`, fetched at `fetched`.
@@ -485,7 +556,7 @@ mod tests {
         deliver(&cache, "1.7", &pacs(), DeliveryState::Delivered, now - 9 * HOUR);
 
         let mut opts = PruneOptions::new(4 * HOUR, now);
-        opts.destination = Some(pacs());
+        opts.routes = Some(Routes::new(vec![Route::single(store_to(pacs()))]));
         let held = cache.lock_study(&uid("1.6"), LockMode::Shared, || {}).unwrap();
 
         // A dry run says the same and removes nothing.
@@ -526,7 +597,7 @@ mod tests {
         // --include-undelivered the undelivered ones go too; with no
         // destination configured, the one delivered elsewhere counts as delivered.
         drop(held);
-        opts.destination = None;
+        opts.routes = None;
         let (seen, _) = collect(&cache, &opts);
         assert_eq!(
             seen.removed,
@@ -546,6 +617,122 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(locks, vec!["1.2.lock".to_string()]);
+    }
+
+    #[test]
+    fn a_study_routed_to_two_destinations_stays_until_both_hold_all_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let now = SystemTime::now();
+        add_study(&cache, "1.1", now - 10 * HOUR);
+        deliver(&cache, "1.1", &pacs(), DeliveryState::Delivered, now - 9 * HOUR);
+        let routes = Routes::new(vec![named("pacs", pacs()), named("ws", other())]);
+        let status = |study: &str| cache.study_status(&uid(study)).unwrap().unwrap();
+
+        // Routed to both, delivered to one: held back by the other.
+        let ws = HeldBack {
+            name: "ws".into(),
+            to: "VIEWER@10.0.0.6:11112".into(),
+            label: "ws (VIEWER@10.0.0.6:11112)".into(),
+            delivered: 0,
+            total: 2,
+        };
+        assert_eq!(
+            delivered(&status("1.1"), Some(&routes)),
+            Delivered::No(vec![ws.clone()])
+        );
+        // With no destination configured, the one journal holding it all is enough.
+        assert_eq!(
+            delivered(&status("1.1"), None),
+            Delivered::Yes(vec!["PACS@10.0.0.5:104".into()])
+        );
+        let mut opts = PruneOptions::new(4 * HOUR, now);
+        opts.routes = Some(routes.clone());
+        let (seen, summary) = collect(&cache, &opts);
+        assert_eq!(seen.kept, vec![("1.1".into(), "not delivered")]);
+        assert_eq!((summary.removed, summary.kept_undelivered), (0, 1));
+
+        // Half of it at the second destination: still held back, and said how far it got.
+        {
+            let entry = cache.lock_study(&uid("1.1"), LockMode::Shared, || {}).unwrap();
+            let mut journal = entry.journal(&other().key()).unwrap();
+            journal
+                .record(&Delivery {
+                    sop: uid("1.1.1"),
+                    state: DeliveryState::Delivered,
+                    status: Some(0),
+                    detail: None,
+                    at: at(now - 9 * HOUR),
+                    coerced: None,
+                })
+                .unwrap();
+        }
+        let half = HeldBack { delivered: 1, ..ws };
+        assert_eq!(delivered(&status("1.1"), Some(&routes)), Delivered::No(vec![half]));
+
+        // Delivered to both: it goes.
+        deliver(&cache, "1.1", &other(), DeliveryState::Warning, now - 9 * HOUR);
+        assert_eq!(
+            delivered(&status("1.1"), Some(&routes)),
+            Delivered::Yes(vec![
+                "pacs (PACS@10.0.0.5:104)".into(),
+                "ws (VIEWER@10.0.0.6:11112)".into()
+            ])
+        );
+        let (seen, summary) = collect(&cache, &opts);
+        assert_eq!(seen.removed, vec![("1.1".into(), Reason::Expired)]);
+        assert_eq!((summary.removed, summary.removed_undelivered), (1, 0));
+        assert!(cache.studies().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_study_routed_to_one_destination_goes_once_that_one_has_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let now = SystemTime::now();
+        add_study(&cache, "1.1", now - 10 * HOUR);
+        {
+            let entry = cache.lock_study(&uid("1.1"), LockMode::Exclusive, || {}).unwrap();
+            let mut m = entry.manifest().unwrap().unwrap();
+            m.study.modalities = vec!["CT".into()];
+            entry.write_manifest(&m).unwrap();
+        }
+        deliver(&cache, "1.1", &pacs(), DeliveryState::Delivered, now - 9 * HOUR);
+        let mut ws = named("ws", other());
+        ws.when =
+            crate::routing::When::parse(&serde_json::json!({ "modality": "MR" }), "destinations[ws].when").unwrap();
+        let routes = Routes::configured(vec![named("pacs", pacs()), ws]);
+        let status = cache.study_status(&uid("1.1")).unwrap().unwrap();
+        assert_eq!(
+            delivered(&status, Some(&routes)),
+            Delivered::Yes(vec!["pacs (PACS@10.0.0.5:104)".into()])
+        );
+        let mut opts = PruneOptions::new(4 * HOUR, now);
+        opts.routes = Some(routes);
+        let (seen, _) = collect(&cache, &opts);
+        assert_eq!(seen.removed, vec![("1.1".into(), Reason::Expired)]);
+    }
+
+    #[test]
+    fn a_study_routed_nowhere_waits_for_no_destination_once_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let now = SystemTime::now();
+        add_study(&cache, "1.1", now - 10 * HOUR);
+        let nowhere = Routes::new(Vec::new());
+        let status = cache.study_status(&uid("1.1")).unwrap().unwrap();
+        assert!(matches!(
+            delivered(&status, Some(&nowhere)),
+            Delivered::RoutedNowhere(_)
+        ));
+        // A fetch that never finished is never delivered, routed or not.
+        let mut partial = status.clone();
+        partial.manifest.completed_at = None;
+        assert_eq!(delivered(&partial, Some(&nowhere)), Delivered::No(Vec::new()));
+        let mut opts = PruneOptions::new(4 * HOUR, now);
+        opts.routes = Some(nowhere);
+        let (seen, _) = collect(&cache, &opts);
+        assert_eq!(seen.removed, vec![("1.1".into(), Reason::Expired)]);
     }
 
     #[test]

@@ -167,8 +167,69 @@ pub struct PrunedStudy {
     pub accession: Option<String>,
     /// Since the later of the last fetch and the last delivery.
     pub age: Duration,
-    /// The destination (journal key) that has all of it; `None`: not delivered.
-    pub delivered_to: Option<String>,
+    /// Where it stands with the destinations that count.
+    pub delivered: Delivered,
+}
+
+/// Whether a study has done its job, as prune judges it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivered {
+    /// Every destination that counts holds all of it: those destinations,
+    /// as people know them (`pacs (PACS@h:104)`, or with no destination
+    /// configured the `AE@HOST:PORT` of a journal that holds it all).
+    Yes(Vec<String>),
+    /// The rules send it to no destination, so none holds it back; why
+    /// each destination does not take it.
+    RoutedNowhere(Vec<String>),
+    /// Not delivered: the destinations it waits for (none named when no
+    /// destination is configured, or when the rules route it nowhere but
+    /// its fetch never finished).
+    No(Vec<HeldBack>),
+}
+
+impl Delivered {
+    /// Nothing holds the study back.
+    pub fn is_done(&self) -> bool {
+        !matches!(self, Delivered::No(_))
+    }
+}
+
+/// A destination a study is routed to that does not hold all of it yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldBack {
+    /// The destination's name (its `AE@HOST:PORT` when it has none).
+    pub name: String,
+    /// `AE@HOST:PORT`.
+    pub to: String,
+    /// How it shows itself: `workstation (WS@h:104)`.
+    pub label: String,
+    /// Instances of the study it holds as delivered.
+    pub delivered: usize,
+    /// Instances of the study.
+    pub total: usize,
+}
+
+/// What a study must reach to count as delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JudgedAgainst {
+    /// No destination is configured: the journal of any destination.
+    Any,
+    /// The one destination of `--to` (`AE@HOST:PORT`), as before routes.
+    One(String),
+    /// Every destination each study is routed to (its rules decide).
+    Routed,
+}
+
+impl JudgedAgainst {
+    /// `any destination`, `PACS@h:104`, `every destination it is routed to`.
+    pub fn describe(&self, many: bool) -> String {
+        match (self, many) {
+            (JudgedAgainst::Any, _) => "any destination".to_string(),
+            (JudgedAgainst::One(d), _) => d.clone(),
+            (JudgedAgainst::Routed, false) => "every destination it is routed to".to_string(),
+            (JudgedAgainst::Routed, true) => "every destination they are routed to".to_string(),
+        }
+    }
 }
 
 /// Why a study goes.

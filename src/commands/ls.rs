@@ -1,6 +1,9 @@
 //! `retriever ls`: what is in the cache, and its state. The table fits a
 //! 100-column console (long UIDs shortened in the middle, other long cells
 //! at the end), `--wide` shows every cell in full, `--json` everything.
+//! With named destinations, each study's delivery is shown per destination
+//! its rules route it to, and a journal of one they no longer route it to
+//! is shown as such.
 
 use std::io::Write;
 use std::time::SystemTime;
@@ -8,10 +11,12 @@ use std::time::SystemTime;
 use anyhow::Result;
 use serde_json::json;
 
-use crate::cache::{Cache, DeliveryCounts, Role};
+use crate::cache::{Cache, DeliveryCounts, Role, StudyStatus};
 use crate::cli::LsArgs;
 use crate::config::Settings;
 use crate::dimse::Destination;
+use crate::prune::{JudgedAgainst, judged_against};
+use crate::routing::Routes;
 
 /// The width the table fits without `--wide`.
 pub const WIDTH: usize = 100;
@@ -38,6 +43,16 @@ const MIN: [usize; 10] = [11, 9, 7, 8, 3, 7, 8, 4, 3, 12];
 pub fn run(settings: &Settings, args: &LsArgs) -> Result<()> {
     let json = args.json;
     let cache = Cache::open(&settings.cache_root)?;
+    // `ls` needs no destination: one that cannot be used (a TLS file
+    // missing) does not hide the cache, only the routing.
+    let routes = settings.routes_if_given().unwrap_or_else(|e| {
+        eprintln!(
+            "warning: the destinations cannot be used ({e:#}); `ls` shows the delivery journals only, \
+             fix the destination settings (`retriever config` shows them) to see the routing"
+        );
+        None
+    });
+    let per_route = judged_against(routes.as_ref()) == JudgedAgainst::Routed;
     let mut out = std::io::stdout().lock();
     let studies = cache.studies()?;
     if !json && studies.is_empty() {
@@ -68,8 +83,9 @@ pub fn run(settings: &Settings, args: &LsArgs) -> Result<()> {
             .destinations()
             .map(|(key, counts)| (Destination::label_of_key(key), counts))
             .collect();
+        let routed = routes.as_ref().map(|routes| routing(&status, routes));
         if json {
-            let value = json!({
+            let mut value = json!({
                 "study_uid": uid.as_str(),
                 "accession": info.accession,
                 "patient_id": info.patient_id,
@@ -92,6 +108,24 @@ pub fn run(settings: &Settings, args: &LsArgs) -> Result<()> {
                     "total": d.total,
                 })).collect::<Vec<_>>(),
             });
+            if let Some(routed) = &routed {
+                value["destinations"] = routed
+                    .iter()
+                    .map(|d| {
+                        json!({
+                            "destination": d.name,
+                            "to": d.to,
+                            "routed": d.routed,
+                            "why": d.why,
+                            "delivered": d.counts.delivered,
+                            "warnings": d.counts.warnings,
+                            "failed": d.counts.failed,
+                            "pending": d.counts.pending,
+                            "total": d.counts.total,
+                        })
+                    })
+                    .collect();
+            }
             writeln!(out, "{value}")?;
         } else {
             rows.push([
@@ -104,7 +138,10 @@ pub fn run(settings: &Settings, args: &LsArgs) -> Result<()> {
                 state,
                 crate::format::bytes(bytes),
                 age.map(crate::format::two_units).unwrap_or_else(|| "-".into()),
-                delivered_column(&deliveries),
+                match (&routed, per_route) {
+                    (Some(routed), true) => routed_column(routed),
+                    _ => delivered_column(&deliveries),
+                },
             ]);
         }
     }
@@ -219,6 +256,86 @@ fn delivered_column(deliveries: &[(String, DeliveryCounts)]) -> String {
         .join(", ")
 }
 
+/// Where a study stands with one destination, routed there or not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RouteState {
+    /// The destination's name; for a journal of no configured destination
+    /// its `AE@HOST:PORT`.
+    name: String,
+    /// `AE@HOST:PORT`.
+    to: String,
+    /// The rules send the study there.
+    routed: bool,
+    /// Why, or why not, in a short clause.
+    why: String,
+    counts: DeliveryCounts,
+}
+
+/// Each destination the study is routed to, then each it has a journal of
+/// without being routed there (the rules changed, or the destination is
+/// no longer configured).
+fn routing(status: &StudyStatus, routes: &Routes) -> Vec<RouteState> {
+    let manifest = &status.manifest;
+    let mut states: Vec<RouteState> = routes
+        .for_study(&manifest.study, &manifest.roles)
+        .into_iter()
+        .filter(|(route, decision)| decision.routed || status.journals.contains_key(&route.key()))
+        .map(|(route, decision)| RouteState {
+            name: route.name.clone(),
+            to: route.store.scu.destination.to_string(),
+            routed: decision.routed,
+            why: decision.why,
+            counts: status.counts(&route.key()),
+        })
+        .collect();
+    states.sort_by_key(|s| !s.routed);
+    for (key, counts) in status.destinations() {
+        if routes.iter().all(|r| r.key() != key) {
+            let label = Destination::label_of_key(key);
+            states.push(RouteState {
+                name: label.clone(),
+                to: label,
+                routed: false,
+                why: "not a configured destination".to_string(),
+                counts,
+            });
+        }
+    }
+    states
+}
+
+/// E.g. `pacs 12/12, ws 3/12 (2 failed, 7 pending), mammo 5/12 not routed`,
+/// or `routed nowhere`.
+fn routed_column(states: &[RouteState]) -> String {
+    if states.is_empty() {
+        return "routed nowhere".into();
+    }
+    states
+        .iter()
+        .map(|state| {
+            let d = &state.counts;
+            let mut s = format!("{} {}/{}", state.name, d.delivered, d.total);
+            let notes: Vec<String> = [
+                (d.warnings, "with a warning"),
+                (d.failed, "failed"),
+                (if state.routed { d.pending } else { 0 }, "pending"),
+            ]
+            .into_iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, what)| format!("{n} {what}"))
+            .collect();
+            if !notes.is_empty() {
+                s.push_str(&format!(" ({})", notes.join(", ")));
+            }
+            if !state.routed {
+                s.push_str(" not routed");
+            }
+            s
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn age_of(rfc3339: &str) -> Option<std::time::Duration> {
     let then = humantime::parse_rfc3339(rfc3339).ok()?;
     let age = SystemTime::now().duration_since(then).ok()?;
@@ -263,6 +380,103 @@ mod tests {
         let lines = table(&[row(uid, &cell)], Some(WIDTH));
         assert!(lines[1].chars().count() <= WIDTH, "{lines:#?}");
         assert!(lines[1].contains(" 120/120 DEMOPACS"), "{lines:#?}");
+    }
+
+    /// A state of `name` (`AE@h:104`) holding `delivered` of 12 instances, `failed` failed.
+    fn state(name: &str, routed: bool, delivered: usize, failed: usize) -> RouteState {
+        RouteState {
+            name: name.into(),
+            to: format!("{}@h:104", name.to_uppercase()),
+            routed,
+            why: String::new(),
+            counts: DeliveryCounts {
+                delivered,
+                failed,
+                pending: 12 - delivered - failed,
+                total: 12,
+                ..DeliveryCounts::default()
+            },
+        }
+    }
+
+    #[test]
+    fn each_destination_gets_its_state_and_one_not_routed_there_says_so() {
+        let cell = routed_column(&[
+            state("pacs", true, 12, 0),
+            state("ws", true, 3, 2),
+            state("mammo", false, 5, 0),
+        ]);
+        assert_eq!(cell, "pacs 12/12, ws 3/12 (2 failed, 7 pending), mammo 5/12 not routed");
+        assert_eq!(routed_column(&[]), "routed nowhere");
+    }
+
+    #[test]
+    fn routing_lists_the_routed_destinations_then_journals_of_others() {
+        use crate::cache::{Delivery, DeliveryState, LockMode, Manifest, StudyInfo};
+        use crate::delivery::StoreOptions;
+        use crate::dimse::ScuOptions;
+        use crate::routing::Route;
+        use crate::uid::Uid;
+        let uid = |s: &str| Uid::parse(s).unwrap();
+        let named = |name: &str, to: &str| {
+            let mut route = Route::single(StoreOptions::new(ScuOptions::new(Destination::parse(to).unwrap())));
+            route.name = name.into();
+            route
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let entry = cache.lock_study(&uid("1.2.3"), LockMode::Exclusive, || {}).unwrap();
+        entry
+            .write_manifest(&Manifest {
+                version: Manifest::VERSION,
+                study: StudyInfo::new(uid("1.2.3")),
+                roles: vec![],
+                fetched_at: "2026-11-27T00:00:00Z".into(),
+                completed_at: Some("2026-11-27T00:00:01Z".into()),
+                expected: [(uid("1.2.3.1"), uid("1.2.3.9"))].into_iter().collect(),
+            })
+            .unwrap();
+        // A journal of a destination no longer configured.
+        let old = Destination::parse("OLD@h:11112").unwrap();
+        entry
+            .journal(&old.key())
+            .unwrap()
+            .record(&Delivery {
+                sop: uid("1.2.3.1"),
+                state: DeliveryState::Delivered,
+                status: Some(0),
+                detail: None,
+                at: "2026-11-27T00:00:02Z".into(),
+                coerced: None,
+            })
+            .unwrap();
+        let status = entry.status().unwrap().unwrap();
+        let routes = Routes::new(vec![named("pacs", "PACS@h:104"), named("ws", "WS@h:105")]);
+        let states = routing(&status, &routes);
+        let shown: Vec<(&str, &str, bool, usize, usize)> = states
+            .iter()
+            .map(|s| {
+                (
+                    s.name.as_str(),
+                    s.to.as_str(),
+                    s.routed,
+                    s.counts.delivered,
+                    s.counts.pending,
+                )
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("pacs", "PACS@h:104", true, 0, 1),
+                ("ws", "WS@h:105", true, 0, 1),
+                ("OLD@h:11112", "OLD@h:11112", false, 1, 0),
+            ]
+        );
+        assert_eq!(
+            routed_column(&states),
+            "pacs 0/1 (1 pending), ws 0/1 (1 pending), OLD@h:11112 1/1 not routed"
+        );
     }
 
     #[test]

@@ -9,16 +9,18 @@ use anyhow::{Result, bail};
 use crate::cache::Cache;
 use crate::cli::PruneArgs;
 use crate::config::Settings;
-use crate::prune::{PruneOptions, Summary, prune};
+use crate::prune::{PruneOptions, Summary, judged_against, prune};
+use crate::report::JudgedAgainst;
 use crate::ui;
 
 pub fn run(settings: &Settings, args: &PruneArgs) -> Result<()> {
-    let destination = settings.destination_if_given()?.cloned();
+    let routes = settings.routes_if_given()?;
+    let judged_against = judged_against(routes.as_ref());
     let opts = PruneOptions {
         older_than: settings.retention,
         max_age: settings.max_age,
         include_undelivered: args.include_undelivered,
-        destination,
+        routes,
         dry_run: args.dry_run,
         now: SystemTime::now(),
     };
@@ -37,7 +39,7 @@ pub fn run(settings: &Settings, args: &PruneArgs) -> Result<()> {
         quiet: settings.quiet,
         dry_run: opts.dry_run,
         max_age: opts.max_age,
-        destination: opts.destination.as_ref().map(ToString::to_string),
+        judged_against: judged_against.clone(),
     };
     let printer = ui::PrunePrinter::new(std::io::stdout(), view);
     let summary = prune(&cache, &opts, &printer)?;
@@ -46,7 +48,7 @@ pub fn run(settings: &Settings, args: &PruneArgs) -> Result<()> {
     }
     let error = summary.error();
     if !settings.quiet || error.is_some() {
-        eprint!("{}", describe(&summary, &opts));
+        eprint!("{}", describe(&summary, &opts, &judged_against));
     }
     match error {
         None => Ok(()),
@@ -55,7 +57,7 @@ pub fn run(settings: &Settings, args: &PruneArgs) -> Result<()> {
 }
 
 /// The closing summary, for stderr.
-fn describe(s: &Summary, opts: &PruneOptions) -> String {
+fn describe(s: &Summary, opts: &PruneOptions, against: &JudgedAgainst) -> String {
     let plural = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     let mut text = String::new();
     let undelivered = match s.removed_undelivered {
@@ -88,9 +90,9 @@ fn describe(s: &Summary, opts: &PruneOptions) -> String {
             "kept {} older than {} but not delivered{} (--include-undelivered removes them; past {} they go anyway)\n",
             plural(s.kept_undelivered, "study", "studies"),
             crate::format::two_units(opts.older_than),
-            match &opts.destination {
-                Some(d) => format!(" to {d}"),
-                None => String::new(),
+            match against {
+                JudgedAgainst::Any => String::new(),
+                against => format!(" to {}", against.describe(s.kept_undelivered > 1)),
             },
             crate::format::two_units(opts.max_age),
         );

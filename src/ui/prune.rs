@@ -10,9 +10,8 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::cache::Leftover;
-use crate::dimse::Destination;
 use crate::format::{self, two_units};
-use crate::report::{Kept, PruneEvent, PrunedStudy, Reason, Removed, Reporter};
+use crate::report::{Delivered, HeldBack, JudgedAgainst, Kept, PruneEvent, PrunedStudy, Reason, Removed, Reporter};
 use crate::text::field;
 
 /// What the printer needs to know of the run.
@@ -26,8 +25,8 @@ pub struct PruneView {
     pub dry_run: bool,
     /// Past this age a study goes even if not delivered.
     pub max_age: Duration,
-    /// The destination delivery is judged against (`AE@HOST:PORT`); `None`: any.
-    pub destination: Option<String>,
+    /// What delivery is judged against, for "not delivered to ...".
+    pub judged_against: JudgedAgainst,
 }
 
 /// The reporter of `prune`.
@@ -68,13 +67,13 @@ impl Reporter for PrunePrinter {
 impl PrunePrinter {
     fn removed(&self, removed: &Removed) {
         let study = &removed.study;
-        if removed.reason == Reason::MaxAge && study.delivered_to.is_none() {
+        if removed.reason == Reason::MaxAge && !study.delivered.is_done() {
             eprintln!(
                 "warning: {} study {} ({}) although it was never delivered{}: it is older than the maximum age of {}",
                 if self.opts.dry_run { "would remove" } else { "removed" },
                 study.uid,
                 accession(study),
-                self.to_destination(),
+                self.to_destination(study),
                 two_units(self.opts.max_age),
             );
         }
@@ -84,7 +83,16 @@ impl PrunePrinter {
                 "accession": study.accession,
                 "age_seconds": study.age.as_secs(),
                 "bytes": removed.freed,
-                "delivered_to": study.delivered_to.as_deref().map(Destination::label_of_key),
+                "delivered_to": match &study.delivered {
+                    Delivered::Yes(to) => Some(to.join(", ")),
+                    _ => None,
+                },
+                "held_back_by": held_back(&study.delivered).iter().map(|h| json!({
+                    "destination": h.name,
+                    "to": h.to,
+                    "delivered": h.delivered,
+                    "total": h.total,
+                })).collect::<Vec<_>>(),
                 "reason": match removed.reason {
                     Reason::Expired => "expired",
                     Reason::Undelivered => "undelivered",
@@ -94,10 +102,15 @@ impl PrunePrinter {
             })
             .to_string()
         } else {
-            let state = match (&study.delivered_to, removed.reason) {
-                (Some(key), _) => format!("delivered to {}", Destination::label_of_key(key)),
-                (None, Reason::MaxAge) => format!("not delivered, older than {}", two_units(self.opts.max_age)),
-                (None, _) => "not delivered".to_string(),
+            let state = match (&study.delivered, removed.reason) {
+                (Delivered::Yes(to), _) => format!("delivered to {}", to.join(", ")),
+                (Delivered::RoutedNowhere(why), _) => {
+                    format!("routed to no destination ({})", why.join("; "))
+                }
+                (Delivered::No(_), Reason::MaxAge) => {
+                    format!("not delivered, older than {}", two_units(self.opts.max_age))
+                }
+                (Delivered::No(_), _) => "not delivered".to_string(),
             };
             format!(
                 "{}\t{}\t{}\t{}\t{state}",
@@ -122,10 +135,21 @@ impl PrunePrinter {
         }
         let label = format!("{} ({}, {} old)", study.uid, accession(study), two_units(study.age));
         match why {
-            Kept::NotDelivered => eprintln!(
-                "kept {label}: not delivered{}; --include-undelivered removes it",
-                self.to_destination()
-            ),
+            Kept::NotDelivered => match held_back(&study.delivered) {
+                // Named routes: which of them the study waits for, and how far it got.
+                behind if self.opts.judged_against == JudgedAgainst::Routed && !behind.is_empty() => eprintln!(
+                    "kept {label}: not yet delivered to {}; --include-undelivered removes it",
+                    behind
+                        .iter()
+                        .map(|h| format!("{}: {} of {} instances", h.label, h.delivered, h.total))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                _ => eprintln!(
+                    "kept {label}: not delivered{}; --include-undelivered removes it",
+                    self.to_destination(study)
+                ),
+            },
             Kept::Busy => eprintln!(
                 "skipped {label}: in use by another retriever process (fetch, store or watch); a later prune tries again"
             ),
@@ -157,12 +181,25 @@ impl PrunePrinter {
         }
     }
 
-    /// ` to PACS@10.0.0.5:104`, or ` to any destination` with none configured.
-    fn to_destination(&self) -> String {
-        match &self.opts.destination {
-            Some(d) => format!(" to {d}"),
-            None => " to any destination".to_string(),
+    /// ` to PACS@10.0.0.5:104`, ` to any destination` with none
+    /// configured, or with routes the destinations holding `study` back.
+    fn to_destination(&self, study: &PrunedStudy) -> String {
+        match (&self.opts.judged_against, held_back(&study.delivered)) {
+            (JudgedAgainst::Routed, behind) if !behind.is_empty() => format!(
+                " to {}",
+                behind.iter().map(|h| h.label.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+            (against, _) => format!(" to {}", against.describe(false)),
         }
+    }
+}
+
+/// The destinations a study waits for (none when it waits for none, or
+/// when none is configured).
+fn held_back(delivered: &Delivered) -> &[HeldBack] {
+    match delivered {
+        Delivered::No(behind) => behind,
+        _ => &[],
     }
 }
 

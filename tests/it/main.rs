@@ -26,6 +26,7 @@ mod logs;
 mod oauth;
 mod patient_data;
 mod prune;
+mod routing_prune;
 mod service;
 mod smoke;
 mod status;
@@ -54,6 +55,7 @@ fn main() {
         oauth::tests(),
         patient_data::tests(),
         prune::tests(),
+        routing_prune::tests(),
         service::tests(),
         smoke::tests(),
         status::tests(),
