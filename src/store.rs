@@ -200,6 +200,68 @@ mod tests {
         Uid::parse(s).unwrap()
     }
 
+    /// Keeps the warnings a run gives.
+    #[derive(Default)]
+    struct Warnings(std::sync::Mutex<Vec<String>>);
+
+    impl Reporter for Warnings {
+        fn warn(&self, message: &str) {
+            self.0.lock().unwrap().push(message.to_string());
+        }
+    }
+
+    #[test]
+    fn a_named_study_kept_from_a_chosen_destination_fails_the_run_and_says_why() {
+        use crate::delivery::StoreOptions;
+        use crate::dimse::{Destination, ScuOptions};
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let mut ws = Route::single(StoreOptions::new(ScuOptions::new(
+            Destination::parse("WS@127.0.0.1:105").unwrap(),
+        )));
+        ws.name = "ws".into();
+        let routes = Routes::new(vec![ws.clone()]);
+        let warnings = Warnings::default();
+        let fanout = |chosen| Fanout {
+            cache: &cache,
+            routes: &routes,
+            chosen,
+            cloud: None,
+            reporter: &warnings,
+        };
+        let not = Decision {
+            routed: false,
+            why: "not: role prior is not current".into(),
+        };
+        let study = uid("1.2.3");
+        let decisions = [(&ws, not.clone())];
+        assert_eq!(withhold(&fanout(true), &study, Asked::Named, &decisions), 1);
+        let said = warnings.0.lock().unwrap().pop().unwrap();
+        assert!(
+            said.contains("study 1.2.3 was not sent") && said.contains("ws (WS@127.0.0.1:105): not: role prior"),
+            "{said}"
+        );
+        // Found in the cache, not named: the rules merely pass it over.
+        assert_eq!(withhold(&fanout(true), &study, Asked::Found, &decisions), 0);
+        // No destination chosen: the study goes nowhere, which is said, and is no failure.
+        assert_eq!(withhold(&fanout(false), &study, Asked::Named, &decisions), 0);
+        assert!(
+            warnings
+                .0
+                .lock()
+                .unwrap()
+                .pop()
+                .unwrap()
+                .contains("goes to no destination")
+        );
+        let routed = Decision {
+            routed: true,
+            why: "every study".into(),
+        };
+        assert_eq!(withhold(&fanout(true), &study, Asked::Named, &[(&ws, routed)]), 0);
+        assert!(warnings.0.lock().unwrap().is_empty());
+    }
+
     #[test]
     fn study_lines_text_json_and_noise() {
         assert_eq!(parse_study_line("1.2.3\tACC1\tcurrent").unwrap(), Some(uid("1.2.3")));
