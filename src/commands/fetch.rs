@@ -84,6 +84,8 @@ pub fn run(settings: &Settings, args: &FetchArgs) -> Result<()> {
     let fanout = Fanout {
         cache: &cache,
         routes: &routes,
+        // A study the destination chosen with `--dest` does not take is
+        // passed over, not a failure: fetch adds priors nobody named.
         chosen: false,
         cloud: settings.cloud().ok().cloned(),
         reporter: &*reporter,
@@ -152,7 +154,7 @@ fn print_fetched(out: &mut impl Write, f: &Fetched, json: bool) -> Result<()> {
 fn print_plan(plan: &Plan, routes: Option<&Routes>, json: bool) -> Result<()> {
     let mut out = std::io::stdout().lock();
     // A single `--to` takes every study: one line says so, at the end.
-    let single = routes.filter(|r| r.len() == 1 && r.iter().all(|r| r.name == r.store.scu.destination.to_string()));
+    let single = routes.filter(|r| !r.is_configured());
     let explained = routes.filter(|_| single.is_none());
     for planned in &plan.studies {
         let Role::Current { requested_as } = &planned.role else {

@@ -36,7 +36,7 @@ pub fn run(settings: &Settings, args: &StoreArgs) -> Result<()> {
     let fanout = Fanout {
         cache: &cache,
         routes: &routes,
-        chosen: false,
+        chosen: !settings.dest_names.is_empty(),
         cloud: settings.cloud().ok().cloned(),
         reporter: &*reporter,
     };
