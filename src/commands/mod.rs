@@ -33,8 +33,9 @@ pub fn finish_delivery(routed: Routed, quiet: bool, input_errors: usize) -> Resu
         .iter()
         .filter_map(|summary| {
             let e = summary.error()?;
-            // One destination's summary names it where it matters already.
-            Some(if several {
+            // Most reasons name their destination already; with several,
+            // the others are prefixed with it.
+            Some(if several && !e.contains(&summary.destination) {
                 format!("{}: {e}", summary.destination)
             } else {
                 e
