@@ -46,7 +46,7 @@ pub fn finish_delivery(routed: Routed, quiet: bool, input_errors: usize) -> Resu
     if !quiet || failed {
         for summary in &summaries {
             eprint!("{summary}");
-            if summary.studies.is_empty() && outcome.is_ok() {
+            if summary.studies.is_empty() && outcome.is_ok() && withheld == 0 {
                 eprintln!("  nothing to deliver: no study asked for, and none complete in the cache");
             }
         }

@@ -19,6 +19,8 @@ tests! {
     a_stopped_destination_holds_up_nothing_and_store_catches_it_up: ["orthanc", "storescp"],
     store_dest_delivers_to_that_one_only: ["orthanc", "storescp"],
     the_dry_run_says_where_each_study_would_go_and_why: ["orthanc"],
+    each_destination_gets_what_its_rules_take: ["orthanc", "storescp"],
+    store_dest_does_not_send_a_named_study_its_rules_keep_out: ["orthanc", "storescp"],
 }
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -45,6 +47,19 @@ fn two_destinations(dir: &Path, pacs: &str, ws: &str) -> PathBuf {
         "destinations": [
             { "name": "pacs", "to": pacs },
             { "name": "ws", "to": ws },
+        ]
+    });
+    let path = dir.join("config.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    path
+}
+
+/// As [`two_destinations`], but `ws` takes current studies only.
+fn current_to_ws(dir: &Path, pacs: &str, ws: &str) -> PathBuf {
+    let config = json!({
+        "destinations": [
+            { "name": "pacs", "to": pacs },
+            { "name": "ws", "to": ws, "when": { "role": "current" } },
         ]
     });
     let path = dir.join("config.json");
@@ -239,4 +254,76 @@ fn the_dry_run_says_where_each_study_would_go_and_why() {
         !out.contains('→'),
         "several destinations are explained study by study:\n{out}"
     );
+}
+
+/// With a rule, `fetch --store` sends the PACS the study and its priors and the workstation
+/// the current study only; the dry run said so beforehand, with the rule's reason for each.
+fn each_destination_gets_what_its_rules_take() {
+    let orthanc = Orthanc::shared();
+    let cache = temp_cache();
+    let (pacs, ws) = (Storescp::start("PACS"), Storescp::start("WS"));
+    let config = current_to_ws(cache.path(), &pacs.address(), &ws.address());
+    let prior = uid_of(PRIORS[0]);
+
+    let (code, out, err) = retriever_with(
+        orthanc,
+        cache.path(),
+        &config,
+        &["fetch", CURRENT, "--dry-run", "--json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let rows = json_lines(&out);
+    let row = rows.iter().find(|r| r["study_uid"] == prior).unwrap();
+    assert_eq!(row["routes"][0]["routed"], true, "{row}");
+    assert_eq!(row["routes"][1]["destination"], "ws", "{row}");
+    assert_eq!(row["routes"][1]["routed"], false, "{row}");
+    assert!(row["routes"][1]["why"].as_str().unwrap().starts_with("not: "), "{row}");
+    let (code, out, err) = retriever_with(orthanc, cache.path(), &config, &["fetch", CURRENT, "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    let skip = format!("skip   {prior}  to ws ({})  not: ", ws.address());
+    assert!(out.lines().any(|l| l.starts_with(&skip)), "no `{skip}` in:\n{out}");
+    assert_eq!(
+        pacs.received_sop_uids().len() + ws.received_sop_uids().len(),
+        0,
+        "a dry run sends nothing"
+    );
+
+    let (code, _, err) = retriever_with(orthanc, cache.path(), &config, &["fetch", CURRENT, "--store"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(pacs.received_sop_uids(), all_sops());
+    assert_eq!(ws.received_sop_uids(), testdata().study(CURRENT).sop_uids());
+}
+
+/// `store --dest ws` sends the workstation what its rules take and nothing else; a prior named
+/// for it is not sent, stderr gives the rule's reason, and the run fails.
+fn store_dest_does_not_send_a_named_study_its_rules_keep_out() {
+    let orthanc = Orthanc::shared();
+    let cache = temp_cache();
+    fetch_ok(orthanc, cache.path(), &[CURRENT, "--priors", "3"]);
+    let (pacs, ws) = (Storescp::start("PACS"), Storescp::start("WS"));
+    let config = current_to_ws(cache.path(), &pacs.address(), &ws.address());
+    let (code, out, err) = retriever_with(orthanc, cache.path(), &config, &["store", "--dest", "ws", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(deliveries(&out), [(uid_of(CURRENT).to_owned(), "ws".to_owned())].into());
+    assert_eq!(ws.received_sop_uids(), testdata().study(CURRENT).sop_uids());
+
+    let prior = uid_of(PRIORS[0]);
+    let (code, out, err) = retriever_with(orthanc, cache.path(), &config, &["store", "--dest", "ws", prior]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(out, "");
+    assert!(
+        err.contains(&format!("study {prior} was not sent")) && err.contains("not: role prior is not current"),
+        "{err}"
+    );
+    assert!(
+        err.lines().last().unwrap().contains("not for the destination chosen"),
+        "{err}"
+    );
+    assert_eq!(ws.received_sop_uids(), testdata().study(CURRENT).sop_uids());
+    assert!(pacs.received_sop_uids().is_empty(), "the PACS was not chosen");
+
+    // Without `--dest`, the same study goes where its rules send it, and that is no failure.
+    let (code, out, err) = retriever_with(orthanc, cache.path(), &config, &["store", "--json", prior]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(deliveries(&out), [(prior.to_owned(), "pacs".to_owned())].into());
 }
