@@ -6,12 +6,14 @@ use anyhow::{Context, Result, bail};
 use serde_json::json;
 
 use super::study_line::StudyLine;
-use crate::cache::{Cache, Role};
+use crate::cache::{Cache, Role, StudyInfo};
 use crate::cli::FetchArgs;
 use crate::config::Settings;
-use crate::delivery::{Store, deliver_named};
+use crate::delivery::Asked;
 use crate::dicomweb::Client;
 use crate::fetch::{self, Fetched, Plan};
+use crate::routing::Routes;
+use crate::store::{Fanout, deliver_routed};
 use crate::text::escape;
 use crate::ui;
 use crate::uid::Uid;
@@ -24,7 +26,7 @@ pub fn run(settings: &Settings, args: &FetchArgs) -> Result<()> {
     let client = Client::new(&cloud)?;
     // With --store, a missing or wrong destination is found before any download.
     let store = if args.store && !args.dry_run {
-        Some(settings.store_options()?)
+        Some(settings.routes()?)
     } else {
         None
     };
@@ -33,7 +35,13 @@ pub fn run(settings: &Settings, args: &FetchArgs) -> Result<()> {
     // A search cut short by Ctrl-C is not a study that could not be found.
     crate::interrupt::check()?;
     if args.dry_run {
-        print_plan(&plan, args.json)?;
+        // Where the studies would go, when the destinations are known:
+        // a dry run needs none, but says why it shows none.
+        let routes = settings
+            .routes()
+            .inspect_err(|e| eprintln!("note: where the studies would go is not shown: {e:#}"))
+            .ok();
+        print_plan(&plan, routes.as_ref(), args.json)?;
         return summarize(plan.failures.len(), 0, plan.studies.len(), &plan.failures);
     }
     let cache = Cache::open(&settings.cache_root)?.with_limits(settings.cache_limits);
@@ -66,26 +74,29 @@ pub fn run(settings: &Settings, args: &FetchArgs) -> Result<()> {
         eprintln!("error: study {} ({label}, {}): {error:#}", planned.uid, planned.role);
     }
     let fetched = summarize(plan.failures.len(), outcome.failed.len(), planned, &plan.failures);
-    let Some(opts) = store else { return fetched };
-    // --store: the studies made complete go to the destination, whatever
+    let Some(routes) = store else { return fetched };
+    // --store: the studies made complete go to their destinations, whatever
     // happened to the others.
     let complete: Vec<Uid> = outcome.fetched.iter().map(|f| f.planned.uid.clone()).collect();
     if complete.is_empty() {
         return fetched;
     }
+    let fanout = Fanout {
+        cache: &cache,
+        routes: &routes,
+        // A study the destination chosen with `--dest` does not take is
+        // passed over, not a failure: fetch adds priors nobody named.
+        chosen: false,
+        cloud: settings.cloud().ok().cloned(),
+        reporter: &*reporter,
+    };
     // Nothing on stdout: fetch printed these studies already.
-    let mut store = Store::new(
-        &cache,
-        &opts,
-        settings
-            .cloud()
-            .ok()
-            .cloned()
-            .map(crate::dicomweb::ClientOptions::in_syntax),
-        &*reporter,
+    let routed = deliver_routed(
+        &fanout,
+        &mut complete.into_iter().map(|uid| (uid, Asked::Named)),
+        &|_, _| Ok(()),
     );
-    let outcome = deliver_named(&mut store, &complete, &mut |_| Ok(()));
-    let stored = super::finish_delivery(store, outcome, settings.quiet, 0);
+    let stored = super::finish_delivery(routed, settings.quiet, 0);
     match (fetched, stored) {
         (_, Err(e)) if crate::interrupt::is_interrupted(&e) => Err(e),
         (Ok(()), stored) => stored,
@@ -138,23 +149,27 @@ fn print_fetched(out: &mut impl Write, f: &Fetched, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn print_plan(plan: &Plan, json: bool) -> Result<()> {
+/// The dry run: each current study, the verdict on each candidate prior,
+/// then where each study fetched would be delivered and why.
+fn print_plan(plan: &Plan, routes: Option<&Routes>, json: bool) -> Result<()> {
     let mut out = std::io::stdout().lock();
+    // A single `--to` takes every study: one line says so, at the end.
+    let single = routes.filter(|r| !r.is_configured());
+    let explained = routes.filter(|_| single.is_none());
     for planned in &plan.studies {
         let Role::Current { requested_as } = &planned.role else {
             continue;
         };
         let info = &planned.info;
+        let mut fetched = vec![(info, planned.role.clone())];
         if json {
-            writeln!(
-                out,
-                "{}",
-                json!({
-                    "study_uid": planned.uid.as_str(), "accession": info.accession, "role": "current",
-                    "requested_as": requested_as, "patient_id": info.patient_id, "study_date": info.study_date,
-                    "modalities": info.modalities, "fetch": true,
-                })
-            )?;
+            let mut row = json!({
+                "study_uid": planned.uid.as_str(), "accession": info.accession, "role": "current",
+                "requested_as": requested_as, "patient_id": info.patient_id, "study_date": info.study_date,
+                "modalities": info.modalities, "fetch": true,
+            });
+            add_routes(&mut row, routes, info, &planned.role);
+            writeln!(out, "{row}")?;
         } else {
             writeln!(
                 out,
@@ -167,37 +182,75 @@ fn print_plan(plan: &Plan, json: bool) -> Result<()> {
                 escape(requested_as),
             )?;
         }
-        let Some(report) = plan.priors.iter().find(|r| r.current.study_uid == info.study_uid) else {
-            continue;
-        };
-        for d in &report.decisions {
-            if d.study.study_uid == info.study_uid {
-                continue;
-            }
-            let s = &d.study;
-            if json {
-                writeln!(
-                    out,
-                    "{}",
-                    json!({
+        if let Some(report) = plan.priors.iter().find(|r| r.current.study_uid == info.study_uid) {
+            for d in &report.decisions {
+                if d.study.study_uid == info.study_uid {
+                    continue;
+                }
+                let s = &d.study;
+                let role = Role::Prior {
+                    of: info.study_uid.clone(),
+                };
+                if json {
+                    let mut row = json!({
                         "study_uid": s.study_uid, "accession": s.accession, "role": "prior", "prior_of": info.study_uid,
                         "patient_id": s.patient_id, "issuer_of_patient_id": s.issuer_of_patient_id,
                         "study_date": s.study_date, "modalities": s.modalities, "fetch": d.chosen, "reason": d.reason,
-                    })
-                )?;
-            } else {
-                writeln!(
-                    out,
-                    "{}  prior    {}  {}  {}  {}  {}",
-                    if d.chosen { "fetch" } else { "skip " },
-                    s.study_uid,
-                    super::field(s.accession.as_deref()),
-                    super::field(s.study_date.as_deref()),
-                    escape(&s.modalities.join("/")),
-                    escape(&d.reason)
-                )?;
+                    });
+                    add_routes(&mut row, routes, s, &role);
+                    writeln!(out, "{row}")?;
+                } else {
+                    writeln!(
+                        out,
+                        "{}  prior    {}  {}  {}  {}  {}",
+                        if d.chosen { "fetch" } else { "skip " },
+                        s.study_uid,
+                        super::field(s.accession.as_deref()),
+                        super::field(s.study_date.as_deref()),
+                        escape(&s.modalities.join("/")),
+                        escape(&d.reason)
+                    )?;
+                }
+                if d.chosen {
+                    fetched.push((s, role));
+                }
+            }
+        }
+        if let (Some(routes), false) = (explained, json) {
+            for (info, role) in fetched {
+                for (route, decision) in routes.for_study(info, std::slice::from_ref(&role)) {
+                    writeln!(
+                        out,
+                        "{}  {}  to {route}  {}",
+                        if decision.routed { "send " } else { "skip " },
+                        info.study_uid,
+                        escape(&decision.why)
+                    )?;
+                }
             }
         }
     }
+    if let (Some(routes), false, Some(first)) = (single, json, plan.studies.first()) {
+        for (route, decision) in routes.for_study(&first.info, std::slice::from_ref(&first.role)) {
+            writeln!(out, "→ {route} ({})", escape(&decision.why))?;
+        }
+    }
     Ok(())
+}
+
+/// Adds where the study would go to its dry-run row: every destination,
+/// whether the rules take the study, and why.
+fn add_routes(row: &mut serde_json::Value, routes: Option<&Routes>, info: &StudyInfo, role: &Role) {
+    let Some(routes) = routes else { return };
+    let list: Vec<serde_json::Value> = routes
+        .for_study(info, std::slice::from_ref(role))
+        .into_iter()
+        .map(|(route, d)| {
+            json!({
+                "destination": route.name, "to": route.store.scu.destination.to_string(),
+                "routed": d.routed, "why": d.why,
+            })
+        })
+        .collect();
+    row["routes"] = serde_json::Value::from(list);
 }

@@ -15,34 +15,60 @@ pub mod watch;
 
 use anyhow::{Result, bail};
 
-use crate::delivery::Store;
+use crate::store::Routed;
 
 pub use crate::text::field;
 
-/// Prints a delivery's summary on stderr (in a quiet run only when
+/// Prints each destination's summary on stderr (in a quiet run only when
 /// something went wrong) and turns the run into its final error (`store`,
-/// `fetch --store`).
-pub fn finish_delivery(store: Store<'_>, outcome: Result<()>, quiet: bool, input_errors: usize) -> Result<()> {
-    let summary = store.into_summary();
-    let error = summary.error();
-    let failed = error.is_some() || outcome.is_err() || input_errors > 0;
+/// `fetch --store`), naming each destination that failed and why.
+pub fn finish_delivery(routed: Routed, quiet: bool, input_errors: usize) -> Result<()> {
+    let Routed {
+        summaries,
+        withheld,
+        outcome,
+    } = routed;
+    let several = summaries.len() > 1;
+    let errors: Vec<String> = summaries
+        .iter()
+        .filter_map(|summary| {
+            let e = summary.error()?;
+            // Most reasons name their destination already; with several,
+            // the others are prefixed with it.
+            Some(if several && !e.contains(&summary.destination) {
+                format!("{}: {e}", summary.destination)
+            } else {
+                e
+            })
+        })
+        .collect();
+    let failed = !errors.is_empty() || outcome.is_err() || input_errors > 0 || withheld > 0;
     if !quiet || failed {
-        eprint!("{summary}");
-        if summary.studies.is_empty() && outcome.is_ok() {
-            eprintln!("  nothing to deliver: no study asked for, and none complete in the cache");
+        for summary in &summaries {
+            eprint!("{summary}");
+            if summary.studies.is_empty() && outcome.is_ok() && withheld == 0 {
+                eprintln!("  nothing to deliver: no study asked for, and none complete in the cache");
+            }
         }
     }
     outcome?;
-    match (error, input_errors) {
-        (None, 0) => Ok(()),
-        (None, n) => bail!(
-            "{n} line{} of standard input named no study",
-            if n == 1 { "" } else { "s" }
-        ),
-        (Some(e), 0) => bail!("{e}"),
-        (Some(e), n) => bail!(
-            "{e}; {n} line{} of standard input named no study",
-            if n == 1 { "" } else { "s" }
-        ),
+    let mut parts = errors;
+    if withheld > 0 {
+        parts.push(format!(
+            "{withheld} stud{} named {} not for the destination chosen (see above)",
+            if withheld == 1 { "y" } else { "ies" },
+            if withheld == 1 { "is" } else { "are" },
+        ));
+    }
+    if input_errors > 0 {
+        parts.push(format!(
+            "{input_errors} line{} of standard input named no study",
+            if input_errors == 1 { "" } else { "s" }
+        ));
+    }
+    if parts.is_empty() {
+        Ok(())
+    } else {
+        bail!("{}", parts.join("; "))
     }
 }

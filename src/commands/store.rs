@@ -1,5 +1,6 @@
 //! `retriever store`: complete studies from the cache to the DICOM
-//! destination: the ones named, read from stdin, or all not yet delivered.
+//! destinations they are routed to: the ones named, read from stdin, or all
+//! not yet delivered to each destination.
 
 use std::collections::HashSet;
 use std::io::{BufRead, Write};
@@ -10,14 +11,14 @@ use super::study_line::StudyLine;
 use crate::cache::Cache;
 use crate::cli::StoreArgs;
 use crate::config::Settings;
-use crate::delivery::{Asked, Store, StudyResult, StudyState, deliver_named};
-use crate::dicomweb::ClientOptions;
-use crate::store::parse_study_line;
+use crate::delivery::{Asked, StudyResult, StudyState};
+use crate::routing::Route;
+use crate::store::{Fanout, deliver_routed, parse_study_line};
 use crate::ui;
 use crate::uid::Uid;
 
 pub fn run(settings: &Settings, args: &StoreArgs) -> Result<()> {
-    let opts = settings.store_options()?;
+    let routes = settings.routes()?;
     let named = match args.studies.as_slice() {
         [] => None,
         [dash] if dash == "-" => Some(Vec::new()),
@@ -32,39 +33,52 @@ pub fn run(settings: &Settings, args: &StoreArgs) -> Result<()> {
     };
     let cache = Cache::open(&settings.cache_root)?.with_limits(settings.cache_limits);
     let reporter = ui::reporter(settings.quiet);
-    let mut store = Store::new(
-        &cache,
-        &opts,
-        settings.cloud().ok().cloned().map(ClientOptions::in_syntax),
-        &*reporter,
-    );
-    let mut out = std::io::stdout().lock();
-    let mut input_errors = 0usize;
-    let destination = opts.scu.destination.to_string();
-    let mut print = |r: &StudyResult| -> Result<()> {
+    let fanout = Fanout {
+        cache: &cache,
+        routes: &routes,
+        chosen: !settings.dest_names.is_empty(),
+        cloud: settings.cloud().ok().cloned(),
+        reporter: &*reporter,
+    };
+    let print = |route: &Route, r: &StudyResult| -> Result<()> {
         let fully = r.state == StudyState::Delivered && (r.asked == Asked::Named || r.sent() > 0);
         let mut printed = Ok(());
         if fully {
-            reporter.suspend(&mut || printed = print_delivered(&mut out, r, &destination, args.json));
+            reporter.suspend(&mut || printed = print_delivered(&mut std::io::stdout().lock(), r, route, args.json));
         }
         printed.context("failed to write to standard output")
     };
-    let outcome = (|| -> Result<()> {
-        match named {
-            None => {
-                for uid in cache.studies()? {
-                    print(&store.deliver(&uid, Asked::Found)?)?;
-                }
-            }
-            Some(uids) if !uids.is_empty() => deliver_named(&mut store, &dedup(uids), &mut print)?,
-            Some(_) => {
-                // Streamed: a study is delivered as soon as its line arrives,
-                // so `fetch | store -` overlaps the two.
-                let mut seen = HashSet::new();
-                for (n, line) in std::io::stdin().lock().lines().enumerate() {
-                    let line = line.context("failed to read study UIDs from standard input")?;
+    let mut input_errors = 0usize;
+    let routed = match named {
+        None => {
+            let found = cache.studies()?;
+            deliver_routed(&fanout, &mut found.into_iter().map(|uid| (uid, Asked::Found)), &print)
+        }
+        Some(uids) if !uids.is_empty() => deliver_routed(
+            &fanout,
+            &mut dedup(uids).into_iter().map(|uid| (uid, Asked::Named)),
+            &print,
+        ),
+        Some(_) => {
+            // Streamed: a study is delivered as soon as its line arrives,
+            // so `fetch | store -` overlaps the two.
+            let mut seen = HashSet::new();
+            let mut read_error = None;
+            let mut lines = std::io::stdin()
+                .lock()
+                .lines()
+                .enumerate()
+                .map_while(|(n, line)| match line {
+                    Ok(line) => Some((n, line)),
+                    Err(e) => {
+                        read_error = Some(e);
+                        None
+                    }
+                });
+            let mut wanted = std::iter::from_fn(|| {
+                for (n, line) in lines.by_ref() {
                     match parse_study_line(&line) {
-                        Ok(Some(uid)) if seen.insert(uid.clone()) => print(&store.deliver(&uid, Asked::Named)?)?,
+                        Ok(Some(uid)) if seen.insert(uid.clone()) => return Some((uid, Asked::Named)),
                         Ok(_) => {}
                         Err(e) => {
                             input_errors += 1;
@@ -72,11 +86,18 @@ pub fn run(settings: &Settings, args: &StoreArgs) -> Result<()> {
                         }
                     }
                 }
+                None
+            });
+            let mut routed = deliver_routed(&fanout, &mut wanted, &print);
+            drop(lines);
+            if let Some(e) = read_error {
+                let e = Err(e).context("failed to read study UIDs from standard input");
+                routed.outcome = routed.outcome.and(e);
             }
+            routed
         }
-        Ok(())
-    })();
-    super::finish_delivery(store, outcome, settings.quiet, input_errors)
+    };
+    super::finish_delivery(routed, settings.quiet, input_errors)
 }
 
 fn dedup(uids: Vec<Uid>) -> Vec<Uid> {
@@ -84,10 +105,14 @@ fn dedup(uids: Vec<Uid>) -> Vec<Uid> {
     uids.into_iter().filter(|u| seen.insert(u.clone())).collect()
 }
 
-fn print_delivered(out: &mut impl Write, r: &StudyResult, destination: &str, json: bool) -> Result<()> {
+/// One line per study and destination: the route's name (for `--to`, its
+/// `AE@HOST:PORT`), and in JSON its address too when it has a name.
+fn print_delivered(out: &mut impl Write, r: &StudyResult, route: &Route, json: bool) -> Result<()> {
+    let to = route.store.scu.destination.to_string();
     StudyLine::new(&r.study)
         .cloud("accession", r.accession.as_deref())
-        .with("destination", destination, destination)
+        .with("destination", route.name.as_str(), route.name.as_str())
+        .json_only_if("to", (route.name != to).then_some(to))
         .with("instances", r.total, format!("{} instances", r.total))
         .json_only("delivered", r.delivered)
         .text_only(format!("{} sent", r.sent()))

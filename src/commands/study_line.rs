@@ -56,6 +56,14 @@ impl StudyLine {
         self
     }
 
+    /// A value only the JSON line has, and only when there is one.
+    pub fn json_only_if(mut self, key: &'static str, json: Option<impl Into<Value>>) -> StudyLine {
+        if let Some(json) = json {
+            self.fields.push((Some((key, json.into())), None));
+        }
+        self
+    }
+
     /// Writes the line and flushes it, so that a pipeline reader gets each
     /// study as soon as it is done.
     pub fn write(&self, out: &mut impl Write, json: bool) -> io::Result<()> {

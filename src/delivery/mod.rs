@@ -27,7 +27,7 @@ use crate::dimse::{Phase, ScuError, ScuOptions, StatusClass, StoreStatus};
 use crate::uid::Uid;
 
 pub use stream::{Attempt, Streamed, Streamer};
-pub use study::{Asked, Problem, Store, StudyResult, StudyState, Summary, deliver_named, ts_name};
+pub use study::{Asked, Problem, Store, StudyResult, StudyState, Summary, ts_name};
 
 /// How to deliver.
 #[derive(Debug, Clone)]

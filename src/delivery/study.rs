@@ -1018,21 +1018,6 @@ struct Refetched {
     admitted: Admitted,
 }
 
-/// Delivers the studies named, one after the other, handing each result to
-/// `each` (`store` prints it; `fetch --store` printed the studies already).
-/// Stops early only at an error that is not one study's own (Ctrl-C, the
-/// cache, `each`); how each study went is in the store's summary.
-pub fn deliver_named(
-    store: &mut Store<'_>,
-    studies: &[Uid],
-    each: &mut dyn FnMut(&StudyResult) -> Result<()>,
-) -> Result<()> {
-    for uid in studies {
-        each(&store.deliver(uid, Asked::Named)?)?;
-    }
-    Ok(())
-}
-
 /// The syntax to ask the cloud for, of those the destination accepted:
 /// uncompressed first (every archive can produce it), explicit VR first.
 fn preferred(accepted: &[String]) -> Option<&str> {

@@ -34,8 +34,17 @@ pub fn reporter(quiet: bool) -> Box<dyn Reporter> {
 
 struct Bars {
     multi: MultiProgress,
-    bars: Mutex<HashMap<Uid, ProgressBar>>,
+    bars: Mutex<HashMap<Uid, Shared>>,
     style: ProgressStyle,
+}
+
+/// One study's bar, shared by the destinations delivering it at the same
+/// time: it counts their instances together and finishes with the last.
+struct Shared {
+    bar: ProgressBar,
+    users: usize,
+    failed: bool,
+    summaries: Vec<String>,
 }
 
 impl Bars {
@@ -54,19 +63,32 @@ impl Bars {
     }
 
     fn bar(&self, study: &Uid) -> Option<ProgressBar> {
-        self.bars.lock().unwrap().get(study).cloned()
+        self.bars.lock().unwrap().get(study).map(|s| s.bar.clone())
     }
 }
 
 impl Reporter for Bars {
     fn study_started(&self, study: &Uid, label: &str, total: u64, done: u64) {
+        let mut bars = self.bars.lock().unwrap();
+        if let Some(shared) = bars.get_mut(study) {
+            shared.bar.inc_length(total);
+            shared.bar.inc(done);
+            shared.users += 1;
+            return;
+        }
         let bar = self.multi.add(ProgressBar::new(total));
         bar.set_style(self.style.clone());
         bar.set_prefix(label.to_string());
         bar.set_position(done);
         bar.set_message("instances");
         bar.enable_steady_tick(Duration::from_millis(200));
-        self.bars.lock().unwrap().insert(study.clone(), bar);
+        let shared = Shared {
+            bar,
+            users: 1,
+            failed: false,
+            summaries: Vec::new(),
+        };
+        bars.insert(study.clone(), shared);
     }
 
     fn study_total(&self, study: &Uid, total: u64) {
@@ -82,9 +104,17 @@ impl Reporter for Bars {
     }
 
     fn study_finished(&self, study: &Uid, ok: bool, summary: &str) {
-        if let Some(bar) = self.bars.lock().unwrap().remove(study) {
-            let mark = if ok { "done" } else { "FAILED" };
-            bar.finish_with_message(format!("{mark}: {summary}"));
+        let mut bars = self.bars.lock().unwrap();
+        let Some(shared) = bars.get_mut(study) else { return };
+        shared.users -= 1;
+        shared.failed |= !ok;
+        shared.summaries.push(summary.to_string());
+        if shared.users == 0
+            && let Some(shared) = bars.remove(study)
+        {
+            let mark = if shared.failed { "FAILED" } else { "done" };
+            let summary = shared.summaries.join("; ");
+            shared.bar.finish_with_message(format!("{mark}: {summary}"));
         }
     }
 

@@ -27,6 +27,7 @@ mod oauth;
 mod patient_data;
 mod prune;
 mod routing_prune;
+mod routing_store;
 mod service;
 mod smoke;
 mod status;
@@ -56,6 +57,7 @@ fn main() {
         patient_data::tests(),
         prune::tests(),
         routing_prune::tests(),
+        routing_store::tests(),
         service::tests(),
         smoke::tests(),
         status::tests(),
