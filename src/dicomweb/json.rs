@@ -186,6 +186,23 @@ pub fn tag_name(tag: u32) -> String {
     }
 }
 
+/// A page of `studies` as Orthanc answers a search with its fields, for tests.
+#[cfg(test)]
+pub(crate) fn study_page(studies: std::ops::Range<usize>) -> Vec<u8> {
+    let one = |i: usize| {
+        format!(
+            r#"{{"00080005":{{"vr":"CS","Value":["ISO_IR 100"]}},"00080020":{{"vr":"DA","Value":["20261203"]}},
+            "00080030":{{"vr":"TM","Value":["101500"]}},"00080050":{{"vr":"SH","Value":["ACC{i}"]}},
+            "00080061":{{"vr":"CS","Value":["CT"]}},"00080090":{{"vr":"PN","Value":[{{"Alphabetic":"DR^WHO"}}]}},
+            "00081030":{{"vr":"LO","Value":["CT HEAD"]}},"00100010":{{"vr":"PN","Value":[{{"Alphabetic":"DOE^JANE"}}]}},
+            "00100020":{{"vr":"LO","Value":["PAT{i}"]}},"00100021":{{"vr":"LO","Value":["HOSP_A"]}},
+            "00100030":{{"vr":"DA","Value":["19700101"]}},"0020000D":{{"vr":"UI","Value":["1.2.826.0.1.3680043.10.543.{i}"]}},
+            "00200010":{{"vr":"SH","Value":["1"]}},"00201206":{{"vr":"IS","Value":[1]}},"00201208":{{"vr":"IS","Value":[42]}}}}"#
+        )
+    };
+    format!("[{}]", studies.map(one).collect::<Vec<_>>().join(",")).into_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,28 +286,12 @@ mod tests {
         assert_eq!(back, j);
     }
 
-    /// A page of study results as Orthanc answers a search with its fields.
-    fn page_of(n: usize) -> Vec<u8> {
-        let one = |i: usize| {
-            format!(
-                r#"{{"00080005":{{"vr":"CS","Value":["ISO_IR 100"]}},"00080020":{{"vr":"DA","Value":["20261203"]}},
-                "00080030":{{"vr":"TM","Value":["101500"]}},"00080050":{{"vr":"SH","Value":["ACC{i}"]}},
-                "00080061":{{"vr":"CS","Value":["CT"]}},"00080090":{{"vr":"PN","Value":[{{"Alphabetic":"DR^WHO"}}]}},
-                "00081030":{{"vr":"LO","Value":["CT HEAD"]}},"00100010":{{"vr":"PN","Value":[{{"Alphabetic":"DOE^JANE"}}]}},
-                "00100020":{{"vr":"LO","Value":["PAT{i}"]}},"00100021":{{"vr":"LO","Value":["HOSP_A"]}},
-                "00100030":{{"vr":"DA","Value":["19700101"]}},"0020000D":{{"vr":"UI","Value":["1.2.826.0.1.3680043.10.543.{i}"]}},
-                "00200010":{{"vr":"SH","Value":["1"]}},"00201206":{{"vr":"IS","Value":[1]}},"00201208":{{"vr":"IS","Value":[42]}}}}"#
-            )
-        };
-        format!("[{}]", (0..n).map(one).collect::<Vec<_>>().join(",")).into_bytes()
-    }
-
     /// A page is read one result at a time: what reading it holds at once
     /// is about its bytes, not the many times more its results take as maps
     /// (which the allocator of a long `watch` kept, search after search).
     #[test]
     fn a_page_is_read_one_result_at_a_time() {
-        let body = page_of(200);
+        let body = study_page(0..200);
         let size = body.len();
         let ((), whole) = crate::testalloc::measure(|| {
             let results: Vec<DicomJson> = serde_json::from_slice(&body).unwrap();
@@ -329,7 +330,7 @@ mod tests {
         assert!(format!("{e}").starts_with("not DICOM JSON: "), "{e}");
         assert_eq!(seen, 1, "the results before the bad one were read");
         // The callback's own error comes back as it is.
-        let page = Page::parse(page_of(3)).unwrap();
+        let page = Page::parse(study_page(0..3)).unwrap();
         let e = page
             .each(&mut |_| Err(anyhow!("enough")), &|e| anyhow!("{e}"))
             .unwrap_err();
