@@ -1,6 +1,7 @@
-//! The test binary's allocator: it counts what the current thread allocates
-//! while a measurement runs, so a test can hold a parser of peers' bytes to a
-//! memory bound whatever lengths its input declares.
+//! The test binary's allocator: it counts what the current thread allocates,
+//! and the most it holds at once, while a measurement runs, so a test can
+//! hold a parser of peers' bytes to a memory bound whatever lengths its input
+//! declares, or however many results it reads.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -11,6 +12,8 @@ thread_local! {
     static COUNTING: Cell<bool> = const { Cell::new(false) };
     static TOTAL: Cell<usize> = const { Cell::new(0) };
     static LARGEST: Cell<usize> = const { Cell::new(0) };
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+    static PEAK: Cell<isize> = const { Cell::new(0) };
 }
 
 fn count(size: usize) {
@@ -18,6 +21,21 @@ fn count(size: usize) {
     if COUNTING.try_with(Cell::get).unwrap_or(false) {
         let _ = TOTAL.try_with(|t| t.set(t.get() + size));
         let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
+    }
+    live(size as isize);
+}
+
+/// Follows what this thread holds (what it allocated less what it freed)
+/// while a measurement runs, and its peak.
+fn live(delta: isize) {
+    if COUNTING.try_with(Cell::get).unwrap_or(false) {
+        let now = LIVE.try_with(|l| {
+            l.set(l.get() + delta);
+            l.get()
+        });
+        if let Ok(now) = now {
+            let _ = PEAK.try_with(|p| p.set(p.get().max(now)));
+        }
     }
 }
 
@@ -28,10 +46,12 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        live(-(layout.size() as isize));
         unsafe { System.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        live(-(layout.size() as isize));
         count(new_size);
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -47,18 +67,24 @@ pub struct Allocated {
     pub total: usize,
     /// The largest single allocation or reallocation.
     pub largest: usize,
+    /// The most it held at once (allocated less freed, on this thread,
+    /// counted from the start of the measurement).
+    pub peak: usize,
 }
 
 /// Runs `f` and returns what it allocated on this thread.
 pub fn measure<T>(f: impl FnOnce() -> T) -> (T, Allocated) {
     TOTAL.with(|t| t.set(0));
     LARGEST.with(|l| l.set(0));
+    LIVE.with(|l| l.set(0));
+    PEAK.with(|p| p.set(0));
     COUNTING.with(|c| c.set(true));
     let result = f();
     COUNTING.with(|c| c.set(false));
     let allocated = Allocated {
         total: TOTAL.with(Cell::get),
         largest: LARGEST.with(Cell::get),
+        peak: PEAK.with(Cell::get).max(0) as usize,
     };
     (result, allocated)
 }

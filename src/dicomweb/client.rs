@@ -26,7 +26,7 @@ use reqwest::{StatusCode, Url, redirect};
 
 use super::http::{Lanes, Response, SendError, Settings, find_source};
 use super::identity::{self, Refusal};
-use super::json::{Identities, Seen};
+use super::json::{Identities, Page, Seen};
 use super::multipart::{Multipart, MultipartError};
 use super::retry::{backoff, is_transient_status, parse_retry_after};
 use super::token::{Fetch, Lease};
@@ -302,17 +302,17 @@ impl Client {
             paged.push(("offset", &offset_text));
             let what = Request::new(&self.inner.base, path.clone(), query::encode(&paged));
             let (page, more) = self.qido_page(&what)?;
-            let received = page.len();
-            let mut ids = Vec::with_capacity(received);
+            let received = page.as_ref().map_or(0, Page::results);
+            let mut ids = Vec::new();
             let mut new_in_pass = 0usize;
-            for result in page {
+            let mut take = |result: DicomJson| {
                 let id = seen.identity(&result, id_tag);
                 ids.push(id);
                 match seen.see(id) {
-                    Seen::ThisPass => continue,
+                    Seen::ThisPass => return Ok(()),
                     Seen::EarlierPass => {
                         new_in_pass += 1;
-                        continue;
+                        return Ok(());
                     }
                     Seen::New => new_in_pass += 1,
                 }
@@ -323,7 +323,10 @@ impl Client {
                         self.inner.base
                     );
                 }
-                each(result)?;
+                each(result)
+            };
+            if let Some(page) = &page {
+                page.each(&mut take, &|e| self.not_dicom_json(&what, &e).into_error())?;
             }
             if received == 0 {
                 return Ok(());
@@ -369,7 +372,8 @@ impl Client {
 
     /// One QIDO-RS request: its results, and whether the server's `Warning`
     /// header said that more can be asked for.
-    fn qido_page(&self, what: &Request) -> Result<(Vec<DicomJson>, bool)> {
+    /// Its results are read one at a time from the page (see [`Page`]).
+    fn qido_page(&self, what: &Request) -> Result<(Option<Page>, bool)> {
         self.with_retries(|| {
             let response = self.send(what, QIDO_ACCEPT)?;
             let response = self.check_status(what, response, QIDO_ACCEPT)?;
@@ -378,7 +382,7 @@ impl Client {
                 v.contains("additional results") || v.contains("more results")
             });
             if response.status() == StatusCode::NO_CONTENT {
-                return Ok((Vec::new(), more));
+                return Ok((None, more));
             }
             let mut body = Vec::new();
             response
@@ -396,20 +400,22 @@ impl Client {
                 ));
             }
             if body.iter().all(u8::is_ascii_whitespace) {
-                return Ok((Vec::new(), more));
+                return Ok((None, more));
             }
-            let results: Vec<DicomJson> = serde_json::from_slice(&body).map_err(|e| {
-                Failure::permanent(
-                    format!(
-                        "the cloud at `{}` answered {what} with something that is not DICOM JSON ({e})",
-                        what.base
-                    ),
-                    "it does not seem to be a DICOMweb QIDO-RS service; check the cloud URL",
-                )
-            })?;
-            Ok((results, more))
+            let page = Page::parse(body).map_err(|e| self.not_dicom_json(what, &e))?;
+            Ok((Some(page), more))
         })
         .map_err(Failure::into_error)
+    }
+
+    fn not_dicom_json(&self, what: &Request, e: &serde_json::Error) -> Failure {
+        Failure::permanent(
+            format!(
+                "the cloud at `{}` answered {what} with something that is not DICOM JSON ({e})",
+                what.base
+            ),
+            "it does not seem to be a DICOMweb QIDO-RS service; check the cloud URL",
+        )
     }
 
     // --- plumbing ---------------------------------------------------------

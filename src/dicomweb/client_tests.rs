@@ -143,6 +143,33 @@ fn qido_pages_with_limit_and_offset() {
     assert_eq!(reqs[0].header("Authorization"), Some("Basic YWxpY2U6czNjcmV0LVBhNTU="));
 }
 
+/// A search holds one page's bytes and one result at a time, not its results as maps, which
+/// take twenty times the bytes: a watch searches its whole window every interval.
+#[test]
+fn qido_holds_a_page_at_a_time() {
+    let server = TestServer::start(|_, req| {
+        let offset: usize = req.param("offset").unwrap().parse().unwrap();
+        ok_json(&crate::dicomweb::json::study_page(offset..(offset + 200).min(400)), &[])
+    });
+    let c = client(&server);
+    let page_bytes = crate::dicomweb::json::study_page(0..200).len();
+    let mut found = 0;
+    let (result, held) = crate::testalloc::measure(|| {
+        c.search_studies(&[], &mut |json| {
+            assert!(json.string(0x0008_0050).is_some());
+            found += 1;
+            Ok(())
+        })
+    });
+    result.unwrap();
+    assert_eq!(found, 400);
+    assert!(
+        held.peak < 3 * page_bytes,
+        "a search of two pages of {page_bytes} bytes held {} bytes at once",
+        held.peak
+    );
+}
+
 #[test]
 fn qido_follows_the_warning_header() {
     // A server that caps pages at 100 whatever the limit, and says so.
