@@ -134,7 +134,7 @@ _retriever() {
 
     case "${cmd}" in
         retriever)
-            opts="-q -h -V --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help --version fetch ls store watch prune echo config status service help"
+            opts="-q -h -V --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --dest --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help --version fetch ls store watch prune echo config status service help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -173,6 +173,10 @@ _retriever() {
                     return 0
                     ;;
                 --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dest)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -232,7 +236,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__config)
-            opts="-q -h --json --priors --prior-years --prior-modality --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
+            opts="-q -h --json --priors --prior-years --prior-modality --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --dest --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -310,6 +314,10 @@ _retriever() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --dest)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --to-ca)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -366,7 +374,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__echo)
-            opts="-q -h --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
+            opts="-q -h --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --dest --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -432,6 +440,10 @@ _retriever() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --dest)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --to-ca)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -488,7 +500,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__fetch)
-            opts="-q -h --explain --dry-run --json --transfer-syntax --store --priors --prior-years --prior-modality --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
+            opts="-q -h --explain --dry-run --json --transfer-syntax --store --priors --prior-years --prior-modality --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --dest --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -567,6 +579,10 @@ _retriever() {
                     return 0
                     ;;
                 --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dest)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -850,7 +866,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__ls)
-            opts="-q -h --json --wide --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
+            opts="-q -h --json --wide --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --dest --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -889,6 +905,10 @@ _retriever() {
                     return 0
                     ;;
                 --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dest)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -948,7 +968,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__prune)
-            opts="-q -h --older-than --dry-run --include-undelivered --json --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
+            opts="-q -h --older-than --dry-run --include-undelivered --json --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --dest --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -991,6 +1011,10 @@ _retriever() {
                     return 0
                     ;;
                 --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dest)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1050,7 +1074,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__service)
-            opts="-q -h --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help install uninstall start stop run help"
+            opts="-q -h --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --dest --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help install uninstall start stop run help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1089,6 +1113,10 @@ _retriever() {
                     return 0
                     ;;
                 --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dest)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1246,7 +1274,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__service__subcmd__install)
-            opts="-q -h --name --account --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
+            opts="-q -h --name --account --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --dest --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1293,6 +1321,10 @@ _retriever() {
                     return 0
                     ;;
                 --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dest)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1352,7 +1384,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__service__subcmd__run)
-            opts="-q -h --name --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
+            opts="-q -h --name --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --dest --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1395,6 +1427,10 @@ _retriever() {
                     return 0
                     ;;
                 --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dest)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1454,7 +1490,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__service__subcmd__start)
-            opts="-q -h --name --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
+            opts="-q -h --name --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --dest --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1497,6 +1533,10 @@ _retriever() {
                     return 0
                     ;;
                 --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dest)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1556,7 +1596,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__service__subcmd__stop)
-            opts="-q -h --name --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
+            opts="-q -h --name --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --dest --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1599,6 +1639,10 @@ _retriever() {
                     return 0
                     ;;
                 --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dest)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1658,7 +1702,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__service__subcmd__uninstall)
-            opts="-q -h --name --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
+            opts="-q -h --name --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --dest --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1701,6 +1745,10 @@ _retriever() {
                     return 0
                     ;;
                 --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dest)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1760,7 +1808,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__status)
-            opts="-q -h --json --stale-after --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
+            opts="-q -h --json --stale-after --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --dest --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1803,6 +1851,10 @@ _retriever() {
                     return 0
                     ;;
                 --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dest)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1862,7 +1914,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__store)
-            opts="-q -h --json --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
+            opts="-q -h --json --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --dest --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1928,6 +1980,10 @@ _retriever() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --dest)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --to-ca)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1984,7 +2040,7 @@ _retriever() {
             return 0
             ;;
         retriever__subcmd__watch)
-            opts="-q -h --interval --filter --stable-age --once --json --metrics-file --priors --prior-years --prior-modality --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
+            opts="-q -h --interval --filter --stable-age --once --json --metrics-file --priors --prior-years --prior-modality --associations --max-pdu --dicom-connect-timeout --acse-timeout --dimse-timeout --store-retries --decompress-lossy --config --cloud --user --password-file --token-file --ca-bundle --client-cert --client-key --allow-insecure-http --to --dest --to-tls --to-ca --to-cert --to-key --to-server-name --calling-ae --cache --jobs --connect-timeout --idle-timeout --retries --max-instance-size --quiet --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2075,6 +2131,10 @@ _retriever() {
                     return 0
                     ;;
                 --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dest)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_retriever_global_optspecs
-    string join \n config= cloud= user= password-file= token-file= ca-bundle= client-cert= client-key= allow-insecure-http to= to-tls to-ca= to-cert= to-key= to-server-name= calling-ae= cache= jobs= connect-timeout= idle-timeout= retries= max-instance-size= q/quiet log-file= h/help V/version
+    string join \n config= cloud= user= password-file= token-file= ca-bundle= client-cert= client-key= allow-insecure-http to= dest= to-tls to-ca= to-cert= to-key= to-server-name= calling-ae= cache= jobs= connect-timeout= idle-timeout= retries= max-instance-size= q/quiet log-file= h/help V/version
 end
 
 function __fish_retriever_needs_command
@@ -33,6 +33,7 @@ complete -c retriever -n "__fish_retriever_needs_command" -l ca-bundle -d 'Extra
 complete -c retriever -n "__fish_retriever_needs_command" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
 complete -c retriever -n "__fish_retriever_needs_command" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_needs_command" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
+complete -c retriever -n "__fish_retriever_needs_command" -l dest -d 'Only this destination of the config file\'s `destinations` (by name; repeat for several) [default: all]' -r
 complete -c retriever -n "__fish_retriever_needs_command" -l to-ca -d 'CA certificates (PEM) to trust for the destination\'s TLS certificate, besides the system\'s' -r -F
 complete -c retriever -n "__fish_retriever_needs_command" -l to-cert -d 'Our client certificate (PEM) for a destination that asks for one (with --to-key)' -r -F
 complete -c retriever -n "__fish_retriever_needs_command" -l to-key -d 'The private key (PEM) of --to-cert' -r -F
@@ -80,6 +81,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l ca-bundle 
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
+complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l dest -d 'Only this destination of the config file\'s `destinations` (by name; repeat for several) [default: all]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l to-ca -d 'CA certificates (PEM) to trust for the destination\'s TLS certificate, besides the system\'s' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l to-cert -d 'Our client certificate (PEM) for a destination that asks for one (with --to-key)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand fetch" -l to-key -d 'The private key (PEM) of --to-cert' -r -F
@@ -109,6 +111,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand ls" -l ca-bundle -d 
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
+complete -c retriever -n "__fish_retriever_using_subcommand ls" -l dest -d 'Only this destination of the config file\'s `destinations` (by name; repeat for several) [default: all]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -l to-ca -d 'CA certificates (PEM) to trust for the destination\'s TLS certificate, besides the system\'s' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -l to-cert -d 'Our client certificate (PEM) for a destination that asks for one (with --to-key)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand ls" -l to-key -d 'The private key (PEM) of --to-cert' -r -F
@@ -142,6 +145,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand store" -l ca-bundle 
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
+complete -c retriever -n "__fish_retriever_using_subcommand store" -l dest -d 'Only this destination of the config file\'s `destinations` (by name; repeat for several) [default: all]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l to-ca -d 'CA certificates (PEM) to trust for the destination\'s TLS certificate, besides the system\'s' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l to-cert -d 'Our client certificate (PEM) for a destination that asks for one (with --to-key)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand store" -l to-key -d 'The private key (PEM) of --to-cert' -r -F
@@ -183,6 +187,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand watch" -l ca-bundle 
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
+complete -c retriever -n "__fish_retriever_using_subcommand watch" -l dest -d 'Only this destination of the config file\'s `destinations` (by name; repeat for several) [default: all]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l to-ca -d 'CA certificates (PEM) to trust for the destination\'s TLS certificate, besides the system\'s' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l to-cert -d 'Our client certificate (PEM) for a destination that asks for one (with --to-key)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand watch" -l to-key -d 'The private key (PEM) of --to-cert' -r -F
@@ -212,6 +217,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand prune" -l ca-bundle 
 complete -c retriever -n "__fish_retriever_using_subcommand prune" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand prune" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand prune" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
+complete -c retriever -n "__fish_retriever_using_subcommand prune" -l dest -d 'Only this destination of the config file\'s `destinations` (by name; repeat for several) [default: all]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand prune" -l to-ca -d 'CA certificates (PEM) to trust for the destination\'s TLS certificate, besides the system\'s' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand prune" -l to-cert -d 'Our client certificate (PEM) for a destination that asks for one (with --to-key)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand prune" -l to-key -d 'The private key (PEM) of --to-cert' -r -F
@@ -246,6 +252,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand echo" -l ca-bundle -
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
+complete -c retriever -n "__fish_retriever_using_subcommand echo" -l dest -d 'Only this destination of the config file\'s `destinations` (by name; repeat for several) [default: all]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l to-ca -d 'CA certificates (PEM) to trust for the destination\'s TLS certificate, besides the system\'s' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l to-cert -d 'Our client certificate (PEM) for a destination that asks for one (with --to-key)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand echo" -l to-key -d 'The private key (PEM) of --to-cert' -r -F
@@ -282,6 +289,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand config" -l ca-bundle
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
+complete -c retriever -n "__fish_retriever_using_subcommand config" -l dest -d 'Only this destination of the config file\'s `destinations` (by name; repeat for several) [default: all]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l to-ca -d 'CA certificates (PEM) to trust for the destination\'s TLS certificate, besides the system\'s' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l to-cert -d 'Our client certificate (PEM) for a destination that asks for one (with --to-key)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand config" -l to-key -d 'The private key (PEM) of --to-cert' -r -F
@@ -310,6 +318,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand status" -l ca-bundle
 complete -c retriever -n "__fish_retriever_using_subcommand status" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand status" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand status" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
+complete -c retriever -n "__fish_retriever_using_subcommand status" -l dest -d 'Only this destination of the config file\'s `destinations` (by name; repeat for several) [default: all]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand status" -l to-ca -d 'CA certificates (PEM) to trust for the destination\'s TLS certificate, besides the system\'s' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand status" -l to-cert -d 'Our client certificate (PEM) for a destination that asks for one (with --to-key)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand status" -l to-key -d 'The private key (PEM) of --to-cert' -r -F
@@ -336,6 +345,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand service; and not __f
 complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l dest -d 'Only this destination of the config file\'s `destinations` (by name; repeat for several) [default: all]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l to-ca -d 'CA certificates (PEM) to trust for the destination\'s TLS certificate, besides the system\'s' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l to-cert -d 'Our client certificate (PEM) for a destination that asks for one (with --to-key)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and not __fish_seen_subcommand_from install uninstall start stop run help" -l to-key -d 'The private key (PEM) of --to-cert' -r -F
@@ -369,6 +379,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l dest -d 'Only this destination of the config file\'s `destinations` (by name; repeat for several) [default: all]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l to-ca -d 'CA certificates (PEM) to trust for the destination\'s TLS certificate, besides the system\'s' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l to-cert -d 'Our client certificate (PEM) for a destination that asks for one (with --to-key)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from install" -l to-key -d 'The private key (PEM) of --to-cert' -r -F
@@ -395,6 +406,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l dest -d 'Only this destination of the config file\'s `destinations` (by name; repeat for several) [default: all]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l to-ca -d 'CA certificates (PEM) to trust for the destination\'s TLS certificate, besides the system\'s' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l to-cert -d 'Our client certificate (PEM) for a destination that asks for one (with --to-key)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l to-key -d 'The private key (PEM) of --to-cert' -r -F
@@ -421,6 +433,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l dest -d 'Only this destination of the config file\'s `destinations` (by name; repeat for several) [default: all]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l to-ca -d 'CA certificates (PEM) to trust for the destination\'s TLS certificate, besides the system\'s' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l to-cert -d 'Our client certificate (PEM) for a destination that asks for one (with --to-key)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from start" -l to-key -d 'The private key (PEM) of --to-cert' -r -F
@@ -447,6 +460,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l dest -d 'Only this destination of the config file\'s `destinations` (by name; repeat for several) [default: all]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l to-ca -d 'CA certificates (PEM) to trust for the destination\'s TLS certificate, besides the system\'s' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l to-cert -d 'Our client certificate (PEM) for a destination that asks for one (with --to-key)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from stop" -l to-key -d 'The private key (PEM) of --to-cert' -r -F
@@ -473,6 +487,7 @@ complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l client-cert -d 'Our client certificate (PEM) for a cloud that asks for one (mutual TLS); needs --client-key' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l client-key -d 'The private key (PEM, unencrypted) of --client-cert; a file only this account can read' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l to -d 'The DICOM destination, e.g. PACS@10.0.0.5:104' -r
+complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l dest -d 'Only this destination of the config file\'s `destinations` (by name; repeat for several) [default: all]' -r
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l to-ca -d 'CA certificates (PEM) to trust for the destination\'s TLS certificate, besides the system\'s' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l to-cert -d 'Our client certificate (PEM) for a destination that asks for one (with --to-key)' -r -F
 complete -c retriever -n "__fish_retriever_using_subcommand service; and __fish_seen_subcommand_from run" -l to-key -d 'The private key (PEM) of --to-cert' -r -F

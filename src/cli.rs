@@ -122,6 +122,10 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "RETRIEVER_DEST", value_name = "AE@HOST:PORT", value_parser = Destination::parse)]
     pub to: Option<Destination>,
 
+    /// Only this destination of the config file's `destinations` (by name; repeat for several) [default: all]
+    #[arg(long, global = true, value_name = "NAME")]
+    pub dest: Vec<String>,
+
     /// DICOM TLS to the destination (--to); there is never a fallback to plain TCP
     #[arg(long, global = true)]
     pub to_tls: bool,

@@ -26,6 +26,8 @@ use crate::format::{parse_duration, parse_size, setting_duration as format_setti
 use crate::priors::{ModalityRule, Rules};
 use crate::watch::Filter;
 
+mod destinations;
+
 /// Parses the cloud URL and checks the scheme rule: https always, plain http
 /// only to a loopback host or with the explicit opt-in.
 pub fn parse_cloud_url(raw: &str, allow_insecure_http: bool) -> Result<Url> {
@@ -182,6 +184,9 @@ pub struct FileConfig {
     /// Tag coercion: rules applied in order to every instance sent to the
     /// destination (see `coerce.rs` for their forms).
     pub coerce: Option<Vec<serde_json::Value>>,
+    /// Several destinations, each with its own settings and rules (see
+    /// `DestinationEntry`); read entry by entry so that an error names the entry.
+    pub destinations: Option<Vec<serde_json::Value>>,
     // `watch`: the search for studies to route, as QIDO-RS matching keys
     // and values, e.g. {"ModalitiesInStudy": "CT", "StudyDate": "last 24 hours"}.
     pub watch_filter: Option<std::collections::BTreeMap<String, String>>,
@@ -218,9 +223,7 @@ impl FileConfig {
         Ok(file)
     }
 
-    /// Refuses a path holding a control character: JSON reads `"D:\retriever"`
-    /// (one backslash) as `D:` + carriage return + `etriever`, which is never
-    /// what was meant and would otherwise create a strange directory silently.
+    /// Refuses a path holding a control character (see [`check_path`]).
     fn check_paths(&self) -> Result<()> {
         let paths = [
             ("cache", &self.cache),
@@ -235,15 +238,8 @@ impl FileConfig {
             ("to_key", &self.to_key),
         ];
         for (key, path) in paths {
-            let Some(path) = path else { continue };
-            let text = path.to_string_lossy();
-            if let Some(c) = text.chars().find(|c| c.is_control()) {
-                bail!(
-                    "`{key}` is `{}`, with the control character `{}` in it, which is what JSON makes of a \
-                     single backslash before `b`, `f`, `n`, `r` or `t`; {BACKSLASH_HINT}",
-                    text.escape_default(),
-                    c.escape_default()
-                );
+            if let Some(path) = path {
+                check_path(key, path)?;
             }
         }
         Ok(())
@@ -254,6 +250,22 @@ impl FileConfig {
     pub fn holds_secret(&self) -> bool {
         self.password.is_some() || self.token.is_some() || self.oauth_client_secret.is_some()
     }
+}
+
+/// Refuses a path holding a control character: JSON reads `"D:\retriever"`
+/// (one backslash) as `D:` + carriage return + `etriever`, which is never
+/// what was meant and would otherwise create a strange directory silently.
+fn check_path(key: &str, path: &Path) -> Result<()> {
+    let text = path.to_string_lossy();
+    if let Some(c) = text.chars().find(|c| c.is_control()) {
+        bail!(
+            "`{key}` is `{}`, with the control character `{}` in it, which is what JSON makes of a \
+             single backslash before `b`, `f`, `n`, `r` or `t`; {BACKSLASH_HINT}",
+            text.escape_default(),
+            c.escape_default()
+        );
+    }
+    Ok(())
 }
 
 /// A setting found wrong, kept until a command needs it (`ls` needs no
@@ -329,8 +341,9 @@ pub const REDACTED: &str = "***";
 /// One setting as `retriever config` shows it.
 #[derive(Debug, Clone)]
 pub struct Entry {
-    /// The setting's key in the config file.
-    pub key: &'static str,
+    /// The setting's key in the config file (`destinations[pacs].to` for
+    /// a key of one entry of the list).
+    pub key: std::borrow::Cow<'static, str>,
     /// The value as shown (a secret as [`REDACTED`]); `None` when not set.
     pub value: Option<String>,
     pub source: Source,
@@ -355,6 +368,23 @@ pub struct DicomSettings {
     pub decompress_lossy: bool,
     /// Tag coercion for every instance sent; none by default.
     pub coerce: crate::coerce::Coercions,
+}
+
+impl DicomSettings {
+    /// The association settings for `destination`, reached with `tls`
+    /// (`None`: plain TCP) as `calling_ae`.
+    fn scu_options(&self, destination: Destination, tls: Option<ClientTls>, calling_ae: &str) -> ScuOptions {
+        let mut opts = ScuOptions::new(destination);
+        opts.tls = tls;
+        opts.calling_ae = calling_ae.to_string();
+        opts.max_pdu = self.max_pdu;
+        opts.decompress_lossy = self.decompress_lossy;
+        opts.coerce = self.coerce.clone();
+        opts.connect_timeout = self.connect_timeout;
+        opts.acse_timeout = self.acse_timeout;
+        opts.dimse_timeout = self.dimse_timeout;
+        opts
+    }
 }
 
 impl Default for DicomSettings {
@@ -397,6 +427,11 @@ pub struct Settings {
     destination: Option<Result<Destination, Wrong>>,
     /// DICOM TLS to the destination; `None` for plain TCP.
     tls: Result<Option<ClientTls>, Wrong>,
+    /// `--dest NAME` (repeatable): only these destinations; all when none.
+    pub dest_names: Vec<String>,
+    /// The config file's `destinations`, when they are used (no `--to`,
+    /// no `RETRIEVER_DEST`): each route, or why it cannot be used.
+    destinations: Option<Vec<Result<crate::routing::Route, Wrong>>>,
     entries: Vec<Entry>,
 }
 
@@ -444,7 +479,15 @@ impl Settings {
             Some(Ok(d)) => Some(d.host.clone()),
             _ => None,
         };
-        let tls = destination_tls(&mut layers, &file, host.as_deref()).map_err(Wrong::from);
+        let tls_defaults = tls_settings(&mut layers, &file);
+        // With the config file's list in use, the top-level TLS keys are
+        // only what its entries inherit, checked entry by entry.
+        let list_in_use = destination.is_none() && file.destinations.is_some();
+        let tls = if list_in_use {
+            Ok(None)
+        } else {
+            client_tls(&tls_defaults, host.as_deref(), &|key| layers.origin(key)).map_err(Wrong::from)
+        };
         let calling_ae = layers
             .pick(
                 "calling_ae",
@@ -465,6 +508,19 @@ impl Settings {
         let retention = layers.duration("retention", file.retention.clone(), crate::prune::DEFAULT_RETENTION)?;
         let max_age = layers.duration("max_age", file.max_age.clone(), crate::prune::DEFAULT_MAX_AGE)?;
         let log_file = layers.pick("log_file", file.log_file.clone(), None, show_path);
+        let inherited = destinations::Inherited {
+            calling_ae: &calling_ae,
+            dicom: &dicom,
+            tls: &tls_defaults,
+        };
+        let destinations = destinations::resolve(&mut layers, &file, &inherited, destination.is_some())?;
+        let dest_names = layers
+            .matches
+            .try_get_many::<String>("dest")
+            .ok()
+            .flatten()
+            .map(|names| names.cloned().collect())
+            .unwrap_or_default();
         Ok(Settings {
             cache_root,
             retention,
@@ -480,6 +536,8 @@ impl Settings {
             cloud,
             destination,
             tls,
+            dest_names,
+            destinations,
             entries: layers.entries,
         })
     }
@@ -494,7 +552,10 @@ impl Settings {
         match &self.destination {
             Some(Ok(d)) => Ok(d),
             Some(Err(e)) => Err(e.error()),
-            None => bail!("no destination given: pass --to AE@HOST:PORT or set RETRIEVER_DEST"),
+            None => bail!(
+                "no destination given: pass --to AE@HOST:PORT or set RETRIEVER_DEST, or list `destinations` in \
+                 the config file"
+            ),
         }
     }
 
@@ -517,17 +578,9 @@ impl Settings {
     /// The association settings for the destination: the DICOM flags (see
     /// `cli::DimseArgs`), as merged with the environment and the config file.
     pub fn scu_options(&self) -> Result<ScuOptions> {
-        let dicom = &self.dicom;
-        let mut opts = ScuOptions::new(self.destination()?.clone());
-        opts.tls = self.destination_tls()?.cloned();
-        opts.calling_ae = self.calling_ae.clone();
-        opts.max_pdu = dicom.max_pdu;
-        opts.decompress_lossy = dicom.decompress_lossy;
-        opts.coerce = dicom.coerce.clone();
-        opts.connect_timeout = dicom.connect_timeout;
-        opts.acse_timeout = dicom.acse_timeout;
-        opts.dimse_timeout = dicom.dimse_timeout;
-        Ok(opts)
+        let destination = self.destination()?.clone();
+        let tls = self.destination_tls()?.cloned();
+        Ok(self.dicom.scu_options(destination, tls, &self.calling_ae))
     }
 
     /// [`Settings::scu_options`] plus how many associations and retries.
@@ -538,11 +591,22 @@ impl Settings {
         Ok(opts)
     }
 
-    /// The destinations to deliver to, each with its rules.
+    /// The destinations to deliver to, each with its rules: the one of
+    /// `--to` (or `RETRIEVER_DEST`, or the config file's `to`), else the
+    /// config file's `destinations`; only those named by `--dest`, if any.
     pub fn routes(&self) -> Result<crate::routing::Routes> {
-        Ok(crate::routing::Routes::new(vec![crate::routing::Route::single(
-            self.store_options()?,
-        )]))
+        use crate::routing::{Route, Routes};
+        let routes = match (&self.destination, &self.destinations) {
+            (None, Some(list)) => Routes::configured(
+                list.iter()
+                    .map(|route| route.clone().map_err(|e| e.error()))
+                    .collect::<Result<_>>()?,
+            ),
+            _ => Routes::new(vec![Route::single(self.store_options()?)]),
+        };
+        routes
+            .select(&self.dest_names)
+            .map_err(|e| anyhow::Error::new(UsageError(format!("--dest: {e:#}"))))
     }
 
     /// Every setting with its value (secrets redacted) and where it came
@@ -556,7 +620,7 @@ impl Settings {
 /// [`config_file_candidates`] that exists.
 fn config_file(matches: &ArgMatches) -> (Option<PathBuf>, Entry) {
     let entry = |path: &Path, source, origin| Entry {
-        key: "config",
+        key: "config".into(),
         value: Some(path.display().to_string()),
         source,
         origin,
@@ -576,7 +640,7 @@ fn config_file(matches: &ArgMatches) -> (Option<PathBuf>, Entry) {
         None => (
             None,
             Entry {
-                key: "config",
+                key: "config".into(),
                 value: None,
                 source: Source::Default,
                 origin: None,
@@ -672,7 +736,7 @@ impl Layers<'_> {
             (None, None) => (default, Source::Default, None),
         };
         self.entries.push(Entry {
-            key,
+            key: key.into(),
             value: value.as_ref().map(show),
             source,
             origin,
@@ -715,7 +779,7 @@ impl Layers<'_> {
             Ok(value) => Ok(Some(value)),
             Err(e) => {
                 self.entries.push(Entry {
-                    key,
+                    key: key.into(),
                     value: Some(raw),
                     source: Source::ConfigFile,
                     origin: None,
@@ -735,7 +799,7 @@ impl Layers<'_> {
             (None, None) => (None, Source::Default, None),
         };
         self.entries.push(Entry {
-            key,
+            key: key.into(),
             value: value.clone(),
             source,
             origin,
@@ -783,7 +847,7 @@ impl Layers<'_> {
             Err(_) => Some("(unreadable)".to_string()),
         };
         self.entries.push(Entry {
-            key,
+            key: key.into(),
             value: shown,
             source,
             origin,
@@ -1188,7 +1252,7 @@ fn watch_settings(l: &mut Layers<'_>, file: &FileConfig) -> Result<WatchSettings
         (None, None) => (default_filters(), Source::Default, None),
     };
     l.entries.push(Entry {
-        key: "watch_filter",
+        key: "watch_filter".into(),
         value: Some(describe(&filters)),
         source,
         origin,
@@ -1242,7 +1306,7 @@ fn coercions(l: &mut Layers<'_>, file: &FileConfig) -> Result<crate::coerce::Coe
         None => crate::coerce::Coercions::default(),
     };
     l.entries.push(Entry {
-        key: "coerce",
+        key: "coerce".into(),
         value: (!rules.is_empty()).then(|| rules.describe()),
         source: if file.coerce.is_some() {
             Source::ConfigFile
@@ -1254,13 +1318,18 @@ fn coercions(l: &mut Layers<'_>, file: &FileConfig) -> Result<crate::coerce::Coe
     Ok(rules)
 }
 
-/// DICOM TLS to the destination when `to_tls` is on: the CAs, the client
-/// certificate and the name to check, read and checked now (`host`, the
-/// destination's, is the name checked unless `to_server_name` gives one).
-/// TLS files given while `to_tls` is set nowhere are refused.
-/// `None` for plain TCP, or when there is no usable destination (whose own
-/// error is reported by the commands that need one).
-fn destination_tls(l: &mut Layers<'_>, file: &FileConfig, host: Option<&str>) -> Result<Option<ClientTls>> {
+/// The top-level TLS settings to the destination, as given: on or off,
+/// whether said off on purpose, the files and the name to check.
+#[derive(Debug, Clone, Default)]
+struct TlsSettings {
+    on: bool,
+    /// `to_tls` written `false` on purpose (the files kept for later).
+    said_off: bool,
+    opts: TlsOptions,
+}
+
+/// The top-level TLS keys, looked up (and so shown by `retriever config`).
+fn tls_settings(l: &mut Layers<'_>, file: &FileConfig) -> TlsSettings {
     let on = l.pick_or("to_tls", file.to_tls, false, show_display);
     let opts = TlsOptions {
         ca: l.pick("to_ca", file.to_ca.clone(), None, show_path),
@@ -1271,23 +1340,40 @@ fn destination_tls(l: &mut Layers<'_>, file: &FileConfig, host: Option<&str>) ->
     if let Some(key) = &opts.key {
         l.warn_if_others_can_read(key, "TLS key file");
     }
-    // Written `false` on purpose (the files kept for later) is off; not
-    // written at all beside files for TLS is taken for a forgotten
-    // `--to-tls`, which would send in the clear what was meant to be
-    // encrypted.
     let said_off = l
         .entries
         .iter()
         .any(|e| e.key == "to_tls" && e.source != Source::Default);
-    if !on && said_off {
+    TlsSettings { on, said_off, opts }
+}
+
+/// DICOM TLS to the destination when `to_tls` is on: the CAs, the client
+/// certificate and the name to check, read and checked now (`host`, the
+/// destination's, is the name checked unless `to_server_name` gives one).
+/// TLS files given while `to_tls` is set nowhere are refused.
+/// `None` for plain TCP, or when there is no usable destination (whose own
+/// error is reported by the commands that need one). `origin` names where
+/// a key's value came from, for the errors.
+fn client_tls(tls: &TlsSettings, host: Option<&str>, origin: &dyn Fn(&str) -> String) -> Result<Option<ClientTls>> {
+    let opts = &tls.opts;
+    // Written `false` on purpose (the files kept for later) is off; not
+    // written at all beside files for TLS is taken for a forgotten
+    // `--to-tls`, which would send in the clear what was meant to be
+    // encrypted.
+    if !tls.on && tls.said_off {
         return Ok(None);
     }
-    if !on {
-        let given: Vec<String> = ["to_ca", "to_cert", "to_key", "to_server_name"]
-            .into_iter()
-            .filter(|key| l.entries.iter().any(|e| e.key == *key && e.value.is_some()))
-            .map(|key| l.origin(key))
-            .collect();
+    if !tls.on {
+        let given: Vec<String> = [
+            ("to_ca", opts.ca.is_some()),
+            ("to_cert", opts.cert.is_some()),
+            ("to_key", opts.key.is_some()),
+            ("to_server_name", opts.server_name.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, set)| *set)
+        .map(|(key, _)| origin(key))
+        .collect();
         if !given.is_empty() {
             bail!(
                 "{} {} given, but DICOM TLS to the destination is not turned on: add `--to-tls` \
@@ -1303,19 +1389,19 @@ fn destination_tls(l: &mut Layers<'_>, file: &FileConfig, host: Option<&str>) ->
         (Some(_), None) => bail!(
             "{} gives a client certificate for the destination but no key: give its key with `--to-key` \
              (or \"to_key\" in the config file)",
-            l.origin("to_cert")
+            origin("to_cert")
         ),
         (None, Some(_)) => bail!(
             "{} gives a client key for the destination but no certificate: give it with `--to-cert` \
              (or \"to_cert\" in the config file)",
-            l.origin("to_key")
+            origin("to_key")
         ),
         _ => {}
     }
     let Some(host) = host else {
         return Ok(None);
     };
-    let tls = ClientTls::new(&opts, host).context("DICOM TLS to the destination cannot be set up")?;
+    let tls = ClientTls::new(opts, host).context("DICOM TLS to the destination cannot be set up")?;
     Ok(Some(tls))
 }
 
@@ -1665,6 +1751,172 @@ mod tests {
         let e = format!("{:#}", s.cloud().unwrap_err());
         assert!(
             e.contains("`client_cert` in the config file") && e.contains("`client_key`"),
+            "{e}"
+        );
+    }
+
+    fn three_destinations() -> tempfile::NamedTempFile {
+        config_file(
+            r#"{"calling_ae": "TOP", "associations": 3,
+                "destinations": [
+                  {"name": "pacs", "to": "PACS@10.0.0.5:104"},
+                  {"name": "workstation", "to": "WS1@10.0.0.7:11112", "associations": 1},
+                  {"name": "mammo", "to": "MAMMO@10.0.0.9:104", "calling_ae": "RTR_MAMMO",
+                   "coerce": [{"set": "IssuerOfPatientID", "value": "NORTH"}]}
+                ]}"#,
+        )
+    }
+
+    #[test]
+    fn destinations_take_the_top_level_settings_they_do_not_set() {
+        let f = three_destinations();
+        let path = f.path().to_str().unwrap();
+        let s = settings(&["--config", path, "ls"]).unwrap();
+        let routes = s.routes().unwrap();
+        assert!(routes.is_configured());
+        assert_eq!(routes.names(), ["pacs", "workstation", "mammo"]);
+        let pacs = routes.get("pacs").unwrap();
+        assert_eq!(pacs.to_string(), "pacs (PACS@10.0.0.5:104)");
+        assert_eq!(
+            (pacs.store.scu.calling_ae.as_str(), pacs.store.associations),
+            ("TOP", 3)
+        );
+        assert!(pacs.store.scu.coerce.is_empty());
+        let ws = routes.get("workstation").unwrap();
+        assert_eq!((ws.store.scu.calling_ae.as_str(), ws.store.associations), ("TOP", 1));
+        let mammo = routes.get("mammo").unwrap();
+        assert_eq!(mammo.store.scu.calling_ae, "RTR_MAMMO");
+        assert!(!mammo.store.scu.coerce.is_empty());
+        assert_eq!(mammo.key(), "MAMMO@10.0.0.9_104");
+
+        let shown = |key: &str| {
+            let e = entry(&s, key);
+            (e.value.clone(), e.source, e.origin.clone())
+        };
+        assert_eq!(
+            shown("destinations[workstation].associations"),
+            (Some("1".into()), Source::ConfigFile, None)
+        );
+        assert_eq!(
+            shown("destinations[pacs].associations"),
+            (Some("3".into()), Source::ConfigFile, Some("`associations`".into()))
+        );
+        assert_eq!(
+            shown("destinations[pacs].to"),
+            (Some("PACS@10.0.0.5:104".into()), Source::ConfigFile, None)
+        );
+        assert_eq!(shown("destinations[pacs].to_tls").1, Source::Default);
+        // A flag beats the top level the entries inherit, not an entry's own value.
+        let s = settings(&["--config", path, "--calling-ae", "FLAG", "ls"]).unwrap();
+        let routes = s.routes().unwrap();
+        assert_eq!(routes.get("pacs").unwrap().store.scu.calling_ae, "FLAG");
+        assert_eq!(routes.get("mammo").unwrap().store.scu.calling_ae, "RTR_MAMMO");
+        assert_eq!(
+            shown_in(&s, "destinations[pacs].calling_ae"),
+            (Some("FLAG".into()), Source::Flag, Some("--calling-ae".into()))
+        );
+    }
+
+    fn shown_in(s: &Settings, key: &str) -> (Option<String>, Source, Option<String>) {
+        let e = entry(s, key);
+        (e.value.clone(), e.source, e.origin.clone())
+    }
+
+    #[test]
+    fn to_overrides_the_list_and_dest_chooses_from_it() {
+        let f = three_destinations();
+        let path = f.path().to_str().unwrap();
+        let s = settings(&["--config", path, "--to", "ONE@127.0.0.1:11112", "ls"]).unwrap();
+        let routes = s.routes().unwrap();
+        assert!(!routes.is_configured());
+        assert_eq!(routes.names(), ["ONE@127.0.0.1:11112"]);
+        let listed = entry(&s, "destinations").value.clone().unwrap();
+        assert!(listed.contains("not used: --to given"), "{listed}");
+        assert!(!s.entries().iter().any(|e| e.key.starts_with("destinations[")));
+
+        let s = settings(&["--config", path, "ls", "--dest", "mammo", "--dest", "pacs"]).unwrap();
+        assert_eq!(s.routes().unwrap().names(), ["mammo", "pacs"]);
+        let s = settings(&["--config", path, "--dest", "ct", "ls"]).unwrap();
+        let e = s.routes().unwrap_err();
+        assert!(e.is::<UsageError>(), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("no destination named `ct`; the destinations are: pacs, workstation, mammo"),
+            "{e:#}"
+        );
+    }
+
+    #[test]
+    fn a_wrong_list_of_destinations_is_a_usage_error_naming_the_entry() {
+        for (json, says) in [
+            (
+                r#"{"to": "A@h:1", "destinations": [{"name": "a", "to": "A@h:2"}]}"#,
+                "and `to` are both set; use one",
+            ),
+            (r#"{"destinations": []}"#, "`destinations` in the config file"),
+            (
+                r#"{"destinations": [{"name": "a", "to": "A@h:1"}, {"name": "a", "to": "B@h:1"}]}"#,
+                "the name `a` is given to two destinations",
+            ),
+            (
+                r#"{"destinations": [{"name": "a", "to": "A@h:1"}, {"name": "b", "to": "A@h:1"}]}"#,
+                "`destinations[a].to` and `destinations[b].to` are both `A@h:1`",
+            ),
+            (
+                r#"{"destinations": [{"name": "a", "to": "A@h:1", "ae": "X"}]}"#,
+                "`destinations[a]` is not valid: unknown field `ae`",
+            ),
+            (
+                r#"{"destinations": [{"to": "A@h:1"}]}"#,
+                "`destinations[0]` is not valid: missing field `name`",
+            ),
+            (
+                r#"{"destinations": [{"name": "the pacs", "to": "A@h:1"}]}"#,
+                "`destinations[0].name` is `the pacs`",
+            ),
+            (
+                r#"{"destinations": [{"name": "a", "to": "h:1"}]}"#,
+                "`destinations[a].to` is not usable",
+            ),
+            (
+                r#"{"destinations": [{"name": "a", "to": "A@h:1", "associations": 0}]}"#,
+                "`destinations[a].associations` must be between 1 and 32",
+            ),
+            (
+                r#"{"destinations": [{"name": "a", "to": "A@h:1", "calling_ae": ""}]}"#,
+                "`destinations[a].calling_ae` is not usable",
+            ),
+            (
+                r#"{"destinations": [{"name": "a", "to": "A@h:1", "coerce": [{"set": "Nope"}]}]}"#,
+                "`destinations[a].coerce` is wrong",
+            ),
+            (
+                r#"{"destinations": ["A@h:1"]}"#,
+                "`destinations[0]` is `\"A@h:1\"`, not an object",
+            ),
+        ] {
+            let f = config_file(json);
+            let e = settings(&["--config", f.path().to_str().unwrap(), "ls"]).unwrap_err();
+            assert!(e.chain().any(|c| c.is::<UsageError>()), "{json}: {e:#}");
+            assert!(format!("{e:#}").contains(says), "{json}: {e:#}");
+        }
+    }
+
+    #[test]
+    fn tls_files_of_an_entry_need_tls_on_for_it() {
+        let f = config_file(
+            r#"{"to_ca": "/etc/ca.pem", "destinations": [
+                 {"name": "a", "to": "A@h:1", "to_tls": false},
+                 {"name": "b", "to": "B@h:1", "to_server_name": "pacs.example.org"}]}"#,
+        );
+        let s = settings(&["--config", f.path().to_str().unwrap(), "ls"]).unwrap();
+        // The top-level files are only what entries inherit.
+        assert!(s.destination_tls().unwrap().is_none());
+        let e = format!("{:#}", s.routes().unwrap_err());
+        assert!(
+            e.contains("the destination `b` (B@h:1) cannot be used")
+                && e.contains("`to_ca` in the config file")
+                && e.contains("`destinations[b].to_server_name` in the config file")
+                && e.contains("not turned on"),
             "{e}"
         );
     }

@@ -104,11 +104,30 @@ pub struct Decision {
 #[derive(Debug, Clone)]
 pub struct Routes {
     routes: Vec<Route>,
+    /// From the config file's `destinations` (not one `--to`).
+    configured: bool,
 }
 
 impl Routes {
+    /// The one destination of `--to` (or routes built by hand).
     pub fn new(routes: Vec<Route>) -> Routes {
-        Routes { routes }
+        Routes {
+            routes,
+            configured: false,
+        }
+    }
+
+    /// The config file's `destinations`, in its order.
+    pub fn configured(routes: Vec<Route>) -> Routes {
+        Routes {
+            routes,
+            configured: true,
+        }
+    }
+
+    /// Whether these come from the config file's `destinations`.
+    pub fn is_configured(&self) -> bool {
+        self.configured
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Route> + '_ {
@@ -147,7 +166,10 @@ impl Routes {
                 ),
             }
         }
-        Ok(Routes { routes: chosen })
+        Ok(Routes {
+            routes: chosen,
+            configured: self.configured,
+        })
     }
 
     /// The attributes (tags) any rule reads from the cloud's study search:

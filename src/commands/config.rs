@@ -38,15 +38,22 @@ pub fn run(settings: &Settings, args: &ConfigArgs) -> Result<()> {
             eprintln!("note: no cloud archive is set; `fetch` and `watch` need --cloud or RETRIEVER_CLOUD");
         }
     }
-    if let Err(e) = settings.destination() {
-        if is_set("to") {
+    let routes = settings.routes();
+    match &routes {
+        Ok(_) => {}
+        Err(e) if is_set("to") || is_set("destinations") || !settings.dest_names.is_empty() => {
             eprintln!("error: {e:#}");
             wrong += 1;
-        } else {
-            eprintln!("note: no destination is set; `store`, `echo` and `watch` need --to or RETRIEVER_DEST");
         }
+        Err(_) => eprintln!(
+            "note: no destination is set; `store`, `echo` and `watch` need --to or RETRIEVER_DEST, or \
+             `destinations` in the config file"
+        ),
     }
-    if let Err(e) = settings.destination_tls() {
+    // The one destination's TLS error is already the error of the routes.
+    if let Err(e) = settings.destination_tls()
+        && !(routes.is_err() && is_set("to"))
+    {
         eprintln!("error: {e:#}");
         wrong += 1;
     }

@@ -102,6 +102,14 @@ const KEY_HELP: &[(&str, &str)] = &[
          \"EXT-{value}\"}, {\"map\": \"InstitutionName\", \"values\": {\"A\": \"B\"}}, {\"remove\": \"private\"}]. \
          The cached file is never changed; a wrong rule stops every command [default: none]",
     ),
+    (
+        "destinations",
+        "Several destinations instead of to: a list of {\"name\", \"to\"} objects, each with its own \
+         calling_ae, associations, to_tls, to_ca, to_cert, to_key, to_server_name and coerce if it differs \
+         from the top level, and \"when\": the studies it gets, e.g. {\"role\": \"current\", \"modality\": \
+         [\"CT\", \"MR\"]}. --to or RETRIEVER_DEST replaces the list; --dest NAME chooses from it \
+         [default: none]",
+    ),
 ];
 
 /// Variables read besides the ones of the flags.
