@@ -32,6 +32,8 @@ pub fn run(settings: &Settings, args: &StatusArgs) -> Result<()> {
     let cache = Cache::open(root)?;
     let names = match given {
         Some(d) => vec![d.key()],
+        // `--dest NAME`: the watch delivering to each destination chosen.
+        None if !settings.dest_names.is_empty() => settings.routes()?.iter().map(|r| r.key()).collect(),
         None => cache.watch_statuses()?,
     };
     if names.is_empty() {

@@ -25,6 +25,7 @@ mod logs;
 mod oauth;
 mod patient_data;
 mod prune;
+mod routing_watch;
 mod service;
 mod smoke;
 mod status;
@@ -52,6 +53,7 @@ fn main() {
         oauth::tests(),
         patient_data::tests(),
         prune::tests(),
+        routing_watch::tests(),
         service::tests(),
         smoke::tests(),
         status::tests(),
