@@ -513,7 +513,13 @@ impl Settings {
             dicom: &dicom,
             tls: &tls_defaults,
         };
-        let destinations = destinations::resolve(&mut layers, &file, &inherited, destination.is_some())?;
+        let resolved = destinations::resolve(&mut layers, &file, &inherited, destination.is_some())?;
+        // Every study search asks for what the rules read, so that the
+        // cache keeps it with the study.
+        let cloud = cloud.map(|mut cloud| {
+            cloud.study_fields = resolved.attribute_tags;
+            cloud
+        });
         let dest_names = layers
             .matches
             .try_get_many::<String>("dest")
@@ -537,7 +543,7 @@ impl Settings {
             destination,
             tls,
             dest_names,
-            destinations,
+            destinations: resolved.routes,
             entries: layers.entries,
         })
     }
@@ -1918,6 +1924,43 @@ mod tests {
                 && e.contains("`destinations[b].to_server_name` in the config file")
                 && e.contains("not turned on"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn rules_are_read_at_start_up_and_the_study_search_asks_for_what_they_read() {
+        let f = config_file(
+            r#"{"cloud": "https://cloud.example.org/dw", "destinations": [
+                 {"name": "pacs", "to": "PACS@h:104"},
+                 {"name": "ws", "to": "WS@h:105", "when": {"role": "current", "InstitutionName": "NORTH*"}}]}"#,
+        );
+        let path = f.path().to_str().unwrap();
+        let s = settings(&["--config", path, "ls"]).unwrap();
+        assert_eq!(s.cloud().unwrap().study_fields, [0x0008_0080]);
+        let ws = s.routes().unwrap().get("ws").unwrap().clone();
+        let mut info = crate::cache::StudyInfo::new(crate::uid::Uid::parse("1.2.3").unwrap());
+        info.attributes.insert("00080080".into(), vec!["NORTH HOSPITAL".into()]);
+        let current = crate::cache::Role::Current {
+            requested_as: "A".into(),
+        };
+        assert_eq!(
+            ws.decide(&info, &[current]).why,
+            "role current, InstitutionName NORTH HOSPITAL"
+        );
+        assert_eq!(
+            entry(&s, "destinations[ws].when").value.as_deref(),
+            Some(r#"{"InstitutionName":"NORTH*","role":"current"}"#)
+        );
+        // Also with --to, for the runs that use the list later on the same cache.
+        let s = settings(&["--config", path, "--to", "A@h:1", "ls"]).unwrap();
+        assert_eq!(s.cloud().unwrap().study_fields, [0x0008_0080]);
+
+        let f = config_file(r#"{"destinations": [{"name": "ws", "to": "WS@h:105", "when": {"role": "old"}}]}"#);
+        let e = settings(&["--config", f.path().to_str().unwrap(), "ls"]).unwrap_err();
+        assert!(e.chain().any(|c| c.is::<UsageError>()), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("`destinations[ws].when.role` is `old`"),
+            "{e:#}"
         );
     }
 }

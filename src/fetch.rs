@@ -97,6 +97,15 @@ pub struct StudySearch {
 pub fn search_studies(client: &Client, params: &[(&str, &str)], exact: &[(u32, &str)]) -> Result<StudySearch> {
     let mut query = params.to_vec();
     query.extend(STUDY_FIELDS.iter().map(|f| ("includefield", *f)));
+    // What the routing rules read, asked for once each (Orthanc ignores a
+    // comma-separated list: one parameter each).
+    let extra: Vec<String> = client
+        .study_fields()
+        .iter()
+        .map(|tag| format!("{tag:08X}"))
+        .filter(|tag| !STUDY_FIELDS.contains(&tag.as_str()))
+        .collect();
+    query.extend(extra.iter().map(|f| ("includefield", f.as_str())));
     let mut found = StudySearch::default();
     let mut unmatched = 0usize;
     let mut invalid: Vec<String> = Vec::new();
@@ -105,7 +114,7 @@ pub fn search_studies(client: &Client, params: &[(&str, &str)], exact: &[(u32, &
             unmatched += 1;
             return Ok(());
         }
-        match study_info(&json) {
+        match study_info(&json, client.study_fields()) {
             Ok(study) => found.studies.push(study),
             Err(_) => invalid.push(shown(&json.string(0x0020_000D).unwrap_or_default())),
         }
@@ -162,7 +171,17 @@ fn shown(raw: &str) -> String {
     raw.chars().take(80).collect::<String>().escape_debug().to_string()
 }
 
-fn study_info(json: &DicomJson) -> Result<FoundStudy> {
+/// The most values of one attribute kept for the routing rules, and the
+/// longest value kept: what a rule matches is short (a name, a code), and a
+/// manifest holds what the cloud says, bounded.
+const MAX_ATTRIBUTE_VALUES: usize = 16;
+const MAX_ATTRIBUTE_CHARS: usize = 256;
+
+/// What the study search answered for a study: what retriever reads, and
+/// the values of `fields` (the attributes the routing rules match on), at
+/// most [`MAX_ATTRIBUTE_VALUES`] of each, a value longer than
+/// [`MAX_ATTRIBUTE_CHARS`] left out (a rule then does not match it: fail closed).
+fn study_info(json: &DicomJson, fields: &[u32]) -> Result<FoundStudy> {
     let uid = json.uid(0x0020_000D)?;
     let info = StudyInfo {
         study_uid: uid.clone(),
@@ -173,7 +192,18 @@ fn study_info(json: &DicomJson) -> Result<FoundStudy> {
         study_date: json.string(0x0008_0020),
         study_description: json.string(0x0008_1030),
         modalities: json.strings(0x0008_0061),
-        attributes: Default::default(),
+        attributes: fields
+            .iter()
+            .filter_map(|tag| {
+                let values: Vec<String> = json
+                    .strings(*tag)
+                    .into_iter()
+                    .filter(|v| v.chars().count() <= MAX_ATTRIBUTE_CHARS)
+                    .take(MAX_ATTRIBUTE_VALUES)
+                    .collect();
+                (!values.is_empty()).then(|| (format!("{tag:08X}"), values))
+            })
+            .collect(),
     };
     let instances = json.int(0x0020_1208).and_then(|n| u64::try_from(n).ok());
     Ok(FoundStudy { uid, info, instances })
@@ -1230,6 +1260,45 @@ mod tests {
         cfg.retries = 0;
         let client = Client::new(&cfg).unwrap();
         (server, client)
+    }
+
+    #[test]
+    fn the_study_search_asks_for_what_the_rules_read_and_keeps_it_bounded() {
+        let many: Vec<String> = (0..40).map(|i| format!(r#""V{i}""#)).collect();
+        let long = "X".repeat(MAX_ATTRIBUTE_CHARS + 1);
+        let body = format!(
+            r#"[{{"0020000D": {{"vr": "UI", "Value": ["1.2.3"]}},
+                 "00080080": {{"vr": "LO", "Value": ["{long}", "NORTH HOSPITAL "]}},
+                 "00081048": {{"vr": "PN", "Value": [{{"Alphabetic": "Doe^Jane"}}]}},
+                 "00321032": {{"vr": "PN", "Value": [{}]}}}}]"#,
+            many.join(",")
+        );
+        let server = TestServer::start(move |_, _| {
+            vec![Step::Send(response(
+                "200 OK",
+                &[("Content-Type", "application/dicom+json")],
+                body.as_bytes(),
+            ))]
+        });
+        let mut cfg = ClientOptions::new(server.url("/dicom-web"), Auth::None);
+        cfg.retries = 0;
+        cfg.study_fields = vec![0x0008_0080, 0x0008_1048, 0x0032_1032, 0x0008_0061, 0x0008_1040];
+        let client = Client::new(&cfg).unwrap();
+        let found = search_studies(&client, &[("StudyInstanceUID", "1.2.3")], &[]).unwrap();
+        let target = &server.requests()[0].target;
+        for field in ["00080080", "00081048", "00321032", "00081040"] {
+            assert!(target.contains(&format!("includefield={field}")), "{target}");
+        }
+        assert_eq!(target.matches("includefield=00080061").count(), 1, "{target}");
+        let attributes = &found.studies[0].info.attributes;
+        assert_eq!(
+            attributes["00080080"],
+            ["NORTH HOSPITAL "],
+            "the over-long value is left out"
+        );
+        assert_eq!(attributes["00081048"], ["Doe^Jane"]);
+        assert_eq!(attributes["00321032"].len(), MAX_ATTRIBUTE_VALUES);
+        assert!(!attributes.contains_key("00081040"), "not answered: not kept");
     }
 
     /// Shows nothing at all.

@@ -45,17 +45,28 @@ struct DestinationEntry {
 /// in every line about a delivery.
 const MAX_NAME: usize = 32;
 
-/// The routes of the config file's `destinations`; `None` when it has none,
-/// or when `overridden` (`--to` or `RETRIEVER_DEST` given): the list is still
-/// checked then, and `retriever config` says it is not used.
+/// The config file's `destinations`, as read.
+#[derive(Default)]
+pub(super) struct Resolved {
+    /// The routes; `None` when the file has none, or when `--to` or
+    /// `RETRIEVER_DEST` overrides them.
+    pub routes: Option<Vec<Result<Route, Wrong>>>,
+    /// The attributes the rules of every entry read (used or not: the cache
+    /// is shared with runs that use the list), sorted.
+    pub attribute_tags: Vec<u32>,
+}
+
+/// Reads the config file's `destinations`; when `overridden` (`--to` or
+/// `RETRIEVER_DEST` given) the list is still checked, and `retriever config`
+/// says it is not used.
 pub(super) fn resolve(
     l: &mut Layers<'_>,
     file: &FileConfig,
     inherited: &Inherited<'_>,
     overridden: bool,
-) -> Result<Option<Vec<Result<Route, Wrong>>>> {
+) -> Result<Resolved> {
     let Some(list) = &file.destinations else {
-        return Ok(None);
+        return Ok(Resolved::default());
     };
     let place = l.in_file("destinations");
     let usage = |e: anyhow::Error| anyhow::Error::new(UsageError(format!("{e:#}")));
@@ -102,12 +113,19 @@ pub(super) fn resolve(
         origin: None,
     });
     let mut routes = Vec::new();
+    let mut attribute_tags = Vec::new();
     for (label, entry, to) in read {
-        if let Some(route) = route(l, &label, entry, to, inherited, !overridden).map_err(usage)? {
-            routes.push(route);
-        }
+        let route = route(l, &label, entry, to, inherited, !overridden, &mut attribute_tags)
+            .with_context(|| format!("in {place}"))
+            .map_err(usage)?;
+        routes.extend(route);
     }
-    Ok((!overridden).then_some(routes))
+    attribute_tags.sort_unstable();
+    attribute_tags.dedup();
+    Ok(Resolved {
+        routes: (!overridden).then_some(routes),
+        attribute_tags,
+    })
 }
 
 /// `destinations[NAME]`, or `destinations[i]` for an entry without a
@@ -156,7 +174,7 @@ fn read_entry(raw: &Value, label: &str) -> Result<(DestinationEntry, Destination
 /// The entry as a route, its settings recorded for `retriever config`;
 /// `None` when the list is not used (`record` false), once checked. A TLS
 /// setup that fails (an unreadable file) is kept for the commands that
-/// deliver, as for `--to`.
+/// deliver, as for `--to`. The attributes its rules read are added to `tags`.
 fn route(
     l: &mut Layers<'_>,
     label: &str,
@@ -164,6 +182,7 @@ fn route(
     to: Destination,
     inherited: &Inherited<'_>,
     record: bool,
+    tags: &mut Vec<u32>,
 ) -> Result<Option<Result<Route, Wrong>>> {
     let dicom = inherited.dicom;
     let calling_ae = match &entry.calling_ae {
@@ -181,10 +200,10 @@ fn route(
         None => dicom.coerce.clone(),
     };
     let when = match &entry.when {
-        Some(Value::Object(map)) if map.is_empty() => When::default(),
+        Some(rules) => When::parse(rules, &format!("{label}.when"))?,
         None => When::default(),
-        Some(_) => bail!("`{label}.when`: rules are not supported yet; remove `when`"),
     };
+    tags.extend(when.attribute_tags());
     let top = &inherited.tls.opts;
     let tls = TlsSettings {
         on: entry.to_tls.unwrap_or(inherited.tls.on),

@@ -82,6 +82,7 @@ struct Inner {
     transfer_syntax: Option<String>,
     /// Our client certificate's file, for the messages about it.
     client_cert: Option<PathBuf>,
+    study_fields: Vec<u32>,
 }
 
 impl std::fmt::Debug for Client {
@@ -139,12 +140,19 @@ impl Client {
                 backoff: cfg.backoff,
                 transfer_syntax: cfg.transfer_syntax.clone(),
                 client_cert: cfg.client_identity.as_ref().map(|id| id.cert.clone()),
+                study_fields: cfg.study_fields.clone(),
             }),
         })
     }
 
     pub fn base(&self) -> &Url {
         &self.inner.base
+    }
+
+    /// The attributes every study search asks for besides retriever's own
+    /// (see [`ClientOptions::study_fields`]).
+    pub fn study_fields(&self) -> &[u32] {
+        &self.inner.study_fields
     }
 
     /// How long the cloud may send nothing before a request counts as stalled.

@@ -87,6 +87,10 @@ pub struct ClientOptions {
     pub jobs: usize,
     /// Transfer syntax to ask for; `None` asks for the original bytes (`*`).
     pub transfer_syntax: Option<String>,
+    /// Attributes (tags) every study search asks for (`includefield`) and
+    /// keeps, besides those retriever itself reads: the ones the routing
+    /// rules match on.
+    pub study_fields: Vec<u32>,
 }
 
 impl ClientOptions {
@@ -104,6 +108,7 @@ impl ClientOptions {
             backoff: DEFAULT_BACKOFF,
             jobs: DEFAULT_JOBS,
             transfer_syntax: None,
+            study_fields: Vec::new(),
         }
     }
 

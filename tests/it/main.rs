@@ -11,6 +11,7 @@ mod bounded_time;
 mod cloud_mtls;
 mod coerce;
 mod config;
+mod destinations;
 mod dicom_tls;
 mod dimse;
 mod docs;
@@ -39,6 +40,7 @@ fn main() {
         cloud_mtls::tests(),
         coerce::tests(),
         config::tests(),
+        destinations::tests(),
         dicom_tls::tests(),
         dimse::tests(),
         docs::tests(),
