@@ -1,6 +1,7 @@
 //! `retriever watch` with several destinations in the config file (two DCMTK `storescp`): one
-//! pass delivers to each destination the studies routed there, with one stdout line per study
-//! and destination; a destination down for a pass holds up nothing at the other, and the next
+//! pass delivers to each destination the studies routed there (by their `when` rules), with one
+//! stdout line per study and destination, and a prior that becomes a current study is judged
+//! again; a destination down for a pass holds up nothing at the other, and the next
 //! pass delivers only what it lacks, and nothing again where it was delivered; `retriever
 //! status` and the metrics file name each destination, and the one that is down; two watches
 //! never deliver to one destination from one cache.
@@ -20,6 +21,7 @@ tests! {
     a_destination_down_for_a_pass_gets_only_the_rest_at_the_next: ["orthanc", "storescp"],
     status_and_metrics_name_each_destination_and_the_one_down: ["orthanc", "storescp"],
     a_watch_sharing_a_destination_with_a_running_one_is_refused_naming_it: ["orthanc", "storescp"],
+    rules_route_each_study_and_a_prior_that_becomes_current_is_judged_again: ["orthanc", "storescp"],
 }
 
 const LIMIT: Duration = Duration::from_secs(90);
@@ -322,4 +324,58 @@ fn a_watch_sharing_a_destination_with_a_running_one_is_refused_naming_it() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(pacs.received_sop_uids(), sops(&all_studies()));
     assert_eq!(running.interrupt(), 130, "{}", running.stderr());
+}
+
+/// `ws` takes current studies only (`"when": {"role": "current"}`): one pass sends it the current
+/// study and `pacs` everything. A later pass whose search finds a prior as a current study
+/// judges it again: `ws` gets it now, `pacs` only the prior it did not have.
+fn rules_route_each_study_and_a_prior_that_becomes_current_is_judged_again() {
+    let orthanc = Orthanc::shared();
+    let cache = temp_cache();
+    let pacs = Storescp::start("PACS");
+    let ws = Storescp::start("WS");
+    let when = json!({ "role": "current" });
+    let config = config(cache.path(), &pacs.address(), &ws.address(), Some(when));
+
+    let (code, out, err) = run_within(
+        &mut watch(&orthanc.dicomweb_url(), cache.path(), &config, &["--once", "--json"]),
+        LIMIT,
+    );
+    assert_eq!(code, 0, "watch --once failed:\n{err}");
+    let studies = all_studies();
+    assert_eq!(pacs.received_sop_uids(), sops(&studies), "pacs: everything");
+    assert_eq!(ws.received_sop_uids(), sops(&[CURRENT]), "ws: the current study only");
+    let want: BTreeSet<_> = pairs(&studies, "pacs")
+        .union(&pairs(&[CURRENT], "ws"))
+        .cloned()
+        .collect();
+    assert_eq!(lines(&out), want, "{out}");
+
+    // The search now finds ACC1002, so far a prior, as a current study (with its own priors).
+    let mut again = retriever_at(&orthanc.dicomweb_url(), cache.path());
+    again
+        .arg("--config")
+        .arg(&config)
+        .arg("watch")
+        .args(["--filter", "AccessionNumber=ACC1002", "--once", "--json"]);
+    let (code, out, err) = run_within(&mut again, LIMIT);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        ws.received_sop_uids(),
+        sops(&[CURRENT, "ACC1002"]),
+        "ws: now ACC1002 too"
+    );
+    let with_new_prior: Vec<&str> = studies.iter().copied().chain(["ACC1005"]).collect();
+    assert_eq!(
+        pacs.received_sop_uids(),
+        sops(&with_new_prior),
+        "pacs: only the new prior"
+    );
+    let want: BTreeSet<_> = pairs(&["ACC1005"], "pacs")
+        .union(&pairs(&["ACC1002"], "ws"))
+        .cloned()
+        .collect();
+    assert_eq!(lines(&out), want, "{out}");
+    assert_journaled_once(cache.path(), &pacs.address(), &with_new_prior);
+    assert_journaled_once(cache.path(), &ws.address(), &[CURRENT, "ACC1002"]);
 }
