@@ -127,6 +127,10 @@ pub struct WatchReporters {
     /// or sent by a closing pass (which sends only studies complete in the
     /// cache).
     pub sending: Arc<dyn Reporter>,
+    /// With several destinations, the sending side of each, in the order
+    /// of the routes, naming its destination; empty with one (`sending` is
+    /// its).
+    pub destinations: Vec<Arc<dyn Reporter>>,
 }
 
 /// The overall line of `watch`.

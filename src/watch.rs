@@ -1,8 +1,9 @@
 //! `watch`: the router. Searches the cloud every `interval` for the studies
 //! of its worklist, fetches each new study with its priors, and delivers them
-//! to the destination while they download; a study that grows is fetched and
-//! delivered again (only what is new) until it has been stable for
-//! `stable_age`.
+//! to each destination they are routed to while they download; a study that
+//! grows is fetched and delivered again (only what is new) until it has been
+//! stable for `stable_age`. A study is delivered when every destination it
+//! is routed to has it.
 //!
 //! Threads, each with one job:
 //! - the coordinator (the caller's thread) owns the record of what was seen
@@ -14,8 +15,13 @@
 //!   ([`STUDIES_AT_ONCE`] at a time, all sharing one pool of `--jobs`
 //!   downloads), one patient at a time since a patient's studies are each
 //!   other's priors;
-//! - one deliverer owns the destination side (`deliver`): it sends each
-//!   instance as it lands and closes each study with a `store` pass.
+//! - one deliverer per destination owns that destination (`deliver`): it
+//!   sends each instance as it lands and closes each study with a `store`
+//!   pass. The fetch tells each deliverer only of the studies the rules
+//!   route there (judged on the study's manifest once it is written), so a
+//!   destination down, slow or refusing holds up neither the others nor
+//!   the fetches, and a study that failed at one destination is taken up
+//!   again only there.
 //!
 //! Trouble never ends the loop: a cloud that does not answer the search is
 //! searched again every [`CLOUD_PROBE_EVERY`] until it does (a refused
@@ -47,16 +53,16 @@ pub use deliver::DeliveredStudy;
 pub use filter::{Filter, default_filters, describe};
 
 use crate::cache::{Cache, WatchLock};
-use crate::delivery::StoreOptions;
 use crate::dicomweb::Client;
 use crate::dicomweb::ClientOptions;
 use crate::fetch;
 use crate::interrupt::{self, Interrupted};
 use crate::priors::Rules;
 use crate::report::{Reporter, WatchEvent, WatchReporters, WatchStatus};
+use crate::routing::{Routes, When};
 use crate::uid::Uid;
 use deliver::{Deliverer, Fetched, GroupOutcome, GroupStudy, ToDeliverer};
-use record::{Found, Record, retry_delay};
+use record::{Found, Records, retry_delay};
 
 /// Current studies (each with its priors) fetched at once. Two, so that one
 /// study's slow tail (a retry, a big last series) does not hold up the next,
@@ -160,56 +166,74 @@ enum Msg {
     Polled(Result<Polled>),
     /// A group's fetch returned (its slot is free).
     Fetched(Uid),
-    Delivered(Box<GroupOutcome>),
-    /// The destination cannot be reached or refuses us: why.
-    DestinationDown(String),
-    /// The destination answers again.
-    DestinationUp,
+    /// The `n`-th destination's deliverer is done with a group, for now.
+    Delivered(usize, Box<GroupOutcome>),
+    /// The `n`-th destination cannot be reached or refuses us: why.
+    DestinationDown(usize, String),
+    /// The `n`-th destination answers again.
+    DestinationUp(usize),
 }
 
-/// Runs the router until Ctrl-C (or, with `once`, one pass). The fetches
-/// report to `view.fetching`, the deliveries to `view.sending`.
-/// `on_delivered` is called for each study that is now entirely at the
-/// destination.
+/// Runs the router until Ctrl-C (or, with `once`, one pass), delivering to
+/// every destination of `routes`. The fetches report to `view.fetching`,
+/// the deliveries to `view.sending` (with several destinations, to each
+/// one's of `view.destinations`). `on_delivered` is called for each study
+/// that is now entirely at a destination, once per destination.
 pub fn run(
     config: &WatchConfig,
     cloud: &ClientOptions,
     cache: &Cache,
-    store: &StoreOptions,
+    routes: &Routes,
     view: WatchReporters,
     on_delivered: &mut dyn FnMut(&DeliveredStudy),
 ) -> Result<Summary> {
-    let destination = store.scu.destination.to_string();
-    let dest_key = store.scu.destination.key();
-    let lock = lock_watch(cache, &dest_key)?.with_context(|| {
-        format!(
-            "another `retriever watch` is already delivering to {destination} from the cache `{}`",
-            cache.root().display()
-        )
-    })?;
-    let record = Record::load(cache, &dest_key)?;
+    if routes.is_empty() {
+        bail!("no destination to deliver to; give one with --to AE@HOST:PORT or in the config file");
+    }
+    let locks = lock_routes(cache, routes)?;
+    let keys: Vec<(String, String)> = routes
+        .iter()
+        .map(|r| (r.key(), r.store.scu.destination.to_string()))
+        .collect();
+    let records = Records::load(cache, &keys)?;
     limit_arenas();
     // Searches give up sooner than downloads: the next search is the retry.
     let mut search_cloud = cloud.clone();
     search_cloud.retries = search_cloud.retries.min(1);
     let (tx, rx) = mpsc::channel();
-    let (to_deliverer, deliverer_inbox) = mpsc::channel();
-    let deliverer = Deliverer::new(
-        cache.clone(),
-        store.clone(),
-        cloud.clone(),
-        view.sending,
-        config.once,
-        deliverer_inbox,
-        tx.clone(),
-    );
-    let deliverer = std::thread::Builder::new()
-        .name("deliver".into())
-        .spawn(move || deliverer.run())
-        .context("failed to start the delivery thread")?;
-    let status = status::Keeper::new(
-        &dest_key,
-        &destination,
+    let mut to_deliverers = Vec::new();
+    let mut deliverers = Vec::new();
+    for (at, route) in routes.iter().enumerate() {
+        let (to_deliverer, inbox) = mpsc::channel();
+        let sending = view.destinations.get(at).unwrap_or(&view.sending);
+        let deliverer = Deliverer::new(
+            at,
+            route.name.clone(),
+            cache.clone(),
+            route.store.clone(),
+            cloud.clone(),
+            Arc::clone(sending),
+            config.once,
+            inbox,
+            tx.clone(),
+        );
+        let handle = std::thread::Builder::new()
+            .name(format!("deliver-{at}"))
+            .spawn(move || deliverer.run())
+            .with_context(|| format!("failed to start the delivery thread of {route}"))?;
+        to_deliverers.push(to_deliverer);
+        deliverers.push(Some(handle));
+    }
+    let places: Vec<status::Place> = routes
+        .iter()
+        .map(|r| status::Place {
+            key: r.key(),
+            name: r.name.clone(),
+            to: r.store.scu.destination.to_string(),
+        })
+        .collect();
+    let status = status::Keeper::with_destinations(
+        &places,
         describe(&config.filters),
         config.interval,
         config.once,
@@ -218,10 +242,9 @@ pub fn run(
     let mut router = Router {
         config,
         cache: cache.clone(),
-        destination,
-        dest_key,
-        _lock: lock,
-        record,
+        routes: Arc::new(routes.clone()),
+        _locks: locks,
+        records,
         view: view.fetching,
         client: Client::new(cloud)?,
         search_client: Client::new(&search_cloud)?,
@@ -233,8 +256,8 @@ pub fn run(
         retries: cloud.retries,
         tx,
         rx,
-        to_deliverer: Some(to_deliverer),
-        deliverer: Some(deliverer),
+        to_deliverers,
+        deliverers,
         queue: VecDeque::new(),
         queued: HashSet::new(),
         reported: HashMap::new(),
@@ -255,7 +278,36 @@ pub fn run(
     router.run(on_delivered)
 }
 
-/// Takes the watch's lock, trying again for a moment while it is held (see [`LOCK_TRIES`]).
+/// Takes the lock of every destination, in the order of their keys, so that
+/// two watches never deliver to one destination from one cache, whatever
+/// other destinations each has; names the one held, and by whom.
+fn lock_routes(cache: &Cache, routes: &Routes) -> Result<Vec<WatchLock>> {
+    let mut by_key: Vec<_> = routes.iter().collect();
+    by_key.sort_by_key(|r| r.key());
+    let mut locks = Vec::with_capacity(by_key.len());
+    for route in by_key {
+        let key = route.key();
+        let Some(lock) = lock_watch(cache, &key)? else {
+            // The status that watch keeps says which process it is.
+            let holder = cache
+                .read_watch_status(&key, status::MAX_BYTES)
+                .ok()
+                .flatten()
+                .and_then(|bytes| status::Status::parse(&bytes, &key).ok())
+                .map(|s| format!(" (pid {} on {})", s.pid, s.host))
+                .unwrap_or_default();
+            bail!(
+                "another `retriever watch`{holder} is already delivering to {route} from the cache `{}`; stop it, \
+                 or give this one other destinations",
+                cache.root().display()
+            );
+        };
+        locks.push(lock);
+    }
+    Ok(locks)
+}
+
+/// Takes a destination's lock, trying again for a moment while it is held (see [`LOCK_TRIES`]).
 fn lock_watch(cache: &Cache, dest_key: &str) -> Result<Option<WatchLock>> {
     for _ in 1..LOCK_TRIES {
         if let Some(lock) = cache.try_lock_watch(dest_key)? {
@@ -269,6 +321,10 @@ fn lock_watch(cache: &Cache, dest_key: &str) -> Result<Option<WatchLock>> {
 struct Flight {
     patient: Option<(String, String)>,
     fetching: bool,
+    /// The destinations (indexes) whose deliverers have yet to answer.
+    awaiting: Vec<usize>,
+    /// What those that answered said.
+    outcomes: Vec<(usize, Box<GroupOutcome>)>,
 }
 
 struct Router<'a> {
@@ -276,10 +332,10 @@ struct Router<'a> {
     cache: Cache,
     /// The fetching side's reporter, which hears the watch's events too.
     view: Arc<dyn Reporter>,
-    destination: String,
-    dest_key: String,
-    _lock: WatchLock,
-    record: Record,
+    routes: Arc<Routes>,
+    _locks: Vec<WatchLock>,
+    /// One per route, in their order.
+    records: Records,
     client: Client,
     search_client: Client,
     /// Searches while the cloud does not answer: one request, no retry (the next probe is one).
@@ -288,8 +344,9 @@ struct Router<'a> {
     retries: u32,
     tx: Sender<Msg>,
     rx: Receiver<Msg>,
-    to_deliverer: Option<Sender<ToDeliverer>>,
-    deliverer: Option<JoinHandle<Result<()>>>,
+    /// One per route; empty once the watch stops taking up work.
+    to_deliverers: Vec<Sender<ToDeliverer>>,
+    deliverers: Vec<Option<JoinHandle<Result<()>>>>,
     queue: VecDeque<Uid>,
     queued: HashSet<Uid>,
     /// The instance count of each study the last search found (if the cloud gives it).
@@ -315,14 +372,15 @@ struct Router<'a> {
 
 impl Router<'_> {
     fn run(&mut self, on_delivered: &mut dyn FnMut(&DeliveredStudy)) -> Result<Summary> {
+        let destinations: Vec<String> = self.routes.iter().map(ToString::to_string).collect();
         self.view.watch(&WatchEvent::Started {
-            destination: self.destination.clone(),
+            destination: destinations.join(", "),
             query: describe(&self.config.filters),
             interval: self.config.interval,
             once: self.config.once,
         });
         // What the last run left undone is taken up at once, found by the search or not.
-        let undone = self.record.undone();
+        let undone = self.records.undone();
         if !undone.is_empty() {
             let instances = undone.iter().map(|uid| self.to_send(uid)).sum();
             self.view.watch(&WatchEvent::Resuming {
@@ -336,7 +394,7 @@ impl Router<'_> {
         self.write_status();
         let outcome = self.work(on_delivered);
         let stopped = self.stop(on_delivered);
-        self.save();
+        self.save(true);
         let ended = match (&outcome, &stopped) {
             (Err(e), _) | (_, Err(e)) if e.is::<Interrupted>() => ("interrupted", None),
             (Err(e), _) | (_, Err(e)) => ("failed", Some(format!("{e:#}"))),
@@ -350,16 +408,23 @@ impl Router<'_> {
         Ok(std::mem::take(&mut self.summary))
     }
 
-    /// The instances of `study` in the cache and not at the destination, as
-    /// far as its manifest and journal tell (none when it is not in the cache).
+    /// The instances of `study` in the cache and not at the destinations
+    /// where it is not delivered, as far as its manifest and journals tell
+    /// (none when it is not in the cache).
     fn to_send(&self, study: &Uid) -> u64 {
-        match self.cache.study_status(study) {
-            Ok(Some(status)) => {
-                let delivered: HashSet<&Uid> = status.delivered(&self.dest_key).collect();
+        let Ok(Some(status)) = self.cache.study_status(study) else {
+            return 0;
+        };
+        let owed = self
+            .records
+            .wanted(study, None, SystemTime::now(), self.config.stable_age);
+        owed.iter()
+            .filter_map(|&at| self.routes.iter().nth(at))
+            .map(|route| {
+                let delivered: HashSet<&Uid> = status.delivered(&route.key()).collect();
                 status.present.keys().filter(|sop| !delivered.contains(sop)).count() as u64
-            }
-            _ => 0,
-        }
+            })
+            .sum()
     }
 
     fn write_status(&mut self) {
@@ -390,14 +455,18 @@ impl Router<'_> {
             self.dispatch();
             self.show_status();
             self.write_status();
-            if self.last_save.elapsed() >= SAVE_EVERY && self.record.needs_save(SystemTime::now()) {
-                self.save();
+            if self.last_save.elapsed() >= SAVE_EVERY && self.records.needs_save(SystemTime::now()) {
+                self.save(false);
             }
-            if self.deliverer.as_ref().is_some_and(|d| d.is_finished()) {
-                let result = self.deliverer.take().expect("checked").join();
+            if let Some(slot) = self
+                .deliverers
+                .iter_mut()
+                .find(|d| d.as_ref().is_some_and(|d| d.is_finished()))
+            {
+                let result = slot.take().expect("checked").join();
                 return match result {
                     Ok(Err(e)) => Err(e),
-                    _ => bail!("the delivery thread stopped unexpectedly"),
+                    _ => bail!("a delivery thread stopped unexpectedly"),
                 };
             }
             if self.config.once
@@ -414,15 +483,15 @@ impl Router<'_> {
     /// Lets the threads end: at once after a normal pass; after Ctrl-C,
     /// for at most [`GRACE`], recording what ends meanwhile.
     fn stop(&mut self, on_delivered: &mut dyn FnMut(&DeliveredStudy)) -> Result<()> {
-        self.to_deliverer = None;
+        self.to_deliverers.clear();
         let deadline = Instant::now() + GRACE;
         loop {
             while let Ok(msg) = self.rx.try_recv() {
                 self.handle(msg, on_delivered);
             }
             self.fetchers.retain(|(_, f)| !f.is_finished());
-            let deliverer_done = self.deliverer.as_ref().is_none_or(|d| d.is_finished());
-            if self.fetchers.is_empty() && deliverer_done {
+            let deliverers_done = self.deliverers.iter().flatten().all(JoinHandle::is_finished);
+            if self.fetchers.is_empty() && deliverers_done {
                 break;
             }
             if interrupt::requested() && Instant::now() >= deadline {
@@ -432,16 +501,24 @@ impl Router<'_> {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        match self.deliverer.take().map(JoinHandle::join) {
-            Some(Ok(Err(e))) if !interrupt::requested() => Err(e),
-            Some(Err(_)) => bail!("the delivery thread panicked"),
-            _ => Ok(()),
+        let mut first = Ok(());
+        for deliverer in self.deliverers.iter_mut().filter_map(Option::take) {
+            let ended = match deliverer.join() {
+                Ok(Err(e)) if !interrupt::requested() => Err(e),
+                Err(_) => Err(anyhow::anyhow!("a delivery thread panicked")),
+                _ => Ok(()),
+            };
+            if first.is_ok() {
+                first = ended;
+            }
         }
+        first
     }
 
-    fn save(&mut self) {
+    /// Writes the records that changed (`all`: every one).
+    fn save(&mut self, all: bool) {
         self.last_save = Instant::now();
-        if let Err(e) = self.record.save(&self.cache, &self.dest_key, &self.destination) {
+        for e in self.records.save(&self.cache, all) {
             self.view.warn(&format!("{e:#}"));
         }
     }
@@ -492,16 +569,16 @@ impl Router<'_> {
                 let count = found.len();
                 // Per study found, and so per search at rest: nothing copied unless it is to do.
                 for (uid, f) in found {
-                    if self.record.found(&uid, &f, now, self.config.stable_age) && self.enqueue(uid.clone()) {
+                    if self.records.found(&uid, &f, now, self.config.stable_age) && self.enqueue(uid.clone()) {
                         queued += 1;
                     }
                     self.reported.insert(uid, f.instances);
                 }
-                self.record.forget_old(now);
+                self.records.forget_old(now);
                 // Written before any of it is taken up, so that a restart
                 // knows what was in flight, however soon it was killed.
-                if queued > 0 && self.record.needs_save(now) {
-                    self.save();
+                if queued > 0 && self.records.needs_save(now) {
+                    self.save(false);
                 }
                 trim_heap();
                 self.view.watch(&WatchEvent::Polled {
@@ -553,32 +630,88 @@ impl Router<'_> {
                     self.fetching -= 1;
                 }
             }
-            Msg::Delivered(outcome) => {
-                if let Some(flight) = self.in_flight.remove(&outcome.current)
-                    && flight.fetching
-                {
-                    self.fetching -= 1;
-                }
-                for d in &outcome.delivered {
-                    on_delivered(d);
-                }
-                match outcome.causes.is_empty() {
-                    true => {
-                        self.record.delivered(&outcome.current, outcome.instances, now);
-                        self.status.delivered(&outcome.current, now);
-                        self.summary.delivered += 1;
-                        self.view.watch(&WatchEvent::Delivered {
-                            label: outcome.label.clone(),
-                            studies: outcome.delivered.len(),
-                            instances: outcome.delivered.iter().map(|d| d.instances).sum(),
-                            sent: outcome.delivered.iter().map(|d| d.sent).sum(),
-                        });
-                    }
-                    false => self.failed(&outcome.current, &outcome.label, &outcome.causes, now),
-                }
-            }
-            Msg::DestinationDown(why) => self.status.destination_down(now, &why),
-            Msg::DestinationUp => self.status.destination_up(),
+            Msg::Delivered(at, outcome) => self.delivered(at, outcome, now, on_delivered),
+            Msg::DestinationDown(at, why) => self.status.destination_down(at, now, &why),
+            Msg::DestinationUp(at) => self.status.destination_up(at),
+        }
+    }
+
+    /// The `at`-th destination's deliverer is done with a group: recorded
+    /// there at once; once every destination the group was taken up for
+    /// has answered, the group is delivered, or failed where it failed.
+    fn delivered(
+        &mut self,
+        at: usize,
+        outcome: Box<GroupOutcome>,
+        now: SystemTime,
+        on_delivered: &mut dyn FnMut(&DeliveredStudy),
+    ) {
+        let current = outcome.current.clone();
+        for d in &outcome.delivered {
+            on_delivered(d);
+        }
+        let record = self.records.at(at);
+        if !outcome.causes.is_empty() {
+            record.failed(&current, &outcome.causes.join("; "), self.config.interval, now);
+        } else if outcome.delivered.is_empty() {
+            record.not_routed(&current, outcome.instances, now);
+        } else {
+            record.delivered(&current, outcome.instances, now);
+            self.status.delivered_to(at, now);
+        }
+        let Some(flight) = self.in_flight.get_mut(&current) else {
+            return;
+        };
+        flight.awaiting.retain(|&a| a != at);
+        flight.outcomes.push((at, outcome));
+        if !flight.awaiting.is_empty() {
+            return;
+        }
+        let flight = self.in_flight.remove(&current).expect("found above");
+        if flight.fetching {
+            self.fetching -= 1;
+        }
+        let several = self.routes.len() > 1;
+        let mut causes = Vec::new();
+        for (at, outcome) in &flight.outcomes {
+            let name = self.routes.iter().nth(*at).map(|r| r.name.clone()).unwrap_or_default();
+            causes.extend(outcome.causes.iter().map(|c| match several {
+                true => format!("{name}: {c}"),
+                false => c.clone(),
+            }));
+        }
+        let label = flight
+            .outcomes
+            .first()
+            .map(|(_, o)| o.label.clone())
+            .unwrap_or_default();
+        if !causes.is_empty() {
+            let wait = flight
+                .outcomes
+                .iter()
+                .filter(|(_, o)| !o.causes.is_empty())
+                .filter_map(|(at, _)| self.records.at(*at).studies.get(&current)?.next_try)
+                .min()
+                .map_or(self.config.interval, |t| t.duration_since(now).unwrap_or_default());
+            self.announce_failed(&current, &label, &causes, wait, now);
+            return;
+        }
+        self.status.delivered(&current, now);
+        self.summary.delivered += 1;
+        // Each study once, however many destinations it went to.
+        let mut studies: HashMap<&Uid, usize> = HashMap::new();
+        let mut sent = 0;
+        for d in flight.outcomes.iter().flat_map(|(_, o)| &o.delivered) {
+            studies.insert(&d.study, d.instances);
+            sent += d.sent;
+        }
+        if !studies.is_empty() {
+            self.view.watch(&WatchEvent::Delivered {
+                label,
+                studies: studies.len(),
+                instances: studies.values().sum(),
+                sent,
+            });
         }
     }
 
@@ -610,18 +743,25 @@ impl Router<'_> {
             .map(|(uid, _)| uid.clone())
             .collect();
         for uid in died {
-            self.in_flight.remove(&uid);
+            let Some(flight) = self.in_flight.remove(&uid) else {
+                continue;
+            };
             self.fetching -= 1;
             let causes = ["the fetch stopped unexpectedly".to_string()];
-            self.failed(&uid, uid.as_str(), &causes, now);
+            let error = causes.join("; ");
+            let mut wait = self.config.interval;
+            for at in flight.awaiting {
+                wait = self.records.at(at).failed(&uid, &error, self.config.interval, now);
+            }
+            self.announce_failed(&uid, uid.as_str(), &causes, wait, now);
         }
     }
 
-    /// A current study (with its priors) was not delivered: recorded for a
-    /// retry after a backoff, shown, and with `--once` counted in the summary.
-    fn failed(&mut self, uid: &Uid, label: &str, causes: &[String], now: SystemTime) {
+    /// A current study (with its priors) was not delivered (and is recorded
+    /// so where it failed, for a retry after `wait`): shown, and with
+    /// `--once` counted in the summary.
+    fn announce_failed(&mut self, uid: &Uid, label: &str, causes: &[String], wait: Duration, now: SystemTime) {
         let error = causes.join("; ");
-        let wait = self.record.failed(uid, &error, self.config.interval, now);
         self.status.failed(uid, now);
         self.view.watch(&WatchEvent::Failed {
             study: uid.clone(),
@@ -656,7 +796,7 @@ impl Router<'_> {
                 .filter_map(|f| f.patient.as_ref())
                 .collect();
             let free = self.queue.iter().position(|uid| {
-                let patient = self.record.studies.get(uid).and_then(|s| s.patient());
+                let patient = self.records.seen(uid).and_then(|s| s.patient());
                 patient.is_none_or(|p| !busy.contains(&p))
             });
             let Some(at) = free else { return };
@@ -669,13 +809,18 @@ impl Router<'_> {
     fn start(&mut self, uid: Uid) {
         let now = SystemTime::now();
         let reported = self.reported.get(&uid).copied().flatten();
-        self.record.taken_up(&uid, reported, now);
-        let seen = self.record.studies.get(&uid);
+        let wanted = self.records.wanted(&uid, reported, now, self.config.stable_age);
+        for &at in &wanted {
+            self.records.at(at).taken_up(&uid, reported, now);
+        }
+        let seen = self.records.seen(&uid);
         let patient = seen.and_then(|s| s.patient());
         let label = study_label(&seen.and_then(|s| s.accession.clone()), &uid);
-        let Some(to_deliverer) = self.to_deliverer.clone() else {
+        if self.to_deliverers.is_empty() {
             return;
-        };
+        }
+        let to: Vec<(usize, Sender<ToDeliverer>)> =
+            wanted.iter().map(|&at| (at, self.to_deliverers[at].clone())).collect();
         let job = FetchJob {
             current: uid.clone(),
             label,
@@ -685,7 +830,9 @@ impl Router<'_> {
             rules: self.config.rules.clone(),
             retries: self.retries,
             view: Arc::clone(&self.view),
-            to_deliverer,
+            routes: Arc::clone(&self.routes),
+            to,
+            routed: std::sync::Mutex::new(HashMap::new()),
             tx: self.tx.clone(),
         };
         match std::thread::Builder::new()
@@ -700,6 +847,8 @@ impl Router<'_> {
                     Flight {
                         patient,
                         fetching: true,
+                        awaiting: wanted,
+                        outcomes: Vec::new(),
                     },
                 );
                 self.fetching += 1;
@@ -716,7 +865,7 @@ impl Router<'_> {
             delivered: self.summary.delivered,
             queued: self.queue.len(),
             in_flight: self.in_flight.len(),
-            failing: self.record.failing(),
+            failing: self.records.failing(),
             last_poll: self.last_poll,
         };
         self.status.figures(status.queued, status.in_flight, status.failing);
@@ -761,30 +910,68 @@ struct FetchJob {
     rules: Rules,
     retries: u32,
     view: Arc<dyn Reporter>,
-    to_deliverer: Sender<ToDeliverer>,
+    routes: Arc<Routes>,
+    /// The deliverers of the destinations the group is taken up for, by
+    /// the index of their route.
+    to: Vec<(usize, Sender<ToDeliverer>)>,
+    /// Where each study of the group streams to (indexes into `to`), judged
+    /// once its manifest is written.
+    routed: std::sync::Mutex<HashMap<Uid, Vec<usize>>>,
     tx: Sender<Msg>,
 }
 
 impl FetchJob {
+    /// The deliverers (indexes into `to`) the rules route `study` to, as its
+    /// manifest tells now; none when it cannot be read (the closing pass
+    /// judges again, and fails if it still cannot).
+    fn judge(&self, study: &Uid) -> Result<Vec<usize>> {
+        let every = |&(at, _): &(usize, _)| self.routes.iter().nth(at).is_some_and(|r| r.when == When::default());
+        if self.to.iter().all(every) {
+            // No rules to read the manifest for (one `--to`, say).
+            return Ok((0..self.to.len()).collect());
+        }
+        let manifest = self
+            .cache
+            .read_manifest(study)?
+            .with_context(|| format!("the manifest of study {study} is not in the cache"))?;
+        Ok((0..self.to.len())
+            .filter(|&i| {
+                self.routes
+                    .iter()
+                    .nth(self.to[i].0)
+                    .is_some_and(|r| r.decide(&manifest.study, &manifest.roles).routed)
+            })
+            .collect())
+    }
+
+    /// Tells the deliverers `study` is routed to; judges it first when its
+    /// manifest was (re)written.
+    fn tell(&self, study: &Uid, judge: bool, message: impl Fn() -> ToDeliverer) {
+        let mut routed = self.routed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if judge || !routed.contains_key(study) {
+            routed.insert(study.clone(), self.judge(study).unwrap_or_default());
+        }
+        for &i in &routed[study] {
+            let _ = self.to[i].1.send(message());
+        }
+    }
+
     fn run(self) {
-        let deliverer = self.to_deliverer.clone();
-        // Each instance goes to the deliverer as it lands, whatever the view.
-        let on_landed = move |landed: &fetch::Landed| {
-            let _ = deliverer.send(match *landed {
-                fetch::Landed::Begun { study } => ToDeliverer::Begin(study.clone()),
-                fetch::Landed::Listed { study } => ToDeliverer::Listed(study.clone()),
-                fetch::Landed::Stored {
-                    study,
-                    sop,
-                    path,
-                    bytes,
-                } => ToDeliverer::Stored {
-                    study: study.clone(),
-                    sop: sop.clone(),
-                    path: path.to_path_buf(),
-                    bytes,
-                },
-            });
+        // Each instance goes to the deliverers as it lands, whatever the view.
+        let on_landed = |landed: &fetch::Landed| match *landed {
+            fetch::Landed::Begun { study } => self.tell(study, true, || ToDeliverer::Begin(study.clone())),
+            fetch::Landed::Listed { study } => self.tell(study, false, || ToDeliverer::Listed(study.clone())),
+            fetch::Landed::Stored {
+                study,
+                sop,
+                path,
+                bytes,
+            } => self.tell(study, false, || ToDeliverer::Stored {
+                study: study.clone(),
+                sop: sop.clone(),
+                path: path.to_path_buf(),
+                bytes,
+            }),
         };
         let opts = fetch::FetchOptions {
             retries: self.retries,
@@ -827,7 +1014,7 @@ impl FetchJob {
                     .collect()
             }
             Err(e) if e.is::<Interrupted>() => {
-                let _ = self.tx.send(Msg::Fetched(self.current));
+                let _ = self.tx.send(Msg::Fetched(self.current.clone()));
                 return;
             }
             Err(e) => {
@@ -842,15 +1029,62 @@ impl FetchJob {
             .flatten()
             .filter(|s| s.is_complete())
             .map(|s| s.total());
-        let _ = self.to_deliverer.send(ToDeliverer::Finish(Box::new(Fetched {
-            current: self.current.clone(),
-            label: self.label,
-            all,
-            complete,
-            failures,
-            instances,
-        })));
+        // Each destination gets the studies routed there, judged on their
+        // manifests as they are now; one that cannot be read fails the group.
+        let mut routed_to: Vec<Vec<GroupStudy>> = vec![Vec::new(); self.to.len()];
+        for study in complete {
+            let routed = match self.judge(&study.uid) {
+                Ok(routed) => routed,
+                Err(e) => {
+                    failures.push(format!("cannot tell where {} goes: {e:#}", study.label));
+                    continue;
+                }
+            };
+            if routed.is_empty() {
+                self.view.watch(&WatchEvent::StudyDone {
+                    study: study.uid.clone(),
+                    label: study.label.clone(),
+                    ok: true,
+                    summary: self.nowhere(&study.uid),
+                });
+            }
+            for i in routed {
+                routed_to[i].push(study.clone());
+            }
+        }
+        for ((_, to), complete) in self.to.iter().zip(routed_to) {
+            let _ = to.send(ToDeliverer::Finish(Box::new(Fetched {
+                current: self.current.clone(),
+                label: self.label.clone(),
+                all: all.clone(),
+                complete,
+                failures: failures.clone(),
+                instances,
+            })));
+        }
         let _ = self.tx.send(Msg::Fetched(self.current));
+    }
+
+    /// Why a study goes to none of the destinations it was taken up for:
+    /// it goes nowhere, or only where it was delivered before.
+    fn nowhere(&self, study: &Uid) -> String {
+        let Ok(Some(manifest)) = self.cache.read_manifest(study) else {
+            return "routed to no destination".into();
+        };
+        let decisions = self.routes.for_study(&manifest.study, &manifest.roles);
+        let settled: Vec<&str> = decisions
+            .iter()
+            .filter(|(_, d)| d.routed)
+            .map(|(r, _)| r.name.as_str())
+            .collect();
+        if !settled.is_empty() {
+            return format!("at {} already", settled.join(", "));
+        }
+        let why: Vec<String> = decisions
+            .iter()
+            .map(|(r, d)| format!("{}: {}", r.name, d.why))
+            .collect();
+        format!("routed to no destination ({})", why.join("; "))
     }
 }
 

@@ -2,7 +2,8 @@
 //! Reads the status each `watch` keeps in the cache (see
 //! [`crate::watch::status`]), prints its figures and the verdict, and fails
 //! (exit status 1, with the reason) when the router does not work, for a
-//! monitoring system or a scheduled task to act on.
+//! monitoring system or a scheduled task to act on. A watch with several
+//! destinations keeps its status under each one's name, and is shown once.
 
 use std::io::Write;
 use std::time::{Duration, SystemTime};
@@ -31,6 +32,8 @@ pub fn run(settings: &Settings, args: &StatusArgs) -> Result<()> {
     let cache = Cache::open(root)?;
     let names = match given {
         Some(d) => vec![d.key()],
+        // `--dest NAME`: the watch delivering to each destination chosen.
+        None if !settings.dest_names.is_empty() => settings.routes()?.iter().map(|r| r.key()).collect(),
         None => cache.watch_statuses()?,
     };
     if names.is_empty() {
@@ -43,7 +46,9 @@ pub fn run(settings: &Settings, args: &StatusArgs) -> Result<()> {
     let now = SystemTime::now();
     let mut out = std::io::stdout().lock();
     let mut reasons = Vec::new();
-    for (n, name) in names.iter().enumerate() {
+    // The watches shown already: by process and start.
+    let mut shown: Vec<(u32, String, SystemTime)> = Vec::new();
+    for name in &names {
         let Some(bytes) = cache.read_watch_status(name, MAX_BYTES)? else {
             let reason = format!(
                 "no `retriever watch` has delivered to {} from the cache `{}`; start the router, or pass the \
@@ -58,6 +63,11 @@ pub fn run(settings: &Settings, args: &StatusArgs) -> Result<()> {
             continue;
         };
         let status = Status::parse(&bytes, name)?;
+        let watch = (status.pid, status.host.clone(), status.started_at);
+        if shown.contains(&watch) {
+            continue;
+        }
+        shown.push(watch);
         let running = cache.is_watch_running(name)?;
         let verdict = judge(&status, running, now, args.stale_after);
         if args.json {
@@ -65,7 +75,7 @@ pub fn run(settings: &Settings, args: &StatusArgs) -> Result<()> {
             value["verdict"] = serde_json::to_value(&verdict)?;
             writeln!(out, "{value}")?;
         } else {
-            if n > 0 {
+            if shown.len() > 1 {
                 writeln!(out)?;
             }
             write!(out, "{}", text(&status, &verdict, now, args.stale_after))?;
@@ -158,8 +168,8 @@ fn text(s: &Status, verdict: &Verdict, now: SystemTime, window: Option<Duration>
     ));
     for d in &s.destinations {
         let mut line = match d.down_since {
-            Some(t) => format!("{}: DOWN since {}", d.destination, ago(t)),
-            None => format!("{}: up", d.destination),
+            Some(t) => format!("{}: DOWN since {}", d.shown(), ago(t)),
+            None => format!("{}: up", d.shown()),
         };
         if let Some(t) = d.last_delivery_at {
             line.push_str(&format!("; last delivery {}", ago(t)));

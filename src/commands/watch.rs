@@ -1,6 +1,7 @@
 //! `retriever watch`: the router loop (see [`crate::watch`]) with its view,
 //! one line per study delivered on stdout, and for `--once` the exit status.
 
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 
 use anyhow::{Result, bail};
@@ -14,7 +15,7 @@ use crate::watch::{self, DeliveredStudy, WatchConfig};
 
 pub fn run(settings: &Settings, args: &WatchArgs) -> Result<()> {
     let cloud = settings.cloud()?.clone();
-    let store = settings.store_options()?;
+    let routes = settings.routes()?;
     let cache = Cache::open(&settings.cache_root)?.with_limits(settings.cache_limits);
     let config = WatchConfig {
         filters: settings.watch.filters.clone(),
@@ -24,33 +25,45 @@ pub fn run(settings: &Settings, args: &WatchArgs) -> Result<()> {
         rules: settings.priors.clone(),
         metrics_file: args.metrics_file.clone(),
     };
-    let view = ui::watch_reporter(settings.quiet, settings.log_file.as_deref())?;
+    let names: Vec<String> = routes.iter().map(|r| r.name.clone()).collect();
+    let view = ui::watch_reporter(settings.quiet, settings.log_file.as_deref(), &names)?;
     // The lines on the terminal already show each delivery; printing on the
     // same terminal would tear them.
     let print = !(ui::shows_lines(settings.quiet) && std::io::stdout().is_terminal());
-    let destination = store.scu.destination.to_string();
+    // A destination's address, by its name.
+    let to: HashMap<String, String> = routes
+        .iter()
+        .map(|r| (r.name.clone(), r.store.scu.destination.to_string()))
+        .collect();
     let mut out = std::io::stdout();
     let mut on_delivered = |d: &DeliveredStudy| {
         // A study sent before (a prior of an earlier study too) is not news.
         if print && d.sent > 0 {
+            let to = to.get(&d.destination).map_or(d.destination.as_str(), String::as_str);
             // Whoever read our output may have gone (`| head`): keep routing.
-            let _ = print_delivered(&mut out, d, &destination, args.json);
+            let _ = print_delivered(&mut out, d, to, args.json);
         }
     };
-    let summary = watch::run(&config, &cloud, &cache, &store, view, &mut on_delivered)?;
+    let summary = watch::run(&config, &cloud, &cache, &routes, view, &mut on_delivered)?;
     match summary.error() {
         None => Ok(()),
         Some(e) => bail!("{e}"),
     }
 }
 
-fn print_delivered(out: &mut impl Write, d: &DeliveredStudy, destination: &str, json: bool) -> std::io::Result<()> {
-    StudyLine::new(&d.study)
+/// One line for a study now at a destination: named as its route is (the
+/// `AE@HOST:PORT` of a `--to`), with the address `to` too in JSON when the
+/// name is not it.
+fn print_delivered(out: &mut impl Write, d: &DeliveredStudy, to: &str, json: bool) -> std::io::Result<()> {
+    let mut line = StudyLine::new(&d.study)
         .cloud("accession", d.accession.as_deref())
         .with("role", d.role.kind(), d.role.to_string())
         .json_only("prior_of", d.role.prior_of().map(|uid| uid.as_str()))
-        .with("destination", destination, destination)
-        .with("instances", d.instances, format!("{} instances", d.instances))
+        .with("destination", d.destination.as_str(), d.destination.as_str());
+    if d.destination != to {
+        line = line.json_only("to", to);
+    }
+    line.with("instances", d.instances, format!("{} instances", d.instances))
         .with("sent", d.sent, format!("{} sent", d.sent))
         .with("warnings", d.warnings, format!("{} with a warning", d.warnings))
         .write(out, json)
@@ -66,6 +79,7 @@ mod tests {
     fn line(role: Role) -> serde_json::Value {
         let d = DeliveredStudy {
             study: Uid::parse("1.2.3").unwrap(),
+            destination: "PACS@127.0.0.1:104".into(),
             accession: Some("ACC1".into()),
             role,
             instances: 2,

@@ -7,9 +7,10 @@
 //! The watch fetches and sends at the same time, and both sides report in
 //! the words of [`Reporter`]; the view hears each side through a face of
 //! its own ([`WatchReporters`]), so that an instance done counts as fetched
-//! or as sent according to who said it.
+//! or as sent according to who said it. With several destinations, each
+//! deliverer has a face of its own, and what it says names its destination.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -26,16 +27,25 @@ use crate::uid::Uid;
 
 /// The view for this run: lines on a terminal unless quiet, else a log on
 /// stderr; with `log_file`, a log there as well (every note, even when quiet).
-pub fn watch_reporter(quiet: bool, log_file: Option<&Path>) -> Result<WatchReporters> {
+/// `destinations`: the names of the destinations, in the order of the
+/// routes, each deliverer's lines naming its own when there are several.
+pub fn watch_reporter(quiet: bool, log_file: Option<&Path>, destinations: &[String]) -> Result<WatchReporters> {
+    let names = if destinations.len() > 1 {
+        destinations.to_vec()
+    } else {
+        Vec::new()
+    };
     let file = log_file
-        .map(|path| LogOut::file(path).map(|out| Log::new(false, out)))
+        .map(|path| LogOut::file(path).map(|out| Log::new(false, out).named(&names)))
         .transpose()?;
+    let lines = || Lines::new(ProgressDrawTarget::stderr_with_hz(8)).named(&names);
+    let n = names.len();
     Ok(match (shows_lines(quiet), file) {
-        (true, None) => faces(Arc::new(Lines::new(ProgressDrawTarget::stderr_with_hz(8)))),
-        (true, Some(file)) => faces(Arc::new(Both(Lines::new(ProgressDrawTarget::stderr_with_hz(8)), file))),
-        (false, None) => faces(Arc::new(Log::new(quiet, LogOut::Stderr))),
+        (true, None) => faces_for(Arc::new(lines()), n),
+        (true, Some(file)) => faces_for(Arc::new(Both(lines(), file)), n),
+        (false, None) => faces_for(Arc::new(Log::new(quiet, LogOut::Stderr).named(&names)), n),
         // No terminal: the file is the log; stderr keeps what goes wrong.
-        (false, Some(file)) => faces(Arc::new(Both(Log::new(true, LogOut::Stderr), file))),
+        (false, Some(file)) => faces_for(Arc::new(Both(Log::new(true, LogOut::Stderr).named(&names), file)), n),
     })
 }
 
@@ -45,11 +55,39 @@ pub fn shows_lines(quiet: bool) -> bool {
     !quiet && std::io::stderr().is_terminal()
 }
 
-/// Which side of the watch told the view something.
+/// Which side of the watch told the view something: the fetches, or the
+/// deliverer of the `n`-th destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Side {
     Fetching,
-    Sending,
+    Sending(usize),
+}
+
+/// The names of the destinations when there are several (none with one,
+/// whose lines say what they always said).
+#[derive(Default)]
+struct Names(Vec<String>);
+
+impl Names {
+    /// The destination `side` speaks for, when there are several.
+    fn of(&self, side: Side) -> Option<&str> {
+        match side {
+            Side::Sending(at) => self.0.get(at).map(String::as_str),
+            Side::Fetching => None,
+        }
+    }
+
+    fn several(&self) -> bool {
+        !self.0.is_empty()
+    }
+}
+
+/// `text`, after `name: ` when it speaks for one of several destinations.
+fn from(name: Option<&str>, text: &str) -> String {
+    match name {
+        Some(name) => format!("{name}: {text}"),
+        None => text.to_string(),
+    }
 }
 
 /// What a view does with what either side tells it.
@@ -64,7 +102,7 @@ trait View: Send + Sync {
     fn warn(&self, message: &str);
     /// A progress note from `side`.
     fn info(&self, side: Side, message: &str);
-    fn watch(&self, event: &WatchEvent);
+    fn watch(&self, side: Side, event: &WatchEvent);
 }
 
 /// One side's way in to a view.
@@ -104,7 +142,7 @@ impl<V: View> Reporter for Face<V> {
     }
 
     fn watch(&self, event: &WatchEvent) {
-        self.view.watch(event);
+        self.view.watch(self.side, event);
     }
 }
 
@@ -142,22 +180,29 @@ impl<A: View, B: View> View for Both<A, B> {
         self.1.info(side, message);
     }
 
-    fn watch(&self, event: &WatchEvent) {
-        self.0.watch(event);
-        self.1.watch(event);
+    fn watch(&self, side: Side, event: &WatchEvent) {
+        self.0.watch(side, event);
+        self.1.watch(side, event);
     }
 }
 
+#[cfg(test)]
 fn faces<V: View + 'static>(view: Arc<V>) -> WatchReporters {
-    WatchReporters {
-        fetching: Arc::new(Face {
+    faces_for(view, 0)
+}
+
+/// The faces of `view`: with `several` destinations, one for each.
+fn faces_for<V: View + 'static>(view: Arc<V>, several: usize) -> WatchReporters {
+    let face = |side| -> Arc<dyn Reporter> {
+        Arc::new(Face {
             view: Arc::clone(&view),
-            side: Side::Fetching,
-        }),
-        sending: Arc::new(Face {
-            view,
-            side: Side::Sending,
-        }),
+            side,
+        })
+    };
+    WatchReporters {
+        fetching: face(Side::Fetching),
+        sending: face(Side::Sending(0)),
+        destinations: (0..several).map(|at| face(Side::Sending(at))).collect(),
     }
 }
 
@@ -167,7 +212,7 @@ fn faces<V: View + 'static>(view: Arc<V>) -> WatchReporters {
 fn counts_at_start(side: Side, total: u64, done: u64) -> (u64, u64) {
     match side {
         Side::Fetching => (done, 0),
-        Side::Sending => (total, done),
+        Side::Sending(_) => (total, done),
     }
 }
 
@@ -209,9 +254,18 @@ fn resuming(studies: usize, instances: u64) -> String {
     )
 }
 
-/// What both views say when the destination answers again.
-fn destination_up(after: Duration) -> String {
-    format!("the destination answers again: back after {}", short(after))
+/// What both views say when the destination (one of several: `name`) answers again.
+fn destination_up(after: Duration, name: Option<&str>) -> String {
+    format!(
+        "the destination{} answers again: back after {}",
+        named(name),
+        short(after)
+    )
+}
+
+/// ` NAME`, to follow "the destination" when there are several.
+fn named(name: Option<&str>) -> String {
+    name.map(|n| format!(" {n}")).unwrap_or_default()
 }
 
 /// What both views say when a group failed (the terminal's with `error: `
@@ -223,14 +277,23 @@ fn failed(label: &str, error: &str, retry_in: Option<Duration>) -> String {
     format!("{label}: not delivered: {}{again}", crate::text::escape(error))
 }
 
-/// What both views say when the destination cannot be reached (the
-/// terminal's with `error: ` before it).
-fn destination_down(error: &str, retry_in: Duration) -> String {
+/// What both views say when the destination (one of several: `name`)
+/// cannot be reached (the terminal's with `error: ` before it).
+fn destination_down(error: &str, retry_in: Duration, name: Option<&str>) -> String {
     format!(
-        "the destination is down: {}; trying again in {}",
+        "the destination{} is down: {}; trying again in {}",
+        named(name),
         crate::text::escape(error),
         short(retry_in)
     )
+}
+
+/// The destination a side speaks for (the first, for the fetching side).
+fn side_index(side: Side) -> usize {
+    match side {
+        Side::Sending(at) => at,
+        Side::Fetching => 0,
+    }
 }
 
 /// `22:35:21Z`: the time of day in UTC (the one time zone known here).
@@ -254,6 +317,9 @@ struct Line {
     total: u64,
     fetched: u64,
     sent: u64,
+    /// With several destinations: sent to each working on the study, by
+    /// its index and name (`sent` is not used then).
+    sent_to: BTreeMap<usize, (String, u64)>,
     bytes: u64,
     started: Instant,
 }
@@ -261,15 +327,37 @@ struct Line {
 impl Line {
     fn show(&self) {
         self.bar.set_length(self.total);
-        self.bar.set_position(self.sent.min(self.total));
+        let total = self.total;
+        let sent = if self.sent_to.is_empty() {
+            self.bar.set_position(self.sent.min(total));
+            format!("{}/{total}", self.sent)
+        } else {
+            let slowest = self.sent_to.values().map(|(_, n)| *n).min().unwrap_or(0);
+            self.bar.set_position(slowest.min(total));
+            let each: Vec<String> = self
+                .sent_to
+                .values()
+                .map(|(name, n)| format!("{n}/{total} {name}"))
+                .collect();
+            each.join(", ")
+        };
         self.bar.set_message(format!(
-            "fetched {}/{}, sent {}/{}{}",
+            "fetched {}/{total}, sent {sent}{}",
             self.fetched,
-            self.total,
-            self.sent,
-            self.total,
             rate(self.bytes, self.started)
         ));
+    }
+
+    /// `side` has `sent` of the study at its destination, or one more.
+    fn count_sent(&mut self, names: &Names, side: Side, sent: Option<u64>) {
+        let count = match (names.of(side), side) {
+            (Some(name), Side::Sending(at)) => &mut self.sent_to.entry(at).or_insert_with(|| (name.to_string(), 0)).1,
+            _ => &mut self.sent,
+        };
+        *count = match sent {
+            Some(n) => (*count).max(n),
+            None => *count + 1,
+        };
     }
 }
 
@@ -277,7 +365,8 @@ impl Line {
 struct Overall {
     destination: String,
     status: WatchStatus,
-    down: Option<String>,
+    /// Why each destination that is down is, by index.
+    down: BTreeMap<usize, String>,
     auth: Option<(u32, String)>,
 }
 
@@ -290,9 +379,15 @@ struct Lines {
     study: ProgressStyle,
     lines: Mutex<HashMap<Uid, Line>>,
     state: Mutex<Overall>,
+    names: Names,
 }
 
 impl Lines {
+    fn named(mut self, names: &[String]) -> Lines {
+        self.names = Names(names.to_vec());
+        self
+    }
+
     fn new(target: ProgressDrawTarget) -> Lines {
         let multi = MultiProgress::with_draw_target(target);
         // Each line fits the terminal (a wrapped line is not redrawn in
@@ -315,6 +410,7 @@ impl Lines {
             study,
             lines: Mutex::new(HashMap::new()),
             state: Mutex::new(Overall::default()),
+            names: Names::default(),
         }
     }
 
@@ -338,8 +434,13 @@ impl Lines {
         let alarm = if let Some((failures, error)) = &state.auth {
             text = format!("THE CLOUD REFUSES THE LOGIN ({failures} searches in a row): {error} | {text}");
             true
-        } else if let Some(why) = &state.down {
-            text = format!("DESTINATION DOWN: {why} | {text}");
+        } else if !state.down.is_empty() {
+            let why: Vec<String> = state
+                .down
+                .iter()
+                .map(|(at, why)| from(self.names.of(Side::Sending(*at)), why))
+                .collect();
+            text = format!("DESTINATION DOWN: {} | {text}", why.join("; "));
             true
         } else {
             false
@@ -356,9 +457,21 @@ impl Lines {
         }
     }
 
-    /// The study's line ends: `label` said, or the one it started with.
-    fn done(&self, study: &Uid, label: Option<&str>, ok: bool, summary: &str) {
-        let line = self.lines.lock().unwrap().remove(study);
+    /// The study's line ends (with several destinations, once each that
+    /// worked on it is done): `label` said, or the one it started with.
+    fn done(&self, side: Side, study: &Uid, label: Option<&str>, ok: bool, summary: &str) {
+        let mut lines = self.lines.lock().unwrap();
+        if let (Some(line), Side::Sending(at)) = (lines.get_mut(study), side) {
+            line.sent_to.remove(&at);
+        }
+        let line = match lines.get(study) {
+            Some(l) if !l.sent_to.is_empty() => {
+                l.show();
+                None
+            }
+            _ => lines.remove(study),
+        };
+        drop(lines);
         let label = match (label, &line) {
             (Some(label), _) => label.to_string(),
             (None, Some(l)) => l.label.clone(),
@@ -369,6 +482,10 @@ impl Lines {
             self.multi.remove(&line.bar);
         }
         let mark = if ok { "done" } else { "not done" };
+        let label = match self.names.of(side) {
+            Some(name) => format!("{label} to {name}"),
+            None => label,
+        };
         self.print(format!("  {label}: {mark}: {summary}"));
     }
 }
@@ -380,22 +497,28 @@ impl View for Lines {
         if let Some(line) = lines.get_mut(study) {
             line.total = total;
             line.fetched = line.fetched.max(fetched);
-            line.sent = line.sent.max(sent);
+            if side != Side::Fetching {
+                line.count_sent(&self.names, side, Some(sent));
+            }
             line.show();
             return;
         }
         let bar = self.multi.add(ProgressBar::new(total));
         bar.set_style(self.study.clone());
         bar.set_prefix(label.to_string());
-        let line = Line {
+        let mut line = Line {
             bar,
             label: label.to_string(),
             total,
             fetched,
-            sent,
+            sent: 0,
+            sent_to: BTreeMap::new(),
             bytes: 0,
             started: Instant::now(),
         };
+        if side != Side::Fetching {
+            line.count_sent(&self.names, side, Some(sent));
+        }
         line.show();
         lines.insert(study.clone(), line);
     }
@@ -410,23 +533,23 @@ impl View for Lines {
                 l.fetched += 1;
                 l.bytes += bytes;
             }
-            Side::Sending => l.sent += 1,
+            Side::Sending(_) => l.count_sent(&self.names, side, None),
         });
     }
 
     fn fetch_failed(&self, study: &Uid, summary: &str) {
-        self.done(study, None, false, &format!("fetch {summary}"));
+        self.done(Side::Fetching, study, None, false, &format!("fetch {summary}"));
     }
 
     fn warn(&self, message: &str) {
         self.print(format!("warning: {message}"));
     }
 
-    fn info(&self, _side: Side, message: &str) {
-        self.print(message.to_string());
+    fn info(&self, side: Side, message: &str) {
+        self.print(from(self.names.of(side), message));
     }
 
-    fn watch(&self, event: &WatchEvent) {
+    fn watch(&self, side: Side, event: &WatchEvent) {
         match event {
             WatchEvent::Started {
                 destination,
@@ -470,13 +593,21 @@ impl View for Lines {
                     ));
                 }
             }
-            WatchEvent::DeliveredBefore { study, sent } => self.with_line(study, |l| l.sent = l.sent.max(*sent)),
+            WatchEvent::DeliveredBefore { study, sent } => {
+                self.with_line(study, |l| l.count_sent(&self.names, side, Some(*sent)))
+            }
             WatchEvent::StudyDone {
                 study,
                 label,
                 ok,
                 summary,
-            } => self.done(study, Some(label.as_str()).filter(|l| !l.is_empty()), *ok, summary),
+            } => self.done(
+                side,
+                study,
+                Some(label.as_str()).filter(|l| !l.is_empty()),
+                *ok,
+                summary,
+            ),
             WatchEvent::Delivered {
                 label,
                 studies,
@@ -494,17 +625,21 @@ impl View for Lines {
             } => self.print(format!("error: {}", failed(label, error, *retry_in))),
             WatchEvent::DestinationDown { error, retry_in } => {
                 let mut state = self.state.lock().unwrap();
-                if state.down.is_none() {
-                    self.print(format!("error: {}", destination_down(error, *retry_in)));
+                let at = side_index(side);
+                if !state.down.contains_key(&at) {
+                    self.print(format!(
+                        "error: {}",
+                        destination_down(error, *retry_in, self.names.of(side))
+                    ));
                 }
-                state.down = Some(error.clone());
+                state.down.insert(at, error.clone());
                 self.redraw(&state);
             }
             WatchEvent::DestinationUp { after } => {
                 let mut state = self.state.lock().unwrap();
-                state.down = None;
+                state.down.remove(&side_index(side));
                 self.redraw(&state);
-                self.print(destination_up(*after));
+                self.print(destination_up(*after, self.names.of(side)));
             }
             WatchEvent::Status(status) => {
                 let mut state = self.state.lock().unwrap();
@@ -528,8 +663,9 @@ struct Log {
     /// Per study, and per group by its current study (`true`): what its
     /// last failure said, not said again until it changes.
     said: Mutex<HashMap<(Uid, bool), String>>,
-    /// Why the destination is down, since it was said.
-    down: Mutex<Option<String>>,
+    /// Why each destination that is down is (by index), since it was said.
+    down: Mutex<HashMap<usize, String>>,
+    names: Names,
 }
 
 impl Log {
@@ -540,8 +676,14 @@ impl Log {
             labels: Mutex::new(HashMap::new()),
             search_failing: Mutex::new(false),
             said: Mutex::new(HashMap::new()),
-            down: Mutex::new(None),
+            down: Mutex::new(HashMap::new()),
+            names: Names::default(),
         }
+    }
+
+    fn named(mut self, names: &[String]) -> Log {
+        self.names = Names(names.to_vec());
+        self
     }
 
     fn line(&self, level: Level, text: String) {
@@ -566,21 +708,31 @@ impl Log {
         true
     }
 
-    /// The study is done with: `label` said, or the one it started with.
-    fn done(&self, study: &Uid, label: Option<&str>, ok: bool, summary: &str) {
+    /// The study is done with (at one destination of several, if `side`
+    /// is its): `label` said, or the one it started with.
+    fn done(&self, side: Side, study: &Uid, label: Option<&str>, ok: bool, summary: &str) {
         let known = self.labels.lock().unwrap().remove(study);
         let label = match label {
             Some(label) => label.to_string(),
             None => known.unwrap_or_else(|| study.to_string()),
         };
+        let label = match self.names.of(side) {
+            Some(name) => format!("{label} to {name}"),
+            None => label,
+        };
         let summary = crate::text::escape(summary);
+        // With several destinations, each one's failure is news of its own.
+        let what = match self.names.several() {
+            true => format!("{label}: {summary}"),
+            false => summary.clone(),
+        };
         if ok {
             let mut said = self.said.lock().unwrap();
             said.remove(&(study.clone(), false));
             said.remove(&(study.clone(), true));
             drop(said);
             self.note(format!("{label}: {summary}"));
-        } else if self.news(study, false, &summary) {
+        } else if self.news(study, false, &what) {
             self.line(Level::Warn, format!("{label}: {summary}"));
         }
     }
@@ -607,7 +759,7 @@ impl View for Log {
     fn instance_done(&self, _side: Side, _study: &Uid, _bytes: u64) {}
 
     fn fetch_failed(&self, study: &Uid, summary: &str) {
-        self.done(study, None, false, &format!("fetch {summary}"));
+        self.done(Side::Fetching, study, None, false, &format!("fetch {summary}"));
     }
 
     fn warn(&self, message: &str) {
@@ -615,13 +767,13 @@ impl View for Log {
     }
 
     fn info(&self, side: Side, message: &str) {
-        if side == Side::Sending && self.down.lock().unwrap().is_some() {
+        if side != Side::Fetching && self.down.lock().unwrap().contains_key(&side_index(side)) {
             return;
         }
-        self.note(crate::text::escape(message));
+        self.note(crate::text::escape(&from(self.names.of(side), message)));
     }
 
-    fn watch(&self, event: &WatchEvent) {
+    fn watch(&self, side: Side, event: &WatchEvent) {
         match event {
             WatchEvent::Started {
                 destination,
@@ -677,7 +829,13 @@ impl View for Log {
                 label,
                 ok,
                 summary,
-            } => self.done(study, Some(label.as_str()).filter(|l| !l.is_empty()), *ok, summary),
+            } => self.done(
+                side,
+                study,
+                Some(label.as_str()).filter(|l| !l.is_empty()),
+                *ok,
+                summary,
+            ),
             WatchEvent::Delivered {
                 label,
                 studies,
@@ -703,14 +861,15 @@ impl View for Log {
             }
             WatchEvent::DestinationDown { error, retry_in } => {
                 let mut down = self.down.lock().unwrap();
-                if down.as_deref() != Some(error.as_str()) {
-                    self.line(Level::Error, destination_down(error, *retry_in));
-                    *down = Some(error.clone());
+                let at = side_index(side);
+                if down.get(&at) != Some(error) {
+                    self.line(Level::Error, destination_down(error, *retry_in, self.names.of(side)));
+                    down.insert(at, error.clone());
                 }
             }
             WatchEvent::DestinationUp { after } => {
-                *self.down.lock().unwrap() = None;
-                self.line(Level::Info, destination_up(*after));
+                self.down.lock().unwrap().remove(&side_index(side));
+                self.line(Level::Info, destination_up(*after, self.names.of(side)));
             }
             WatchEvent::Status(_) => {}
         }
@@ -845,6 +1004,83 @@ mod tests {
                 format!("ERROR ACC1: not delivered: delivery to PACS@127.0.0.1:9 stopped: {down}; trying again in 30s"),
             ]
         );
+    }
+
+    /// With several destinations, what each deliverer says names its destination, and one
+    /// that is down silences its own notes only.
+    #[test]
+    fn with_several_destinations_each_deliverers_lines_name_it() {
+        let said = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&said);
+        let out = Box::new(move |line: &str| {
+            let text = line.split_once(' ').map_or(line, |(_, text)| text);
+            sink.lock().unwrap().push(text.to_string());
+        });
+        let names = ["pacs".to_string(), "ws".to_string()];
+        let r = faces_for(Arc::new(Log::new(false, LogOut::Collect(out)).named(&names)), 2);
+        let (pacs, ws) = (&r.destinations[0], &r.destinations[1]);
+        let study = uid("1.2.3");
+        ws.watch(&WatchEvent::DestinationDown {
+            error: "connection refused".into(),
+            retry_in: Duration::from_secs(1),
+        });
+        ws.info("trying again");
+        pacs.info("association opened");
+        for (face, ok, summary) in [
+            (pacs, true, "2 instances at the destination"),
+            (ws, false, "not delivered"),
+        ] {
+            face.watch(&WatchEvent::StudyDone {
+                study: study.clone(),
+                label: "ACC1".into(),
+                ok,
+                summary: summary.into(),
+            });
+        }
+        ws.watch(&WatchEvent::DestinationUp {
+            after: Duration::from_secs(60),
+        });
+        assert_eq!(
+            *said.lock().unwrap(),
+            [
+                "ERROR the destination ws is down: connection refused; trying again in 1s",
+                "INFO pacs: association opened",
+                "INFO ACC1 to pacs: 2 instances at the destination",
+                "WARN ACC1 to ws: not delivered",
+                "INFO the destination ws answers again: back after 1m",
+            ]
+        );
+    }
+
+    /// On the terminal, a study's line counts what each destination has, and ends once
+    /// each destination that worked on it is done.
+    #[test]
+    fn with_several_destinations_a_line_counts_each_and_ends_with_the_last() {
+        let names = ["pacs".to_string(), "ws".to_string()];
+        let view = Arc::new(Lines::new(ProgressDrawTarget::hidden()).named(&names));
+        let r = faces_for(Arc::clone(&view), 2);
+        let study = uid("1.2.3");
+        r.fetching.study_started(&study, "ACC1 (current)", 3, 0);
+        r.destinations[0].instance_done(&study, 10);
+        r.destinations[0].instance_done(&study, 10);
+        r.destinations[1].instance_done(&study, 10);
+        {
+            let lines = view.lines.lock().unwrap();
+            let sent: Vec<u64> = lines[&study].sent_to.values().map(|(_, n)| *n).collect();
+            assert_eq!(sent, [2, 1]);
+        }
+        let done = |at: usize| {
+            r.destinations[at].watch(&WatchEvent::StudyDone {
+                study: study.clone(),
+                label: "ACC1".into(),
+                ok: true,
+                summary: "3 instances at the destination".into(),
+            })
+        };
+        done(0);
+        assert!(view.lines.lock().unwrap().contains_key(&study), "ws is not done yet");
+        done(1);
+        assert!(!view.lines.lock().unwrap().contains_key(&study));
     }
 
     #[test]

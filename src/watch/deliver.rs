@@ -1,4 +1,6 @@
-//! The destination side of `watch`: one thread that decides when to send.
+//! The destination side of `watch`: one thread per destination that decides
+//! when to send there, each with its own association, inbox and probe, so
+//! that a destination down, slow or refusing holds up no other.
 //! It hands instances to the delivery engine's [`Streamer`] while their
 //! study is still downloading, then finishes each study with a [`Store`]
 //! pass once its fetch is done.
@@ -102,10 +104,12 @@ pub(super) struct GroupOutcome {
     pub causes: Vec<String>,
 }
 
-/// A study now entirely at the destination.
+/// A study now entirely at a destination.
 #[derive(Debug, Clone)]
 pub struct DeliveredStudy {
     pub study: Uid,
+    /// The destination's name (its `AE@HOST:PORT` when it has none).
+    pub destination: String,
     pub accession: Option<String>,
     pub role: Role,
     pub instances: usize,
@@ -168,6 +172,10 @@ struct Down {
 }
 
 pub(super) struct Deliverer {
+    /// Which of the watch's destinations this is, in its messages.
+    at: usize,
+    /// The destination's name.
+    name: String,
     cache: Cache,
     opts: StoreOptions,
     /// For instances the destination takes only in another syntax.
@@ -187,7 +195,10 @@ pub(super) struct Deliverer {
 }
 
 impl Deliverer {
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
+        at: usize,
+        name: String,
         cache: Cache,
         opts: StoreOptions,
         cloud: ClientOptions,
@@ -197,6 +208,8 @@ impl Deliverer {
         outbox: Sender<Msg>,
     ) -> Deliverer {
         Deliverer {
+            at,
+            name,
             dest_key: opts.scu.destination.key(),
             streamer: Streamer::new(cache.clone(), opts.scu.clone()),
             cache,
@@ -341,11 +354,14 @@ impl Deliverer {
         !self.is_down() && (!self.queue.is_empty() || self.streams.values().any(Stream::has_news))
     }
 
-    /// The closing pass that may run now, if any.
+    /// The closing pass that may run now, if any. A group of which nothing
+    /// is to go here needs no destination: it is answered at once.
     fn due(&self) -> Option<usize> {
         let now = Instant::now();
         let down = self.is_down() && !self.once;
-        self.pending.iter().position(|p| p.not_before <= now && !down)
+        self.pending
+            .iter()
+            .position(|p| p.not_before <= now && (!down || p.group.complete.is_empty()))
     }
 
     /// Queues the instances of the studies being fetched that are in the
@@ -459,6 +475,19 @@ impl Deliverer {
 
     /// The closing pass of a group: `store` on each study complete in the cache.
     fn finish(&mut self, mut pending: Pending) -> Result<()> {
+        if pending.group.complete.is_empty() {
+            let _ = self.outbox.send(Msg::Delivered(
+                self.at,
+                Box::new(GroupOutcome {
+                    current: pending.group.current.clone(),
+                    label: pending.group.label.clone(),
+                    instances: pending.group.instances,
+                    delivered: Vec::new(),
+                    causes: pending.group.failures.clone(),
+                }),
+            ));
+            return Ok(());
+        }
         self.release();
         let mut store = Store::new(
             &self.cache,
@@ -510,6 +539,7 @@ impl Deliverer {
                 StudyState::Delivered => {
                     delivered.push(DeliveredStudy {
                         study: study.uid.clone(),
+                        destination: self.name.clone(),
                         accession: study.accession.clone(),
                         role: study.role.clone(),
                         instances: r.total,
@@ -560,7 +590,7 @@ impl Deliverer {
             delivered,
             causes,
         };
-        let _ = self.outbox.send(Msg::Delivered(Box::new(outcome)));
+        let _ = self.outbox.send(Msg::Delivered(self.at, Box::new(outcome)));
         Ok(())
     }
 
@@ -574,7 +604,7 @@ impl Deliverer {
     /// it is back; the probes take over from here.
     fn set_down(&mut self, why: String) {
         let now = Instant::now();
-        let _ = self.outbox.send(Msg::DestinationDown(why.clone()));
+        let _ = self.outbox.send(Msg::DestinationDown(self.at, why.clone()));
         match &mut self.down {
             Some(down) => down.next_probe = now + PROBE_EVERY,
             None => {
@@ -592,7 +622,7 @@ impl Deliverer {
 
     fn up(&mut self) {
         if let Some(down) = self.down.take() {
-            let _ = self.outbox.send(Msg::DestinationUp);
+            let _ = self.outbox.send(Msg::DestinationUp(self.at));
             self.view.watch(&WatchEvent::DestinationUp {
                 after: down.since.elapsed(),
             });

@@ -63,6 +63,19 @@ pub struct Seen {
     pub next_try: Option<SystemTime>,
     #[serde(default)]
     pub error: Option<String>,
+    /// False when its last judgement routed none of it (nor its priors) to
+    /// this destination: `delivered` then means nothing is owed here.
+    /// Written only when false, so a record of one destination reads as before.
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub routed: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_yes(b: &bool) -> bool {
+    *b
 }
 
 impl Seen {
@@ -224,6 +237,7 @@ impl Record {
                 attempts: 0,
                 next_try: None,
                 error: None,
+                routed: true,
             };
             let needs_work = seen.needs_work(found.instances, now, stable_age);
             self.studies.insert(study.clone(), seen);
@@ -271,11 +285,21 @@ impl Record {
                 self.failing -= 1;
             }
             seen.delivered = true;
+            seen.routed = true;
             seen.delivered_at = Some(now);
             seen.attempts = 0;
             seen.next_try = None;
             seen.error = None;
             self.dirty = true;
+        }
+    }
+
+    /// Notes that the rules route none of `study` and its priors here: it
+    /// is settled at this destination as if delivered, at that size.
+    pub fn not_routed(&mut self, study: &Uid, instances: Option<usize>, now: SystemTime) {
+        self.delivered(study, instances, now);
+        if let Some(seen) = self.studies.get_mut(study) {
+            seen.routed = false;
         }
     }
 
@@ -288,6 +312,7 @@ impl Record {
             self.failing += 1;
         }
         seen.delivered = false;
+        seen.routed = true;
         seen.attempts = seen.attempts.saturating_add(1);
         let wait = retry_delay(base, seen.attempts);
         seen.next_try = Some(now + wait);
@@ -323,6 +348,112 @@ impl Record {
 /// time, at most an hour.
 pub fn retry_delay(base: Duration, attempts: u32) -> Duration {
     crate::backoff::doubled(base, attempts.saturating_sub(1).min(16), Duration::from_secs(3600))
+}
+
+/// The records of a watch's destinations, one per destination in the
+/// order of its routes, each in the file of that destination's key: the
+/// state of a destination follows it into whichever watch delivers there
+/// next (one of several, or alone), and a record written when a watch had
+/// one destination is that destination's state.
+#[derive(Debug)]
+pub struct Records {
+    /// Key (the file's name), destination as shown, record.
+    at: Vec<(String, String, Record)>,
+}
+
+impl Records {
+    /// Reads the record of each destination (`key`, shown as `destination`).
+    pub fn load(cache: &Cache, destinations: &[(String, String)]) -> Result<Records> {
+        let mut at = Vec::with_capacity(destinations.len());
+        for (key, destination) in destinations {
+            at.push((key.clone(), destination.clone(), Record::load(cache, key)?));
+        }
+        Ok(Records { at })
+    }
+
+    /// The record of the `i`-th destination.
+    pub fn at(&mut self, i: usize) -> &mut Record {
+        &mut self.at[i].2
+    }
+
+    /// What any destination's record knows of `study` (the facts the
+    /// search gave are the same in each).
+    pub fn seen(&self, study: &Uid) -> Option<&Seen> {
+        self.at.iter().find_map(|(_, _, r)| r.studies.get(study))
+    }
+
+    /// Notes that the search found `study` (see [`Record::found`]) in every
+    /// record; true when it has something to fetch or deliver anywhere.
+    pub fn found(&mut self, study: &Uid, found: &Found, now: SystemTime, stable_age: Duration) -> bool {
+        let mut needs_work = false;
+        for (_, _, record) in &mut self.at {
+            needs_work |= record.found(study, found, now, stable_age);
+        }
+        needs_work
+    }
+
+    /// The destinations (their indexes) where `study`, now taken up, is
+    /// owed something: not known there yet, not delivered, or grown. A
+    /// study settled at one destination is left alone there.
+    pub fn wanted(&self, study: &Uid, reported: Option<u64>, now: SystemTime, stable_age: Duration) -> Vec<usize> {
+        let owed = |r: &Record| {
+            r.studies
+                .get(study)
+                .is_none_or(|s| !s.delivered || s.needs_work(reported, now, stable_age))
+        };
+        let wanted: Vec<usize> = (0..self.at.len()).filter(|&i| owed(&self.at[i].2)).collect();
+        if wanted.is_empty() {
+            (0..self.at.len()).collect()
+        } else {
+            wanted
+        }
+    }
+
+    pub fn forget_old(&mut self, now: SystemTime) {
+        for (_, _, record) in &mut self.at {
+            record.forget_old(now);
+        }
+    }
+
+    pub fn needs_save(&self, now: SystemTime) -> bool {
+        self.at.iter().any(|(_, _, r)| r.needs_save(now))
+    }
+
+    /// Writes the records that need it (`all`: every one); each failure is
+    /// returned, the others are written all the same.
+    pub fn save(&mut self, cache: &Cache, all: bool) -> Vec<anyhow::Error> {
+        let now = SystemTime::now();
+        let mut errors = Vec::new();
+        for (key, destination, record) in &mut self.at {
+            if (all || record.needs_save(now))
+                && let Err(e) = record.save(cache, key, destination)
+            {
+                errors.push(e);
+            }
+        }
+        errors
+    }
+
+    /// How many current studies failed their last attempt at some destination.
+    pub fn failing(&self) -> usize {
+        match self.at.as_slice() {
+            [(_, _, one)] => one.failing(),
+            all if all.iter().all(|(_, _, r)| r.failing() == 0) => 0,
+            all => {
+                let failing: std::collections::BTreeSet<&Uid> = all
+                    .iter()
+                    .flat_map(|(_, _, r)| r.studies.iter().filter(|(_, s)| s.is_failing()).map(|(uid, _)| uid))
+                    .collect();
+                failing.len()
+            }
+        }
+    }
+
+    /// Studies to take up at start: those the last run left undone anywhere.
+    pub fn undone(&self) -> Vec<Uid> {
+        let undone: std::collections::BTreeSet<Uid> = self.at.iter().flat_map(|(_, _, r)| r.undone()).collect();
+        undone.into_iter().collect()
+    }
 }
 
 pub(super) mod rfc3339 {
@@ -479,6 +610,56 @@ mod tests {
         assert!(r.needs_save(at(300)));
         r.delivered(&studies[1], Some(3), at(310));
         assert_eq!(r.failing(), 0);
+    }
+
+    /// Each destination keeps its own record: one written with a single destination is that
+    /// destination's state, a study settled at one destination and failing at another is
+    /// owed only where it failed, and one routed nowhere here is settled without a delivery.
+    #[test]
+    fn each_destination_has_its_record_and_a_study_is_owed_only_where_it_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let now = SystemTime::now();
+        let (s, t) = (uid("1.2.3"), uid("1.2.4"));
+        // What a watch with one destination left.
+        let mut old = Record::default();
+        old.found(&s, &found(Some(3)), now, MIN);
+        old.taken_up(&s, Some(3), now);
+        old.delivered(&s, Some(3), now);
+        old.save(&cache, "PACS@h_104", "PACS@h:104").unwrap();
+        let text = String::from_utf8(cache.read_watch_record("PACS@h_104").unwrap().unwrap()).unwrap();
+        assert!(!text.contains("routed"), "written as before: {text}");
+
+        let places = [
+            ("PACS@h_104".to_string(), "PACS@h:104".to_string()),
+            ("WS@h_105".to_string(), "WS@h:105".to_string()),
+        ];
+        let mut r = Records::load(&cache, &places).unwrap();
+        assert!(r.found(&s, &found(Some(3)), now, MIN), "new at ws");
+        assert_eq!(r.wanted(&s, Some(3), now, MIN), [1], "owed at ws only");
+        r.at(1).taken_up(&s, Some(3), now);
+        r.at(1).failed(&s, "ws is down", MIN, now);
+        assert_eq!(r.failing(), 1);
+        assert_eq!(r.undone(), std::slice::from_ref(&s));
+        let later = now + MIN * 2;
+        assert!(r.found(&s, &found(Some(3)), later, MIN), "due again");
+        assert_eq!(r.wanted(&s, Some(3), later, MIN), [1], "still only at ws");
+        // Grown: owed at both.
+        assert_eq!(r.wanted(&s, Some(4), later, MIN), [0, 1]);
+
+        // Routed nowhere at ws: settled there, and said so in its record.
+        r.found(&t, &found(Some(2)), now, MIN);
+        for at in r.wanted(&t, Some(2), now, MIN) {
+            r.at(at).taken_up(&t, Some(2), now);
+        }
+        r.at(0).delivered(&t, Some(2), now);
+        r.at(1).not_routed(&t, Some(2), now);
+        assert!(!r.found(&t, &found(Some(2)), now + MIN * 2, MIN));
+        assert!(r.save(&cache, false).is_empty());
+        let ws = Record::load(&cache, "WS@h_105").unwrap();
+        assert!(!ws.studies[&t].routed && ws.studies[&t].delivered);
+        assert!(ws.studies[&s].routed && !ws.studies[&s].delivered);
+        assert!(Record::load(&cache, "PACS@h_104").unwrap().studies[&s].routed);
     }
 
     #[test]

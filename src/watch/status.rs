@@ -50,6 +50,7 @@ pub struct Status {
     pub retriever: String,
     pub pid: u32,
     pub host: String,
+    /// Where it delivers: the destination, or the names of several.
     pub destination: String,
     /// The search it repeats.
     pub query: String,
@@ -65,7 +66,7 @@ pub struct Status {
     pub interval_ms: u64,
     pub search: Search,
     pub studies: Studies,
-    /// Where it delivers (one destination per watch today).
+    /// Where it delivers, one entry per destination.
     pub destinations: Vec<DestinationStatus>,
     /// Set when the watch ended.
     pub ended: Option<Ended>,
@@ -103,6 +104,11 @@ pub struct Studies {
 /// A destination the watch delivers to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DestinationStatus {
+    /// The destination's name in the config file; its `AE@HOST:PORT` when
+    /// it has none (and empty in a status written before names).
+    #[serde(default)]
+    pub name: String,
+    /// `AE@HOST:PORT`.
     pub destination: String,
     /// It cannot be reached or refuses us, since then.
     #[serde(with = "rfc3339_opt")]
@@ -111,6 +117,26 @@ pub struct DestinationStatus {
     #[serde(with = "rfc3339_opt")]
     pub last_delivery_at: Option<SystemTime>,
     pub last_error: Option<TimedError>,
+}
+
+impl DestinationStatus {
+    /// `pacs (PACS@h:104)`, or `PACS@h:104` for a destination named by its address.
+    pub fn shown(&self) -> String {
+        if self.name.is_empty() || self.name == self.destination {
+            self.destination.clone()
+        } else {
+            format!("{} ({})", self.name, self.destination)
+        }
+    }
+
+    /// Its name, or its address when it has none.
+    fn label(&self) -> &str {
+        if self.name.is_empty() {
+            &self.destination
+        } else {
+            &self.name
+        }
+    }
 }
 
 /// An error, and when it happened.
@@ -255,19 +281,26 @@ pub fn judge(status: &Status, running: bool, now: SystemTime, window: Option<Dur
         };
         return fail(format!("{who}: {what}{last}"));
     }
-    for d in &status.destinations {
-        if let Some(down) = d.down_since.filter(|t| age(*t, now) > window) {
+    // Every destination down for longer than the window, each named.
+    let down: Vec<String> = status
+        .destinations
+        .iter()
+        .filter_map(|d| {
+            let since = d.down_since.filter(|t| age(*t, now) > window)?;
             let why = d
                 .last_error
                 .as_ref()
                 .map(|e| format!(": {}", e.error))
                 .unwrap_or_default();
-            return fail(format!(
-                "{who}: the destination {} has not taken studies since {}{why}",
-                d.destination,
-                ago(down)
-            ));
-        }
+            Some(format!(
+                "the destination {} has not taken studies since {}{why}",
+                d.shown(),
+                ago(since)
+            ))
+        })
+        .collect();
+    if !down.is_empty() {
+        return fail(format!("{who}: {}", down.join("; ")));
     }
     Verdict {
         ok: true,
@@ -278,12 +311,44 @@ pub fn judge(status: &Status, running: bool, now: SystemTime, window: Option<Dur
 
 /// The figures of `s` in the Prometheus text format (version 0.0.4).
 /// Times are Unix seconds, 0 for never; no text from a peer goes in it.
+///
+/// Each figure has a `destination` label: with one destination, the
+/// watch's; with several, one line per destination, named, its own figures
+/// and the watch's alike (so an alert can be per destination).
 pub fn metrics(s: &Status) -> String {
-    let labels = format!("{{destination=\"{}\"}}", label_value(&s.destination));
+    let each: Vec<(String, [Figure; 15])> = match s.destinations.as_slice() {
+        [] | [_] => vec![(s.destination.clone(), figures(s, s.destinations.first()))],
+        several => several
+            .iter()
+            .map(|d| (d.label().to_string(), figures(s, Some(d))))
+            .collect(),
+    };
+    let mut out = String::new();
+    // A figure's lines, one per destination, follow its help and type together.
+    for at in 0..15 {
+        let (name, help, _) = each[0].1[at];
+        let _ = writeln!(out, "# HELP retriever_watch_{name} {help}");
+        let _ = writeln!(out, "# TYPE retriever_watch_{name} gauge");
+        for (label, figures) in &each {
+            let _ = writeln!(
+                out,
+                "retriever_watch_{name}{{destination=\"{}\"}} {}",
+                label_value(label),
+                figures[at].2
+            );
+        }
+    }
+    out
+}
+
+/// A gauge: its name, its help, its value.
+type Figure = (&'static str, &'static str, u64);
+
+/// The figures of the watch `s` and of its destination `dest`.
+fn figures(s: &Status, dest: Option<&DestinationStatus>) -> [Figure; 15] {
     let secs = |t: Option<SystemTime>| t.map_or(0, |t| t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs());
-    let dest = s.destinations.first();
     // All gauges: each is a state now, not a count since the start.
-    let figures: [(&str, &str, u64); 15] = [
+    [
         (
             "up",
             "1 while the watch runs, 0 once it ended",
@@ -355,14 +420,7 @@ pub fn metrics(s: &Status) -> String {
             "the last study delivered with its priors",
             secs(dest.and_then(|d| d.last_delivery_at)),
         ),
-    ];
-    let mut out = String::new();
-    for (name, help, value) in figures {
-        let _ = writeln!(out, "# HELP retriever_watch_{name} {help}");
-        let _ = writeln!(out, "# TYPE retriever_watch_{name} gauge");
-        let _ = writeln!(out, "retriever_watch_{name}{labels} {value}");
-    }
-    out
+    ]
 }
 
 /// A label value in the Prometheus text format: `\`, `"` and newlines escaped.
@@ -399,10 +457,21 @@ fn host_name() -> String {
         .unwrap_or_else(|| "this machine".into())
 }
 
+/// A destination of the watch, as its status names it.
+pub(super) struct Place {
+    /// Its key in the cache (`Destination::key`).
+    pub key: String,
+    pub name: String,
+    /// `AE@HOST:PORT`.
+    pub to: String,
+}
+
 /// Keeps the status of a running watch, and writes it when due.
 pub(super) struct Keeper {
     status: Status,
-    name: String,
+    /// The files it is written to: one per destination (its key), so that
+    /// `retriever status` finds the watch by any of them.
+    names: Vec<String>,
     /// Where the figures go for Prometheus too.
     metrics: Option<PathBuf>,
     /// When it was last written, and what.
@@ -416,6 +485,8 @@ pub(super) struct Keeper {
 }
 
 impl Keeper {
+    /// The keeper of a watch with one destination, `name` its key.
+    #[cfg(test)]
     pub(super) fn new(
         name: &str,
         destination: &str,
@@ -424,14 +495,48 @@ impl Keeper {
         once: bool,
         metrics: Option<PathBuf>,
     ) -> Keeper {
+        let place = Place {
+            key: name.to_string(),
+            name: destination.to_string(),
+            to: destination.to_string(),
+        };
+        Keeper::with_destinations(&[place], query, interval, once, metrics)
+    }
+
+    /// The keeper of a watch delivering to `places`, in the order of its routes.
+    pub(super) fn with_destinations(
+        places: &[Place],
+        query: String,
+        interval: Duration,
+        once: bool,
+        metrics: Option<PathBuf>,
+    ) -> Keeper {
         let now = SystemTime::now();
+        let destinations: Vec<DestinationStatus> = places
+            .iter()
+            .map(|p| DestinationStatus {
+                name: p.name.clone(),
+                destination: p.to.clone(),
+                down_since: None,
+                last_delivery_at: None,
+                last_error: None,
+            })
+            .collect();
+        let destination = match destinations.as_slice() {
+            [one] => one.shown(),
+            several => several
+                .iter()
+                .map(DestinationStatus::shown)
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
         Keeper {
             status: Status {
                 version: VERSION,
                 retriever: env!("CARGO_PKG_VERSION").to_string(),
                 pid: std::process::id(),
                 host: host_name(),
-                destination: destination.to_string(),
+                destination,
                 query: crate::text::escape(&query),
                 once,
                 started_at: now,
@@ -443,15 +548,10 @@ impl Keeper {
                     day: day_of(now),
                     ..Studies::default()
                 },
-                destinations: vec![DestinationStatus {
-                    destination: destination.to_string(),
-                    down_since: None,
-                    last_delivery_at: None,
-                    last_error: None,
-                }],
+                destinations,
                 ended: None,
             },
-            name: name.to_string(),
+            names: places.iter().map(|p| p.key.clone()).collect(),
             metrics,
             written: None,
             urgent: true,
@@ -477,11 +577,16 @@ impl Keeper {
         search.failures_in_a_row = failures;
     }
 
+    /// A current study is at every destination it is routed to.
     pub(super) fn delivered(&mut self, study: &Uid, now: SystemTime) {
         self.new_day(now);
         self.delivered_today.insert(study.clone());
         self.status.studies.delivered_today = self.delivered_today.len();
-        for d in &mut self.status.destinations {
+    }
+
+    /// A current study (or a prior of it) was delivered to the `at`-th destination.
+    pub(super) fn delivered_to(&mut self, at: usize, now: SystemTime) {
+        if let Some(d) = self.status.destinations.get_mut(at) {
             d.last_delivery_at = Some(now);
         }
     }
@@ -492,8 +597,8 @@ impl Keeper {
         self.status.studies.failed_today = self.failed_today.len();
     }
 
-    pub(super) fn destination_down(&mut self, now: SystemTime, error: &str) {
-        for d in &mut self.status.destinations {
+    pub(super) fn destination_down(&mut self, at: usize, now: SystemTime, error: &str) {
+        if let Some(d) = self.status.destinations.get_mut(at) {
             if d.down_since.is_none() {
                 d.down_since = Some(now);
                 self.urgent = true;
@@ -502,8 +607,8 @@ impl Keeper {
         }
     }
 
-    pub(super) fn destination_up(&mut self) {
-        for d in &mut self.status.destinations {
+    pub(super) fn destination_up(&mut self, at: usize) {
+        if let Some(d) = self.status.destinations.get_mut(at) {
             self.urgent |= d.down_since.take().is_some();
         }
     }
@@ -553,7 +658,11 @@ impl Keeper {
         self.status.heartbeat_at = SystemTime::now();
         let written = serde_json::to_vec_pretty(&self.status)
             .context("failed to encode the watch status")
-            .and_then(|bytes| cache.write_watch_status(&self.name, &bytes))
+            .and_then(|bytes| {
+                self.names
+                    .iter()
+                    .try_for_each(|name| cache.write_watch_status(name, &bytes))
+            })
             .and_then(|()| match &self.metrics {
                 Some(path) => crate::cache::write_atomic_readable(path, metrics(&self.status).as_bytes())
                     .context("failed to write the metrics file (--metrics-file)"),
@@ -690,6 +799,61 @@ mod tests {
         assert!(text.contains("retriever_watch_last_delivery_time_seconds{destination=\"PA\\\"CS@h:104\"} 0\n"));
     }
 
+    fn two() -> Keeper {
+        let place = |key: &str, name: &str, to: &str| Place {
+            key: key.into(),
+            name: name.into(),
+            to: to.into(),
+        };
+        let places = [
+            place("PACS@h_104", "pacs", "PACS@h:104"),
+            place("WS@h_105", "ws", "WS@h:105"),
+        ];
+        let mut k = Keeper::with_destinations(&places, "q".into(), Duration::from_secs(30), false, None);
+        k.status.started_at = at(0);
+        k.status.heartbeat_at = at(100);
+        k.status.search.last_ok_at = Some(at(100));
+        k
+    }
+
+    /// With two destinations: one line per destination for each figure, under one help and
+    /// type; the verdict names the destination that is down; the status goes under each
+    /// destination's name.
+    #[test]
+    fn several_destinations_each_have_their_figures_and_verdict() {
+        let mut k = two();
+        assert_eq!(k.status.destination, "pacs (PACS@h:104), ws (WS@h:105)");
+        k.destination_down(1, at(20), "connection refused");
+        k.delivered_to(0, at(90));
+        let text = metrics(&k.status);
+        assert_eq!(text.matches("# TYPE retriever_watch_up gauge\n").count(), 1, "{text}");
+        let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(lines.len(), 30, "{text}");
+        assert!(text.contains(
+            "retriever_watch_destination_down{destination=\"pacs\"} 0\nretriever_watch_destination_down{destination=\"ws\"} 1\n"
+        ));
+        assert!(text.contains(&format!(
+            "retriever_watch_last_delivery_time_seconds{{destination=\"pacs\"}} {}\n",
+            T0 + 90
+        )));
+        assert!(text.contains("retriever_watch_last_delivery_time_seconds{destination=\"ws\"} 0\n"));
+
+        let r = reason(judge(&k.status, true, at(120), Some(Duration::from_secs(60))));
+        assert!(
+            r.contains("the destination ws (WS@h:105) has not taken studies since") && !r.contains("destination pacs"),
+            "{r}"
+        );
+        k.destination_up(1);
+        assert!(judge(&k.status, true, at(120), Some(Duration::from_secs(60))).ok);
+
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        assert!(k.write_if_due(&cache).is_none());
+        assert_eq!(cache.watch_statuses().unwrap(), ["PACS@h_104", "WS@h_105"]);
+        let back = Status::parse(&cache.read_watch_status("WS@h_105", MAX_BYTES).unwrap().unwrap(), "x").unwrap();
+        assert_eq!(back.destinations[1].shown(), "ws (WS@h:105)");
+    }
+
     #[test]
     fn news_is_written_at_once_and_a_quiet_search_is_not() {
         let dir = tempfile::tempdir().unwrap();
@@ -721,7 +885,7 @@ mod tests {
         k.search_failed(SystemTime::now(), "HTTP 503", 1);
         k.write_if_due(&cache);
         assert_eq!(read(&cache).search.failures_in_a_row, 1, "a failure is news");
-        k.destination_down(SystemTime::now(), "refused");
+        k.destination_down(0, SystemTime::now(), "refused");
         k.write_if_due(&cache);
         assert!(read(&cache).destinations[0].down_since.is_some());
         k.ended("finished", None);

@@ -28,6 +28,7 @@ mod patient_data;
 mod prune;
 mod routing_prune;
 mod routing_store;
+mod routing_watch;
 mod service;
 mod smoke;
 mod status;
@@ -58,6 +59,7 @@ fn main() {
         prune::tests(),
         routing_prune::tests(),
         routing_store::tests(),
+        routing_watch::tests(),
         service::tests(),
         smoke::tests(),
         status::tests(),
