@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use crate::coerce::{COMPARE, python_json};
 use crate::common::{
     Orthanc, Storescp, cached_instances, dest_key, python, retriever, retriever_at, run_within, temp_cache, testdata,
+    uid_of,
 };
 
 tests! {
@@ -310,9 +311,8 @@ fn assert_routed(setup: &Setup, cache: &Path) {
 
     // Each delivery is journaled once, at the destination it was routed to.
     let (pacs, ws, mammo) = (setup.pacs.address(), setup.ws.address(), setup.mammo.dicom_address());
-    let current = &testdata().study(CURRENT).study_uid;
-    let mr_study = &testdata().study(MR_PRIOR).study_uid;
-    for (study, set) in [(current, &ct), (mr_study, &mr), (&MG_STUDY.to_owned(), &mg)] {
+    let (current, mr_study) = (uid_of(CURRENT), uid_of(MR_PRIOR));
+    for (study, set) in [(current, &ct), (mr_study, &mr), (MG_STUDY, &mg)] {
         assert_eq!(
             delivered_counts(cache, study, &pacs),
             once_each(set),
@@ -321,32 +321,28 @@ fn assert_routed(setup: &Setup, cache: &Path) {
     }
     assert_eq!(delivered_counts(cache, current, &ws), once_each(&ct));
     assert_eq!(delivered_counts(cache, MG_STUDY, &mammo), once_each(&mg));
-    for study in [mr_study.as_str(), MG_STUDY] {
+    for study in [mr_study, MG_STUDY] {
         assert!(
             delivered_counts(cache, study, &ws).is_empty(),
             "{study} at the workstation"
         );
     }
-    for study in [current.as_str(), mr_study] {
+    for study in [current, mr_study] {
         assert!(delivered_counts(cache, study, &mammo).is_empty(), "{study} at mammo");
     }
 }
 
 /// The stdout lines of a pass that delivered everything: one per study and destination routed.
 fn all_lines() -> BTreeSet<(String, String)> {
-    let current = uid_of_accession(CURRENT);
-    let mr = uid_of_accession(MR_PRIOR);
+    let current = uid_of(CURRENT);
+    let mr = uid_of(MR_PRIOR);
     BTreeSet::from([
-        pair(&current, "pacs"),
-        pair(&mr, "pacs"),
+        pair(current, "pacs"),
+        pair(mr, "pacs"),
         pair(MG_STUDY, "pacs"),
-        pair(&current, "workstation"),
+        pair(current, "workstation"),
         pair(MG_STUDY, "mammo"),
     ])
-}
-
-fn uid_of_accession(accession: &str) -> String {
-    testdata().study(accession).study_uid.clone()
 }
 
 /// One `watch --once` pass: the current CT and its two priors reach exactly the destinations
@@ -391,7 +387,7 @@ fn a_destination_down_gets_exactly_its_set_at_the_next_pass_and_the_others_nothi
     assert_eq!(setup.mammo_sop_uids(), mg, "mammo: the MG study");
     assert!(setup.ws.received().is_empty());
     let mut delivered = all_lines();
-    delivered.remove(&pair(&uid_of_accession(CURRENT), "workstation"));
+    delivered.remove(&pair(uid_of(CURRENT), "workstation"));
     assert_eq!(lines(&out), delivered, "{out}");
     let last = err.lines().last().unwrap_or_default();
     assert!(
@@ -414,7 +410,7 @@ fn a_destination_down_gets_exactly_its_set_at_the_next_pass_and_the_others_nothi
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         lines(&out),
-        BTreeSet::from([pair(&uid_of_accession(CURRENT), "workstation")]),
+        BTreeSet::from([pair(uid_of(CURRENT), "workstation")]),
         "only the workstation's line:\n{out}"
     );
     assert_eq!(files_written(&setup.pacs), pacs_files, "nothing again to pacs");
@@ -430,8 +426,8 @@ fn prune_keeps_a_study_until_the_destination_lacking_it_has_it() {
     setup.ws.stop();
     let (code, _, err) = setup.watch_once(cache.path());
     assert_eq!(code, 1, "the workstation was down:\n{err}");
-    let current = uid_of_accession(CURRENT);
-    let mr = uid_of_accession(MR_PRIOR);
+    let current = uid_of(CURRENT);
+    let mr = uid_of(MR_PRIOR);
     let ws = setup.ws.address();
     let prune = |args: &[&str]| {
         let mut cmd = retriever();
@@ -459,28 +455,28 @@ fn prune_keeps_a_study_until_the_destination_lacking_it_has_it() {
         "{err}"
     );
     let would: BTreeSet<&str> = out.lines().filter_map(|l| l.split('\t').next()).collect();
-    assert_eq!(would, BTreeSet::from([mr.as_str(), MG_STUDY]), "{out}");
+    assert_eq!(would, BTreeSet::from([mr, MG_STUDY]), "{out}");
 
     let (code, _, err) = prune(&[]);
     assert_eq!(code, 0, "{err}");
     let studies = cache.path().join("studies");
     assert!(
-        studies.join(&current).join("manifest.json").is_file(),
+        studies.join(current).join("manifest.json").is_file(),
         "kept for the workstation"
     );
     assert!(
-        !studies.join(&mr).exists() && !studies.join(MG_STUDY).exists(),
+        !studies.join(mr).exists() && !studies.join(MG_STUDY).exists(),
         "the priors went"
     );
 
     setup.ws.start_again();
     let pacs_files = files_written(&setup.pacs);
-    let (code, _, err) = run_within(&mut setup.retriever(cache.path(), &["store", &current]), LIMIT);
+    let (code, _, err) = run_within(&mut setup.retriever(cache.path(), &["store", current]), LIMIT);
     assert_eq!(code, 0, "store failed:\n{err}");
     assert_eq!(setup.ws.received_sop_uids(), sops(CURRENT));
     assert_eq!(files_written(&setup.pacs), pacs_files, "nothing again to pacs");
     let (code, out, err) = prune(&[]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.starts_with(&current), "{out}\n{err}");
-    assert!(!studies.join(&current).exists(), "removed once the workstation has it");
+    assert!(out.starts_with(current), "{out}\n{err}");
+    assert!(!studies.join(current).exists(), "removed once the workstation has it");
 }
