@@ -26,6 +26,10 @@ Starts a private Orthanc with DICOMweb on loopback, loads a generated large CT s
           one DCMTK storescu of all of them); and the time to first image: from the start of
           `watch --once` (or of `fetch --store` of the large study) to the first instance of each
           study that storescp wrote (its file's mtime), the median over the router's studies.
+  route   the router's set (the large study and its priors) by `watch --once` to two destinations
+          (two storescp, a config file's `destinations`) against the same to one (`--to`); the
+          cache is read once per instance or served from the page cache, so two should cost little
+          more than one.
 
 With --baseline OLD_BINARY, the fetch and the router are measured for that binary too, in the same
 alternating rounds, and the ratios are given for both, as medians with their spread (min-max).
@@ -129,9 +133,10 @@ def main():
     parser.add_argument("--large", type=int, default=300)
     parser.add_argument("--many", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--only", choices=["fetch", "floor", "wan", "store", "router", "coerce"],
+    parser.add_argument("--only", choices=["fetch", "floor", "wan", "store", "router", "coerce", "route"],
                         help="run one part only (wan: the WAN-like link part of fetch; floor: fetch against "
-                             "the archive's floor, round by round; coerce: store with and without a PatientID rule, and over DICOM TLS)")
+                             "the archive's floor, round by round; coerce: store with and without a PatientID rule, and over DICOM TLS; "
+                             "route: watch --once to two destinations against one)")
     parser.add_argument("--binary", help="the retriever to measure (default: built here with --release)")
     parser.add_argument("--baseline", help="an older retriever to measure alongside, round for round")
     parser.add_argument("--wan-delay-ms", type=float, default=20.0, help="one-way delay of the WAN link")
@@ -202,6 +207,9 @@ def main():
         if args.only in (None, "router"):
             priors = [s for s in index["studies"] if s["accession"].startswith("ACCBIGP")]
             bench_router(args, url, big, priors, work, binary, data)
+        if args.only in (None, "route"):
+            priors = [s for s in index["studies"] if s["accession"].startswith("ACCBIGP")]
+            bench_route(args, url, big, priors, work, binary)
     finally:
         orthanc.stdin.close()
         orthanc.wait(timeout=30)
@@ -615,6 +623,47 @@ def bench_router(args, url, big, priors, work, binary, data):
               f"first study {spread(first)} s   (target < 1 s)")
         print(f"  {name:9s} time to first image, fetch --store (large study): {spread(store_ttfi)} s, "
               f"whole fetch --store median {median([r[0] for r in stores]):6.3f} s")
+
+
+def bench_route(args, url, big, priors, work, binary):
+    total = sum(s["num_instances"] for s in [big] + priors)
+    scps = [Storescp(work), Storescp(work)]
+    runs = iter(range(1, 10_000))
+    try:
+        def watch(two):
+            def go():
+                for scp in scps:
+                    scp.clear()
+                cache = tempfile.mkdtemp(prefix="route-cache-", dir=work)
+                env = dict(os.environ, RETRIEVER_PASSWORD=PASSWORD)
+                run = next(runs)
+                if two:
+                    config = os.path.join(work, f"route-{run}.json")
+                    with open(config, "w") as f:
+                        json.dump({"destinations": [
+                            {"name": f"first{run}", "to": f"DEST{run}@127.0.0.1:{scps[0].port}"},
+                            {"name": f"second{run}", "to": f"DEST{run}@127.0.0.1:{scps[1].port}"}]}, f)
+                    where = ["--config", config]
+                else:
+                    where = ["--to", f"DEST{run}@127.0.0.1:{scps[0].port}"]
+                t, rss, _ = run_measured([binary, "watch", "--once", "--quiet", "--filter",
+                                          f"AccessionNumber={big['accession']}", "--cloud", url,
+                                          "--user", USER, "--cache", cache] + where, env=env)
+                got = [scp.count() for scp in (scps if two else scps[:1])]
+                if any(n != total for n in got):
+                    sys.exit(f"bench: watch delivered {got} of {total} instances to each destination")
+                return t, rss, ""
+            return go
+
+        one, two = rounds(args.repeat, watch(False), watch(True))
+    finally:
+        for scp in scps:
+            scp.stop()
+    ones, twos = [r[0] for r in one], [r[0] for r in two]
+    print(f"route: {total} instances by watch --once, {args.repeat} rounds: one destination {spread(ones)} s, "
+          f"two destinations {spread(twos)} s "
+          f"(peak RSS {max(r[1] for r in one):5.1f} / {max(r[1] for r in two):5.1f} MiB)")
+    print(f"  two / one {spread([t / o for t, o in zip(twos, ones)])}   (target <= 1.2)")
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ for path in sys.argv[1:]:
 /// For each (cached file, received file): what differs at the top level of the data set
 /// (tags, private ones aside), the values of interest, the private tags there were the private tags left anywhere, and whether the Pixel Data
 /// element's value is the same bytes.
-const COMPARE: &str = r#"
+pub(crate) const COMPARE: &str = r#"
 import sys, json, hashlib, pydicom
 out = {}
 for cached, received in json.loads(sys.argv[1]):
@@ -79,7 +79,7 @@ for cached, received in json.loads(sys.argv[1]):
 print(json.dumps(out))
 "#;
 
-fn python_json(script: &str, args: &[&str]) -> Value {
+pub(crate) fn python_json(script: &str, args: &[&str]) -> Value {
     let out = Command::new(python())
         .args(["-c", script])
         .args(args)

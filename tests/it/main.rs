@@ -26,6 +26,7 @@ mod logs;
 mod oauth;
 mod patient_data;
 mod prune;
+mod routing;
 mod routing_prune;
 mod routing_store;
 mod routing_watch;
@@ -57,6 +58,7 @@ fn main() {
         oauth::tests(),
         patient_data::tests(),
         prune::tests(),
+        routing::tests(),
         routing_prune::tests(),
         routing_store::tests(),
         routing_watch::tests(),
