@@ -95,6 +95,24 @@ pub struct StudySearch {
 /// is not a valid UID is left out too, so that one bad study in the cloud
 /// does not stop the others. Each kind of leaving out makes one warning.
 pub fn search_studies(client: &Client, params: &[(&str, &str)], exact: &[(u32, &str)]) -> Result<StudySearch> {
+    let mut studies = Vec::new();
+    let warnings = search_studies_each(client, params, exact, &mut |study| {
+        studies.push(study);
+        Ok(())
+    })?;
+    Ok(StudySearch { studies, warnings })
+}
+
+/// [`search_studies`], handing each study to `each` as its page is read
+/// instead of collecting them: what the search holds at once is a page,
+/// however many studies it finds (`watch` searches its whole window at every
+/// interval). Returns the warnings.
+pub fn search_studies_each(
+    client: &Client,
+    params: &[(&str, &str)],
+    exact: &[(u32, &str)],
+    each: &mut dyn FnMut(FoundStudy) -> Result<()>,
+) -> Result<Vec<String>> {
     let mut query = params.to_vec();
     query.extend(STUDY_FIELDS.iter().map(|f| ("includefield", *f)));
     // What the routing rules read, asked for once each (Orthanc ignores a
@@ -106,17 +124,24 @@ pub fn search_studies(client: &Client, params: &[(&str, &str)], exact: &[(u32, &
         .filter(|tag| !STUDY_FIELDS.contains(&tag.as_str()))
         .collect();
     query.extend(extra.iter().map(|f| ("includefield", f.as_str())));
-    let mut found = StudySearch::default();
+    let mut warnings = Vec::new();
     let mut unmatched = 0usize;
+    // The first few studies with a bad UID, to show, and how many there were.
     let mut invalid: Vec<String> = Vec::new();
+    let mut invalids = 0usize;
     client.search_studies(&query, &mut |json| {
         if !exact.iter().all(|(tag, want)| has_value(&json, *tag, want)) {
             unmatched += 1;
             return Ok(());
         }
         match study_info(&json, client.study_fields()) {
-            Ok(study) => found.studies.push(study),
-            Err(_) => invalid.push(shown(&json.string(0x0020_000D).unwrap_or_default())),
+            Ok(study) => each(study)?,
+            Err(_) => {
+                invalids += 1;
+                if invalid.len() < 3 {
+                    invalid.push(shown(&json.string(0x0020_000D).unwrap_or_default()));
+                }
+            }
         }
         Ok(())
     })?;
@@ -132,7 +157,7 @@ pub fn search_studies(client: &Client, params: &[(&str, &str)], exact: &[(u32, &
             .iter()
             .map(|(tag, want)| format!("{} `{}`", tag_name(*tag), shown(want)))
             .collect();
-        found.warnings.push(format!(
+        warnings.push(format!(
             "the cloud answered the search `{}` with {unmatched} studies that do not have {}; it seems to \
              ignore the matching key, so they were left out",
             asked(),
@@ -140,23 +165,22 @@ pub fn search_studies(client: &Client, params: &[(&str, &str)], exact: &[(u32, &
         ));
     }
     if !invalid.is_empty() {
-        let more = match invalid.len() {
+        let more = match invalids {
             n if n > 3 => format!(" (and {} more)", n - 3),
             _ => String::new(),
         };
-        invalid.truncate(3);
-        found.warnings.push(format!(
+        warnings.push(format!(
             "the cloud answered the search `{}` with {} whose Study Instance UID is missing or not a valid \
              DICOM UID (`{}`{more}); skipped, as it cannot be fetched",
             asked(),
-            match invalid.len() {
+            match invalids {
                 1 => "a study".to_string(),
                 _ => "studies".to_string(),
             },
             invalid.join("`, `")
         ));
     }
-    Ok(found)
+    Ok(warnings)
 }
 
 /// Whether the attribute's value is `want`, ignoring DICOM's padding.

@@ -38,12 +38,13 @@
 mod deliver;
 mod filter;
 mod record;
+mod search;
 pub mod status;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -63,6 +64,7 @@ use crate::routing::{Routes, When};
 use crate::uid::Uid;
 use deliver::{Deliverer, Fetched, GroupOutcome, GroupStudy, ToDeliverer};
 use record::{Found, Records, retry_delay};
+use search::{Polled, search};
 
 /// Current studies (each with its priors) fetched at once. Two, so that one
 /// study's slow tail (a retry, a big last series) does not hold up the next,
@@ -155,14 +157,13 @@ impl Summary {
     }
 }
 
-/// What one search found.
-struct Polled {
-    studies: Vec<(Uid, Found)>,
-    warnings: Vec<String>,
-}
-
 /// Messages to the coordinator.
 enum Msg {
+    /// Studies the running search found, a page's worth: the search reads
+    /// on once the coordinator answers on the sender, so that a search holds
+    /// a page at a time however large its window.
+    Found(Vec<(Uid, Found)>, SyncSender<()>),
+    /// The running search ended.
     Polled(Result<Polled>),
     /// A group's fetch returned (its slot is free).
     Fetched(Uid),
@@ -261,6 +262,8 @@ pub fn run(
         queue: VecDeque::new(),
         queued: HashSet::new(),
         reported: HashMap::new(),
+        search_no: 0,
+        search_queued: 0,
         in_flight: HashMap::new(),
         fetching: 0,
         fetchers: Vec::new(),
@@ -349,8 +352,13 @@ struct Router<'a> {
     deliverers: Vec<Option<JoinHandle<Result<()>>>>,
     queue: VecDeque<Uid>,
     queued: HashSet<Uid>,
-    /// The instance count of each study the last search found (if the cloud gives it).
-    reported: HashMap<Uid, Option<u64>>,
+    /// The instance count the searches reported (if the cloud gives it) of
+    /// the studies queued or to do, and the number of the search that last
+    /// found each: only the last search's counts are kept.
+    reported: HashMap<Uid, (Option<u64>, u64)>,
+    /// The number of the running (or last) search, and what it queued so far.
+    search_no: u64,
+    search_queued: usize,
     in_flight: HashMap<Uid, Flight>,
     fetching: usize,
     /// The fetch threads, by the current study they fetch.
@@ -541,10 +549,21 @@ impl Router<'_> {
         let tx = self.tx.clone();
         // Not joined: a search stuck on a slow cloud must not hold up Ctrl-C.
         let spawned = std::thread::Builder::new().name("search".into()).spawn(move || {
-            let _ = tx.send(Msg::Polled(search(&client, &params)));
+            let mut hand_on = |batch| {
+                let (answer, answered) = mpsc::sync_channel(1);
+                tx.send(Msg::Found(batch, answer)).map_err(|_| Interrupted)?;
+                // No answer: the watch stopped and dropped the batch.
+                answered.recv().map_err(|_| Interrupted)?;
+                Ok(())
+            };
+            let _ = tx.send(Msg::Polled(search(&client, &params, &mut hand_on)));
         });
         match spawned {
-            Ok(handle) => self.searching = Some((Instant::now(), handle)),
+            Ok(handle) => {
+                self.searching = Some((Instant::now(), handle));
+                self.search_no += 1;
+                self.search_queued = 0;
+            }
             Err(e) => self.view.warn(&format!("failed to start a search: {e}")),
         }
     }
@@ -552,10 +571,11 @@ impl Router<'_> {
     fn handle(&mut self, msg: Msg, on_delivered: &mut dyn FnMut(&DeliveredStudy)) {
         let now = SystemTime::now();
         match msg {
-            Msg::Polled(Ok(Polled {
-                studies: found,
-                warnings,
-            })) => {
+            Msg::Found(studies, answer) => {
+                self.found(studies, now);
+                let _ = answer.send(());
+            }
+            Msg::Polled(Ok(Polled { found: count, warnings })) => {
                 for warning in &warnings {
                     self.view.warn(warning);
                 }
@@ -564,19 +584,10 @@ impl Router<'_> {
                 self.search_failures = 0;
                 let back_after = self.cloud_down.take().map(|(since, _)| since.elapsed());
                 self.next_search = started + self.config.interval;
-                self.reported.clear();
-                let mut queued = 0;
-                let count = found.len();
-                // Per study found, and so per search at rest: nothing copied unless it is to do.
-                for (uid, f) in found {
-                    if self.records.found(&uid, &f, now, self.config.stable_age) && self.enqueue(uid.clone()) {
-                        queued += 1;
-                    }
-                    self.reported.insert(uid, f.instances);
-                }
+                let search_no = self.search_no;
+                self.reported.retain(|_, (_, by)| *by == search_no);
+                let queued = self.search_queued;
                 self.records.forget_old(now);
-                // Written before any of it is taken up, so that a restart
-                // knows what was in flight, however soon it was killed.
                 if queued > 0 && self.records.needs_save(now) {
                     self.save(false);
                 }
@@ -633,6 +644,28 @@ impl Router<'_> {
             Msg::Delivered(at, outcome) => self.delivered(at, outcome, now, on_delivered),
             Msg::DestinationDown(at, why) => self.status.destination_down(at, now, &why),
             Msg::DestinationUp(at) => self.status.destination_up(at),
+        }
+    }
+
+    /// A batch of the running search's studies: each noted in the records,
+    /// and queued if it has something to do. Per study found, and so per
+    /// search at rest: nothing copied unless it is to do.
+    fn found(&mut self, studies: Vec<(Uid, Found)>, now: SystemTime) {
+        let mut queued = 0;
+        for (uid, f) in studies {
+            let to_do = self.records.found(&uid, &f, now, self.config.stable_age);
+            if to_do && self.enqueue(uid.clone()) {
+                queued += 1;
+            }
+            if to_do || self.queued.contains(&uid) {
+                self.reported.insert(uid, (f.instances, self.search_no));
+            }
+        }
+        self.search_queued += queued;
+        // Written before any of it is taken up, so that a restart knows
+        // what was in flight, however soon it was killed.
+        if queued > 0 && self.records.needs_save(now) {
+            self.save(false);
         }
     }
 
@@ -808,7 +841,7 @@ impl Router<'_> {
 
     fn start(&mut self, uid: Uid) {
         let now = SystemTime::now();
-        let reported = self.reported.get(&uid).copied().flatten();
+        let reported = self.reported.get(&uid).and_then(|&(n, _)| n);
         let wanted = self.records.wanted(&uid, reported, now, self.config.stable_age);
         for &at in &wanted {
             self.records.at(at).taken_up(&uid, reported, now);
@@ -874,30 +907,6 @@ impl Router<'_> {
             self.shown = Some(status);
         }
     }
-}
-
-/// One search of the cloud: the studies that match, with what the record
-/// needs, and warnings about what the search left out.
-fn search(client: &Client, params: &[(String, String)]) -> Result<Polled> {
-    let query: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let found = fetch::search_studies(client, &query, &[])?;
-    let studies = found
-        .studies
-        .into_iter()
-        .map(|s| {
-            let found = Found {
-                accession: s.info.accession,
-                patient_id: s.info.patient_id,
-                issuer_of_patient_id: s.info.issuer_of_patient_id,
-                instances: s.instances,
-            };
-            (s.uid, found)
-        })
-        .collect();
-    Ok(Polled {
-        studies,
-        warnings: found.warnings,
-    })
 }
 
 /// Fetching one current study with its priors, on a thread of its own.

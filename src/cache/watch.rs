@@ -1,6 +1,7 @@
 //! What `watch` keeps in the cache besides studies: its own record of the
-//! studies it has seen and delivered (`ROOT/watch/NAME.json`, replaced
-//! atomically), the status it shows to `retriever status`
+//! studies it has seen and delivered (a snapshot, `ROOT/watch/NAME.json`,
+//! replaced atomically, and the log of changes since, `ROOT/watch/NAME.log`,
+//! appended to), the status it shows to `retriever status`
 //! (`ROOT/watch/NAME.status.json`, likewise), the lock that lets one `watch`
 //! at a time use that record, and the delivery journal of a study it is
 //! fetching itself.
@@ -10,7 +11,8 @@
 //! and the record is what keeps `watch` from fetching and sending it again.
 
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
@@ -53,23 +55,68 @@ impl Cache {
         Ok(Some(WatchLock { _file: file }))
     }
 
-    /// The record `name`, as last written; `None` if there is none yet.
-    pub fn read_watch_record(&self, name: &str) -> Result<Option<Vec<u8>>> {
+    /// The snapshot of the record `name`, as last written, at most `limit`
+    /// bytes of it; `None` if there is none yet.
+    pub fn read_watch_record(&self, name: &str, limit: u64) -> Result<Option<Vec<u8>>> {
         check_name(name)?;
-        let path = self.watch_dir().join(format!("{name}.json"));
-        match fs::read(&path) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("failed to read `{}`", path.display())),
-        }
+        read_record_file(&self.watch_dir().join(format!("{name}.json")), limit)
     }
 
-    /// Replaces the record `name` atomically. Call with [`WatchLock`] held.
+    /// Replaces the snapshot of the record `name` atomically. Call with [`WatchLock`] held.
     pub fn write_watch_record(&self, name: &str, bytes: &[u8]) -> Result<()> {
         check_name(name)?;
         let dir = self.watch_dir();
         fsutil::create_dir_all(&dir)?;
         fsutil::write_atomic(&dir.join(format!("{name}.json")), bytes)
+    }
+
+    /// The log of changes to the record `name`, at most `limit` bytes of
+    /// it; `None` if there is none.
+    pub fn read_watch_log(&self, name: &str, limit: u64) -> Result<Option<Vec<u8>>> {
+        check_name(name)?;
+        read_record_file(&self.watch_log_path(name), limit)
+    }
+
+    /// Appends `bytes` (whole lines) to the log of the record `name`, and
+    /// syncs them: one sync for all of them. Call with [`WatchLock`] held.
+    pub fn append_watch_log(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        check_name(name)?;
+        let dir = self.watch_dir();
+        fsutil::create_dir_all(&dir)?;
+        let path = self.watch_log_path(name);
+        let mut file = fsutil::private_options()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| fsutil::write_error(e, "open", &path))?;
+        let created = file.metadata().map_or(true, |m| m.len() == 0);
+        file.write_all(bytes)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| fsutil::write_error(e, "write", &path))?;
+        if created {
+            // The log's name must outlive a power cut as its lines do.
+            fsutil::sync_dir(&dir);
+        }
+        Ok(())
+    }
+
+    /// Empties the log of the record `name` (its snapshot now holds what
+    /// it said). Call with [`WatchLock`] held.
+    pub fn clear_watch_log(&self, name: &str) -> Result<()> {
+        check_name(name)?;
+        let path = self.watch_log_path(name);
+        let file = match fs::OpenOptions::new().write(true).open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(fsutil::write_error(e, "open", &path)),
+        };
+        file.set_len(0)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| fsutil::write_error(e, "empty", &path))
+    }
+
+    fn watch_log_path(&self, name: &str) -> std::path::PathBuf {
+        self.watch_dir().join(format!("{name}.log"))
     }
 
     /// Replaces the status of the watch `name` atomically. Call with [`WatchLock`] held.
@@ -85,15 +132,9 @@ impl Cache {
     pub fn read_watch_status(&self, name: &str, limit: u64) -> Result<Option<Vec<u8>>> {
         check_name(name)?;
         let path = self.watch_status_path(name);
-        let file = match File::open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e).with_context(|| format!("failed to read `{}`", path.display())),
+        let Some(bytes) = read_at_most(&path, limit)? else {
+            return Ok(None);
         };
-        let mut bytes = Vec::new();
-        file.take(limit + 1)
-            .read_to_end(&mut bytes)
-            .with_context(|| format!("failed to read `{}`", path.display()))?;
         if bytes.len() as u64 > limit {
             bail!(
                 "the watch status `{}` is larger than {limit} bytes, which retriever never writes; remove it \
@@ -161,6 +202,35 @@ impl Cache {
     }
 }
 
+/// The file at `path`, at most `limit + 1` bytes of it (more than `limit`:
+/// larger than allowed); `None` if there is none.
+fn read_at_most(path: &Path, limit: u64) -> Result<Option<Vec<u8>>> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("failed to read `{}`", path.display())),
+    };
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("failed to read `{}`", path.display()))?;
+    Ok(Some(bytes))
+}
+
+/// A file of a watch record, at most `limit` bytes: a larger one is not
+/// one retriever wrote.
+fn read_record_file(path: &Path, limit: u64) -> Result<Option<Vec<u8>>> {
+    let bytes = read_at_most(path, limit)?;
+    if bytes.as_ref().is_some_and(|b| b.len() as u64 > limit) {
+        bail!(
+            "the watch record `{}` is larger than {limit} bytes, which retriever never writes; remove it to start \
+             afresh (studies in it may then be sent again)",
+            path.display()
+        );
+    }
+    Ok(bytes)
+}
+
 /// How the status file of a watch is named after its record's name.
 const STATUS_SUFFIX: &str = ".status.json";
 
@@ -184,18 +254,29 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::open(dir.path()).unwrap();
         let name = "PACS@127.0.0.1_104";
-        assert_eq!(cache.read_watch_record(name).unwrap(), None);
+        assert_eq!(cache.read_watch_record(name, 100).unwrap(), None);
+        assert_eq!(cache.read_watch_log(name, 100).unwrap(), None);
+        cache.clear_watch_log(name).unwrap();
         let held = cache.try_lock_watch(name).unwrap().expect("free");
         assert!(cache.try_lock_watch(name).unwrap().is_none(), "one watch at a time");
         cache.write_watch_record(name, b"{\"v\":1}").unwrap();
-        assert_eq!(cache.read_watch_record(name).unwrap().unwrap(), b"{\"v\":1}");
+        assert_eq!(cache.read_watch_record(name, 7).unwrap().unwrap(), b"{\"v\":1}");
+        let e = cache.read_watch_record(name, 6).unwrap_err();
+        assert!(format!("{e:#}").contains("larger than 6 bytes"), "{e:#}");
+        cache.append_watch_log(name, b"a\n").unwrap();
+        cache.append_watch_log(name, b"b\n").unwrap();
+        assert_eq!(cache.read_watch_log(name, 4).unwrap().unwrap(), b"a\nb\n");
+        assert!(cache.read_watch_log(name, 3).is_err());
+        cache.clear_watch_log(name).unwrap();
+        assert_eq!(cache.read_watch_log(name, 4).unwrap().unwrap(), b"");
         drop(held);
         // A temporary left by a crash goes when the lock is taken again.
         let stale = dir.path().join("watch").join(format!("{name}.json.77.3.tmp"));
         fs::write(&stale, b"{").unwrap();
         let _held = cache.try_lock_watch(name).unwrap().expect("free again");
         assert!(!stale.exists());
-        assert!(cache.read_watch_record("../x").is_err());
+        assert!(cache.read_watch_record("../x", 1).is_err());
+        assert!(cache.append_watch_log("../x", b"").is_err());
     }
 
     #[test]

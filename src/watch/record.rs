@@ -13,14 +13,28 @@
 //! found the same studies again: a router at rest rewrote and synced its
 //! whole record at every search (104 MB an hour with 280 studies in the
 //! window). When a study was last seen is kept in memory at every
-//! search and reaches the disk with the next change, or at the latest
-//! [`REFRESH_EVERY`] after a search saw it, so that a restart forgets
-//! nothing much earlier than [`FORGET_AFTER`].
+//! search and reaches the disk with the study's next change or the next
+//! snapshot, at the latest [`REFRESH_EVERY`] after the last one, so that a
+//! restart forgets nothing much earlier than [`FORGET_AFTER`].
+//!
+//! A write costs what changed: the record is a snapshot (`KEY.json`) and a
+//! log of changes since (`KEY.log`), one JSON line per study whose state
+//! changed, appended and synced in one go. Rewriting the whole record at
+//! every change, up to every [`SAVE_EVERY`](super::SAVE_EVERY) while busy,
+//! wrote megabytes a minute with a week of thousands of studies. The
+//! snapshot is rewritten, and the log emptied, only once the log would
+//! outgrow the snapshot (or [`LOG_BOUND`]), so the writes come to at most
+//! about twice what changed. Each snapshot has a generation, which each
+//! line of the log repeats: lines of an older generation, left by a crash
+//! between the snapshot's rename and the log's emptying, are in the
+//! snapshot already and are skipped. A last line a crash cut short is
+//! ignored, and the next write starts with a snapshot so that no line is
+//! appended to it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::Cache;
@@ -33,7 +47,19 @@ pub const FORGET_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
 /// once a day whatever the size of the window.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(24 * 3600);
 
-const VERSION: u32 = 1;
+/// Version 1 was the snapshot alone (no log, no generation); it is read
+/// as a snapshot of generation 0, which no log line has.
+const VERSION: u32 = 2;
+/// The log may grow to the snapshot's size, or this much if that is more,
+/// before the snapshot is rewritten.
+const LOG_BOUND: u64 = if cfg!(test) { 16 << 10 } else { 1 << 20 };
+/// The largest snapshot or log loaded: more than a window of 100 000
+/// studies. A larger file is not one retriever wrote, and is not read.
+const MAX_FILE: u64 = if cfg!(test) { 1 << 20 } else { 256 << 20 };
+/// The longest line of the log, and the most lines: a change that would go
+/// past either goes into a new snapshot instead.
+const MAX_LINE: usize = 64 << 10;
+const MAX_LINES: usize = 100_000;
 
 /// One current study (a study the search found; its priors come with it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,70 +161,198 @@ pub struct Found {
 #[derive(Debug, Default)]
 pub struct Record {
     pub studies: BTreeMap<Uid, Seen>,
-    /// A study's state changed since the record was last written.
-    dirty: bool,
-    /// Only `last_seen` times changed since then (see [`REFRESH_EVERY`]).
+    /// The studies whose state changed (or that were forgotten) since the
+    /// record was last written.
+    changed: BTreeSet<Uid>,
+    /// Only `last_seen` times changed since the last snapshot (see [`REFRESH_EVERY`]).
     seen_again: bool,
-    /// When the record was last written or read.
+    /// When the snapshot was last written or read.
     synced_at: Option<SystemTime>,
     /// How many studies [`Seen::is_failing`], kept as they change so that
     /// showing it costs nothing however large the window.
     failing: usize,
+    /// What the record's files hold.
+    disk: Disk,
 }
 
-#[derive(Serialize, Deserialize)]
+/// What a record's files hold, for choosing between appending to the log
+/// and writing a snapshot.
+#[derive(Debug, Default)]
+struct Disk {
+    /// The snapshot's generation: 0 when there is none of this version.
+    generation: u64,
+    /// Bytes of the snapshot.
+    snapshot: u64,
+    /// Bytes and lines of the log.
+    log: u64,
+    lines: usize,
+    /// The log ends in a line cut short: the next write is a snapshot.
+    torn: bool,
+}
+
+/// The snapshot.
+#[derive(Deserialize)]
 struct OnDisk {
     version: u32,
-    destination: String,
+    #[serde(default)]
+    generation: u64,
     studies: BTreeMap<String, Seen>,
 }
 
+/// The snapshot, as written (borrowing what it writes).
+#[derive(Serialize)]
+struct ToDisk<'a> {
+    version: u32,
+    destination: &'a str,
+    generation: u64,
+    studies: BTreeMap<&'a str, &'a Seen>,
+}
+
+/// A line of the log: `study`'s state (`None`: forgotten) after the
+/// snapshot of generation `g`.
+#[derive(Deserialize)]
+struct Change {
+    g: u64,
+    study: String,
+    seen: Option<Seen>,
+}
+
+/// A line of the log, as written.
+#[derive(Serialize)]
+struct ToLog<'a> {
+    g: u64,
+    study: &'a str,
+    seen: Option<&'a Seen>,
+}
+
 impl Record {
-    /// Reads the record of `name` (a destination key); an empty record if
-    /// there is none. A record this version cannot read is an error rather
-    /// than a fresh start, which would send everything again.
+    /// Reads the record of `name` (a destination key): its snapshot, then
+    /// the changes logged since; an empty record if there is none. A
+    /// record this version cannot read is an error rather than a fresh
+    /// start, which would send everything again.
     pub fn load(cache: &Cache, name: &str) -> Result<Record> {
-        let Some(bytes) = cache.read_watch_record(name)? else {
-            return Ok(Record::default());
-        };
-        let what = || {
+        let damaged = || {
             format!(
-                "the watch record `{name}.json` in the cache is damaged or from another version; remove it to start afresh (studies in it may then be sent again)"
+                "the watch record `{name}.json` in the cache is damaged or from another version; remove it and \
+                 `{name}.log` to start afresh (studies in it may then be sent again)"
             )
         };
-        let disk: OnDisk = serde_json::from_slice(&bytes).with_context(what)?;
-        if disk.version != VERSION {
-            anyhow::bail!("{}", what());
+        let mut record = Record::default();
+        let mut studies: BTreeMap<Uid, Seen> = BTreeMap::new();
+        if let Some(bytes) = cache.read_watch_record(name, MAX_FILE)? {
+            let disk: OnDisk = serde_json::from_slice(&bytes).with_context(damaged)?;
+            match disk.version {
+                1 => {}
+                VERSION if disk.generation > 0 => record.disk.generation = disk.generation,
+                _ => bail!("{}", damaged()),
+            }
+            record.disk.snapshot = bytes.len() as u64;
+            studies = disk
+                .studies
+                .into_iter()
+                .filter_map(|(uid, seen)| Uid::parse(&uid).ok().map(|u| (u, seen)))
+                .collect();
         }
-        let studies: BTreeMap<Uid, Seen> = disk
-            .studies
-            .into_iter()
-            .filter_map(|(uid, seen)| Uid::parse(&uid).ok().map(|u| (u, seen)))
-            .collect();
-        let failing = studies.values().filter(|s| s.is_failing()).count();
-        Ok(Record {
-            studies,
-            synced_at: Some(SystemTime::now()),
-            failing,
-            ..Record::default()
-        })
+        if let Some(log) = cache.read_watch_log(name, MAX_FILE)? {
+            record.disk.log = log.len() as u64;
+            // What follows the last end of line was cut short by a crash.
+            let whole = log.iter().rposition(|&b| b == b'\n').map_or(0, |end| end + 1);
+            record.disk.torn = whole < log.len();
+            let lines = log[..whole].strip_suffix(b"\n").map(|l| l.split(|&b| b == b'\n'));
+            for (n, line) in lines.into_iter().flatten().enumerate() {
+                let bad = |why: &str| {
+                    anyhow::anyhow!(
+                        "the watch record's log `{name}.log` in the cache is damaged (line {}: {why}); remove it to \
+                         go back to the record's last snapshot (studies delivered since may then be sent again)",
+                        n + 1
+                    )
+                };
+                if n >= MAX_LINES {
+                    return Err(bad(&format!("more than {MAX_LINES} lines")));
+                }
+                if line.len() > MAX_LINE {
+                    return Err(bad(&format!("longer than {MAX_LINE} bytes")));
+                }
+                let change: Change = serde_json::from_slice(line).map_err(|e| bad(&e.to_string()))?;
+                record.disk.lines += 1;
+                if change.g != record.disk.generation || record.disk.generation == 0 {
+                    continue;
+                }
+                let Ok(uid) = Uid::parse(&change.study) else { continue };
+                match change.seen {
+                    Some(seen) => studies.insert(uid, seen),
+                    None => studies.remove(&uid),
+                };
+            }
+        }
+        record.failing = studies.values().filter(|s| s.is_failing()).count();
+        record.studies = studies;
+        record.synced_at = Some(SystemTime::now());
+        Ok(record)
     }
 
+    /// Writes what changed: appended to the log, or, when the log would
+    /// outgrow its bound (or the last-seen times are due, see
+    /// [`REFRESH_EVERY`]), as a new snapshot.
     pub fn save(&mut self, cache: &Cache, name: &str, destination: &str) -> Result<()> {
-        let disk = OnDisk {
+        let now = SystemTime::now();
+        let refresh = self.seen_again && self.synced_at.is_none_or(|t| age(t, now) >= REFRESH_EVERY);
+        if refresh || self.disk.generation == 0 || self.disk.torn {
+            return self.snapshot(cache, name, destination);
+        }
+        let mut lines = Vec::new();
+        for uid in &self.changed {
+            let start = lines.len();
+            let change = ToLog {
+                g: self.disk.generation,
+                study: uid.as_str(),
+                seen: self.studies.get(uid),
+            };
+            serde_json::to_writer(&mut lines, &change).context("failed to encode the watch record")?;
+            lines.push(b'\n');
+            if lines.len() - start > MAX_LINE {
+                return self.snapshot(cache, name, destination);
+            }
+        }
+        let bound = self.disk.snapshot.clamp(LOG_BOUND, MAX_FILE);
+        if self.disk.log + lines.len() as u64 > bound || self.disk.lines + self.changed.len() > MAX_LINES {
+            return self.snapshot(cache, name, destination);
+        }
+        if !lines.is_empty() {
+            cache.append_watch_log(name, &lines)?;
+        }
+        self.disk.log += lines.len() as u64;
+        self.disk.lines += self.changed.len();
+        self.changed.clear();
+        Ok(())
+    }
+
+    /// Writes the whole record as a new snapshot, and empties the log.
+    pub fn snapshot(&mut self, cache: &Cache, name: &str, destination: &str) -> Result<()> {
+        let generation = self.disk.generation + 1;
+        let disk = ToDisk {
             version: VERSION,
-            destination: destination.to_string(),
-            studies: self
-                .studies
-                .iter()
-                .map(|(uid, seen)| (uid.to_string(), seen.clone()))
-                .collect(),
+            destination,
+            generation,
+            studies: self.studies.iter().map(|(uid, seen)| (uid.as_str(), seen)).collect(),
         };
         let bytes = serde_json::to_vec_pretty(&disk).context("failed to encode the watch record")?;
         cache.write_watch_record(name, &bytes)?;
-        self.dirty = false;
+        self.changed.clear();
         self.seen_again = false;
         self.synced_at = Some(SystemTime::now());
+        self.disk = Disk {
+            generation,
+            snapshot: bytes.len() as u64,
+            // Until it is emptied, the log's lines are of the last generation, and skipped.
+            log: self.disk.log,
+            lines: self.disk.lines,
+            torn: self.disk.torn,
+        };
+        cache.clear_watch_log(name)?;
+        self.disk.log = 0;
+        self.disk.lines = 0;
+        self.disk.torn = false;
         Ok(())
     }
 
@@ -206,7 +360,7 @@ impl Record {
     /// the searches saw studies again and the disk has not been told for
     /// [`REFRESH_EVERY`].
     pub fn needs_save(&self, now: SystemTime) -> bool {
-        self.dirty || (self.seen_again && self.synced_at.is_none_or(|t| age(t, now) >= REFRESH_EVERY))
+        !self.changed.is_empty() || (self.seen_again && self.synced_at.is_none_or(|t| age(t, now) >= REFRESH_EVERY))
     }
 
     /// How many studies failed their last attempt and are to be tried again.
@@ -222,7 +376,7 @@ impl Record {
     /// nothing then and marks nothing to be written.
     pub fn found(&mut self, study: &Uid, found: &Found, now: SystemTime, stable_age: Duration) -> bool {
         let Some(seen) = self.studies.get_mut(study) else {
-            self.dirty = true;
+            self.changed.insert(study.clone());
             let seen = Seen {
                 accession: found.accession.clone(),
                 patient_id: found.patient_id.clone(),
@@ -252,11 +406,11 @@ impl Record {
         {
             seen.patient_id.clone_from(&found.patient_id);
             seen.issuer_of_patient_id.clone_from(&found.issuer_of_patient_id);
-            self.dirty = true;
+            self.changed.insert(study.clone());
         }
         if found.accession.is_some() && seen.accession != found.accession {
             seen.accession.clone_from(&found.accession);
-            self.dirty = true;
+            self.changed.insert(study.clone());
         }
         seen.needs_work(found.instances, now, stable_age)
     }
@@ -269,7 +423,7 @@ impl Record {
         {
             seen.changed_at = now;
             seen.cloud_instances = reported;
-            self.dirty = true;
+            self.changed.insert(study.clone());
         }
     }
 
@@ -290,7 +444,7 @@ impl Record {
             seen.attempts = 0;
             seen.next_try = None;
             seen.error = None;
-            self.dirty = true;
+            self.changed.insert(study.clone());
         }
     }
 
@@ -317,21 +471,23 @@ impl Record {
         let wait = retry_delay(base, seen.attempts);
         seen.next_try = Some(now + wait);
         seen.error = Some(error.to_string());
-        self.dirty = true;
+        self.changed.insert(study.clone());
         wait
     }
 
     /// Forgets the studies the search has not found for [`FORGET_AFTER`].
     pub fn forget_old(&mut self, now: SystemTime) {
-        let before = self.studies.len();
         let mut failing = 0;
-        self.studies.retain(|_, seen| {
+        let changed = &mut self.changed;
+        self.studies.retain(|uid, seen| {
             let keep = age(seen.last_seen, now) < FORGET_AFTER;
             failing += usize::from(keep && seen.is_failing());
+            if !keep {
+                changed.insert(uid.clone());
+            }
             keep
         });
         self.failing = failing;
-        self.dirty |= self.studies.len() != before;
     }
 
     /// Studies to take up at start: those the last run left undone.
@@ -419,15 +575,19 @@ impl Records {
         self.at.iter().any(|(_, _, r)| r.needs_save(now))
     }
 
-    /// Writes the records that need it (`all`: every one); each failure is
-    /// returned, the others are written all the same.
+    /// Writes what changed in the records that need it (`all`: every one,
+    /// each as a snapshot); each failure is returned, the others are written
+    /// all the same.
     pub fn save(&mut self, cache: &Cache, all: bool) -> Vec<anyhow::Error> {
         let now = SystemTime::now();
         let mut errors = Vec::new();
         for (key, destination, record) in &mut self.at {
-            if (all || record.needs_save(now))
-                && let Err(e) = record.save(cache, key, destination)
-            {
+            let saved = match all {
+                true => record.snapshot(cache, key, destination),
+                false if record.needs_save(now) => record.save(cache, key, destination),
+                false => Ok(()),
+            };
+            if let Err(e) = saved {
                 errors.push(e);
             }
         }
@@ -627,7 +787,7 @@ mod tests {
         old.taken_up(&s, Some(3), now);
         old.delivered(&s, Some(3), now);
         old.save(&cache, "PACS@h_104", "PACS@h:104").unwrap();
-        let text = String::from_utf8(cache.read_watch_record("PACS@h_104").unwrap().unwrap()).unwrap();
+        let text = String::from_utf8(cache.read_watch_record("PACS@h_104", MAX_FILE).unwrap().unwrap()).unwrap();
         assert!(!text.contains("routed"), "written as before: {text}");
 
         let places = [
@@ -677,10 +837,229 @@ mod tests {
         assert!(!r.needs_save(now));
         let back = Record::load(&cache, "PACS@h_104").unwrap();
         assert_eq!(back.studies, r.studies);
-        let text = String::from_utf8(cache.read_watch_record("PACS@h_104").unwrap().unwrap()).unwrap();
+        let text = String::from_utf8(cache.read_watch_record("PACS@h_104", MAX_FILE).unwrap().unwrap()).unwrap();
         assert!(text.contains("\"first_seen\": \"2026-11-27T22:00:00Z\""), "{text}");
         assert!(Record::load(&cache, "nothing").unwrap().studies.is_empty());
         cache.write_watch_record("bad", b"{\"version\": 99}").unwrap();
         assert!(format!("{:#}", Record::load(&cache, "bad").unwrap_err()).contains("remove it"));
+    }
+
+    /// Now, as the record keeps times.
+    fn whole_seconds() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs())
+    }
+
+    /// A window of `n` studies, delivered, written (as a snapshot).
+    fn window(cache: &Cache, n: usize, t0: SystemTime) -> Record {
+        let mut r = Record::default();
+        for i in 0..n {
+            let s = uid(&format!("1.2.3.{}", 100_000 + i));
+            r.found(&s, &found(Some(3)), t0, MIN);
+            r.taken_up(&s, Some(3), t0);
+            r.delivered(&s, Some(3), t0);
+        }
+        r.save(cache, "PACS@h_104", "PACS@h:104").unwrap();
+        r
+    }
+
+    /// The bytes the record's files took on disk since `before` (the
+    /// snapshot's inode, its size, the log's size): a snapshot replaced
+    /// counts whole, a log by what was appended.
+    fn files(cache_dir: &std::path::Path) -> (u64, u64, u64) {
+        use std::os::unix::fs::MetadataExt;
+        let dir = cache_dir.join("watch");
+        let snapshot = std::fs::metadata(dir.join("PACS@h_104.json")).unwrap();
+        let log = std::fs::metadata(dir.join("PACS@h_104.log")).map_or(0, |m| m.len());
+        (snapshot.ino(), snapshot.len(), log)
+    }
+
+    fn written(before: (u64, u64, u64), after: (u64, u64, u64)) -> u64 {
+        let snapshot = if before.0 == after.0 { 0 } else { after.1 };
+        snapshot + after.2.saturating_sub(before.2)
+    }
+
+    /// While busy, a change of state costs its own line, whatever the
+    /// size of the window: the whole record used to be rewritten and
+    /// synced (here 400 times more for a window of 2000 studies).
+    #[test]
+    fn a_busy_write_costs_what_changed_not_the_window() {
+        let t0 = whole_seconds() - Duration::from_secs(3600);
+        let mut costs = Vec::new();
+        for n in [20, 2000] {
+            let dir = tempfile::tempdir().unwrap();
+            let cache = Cache::open(dir.path()).unwrap();
+            let mut r = window(&cache, n, t0);
+            let mut cost = Vec::new();
+            for i in 0..5 {
+                let s = uid(&format!("1.2.3.{}", 100_000 + i));
+                let before = files(dir.path());
+                r.failed(&s, "the destination is down", MIN, t0);
+                assert!(r.needs_save(t0));
+                r.save(&cache, "PACS@h_104", "PACS@h:104").unwrap();
+                assert!(!r.needs_save(t0));
+                cost.push(written(before, files(dir.path())));
+            }
+            assert_eq!(Record::load(&cache, "PACS@h_104").unwrap().studies, r.studies);
+            costs.push(cost);
+        }
+        assert!(costs[0].iter().all(|&c| c > 0 && c < 1024), "{costs:?}");
+        assert_eq!(costs[0], costs[1], "bytes written per change, with 20 and 2000 studies");
+    }
+
+    /// A power cut in the middle of an append leaves a last line cut short:
+    /// it is ignored, and the next write is a snapshot, so that no line is
+    /// appended to it.
+    #[test]
+    fn a_torn_last_line_is_ignored_and_the_next_write_is_a_snapshot() {
+        let t0 = whole_seconds();
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let mut r = window(&cache, 3, t0);
+        let (a, b) = (uid("1.2.3.100000"), uid("1.2.3.100001"));
+        r.failed(&a, "down", MIN, t0);
+        r.save(&cache, "PACS@h_104", "PACS@h:104").unwrap();
+        let logged = r.studies.clone();
+        let log = dir.path().join("watch").join("PACS@h_104.log");
+        let whole = std::fs::read(&log).unwrap();
+        r.failed(&b, "down", MIN, t0);
+        r.save(&cache, "PACS@h_104", "PACS@h:104").unwrap();
+        let longer = std::fs::read(&log).unwrap();
+        // The second line, cut in its middle.
+        std::fs::write(&log, &longer[..whole.len() + (longer.len() - whole.len()) / 2]).unwrap();
+        let mut back = Record::load(&cache, "PACS@h_104").unwrap();
+        assert_eq!(back.studies, logged, "the first change kept, the torn one ignored");
+        assert_eq!(back.failing(), 1);
+        let before = files(dir.path());
+        back.failed(&b, "down again", MIN, t0);
+        back.save(&cache, "PACS@h_104", "PACS@h:104").unwrap();
+        assert_ne!(files(dir.path()).0, before.0, "a snapshot");
+        assert_eq!(std::fs::read(&log).unwrap(), b"");
+        assert_eq!(Record::load(&cache, "PACS@h_104").unwrap().studies, back.studies);
+    }
+
+    /// The log is folded into a new snapshot once it would outgrow the
+    /// bound; lines of an older generation (a crash after the snapshot's
+    /// rename, before the log was emptied) are skipped; and a study
+    /// forgotten stays forgotten.
+    #[test]
+    fn the_log_is_folded_into_a_snapshot_once_it_outgrows_it() {
+        let t0 = whole_seconds();
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let mut r = window(&cache, 3, t0);
+        let s = uid("1.2.3.100000");
+        let log = dir.path().join("watch").join("PACS@h_104.log");
+        let mut snapshots = 0;
+        let mut largest = 0;
+        for i in 0..200 {
+            let before = files(dir.path());
+            r.failed(&s, &format!("failure {i}"), MIN, t0);
+            r.save(&cache, "PACS@h_104", "PACS@h:104").unwrap();
+            let after = files(dir.path());
+            snapshots += usize::from(after.0 != before.0);
+            largest = largest.max(after.2);
+        }
+        assert!(snapshots >= 2, "{snapshots} snapshots");
+        assert!(largest <= LOG_BOUND, "the log grew to {largest} bytes");
+        let back = Record::load(&cache, "PACS@h_104").unwrap();
+        assert_eq!(back.studies, r.studies);
+        assert_eq!(back.studies[&s].attempts, 200);
+
+        // A crash between the snapshot and the emptying of the log.
+        let stale = std::fs::read(&log).unwrap();
+        r.failed(&s, "after the snapshot", MIN, t0);
+        r.snapshot(&cache, "PACS@h_104", "PACS@h:104").unwrap();
+        std::fs::write(&log, &stale).unwrap();
+        let back = Record::load(&cache, "PACS@h_104").unwrap();
+        assert_eq!(back.studies[&s].error.as_deref(), Some("after the snapshot"));
+
+        // Forgotten, in the log.
+        let mut r = back;
+        r.found(&uid("1.2.3.100001"), &found(Some(3)), t0 + FORGET_AFTER, MIN);
+        r.forget_old(t0 + FORGET_AFTER + MIN);
+        r.save(&cache, "PACS@h_104", "PACS@h:104").unwrap();
+        let back = Record::load(&cache, "PACS@h_104").unwrap();
+        assert_eq!(back.studies.keys().collect::<Vec<_>>(), vec![&uid("1.2.3.100001")]);
+    }
+
+    /// A record written by the version before the log (a snapshot alone,
+    /// version 1) is read, and its next write is a snapshot of this version.
+    #[test]
+    fn a_record_of_the_previous_version_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let old = br#"{
+  "version": 1,
+  "destination": "PACS@h:104",
+  "studies": {
+    "1.2.3": {
+      "accession": "ACC1", "patient_id": "P1", "issuer_of_patient_id": null, "delivered": true,
+      "cloud_instances": 3, "instances": 3, "first_seen": "2026-11-27T22:00:00Z",
+      "last_seen": "2026-11-27T22:05:00Z", "changed_at": "2026-11-27T22:00:00Z",
+      "delivered_at": "2026-11-27T22:01:00Z", "attempts": 0, "next_try": null, "error": null
+    },
+    "1.2.4": {
+      "accession": null, "patient_id": null, "issuer_of_patient_id": null, "delivered": false,
+      "cloud_instances": null, "instances": null, "first_seen": "2026-11-27T22:00:00Z",
+      "last_seen": "2026-11-27T22:00:00Z", "changed_at": "2026-11-27T22:00:00Z",
+      "delivered_at": null, "attempts": 2, "next_try": "2026-11-27T22:02:00Z", "error": "the cloud is down"
+    }
+  }
+}"#;
+        cache.write_watch_record("PACS@h_104", old).unwrap();
+        let mut r = Record::load(&cache, "PACS@h_104").unwrap();
+        assert!(r.studies[&uid("1.2.3")].delivered);
+        assert_eq!(r.studies[&uid("1.2.4")].error.as_deref(), Some("the cloud is down"));
+        assert_eq!(r.failing(), 1);
+        assert_eq!(r.undone(), vec![uid("1.2.4")]);
+        let now = UNIX_EPOCH + Duration::from_secs(1_795_816_800);
+        r.delivered(&uid("1.2.4"), Some(1), now);
+        r.save(&cache, "PACS@h_104", "PACS@h:104").unwrap();
+        let text = String::from_utf8(cache.read_watch_record("PACS@h_104", MAX_FILE).unwrap().unwrap()).unwrap();
+        assert!(
+            text.contains("\"version\": 2") && text.contains("\"generation\": 1"),
+            "{text}"
+        );
+        let back = Record::load(&cache, "PACS@h_104").unwrap();
+        assert_eq!(back.studies, r.studies);
+        assert_eq!(back.failing(), 0);
+    }
+
+    /// A log damaged before its last line, or larger than retriever writes,
+    /// is refused (fail closed: the studies it says were delivered would be
+    /// sent again, those it says failed would not be), without reading it all.
+    #[test]
+    fn a_damaged_or_oversized_log_is_refused() {
+        let t0 = whole_seconds();
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let mut r = window(&cache, 2, t0);
+        r.failed(&uid("1.2.3.100000"), "down", MIN, t0);
+        r.save(&cache, "PACS@h_104", "PACS@h:104").unwrap();
+        let log = dir.path().join("watch").join("PACS@h_104.log");
+        let good = std::fs::read(&log).unwrap();
+
+        let mut bad = b"{\"g\":1,\"study\":\x00\x00\x00\n".to_vec();
+        bad.extend_from_slice(&good);
+        std::fs::write(&log, &bad).unwrap();
+        let e = format!("{:#}", Record::load(&cache, "PACS@h_104").unwrap_err());
+        assert!(
+            e.contains("`PACS@h_104.log`") && e.contains("line 1") && e.contains("remove it"),
+            "{e}"
+        );
+
+        let mut long = vec![b' '; MAX_LINE + 1];
+        long.push(b'\n');
+        long.extend_from_slice(&good);
+        std::fs::write(&log, &long).unwrap();
+        let e = format!("{:#}", Record::load(&cache, "PACS@h_104").unwrap_err());
+        assert!(e.contains("longer than"), "{e}");
+
+        let file = std::fs::File::create(&log).unwrap();
+        file.set_len(MAX_FILE + 1).unwrap();
+        let (result, held) = crate::testalloc::measure(|| Record::load(&cache, "PACS@h_104"));
+        let e = format!("{:#}", result.unwrap_err());
+        assert!(e.contains("larger than") && e.contains("remove it"), "{e}");
+        assert!(held.peak < 3 * MAX_FILE as usize, "held {} bytes", held.peak);
     }
 }

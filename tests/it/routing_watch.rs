@@ -119,10 +119,9 @@ fn pairs(accessions: &[&str], destination: &str) -> BTreeSet<(String, String)> {
 
 /// The watch record of `dest`: study UID → its entry.
 fn record(cache: &Path, dest: &str) -> BTreeMap<String, Value> {
-    let path = cache.join("watch").join(format!("{}.json", dest_key(dest)));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let v: Value = serde_json::from_str(&text).unwrap();
-    v["studies"].as_object().unwrap().clone().into_iter().collect()
+    let studies = crate::common::watch_record(cache, dest);
+    assert!(!studies.is_empty(), "no watch record of {dest} in {}", cache.display());
+    studies
 }
 
 /// One pass delivers the current study and its priors to both destinations (no rules: each

@@ -100,12 +100,7 @@ fn assert_journaled_once(cache: &Path, dest: &str, accessions: &[&str]) {
 
 /// The watch record: study UID → its entry (none before it is first written).
 fn record(cache: &Path, dest: &str) -> BTreeMap<String, Value> {
-    let path = cache.join("watch").join(format!("{}.json", dest_key(dest)));
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        return BTreeMap::new();
-    };
-    let v: Value = serde_json::from_str(&text).unwrap();
-    v["studies"].as_object().unwrap().clone().into_iter().collect()
+    crate::common::watch_record(cache, dest)
 }
 
 /// The searches the proxy saw: the first page of each QIDO-RS study search (a retrieve has no
@@ -591,7 +586,15 @@ fn at_rest_it_does_not_rewrite_its_record() {
     wait_until(LIMIT, "a search after the delivery", &mut running, || {
         searches(&proxy) >= seen + 2
     });
+    // Its log of changes neither: none appended at rest.
+    let log = path.with_extension("log");
+    let appended = |path: &Path| {
+        std::fs::metadata(path)
+            .ok()
+            .map(|m| (m.len(), m.mtime(), m.mtime_nsec()))
+    };
     let before = identity(&path);
+    let log_before = appended(&log);
     let seen = searches(&proxy);
     // Writes were at most 2 s apart: eight searches, a second apart, leave room for several.
     wait_until(LIMIT, "eight searches at rest", &mut running, || {
@@ -603,6 +606,12 @@ fn at_rest_it_does_not_rewrite_its_record() {
         identity(&path),
         before,
         "the record was written again at rest:\n{}",
+        running.stderr()
+    );
+    assert_eq!(
+        appended(&log),
+        log_before,
+        "the record's log was appended to at rest:\n{}",
         running.stderr()
     );
     assert_eq!(running.interrupt(), 130);

@@ -466,6 +466,34 @@ pub fn dest_key(dest: &str) -> String {
     format!("{ae_host}_{port}")
 }
 
+/// The watch record of `dest` as a `watch`, running or not, has written it: study UID → its
+/// entry (none before it is first written). That is the snapshot (`watch/KEY.json`), then the
+/// lines of the log of changes since (`watch/KEY.log`) of the snapshot's generation, a last line
+/// cut short ignored. The log is read first: a snapshot written in between holds what it said.
+pub fn watch_record(cache: &Path, dest: &str) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let dir = cache.join("watch");
+    let log = std::fs::read_to_string(dir.join(format!("{}.log", dest_key(dest)))).unwrap_or_default();
+    let Ok(text) = std::fs::read_to_string(dir.join(format!("{}.json", dest_key(dest)))) else {
+        return Default::default();
+    };
+    let snapshot: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut studies: std::collections::BTreeMap<String, serde_json::Value> =
+        snapshot["studies"].as_object().unwrap().clone().into_iter().collect();
+    let whole = log.rfind('\n').map_or("", |end| &log[..end]);
+    for line in whole.lines() {
+        let change: serde_json::Value = serde_json::from_str(line).unwrap();
+        if change["g"] != snapshot["generation"] {
+            continue;
+        }
+        let study = change["study"].as_str().unwrap().to_string();
+        match &change["seen"] {
+            serde_json::Value::Null => studies.remove(&study),
+            seen => studies.insert(study, seen.clone()),
+        };
+    }
+    studies
+}
+
 /// Runs the command to completion, killing it (and failing the test) if it takes longer than
 /// `timeout`; stdout and stderr are captured.
 pub fn output_within(cmd: &mut Command, timeout: Duration) -> Output {
