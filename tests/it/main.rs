@@ -33,6 +33,7 @@ mod service;
 mod smoke;
 mod status;
 mod store;
+mod warm_association;
 mod watch;
 
 fn main() {
@@ -64,6 +65,7 @@ fn main() {
         smoke::tests(),
         status::tests(),
         store::tests(),
+        warm_association::tests(),
         watch::tests(),
     ]
     .into_iter()
