@@ -27,6 +27,9 @@ const LIMIT: Duration = Duration::from_secs(120);
 const STUDIES: [&str; 5] = ["ACC1001", "ACC1002", "ACC1005", "ACC1006", "ACC3001"];
 /// SOP classes among them: CT, and the secondary capture of ACC1005.
 const SOP_CLASSES: usize = 2;
+/// Associations a pass may open beyond one per SOP class: one released by design after two
+/// idle seconds, which a loaded machine can take between two studies.
+const IDLE_SLACK: usize = 1;
 
 /// `retriever --cloud CLOUD --cache CACHE --to DEST watch --once --priors 0 ARGS...` over
 /// [`STUDIES`].
@@ -108,8 +111,9 @@ fn one_pass_over_several_studies_opens_one_association() {
     assert_all_arrived_once(&scp, cache.path(), &dest);
     let opened = scp.associations();
     assert!(
-        (1..=SOP_CLASSES).contains(&opened),
-        "associations opened for {} studies: {opened}, want at most one per SOP class ({SOP_CLASSES})\nstderr:\n{err}",
+        (1..=SOP_CLASSES + IDLE_SLACK).contains(&opened),
+        "associations opened for {} studies: {opened}, want one per SOP class ({SOP_CLASSES}), \
+         and at most {IDLE_SLACK} more\nstderr:\n{err}",
         STUDIES.len()
     );
 }
