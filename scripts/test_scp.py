@@ -15,10 +15,13 @@ Examples:
   test_scp.py --port 0 --require-called-aet --ae-title PACS
   test_scp.py --port 0 --reject transient
   test_scp.py --port 0 --out /tmp/rx --sleep 0.05 --log /tmp/rx.log
+  test_scp.py --port 0 --out /tmp/rx --assoc-log /tmp/assoc.log --abort-on-next-study
 
 With --log, every C-STORE request is appended to the file as a line
 `<SOPInstanceUID> <status in hex>` (`abort` instead of a status when the
 association is aborted), so tests can count what was sent, resends included.
+With --assoc-log, a line `established <calling AE title>` is appended per
+association, so tests can count the associations a run opened.
 """
 
 import argparse
@@ -57,6 +60,10 @@ def main():
                         "permanent: calling AE title not recognised)")
     p.add_argument("--abort-on", type=int, default=0,
                    help="abort the association on receiving the Nth C-STORE (1-based), before answering")
+    p.add_argument("--abort-on-next-study", action="store_true",
+                   help="abort, once, an association that carried instances of one study when an instance "
+                        "of another study arrives on it, before answering (a PACS dropping a kept association)")
+    p.add_argument("--assoc-log", help="append `established <calling AE>` per association to this file")
     p.add_argument("--sleep", type=float, default=0.0,
                    help="seconds to wait before answering each C-STORE")
     p.add_argument("--max-pdu", type=int, default=16382)
@@ -92,6 +99,16 @@ def main():
             with lock, open(args.log, "a") as f:
                 f.write(f"{uid} {what}\n")
 
+    # Per association (by id): the studies it carried; and whether the one
+    # abort of --abort-on-next-study was made.
+    carried = {}
+    aborted_next = [False]
+
+    def on_established(event):
+        if args.assoc_log:
+            with lock, open(args.assoc_log, "a") as f:
+                f.write(f"established {event.assoc.requestor.ae_title}\n")
+
     def on_store(event):
         with lock:
             count[0] += 1
@@ -101,6 +118,15 @@ def main():
             log(uid, "abort")
             event.assoc.abort()
             return 0x0000
+        if args.abort_on_next_study and not aborted_next[0]:
+            study = str(event.dataset.StudyInstanceUID)
+            seen = carried.setdefault(id(event.assoc), set())
+            if seen and study not in seen:
+                aborted_next[0] = True
+                log(uid, "abort")
+                event.assoc.abort()
+                return 0x0000
+            seen.add(study)
         if args.sleep:
             time.sleep(args.sleep)
         status = statuses[n - 1] if n <= len(statuses) else 0x0000
@@ -120,7 +146,7 @@ def main():
             ds.ErrorComment = args.comment
         return ds
 
-    handlers = [(evt.EVT_C_STORE, on_store)]
+    handlers = [(evt.EVT_C_STORE, on_store), (evt.EVT_ESTABLISHED, on_established)]
     # Bind first to learn the port when 0 was asked, then hand the port on.
     port = args.port
     if port == 0:

@@ -2,7 +2,10 @@
 //! for `watch`: [`Streamer`].
 //!
 //! One association at a time, proposing the SOP classes and transfer
-//! syntaxes seen so far and reopened when a new one appears. Only the fast
+//! syntaxes seen so far and reopened when a new one appears; the caller
+//! lends it to the closing passes and gives it back
+//! ([`Streamer::take_association`], [`Streamer::adopt`]), so that one
+//! association carries study after study. Only the fast
 //! path is taken here: a success or warning is recorded in the study's
 //! journal, and everything else (a refused syntax, a failure status, no
 //! answer) is left to the closing [`super::Store`] pass, with its
@@ -176,10 +179,11 @@ impl Streamer {
     }
 
     /// Makes sure the open association proposed `pair`, opening a new one
-    /// (with every pair seen so far) if needed.
+    /// (with every pair seen so far) if needed. One proposed for another
+    /// pair's sake will do: an uncompressed syntax comes with the other.
     fn ensure_open(&mut self, pair: &(String, String), info: &mut Vec<String>) -> Ready {
         if let Some(open) = &self.assoc
-            && open.pairs.contains(pair)
+            && open.assoc.proposes(&pair.0, &pair.1)
             && open.assoc.is_usable()
         {
             return Ready::Yes { opened: false };
@@ -207,6 +211,30 @@ impl Streamer {
             }
             Err(e) => Ready::Down(e.to_string()),
         }
+    }
+
+    /// The open association, for a closing pass to send on (the streamer
+    /// has none until [`Streamer::adopt`] gives one back).
+    pub fn take_association(&mut self) -> Option<StoreAssociation> {
+        self.assoc.take().map(|o| o.assoc).filter(StoreAssociation::is_usable)
+    }
+
+    /// Streams on `assoc` from now on (what a closing pass left open),
+    /// releasing the one open, if any.
+    pub fn adopt(&mut self, assoc: Option<StoreAssociation>) -> Result<(), ScuError> {
+        let Some(assoc) = assoc.filter(StoreAssociation::is_usable) else {
+            return Ok(());
+        };
+        let released = self.release();
+        let pairs = assoc
+            .proposals()
+            .iter()
+            .flat_map(|p| p.transfer_syntaxes.iter().map(|ts| (p.sop_class.clone(), ts.clone())))
+            .collect();
+        self.assoc = Some(Open { assoc, pairs });
+        // Idle from now: the pass's last send was on it.
+        self.last_send = Instant::now();
+        released
     }
 
     /// Releases the association, if one is open and still usable.

@@ -19,6 +19,14 @@
 //!
 //! A destination that stops answering is not waited for again and again:
 //! see [`Stalls`], the rule `watch` follows too.
+//!
+//! `watch` lends the association it streams on to its closing passes
+//! ([`Store::keep_association`]) and takes it back after: the pass sends on
+//! it when it proposed all the pass needs (else releases it before opening
+//! another, so that a destination serving one association at a time is never
+//! asked for two), and the last worker of a pass leaves its association open
+//! for the caller instead of releasing it. Opening one costs a round trip,
+//! and a destination that serves one at a time a hand-over.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt::{self, Write as _};
@@ -366,6 +374,11 @@ pub struct Store<'a> {
     clients: Mutex<HashMap<String, Client>>,
     summary: Summary,
     started: Instant,
+    /// Set by [`Store::keep_association`]: an association is left open
+    /// after the pass, in `warm`, rather than released.
+    keep: bool,
+    /// The association lent to the pass, or left open by it.
+    warm: Mutex<Option<StoreAssociation>>,
 }
 
 impl<'a> Store<'a> {
@@ -392,7 +405,23 @@ impl<'a> Store<'a> {
                 ..Summary::default()
             },
             started: Instant::now(),
+            keep: false,
+            warm: Mutex::new(None),
         }
+    }
+
+    /// Sends on `assoc` (when given) and leaves an association open after
+    /// each pass rather than releasing it: [`Store::take_association`]
+    /// hands it back. For a caller that sends to the destination again soon.
+    pub fn keep_association(&mut self, assoc: Option<StoreAssociation>) {
+        self.keep = true;
+        *self.warm.get_mut().unwrap() = assoc.filter(StoreAssociation::is_usable);
+    }
+
+    /// The association left open (see [`Store::keep_association`]), if any
+    /// is still usable.
+    pub fn take_association(&mut self) -> Option<StoreAssociation> {
+        self.warm.get_mut().unwrap().take().filter(StoreAssociation::is_usable)
     }
 
     /// Delivers one study. `Err` only for Ctrl-C; everything else is in
@@ -610,7 +639,11 @@ impl<'a> Store<'a> {
             };
             // One association first, so that a destination that is down or
             // refuses us is found out once rather than by every worker at once.
-            let mut first = match self.open(shared, &lane) {
+            let first = match self.reuse(&lane) {
+                Some(open) => Ok(open),
+                None => self.open(shared, &lane),
+            };
+            let mut first = match first {
                 Ok(open) => Some(open),
                 Err(e @ ScuError::NoAcceptedContext { .. }) => {
                     *lane.refused.lock().unwrap() = Some(e.to_string());
@@ -678,6 +711,7 @@ impl<'a> Store<'a> {
         }
         if let Some(a) = assoc
             && a.is_usable()
+            && let Some(a) = self.keep(lane, a)
             && let Err(e) = a.release()
         {
             self.reporter.info(&format!("{e}"));
@@ -685,6 +719,42 @@ impl<'a> Store<'a> {
         if let Err(e) = shared.journal.lock().unwrap().sync() {
             shared.stop(format!("{e:#}"));
         }
+    }
+
+    /// The association lent to this pass, if it proposed all `lane` needs;
+    /// one that did not is released here, before another is opened.
+    fn reuse<'l>(&self, lane: &'l Lane<'_>) -> Option<Open<'l>> {
+        let warm = self.warm.lock().unwrap().take()?;
+        if warm.is_usable() && warm.proposes_all(lane.group) {
+            lane.live.fetch_add(1, Ordering::SeqCst);
+            return Some(Open {
+                assoc: Some(warm),
+                live: &lane.live,
+            });
+        }
+        if warm.is_usable()
+            && let Err(e) = warm.release()
+        {
+            self.reporter.info(&format!("{e}"));
+        }
+        None
+    }
+
+    /// Leaves `open` open for the caller when it asked for that (see
+    /// [`Store::keep_association`]), nothing else is kept yet, and no other
+    /// worker of `lane` holds an instance: that worker may be waiting to
+    /// open its own association, which a destination serving one at a time
+    /// accepts only once this one is released. Else gives it back to release.
+    fn keep<'l>(&self, lane: &Lane<'_>, mut open: Open<'l>) -> Option<Open<'l>> {
+        if !self.keep || lane.queue.lock().unwrap().busy > 0 {
+            return Some(open);
+        }
+        let mut warm = self.warm.lock().unwrap();
+        if warm.is_some() {
+            return Some(open);
+        }
+        *warm = open.assoc.take();
+        None
     }
 
     /// Opens an association, retrying with backoff while the failure is

@@ -166,6 +166,28 @@ impl StoreAssociation {
         accepted
     }
 
+    /// What this association proposed (the destination may have refused some).
+    pub fn proposals(&self) -> &[Proposal] {
+        &self.proposals
+    }
+
+    /// True when this association proposed every SOP class and transfer
+    /// syntax of `group`, so it can carry whatever a new one opened for
+    /// `group` could.
+    pub fn proposes_all(&self, group: &[Proposal]) -> bool {
+        group
+            .iter()
+            .all(|g| g.transfer_syntaxes.iter().all(|ts| self.proposes(&g.sop_class, ts)))
+    }
+
+    /// True when this association proposed `sop_class` in `transfer_syntax`.
+    pub fn proposes(&self, sop_class: &str, transfer_syntax: &str) -> bool {
+        let (sop_class, ts) = (trim(sop_class), trim(transfer_syntax));
+        self.proposals
+            .iter()
+            .any(|p| p.sop_class == sop_class && p.transfer_syntaxes.iter().any(|t| t == ts))
+    }
+
     /// False once an error has closed or aborted the association.
     pub fn is_usable(&self) -> bool {
         self.assoc.is_open()

@@ -13,9 +13,15 @@
 //! is delivered by the same code as `retriever store`, and streaming only
 //! makes most of it arrive earlier.
 //!
-//! One association at a time, released before each closing pass: DCMTK's
-//! `storescp` (and many PACS) serve one association at a time, and a second
-//! one would wait for the first.
+//! One association at a time, kept open across studies: the closing pass
+//! of a study sends on the association the streaming used, and leaves it
+//! open for the next study's instances, so a pass over many studies opens
+//! one association (and another only for a SOP class or transfer syntax it
+//! did not propose). DCMTK's `storescp` (and many PACS) serve one
+//! association at a time, and a second one would wait for the first: the
+//! closing pass releases the kept one before it opens any other. It is
+//! released once idle for [`IDLE_RELEASE`], so that it holds up no other
+//! sender (a technician's `retriever store`) for long.
 //!
 //! When the destination cannot be reached, streaming stops and the closing
 //! passes wait; the fetches go on, so nothing is fetched twice and
@@ -488,20 +494,33 @@ impl Deliverer {
             ));
             return Ok(());
         }
-        self.release();
         let mut store = Store::new(
             &self.cache,
             &self.opts,
             Some(self.cloud.clone().in_syntax()),
             &*self.view,
         );
+        store.keep_association(self.streamer.take_association());
         let mut results = Vec::new();
+        let mut interrupted = None;
         for study in &pending.group.complete {
             // `Found`: a study another process is fetching is passed over
             // (and tried again) rather than waited for.
-            results.push(store.deliver(&study.uid, Asked::Found)?);
+            match store.deliver(&study.uid, Asked::Found) {
+                Ok(r) => results.push(r),
+                Err(e) => {
+                    interrupted = Some(e);
+                    break;
+                }
+            }
         }
+        let kept = store.take_association();
         let summary = store.into_summary();
+        self.adopt(kept);
+        if let Some(e) = interrupted {
+            // Ctrl-C: `run` releases the association on the way out.
+            return Err(e);
+        }
         if let Some(why) = summary.stopped.clone().filter(|_| !self.once) {
             self.set_down(why);
             if !pending.waiting_shown {
@@ -592,6 +611,13 @@ impl Deliverer {
         };
         let _ = self.outbox.send(Msg::Delivered(self.at, Box::new(outcome)));
         Ok(())
+    }
+
+    /// Streams on what a closing pass left open.
+    fn adopt(&mut self, assoc: Option<dimse::StoreAssociation>) {
+        if let Err(e) = self.streamer.adopt(assoc) {
+            self.view.info(&format!("{e}"));
+        }
     }
 
     fn release(&mut self) {

@@ -34,6 +34,7 @@ mod service;
 mod smoke;
 mod status;
 mod store;
+mod warm_association;
 mod watch;
 
 fn main() {
@@ -66,6 +67,7 @@ fn main() {
         smoke::tests(),
         status::tests(),
         store::tests(),
+        warm_association::tests(),
         watch::tests(),
     ]
     .into_iter()

@@ -20,7 +20,7 @@ pub struct TestScp {
 }
 
 impl TestScp {
-    /// `test_scp.py --port 0 --out DIR --log LOG ARGS...`; waits for it to listen. Its test
+    /// `test_scp.py --port 0 --out DIR --log LOG --assoc-log LOG ARGS...`; waits for it to listen. Its test
     /// declares the `python` peer. The AE title is `TESTSCP` unless `--ae-title` is given.
     pub fn start(args: &[&str]) -> TestScp {
         let dir = tempfile::Builder::new()
@@ -36,6 +36,8 @@ impl TestScp {
             .arg(&out)
             .arg("--log")
             .arg(dir.path().join("requests.log"))
+            .arg("--assoc-log")
+            .arg(dir.path().join("associations.log"))
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -98,6 +100,12 @@ impl TestScp {
             .filter_map(|l| l.split_once(' '))
             .map(|(uid, status)| (uid.to_owned(), status.to_owned()))
             .collect()
+    }
+
+    /// How many associations were established so far.
+    pub fn associations(&self) -> usize {
+        let text = std::fs::read_to_string(self.dir.path().join("associations.log")).unwrap_or_default();
+        text.lines().filter(|l| l.starts_with("established ")).count()
     }
 
     /// The path of a stored instance; panics if it was not stored.
