@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 
 use crate::coerce::{COMPARE, python_json};
 use crate::common::{
-    Orthanc, Storescp, cached_instances, dest_key, python, retriever, retriever_at, run_within, temp_cache, testdata,
-    uid_of,
+    Orthanc, Storescp, cached_instances, delivered_counts, python, retriever, retriever_at, run_within, temp_cache,
+    testdata, uid_of,
 };
 
 tests! {
@@ -199,25 +199,6 @@ fn lines(out: &str) -> BTreeSet<(String, String)> {
 
 fn pair(study: &str, destination: &str) -> (String, String) {
     (study.to_owned(), destination.to_owned())
-}
-
-/// How many times the journal of `study` for `dest` records each instance as delivered.
-fn delivered_counts(cache: &Path, study: &str, dest: &str) -> BTreeMap<String, usize> {
-    let path = cache
-        .join("studies")
-        .join(study)
-        .join("delivered")
-        .join(format!("{}.jsonl", dest_key(dest)));
-    let mut counts = BTreeMap::new();
-    for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
-        let Ok(line) = serde_json::from_str::<Value>(line) else {
-            continue;
-        };
-        if matches!(line["state"].as_str(), Some("delivered" | "warning")) {
-            *counts.entry(line["sop"].as_str().unwrap().to_owned()).or_default() += 1;
-        }
-    }
-    counts
 }
 
 /// Each file a storescp wrote, with its modification time: a copy sent again would be a new

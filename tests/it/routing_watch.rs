@@ -14,7 +14,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::common::running::{Running, wait_until};
-use crate::common::{Orthanc, Storescp, dest_key, retriever, retriever_at, run_within, temp_cache, testdata, uid_of};
+use crate::common::{
+    Orthanc, Storescp, delivered_counts, dest_key, retriever, retriever_at, run_within, temp_cache, testdata, uid_of,
+};
 
 tests! {
     once_delivers_to_each_destination_what_is_routed_there: ["orthanc", "storescp"],
@@ -59,25 +61,6 @@ fn watch(cloud: &str, cache: &Path, config: &Path, args: &[&str]) -> Command {
         .args(["--filter", "PatientID=PAT001", "--filter", "StudyDate=last 24 hours"])
         .args(args);
     cmd
-}
-
-/// How many times the journal of `study` for `dest` records each instance as delivered.
-fn delivered_counts(cache: &Path, study: &str, dest: &str) -> BTreeMap<String, usize> {
-    let path = cache
-        .join("studies")
-        .join(study)
-        .join("delivered")
-        .join(format!("{}.jsonl", dest_key(dest)));
-    let mut counts = BTreeMap::new();
-    for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
-        let Ok(line) = serde_json::from_str::<Value>(line) else {
-            continue;
-        };
-        if matches!(line["state"].as_str(), Some("delivered" | "warning")) {
-            *counts.entry(line["sop"].as_str().unwrap().to_owned()).or_default() += 1;
-        }
-    }
-    counts
 }
 
 /// Asserts that each instance of the studies is journaled as delivered to `dest` exactly once.

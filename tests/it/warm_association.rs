@@ -10,10 +10,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use serde_json::Value;
-
 use crate::common::testscp::TestScp;
-use crate::common::{dest_key, retriever_at, run_within, temp_cache, testdata, uid_of};
+use crate::common::{delivered_counts, retriever_at, run_within, temp_cache, testdata, uid_of};
 
 tests! {
     one_pass_over_several_studies_opens_one_association: ["orthanc", "python"],
@@ -39,25 +37,6 @@ fn watch_once(cloud: &str, cache: &Path, dest: &str, args: &[&str]) -> Command {
         .args(args)
         .args(["--filter", "PatientID=PAT001", "--filter", "ModalitiesInStudy=CT"]);
     cmd
-}
-
-/// How many times the journal of `study` for `dest` records each instance as delivered.
-fn delivered_counts(cache: &Path, study: &str, dest: &str) -> BTreeMap<String, usize> {
-    let path = cache
-        .join("studies")
-        .join(study)
-        .join("delivered")
-        .join(format!("{}.jsonl", dest_key(dest)));
-    let mut counts = BTreeMap::new();
-    for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
-        let Ok(line) = serde_json::from_str::<Value>(line) else {
-            continue;
-        };
-        if matches!(line["state"].as_str(), Some("delivered" | "warning")) {
-            *counts.entry(line["sop"].as_str().unwrap().to_owned()).or_default() += 1;
-        }
-    }
-    counts
 }
 
 /// Every instance of [`STUDIES`] is at the SCP, stored by exactly one answered C-STORE, and

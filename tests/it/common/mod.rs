@@ -19,7 +19,7 @@ pub mod storescp;
 pub mod testscp;
 pub mod tls;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -566,4 +566,23 @@ pub fn ls_json(cloud: &str, cache: &Path) -> Vec<serde_json::Value> {
     out.lines()
         .map(|l| serde_json::from_str(l).expect("ls --json prints JSON lines"))
         .collect()
+}
+
+/// How many times the journal of `study` for `dest` records each instance as delivered.
+pub fn delivered_counts(cache: &Path, study: &str, dest: &str) -> BTreeMap<String, usize> {
+    let path = cache
+        .join("studies")
+        .join(study)
+        .join("delivered")
+        .join(format!("{}.jsonl", dest_key(dest)));
+    let mut counts = BTreeMap::new();
+    for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
+        let Ok(line) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if matches!(line["state"].as_str(), Some("delivered" | "warning")) {
+            *counts.entry(line["sop"].as_str().unwrap().to_owned()).or_default() += 1;
+        }
+    }
+    counts
 }
