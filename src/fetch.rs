@@ -1273,17 +1273,26 @@ mod tests {
     /// A cloud that ignores every matching key and answers with these studies.
     fn cloud(studies: &[String]) -> (TestServer, Client) {
         let body = format!("[{}]", studies.join(","));
-        let server = TestServer::start(move |_, _| {
-            vec![Step::Send(response(
-                "200 OK",
-                &[("Content-Type", "application/dicom+json")],
-                body.as_bytes(),
-            ))]
-        });
+        let server = TestServer::start(move |_, _| answer(body.as_bytes()));
+        let client = client_of(&server, Vec::new());
+        (server, client)
+    }
+
+    /// A QIDO-RS answer of `body`.
+    fn answer(body: &[u8]) -> Vec<Step> {
+        vec![Step::Send(response(
+            "200 OK",
+            &[("Content-Type", "application/dicom+json")],
+            body,
+        ))]
+    }
+
+    /// A client of the test server, asking the study search for `study_fields` too, never retrying.
+    fn client_of(server: &TestServer, study_fields: Vec<u32>) -> Client {
         let mut cfg = ClientOptions::new(server.url("/dicom-web"), Auth::None);
         cfg.retries = 0;
-        let client = Client::new(&cfg).unwrap();
-        (server, client)
+        cfg.study_fields = study_fields;
+        Client::new(&cfg).unwrap()
     }
 
     #[test]
@@ -1297,17 +1306,11 @@ mod tests {
                  "00321032": {{"vr": "PN", "Value": [{}]}}}}]"#,
             many.join(",")
         );
-        let server = TestServer::start(move |_, _| {
-            vec![Step::Send(response(
-                "200 OK",
-                &[("Content-Type", "application/dicom+json")],
-                body.as_bytes(),
-            ))]
-        });
-        let mut cfg = ClientOptions::new(server.url("/dicom-web"), Auth::None);
-        cfg.retries = 0;
-        cfg.study_fields = vec![0x0008_0080, 0x0008_1048, 0x0032_1032, 0x0008_0061, 0x0008_1040];
-        let client = Client::new(&cfg).unwrap();
+        let server = TestServer::start(move |_, _| answer(body.as_bytes()));
+        let client = client_of(
+            &server,
+            vec![0x0008_0080, 0x0008_1048, 0x0032_1032, 0x0008_0061, 0x0008_1040],
+        );
         let found = search_studies(&client, &[("StudyInstanceUID", "1.2.3")], &[]).unwrap();
         let target = &server.requests()[0].target;
         for field in ["00080080", "00081048", "00321032", "00081040"] {
@@ -1492,5 +1495,122 @@ mod tests {
         assert!(warnings.0.lock().unwrap().is_empty());
         check_count(6, Some(5), "x", "y", &warnings).unwrap();
         assert!(warnings.0.lock().unwrap()[0].contains("more than the 5 it announced"));
+    }
+
+    /// What one study search of `watch` costs per study in its window, in a
+    /// release build: the answers are pages of 200 studies shaped as Orthanc
+    /// 1.10 sends them (tab-indented, with the attributes it adds to the ones
+    /// asked for), searched through the watch's own path
+    /// (`search_studies`: the pager, DICOM JSON, the study's record). Run with
+    /// `cargo test --release --lib fetch::tests::cost -- --ignored --nocapture`.
+    #[cfg(target_os = "linux")]
+    mod cost {
+        use std::time::Duration;
+
+        use serde_json::{Value, json};
+
+        use super::*;
+        use crate::dicomweb::DicomJson;
+        use crate::dicomweb::testserver::Recorded;
+
+        fn study(n: usize) -> Value {
+            let uid = format!("1.2.826.0.1.3680043.10.543.{n}");
+            let text = |vr: &str, v: &str| json!({"Value": [v], "vr": vr});
+            let name = |v: &str| json!({"Value": [{"Alphabetic": v}], "vr": "PN"});
+            json!({
+                "00080005": text("CS", "ISO_IR 100"),
+                "00080020": text("DA", "20261123"),
+                "00080030": text("TM", "093000"),
+                "00080050": text("SH", &format!("ACC{n}")),
+                "00080061": {"Value": ["CT", "SR"], "vr": "CS"},
+                "00080090": name("REFERRER^ROBIN"),
+                "00081030": text("LO", "CT CHEST WITH CONTRAST"),
+                "00081190": text("UR", &format!("http://127.0.0.1:8042/dicom-web/studies/{uid}")),
+                "00100010": name("ROE^JANE"),
+                "00100020": text("LO", &format!("PAT{n}")),
+                "00100021": text("LO", "HOSP_A"),
+                "00100030": text("DA", "19710923"),
+                "00100040": text("CS", "F"),
+                "0020000D": text("UI", &uid),
+                "00200010": text("SH", "7"),
+                "00201206": {"Value": [3], "vr": "IS"},
+                "00201208": {"Value": [412], "vr": "IS"},
+            })
+        }
+
+        /// Pages of `n` studies, written as Orthanc writes them.
+        fn pages(n: usize) -> Vec<Vec<u8>> {
+            let studies: Vec<Value> = (0..n).map(study).collect();
+            let mut pages: Vec<Vec<u8>> = studies
+                .chunks(200)
+                .map(|chunk| {
+                    let mut out = Vec::new();
+                    let tabs = serde_json::ser::PrettyFormatter::with_indent(b"\t");
+                    let mut ser = serde_json::Serializer::with_formatter(&mut out, tabs);
+                    serde::Serialize::serialize(chunk, &mut ser).unwrap();
+                    out
+                })
+                .collect();
+            pages.push(b"[]".to_vec());
+            pages
+        }
+
+        /// The CPU time of this process (every thread: the client's readers
+        /// and the test server's too, whose part is small), which a loaded
+        /// machine disturbs less than the time on the clock.
+        fn cpu_time() -> Duration {
+            let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            // SAFETY: `t` is a valid timespec for the call to fill in.
+            assert_eq!(
+                unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) },
+                0
+            );
+            Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+        }
+
+        /// The least CPU time of a few runs, per study.
+        fn per_study(n: usize, mut run: impl FnMut()) -> Duration {
+            (0..7)
+                .map(|_| {
+                    let start = cpu_time();
+                    run();
+                    cpu_time() - start
+                })
+                .min()
+                .unwrap()
+                / n as u32
+        }
+
+        #[test]
+        #[ignore]
+        fn of_a_study_search_per_study() {
+            for n in [100, 1000, 5000] {
+                let pages = pages(n);
+                let bytes: usize = pages.iter().map(Vec::len).sum();
+                let parse = per_study(n, || {
+                    let parsed: usize = pages
+                        .iter()
+                        .map(|p| serde_json::from_slice::<Vec<DicomJson>>(p).unwrap().len())
+                        .sum();
+                    assert_eq!(parsed, n);
+                });
+                let served = pages.clone();
+                let server = TestServer::start(move |_, req: &Recorded| {
+                    let offset: usize = req.param("offset").unwrap().parse().unwrap();
+                    answer(&served[offset / 200])
+                });
+                let client = client_of(&server, Vec::new());
+                let search = per_study(n, || {
+                    let found = search_studies(&client, &[("StudyDate", "20261123-")], &[]).unwrap();
+                    assert_eq!(found.studies.len(), n);
+                });
+                println!(
+                    "{n:>5} studies ({} KiB of JSON): CPU {:>5.1} µs a study, of which parsing the JSON {:>5.1} µs",
+                    bytes >> 10,
+                    search.as_secs_f64() * 1e6,
+                    parse.as_secs_f64() * 1e6,
+                );
+            }
+        }
     }
 }
