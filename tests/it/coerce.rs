@@ -14,7 +14,7 @@ use retriever::dimse::{EXPLICIT_VR_LE, IMPLICIT_VR_LE};
 
 use crate::common::testscp::make_instances;
 use crate::common::{
-    Orthanc, Storescp, dest_key, fetch_ok, python, retriever, retriever_at, run_within, temp_cache, uid_of,
+    Orthanc, Storescp, fetch_ok, journal_lines, python, retriever, retriever_at, run_within, temp_cache, uid_of,
 };
 
 tests! {
@@ -104,20 +104,6 @@ fn cached_files(cache: &Path, study: &str) -> Vec<(String, PathBuf)> {
             name.strip_suffix(".dcm")
                 .map(|sop| (sop.to_owned(), e.path().to_owned()))
         })
-        .collect()
-}
-
-/// The last journal record of each instance of a study for a destination.
-fn journal(cache: &Path, study: &str, dest: &str) -> Vec<Value> {
-    let path = cache
-        .join("studies")
-        .join(study)
-        .join("delivered")
-        .join(format!("{}.jsonl", dest_key(dest)));
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
 }
 
@@ -220,7 +206,7 @@ fn coerced_copies_arrive_with_the_rules_applied_and_the_pixels_unchanged() {
             assert_eq!(syntaxes, [IMPLICIT_VR_LE, EXPLICIT_VR_LE, JPEG_BASELINE]);
         }
         // The journal says each delivered copy was coerced, and by which rules.
-        let records = journal(cache.path(), study, &dest);
+        let records = journal_lines(cache.path(), study, &dest);
         assert_eq!(records.len(), 3, "{records:?}");
         let fingerprints: Vec<&str> = records.iter().filter_map(|r| r["coerced"].as_str()).collect();
         assert_eq!(fingerprints.len(), 3, "{records:?}");

@@ -17,8 +17,8 @@ use retriever::dimse::{DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_LE, IMPLICIT_VR_LE};
 
 use crate::common::testscp::{TestScp, make_instances};
 use crate::common::{
-    Orthanc, Storescp, dest_key, fetch_ok, free_port, retriever, retriever_at, run_within, split_part10, temp_cache,
-    testdata, uid_of,
+    Orthanc, Storescp, dest_key, fetch_ok, free_port, journal_lines, retriever, retriever_at, run_within, split_part10,
+    temp_cache, testdata, uid_of,
 };
 
 tests! {
@@ -53,14 +53,8 @@ fn store(orthanc: &Orthanc, cache: &Path, dest: &str, args: &[&str]) -> (i32, St
 
 /// The last journal record of each instance of a study for a destination.
 fn journal(cache: &Path, study: &str, dest: &str) -> BTreeMap<String, Value> {
-    let path = cache
-        .join("studies")
-        .join(study)
-        .join("delivered")
-        .join(format!("{}.jsonl", dest_key(dest)));
-    let text = std::fs::read_to_string(&path).unwrap_or_default();
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+    journal_lines(cache, study, dest)
+        .into_iter()
         .map(|v| (v["sop"].as_str().unwrap().to_owned(), v))
         .collect()
 }

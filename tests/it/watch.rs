@@ -19,7 +19,9 @@ use crate::common::proxy::{Fault, Proxy, Rule};
 use crate::common::running::{Running, wait_until};
 use crate::common::storescp::DEFAULT_FLAGS;
 use crate::common::testscp::TestScp;
-use crate::common::{Orthanc, Storescp, dest_key, free_port, retriever_at, run_within, temp_cache, testdata, uid_of};
+use crate::common::{
+    Orthanc, Storescp, delivered_counts, dest_key, free_port, retriever_at, run_within, temp_cache, testdata, uid_of,
+};
 
 tests! {
     once_delivers_the_study_and_its_priors: ["orthanc", "storescp"],
@@ -57,31 +59,6 @@ fn upload(cloud: &Orthanc, accession: &str) {
     for instance in testdata().study(accession).instances() {
         cloud.upload_file(&instance.path);
     }
-}
-
-/// The journal of a study for a destination, every line.
-fn journal_lines(cache: &Path, study: &str, dest: &str) -> Vec<Value> {
-    let path = cache
-        .join("studies")
-        .join(study)
-        .join("delivered")
-        .join(format!("{}.jsonl", dest_key(dest)));
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-/// How many times the journal records each instance as delivered.
-fn delivered_counts(cache: &Path, study: &str, dest: &str) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for line in journal_lines(cache, study, dest) {
-        if matches!(line["state"].as_str(), Some("delivered" | "warning")) {
-            *counts.entry(line["sop"].as_str().unwrap().to_owned()).or_default() += 1;
-        }
-    }
-    counts
 }
 
 /// Asserts that the journal has each instance of the studies delivered exactly once.

@@ -568,18 +568,25 @@ pub fn ls_json(cloud: &str, cache: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// How many times the journal of `study` for `dest` records each instance as delivered.
-pub fn delivered_counts(cache: &Path, study: &str, dest: &str) -> BTreeMap<String, usize> {
+/// Every record of the delivery journal of `study` for `dest`, in order (none when there is no
+/// journal; a line that is not JSON is left out).
+pub fn journal_lines(cache: &Path, study: &str, dest: &str) -> Vec<serde_json::Value> {
     let path = cache
         .join("studies")
         .join(study)
         .join("delivered")
         .join(format!("{}.jsonl", dest_key(dest)));
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// How many times the journal of `study` for `dest` records each instance as delivered.
+pub fn delivered_counts(cache: &Path, study: &str, dest: &str) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
-    for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
-        let Ok(line) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
+    for line in journal_lines(cache, study, dest) {
         if matches!(line["state"].as_str(), Some("delivered" | "warning")) {
             *counts.entry(line["sop"].as_str().unwrap().to_owned()).or_default() += 1;
         }
