@@ -2,9 +2,9 @@
 //! in batches of at most [`BATCH`] as the pages are read, each with what the
 //! record needs of it (its identity and instance count), never all at once.
 //! A watch searches its whole window (days of studies) at every interval,
-//! and the record already knows nearly all of them: collecting every study
-//! with all its attributes before handling any cost about 4 kB a study,
-//! search after search, which the allocator kept.
+//! and the record already knows nearly all of them: so what a search holds
+//! at once is a batch, not every study of the window with all its
+//! attributes.
 
 use anyhow::Result;
 
