@@ -252,7 +252,7 @@ impl Assoc {
             return self.data_writer(context_id);
         }
         let mut writer = self.data_writer(context_id)?;
-        writer.pending = pdata_pdu(context_id, 0x03, &bytes);
+        writer.lead_with(pdata_pdu(context_id, 0x03, &bytes));
         Ok(writer)
     }
 
@@ -543,52 +543,76 @@ impl Drop for Assoc {
     }
 }
 
+/// Bytes of whole PDUs gathered into one write. A peer's maximum PDU is
+/// often 16 KiB (DCMTK's default), and a write per PDU costs a system call
+/// and a wake-up of the peer per 16 KiB: sending from the cache to
+/// storescp took an eighth less CPU with writes of 64 KiB, in the same
+/// time; larger writes saved nothing more.
+const WRITE_BATCH: usize = 64 * 1024;
+
 /// Sends bytes as data set P-DATA-TF PDUs of at most `max_pdu` (PDU length
-/// field), one PDV each. The last PDU is held back until `finish`, so that
-/// the final fragment (marked last) is never empty.
+/// field), one PDV each, gathered into writes of about [`WRITE_BATCH`]
+/// bytes. The last PDU is held back until `finish`, so that the final
+/// fragment (marked last) is never empty.
 pub(crate) struct DataWriter<'a> {
     stream: &'a mut Stream,
-    /// A command PDU to send in the same write as the first data PDU.
-    pending: Vec<u8>,
+    /// Whole PDUs not yet written, then the one being filled (from `start`).
     buf: Vec<u8>,
-    capacity: usize,
+    start: usize,
+    /// PDU and PDV headers plus the most data one PDU carries.
+    pdu_size: usize,
+    context_id: u8,
     bytes: u64,
 }
 
 impl<'a> DataWriter<'a> {
     fn new(stream: &'a mut Stream, context_id: u8, max_pdu: u32) -> DataWriter<'a> {
-        let capacity = PDU_PDV_HEADER + pdu::pdv_capacity(max_pdu);
-        let mut buf = Vec::with_capacity(capacity);
+        let pdu_size = PDU_PDV_HEADER + pdu::pdv_capacity(max_pdu);
+        let mut buf = Vec::with_capacity(pdu_size.max(WRITE_BATCH));
         buf.extend_from_slice(&pdu_pdv_header(context_id, 0, 0));
         DataWriter {
             stream,
-            pending: Vec::new(),
             buf,
-            capacity,
+            start: 0,
+            pdu_size,
+            context_id,
             bytes: 0,
         }
     }
 
-    fn dispatch(&mut self, last: bool) -> io::Result<()> {
-        let data_len = self.buf.len() - PDU_PDV_HEADER;
-        let context_id = self.buf[10];
+    /// Puts a whole PDU (the command set) before the data set's first,
+    /// so that both go out in one write. Only before any data.
+    fn lead_with(&mut self, pdu: Vec<u8>) {
+        debug_assert_eq!(self.buf.len(), self.start + PDU_PDV_HEADER);
+        self.buf.splice(self.start..self.start, pdu);
+        self.start = self.buf.len() - PDU_PDV_HEADER;
+    }
+
+    /// Writes the PDU being filled into its header.
+    fn close(&mut self, last: bool) {
+        let data_len = self.buf.len() - self.start - PDU_PDV_HEADER;
         // Message control header: bit 0 clear = data set, bit 1 = last.
-        let header = pdu_pdv_header(context_id, if last { 0x02 } else { 0x00 }, data_len);
-        self.buf[..PDU_PDV_HEADER].copy_from_slice(&header);
-        if self.pending.is_empty() {
+        let header = pdu_pdv_header(self.context_id, if last { 0x02 } else { 0x00 }, data_len);
+        self.buf[self.start..self.start + PDU_PDV_HEADER].copy_from_slice(&header);
+    }
+
+    /// Closes the full PDU being filled and starts the next, writing out
+    /// what is gathered when another PDU would not fit the batch.
+    fn next_pdu(&mut self) -> io::Result<()> {
+        self.close(false);
+        if self.buf.len() + self.pdu_size > self.pdu_size.max(WRITE_BATCH) {
             self.stream.write_all(&self.buf)?;
-        } else {
-            let mut both = std::mem::take(&mut self.pending);
-            both.extend_from_slice(&self.buf);
-            self.stream.write_all(&both)?;
+            self.buf.clear();
         }
-        self.buf.truncate(PDU_PDV_HEADER);
+        self.start = self.buf.len();
+        self.buf.extend_from_slice(&pdu_pdv_header(self.context_id, 0, 0));
         Ok(())
     }
 
     /// Sends the last fragment; returns the data set's length in bytes.
     pub fn finish(mut self) -> io::Result<u64> {
-        self.dispatch(true)?;
+        self.close(true);
+        self.stream.write_all(&self.buf)?;
         Ok(self.bytes)
     }
 }
@@ -598,10 +622,10 @@ impl Write for DataWriter<'_> {
         if data.is_empty() {
             return Ok(0);
         }
-        if self.buf.len() == self.capacity {
-            self.dispatch(false)?;
+        if self.buf.len() - self.start == self.pdu_size {
+            self.next_pdu()?;
         }
-        let n = data.len().min(self.capacity - self.buf.len());
+        let n = data.len().min(self.pdu_size - (self.buf.len() - self.start));
         self.buf.extend_from_slice(&data[..n]);
         self.bytes += n as u64;
         Ok(n)
@@ -853,7 +877,7 @@ mod tests {
     /// last is marked last, and the payload is intact.
     #[test]
     fn data_writer_fragments_to_max_pdu() {
-        for (total, command) in [0usize, 1, 1018, 1019, 3000, 10_000]
+        for (total, command) in [0usize, 1, 1018, 1019, 3000, 10_000, 600_000]
             .into_iter()
             .flat_map(|t| [(t, false), (t, true)])
         {
@@ -870,7 +894,7 @@ mod tests {
             let mut client = Stream::Plain(client);
             let mut w = DataWriter::new(&mut client, 3, 1024);
             if command {
-                w.pending = pdata_pdu(3, 0x03, b"command set");
+                w.lead_with(pdata_pdu(3, 0x03, b"command set"));
             }
             // Odd-sized writes, as io::copy would not do.
             for chunk in payload.chunks(700) {
