@@ -26,10 +26,11 @@ Starts a private Orthanc with DICOMweb on loopback, loads a generated large CT s
           one DCMTK storescu of all of them); and the time to first image: from the start of
           `watch --once` (or of `fetch --store` of the large study) to the first instance of each
           study that storescp wrote (its file's mtime), the median over the router's studies.
-  route   the router's set (the large study and its priors) by `watch --once` to two destinations
-          (two storescp, a config file's `destinations`) against the same to one (`--to`); the
-          cache is read once per instance or served from the page cache, so two should cost little
-          more than one.
+  route   two destinations (two storescp, a config file's `destinations`) against one (`--to`),
+          three ways, each in alternating rounds: the router's set (the large study and its
+          priors) by `watch --once`, where the fetch, both lanes and both storescp share the CPU;
+          delivery alone, `retriever store` of that set from the full cache; and DCMTK storescu
+          sending the cached files to one storescp, then to two at once, the floor the peers set.
 
 With --baseline OLD_BINARY, the fetch and the router are measured for that binary too, in the same
 alternating rounds, and the ratios are given for both, as medians with their spread (min-max).
@@ -38,9 +39,11 @@ Prints one line per measurement and the ratios. Speed is measured here, never in
 """
 
 import argparse
+import glob
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -626,44 +629,101 @@ def bench_router(args, url, big, priors, work, binary, data):
 
 
 def bench_route(args, url, big, priors, work, binary):
+    """Two destinations against one, three ways, each in alternating rounds: the whole router
+    (`watch --once`: the fetch and both lanes share the CPU), delivery alone (`store` from a full
+    cache), and DCMTK storescu sending the cached files to one storescp, then to two at once (the
+    floor the peers set)."""
     total = sum(s["num_instances"] for s in [big] + priors)
     scps = [Storescp(work), Storescp(work)]
     runs = iter(range(1, 10_000))
-    try:
-        def watch(two):
-            def go():
-                for scp in scps:
-                    scp.clear()
-                cache = tempfile.mkdtemp(prefix="route-cache-", dir=work)
-                env = dict(os.environ, RETRIEVER_PASSWORD=PASSWORD)
-                run = next(runs)
-                if two:
-                    config = os.path.join(work, f"route-{run}.json")
-                    with open(config, "w") as f:
-                        json.dump({"destinations": [
-                            {"name": f"first{run}", "to": f"DEST{run}@127.0.0.1:{scps[0].port}"},
-                            {"name": f"second{run}", "to": f"DEST{run}@127.0.0.1:{scps[1].port}"}]}, f)
-                    where = ["--config", config]
-                else:
-                    where = ["--to", f"DEST{run}@127.0.0.1:{scps[0].port}"]
-                t, rss, _ = run_measured([binary, "watch", "--once", "--quiet", "--filter",
-                                          f"AccessionNumber={big['accession']}", "--cloud", url,
-                                          "--user", USER, "--cache", cache] + where, env=env)
-                got = [scp.count() for scp in (scps if two else scps[:1])]
-                if any(n != total for n in got):
-                    sys.exit(f"bench: watch delivered {got} of {total} instances to each destination")
-                return t, rss, ""
-            return go
+    env = dict(os.environ, RETRIEVER_PASSWORD=PASSWORD)
+    kept = []
 
+    def where(two):
+        """Command-line arguments naming one destination or two, with AE titles never used before,
+        so that nothing counts as delivered already."""
+        run = next(runs)
+        if not two:
+            return ["--to", f"DEST{run}@127.0.0.1:{scps[0].port}"]
+        config = os.path.join(work, f"route-{run}.json")
+        with open(config, "w") as f:
+            json.dump({"destinations": [
+                {"name": f"first{run}", "to": f"DEST{run}@127.0.0.1:{scps[0].port}"},
+                {"name": f"second{run}", "to": f"DEST{run}@127.0.0.1:{scps[1].port}"}]}, f)
+        return ["--config", config]
+
+    def check(two, what):
+        got = [scp.count() for scp in (scps if two else scps[:1])]
+        if any(n != total for n in got):
+            sys.exit(f"bench: {what} delivered {got} of {total} instances to each destination")
+
+    def watch(two):
+        def go():
+            for scp in scps:
+                scp.clear()
+            cache = tempfile.mkdtemp(prefix="route-cache-", dir=work)
+            t, rss, _ = run_measured([binary, "watch", "--once", "--quiet", "--filter",
+                                      f"AccessionNumber={big['accession']}", "--cloud", url,
+                                      "--user", USER, "--cache", cache] + where(two), env=env)
+            check(two, "watch")
+            if not kept:
+                kept.append(cache)
+            else:
+                shutil.rmtree(cache)
+            return t, rss, ""
+        return go
+
+    def store(two):
+        def go():
+            for scp in scps:
+                scp.clear()
+            t, rss, _ = run_measured([binary, "store", "--quiet", "--cache", kept[0]] + where(two), env=env)
+            check(two, "store")
+            return t, rss, ""
+        return go
+
+    def storescu(two):
+        files = sorted(glob.glob(os.path.join(kept[0], "**", "*.dcm"), recursive=True))
+        if len(files) != total:
+            sys.exit(f"bench: the cache holds {len(files)} instance files, not {total}")
+
+        def go():
+            for scp in scps:
+                scp.clear()
+            start = time.perf_counter()
+            procs = [subprocess.Popen([dcmtk("storescu"), "-aet", "RETRIEVER", "-aec", "DEST", "127.0.0.1",
+                                       str(scp.port)] + files, env=dict(os.environ, TCP_NODELAY="1"),
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                     for scp in (scps if two else scps[:1])]
+            for proc in procs:
+                _, err = proc.communicate()
+                if proc.returncode != 0:
+                    sys.exit(f"bench: storescu failed: {err.decode(errors='replace')}")
+            t = time.perf_counter() - start
+            check(two, "storescu")
+            return t, 0.0, ""
+        return go
+
+    try:
         one, two = rounds(args.repeat, watch(False), watch(True))
+        store_one, store_two = rounds(args.repeat, store(False), store(True))
+        scu_one, scu_two = rounds(args.repeat, storescu(False), storescu(True))
     finally:
         for scp in scps:
             scp.stop()
-    ones, twos = [r[0] for r in one], [r[0] for r in two]
-    print(f"route: {total} instances by watch --once, {args.repeat} rounds: one destination {spread(ones)} s, "
-          f"two destinations {spread(twos)} s "
-          f"(peak RSS {max(r[1] for r in one):5.1f} / {max(r[1] for r in two):5.1f} MiB)")
-    print(f"  two / one {spread([t / o for t, o in zip(twos, ones)])}   (target <= 1.2)")
+    print(f"route: {total} instances to one destination and to two, {args.repeat} alternating rounds each")
+
+    def line(what, one, two, target):
+        ones, twos = [r[0] for r in one], [r[0] for r in two]
+        print(f"  {what:<28} one {spread(ones)} s, two {spread(twos)} s;  "
+              f"two / one {spread([t / o for t, o in zip(twos, ones)])}{target}")
+        return statistics.median(t / o for t, o in zip(twos, ones))
+
+    line("watch --once (fetch + send)", one, two, "")
+    line("store from the cache", store_one, store_two, "   (target <= 1.2)")
+    line("DCMTK storescu (the floor)", scu_one, scu_two, "")
+    print(f"  peak RSS: watch {max(r[1] for r in one):5.1f} / {max(r[1] for r in two):5.1f} MiB, "
+          f"store {max(r[1] for r in store_one):5.1f} / {max(r[1] for r in store_two):5.1f} MiB")
 
 
 if __name__ == "__main__":
