@@ -26,7 +26,8 @@
 //! Trouble never ends the loop: a cloud that does not answer the search is
 //! searched again every [`CLOUD_PROBE_EVERY`] until it does (a refused
 //! login, which waiting does not mend, with backoff), a study that failed
-//! to fetch or deliver is taken up again with backoff, and a destination
+//! to fetch or deliver is taken up again with backoff (at once when the
+//! cloud is back from an outage, which may have been why), and a destination
 //! that is down holds the deliveries (not the fetches) until a probe finds
 //! it answering again. Ctrl-C
 //! stops taking up work, lets what is in flight stop at its next instance,
@@ -572,6 +573,11 @@ impl Router<'_> {
         let now = SystemTime::now();
         match msg {
             Msg::Found(studies, answer) => {
+                // The cloud answers again: a study whose fetch its outage
+                // failed is due now, so that this search takes it up.
+                if self.cloud_down.is_some() {
+                    self.records.due_now(now);
+                }
                 self.found(studies, now);
                 let _ = answer.send(());
             }
