@@ -78,7 +78,8 @@ const MAX_POLL_BACKOFF: Duration = Duration::from_secs(120);
 /// seconds of its return; with a backoff capped at two minutes it resumed
 /// 16 s after. A search the cloud cannot answer is one request
 /// (made without retries meanwhile), refused or failed at once; the first
-/// that works is the search itself, with nothing to ask again. Only the
+/// that works is the search itself, with nothing to ask again. A cloud
+/// that answered with a `Retry-After` is left alone that long. Only the
 /// first failure of an outage is told.
 const CLOUD_PROBE_EVERY: Duration = Duration::from_secs(1);
 /// The record is written at most this often (and at the end).
@@ -617,7 +618,9 @@ impl Router<'_> {
                     retry_delay(self.config.interval, self.search_failures)
                         .min(MAX_POLL_BACKOFF.max(self.config.interval))
                 } else {
-                    CLOUD_PROBE_EVERY.min(self.config.interval)
+                    // Never sooner than a cloud that said when to come back asked.
+                    let asked = crate::dicomweb::retry_after(&e).unwrap_or_default();
+                    CLOUD_PROBE_EVERY.min(self.config.interval).max(asked)
                 };
                 self.next_search = Instant::now() + wait;
                 let error = format!("{e:#}");

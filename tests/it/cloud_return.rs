@@ -1,6 +1,7 @@
 //! `retriever watch` when the cloud comes back from an outage, through the fault-injecting
 //! proxy: the search that finds it answering again takes up at once both a study that arrived
-//! meanwhile and one whose fetch the outage failed, without waiting out any backoff. Asserted
+//! meanwhile and one whose fetch the outage failed, without waiting out any backoff; while it
+//! is down, it is probed no sooner than its `Retry-After` asks. Asserted
 //! on the order of the watch's searches and deliveries, never on the clock: the watch's
 //! interval is long, so any wait shows as a second search before the delivery.
 
@@ -15,6 +16,7 @@ use crate::common::{Orthanc, Storescp, retriever_at, run_within, temp_cache, tes
 tests! {
     a_study_that_arrived_during_the_outage_is_delivered_by_the_first_search_after: ["orthanc", "storescp"],
     a_study_the_outage_failed_is_taken_up_by_the_first_search_after: ["orthanc", "storescp"],
+    a_cloud_that_asks_to_be_left_alone_is_not_probed_sooner: ["orthanc", "storescp"],
 }
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -161,4 +163,29 @@ fn a_study_the_outage_failed_is_taken_up_by_the_first_search_after() {
     proxy.clear();
     delivered_by_the_first_search_after(&mut running, &proxy, back, "ACC3001");
     assert_eq!(scp.received_sop_uids(), testdata().study("ACC3001").sop_uids());
+}
+
+/// The cloud answers the search with 503 and `Retry-After: 30` (maintenance, say): the watch
+/// probes it again in 30 s, not every second, and says so.
+fn a_cloud_that_asks_to_be_left_alone_is_not_probed_sooner() {
+    let cloud = Orthanc::empty();
+    let proxy = Proxy::to(&cloud);
+    let cache = temp_cache();
+    let scp = Storescp::start("STORESCP");
+    let dest = scp.address();
+    proxy.add(Rule::new(Fault::unavailable(30)).path_contains("/dicom-web/studies?"));
+    let mut running = Running::start(watch(
+        &proxy.dicomweb_url(),
+        cache.path(),
+        &dest,
+        &["--interval", INTERVAL],
+    ));
+    let stderr = running.stderr_path();
+    wait_until(LIMIT, "the failed search said", &mut running, || {
+        says(&stderr, "the search failed")
+    });
+    assert_eq!(running.interrupt(), 130);
+    let log = running.stderr();
+    assert!(log.contains("the search failed (1 in a row), next in 30s"), "{log}");
+    assert_eq!(searches(&proxy), 1, "{log}");
 }
