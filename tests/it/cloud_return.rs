@@ -108,7 +108,7 @@ fn a_study_that_arrived_during_the_outage_is_delivered_by_the_first_search_after
     proxy.clear();
     delivered_by_the_first_search_after(&mut running, &proxy, back, "ACC3001");
     assert_eq!(scp.received_sop_uids(), testdata().study("ACC3001").sop_uids());
-    // Every request after the return reached the cloud: the first was the search itself.
+    // The first request after the return was the search itself, no probe of its own before it.
     let after = &proxy.requests()[requests..];
     assert!(
         after
