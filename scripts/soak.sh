@@ -13,7 +13,10 @@
 # - the series sampled after each wave (seconds, studies uploaded and delivered, RSS in kB, open
 #   files, threads, bytes of log);
 # - each stretch of rest: the studies in the search's window, the searches, the CPU per search
-#   (ms), the bytes written to disk (`write_bytes`) and passed to write(2) (`wchar`), and the
+#   (ms), the bytes written to disk (`write_bytes`), the HTTP requests to the cloud, the bytes
+#   passed to write(2), writev(2) and send(2) to any file, socket or eventfd (`wchar`; at rest
+#   the search's requests, a few hundred bytes per page of 200 studies, and the HTTP client's
+#   8-byte wake-ups, not disk writes) in all and per request, the write calls (`syscw`), and the
 #   RSS; then the bytes written to disk per idle hour;
 # - for each peer's return, the time to the first delivery after it;
 # - the resends, then the test's verdict.

@@ -836,6 +836,8 @@ impl Failure {
                     anyhow::Error::new(LoginRefused(message))
                 } else if self.stalled {
                     anyhow::Error::new(Stalled(message))
+                } else if let Some(wait) = self.retry_after {
+                    anyhow::Error::new(AskedToWait { message, wait })
                 } else {
                     anyhow!(message)
                 }
@@ -871,6 +873,25 @@ impl std::fmt::Display for Stalled {
 }
 
 impl StdError for Stalled {}
+
+/// The error of a request the cloud answered with a `Retry-After` (503,
+/// 429, ...) once no retry was left, so that a caller that tries again
+/// later by itself (watch's probe of a cloud that is down) waits as long
+/// as the cloud asked: [`super::retry_after`].
+#[derive(Debug)]
+pub(super) struct AskedToWait {
+    message: String,
+    /// As asked, within [`super::retry::MAX_RETRY_AFTER`].
+    pub(super) wait: Duration,
+}
+
+impl std::fmt::Display for AskedToWait {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl StdError for AskedToWait {}
 
 /// A redirect the policy refused; found again in the error's source chain.
 #[derive(Debug)]

@@ -237,6 +237,30 @@ fn retry_after_is_honoured() {
     assert_eq!(server.requests().len(), 2);
 }
 
+/// With no retry left, how long the cloud asked to wait goes with the
+/// error, for a caller that tries again by itself; none when it did not ask.
+#[test]
+fn the_last_retry_after_goes_with_the_error() {
+    let server = TestServer::start(|i, _| match i {
+        0 => vec![Step::Send(response(
+            "503 Service Unavailable",
+            &[("Retry-After", "7")],
+            b"busy",
+        ))],
+        _ => vec![Step::Send(response("503 Service Unavailable", &[], b"busy"))],
+    });
+    let once = Client::new(&ClientOptions {
+        retries: 0,
+        ..config(&server)
+    })
+    .unwrap();
+    let e = once.studies(&[]).unwrap_err();
+    assert_eq!(crate::dicomweb::retry_after(&e), Some(Duration::from_secs(7)), "{e:#}");
+    assert!(format!("{e:#}").contains("503 Service Unavailable"), "{e:#}");
+    let e = once.studies(&[]).unwrap_err();
+    assert_eq!(crate::dicomweb::retry_after(&e), None, "{e:#}");
+}
+
 #[test]
 fn exhausted_retries_say_what_and_what_to_do() {
     let server = TestServer::start(|_, _| vec![Step::Send(response("503 Service Unavailable", &[], b""))]);

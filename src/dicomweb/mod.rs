@@ -40,6 +40,14 @@ pub fn is_login_refused(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.is::<client::LoginRefused>())
 }
 
+/// How long the cloud asked to be left alone (`Retry-After`, capped), when
+/// `e` comes from its answer to the last try of a request.
+pub fn retry_after(e: &anyhow::Error) -> Option<std::time::Duration> {
+    e.chain()
+        .find_map(|c| c.downcast_ref::<client::AskedToWait>())
+        .map(|a| a.wait)
+}
+
 /// True when `e` comes from the cloud sending nothing for the idle timeout
 /// (a stall), as opposed to a cut connection or an error status.
 pub fn is_stalled(e: &anyhow::Error) -> bool {

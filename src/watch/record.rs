@@ -475,6 +475,27 @@ impl Record {
         wait
     }
 
+    /// Makes every failing study due at `now`, its count of attempts kept,
+    /// and returns how many: once the cloud answers after an outage, a
+    /// study whose fetch the outage failed is taken up by the search that
+    /// found the cloud back, not after the backoff the outage earned it. A
+    /// study that fails for a reason of its own gets one try more per
+    /// outage, and backs off from where it was.
+    pub fn due_now(&mut self, now: SystemTime) -> usize {
+        if self.failing == 0 {
+            return 0;
+        }
+        let mut due = 0;
+        for (uid, seen) in self.studies.iter_mut() {
+            if seen.is_failing() && seen.next_try.is_some_and(|t| t > now) {
+                seen.next_try = Some(now);
+                self.changed.insert(uid.clone());
+                due += 1;
+            }
+        }
+        due
+    }
+
     /// Forgets the studies the search has not found for [`FORGET_AFTER`].
     pub fn forget_old(&mut self, now: SystemTime) {
         let mut failing = 0;
@@ -536,6 +557,11 @@ impl Records {
     /// search gave are the same in each).
     pub fn seen(&self, study: &Uid) -> Option<&Seen> {
         self.at.iter().find_map(|(_, _, r)| r.studies.get(study))
+    }
+
+    /// [`Record::due_now`] in every record.
+    pub fn due_now(&mut self, now: SystemTime) -> usize {
+        self.at.iter_mut().map(|(_, _, r)| r.due_now(now)).sum()
     }
 
     /// Notes that the search found `study` (see [`Record::found`]) in every
@@ -729,6 +755,35 @@ mod tests {
         r.found(&s, &found(Some(5)), t0 + FORGET_AFTER, MIN);
         r.forget_old(t0 + FORGET_AFTER + Duration::from_secs(1000));
         assert_eq!(r.studies.keys().collect::<Vec<_>>(), vec![&s]);
+    }
+
+    /// After an outage of the cloud a failing study is due at once, its
+    /// attempts kept, so that a failure of its own backs off from there;
+    /// a delivered study is left as it is.
+    #[test]
+    fn due_now_ends_the_wait_of_failing_studies_only() {
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_795_816_800);
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut r = Record::default();
+        let (ok, failing) = (uid("1.2.3"), uid("1.2.4"));
+        for s in [&ok, &failing] {
+            r.found(s, &found(Some(1)), t0, MIN);
+            r.taken_up(s, Some(1), t0);
+        }
+        r.delivered(&ok, Some(1), at(1));
+        assert_eq!(r.due_now(at(2)), 0, "nothing failing");
+        r.failed(&failing, "down", Duration::from_secs(30), at(1));
+        r.failed(&failing, "down", Duration::from_secs(30), at(2));
+        assert!(!r.found(&failing, &found(Some(1)), at(3), MIN), "waiting");
+        assert_eq!(r.due_now(at(3)), 1);
+        assert!(r.needs_save(at(3)));
+        assert!(r.found(&failing, &found(Some(1)), at(3), MIN), "due");
+        assert!(!r.found(&ok, &found(Some(1)), at(3), MIN));
+        assert_eq!(
+            r.failed(&failing, "down", Duration::from_secs(30), at(4)),
+            Duration::from_secs(120),
+            "backs off from where it was"
+        );
     }
 
     /// A search that finds the same studies again is the router at rest:

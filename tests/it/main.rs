@@ -9,6 +9,7 @@
 mod common;
 mod bounded_time;
 mod cloud_mtls;
+mod cloud_return;
 mod coerce;
 mod config;
 mod destinations;
@@ -42,6 +43,7 @@ fn main() {
     let trials = [
         bounded_time::tests(),
         cloud_mtls::tests(),
+        cloud_return::tests(),
         coerce::tests(),
         config::tests(),
         destinations::tests(),

@@ -1,0 +1,191 @@
+//! `retriever watch` when the cloud comes back from an outage, through the fault-injecting
+//! proxy: the search that finds it answering again takes up at once both a study that arrived
+//! meanwhile and one whose fetch the outage failed, without waiting out any backoff; while it
+//! is down, it is probed no sooner than its `Retry-After` asks. Asserted
+//! on the order of the watch's searches and deliveries, never on the clock: the watch's
+//! interval is long, so any wait shows as a second search before the delivery.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::common::proxy::{Fault, Proxy, Rule};
+use crate::common::running::{Running, wait_until};
+use crate::common::{Orthanc, Storescp, retriever_at, run_within, temp_cache, testdata};
+
+tests! {
+    a_study_that_arrived_during_the_outage_is_delivered_by_the_first_search_after: ["orthanc", "storescp"],
+    a_study_the_outage_failed_is_taken_up_by_the_first_search_after: ["orthanc", "storescp"],
+    a_cloud_that_asks_to_be_left_alone_is_not_probed_sooner: ["orthanc", "storescp"],
+}
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// Between two searches of a watch that finds the cloud answering: far longer than a fetch
+/// and a delivery here, far shorter than [`LIMIT`]. The probe of a cloud that is down is
+/// every second whatever this is.
+const INTERVAL: &str = "10s";
+
+/// `retriever --cloud CLOUD ... watch --to DEST ARGS...`, one request per try.
+fn watch(cloud: &str, cache: &Path, dest: &str, args: &[&str]) -> Command {
+    let mut cmd = retriever_at(cloud, cache);
+    cmd.arg("watch")
+        .args([
+            "--to",
+            dest,
+            "--filter",
+            "AccessionNumber=ACC*",
+            "--priors",
+            "0",
+            "--retries",
+            "0",
+        ])
+        .args(args);
+    cmd
+}
+
+fn upload(cloud: &Orthanc, accession: &str) {
+    for instance in testdata().study(accession).instances() {
+        cloud.upload_file(&instance.path);
+    }
+}
+
+/// The watch's searches of its worklist that reached the proxy (each a first page).
+fn searches(proxy: &Proxy) -> usize {
+    proxy
+        .requests()
+        .iter()
+        .filter(|r| r.target.contains("/studies?AccessionNumber="))
+        .filter(|r| r.target.ends_with("offset=0") || r.target.contains("offset=0&"))
+        .count()
+}
+
+/// True when the file (a running watch's stderr) says `what`.
+fn says(path: &Path, what: &str) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|t| t.contains(what))
+}
+
+/// Waits for the study to be delivered or for a second search after the return, whichever
+/// comes first, and asserts it was the delivery: the search that found the cloud back took
+/// the study up.
+fn delivered_by_the_first_search_after(running: &mut Running, proxy: &Proxy, back: usize, label: &str) {
+    let stderr = running.stderr_path();
+    let said = format!("delivered {label}");
+    wait_until(LIMIT, "the delivery or a second search", running, || {
+        says(&stderr, &said) || searches(proxy) >= back + 2
+    });
+    let delivered = says(&stderr, &said);
+    let after = searches(proxy) - back;
+    assert_eq!(running.interrupt(), 130);
+    assert!(
+        delivered && after == 1,
+        "{label} delivered: {delivered}, after {after} searches since the cloud was back:\n{}",
+        running.stderr()
+    );
+}
+
+/// The cloud answers everything with 503 while a study is uploaded: once it answers again,
+/// the first search finds the study and it is fetched and delivered before any other search,
+/// and no request after the return was refused (none waited out a retry).
+fn a_study_that_arrived_during_the_outage_is_delivered_by_the_first_search_after() {
+    let cloud = Orthanc::empty();
+    let proxy = Proxy::to(&cloud);
+    let cache = temp_cache();
+    let scp = Storescp::start("STORESCP");
+    let dest = scp.address();
+    let mut running = Running::start(watch(
+        &proxy.dicomweb_url(),
+        cache.path(),
+        &dest,
+        &["--interval", INTERVAL],
+    ));
+    wait_until(LIMIT, "a search that works", &mut running, || searches(&proxy) >= 1);
+    let outage = proxy.add(Rule::new(Fault::unavailable(0)).path_contains("/dicom-web/"));
+    upload(&cloud, "ACC3001");
+    wait_until(LIMIT, "three refused probes", &mut running, || proxy.hits(outage) >= 3);
+    let back = searches(&proxy);
+    let requests = proxy.request_count();
+    proxy.clear();
+    delivered_by_the_first_search_after(&mut running, &proxy, back, "ACC3001");
+    assert_eq!(scp.received_sop_uids(), testdata().study("ACC3001").sop_uids());
+    // The first request after the return was the search itself, no probe of its own before it.
+    let after = &proxy.requests()[requests..];
+    assert!(
+        after
+            .first()
+            .is_some_and(|r| r.target.contains("/studies?AccessionNumber=")),
+        "{after:?}"
+    );
+}
+
+/// A study left undone is taken up as the watch starts, while the cloud answers everything with
+/// 503: its fetch fails and earns a backoff (twice the interval, its second failure). Once the
+/// cloud answers again, the search that finds it back takes the study up at once; waiting out
+/// the backoff, it came two searches later.
+fn a_study_the_outage_failed_is_taken_up_by_the_first_search_after() {
+    let cloud = Orthanc::empty();
+    let proxy = Proxy::to(&cloud);
+    let cache = temp_cache();
+    let scp = Storescp::start("STORESCP");
+    let dest = scp.address();
+    upload(&cloud, "ACC3001");
+    // A first pass finds the study but cannot fetch it: it stays in the record, to do.
+    let listings = proxy.add(Rule::new(Fault::unavailable(0)).path_contains("/dicom-web/studies/"));
+    let (code, _, stderr) = run_within(
+        &mut watch(
+            &proxy.dicomweb_url(),
+            cache.path(),
+            &dest,
+            &["--once", "--interval", INTERVAL],
+        ),
+        LIMIT,
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(proxy.hits(listings) >= 1, "{stderr}");
+    proxy.clear();
+    let outage = proxy.add(Rule::new(Fault::unavailable(0)).path_contains("/dicom-web/"));
+    let mut running = Running::start(watch(
+        &proxy.dicomweb_url(),
+        cache.path(),
+        &dest,
+        &["--interval", INTERVAL],
+    ));
+    let stderr = running.stderr_path();
+    wait_until(LIMIT, "the study failed again", &mut running, || {
+        says(&stderr, "ACC3001: not delivered")
+    });
+    let probes = searches(&proxy);
+    wait_until(LIMIT, "two more refused probes", &mut running, || {
+        searches(&proxy) >= probes + 2
+    });
+    assert!(proxy.hits(outage) >= 3);
+    let back = searches(&proxy);
+    proxy.clear();
+    delivered_by_the_first_search_after(&mut running, &proxy, back, "ACC3001");
+    assert_eq!(scp.received_sop_uids(), testdata().study("ACC3001").sop_uids());
+}
+
+/// The cloud answers the search with 503 and `Retry-After: 30` (maintenance, say): the watch
+/// probes it again in 30 s, not every second, and says so.
+fn a_cloud_that_asks_to_be_left_alone_is_not_probed_sooner() {
+    let cloud = Orthanc::empty();
+    let proxy = Proxy::to(&cloud);
+    let cache = temp_cache();
+    let scp = Storescp::start("STORESCP");
+    let dest = scp.address();
+    proxy.add(Rule::new(Fault::unavailable(30)).path_contains("/dicom-web/studies?"));
+    let mut running = Running::start(watch(
+        &proxy.dicomweb_url(),
+        cache.path(),
+        &dest,
+        &["--interval", INTERVAL],
+    ));
+    let stderr = running.stderr_path();
+    wait_until(LIMIT, "the failed search said", &mut running, || {
+        says(&stderr, "the search failed")
+    });
+    assert_eq!(running.interrupt(), 130);
+    let log = running.stderr();
+    assert!(log.contains("the search failed (1 in a row), next in 30s"), "{log}");
+    assert_eq!(searches(&proxy), 1, "{log}");
+}
