@@ -17,6 +17,7 @@
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
+use std::hash::{BuildHasher, RandomState};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -478,8 +479,14 @@ pub(super) struct Keeper {
     written: Option<(Instant, Status)>,
     /// Something that matters changed: write at once.
     urgent: bool,
-    delivered_today: HashSet<Uid>,
-    failed_today: HashSet<Uid>,
+    /// The studies counted today, each by a 64-bit hash of its UID rather
+    /// than a copy of it: the copies, one more allocation per study made
+    /// among the work of its delivery, came to 85 bytes a study (heaptrack:
+    /// 170 kB after 2000), the hashes to about 20. Two UIDs of a day sharing
+    /// a hash (one chance in 10^11 with 10 000 studies) would count as one.
+    delivered_today: HashSet<u64>,
+    failed_today: HashSet<u64>,
+    ids: RandomState,
     /// The last write failed (warned once, not at every try).
     failing: bool,
 }
@@ -557,6 +564,7 @@ impl Keeper {
             urgent: true,
             delivered_today: HashSet::new(),
             failed_today: HashSet::new(),
+            ids: RandomState::new(),
             failing: false,
         }
     }
@@ -580,7 +588,7 @@ impl Keeper {
     /// A current study is at every destination it is routed to.
     pub(super) fn delivered(&mut self, study: &Uid, now: SystemTime) {
         self.new_day(now);
-        self.delivered_today.insert(study.clone());
+        self.delivered_today.insert(self.ids.hash_one(study));
         self.status.studies.delivered_today = self.delivered_today.len();
     }
 
@@ -593,7 +601,7 @@ impl Keeper {
 
     pub(super) fn failed(&mut self, study: &Uid, now: SystemTime) {
         self.new_day(now);
-        self.failed_today.insert(study.clone());
+        self.failed_today.insert(self.ids.hash_one(study));
         self.status.studies.failed_today = self.failed_today.len();
     }
 
@@ -710,6 +718,55 @@ mod tests {
     fn reason(v: Verdict) -> String {
         assert!(!v.ok);
         v.reason.unwrap()
+    }
+
+    /// The day's counts take each study once and start again each day, and
+    /// what they hold of a study is a few bytes, not a copy of its UID: a
+    /// router delivers thousands a day, each counted among the work of its
+    /// delivery.
+    #[test]
+    fn the_days_counts_take_each_study_once_and_hold_no_copy_of_it() {
+        let mut k = Keeper::new(
+            "PACS@h_104",
+            "PACS@h:104",
+            "StudyDate=today".into(),
+            Duration::from_secs(30),
+            false,
+            None,
+        );
+        let day = |d: u64| UNIX_EPOCH + Duration::from_secs(d * 86_400 + 3_600);
+        let n = 10_000;
+        // UIDs of 60 characters, as real ones are: their copies would weigh.
+        let studies: Vec<Uid> = (0..n)
+            .map(|i| {
+                Uid::parse(&format!(
+                    "1.2.826.0.1.3680043.10.543.77.20261203.1234567890.{}",
+                    10_000_000 + i
+                ))
+                .unwrap()
+            })
+            .collect();
+        let ((), held) = crate::testalloc::measure(|| {
+            for study in &studies {
+                k.delivered(study, day(20_000));
+            }
+        });
+        assert_eq!(k.status.studies.delivered_today, n);
+        // A table of n hashes peaks at about 40 bytes a study while it grows; a
+        // copy of each UID (64 bytes with its table slot and allocation) is past it.
+        assert!(held.peak < 40 * n, "{} bytes held for {n} studies", held.peak);
+        k.delivered(&studies[0], day(20_000));
+        k.failed(&studies[1], day(20_000));
+        k.failed(&studies[1], day(20_000));
+        assert_eq!(
+            (k.status.studies.delivered_today, k.status.studies.failed_today),
+            (n, 1)
+        );
+        k.delivered(&studies[0], day(20_001));
+        assert_eq!(
+            (k.status.studies.delivered_today, k.status.studies.failed_today),
+            (1, 0)
+        );
     }
 
     #[test]
