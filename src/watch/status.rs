@@ -699,15 +699,19 @@ mod tests {
         UNIX_EPOCH + Duration::from_secs(T0 + secs)
     }
 
-    fn status() -> Status {
-        let mut k = Keeper::new(
+    fn keeper() -> Keeper {
+        Keeper::new(
             "PACS@h_104",
             "PACS@h:104",
             "StudyDate=today".into(),
             Duration::from_secs(30),
             false,
             None,
-        );
+        )
+    }
+
+    fn status() -> Status {
+        let mut k = keeper();
         k.status.started_at = at(0);
         k.status.heartbeat_at = at(0);
         k.status.host = "router1".into();
@@ -726,14 +730,7 @@ mod tests {
     /// delivery.
     #[test]
     fn the_days_counts_take_each_study_once_and_hold_no_copy_of_it() {
-        let mut k = Keeper::new(
-            "PACS@h_104",
-            "PACS@h:104",
-            "StudyDate=today".into(),
-            Duration::from_secs(30),
-            false,
-            None,
-        );
+        let mut k = keeper();
         let day = |d: u64| UNIX_EPOCH + Duration::from_secs(d * 86_400 + 3_600);
         let n = 10_000;
         // UIDs of 60 characters, as real ones are: their copies would weigh.

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::common::proxy::{Fault, Proxy, Rule};
 use crate::common::running::{Running, wait_until};
-use crate::common::{Orthanc, Storescp, retriever_at, run_within, temp_cache, testdata};
+use crate::common::{Orthanc, Storescp, file_says, retriever_at, run_within, temp_cache, testdata};
 
 tests! {
     a_study_that_arrived_during_the_outage_is_delivered_by_the_first_search_after: ["orthanc", "storescp"],
@@ -50,21 +50,6 @@ fn upload(cloud: &Orthanc, accession: &str) {
     }
 }
 
-/// The watch's searches of its worklist that reached the proxy (each a first page).
-fn searches(proxy: &Proxy) -> usize {
-    proxy
-        .requests()
-        .iter()
-        .filter(|r| r.target.contains("/studies?AccessionNumber="))
-        .filter(|r| r.target.ends_with("offset=0") || r.target.contains("offset=0&"))
-        .count()
-}
-
-/// True when the file (a running watch's stderr) says `what`.
-fn says(path: &Path, what: &str) -> bool {
-    std::fs::read_to_string(path).is_ok_and(|t| t.contains(what))
-}
-
 /// Waits for the study to be delivered or for a second search after the return, whichever
 /// comes first, and asserts it was the delivery: the search that found the cloud back took
 /// the study up.
@@ -72,10 +57,10 @@ fn delivered_by_the_first_search_after(running: &mut Running, proxy: &Proxy, bac
     let stderr = running.stderr_path();
     let said = format!("delivered {label}");
     wait_until(LIMIT, "the delivery or a second search", running, || {
-        says(&stderr, &said) || searches(proxy) >= back + 2
+        file_says(&stderr, &said) || proxy.study_searches("/studies?AccessionNumber=") >= back + 2
     });
-    let delivered = says(&stderr, &said);
-    let after = searches(proxy) - back;
+    let delivered = file_says(&stderr, &said);
+    let after = proxy.study_searches("/studies?AccessionNumber=") - back;
     assert_eq!(running.interrupt(), 130);
     assert!(
         delivered && after == 1,
@@ -99,11 +84,13 @@ fn a_study_that_arrived_during_the_outage_is_delivered_by_the_first_search_after
         &dest,
         &["--interval", INTERVAL],
     ));
-    wait_until(LIMIT, "a search that works", &mut running, || searches(&proxy) >= 1);
+    wait_until(LIMIT, "a search that works", &mut running, || {
+        proxy.study_searches("/studies?AccessionNumber=") >= 1
+    });
     let outage = proxy.add(Rule::new(Fault::unavailable(0)).path_contains("/dicom-web/"));
     upload(&cloud, "ACC3001");
     wait_until(LIMIT, "three refused probes", &mut running, || proxy.hits(outage) >= 3);
-    let back = searches(&proxy);
+    let back = proxy.study_searches("/studies?AccessionNumber=");
     let requests = proxy.request_count();
     proxy.clear();
     delivered_by_the_first_search_after(&mut running, &proxy, back, "ACC3001");
@@ -152,14 +139,14 @@ fn a_study_the_outage_failed_is_taken_up_by_the_first_search_after() {
     ));
     let stderr = running.stderr_path();
     wait_until(LIMIT, "the study failed again", &mut running, || {
-        says(&stderr, "ACC3001: not delivered")
+        file_says(&stderr, "ACC3001: not delivered")
     });
-    let probes = searches(&proxy);
+    let probes = proxy.study_searches("/studies?AccessionNumber=");
     wait_until(LIMIT, "two more refused probes", &mut running, || {
-        searches(&proxy) >= probes + 2
+        proxy.study_searches("/studies?AccessionNumber=") >= probes + 2
     });
     assert!(proxy.hits(outage) >= 3);
-    let back = searches(&proxy);
+    let back = proxy.study_searches("/studies?AccessionNumber=");
     proxy.clear();
     delivered_by_the_first_search_after(&mut running, &proxy, back, "ACC3001");
     assert_eq!(scp.received_sop_uids(), testdata().study("ACC3001").sop_uids());
@@ -182,10 +169,10 @@ fn a_cloud_that_asks_to_be_left_alone_is_not_probed_sooner() {
     ));
     let stderr = running.stderr_path();
     wait_until(LIMIT, "the failed search said", &mut running, || {
-        says(&stderr, "the search failed")
+        file_says(&stderr, "the search failed")
     });
     assert_eq!(running.interrupt(), 130);
     let log = running.stderr();
     assert!(log.contains("the search failed (1 in a row), next in 30s"), "{log}");
-    assert_eq!(searches(&proxy), 1, "{log}");
+    assert_eq!(proxy.study_searches("/studies?AccessionNumber="), 1, "{log}");
 }

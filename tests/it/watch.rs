@@ -20,7 +20,8 @@ use crate::common::running::{Running, wait_until};
 use crate::common::storescp::DEFAULT_FLAGS;
 use crate::common::testscp::TestScp;
 use crate::common::{
-    Orthanc, Storescp, delivered_counts, dest_key, free_port, retriever_at, run_within, temp_cache, testdata, uid_of,
+    Orthanc, Storescp, delivered_counts, dest_key, file_says, free_port, retriever_at, run_within, temp_cache,
+    testdata, uid_of,
 };
 
 tests! {
@@ -78,22 +79,6 @@ fn assert_journaled_once(cache: &Path, dest: &str, accessions: &[&str]) {
 /// The watch record: study UID → its entry (none before it is first written).
 fn record(cache: &Path, dest: &str) -> BTreeMap<String, Value> {
     crate::common::watch_record(cache, dest)
-}
-
-/// The searches the proxy saw: the first page of each QIDO-RS study search (a retrieve has no
-/// query string, a search of many studies has several pages).
-fn searches(proxy: &Proxy) -> usize {
-    proxy
-        .requests()
-        .iter()
-        .filter(|r| r.target.contains("/studies?"))
-        .filter(|r| r.target.ends_with("offset=0") || r.target.contains("offset=0&"))
-        .count()
-}
-
-/// True when the file (a running watch's stderr) says `what`.
-fn says(path: &Path, what: &str) -> bool {
-    std::fs::read_to_string(path).is_ok_and(|t| t.contains(what))
 }
 
 /// The time stamp of each log line (`2026-12-03T14:39:46Z LEVEL text`) that contains `what`.
@@ -499,7 +484,7 @@ fn killed_just_after_a_delivery_it_does_not_say_delivered_again() {
     ));
     let stderr = running.stderr_path();
     wait_until(LIMIT, "the delivery in the log", &mut running, || {
-        says(&stderr, "delivered ACC3001")
+        file_says(&stderr, "delivered ACC3001")
     });
     running.child.kill().unwrap(); // SIGKILL, within a moment of the line
     running.child.wait().unwrap();
@@ -559,9 +544,9 @@ fn at_rest_it_does_not_rewrite_its_record() {
         (m.ino(), m.mtime(), m.mtime_nsec())
     };
     // The search that follows the delivery may still record what it changed; from the next, rest.
-    let seen = searches(&proxy);
+    let seen = proxy.study_searches("/studies?");
     wait_until(LIMIT, "a search after the delivery", &mut running, || {
-        searches(&proxy) >= seen + 2
+        proxy.study_searches("/studies?") >= seen + 2
     });
     // Its log of changes neither: none appended at rest.
     let log = path.with_extension("log");
@@ -572,13 +557,15 @@ fn at_rest_it_does_not_rewrite_its_record() {
     };
     let before = identity(&path);
     let log_before = appended(&log);
-    let seen = searches(&proxy);
+    let seen = proxy.study_searches("/studies?");
     // Writes were at most 2 s apart: eight searches, a second apart, leave room for several.
     wait_until(LIMIT, "eight searches at rest", &mut running, || {
-        searches(&proxy) >= seen + 8
+        proxy.study_searches("/studies?") >= seen + 8
     });
     // What the eighth search found is handled by the time the ninth is asked for.
-    wait_until(LIMIT, "one more search", &mut running, || searches(&proxy) >= seen + 9);
+    wait_until(LIMIT, "one more search", &mut running, || {
+        proxy.study_searches("/studies?") >= seen + 9
+    });
     assert_eq!(
         identity(&path),
         before,
@@ -613,24 +600,24 @@ fn a_destination_back_from_an_outage_gets_its_studies_within_seconds() {
     ));
     let stderr = running.stderr_path();
     wait_until(LIMIT, "the first study delivered", &mut running, || {
-        says(&stderr, "delivered ACC3001")
+        file_says(&stderr, "delivered ACC3001")
     });
     scp.stop();
     upload(&cloud, "ACC1002");
     wait_until(LIMIT, "the destination found down", &mut running, || {
-        says(&stderr, "the destination is down")
+        file_says(&stderr, "the destination is down")
     });
     // Down for twenty searches (about 20 s): a backoff doubling from 1 s tries again 15 s and
     // 31 s after the first failure, so the return falls well inside a wait.
-    let seen = searches(&proxy);
+    let seen = proxy.study_searches("/studies?");
     wait_until(LIMIT, "twenty searches while it is down", &mut running, || {
-        searches(&proxy) >= seen + 20
+        proxy.study_searches("/studies?") >= seen + 20
     });
     scp.start_again();
     let back = SystemTime::now();
     let all = sops(&["ACC3001", "ACC1002"]);
     wait_until(LIMIT, "the second study delivered", &mut running, || {
-        scp.received_sop_uids() == all && says(&stderr, "delivered ACC1002")
+        scp.received_sop_uids() == all && file_says(&stderr, "delivered ACC1002")
     });
     assert_eq!(running.interrupt(), 130);
     let log = running.stderr();
@@ -671,8 +658,10 @@ fn a_cloud_back_from_an_outage_is_searched_within_seconds() {
             "0",
         ],
     ));
-    let seen = searches(&proxy);
-    wait_until(LIMIT, "a search that works", &mut running, || searches(&proxy) > seen);
+    let seen = proxy.study_searches("/studies?");
+    wait_until(LIMIT, "a search that works", &mut running, || {
+        proxy.study_searches("/studies?") > seen
+    });
     let outage = proxy.add(Rule::new(Fault::unavailable(0)).path_contains("/dicom-web/studies?"));
     upload(&cloud, "ACC3001");
     // Six failed searches: a backoff from 1 s would have waited 1, 2, 4, 8 and 16 s by then.
@@ -681,7 +670,7 @@ fn a_cloud_back_from_an_outage_is_searched_within_seconds() {
     let back = SystemTime::now();
     let stderr = running.stderr_path();
     wait_until(LIMIT, "the study delivered", &mut running, || {
-        says(&stderr, "delivered ACC3001")
+        file_says(&stderr, "delivered ACC3001")
     });
     assert_eq!(running.interrupt(), 130);
     let log = running.stderr();
@@ -820,18 +809,18 @@ fn rest(running: &mut Running, proxy: &Proxy, window: usize, searches: usize) ->
     let pid = running.pid();
     // The record of the last deliveries is written within 2 s of them, the status's figures
     // within 5 s: past that, rest.
-    let seen = self::searches(proxy);
+    let seen = proxy.study_searches("/studies?");
     wait_until(LIMIT, "six searches after the last delivery", running, || {
-        self::searches(proxy) >= seen + 6
+        proxy.study_searches("/studies?") >= seen + 6
     });
-    let (before, began, seen) = (spent(pid), Instant::now(), self::searches(proxy));
+    let (before, began, seen) = (spent(pid), Instant::now(), proxy.study_searches("/studies?"));
     let requests = proxy.request_count();
     let searches = searches.max(1);
     wait_until(
         LIMIT + Duration::from_secs(3 * searches as u64),
         "searches at rest",
         running,
-        || self::searches(proxy) >= seen + searches,
+        || proxy.study_searches("/studies?") >= seen + searches,
     );
     let after = spent(pid);
     Rest {
@@ -955,11 +944,11 @@ fn soak_hundreds_of_studies_with_flat_memory_and_files() {
         if dest_down {
             let stderr = running.stderr_path();
             wait_until(wave_limit, "the destination found down", &mut running, || {
-                says(&stderr, "the destination is down")
+                file_says(&stderr, "the destination is down")
             });
-            let seen = searches(&proxy);
+            let seen = proxy.study_searches("/studies?");
             wait_until(wave_limit + LIMIT, "the destination's outage", &mut running, || {
-                searches(&proxy) >= seen + outage
+                proxy.study_searches("/studies?") >= seen + outage
             });
             let before = scp.received().len();
             scp.start_again();
@@ -972,9 +961,9 @@ fn soak_hundreds_of_studies_with_flat_memory_and_files() {
         if cloud_down {
             // It restarts while it is away.
             cloud.post("/tools/reset", Vec::new(), "text/plain");
-            let seen = searches(&proxy);
+            let seen = proxy.study_searches("/studies?");
             wait_until(wave_limit + LIMIT, "the cloud's outage", &mut running, || {
-                searches(&proxy) >= seen + outage
+                proxy.study_searches("/studies?") >= seen + outage
             });
             wait_until(LIMIT, "the cloud to be back", &mut running, || {
                 let url = format!("{}/system", cloud.http_url());
@@ -1097,9 +1086,9 @@ fn soak_hundreds_of_studies_with_flat_memory_and_files() {
     // one holds beyond it is what it kept of the studies it delivered.
     let restarted_log = running.stderr();
     let mut fresh = start_watch();
-    let seen = self::searches(&proxy);
+    let seen = proxy.study_searches("/studies?");
     wait_until(LIMIT, "a fresh watch's five searches", &mut fresh, || {
-        self::searches(&proxy) >= seen + 5
+        proxy.study_searches("/studies?") >= seen + 5
     });
     let fresh_usage = usage(fresh.pid());
     assert_eq!(fresh.interrupt(), 130);

@@ -425,6 +425,11 @@ pub fn retriever_at(cloud: &str, cache: &Path) -> Command {
     cmd
 }
 
+/// True when the file (a running command's stderr, a log) holds `what`.
+pub fn file_says(path: &Path, what: &str) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|t| t.contains(what))
+}
+
 /// A fresh, empty cache directory, removed when dropped.
 pub fn temp_cache() -> tempfile::TempDir {
     tempfile::Builder::new()

@@ -310,6 +310,17 @@ impl Proxy {
         self.shared.seen.lock().unwrap().clone()
     }
 
+    /// How many QIDO-RS study searches whose target contains `what` passed so far, counting the
+    /// first page of each (a retrieve has no query string, a search of many studies has several
+    /// pages).
+    pub fn study_searches(&self, what: &str) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| r.target.contains(what))
+            .filter(|r| r.target.ends_with("offset=0") || r.target.contains("offset=0&"))
+            .count()
+    }
+
     /// Whether the upstream server has closed every connection the proxy opened to it (none
     /// is established any more, seen in /proc): a kept-alive connection it timed out, say.
     pub fn upstream_closed_all(&self) -> bool {
