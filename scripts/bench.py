@@ -23,9 +23,11 @@ Starts a private Orthanc with DICOMweb on loopback, loads a generated large CT s
   router  a current CT (the large study) with 3 priors, all in the cloud: time until every
           instance is at the destination, for `retriever watch --once` against the naive
           sequential route (dicomweb-client iter_study of the study and its priors to files, then
-          one DCMTK storescu of all of them); and the time to first image: from the start of
-          `watch --once` (or of `fetch --store` of the large study) to the first instance of each
-          study that storescp wrote (its file's mtime), the median over the router's studies.
+          one DCMTK storescu of all of them) and against the limit any router has here (the slower
+          of curl of every study at once and that storescu, each alone); and the time to first
+          image: from the start of `watch --once` (or of `fetch --store` of the large study) to
+          the first instance of each study that storescp wrote (its file's mtime), the median
+          over the router's studies.
   route   two destinations (two storescp, a config file's `destinations`) against one (`--to`),
           three ways, each in alternating rounds: the router's set (the large study and its
           priors) by `watch --once`, where the fetch, both lanes and both storescp share the CPU;
@@ -554,12 +556,23 @@ def bench_router(args, url, big, priors, work, binary, data):
             _, rss, _ = run_measured([sys.executable, "-c", DWC_MANY, url, USER, PASSWORD, out]
                                      + [s["study_uid"] for s in studies])
             files = [os.path.join(out, f) for f in os.listdir(out)]
-            run_measured([dcmtk("storescu"), "-aet", "RETRIEVER", "-aec", "DEST", "127.0.0.1", str(scp.port)]
-                         + files, env=dict(os.environ, TCP_NODELAY="1"))
+            send, _, _ = run_measured([dcmtk("storescu"), "-aet", "RETRIEVER", "-aec", "DEST", "127.0.0.1",
+                                       str(scp.port)] + files, env=dict(os.environ, TCP_NODELAY="1"))
             elapsed = time.perf_counter() - start
             if scp.count() != total:
                 sys.exit(f"bench: the naive route delivered {scp.count()} of {total} instances")
-            return elapsed, rss, ""
+            shutil.rmtree(out)
+            return elapsed, rss, send
+
+        def curl_all():
+            """Every study's WADO-RS retrieve by curl, all at once, to /dev/null: the fastest the
+            archive gives them on this machine."""
+            auth = ["-sf", "-u", f"{USER}:{PASSWORD}", "-o", "/dev/null", "-H", f"Accept: {ACCEPT}"]
+            start = time.perf_counter()
+            procs = [subprocess.Popen(["curl"] + auth + [f"{url}/studies/{s['study_uid']}"]) for s in studies]
+            if any(p.wait() != 0 for p in procs):
+                sys.exit("bench: curl of a study failed")
+            return time.perf_counter() - start, 0.0, ""
 
         study_of = {i["sop_uid"]: s["study_uid"] for s in studies for se in s["series"] for i in se["instances"]}
 
@@ -604,24 +617,31 @@ def bench_router(args, url, big, priors, work, binary, data):
             return go
 
         binaries = [("retriever", binary)] + ([("baseline", args.baseline)] if args.baseline else [])
-        fns = [naive]
+        fns = [naive, curl_all]
         for _, b in binaries:
             fns += [watch(b), fetch_store(b)]
         results = rounds(args.repeat, *fns)
     finally:
         scp.stop()
     naive_times = [r[0] for r in results[0]]
+    # The limit of any router on this machine: the slower of fetching every study (curl, all at
+    # once) and sending them (storescu of the naive route's files), each measured alone.
+    limits = [max(r[2], c[0]) for r, c in zip(results[0], results[1])]
     print(f"router: current study + {len(priors)} priors, {total} instances, {args.repeat} rounds: "
           f"naive route median {median(naive_times):6.3f} s")
+    print(f"  limit: the slower of curl of every study at once ({median([c[0] for c in results[1]]):6.3f} s) "
+          f"and storescu of them ({median([r[2] for r in results[0]]):6.3f} s), median {median(limits):6.3f} s; "
+          f"limit / naive {spread([l / n for l, n in zip(limits, naive_times)])}")
     for k, (name, _) in enumerate(binaries):
-        watches, stores = results[1 + 2 * k], results[2 + 2 * k]
+        watches, stores = results[2 + 2 * k], results[3 + 2 * k]
         times = [r[0] for r in watches]
         ratios = [t / n for t, n in zip(times, naive_times)]
         ttfi = [median(r[2]) for r in watches]
         first = [r[2][0] for r in watches]
         store_ttfi = [r[2][0] for r in stores]
         print(f"  {name:9s} watch --once median {median(times):6.3f} s (peak RSS {max(r[1] for r in watches):5.1f} MiB); "
-              f"watch / naive {spread(ratios)}   (target <= 0.35)")
+              f"watch / naive {spread(ratios)}   (target <= 0.35); "
+              f"watch / limit {spread([t / l for t, l in zip(times, limits)])}")
         print(f"  {name:9s} time to first image, watch --once: median over the studies {spread(ttfi)} s, "
               f"first study {spread(first)} s   (target < 1 s)")
         print(f"  {name:9s} time to first image, fetch --store (large study): {spread(store_ttfi)} s, "
