@@ -5,7 +5,6 @@
 //! on the order of the watch's searches and deliveries, never on the clock: the watch's
 //! interval is long, so any wait shows as a second search before the delivery.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -23,25 +22,46 @@ const LIMIT: Duration = Duration::from_secs(60);
 
 /// Between two searches of a watch that finds the cloud answering: far longer than a fetch
 /// and a delivery here, far shorter than [`LIMIT`]. The probe of a cloud that is down is
-/// every second whatever this is.
+/// every half second whatever this is.
 const INTERVAL: &str = "10s";
 
-/// `retriever --cloud CLOUD ... watch --to DEST ARGS...`, one request per try.
-fn watch(cloud: &str, cache: &Path, dest: &str, args: &[&str]) -> Command {
-    let mut cmd = retriever_at(cloud, cache);
-    cmd.arg("watch")
-        .args([
-            "--to",
-            dest,
-            "--filter",
-            "AccessionNumber=ACC*",
-            "--priors",
-            "0",
-            "--retries",
-            "0",
-        ])
-        .args(args);
-    cmd
+/// An empty cloud behind the fault proxy, a cache and a storescp. Fields drop in order: the
+/// destination and the proxy before the cloud.
+struct Peers {
+    scp: Storescp,
+    cache: tempfile::TempDir,
+    proxy: Proxy,
+    cloud: Orthanc,
+}
+
+impl Peers {
+    fn start() -> Peers {
+        let cloud = Orthanc::empty();
+        Peers {
+            scp: Storescp::start("STORESCP"),
+            cache: temp_cache(),
+            proxy: Proxy::to(&cloud),
+            cloud,
+        }
+    }
+
+    /// `retriever --cloud PROXY ... watch --to STORESCP ARGS...`, one request per try.
+    fn watch(&self, args: &[&str]) -> Command {
+        let mut cmd = retriever_at(&self.proxy.dicomweb_url(), self.cache.path());
+        cmd.arg("watch")
+            .args([
+                "--to",
+                &self.scp.address(),
+                "--filter",
+                "AccessionNumber=ACC*",
+                "--priors",
+                "0",
+                "--retries",
+                "0",
+            ])
+            .args(args);
+        cmd
+    }
 }
 
 fn upload(cloud: &Orthanc, accession: &str) {
@@ -73,27 +93,19 @@ fn delivered_by_the_first_search_after(running: &mut Running, proxy: &Proxy, bac
 /// the first search finds the study and it is fetched and delivered before any other search,
 /// and no request after the return was refused (none waited out a retry).
 fn a_study_that_arrived_during_the_outage_is_delivered_by_the_first_search_after() {
-    let cloud = Orthanc::empty();
-    let proxy = Proxy::to(&cloud);
-    let cache = temp_cache();
-    let scp = Storescp::start("STORESCP");
-    let dest = scp.address();
-    let mut running = Running::start(watch(
-        &proxy.dicomweb_url(),
-        cache.path(),
-        &dest,
-        &["--interval", INTERVAL],
-    ));
+    let peers = Peers::start();
+    let Peers { scp, proxy, cloud, .. } = &peers;
+    let mut running = Running::start(peers.watch(&["--interval", INTERVAL]));
     wait_until(LIMIT, "a search that works", &mut running, || {
         proxy.study_searches("/studies?AccessionNumber=") >= 1
     });
     let outage = proxy.add(Rule::new(Fault::unavailable(0)).path_contains("/dicom-web/"));
-    upload(&cloud, "ACC3001");
+    upload(cloud, "ACC3001");
     wait_until(LIMIT, "three refused probes", &mut running, || proxy.hits(outage) >= 3);
     let back = proxy.study_searches("/studies?AccessionNumber=");
     let requests = proxy.request_count();
     proxy.clear();
-    delivered_by_the_first_search_after(&mut running, &proxy, back, "ACC3001");
+    delivered_by_the_first_search_after(&mut running, proxy, back, "ACC3001");
     assert_eq!(scp.received_sop_uids(), testdata().study("ACC3001").sop_uids());
     // The first request after the return was the search itself, no probe of its own before it.
     let after = &proxy.requests()[requests..];
@@ -110,33 +122,17 @@ fn a_study_that_arrived_during_the_outage_is_delivered_by_the_first_search_after
 /// cloud answers again, the search that finds it back takes the study up at once; waiting out
 /// the backoff, it came two searches later.
 fn a_study_the_outage_failed_is_taken_up_by_the_first_search_after() {
-    let cloud = Orthanc::empty();
-    let proxy = Proxy::to(&cloud);
-    let cache = temp_cache();
-    let scp = Storescp::start("STORESCP");
-    let dest = scp.address();
-    upload(&cloud, "ACC3001");
+    let peers = Peers::start();
+    let Peers { scp, proxy, cloud, .. } = &peers;
+    upload(cloud, "ACC3001");
     // A first pass finds the study but cannot fetch it: it stays in the record, to do.
     let listings = proxy.add(Rule::new(Fault::unavailable(0)).path_contains("/dicom-web/studies/"));
-    let (code, _, stderr) = run_within(
-        &mut watch(
-            &proxy.dicomweb_url(),
-            cache.path(),
-            &dest,
-            &["--once", "--interval", INTERVAL],
-        ),
-        LIMIT,
-    );
+    let (code, _, stderr) = run_within(&mut peers.watch(&["--once", "--interval", INTERVAL]), LIMIT);
     assert_eq!(code, 1, "{stderr}");
     assert!(proxy.hits(listings) >= 1, "{stderr}");
     proxy.clear();
     let outage = proxy.add(Rule::new(Fault::unavailable(0)).path_contains("/dicom-web/"));
-    let mut running = Running::start(watch(
-        &proxy.dicomweb_url(),
-        cache.path(),
-        &dest,
-        &["--interval", INTERVAL],
-    ));
+    let mut running = Running::start(peers.watch(&["--interval", INTERVAL]));
     let stderr = running.stderr_path();
     wait_until(LIMIT, "the study failed again", &mut running, || {
         file_says(&stderr, "ACC3001: not delivered")
@@ -148,25 +144,17 @@ fn a_study_the_outage_failed_is_taken_up_by_the_first_search_after() {
     assert!(proxy.hits(outage) >= 3);
     let back = proxy.study_searches("/studies?AccessionNumber=");
     proxy.clear();
-    delivered_by_the_first_search_after(&mut running, &proxy, back, "ACC3001");
+    delivered_by_the_first_search_after(&mut running, proxy, back, "ACC3001");
     assert_eq!(scp.received_sop_uids(), testdata().study("ACC3001").sop_uids());
 }
 
 /// The cloud answers the search with 503 and `Retry-After: 30` (maintenance, say): the watch
 /// probes it again in 30 s, not every second, and says so.
 fn a_cloud_that_asks_to_be_left_alone_is_not_probed_sooner() {
-    let cloud = Orthanc::empty();
-    let proxy = Proxy::to(&cloud);
-    let cache = temp_cache();
-    let scp = Storescp::start("STORESCP");
-    let dest = scp.address();
+    let peers = Peers::start();
+    let proxy = &peers.proxy;
     proxy.add(Rule::new(Fault::unavailable(30)).path_contains("/dicom-web/studies?"));
-    let mut running = Running::start(watch(
-        &proxy.dicomweb_url(),
-        cache.path(),
-        &dest,
-        &["--interval", INTERVAL],
-    ));
+    let mut running = Running::start(peers.watch(&["--interval", INTERVAL]));
     let stderr = running.stderr_path();
     wait_until(LIMIT, "the failed search said", &mut running, || {
         file_says(&stderr, "the search failed")
