@@ -9,7 +9,13 @@ watch is started on the same cache and cloud and measured the same way: what the
 holds beyond it is what it kept of the studies it delivered.
 
     scripts/heap.py [--bin target/release/retriever] [--total 2000] [--wave 250] [--work DIR]
-                    [--probe-at 1000,2000] [--heaptrack PREFIX]
+                    [--probe-at 1000,2000] [--heaptrack PREFIX] [--outage-at 500,1000]
+
+--outage-at N,... after those many studies the cloud is down for --outage-seconds (default 20): the
+                  watch reaches Orthanc through a forwarder here, which then ends every connection
+                  and answers 503 to every request, as a cloud behind a load balancer does when
+                  its archive is away. The next wave is uploaded once it is back, and the samples
+                  say whether an outage left memory or threads behind it.
 
 --probe-at N,...  after those many studies (and for the fresh watch) writes DIR/probe-N.smaps (the
                   process's mappings) and DIR/probe-N.xml (glibc's malloc_info: per arena, the
@@ -38,6 +44,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import xml.etree.ElementTree as ET
 
@@ -80,6 +87,96 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class Forwarder:
+    """TCP from a port of its own to Orthanc's, connection by connection; while `down`, every
+    connection is ended and every new request is answered 503."""
+
+    def __init__(self, upstream_port):
+        self.upstream = upstream_port
+        self.down = False
+        self.lock = threading.Lock()
+        self.open = set()
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def set_down(self, down):
+        with self.lock:
+            self.down = down
+            if down:
+                for s in list(self.open):
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+    def accept(self):
+        while True:
+            client, _ = self.listener.accept()
+            threading.Thread(target=self.serve, args=(client,), daemon=True).start()
+
+    def serve(self, client):
+        with self.lock:
+            down = self.down
+        if down:
+            try:
+                client.settimeout(5)
+                client.recv(65536)
+                client.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            except OSError:
+                pass
+            client.close()
+            return
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.upstream))
+        except OSError:
+            client.close()
+            return
+        with self.lock:
+            self.open.update((client, upstream))
+
+        def pump(a, b):
+            try:
+                while True:
+                    data = a.recv(262144)
+                    if not data:
+                        break
+                    b.sendall(data)
+            except OSError:
+                pass
+            for s in (a, b):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+        other = threading.Thread(target=pump, args=(upstream, client), daemon=True)
+        other.start()
+        pump(client, upstream)
+        other.join()
+        with self.lock:
+            self.open.discard(client)
+            self.open.discard(upstream)
+        client.close()
+        upstream.close()
+
+
+def threads(pid):
+    """The process's threads, as `name×count,...` by name."""
+    names = {}
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/comm") as f:
+                name = f.read().strip()
+        except OSError:
+            continue
+        names[name] = names.get(name, 0) + 1
+    return ",".join(f"{n}x{c}" if c > 1 else n for n, c in sorted(names.items()))
 
 
 def make_studies(template, out, n):
@@ -181,6 +278,8 @@ def main():
     ap.add_argument("--work", help="where to keep everything (default: a new temporary directory)")
     ap.add_argument("--probe-at", type=lambda v: [int(x) for x in v.split(",") if x], default=[])
     ap.add_argument("--heaptrack", help="output prefix: run the watches under heaptrack")
+    ap.add_argument("--outage-at", type=lambda v: [int(x) for x in v.split(",") if x], default=[])
+    ap.add_argument("--outage-seconds", type=float, default=20.0)
     a = ap.parse_args()
 
     work = a.work or tempfile.mkdtemp(prefix="retriever-heap-")
@@ -218,7 +317,9 @@ def main():
         started.append(scp)
         cache = os.path.join(work, "cache")
         shutil.rmtree(cache, ignore_errors=True)
-        cmd = [a.bin, "--cloud", state["dicomweb_url"], "--user", USER, "--cache", cache, "watch",
+        forwarder = Forwarder(state["http_port"])
+        cloud = state["dicomweb_url"].replace(f":{state['http_port']}/", f":{forwarder.port}/")
+        cmd = [a.bin, "--cloud", cloud, "--user", USER, "--cache", cache, "watch",
                "--to", f"STORESCP@127.0.0.1:{port}", "--interval", "1s", "--filter", "AccessionNumber=SOAK*",
                "--priors", "0"]
         log = open(os.path.join(work, "watch.log"), "w")
@@ -237,8 +338,8 @@ def main():
         watch, pid = start(a.heaptrack)
         auth = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
         time.sleep(a.rest)
-        print("heap.py: studies  delivered  rss_kB  seconds", flush=True)
-        print(f"heap.py: {0:>7} {0:>10} {rss_kb(pid):>7} {0:>8.1f}", flush=True)
+        print("heap.py: studies  delivered  rss_kB  seconds  threads", flush=True)
+        print(f"heap.py: {0:>7} {0:>10} {rss_kb(pid):>7} {0:>8.1f} {threads(pid)}", flush=True)
         began = time.time()
         for first in range(0, a.total, a.wave):
             conn = http.client.HTTPConnection("127.0.0.1", state["http_port"])
@@ -257,10 +358,16 @@ def main():
                     raise SystemExit(f"heap.py: the watch ended; see `{work}/watch.log`")
                 time.sleep(0.2)
             time.sleep(a.rest)
-            print(f"heap.py: {up:>7} {len(os.listdir(scp_dir)):>10} {rss_kb(pid):>7} {time.time() - began:>8.1f}",
-                  flush=True)
+            print(f"heap.py: {up:>7} {len(os.listdir(scp_dir)):>10} {rss_kb(pid):>7} "
+                  f"{time.time() - began:>8.1f} {threads(pid)}", flush=True)
             if up in a.probe_at and not a.heaptrack:
                 probe(pid, work, str(up))
+            if up in a.outage_at:
+                forwarder.set_down(True)
+                time.sleep(a.outage_seconds)
+                print(f"heap.py: the cloud was down for {a.outage_seconds:g} s: rss {rss_kb(pid)} kB, "
+                      f"threads {threads(pid)}", flush=True)
+                forwarder.set_down(False)
         stop(watch, pid)
         fresh, pid = start(a.heaptrack + "-fresh" if a.heaptrack else None)
         time.sleep(a.rest)

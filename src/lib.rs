@@ -24,6 +24,7 @@ pub mod store;
 mod testalloc;
 pub mod text;
 pub mod timings;
+pub mod trust;
 pub mod ui;
 pub mod uid;
 pub mod watch;

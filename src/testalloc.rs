@@ -5,6 +5,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::sync::atomic::{AtomicIsize, Ordering};
 
 struct Counting;
 
@@ -15,6 +16,9 @@ thread_local! {
     static LIVE: Cell<isize> = const { Cell::new(0) };
     static PEAK: Cell<isize> = const { Cell::new(0) };
 }
+
+/// What every thread of the process holds, allocated less freed.
+static EVERYWHERE: AtomicIsize = AtomicIsize::new(0);
 
 fn count(size: usize) {
     // `try_with`: the allocator also runs while a thread's locals are torn down.
@@ -28,6 +32,7 @@ fn count(size: usize) {
 /// Follows what this thread holds (what it allocated less what it freed)
 /// while a measurement runs, and its peak.
 fn live(delta: isize) {
+    EVERYWHERE.fetch_add(delta, Ordering::Relaxed);
     if COUNTING.try_with(Cell::get).unwrap_or(false) {
         let now = LIVE.try_with(|l| {
             l.set(l.get() + delta);
@@ -70,6 +75,33 @@ pub struct Allocated {
     /// The most it held at once (allocated less freed, on this thread,
     /// counted from the start of the measurement).
     pub peak: usize,
+}
+
+/// What all threads of the process hold now, in bytes: a test that reads
+/// it must run alone in its process ([`alone`]).
+pub fn held_everywhere() -> isize {
+    EVERYWHERE.load(Ordering::Relaxed)
+}
+
+/// True when this test runs in a process of its own; otherwise runs the
+/// test `name` (its full path) so, checks that it passed, and returns false.
+/// For a measurement of what every thread holds, as a library that builds
+/// on threads of its own needs.
+pub fn alone(name: &str) -> bool {
+    if std::env::var_os("RETRIEVER_TEST_ALONE").is_some() {
+        return true;
+    }
+    let out = std::process::Command::new(std::env::current_exe().expect("the test binary's path"))
+        .args(["--exact", name, "--test-threads=1", "--nocapture"])
+        .env("RETRIEVER_TEST_ALONE", "1")
+        .output()
+        .expect("the test binary runs");
+    let said = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && said.contains("1 passed"),
+        "`{name}` alone failed:\n{said}"
+    );
+    false
 }
 
 /// Runs `f` and returns what it allocated on this thread.

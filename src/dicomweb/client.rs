@@ -23,8 +23,10 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result, anyhow, bail};
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, RETRY_AFTER, WARNING};
 use reqwest::{StatusCode, Url, redirect};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 
-use super::http::{Lanes, Response, SendError, Settings, find_source};
+use super::http::{self, Lanes, Response, SendError, Settings, find_source};
 use super::identity::{self, Refusal};
 use super::json::{Identities, Page, Seen};
 use super::multipart::{Multipart, MultipartError};
@@ -104,22 +106,31 @@ impl Client {
                  RETRIEVER_USER/RETRIEVER_PASSWORD or RETRIEVER_TOKEN instead"
             );
         }
-        let mut certificates = Vec::new();
+        let mut roots = crate::trust::system_roots();
         if let Some(path) = &cfg.ca_bundle {
             let pem =
                 std::fs::read(path).with_context(|| format!("failed to read the CA bundle `{}`", path.display()))?;
-            certificates = reqwest::Certificate::from_pem_bundle(&pem)
+            let certificates = CertificateDer::pem_slice_iter(&pem)
+                .collect::<Result<Vec<_>, _>>()
                 .with_context(|| format!("the CA bundle `{}` is not a valid PEM file", path.display()))?;
             if certificates.is_empty() {
                 bail!("the CA bundle `{}` contains no PEM certificate", path.display());
+            }
+            for certificate in certificates {
+                roots.add(certificate).with_context(|| {
+                    format!(
+                        "the CA bundle `{}` holds a certificate that cannot be trusted as a CA; \
+                         give the PEM certificate of the authority that issued the cloud's",
+                        path.display()
+                    )
+                })?;
             }
         }
         let identity = cfg.client_identity.as_ref().map(identity::load).transpose()?;
         let settings = Settings {
             connect_timeout: cfg.connect_timeout,
             idle_timeout: cfg.idle_timeout,
-            certificates,
-            identity,
+            tls: Arc::new(http::tls_config(roots, identity)?),
             use_proxy: cfg.may_use_proxy(),
         };
         let token_lanes = token_lanes(&cfg.auth, &settings)?;

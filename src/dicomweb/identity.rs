@@ -17,6 +17,9 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
 
 use super::ClientIdentity;
 
@@ -41,9 +44,24 @@ const CERTIFICATE_ALERTS: [&str; 8] = [
     "AccessDenied",
 ];
 
+/// Our certificate chain and its key, as rustls takes them.
+pub(super) struct Identity {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl Clone for Identity {
+    fn clone(&self) -> Identity {
+        Identity {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+        }
+    }
+}
+
 /// The certificate and key of `id`, checked: readable, PEM, a certificate
 /// in the one and a single unencrypted key in the other, belonging together.
-pub(super) fn load(id: &ClientIdentity) -> Result<reqwest::Identity> {
+pub(super) fn load(id: &ClientIdentity) -> Result<Identity> {
     let cert_sections = pem_sections(&id.cert, "client certificate")?;
     let certs: Vec<&Section> = cert_sections.iter().filter(|s| s.label == "CERTIFICATE").collect();
     if certs.is_empty() {
@@ -87,34 +105,30 @@ pub(super) fn load(id: &ClientIdentity) -> Result<reqwest::Identity> {
             id.cert.display()
         ),
     };
-    // Other sections (EC PARAMETERS, say) are left out: reqwest refuses them.
-    let mut pem = String::new();
-    for section in certs.iter().chain([&key]) {
-        pem.push_str(&section.text);
-    }
-    let identity = reqwest::Identity::from_pem(pem.as_bytes()).map_err(|e| {
+    let unreadable = |e: &dyn std::fmt::Display| {
         anyhow::anyhow!(
-            "the client certificate `{}` or its key `{}` cannot be read ({})",
+            "the client certificate `{}` or its key `{}` cannot be read ({e})",
             id.cert.display(),
             id.key.display(),
-            super::client::chain(&e)
+        )
+    };
+    let chain = certs
+        .iter()
+        .map(|section| CertificateDer::from_pem_slice(section.text.as_bytes()).map_err(|e| unreadable(&e)))
+        .collect::<Result<Vec<_>>>()?;
+    let key = PrivateKeyDer::from_pem_slice(key.text.as_bytes()).map_err(|e| unreadable(&e))?;
+    // Decoding the key and checking that it is the certificate's, here, lets
+    // the error name both files.
+    let provider = rustls::crypto::ring::default_provider();
+    CertifiedKey::from_der(chain.clone(), key.clone_key(), &provider).map_err(|e| {
+        anyhow::anyhow!(
+            "the client key `{}` cannot be used with the client certificate `{}` ({e}); give the \
+             private key that belongs to that certificate",
+            id.key.display(),
+            id.cert.display(),
         )
     })?;
-    // rustls decodes the key, and checks that it is the certificate's, only
-    // when a client is built: done here, the error can name both files.
-    reqwest::Client::builder()
-        .identity(identity.clone())
-        .build()
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "the client key `{}` cannot be used with the client certificate `{}` ({}); give the \
-                 private key that belongs to that certificate",
-                id.key.display(),
-                id.cert.display(),
-                super::client::chain(&e)
-            )
-        })?;
-    Ok(identity)
+    Ok(Identity { chain, key })
 }
 
 /// One `-----BEGIN LABEL-----` ... `-----END LABEL-----` block of a PEM file.

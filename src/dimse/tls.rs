@@ -25,7 +25,7 @@ use rustls::client::ResolvesClientCert;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::sign::CertifiedKey;
-use rustls::{AlertDescription, CertificateError, ClientConfig, ClientConnection, RootCertStore, SignatureScheme};
+use rustls::{AlertDescription, CertificateError, ClientConfig, ClientConnection, SignatureScheme};
 
 use super::error::TlsFailure;
 
@@ -86,12 +86,7 @@ impl ClientTls {
                  give the name the destination's certificate is for with `--to-server-name`"
             ))
         })?;
-        let mut roots = RootCertStore::empty();
-        // As the cloud hop trusts (reqwest with native and webpki roots):
-        // the system's store, and Mozilla's list.
-        let native = rustls_native_certs::load_native_certs();
-        roots.add_parsable_certificates(native.certs);
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let mut roots = crate::trust::system_roots();
         if let Some(path) = &opts.ca {
             for cert in read_certificates(path, "CA file")? {
                 roots.add(cert).map_err(|e| {
