@@ -2,10 +2,14 @@
 //! `ssl_verify_client on`, and behind `openssl s_server`, which ends the TLS handshake with an
 //! alert instead of answering as nginx does. With our certificate a study arrives whole;
 //! without one, or with one from an authority the cloud does not trust, the run fails at once
-//! and says which; and the cloud's own certificate is verified all the same.
+//! and says which; and the cloud's own certificate is verified all the same. Through a
+//! hospital's proxy (HTTPS_PROXY, a CONNECT tunnel) the study arrives the same way.
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -23,6 +27,7 @@ tests! {
     a_cloud_that_ends_the_handshake_with_an_alert_says_why: ["openssl"],
     config_shows_the_client_certificate_and_warns_about_a_readable_key: ["openssl"],
     a_key_that_is_not_the_certificates_is_refused_naming_both: ["openssl"],
+    a_study_comes_whole_through_the_hospitals_proxy: ["orthanc", "openssl", "nginx"],
 }
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -298,4 +303,107 @@ fn a_key_that_is_not_the_certificates_is_refused_naming_both() {
     );
     assert!(err.contains(&named), "{err}");
     assert!(!err.contains("connect"), "nothing was sent: {err}");
+}
+
+/// A hospital's web proxy: it takes `CONNECT host:port` and then passes bytes both ways, never
+/// seeing inside the TLS. Keeps what each CONNECT asked for.
+struct ConnectProxy {
+    port: u16,
+    asked: Arc<Mutex<Vec<String>>>,
+}
+
+impl ConnectProxy {
+    fn start() -> ConnectProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let port = listener.local_addr().unwrap().port();
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&asked);
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let seen = Arc::clone(&seen);
+                std::thread::spawn(move || tunnel(client, &seen));
+            }
+        });
+        ConnectProxy { port, asked }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn asked(&self) -> Vec<String> {
+        self.asked.lock().unwrap().clone()
+    }
+}
+
+fn tunnel(client: TcpStream, seen: &Mutex<Vec<String>>) {
+    let mut reader = BufReader::new(client.try_clone().unwrap());
+    let mut first = String::new();
+    if reader.read_line(&mut first).is_err() {
+        return;
+    }
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+    }
+    let mut client = client;
+    let Some(target) = first.strip_prefix("CONNECT ").and_then(|r| r.split(' ').next()) else {
+        let _ = client.write_all(b"HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\n\r\n");
+        return;
+    };
+    seen.lock().unwrap().push(target.to_string());
+    let Ok(upstream) = TcpStream::connect(target) else {
+        let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n");
+        return;
+    };
+    client
+        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        .unwrap();
+    let mut to_upstream = upstream.try_clone().unwrap();
+    let mut from_upstream = upstream;
+    let mut to_client = client.try_clone().unwrap();
+    let up = std::thread::spawn(move || {
+        // The reader hands over first what the client sent after its request head.
+        let _ = std::io::copy(&mut reader, &mut to_upstream);
+        let _ = to_upstream.shutdown(Shutdown::Write);
+    });
+    let _ = std::io::copy(&mut from_upstream, &mut to_client);
+    let _ = client.shutdown(Shutdown::Both);
+    let _ = up.join();
+}
+
+/// With the proxy of the environment (HTTPS_PROXY), as a hospital's PCs have it: the study comes
+/// whole through the proxy's tunnel, the cloud's certificate checked against the CA bundle and
+/// ours presented, as without a proxy.
+fn a_study_comes_whole_through_the_hospitals_proxy() {
+    let pki = Certs::new();
+    let nginx = pki.nginx();
+    let proxy = ConnectProxy::start();
+    let cache = temp_cache();
+    let mut cmd = retriever_at(&format!("{}/dicom-web", nginx.url()), cache.path());
+    cmd.arg("--ca-bundle").arg(pki.server_ca.ca());
+    cmd.arg("--client-cert")
+        .arg(&pki.ours.cert)
+        .arg("--client-key")
+        .arg(&pki.ours.key);
+    cmd.env("HTTPS_PROXY", proxy.url())
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy");
+    let (code, out, err) = run_within(cmd.args(["fetch", "ACC2001", "--priors", "0"]), LIMIT);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with(uid_of("ACC2001")), "{out}");
+    assert_study_cached(cache.path(), "ACC2001");
+    let host = nginx.url().trim_start_matches("https://").to_string();
+    let asked = proxy.asked();
+    assert!(
+        !asked.is_empty() && asked.iter().all(|a| *a == host),
+        "every connection to the cloud went through the proxy to {host}: {asked:?}"
+    );
+    let requests = requests_logged(&nginx);
+    assert!(
+        !requests.is_empty() && requests.iter().all(|r| r.starts_with("200 SUCCESS ")),
+        "every request came with our certificate, checked: {requests:?}"
+    );
 }
