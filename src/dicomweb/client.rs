@@ -30,6 +30,7 @@ use super::http::{self, Lanes, Response, SendError, Settings, find_source};
 use super::identity::{self, Refusal};
 use super::json::{Identities, Page, Seen};
 use super::multipart::{Multipart, MultipartError};
+use super::options::{Proxy, ProxyOrigin};
 use super::retry::{backoff, is_transient_status, parse_retry_after};
 use super::token::{Fetch, Lease};
 use super::{Auth, ClientOptions, Tokens};
@@ -85,6 +86,8 @@ struct Inner {
     /// Our client certificate's file, for the messages about it.
     client_cert: Option<PathBuf>,
     study_fields: Vec<u32>,
+    /// The proxy requests go through, for the messages about it.
+    proxy: Proxy,
 }
 
 impl std::fmt::Debug for Client {
@@ -152,6 +155,7 @@ impl Client {
                 transfer_syntax: cfg.transfer_syntax.clone(),
                 client_cert: cfg.client_identity.as_ref().map(|id| id.cert.clone()),
                 study_fields: cfg.study_fields.clone(),
+                proxy: cfg.proxy(),
             }),
         })
     }
@@ -637,6 +641,11 @@ impl Client {
                  --ca-bundle FILE (RETRIEVER_CA_BUNDLE); also check the computer's clock",
             );
         }
+        if e.is_connect()
+            && let Some(failure) = self.proxy_refused(&e)
+        {
+            return failure;
+        }
         if e.is_connect() {
             let cause = if is_timeout(&e) {
                 format!("no connection within {}", secs(self.inner.connect_timeout))
@@ -650,6 +659,53 @@ impl Client {
             );
         }
         self.io_failure(what, &e, None)
+    }
+
+    /// The proxy would not open a tunnel to the cloud: for want of a
+    /// password, or the one it was given (407: not worth a retry, the same
+    /// would be given again), or for a reason of its own (its policy, or
+    /// the cloud's host unreachable from it).
+    fn proxy_refused(&self, e: &reqwest::Error) -> Option<Failure> {
+        let Proxy::Via { url, origin } = &self.inner.proxy else {
+            return None;
+        };
+        let cause = chain(e);
+        let base = self.inner.base.as_str();
+        let host = self.inner.base.host_str().unwrap_or_default();
+        let set = match origin {
+            ProxyOrigin::Environment(variable) => format!("the proxy `{url}` ({variable})"),
+            ProxyOrigin::System => format!("the proxy `{url}` (the system's proxy settings)"),
+        };
+        if cause.contains("tunnel error: proxy authorization required") {
+            let hint = match origin {
+                ProxyOrigin::Environment(variable) => format!(
+                    "write the proxy's user name and password in {variable} \
+                     (http://USER:PASSWORD@HOST:PORT), as the hospital's IT gives them for this router"
+                ),
+                ProxyOrigin::System => "the system's proxy settings hold no password: set HTTPS_PROXY to \
+                                        http://USER:PASSWORD@HOST:PORT, as the hospital's IT gives them for \
+                                        this router"
+                    .to_string(),
+            };
+            return Some(Failure::permanent(
+                format!(
+                    "{set} refused to connect us to the cloud at `{base}`: it wants a user name and \
+                     password, or not the ones given (407 Proxy Authentication Required)"
+                ),
+                &hint,
+            ));
+        }
+        if cause.contains("tunnel error: unsuccessful") {
+            return Some(Failure::transient_with(
+                format!("{set} would not open a connection to the cloud at `{base}`"),
+                cause,
+                &format!(
+                    "ask the hospital's IT to let this router reach `{host}` over HTTPS through the \
+                     proxy; if the cloud is reached without it, add `{host}` to NO_PROXY"
+                ),
+            ));
+        }
+        None
     }
 
     /// The cloud wants a client certificate, or not ours: not worth a

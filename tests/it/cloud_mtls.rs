@@ -28,6 +28,8 @@ tests! {
     config_shows_the_client_certificate_and_warns_about_a_readable_key: ["openssl"],
     a_key_that_is_not_the_certificates_is_refused_naming_both: ["openssl"],
     a_study_comes_whole_through_the_hospitals_proxy: ["orthanc", "openssl", "nginx"],
+    a_proxy_that_wants_a_password_gets_the_one_in_https_proxy: ["orthanc", "openssl", "nginx"],
+    a_proxy_that_will_not_reach_the_cloud_is_named_with_what_to_ask_for: ["orthanc", "openssl", "nginx"],
 }
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -305,15 +307,32 @@ fn a_key_that_is_not_the_certificates_is_refused_naming_both() {
     assert!(!err.contains("connect"), "nothing was sent: {err}");
 }
 
-/// A hospital's web proxy: it takes `CONNECT host:port` and then passes bytes both ways, never
-/// seeing inside the TLS. Keeps what each CONNECT asked for.
+/// A hospital's web proxy: it takes `CONNECT host:port` and then, as its [`Policy`] says,
+/// passes bytes both ways, never seeing inside the TLS. Keeps what each CONNECT asked for.
 struct ConnectProxy {
     port: u16,
     asked: Arc<Mutex<Vec<String>>>,
 }
 
+/// The `Proxy-Authorization` a proxy that asks for a password wants: `router:s3cret`.
+const PROXY_AUTH: &str = "Basic cm91dGVyOnMzY3JldA==";
+
+/// What a proxy does with a CONNECT.
+#[derive(Clone, Copy)]
+enum Policy {
+    Open,
+    /// 407 without this `Proxy-Authorization`.
+    Password(&'static str),
+    /// 403 to every one, as a proxy whose rules leave the host out.
+    Forbidden,
+}
+
 impl ConnectProxy {
     fn start() -> ConnectProxy {
+        ConnectProxy::starting(Policy::Open)
+    }
+
+    fn starting(policy: Policy) -> ConnectProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
         let port = listener.local_addr().unwrap().port();
         let asked = Arc::new(Mutex::new(Vec::new()));
@@ -321,7 +340,7 @@ impl ConnectProxy {
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 let seen = Arc::clone(&seen);
-                std::thread::spawn(move || tunnel(client, &seen));
+                std::thread::spawn(move || tunnel(client, &seen, policy));
             }
         });
         ConnectProxy { port, asked }
@@ -336,16 +355,20 @@ impl ConnectProxy {
     }
 }
 
-fn tunnel(client: TcpStream, seen: &Mutex<Vec<String>>) {
+fn tunnel(client: TcpStream, seen: &Mutex<Vec<String>>, policy: Policy) {
     let mut reader = BufReader::new(client.try_clone().unwrap());
     let mut first = String::new();
     if reader.read_line(&mut first).is_err() {
         return;
     }
+    let mut authorized = !matches!(policy, Policy::Password(_));
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
             break;
+        }
+        if let (Policy::Password(want), Some((name, value))) = (policy, line.split_once(':')) {
+            authorized |= name.eq_ignore_ascii_case("proxy-authorization") && value.trim() == want;
         }
     }
     let mut client = client;
@@ -354,6 +377,17 @@ fn tunnel(client: TcpStream, seen: &Mutex<Vec<String>>) {
         return;
     };
     seen.lock().unwrap().push(target.to_string());
+    if matches!(policy, Policy::Forbidden) {
+        let _ = client.write_all(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n");
+        return;
+    }
+    if !authorized {
+        let _ = client.write_all(
+            b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"hospital\"\r\n\
+              content-length: 0\r\n\r\n",
+        );
+        return;
+    }
     let Ok(upstream) = TcpStream::connect(target) else {
         let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n");
         return;
@@ -406,4 +440,69 @@ fn a_study_comes_whole_through_the_hospitals_proxy() {
         !requests.is_empty() && requests.iter().all(|r| r.starts_with("200 SUCCESS ")),
         "every request came with our certificate, checked: {requests:?}"
     );
+}
+
+/// A proxy that asks for a password: with the one written in HTTPS_PROXY the study comes
+/// whole; without it the run fails at once, and the error says the proxy refused, naming it
+/// (its password hidden) and what to set.
+fn a_proxy_that_wants_a_password_gets_the_one_in_https_proxy() {
+    let pki = Certs::new();
+    let nginx = pki.nginx();
+    let proxy = ConnectProxy::starting(Policy::Password(PROXY_AUTH));
+    let run = |proxy_url: &str| {
+        let cache = temp_cache();
+        let mut cmd = retriever_at(&format!("{}/dicom-web", nginx.url()), cache.path());
+        cmd.arg("--ca-bundle").arg(pki.server_ca.ca());
+        cmd.arg("--client-cert")
+            .arg(&pki.ours.cert)
+            .arg("--client-key")
+            .arg(&pki.ours.key);
+        cmd.env("HTTPS_PROXY", proxy_url)
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy");
+        cmd.args(["fetch", "ACC2001", "--priors", "0", "--retries", "0"]);
+        (run_within(&mut cmd, LIMIT), cache)
+    };
+    let ((code, _, err), cache) = run(&format!("http://router:s3cret@127.0.0.1:{}", proxy.port));
+    assert_eq!(code, 0, "{err}");
+    assert_study_cached(cache.path(), "ACC2001");
+
+    let started = Instant::now();
+    let ((code, _, err), _) = run(&format!("http://router:wrong@127.0.0.1:{}", proxy.port));
+    assert_eq!(code, 1, "{err}");
+    assert!(started.elapsed() < Duration::from_secs(20), "failed at once: {err}");
+    assert!(
+        err.contains("proxy") && err.contains("407"),
+        "says the proxy refused: {err}"
+    );
+    assert!(err.contains("HTTPS_PROXY"), "says what to set: {err}");
+    assert!(!err.contains("wrong"), "the password is not shown: {err}");
+}
+
+/// A proxy whose rules leave the cloud out answers 403 to the tunnel: the error names the proxy
+/// and the cloud's host, and what to ask the hospital's IT for.
+fn a_proxy_that_will_not_reach_the_cloud_is_named_with_what_to_ask_for() {
+    let pki = Certs::new();
+    let nginx = pki.nginx();
+    let proxy = ConnectProxy::starting(Policy::Forbidden);
+    let cache = temp_cache();
+    let mut cmd = retriever_at(&format!("{}/dicom-web", nginx.url()), cache.path());
+    cmd.arg("--ca-bundle").arg(pki.server_ca.ca());
+    cmd.env("HTTPS_PROXY", proxy.url())
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy");
+    let (code, _, err) = run_within(cmd.args(["fetch", "ACC2001", "--priors", "0", "--retries", "0"]), LIMIT);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "the proxy `{}` (HTTPS_PROXY) would not open a connection",
+            proxy.url()
+        )),
+        "names the proxy: {err}"
+    );
+    assert!(
+        err.contains("let this router reach `127.0.0.1` over HTTPS") && err.contains("NO_PROXY"),
+        "says what to ask for: {err}"
+    );
+    assert_eq!(proxy.asked().len(), 1, "tried once, as --retries 0 says");
 }
