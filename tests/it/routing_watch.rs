@@ -15,7 +15,8 @@ use serde_json::{Value, json};
 
 use crate::common::running::{Running, wait_until};
 use crate::common::{
-    Orthanc, Storescp, delivered_counts, dest_key, retriever, retriever_at, run_within, temp_cache, testdata, uid_of,
+    Orthanc, Storescp, assert_journaled_once, dest_key, retriever, retriever_at, run_within, temp_cache, testdata,
+    uid_of,
 };
 
 tests! {
@@ -61,23 +62,6 @@ fn watch(cloud: &str, cache: &Path, config: &Path, args: &[&str]) -> Command {
         .args(["--filter", "PatientID=PAT001", "--filter", "StudyDate=last 24 hours"])
         .args(args);
     cmd
-}
-
-/// Asserts that each instance of the studies is journaled as delivered to `dest` exactly once.
-fn assert_journaled_once(cache: &Path, dest: &str, accessions: &[&str]) {
-    for accession in accessions {
-        let want: BTreeMap<String, usize> = testdata()
-            .study(accession)
-            .sop_uids()
-            .into_iter()
-            .map(|s| (s, 1))
-            .collect();
-        assert_eq!(
-            delivered_counts(cache, uid_of(accession), dest),
-            want,
-            "journal of {accession} for {dest}"
-        );
-    }
 }
 
 /// The stdout lines of `watch --json`, as (study UID, destination name).

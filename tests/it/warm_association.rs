@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::common::testscp::TestScp;
-use crate::common::{delivered_counts, retriever_at, run_within, temp_cache, testdata, uid_of};
+use crate::common::{assert_journaled_once, retriever_at, run_within, temp_cache, testdata};
 
 tests! {
     one_pass_over_several_studies_opens_one_association: ["orthanc", "python"],
@@ -48,21 +48,12 @@ fn assert_all_arrived_once(scp: &TestScp, cache: &Path, dest: &str) {
             *stored.entry(sop).or_default() += 1;
         }
     }
-    let mut want = BTreeMap::new();
-    for accession in STUDIES {
-        let sops: BTreeMap<String, usize> = testdata()
-            .study(accession)
-            .sop_uids()
-            .into_iter()
-            .map(|s| (s, 1))
-            .collect();
-        assert_eq!(
-            delivered_counts(cache, uid_of(accession), dest),
-            sops,
-            "journal of {accession}"
-        );
-        want.extend(sops);
-    }
+    assert_journaled_once(cache, dest, &STUDIES);
+    let want: BTreeMap<String, usize> = STUDIES
+        .iter()
+        .flat_map(|a| testdata().study(a).sop_uids())
+        .map(|s| (s, 1))
+        .collect();
     assert_eq!(stored, want, "C-STOREs answered with success, per instance");
     assert_eq!(
         scp.received_sop_uids(),

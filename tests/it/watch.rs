@@ -20,7 +20,7 @@ use crate::common::running::{Running, wait_until};
 use crate::common::storescp::DEFAULT_FLAGS;
 use crate::common::testscp::TestScp;
 use crate::common::{
-    Orthanc, Storescp, delivered_counts, dest_key, file_says, free_port, retriever_at, run_within, temp_cache,
+    Orthanc, Storescp, assert_journaled_once, dest_key, file_says, free_port, retriever_at, run_within, temp_cache,
     testdata, uid_of,
 };
 
@@ -59,20 +59,6 @@ fn sops(accessions: &[&str]) -> BTreeSet<String> {
 fn upload(cloud: &Orthanc, accession: &str) {
     for instance in testdata().study(accession).instances() {
         cloud.upload_file(&instance.path);
-    }
-}
-
-/// Asserts that the journal has each instance of the studies delivered exactly once.
-fn assert_journaled_once(cache: &Path, dest: &str, accessions: &[&str]) {
-    for accession in accessions {
-        let counts = delivered_counts(cache, uid_of(accession), dest);
-        let want: BTreeMap<String, usize> = testdata()
-            .study(accession)
-            .sop_uids()
-            .into_iter()
-            .map(|s| (s, 1))
-            .collect();
-        assert_eq!(counts, want, "journal of {accession}");
     }
 }
 

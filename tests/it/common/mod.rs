@@ -588,6 +588,24 @@ pub fn journal_lines(cache: &Path, study: &str, dest: &str) -> Vec<serde_json::V
         .collect()
 }
 
+/// Asserts that the journal for `dest` has each instance of the studies (accession numbers of
+/// the test data) delivered exactly once.
+pub fn assert_journaled_once(cache: &Path, dest: &str, accessions: &[&str]) {
+    for accession in accessions {
+        let want: BTreeMap<String, usize> = testdata()
+            .study(accession)
+            .sop_uids()
+            .into_iter()
+            .map(|s| (s, 1))
+            .collect();
+        assert_eq!(
+            delivered_counts(cache, uid_of(accession), dest),
+            want,
+            "journal of {accession} for {dest}"
+        );
+    }
+}
+
 /// How many times the journal of `study` for `dest` records each instance as delivered.
 pub fn delivered_counts(cache: &Path, study: &str, dest: &str) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
