@@ -79,12 +79,36 @@ impl Certs {
 /// `retriever fetch ACC2001 --priors 0` from `cloud` with the cloud's authority trusted, and
 /// `identity` as our client certificate.
 fn fetch(cloud: &str, cache: &Path, pki: &Certs, identity: Option<&Issued>) -> (i32, String, String) {
+    run_within(&mut fetch_command(cloud, cache, pki, identity), LIMIT)
+}
+
+/// [`fetch`] through the proxy `proxy` (HTTPS_PROXY, whatever NO_PROXY the tests run with),
+/// tried once (`--retries 0`).
+fn fetch_via(proxy: &str, cloud: &str, cache: &Path, pki: &Certs, identity: Option<&Issued>) -> (i32, String, String) {
+    let mut cmd = fetch_command(cloud, cache, pki, identity);
+    cmd.args(["--retries", "0"])
+        .env("HTTPS_PROXY", proxy)
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy");
+    run_within(&mut cmd, LIMIT)
+}
+
+fn fetch_command(cloud: &str, cache: &Path, pki: &Certs, identity: Option<&Issued>) -> Command {
     let mut cmd = retriever_at(&format!("{cloud}/dicom-web"), cache);
     cmd.arg("--ca-bundle").arg(pki.server_ca.ca());
     if let Some(id) = identity {
         cmd.arg("--client-cert").arg(&id.cert).arg("--client-key").arg(&id.key);
     }
-    run_within(cmd.args(["fetch", "ACC2001", "--priors", "0"]), LIMIT)
+    cmd.args(["fetch", "ACC2001", "--priors", "0"]);
+    cmd
+}
+
+/// Asserts that nginx took every request with our certificate, checked.
+fn assert_every_request_had_our_certificate(requests: &[String]) {
+    assert!(
+        !requests.is_empty() && requests.iter().all(|r| r.starts_with("200 SUCCESS ")),
+        "every request came with our certificate, checked: {requests:?}"
+    );
 }
 
 /// Waits until nginx has logged at least one request (it logs after answering, which may be
@@ -112,11 +136,7 @@ fn a_study_comes_whole_from_a_cloud_that_asks_for_our_certificate() {
         "openssl writes keys only the owner can read: {err}"
     );
     assert_study_cached(cache.path(), "ACC2001");
-    let requests = nginx.requests();
-    assert!(
-        !requests.is_empty() && requests.iter().all(|r| r.starts_with("200 SUCCESS ")),
-        "every request came with our certificate, checked: {requests:?}"
-    );
+    assert_every_request_had_our_certificate(&nginx.requests());
 }
 
 fn without_a_certificate_the_error_says_the_cloud_wants_one() {
@@ -416,16 +436,7 @@ fn a_study_comes_whole_through_the_hospitals_proxy() {
     let nginx = pki.nginx();
     let proxy = ConnectProxy::start();
     let cache = temp_cache();
-    let mut cmd = retriever_at(&format!("{}/dicom-web", nginx.url()), cache.path());
-    cmd.arg("--ca-bundle").arg(pki.server_ca.ca());
-    cmd.arg("--client-cert")
-        .arg(&pki.ours.cert)
-        .arg("--client-key")
-        .arg(&pki.ours.key);
-    cmd.env("HTTPS_PROXY", proxy.url())
-        .env_remove("NO_PROXY")
-        .env_remove("no_proxy");
-    let (code, out, err) = run_within(cmd.args(["fetch", "ACC2001", "--priors", "0"]), LIMIT);
+    let (code, out, err) = fetch_via(&proxy.url(), &nginx.url(), cache.path(), &pki, Some(&pki.ours));
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with(uid_of("ACC2001")), "{out}");
     assert_study_cached(cache.path(), "ACC2001");
@@ -435,11 +446,7 @@ fn a_study_comes_whole_through_the_hospitals_proxy() {
         !asked.is_empty() && asked.iter().all(|a| *a == host),
         "every connection to the cloud went through the proxy to {host}: {asked:?}"
     );
-    let requests = requests_logged(&nginx);
-    assert!(
-        !requests.is_empty() && requests.iter().all(|r| r.starts_with("200 SUCCESS ")),
-        "every request came with our certificate, checked: {requests:?}"
-    );
+    assert_every_request_had_our_certificate(&requests_logged(&nginx));
 }
 
 /// A proxy that asks for a password: with the one written in HTTPS_PROXY the study comes
@@ -449,26 +456,14 @@ fn a_proxy_that_wants_a_password_gets_the_one_in_https_proxy() {
     let pki = Certs::new();
     let nginx = pki.nginx();
     let proxy = ConnectProxy::starting(Policy::Password(PROXY_AUTH));
-    let run = |proxy_url: &str| {
-        let cache = temp_cache();
-        let mut cmd = retriever_at(&format!("{}/dicom-web", nginx.url()), cache.path());
-        cmd.arg("--ca-bundle").arg(pki.server_ca.ca());
-        cmd.arg("--client-cert")
-            .arg(&pki.ours.cert)
-            .arg("--client-key")
-            .arg(&pki.ours.key);
-        cmd.env("HTTPS_PROXY", proxy_url)
-            .env_remove("NO_PROXY")
-            .env_remove("no_proxy");
-        cmd.args(["fetch", "ACC2001", "--priors", "0", "--retries", "0"]);
-        (run_within(&mut cmd, LIMIT), cache)
-    };
-    let ((code, _, err), cache) = run(&format!("http://router:s3cret@127.0.0.1:{}", proxy.port));
+    let cache = temp_cache();
+    let with = |password: &str| format!("http://router:{password}@127.0.0.1:{}", proxy.port);
+    let (code, _, err) = fetch_via(&with("s3cret"), &nginx.url(), cache.path(), &pki, Some(&pki.ours));
     assert_eq!(code, 0, "{err}");
     assert_study_cached(cache.path(), "ACC2001");
 
     let started = Instant::now();
-    let ((code, _, err), _) = run(&format!("http://router:wrong@127.0.0.1:{}", proxy.port));
+    let (code, _, err) = fetch_via(&with("wrong"), &nginx.url(), temp_cache().path(), &pki, Some(&pki.ours));
     assert_eq!(code, 1, "{err}");
     assert!(started.elapsed() < Duration::from_secs(20), "failed at once: {err}");
     assert!(
@@ -485,13 +480,7 @@ fn a_proxy_that_will_not_reach_the_cloud_is_named_with_what_to_ask_for() {
     let pki = Certs::new();
     let nginx = pki.nginx();
     let proxy = ConnectProxy::starting(Policy::Forbidden);
-    let cache = temp_cache();
-    let mut cmd = retriever_at(&format!("{}/dicom-web", nginx.url()), cache.path());
-    cmd.arg("--ca-bundle").arg(pki.server_ca.ca());
-    cmd.env("HTTPS_PROXY", proxy.url())
-        .env_remove("NO_PROXY")
-        .env_remove("no_proxy");
-    let (code, _, err) = run_within(cmd.args(["fetch", "ACC2001", "--priors", "0", "--retries", "0"]), LIMIT);
+    let (code, _, err) = fetch_via(&proxy.url(), &nginx.url(), temp_cache().path(), &pki, None);
     assert_eq!(code, 1, "{err}");
     assert!(
         err.contains(&format!(
