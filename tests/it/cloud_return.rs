@@ -1,21 +1,24 @@
 //! `retriever watch` when the cloud comes back from an outage, through the fault-injecting
 //! proxy: the search that finds it answering again takes up at once both a study that arrived
 //! meanwhile and one whose fetch the outage failed, without waiting out any backoff; while it
-//! is down, it is probed no sooner than its `Retry-After` asks. Asserted
-//! on the order of the watch's searches and deliveries, never on the clock: the watch's
-//! interval is long, so any wait shows as a second search before the delivery.
+//! is down, it is probed no sooner than its `Retry-After` asks; and a study uploaded during an
+//! outage is delivered within a couple of seconds of its end. Asserted on the order of the
+//! watch's searches and deliveries where it can be: the watch's interval is long, so any wait
+//! shows as a second search before the delivery.
 
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::common::proxy::{Fault, Proxy, Rule};
 use crate::common::running::{Running, wait_until};
-use crate::common::{Orthanc, Storescp, file_says, retriever_at, run_within, temp_cache, testdata};
+use crate::common::{Orthanc, Storescp, file_says, retriever_at, run_within, temp_cache};
+use crate::watch::{log_seconds_after, sops, stamps, upload};
 
 tests! {
     a_study_that_arrived_during_the_outage_is_delivered_by_the_first_search_after: ["orthanc", "storescp"],
     a_study_the_outage_failed_is_taken_up_by_the_first_search_after: ["orthanc", "storescp"],
     a_cloud_that_asks_to_be_left_alone_is_not_probed_sooner: ["orthanc", "storescp"],
+    a_cloud_back_from_an_outage_is_searched_within_seconds: ["orthanc", "storescp"],
 }
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -64,12 +67,6 @@ impl Peers {
     }
 }
 
-fn upload(cloud: &Orthanc, accession: &str) {
-    for instance in testdata().study(accession).instances() {
-        cloud.upload_file(&instance.path);
-    }
-}
-
 /// Waits for the study to be delivered or for a second search after the return, whichever
 /// comes first, and asserts it was the delivery: the search that found the cloud back took
 /// the study up.
@@ -106,7 +103,7 @@ fn a_study_that_arrived_during_the_outage_is_delivered_by_the_first_search_after
     let requests = proxy.request_count();
     proxy.clear();
     delivered_by_the_first_search_after(&mut running, proxy, back, "ACC3001");
-    assert_eq!(scp.received_sop_uids(), testdata().study("ACC3001").sop_uids());
+    assert_eq!(scp.received_sop_uids(), sops(&["ACC3001"]));
     // The first request after the return was the search itself, no probe of its own before it.
     let after = &proxy.requests()[requests..];
     assert!(
@@ -145,7 +142,7 @@ fn a_study_the_outage_failed_is_taken_up_by_the_first_search_after() {
     let back = proxy.study_searches("/studies?AccessionNumber=");
     proxy.clear();
     delivered_by_the_first_search_after(&mut running, proxy, back, "ACC3001");
-    assert_eq!(scp.received_sop_uids(), testdata().study("ACC3001").sop_uids());
+    assert_eq!(scp.received_sop_uids(), sops(&["ACC3001"]));
 }
 
 /// The cloud answers the search with 503 and `Retry-After: 30` (maintenance, say): the watch
@@ -163,4 +160,43 @@ fn a_cloud_that_asks_to_be_left_alone_is_not_probed_sooner() {
     let log = running.stderr();
     assert!(log.contains("the search failed (1 in a row), next in 30s"), "{log}");
     assert_eq!(proxy.study_searches("/studies?AccessionNumber="), 1, "{log}");
+}
+
+/// The cloud answers every search with 503 for a while: the log says so once (not at each of
+/// the searches that probe it meanwhile), and once it answers again the study uploaded during the
+/// outage is delivered within a couple of seconds, by the log's own time stamps (with a backoff
+/// it waited up to 16 s more).
+fn a_cloud_back_from_an_outage_is_searched_within_seconds() {
+    let peers = Peers::start();
+    let proxy = &peers.proxy;
+    let mut running = Running::start(peers.watch(&["--interval", "1s"]));
+    let seen = proxy.study_searches("/studies?");
+    wait_until(LIMIT, "a search that works", &mut running, || {
+        proxy.study_searches("/studies?") > seen
+    });
+    let outage = proxy.add(Rule::new(Fault::unavailable(0)).path_contains("/dicom-web/studies?"));
+    upload(&peers.cloud, "ACC3001");
+    // Six failed searches: a backoff from 1 s would have waited 1, 2, 4, 8 and 16 s by then.
+    wait_until(LIMIT, "six failed searches", &mut running, || proxy.hits(outage) >= 6);
+    proxy.clear();
+    let back = SystemTime::now();
+    let stderr = running.stderr_path();
+    wait_until(LIMIT, "the study delivered", &mut running, || {
+        file_says(&stderr, "delivered ACC3001")
+    });
+    assert_eq!(running.interrupt(), 130);
+    let log = running.stderr();
+    let delivered = stamps(&log, "delivered ACC3001")[0];
+    assert!(
+        log_seconds_after(back, delivered) <= 2,
+        "delivered {} s after the cloud was back:\n{log}",
+        log_seconds_after(back, delivered)
+    );
+    assert_eq!(stamps(&log, "the search failed").len(), 1, "said once:\n{log}");
+    assert_eq!(
+        stamps(&log, "the search works again, the cloud is back after ").len(),
+        1,
+        "{log}"
+    );
+    assert_eq!(peers.scp.received_sop_uids(), sops(&["ACC3001"]));
 }
