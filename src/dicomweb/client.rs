@@ -669,6 +669,8 @@ impl Client {
         let Proxy::Via { url, origin } = &self.inner.proxy else {
             return None;
         };
+        // hyper-util's tunnel errors are no public type: their texts are
+        // matched, and the proxy tests fail should they change.
         let cause = chain(e);
         let base = self.inner.base.as_str();
         let host = self.inner.base.host_str().unwrap_or_default();

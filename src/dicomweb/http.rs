@@ -350,10 +350,10 @@ mod tests {
     /// Every client of a cloud shares the trusted roots, read once: a
     /// client more holds less than half of what they hold (about a third,
     /// measured), where reqwest's own set-up reads and keeps them again for
-    /// each client (one and a half times what they hold, and about 0.4 MB of
-    /// resident memory each, kept for as long as the program runs). reqwest builds a client on its
-    /// runtime thread, so what every thread holds is counted, in a process
-    /// of the test's own.
+    /// each client (one and a half times what they hold, and about 0.4 MB
+    /// of resident memory each, kept for as long as the program runs).
+    /// reqwest builds a client on its runtime thread, so what every thread
+    /// holds is counted, in a process of the test's own.
     #[test]
     fn clients_share_the_trusted_roots_read_once() {
         if !crate::testalloc::alone("dicomweb::http::tests::clients_share_the_trusted_roots_read_once") {
