@@ -86,8 +86,6 @@ struct Inner {
     /// Our client certificate's file, for the messages about it.
     client_cert: Option<PathBuf>,
     study_fields: Vec<u32>,
-    /// The proxy requests go through, for the messages about it.
-    proxy: Proxy,
 }
 
 impl std::fmt::Debug for Client {
@@ -155,7 +153,6 @@ impl Client {
                 transfer_syntax: cfg.transfer_syntax.clone(),
                 client_cert: cfg.client_identity.as_ref().map(|id| id.cert.clone()),
                 study_fields: cfg.study_fields.clone(),
-                proxy: cfg.proxy(),
             }),
         })
     }
@@ -666,7 +663,9 @@ impl Client {
     /// would be given again), or for a reason of its own (its policy, or
     /// the cloud's host unreachable from it).
     fn proxy_refused(&self, e: &reqwest::Error) -> Option<Failure> {
-        let Proxy::Via { url, origin } = &self.inner.proxy else {
+        // Found again only now, on the way to an error: the same answer
+        // as when the client was built, the environment being the same.
+        let Proxy::Via { url, origin } = &super::options::proxy_for(&self.inner.base) else {
             return None;
         };
         // hyper-util's tunnel errors are no public type: their texts are

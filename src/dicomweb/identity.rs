@@ -50,15 +50,6 @@ pub(super) struct Identity {
     pub key: PrivateKeyDer<'static>,
 }
 
-impl Clone for Identity {
-    fn clone(&self) -> Identity {
-        Identity {
-            chain: self.chain.clone(),
-            key: self.key.clone_key(),
-        }
-    }
-}
-
 /// The certificate and key of `id`, checked: readable, PEM, a certificate
 /// in the one and a single unencrypted key in the other, belonging together.
 pub(super) fn load(id: &ClientIdentity) -> Result<Identity> {

@@ -116,7 +116,7 @@ impl ClientOptions {
     /// plain-http cloud, whose proxy would read the credentials and the
     /// patient data, and could change them.
     pub fn may_use_proxy(&self) -> bool {
-        self.base.scheme() == "https"
+        may_be_proxied(&self.base)
     }
 
     /// The proxy requests to the cloud go through, found as reqwest finds
@@ -124,35 +124,7 @@ impl ClientOptions {
     /// `all_proxy`, else the system's settings (Windows' Internet settings,
     /// macOS's), unless `NO_PROXY` names the host.
     pub fn proxy(&self) -> Proxy {
-        if !self.may_use_proxy() {
-            return Proxy::NeverForPlainHttp;
-        }
-        let Ok(uri) = self.base.as_str().parse::<http::Uri>() else {
-            return Proxy::None;
-        };
-        let Some(via) = hyper_util::client::proxy::matcher::Matcher::from_system().intercept(&uri) else {
-            return Proxy::None;
-        };
-        let proxy = via.uri();
-        let scheme = proxy.scheme_str().unwrap_or("http");
-        let port = proxy.port_u16().unwrap_or(match scheme {
-            "https" => 443,
-            s if s.starts_with("socks") => 1080,
-            _ => 80,
-        });
-        let credentials = if via.basic_auth().is_some() || via.raw_auth().is_some() {
-            "***@"
-        } else {
-            ""
-        };
-        let origin = PROXY_VARIABLES
-            .iter()
-            .find(|v| std::env::var_os(v).is_some_and(|value| !value.is_empty()))
-            .map_or(ProxyOrigin::System, |v| ProxyOrigin::Environment(v));
-        Proxy::Via {
-            url: format!("{scheme}://{credentials}{}:{port}", proxy.host().unwrap_or_default()),
-            origin,
-        }
+        proxy_for(&self.base)
     }
 
     /// How delivery asks this cloud for an instance again in a transfer
@@ -163,6 +135,44 @@ impl ClientOptions {
             options.transfer_syntax = Some(ts.to_string());
             super::Client::new(&options)
         })
+    }
+}
+
+/// [`ClientOptions::may_use_proxy`] of a cloud at `base`.
+fn may_be_proxied(base: &Url) -> bool {
+    base.scheme() == "https"
+}
+
+/// [`ClientOptions::proxy`] of a cloud at `base`.
+pub(super) fn proxy_for(base: &Url) -> Proxy {
+    if !may_be_proxied(base) {
+        return Proxy::NeverForPlainHttp;
+    }
+    let Ok(uri) = base.as_str().parse::<http::Uri>() else {
+        return Proxy::None;
+    };
+    let Some(via) = hyper_util::client::proxy::matcher::Matcher::from_system().intercept(&uri) else {
+        return Proxy::None;
+    };
+    let proxy = via.uri();
+    let scheme = proxy.scheme_str().unwrap_or("http");
+    let port = proxy.port_u16().unwrap_or(match scheme {
+        "https" => 443,
+        s if s.starts_with("socks") => 1080,
+        _ => 80,
+    });
+    let credentials = if via.basic_auth().is_some() || via.raw_auth().is_some() {
+        "***@"
+    } else {
+        ""
+    };
+    let origin = PROXY_VARIABLES
+        .iter()
+        .find(|v| std::env::var_os(v).is_some_and(|value| !value.is_empty()))
+        .map_or(ProxyOrigin::System, |v| ProxyOrigin::Environment(v));
+    Proxy::Via {
+        url: format!("{scheme}://{credentials}{}:{port}", proxy.host().unwrap_or_default()),
+        origin,
     }
 }
 
