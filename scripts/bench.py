@@ -27,7 +27,9 @@ Starts a private Orthanc with DICOMweb on loopback, loads a generated large CT s
           of curl of every study at once and that storescu, each alone); and the time to first
           image: from the start of `watch --once` (or of `fetch --store` of the large study) to
           the first instance of each study that storescp wrote (its file's mtime), the median
-          over the router's studies.
+          over the router's studies. With the CPU that retriever, Orthanc and storescp each used,
+          and what the target leaves retriever once the peers have taken theirs (the floor part of
+          fetch prints the same for fetch against Orthanc).
   route   two destinations (two storescp, a config file's `destinations`) against one (`--to`),
           three ways, each in alternating rounds: the router's set (the large study and its
           priors) by `watch --once`, where the fetch, both lanes and both storescp share the CPU;
